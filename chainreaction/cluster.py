@@ -1,0 +1,173 @@
+"""A local cluster of real processes on 127.0.0.1: plan, start, watch, kill, restart, stop.
+
+Used by ``chainreaction cluster up``, the demo, the benchmark and the end-to-end tests.
+Every process is ``python -m chainreaction ROLE ...`` with its log in ``DIR/logs``;
+``DIR/cluster.json`` lists each one (role, name, address, pid) for operators and tools.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import attrs
+
+HOST = "127.0.0.1"
+
+
+@attrs.define
+class ProcessSpec:
+    role: str
+    name: str
+    addr: str  # internal TCP address
+    args: list
+    url: str | None = None  # client WebSocket URL (frontends)
+    popen: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+
+@attrs.define
+class ClusterConfig:
+    nodes: int = 3
+    replication: int = 3
+    eager: int = 1
+    frontends: int = 1
+    data_dir: str = "./cr-data"
+    base_port: int = 7100
+    read_from: str = "chain"
+    failure_timeout_s: float = 1.5
+    fsync: bool = False
+
+    def validate(self) -> None:
+        if self.nodes < 1:
+            raise ValueError("--nodes must be at least 1")
+        if not 1 <= self.replication <= self.nodes:
+            raise ValueError(f"--replication must be between 1 and --nodes ({self.nodes})")
+        if not 1 <= self.eager <= self.replication:
+            raise ValueError(f"--eager must be between 1 and --replication ({self.replication})")
+        if self.frontends < 1:
+            raise ValueError("--frontends must be at least 1")
+        last = self.base_port + 1 + self.nodes + 2 * self.frontends
+        if not 1024 <= self.base_port or last > 65535:
+            raise ValueError("--base-port must leave room for all ports in 1024..65535")
+
+
+class LocalCluster:
+    """Processes of one datacenter. ``start()`` returns once every frontend serves."""
+
+    def __init__(self, config: ClusterConfig) -> None:
+        config.validate()
+        self.config = config
+        self.data_dir = os.path.abspath(config.data_dir)
+        self.log_dir = os.path.join(self.data_dir, "logs")
+        self.processes: dict[str, ProcessSpec] = {}
+        self._plan()
+
+    def _plan(self) -> None:
+        c = self.config
+        port = c.base_port
+        manager_addr = f"{HOST}:{port}"
+        self.processes["manager"] = ProcessSpec("manager", "manager", manager_addr, [
+            "manager", "--listen", manager_addr, "--replication", str(c.replication),
+            "--failure-timeout", str(c.failure_timeout_s)])
+        for i in range(1, c.nodes + 1):
+            addr = f"{HOST}:{port + i}"
+            args = ["node", "--name", f"n{i}", "--listen", addr, "--manager", manager_addr,
+                    "--data-dir", self.data_dir, "--eager", str(c.eager)]
+            if c.fsync:
+                args.append("--fsync")
+            self.processes[f"n{i}"] = ProcessSpec("node", f"n{i}", addr, args)
+        for i in range(1, c.frontends + 1):
+            addr = f"{HOST}:{port + c.nodes + i}"
+            ws = f"{HOST}:{port + c.nodes + c.frontends + i}"
+            self.processes[f"f{i}"] = ProcessSpec("frontend", f"f{i}", addr, [
+                "frontend", "--name", f"f{i}", "--listen", addr, "--ws", ws,
+                "--manager", manager_addr, "--read-from", c.read_from], url=f"ws://{ws}")
+
+    @property
+    def urls(self) -> list[str]:
+        return [p.url for p in self.processes.values() if p.role == "frontend"]
+
+    @property
+    def nodes(self) -> list[str]:
+        return [p.name for p in self.processes.values() if p.role == "node"]
+
+    def spawn(self, name: str) -> None:
+        spec = self.processes[name]
+        assert not spec.alive(), f"{name} is already running"
+        os.makedirs(self.log_dir, exist_ok=True)
+        log = open(os.path.join(self.log_dir, f"{name}.log"), "ab")
+        spec.popen = subprocess.Popen(
+            [sys.executable, "-m", "chainreaction", *spec.args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        self.write_manifest()
+
+    def start(self) -> None:
+        os.makedirs(self.data_dir, exist_ok=True)
+        for name in self.processes:
+            self.spawn(name)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        spec = self.processes[name]
+        if spec.alive():
+            spec.popen.send_signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                spec.popen.wait(timeout=10)
+
+    def restart(self, name: str) -> None:
+        if self.processes[name].alive():
+            self.kill(name)
+        self.spawn(name)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM everything, wait, then SIGKILL what is left."""
+        for spec in self.processes.values():
+            if spec.alive():
+                spec.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for spec in self.processes.values():
+            if spec.popen is None:
+                continue
+            try:
+                spec.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                spec.popen.kill()
+                spec.popen.wait()
+
+    def write_manifest(self) -> None:
+        manifest = {
+            "config": attrs.asdict(self.config),
+            "urls": self.urls,
+            "processes": [
+                {"role": p.role, "name": p.name, "address": p.addr, "url": p.url, "pid": p.pid,
+                 "log": os.path.join(self.log_dir, f"{p.name}.log")}
+                for p in self.processes.values()
+            ],
+        }
+        tmp = os.path.join(self.data_dir, "cluster.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(manifest, f, indent=2)
+        os.replace(tmp, os.path.join(self.data_dir, "cluster.json"))
+
+    def dead_processes(self) -> list[str]:
+        return [p.name for p in self.processes.values() if p.popen and not p.alive()]
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        try:
+            with open(os.path.join(self.log_dir, f"{name}.log"), errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""

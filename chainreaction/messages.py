@@ -1,0 +1,390 @@
+"""Every message the processes exchange: one closed set of frozen attrs classes.
+
+Internal messages (backend <-> backend, frontend <-> backend, * <-> manager) travel as
+CBOR arrays ``[tag, field1, field2, ...]`` (see ``codec.py``); field order is the
+declaration order below and is part of the protocol (docs/protocol.md). Each class
+validates its fields on construction, so a decoded frame is either a well-formed message
+or a ``ValueError``/``TypeError`` that the edge turns into an error reply.
+
+Client messages (SDK <-> frontend) are CBOR maps with named fields; they are described by
+the ``Client*`` classes at the end and converted in ``codec.py``.
+
+Don't subclass these; add a new class with a new tag instead.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from .ring import Ring
+from .versions import Version
+
+# -- limits (documented in docs/protocol.md) -----------------------------------------------
+MAX_KEY_BYTES = 1024
+MAX_VALUE_BYTES = 512 * 1024
+MAX_DEPS = 10_000
+MAX_RID_BYTES = 64
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+ROLES = ("node", "frontend", "manager", "client")
+
+# -- field validators -------------------------------------------------------------------------
+
+
+def _str(_i, a, v):
+    if type(v) is not str:
+        raise TypeError(f"{a.name} must be a text string, got {type(v).__name__}")
+
+
+def _int(_i, a, v):
+    if type(v) is not int or v < 0 or v >= 2**63:
+        raise TypeError(f"{a.name} must be a non-negative 64-bit int, got {v!r}")
+
+
+def _bool(_i, a, v):
+    if type(v) is not bool:
+        raise TypeError(f"{a.name} must be a bool, got {type(v).__name__}")
+
+
+def _key(_i, a, v):
+    if type(v) is not str:
+        raise TypeError(f"{a.name} must be a text string, got {type(v).__name__}")
+    if len(v) == 0:
+        raise ValueError("key must not be empty")
+    if len(v.encode()) > MAX_KEY_BYTES:
+        raise ValueError(f"key is longer than {MAX_KEY_BYTES} bytes")
+
+
+def _value(_i, a, v):
+    if v is None:
+        return
+    if type(v) is not bytes:
+        raise TypeError(f"{a.name} must be bytes or null, got {type(v).__name__}")
+    if len(v) > MAX_VALUE_BYTES:
+        raise ValueError(f"value is larger than {MAX_VALUE_BYTES} bytes")
+
+
+def _rid(_i, a, v):
+    if type(v) is not bytes or not 1 <= len(v) <= MAX_RID_BYTES:
+        raise ValueError(f"{a.name} must be 1..{MAX_RID_BYTES} bytes")
+
+
+def _role(_i, a, v):
+    if v not in ROLES:
+        raise ValueError(f"{a.name} must be one of {ROLES}, got {v!r}")
+
+
+def _ranges(value) -> tuple:
+    out = []
+    for r in value:
+        if not isinstance(r, (list, tuple)) or len(r) != 2:
+            raise ValueError(f"a range is [start, end], got {r!r}")
+        start, end = r
+        if type(start) is not int or type(end) is not int:
+            raise TypeError("range bounds must be ints")
+        out.append((start, end))
+    return tuple(out)
+
+
+def _sync_items(value) -> tuple:
+    return tuple(SyncItem.coerce(v) for v in value)
+
+
+def _ring_optional(value):
+    return None if value is None else Ring.coerce(value)
+
+
+def _version():
+    return attrs.field(converter=Version.coerce)
+
+
+def _version_opt():
+    return attrs.field(converter=Version.coerce_optional)
+
+REGISTRY: dict[int, type] = {}
+
+
+def message(tag: int):
+    """Register a frozen message class under a wire tag."""
+
+    def wrap(cls):
+        cls = attrs.frozen(slots=True)(cls)
+        assert tag not in REGISTRY, f"duplicate tag {tag}"
+        cls.TAG = tag
+        cls.FIELDS = tuple(f.name for f in attrs.fields(cls))
+        REGISTRY[tag] = cls
+        return cls
+
+    return wrap
+
+
+# -- transport and membership ------------------------------------------------------------------
+
+
+@message(1)
+class Hello:
+    """First frame on every internal connection: who is talking."""
+
+    name: str = attrs.field(validator=_str)
+    role: str = attrs.field(validator=_role)
+    addr: str = attrs.field(validator=_str)
+
+
+@message(2)
+class Heartbeat:
+    """node/frontend -> manager, every heartbeat interval. ``epoch`` is the sender's ring."""
+
+    name: str = attrs.field(validator=_str)
+    role: str = attrs.field(validator=_role)
+    addr: str = attrs.field(validator=_str)
+    incarnation: int = attrs.field(validator=_int)
+    epoch: int = attrs.field(validator=_int)
+
+
+@message(3)
+class RingUpdate:
+    """manager -> everyone: the current ring (and the one before it, for state transfer)."""
+
+    ring: Ring = attrs.field(converter=Ring.coerce)
+    previous: Ring | None = attrs.field(default=None, converter=_ring_optional)
+
+
+@message(4)
+class GetRing:
+    """frontend/node -> manager: send me the ring, I only know ``epoch``."""
+
+    epoch: int = attrs.field(validator=_int)
+
+
+# -- writes -------------------------------------------------------------------------------------
+
+
+@message(10)
+class Put:
+    """frontend -> head. ``value`` None is a delete (tombstone). ``rid`` makes retries
+    idempotent; ``floor`` is the largest clock the session has seen."""
+
+    op: int = attrs.field(validator=_int)
+    rid: bytes = attrs.field(validator=_rid)
+    key: str = attrs.field(validator=_key)
+    value: bytes | None = attrs.field(validator=_value)
+    floor: int = attrs.field(validator=_int)
+    epoch: int = attrs.field(validator=_int)
+
+
+@message(11)
+class PutAck:
+    """node at the eager position -> frontend: the write is on the first ``chain_index`` nodes."""
+
+    op: int = attrs.field(validator=_int)
+    key: str = attrs.field(validator=_key)
+    version: Version = _version()
+    chain_index: int = attrs.field(validator=_int)
+    stable: bool = attrs.field(validator=_bool)
+
+
+@message(12)
+class Update:
+    """node -> successor: propagate a version down the chain. The node at position
+    ``ack_at`` (0 = nobody) acknowledges to ``origin``'s operation ``op``."""
+
+    key: str = attrs.field(validator=_key)
+    version: Version = _version()
+    value: bytes | None = attrs.field(validator=_value)
+    rid: bytes = attrs.field(validator=_rid)
+    origin: str = attrs.field(validator=_str)
+    op: int = attrs.field(validator=_int)
+    ack_at: int = attrs.field(validator=_int)
+
+
+@message(13)
+class Stable:
+    """node -> predecessor: the tail holds ``version`` of ``key`` (DC-Write-Stable)."""
+
+    key: str = attrs.field(validator=_key)
+    version: Version = _version()
+
+
+@message(14)
+class StableNotice:
+    """tail -> frontend that wrote it: ``version`` of ``key`` is DC-Write-Stable."""
+
+    key: str = attrs.field(validator=_key)
+    version: Version = _version()
+    rid: bytes = attrs.field(validator=_rid)
+
+
+# -- reads and dependency checks ---------------------------------------------------------------
+
+
+@message(20)
+class Read:
+    """frontend -> chain node: the newest version, which must be >= ``min_version``."""
+
+    op: int = attrs.field(validator=_int)
+    key: str = attrs.field(validator=_key)
+    min_version: Version | None = _version_opt()
+    epoch: int = attrs.field(validator=_int)
+
+
+@message(21)
+class ReadReply:
+    op: int = attrs.field(validator=_int)
+    key: str = attrs.field(validator=_key)
+    found: bool = attrs.field(validator=_bool)
+    value: bytes | None = attrs.field(validator=_value)
+    version: Version | None = _version_opt()
+    position: int = attrs.field(validator=_int)
+    stable: bool = attrs.field(validator=_bool)
+
+
+@message(22)
+class ReadMiss:
+    """The node cannot serve this read safely (older version, or the range is syncing)."""
+
+    op: int = attrs.field(validator=_int)
+    key: str = attrs.field(validator=_key)
+    reason: str = attrs.field(validator=_str)
+
+
+@message(23)
+class DepCheck:
+    """frontend -> tail: answer when you hold ``version`` of ``key`` or newer, stable."""
+
+    op: int = attrs.field(validator=_int)
+    key: str = attrs.field(validator=_key)
+    version: Version = _version()
+    epoch: int = attrs.field(validator=_int)
+
+
+@message(24)
+class DepReply:
+    op: int = attrs.field(validator=_int)
+    key: str = attrs.field(validator=_key)
+    ok: bool = attrs.field(validator=_bool)
+
+
+@message(30)
+class Error:
+    """Reply to a request that was refused. ``epoch`` is the replier's ring epoch."""
+
+    op: int = attrs.field(validator=_int)
+    code: str = attrs.field(validator=_str)
+    detail: str = attrs.field(validator=_str)
+    epoch: int = attrs.field(validator=_int)
+
+
+# -- state transfer ----------------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class SyncItem:
+    key: str = attrs.field(validator=_key)
+    version: Version = _version()
+    value: bytes | None = attrs.field(validator=_value)
+    stable: bool = attrs.field(validator=_bool)
+    rid: bytes = attrs.field(validator=_rid)
+
+    def to_wire(self) -> list:
+        return [self.key, self.version.to_wire(), self.value, self.stable, self.rid]
+
+    @classmethod
+    def coerce(cls, value) -> "SyncItem":
+        if isinstance(value, SyncItem):
+            return value
+        if isinstance(value, (list, tuple)) and len(value) == 5:
+            return cls(*value)
+        raise ValueError(f"a sync item is [key, version, value, stable, rid], got {value!r}")
+
+
+@message(40)
+class SyncRequest:
+    """joining chain member -> source: send me every key in ``ranges`` ((start, end] points)."""
+
+    sync_id: int = attrs.field(validator=_int)
+    epoch: int = attrs.field(validator=_int)
+    ranges: tuple = attrs.field(converter=_ranges)
+
+
+@message(41)
+class SyncChunk:
+    sync_id: int = attrs.field(validator=_int)
+    items: tuple = attrs.field(converter=_sync_items)
+    done: bool = attrs.field(validator=_bool)
+
+
+# -- client protocol (CBOR maps over WebSocket) ------------------------------------------------
+
+
+def _deps(value) -> tuple:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError("deps must be an array")
+    if len(value) > MAX_DEPS:
+        raise ValueError(f"more than {MAX_DEPS} deps")
+    return tuple(Dep.coerce(d) for d in value)
+
+
+@attrs.frozen(slots=True)
+class Dep:
+    """One entry of session metadata: (key, version, chain_index)."""
+
+    key: str = attrs.field(validator=_key)
+    version: Version = _version()
+    chain_index: int = attrs.field(validator=_int)
+
+    def to_wire(self) -> list:
+        return [self.key, self.version.to_wire(), self.chain_index]
+
+    @classmethod
+    def coerce(cls, value) -> "Dep":
+        if isinstance(value, Dep):
+            return value
+        if isinstance(value, (list, tuple)) and len(value) == 3:
+            return cls(*value)
+        raise ValueError(f"a dep is [key, [clock, dc], chain_index], got {value!r}")
+
+
+CLIENT_OPS = ("get", "put", "delete", "stats", "ping")
+
+
+@attrs.frozen(slots=True)
+class ClientRequest:
+    """A client's request. ``deps`` is the session metadata; for a get only the entry of
+    ``key`` matters, for a put/delete all entries are dependencies."""
+
+    op: str = attrs.field()
+    id: int = attrs.field(validator=_int)
+    key: str | None = attrs.field(default=None)
+    value: bytes | None = attrs.field(default=None, validator=_value)
+    deps: tuple = attrs.field(default=(), converter=_deps)
+    floor: int = attrs.field(default=0, validator=_int)
+    rid: bytes | None = attrs.field(default=None)
+
+    @op.validator
+    def _check_op(self, _a, v):
+        if v not in CLIENT_OPS:
+            raise ValueError(f"unknown op {v!r}; expected one of {', '.join(CLIENT_OPS)}")
+
+    def __attrs_post_init__(self):
+        if self.op in ("get", "put", "delete"):
+            _key(self, attrs.fields(ClientRequest).key, self.key)
+        if self.op == "put" and self.value is None:
+            raise ValueError("put needs a value (bytes)")
+        if self.op in ("put", "delete"):
+            _rid(self, attrs.fields(ClientRequest).rid, self.rid)
+
+
+# Error codes (docs/protocol.md lists them with their meaning).
+BAD_FRAME = "bad_frame"
+BAD_REQUEST = "bad_request"
+UNKNOWN_OP = "unknown_op"
+KEY_TOO_LARGE = "key_too_large"
+VALUE_TOO_LARGE = "value_too_large"
+WRONG_EPOCH = "wrong_epoch"
+NOT_HEAD = "not_head"
+NOT_TAIL = "not_tail"
+NOT_IN_CHAIN = "not_in_chain"
+NOT_READY = "not_ready"
+UNAVAILABLE = "unavailable"
+DEPENDENCY_TIMEOUT = "dependency_timeout"
+OVERLOADED = "overloaded"

@@ -1,0 +1,583 @@
+"""Backend chain node: sans-IO core.
+
+Theory of operation (DESIGN.md "Single datacenter", ChainReaction paper section 7.2)
+---------------------------------------------------------------------------------
+A node's role for a key follows from its position in the key's chain on the current ring.
+
+* **Head** (``Put``): assigns the version from a hybrid clock (above the key's version and
+  the session's floor), stores it, forwards an ``Update`` down the chain. The node at
+  position ``eager`` (k) sends the ``PutAck``; the rest of the chain is reached lazily.
+* **Every node** (``Update``): stores the version if it is newer, forwards it to its
+  successor. The **tail** marks it stable (DC-Write-Stable), sends ``Stable`` up to its
+  predecessor (each predecessor passes it on) and a ``StableNotice`` to the frontend.
+* **Reads** are answered by any chain node whose copy is at least the reader's
+  ``min_version`` and whose range is not being synced; otherwise ``ReadMiss`` and the
+  frontend walks up the chain.
+* **Dependency checks** are answered by the tail, which waits (bounded) until it holds
+  that version or a newer one, stable.
+
+Failures and membership changes. Every node keeps ``_unstable``: the keys whose newest
+version it has not yet seen reach the tail. On every ring change, and periodically, it
+*redrives* them: forward to the current successor, or, if it is now the tail, mark them
+stable. That repairs chains when a node dies (the predecessor now talks to the successor)
+and retries updates lost with a broken connection. Versions are applied by "newest wins",
+so re-sending is always harmless.
+
+A node that becomes a chain member of a range it did not serve (a node appended at the
+tail after a failure, a restarted node rejoining) is in *quarantine* for that range: it
+copies the range from a member of the previous chain (``SyncRequest``/``SyncChunk``),
+meanwhile it stores and forwards updates flowing through it, holds writes (if head),
+makes dependency checks wait (if tail) and refuses reads. When the copy is done it serves.
+
+A restarted node reloads its unstable records as *orphans* and reinjects them at the head
+of their chain: an acknowledged write that only reached this node before it crashed is
+not lost.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+from typing import Callable
+
+import attrs
+
+from . import messages as m
+from .effects import Send
+from .ring import Ring, hash_point, segments
+from .storage import Record, Store
+from .versions import HybridClock, Version
+
+
+@attrs.frozen
+class NodeConfig:
+    eager: int = 1  # k: acknowledge once the first k nodes of the chain hold the write
+    dc: int = 0
+    dep_wait_s: float = 2.0  # how long the tail holds a dependency check
+    resend_after_s: float = 1.0  # redrive an unstable version not stable after this
+    sync_retry_s: float = 2.0
+    held_put_timeout_s: float = 5.0
+    max_held_puts: int = 10_000
+    max_waiters: int = 100_000
+    dedup_size: int = 200_000
+    sync_chunk_items: int = 256
+
+    def __attrs_post_init__(self):
+        if self.eager < 1:
+            raise ValueError("eager (k) must be >= 1")
+
+
+@attrs.define(slots=True)
+class _Unstable:
+    version: Version
+    sent_at: float
+    orphan: bool  # reloaded after a restart: reinject at the head, don't trust position
+
+
+@attrs.define(slots=True)
+class _Waiter:
+    src: str
+    op: int
+    version: Version
+    deadline: float
+
+
+@attrs.define(slots=True)
+class _Sync:
+    source: str
+    ranges: tuple
+    arcs: set
+    sent_at: float
+
+
+class _RangeSet:
+    """Point membership over (start, end] ranges: split wrapping ones, merge, bisect."""
+
+    def __init__(self, ranges) -> None:
+        flat = []
+        for start, end in ranges:
+            if start < end:
+                flat.append((start, end))
+            else:
+                flat.append((start, 2**64))
+                flat.append((-1, end))
+        flat.sort()
+        merged: list[list[int]] = []
+        for start, end in flat:
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        self._starts = [s for s, _ in merged]
+        self._ends = [e for _, e in merged]
+
+    def __contains__(self, point: int) -> bool:
+        i = bisect.bisect_left(self._starts, point) - 1
+        return i >= 0 and point <= self._ends[i]
+
+
+class NodeCore:
+    """One backend node. Feed it ``handle(src, msg, now)`` and ``tick(now)``; send what
+    they return. ``store`` is injected (RocksStore in production, MemoryStore in tests)."""
+
+    def __init__(self, name: str, store: Store, config: NodeConfig, now: float) -> None:
+        self.name = name
+        self.store = store
+        self.config = config
+        self.ring: Ring | None = None
+        self.clock = HybridClock()
+        self.counters: collections.Counter = collections.Counter()
+        self._unstable: dict[str, _Unstable] = {}
+        self._dedup: collections.OrderedDict[bytes, Version] = collections.OrderedDict()
+        self._waiters: dict[str, list[_Waiter]] = {}
+        self._waiter_count = 0
+        self._syncs: dict[int, _Sync] = {}
+        self._syncing_arcs: dict[int, set] = {}
+        self._held_sync_requests: list[tuple[str, m.SyncRequest]] = []
+        self._held_puts: list[tuple[str, m.Put, float]] = []
+        self._next_sync_id = int(now * 1_000_000) % 2**62  # distinct across restarts
+        for key, rec in store.items():
+            self.clock.observe(rec.version.clock)
+            if not rec.stable:
+                self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)
+        self._handlers: dict[type, Callable] = {
+            m.RingUpdate: self._on_ring_update,
+            m.Put: self._on_put,
+            m.Update: self._on_update,
+            m.Stable: self._on_stable,
+            m.Read: self._on_read,
+            m.DepCheck: self._on_dep_check,
+            m.SyncRequest: self._on_sync_request,
+            m.SyncChunk: self._on_sync_chunk,
+            m.PutAck: self._on_put_ack,
+        }
+
+    # -- entry points -----------------------------------------------------------------------
+
+    def handle(self, src: str, msg, now: float) -> list:
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            self.counters["unexpected_message"] += 1
+            return []
+        self.counters["msg_" + type(msg).__name__] += 1
+        return handler(src, msg, now)
+
+    def tick(self, now: float) -> list:
+        out: list = []
+        out += self._expire_waiters(now)
+        out += self._expire_held_puts(now)
+        for sid, sync in self._syncs.items():
+            if now - sync.sent_at >= self.config.sync_retry_s:
+                sync.sent_at = now
+                self.counters["sync_request_resent"] += 1
+                out.append(Send(sync.source, m.SyncRequest(sid, self.ring.epoch, sync.ranges)))
+        if self.ring is not None and self.ring.members:
+            out += self._redrive(now, force=False)
+        return out
+
+    @property
+    def epoch(self) -> int:
+        return self.ring.epoch if self.ring is not None else 0
+
+    def syncing(self) -> bool:
+        return bool(self._syncs)
+
+    def stats(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "unstable": len(self._unstable),
+            "syncing_ranges": len(self._syncing_arcs),
+            "held_puts": len(self._held_puts),
+            "dep_waiters": self._waiter_count,
+            **self.counters,
+        }
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _error(self, src: str, op: int, code: str, detail: str) -> list:
+        self.counters["error_" + code] += 1
+        return [Send(src, m.Error(op, code, detail, self.epoch))]
+
+    def _remember(self, rid: bytes, version: Version) -> None:
+        self._dedup[rid] = version
+        if len(self._dedup) > self.config.dedup_size:
+            self._dedup.popitem(last=False)
+
+    def _check_epoch(self, src: str, op: int, epoch: int) -> list | None:
+        if self.ring is None or not self.ring.members:
+            return self._error(src, op, m.NOT_READY, "node has no ring yet")
+        if epoch != self.ring.epoch:
+            return self._error(
+                src, op, m.WRONG_EPOCH, f"request epoch {epoch}, node epoch {self.ring.epoch}"
+            )
+        return None
+
+    def _became_stable(self, key: str, version: Version, chain: tuple, pos: int,
+                       rid: bytes, origin: str) -> list:
+        """Tail bookkeeping once it holds ``version``: tell the chain, frontend, waiters."""
+        out: list = []
+        if pos > 1:
+            out.append(Send(chain[pos - 2], m.Stable(key, version)))
+        if origin:
+            out.append(Send(origin, m.StableNotice(key, version, rid)))
+        out += self._wake_waiters(key)
+        return out
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def _on_put(self, src: str, msg: m.Put, now: float) -> list:
+        refused = self._check_epoch(src, msg.op, msg.epoch)
+        if refused:
+            return refused
+        arc = self.ring.arc_of(msg.key)
+        chain = self.ring.chain_of_arc(arc)
+        if chain[0] != self.name:
+            return self._error(src, msg.op, m.NOT_HEAD, f"head of {msg.key!r} is {chain[0]}")
+        if arc in self._syncing_arcs:
+            if len(self._held_puts) >= self.config.max_held_puts:
+                return self._error(src, msg.op, m.OVERLOADED, "too many writes held during sync")
+            self.counters["put_held_for_sync"] += 1
+            self._held_puts.append((src, msg, now + self.config.held_put_timeout_s))
+            return []
+        return self._write_at_head(src, msg, chain, now)
+
+    def _write_at_head(self, src: str, msg: m.Put, chain: tuple, now: float) -> list:
+        known = self._dedup.get(msg.rid)
+        if known is not None:
+            # A retry of a put we already applied: same version, applied once.
+            self.counters["put_duplicate"] += 1
+            return [Send(src, m.PutAck(msg.op, msg.key, known, 1, False))]
+        current = self.store.get(msg.key)
+        floor = max(msg.floor, current.version.clock if current else 0)
+        version = Version(self.clock.next(now, floor), self.config.dc)
+        alone = len(chain) == 1
+        self.store.put(msg.key, Record(version, msg.value, alone, msg.rid))
+        self._remember(msg.rid, version)
+        self.counters["put_applied"] += 1
+        eager = min(self.config.eager, len(chain))
+        out: list = []
+        if eager == 1:
+            out.append(Send(src, m.PutAck(msg.op, msg.key, version, 1, alone)))
+        if alone:
+            out += self._became_stable(msg.key, version, chain, 1, msg.rid, src)
+        else:
+            self._unstable[msg.key] = _Unstable(version, now, orphan=False)
+            ack_at = 0 if eager == 1 else eager
+            out.append(
+                Send(chain[1], m.Update(msg.key, version, msg.value, msg.rid, src, msg.op, ack_at))
+            )
+        return out
+
+    def _on_update(self, src: str, msg: m.Update, now: float) -> list:
+        if self.ring is None:
+            self.counters["update_before_ring"] += 1
+            return []  # the sender redrives it once we are in its chain
+        chain = self.ring.chain(msg.key)
+        if self.name not in chain:
+            self.counters["update_not_in_chain"] += 1
+            return []
+        pos = chain.index(self.name) + 1
+        tail = pos == len(chain)
+        current = self.store.get(msg.key)
+        out: list = []
+        wants_ack = msg.ack_at and (pos == msg.ack_at or (tail and msg.ack_at > pos))
+        if current is not None and msg.version < current.version:
+            # Superseded by a newer version that travels the same chain.
+            self.counters["update_superseded"] += 1
+            if wants_ack:
+                out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, False)))
+            return out
+        if current is None or msg.version > current.version:
+            self.store.put(msg.key, Record(msg.version, msg.value, tail, msg.rid))
+            self.clock.observe(msg.version.clock)
+            self._remember(msg.rid, msg.version)
+        elif current.stable:
+            # Already known stable here: a redrive; tell the sender instead of forwarding.
+            self._drop_unstable(msg.key, msg.version)
+            if wants_ack:
+                out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, True)))
+            out.append(Send(src, m.Stable(msg.key, msg.version)))
+            return out
+        elif tail:
+            self.store.put(msg.key, attrs.evolve(current, stable=True))
+        if wants_ack:
+            out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, tail)))
+        if tail:
+            self._drop_unstable(msg.key, msg.version)
+            out += self._became_stable(msg.key, msg.version, chain, pos, msg.rid, msg.origin)
+        else:
+            self._unstable[msg.key] = _Unstable(msg.version, now, orphan=False)
+            out.append(Send(chain[pos], msg))
+        return out
+
+    def _drop_unstable(self, key: str, version: Version) -> None:
+        pending = self._unstable.get(key)
+        if pending is not None and pending.version <= version:
+            del self._unstable[key]
+
+    def _on_stable(self, src: str, msg: m.Stable, now: float) -> list:
+        current = self.store.get(msg.key)
+        if current is not None and current.version == msg.version and not current.stable:
+            self.store.put(msg.key, attrs.evolve(current, stable=True))
+        self._drop_unstable(msg.key, msg.version)
+        if self.ring is None:
+            return []
+        chain = self.ring.chain(msg.key)
+        if self.name in chain:
+            pos = chain.index(self.name) + 1
+            if pos > 1:
+                return [Send(chain[pos - 2], msg)]
+        return []
+
+    def _on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
+        """Ack of an orphan we reinjected at the head: the chain has it now."""
+        pending = self._unstable.get(msg.key)
+        if pending is not None and pending.orphan and pending.version <= msg.version:
+            del self._unstable[msg.key]
+            self.counters["orphan_reinjected"] += 1
+        return []
+
+    def _redrive(self, now: float, force: bool) -> list:
+        out: list = []
+        ring = self.ring
+        for key, pending in list(self._unstable.items()):
+            if not force and now - pending.sent_at < self.config.resend_after_s:
+                continue
+            record = self.store.get(key)
+            if record is None or record.version != pending.version or record.stable:
+                del self._unstable[key]
+                continue
+            chain = ring.chain(key)
+            pos = chain.index(self.name) + 1 if self.name in chain else 0
+            pending.sent_at = now
+            self.counters["redrive"] += 1
+            if pending.orphan and pos != 1:
+                # Reinject at the head with its original version; the head acks to us.
+                out.append(Send(chain[0], m.Update(key, record.version, record.value,
+                                                   record.rid, self.name, 0, 1)))
+            elif pos == 0:
+                del self._unstable[key]  # no longer ours; the chain members redrive it
+            elif pos == len(chain):
+                self.store.put(key, attrs.evolve(record, stable=True))
+                del self._unstable[key]
+                out += self._became_stable(key, record.version, chain, pos, record.rid, "")
+            else:
+                pending.orphan = False
+                out.append(Send(chain[pos], m.Update(key, record.version, record.value,
+                                                     record.rid, "", 0, 0)))
+        return out
+
+    def _expire_held_puts(self, now: float) -> list:
+        out: list = []
+        keep = []
+        for src, put, deadline in self._held_puts:
+            if now >= deadline:
+                out += self._error(src, put.op, m.UNAVAILABLE, "range still syncing")
+            else:
+                keep.append((src, put, deadline))
+        self._held_puts = keep
+        return out
+
+    def _release_held_puts(self, now: float) -> list:
+        held, self._held_puts = self._held_puts, []
+        out: list = []
+        for src, put, _deadline in held:
+            out += self._on_put(src, put, now)
+        return out
+
+    # -- reads and dependency checks -----------------------------------------------------------
+
+    def _on_read(self, src: str, msg: m.Read, now: float) -> list:
+        refused = self._check_epoch(src, msg.op, msg.epoch)
+        if refused:
+            return refused
+        arc = self.ring.arc_of(msg.key)
+        chain = self.ring.chain_of_arc(arc)
+        if self.name not in chain:
+            return self._error(src, msg.op, m.NOT_IN_CHAIN, f"{self.name} is not in the chain")
+        pos = chain.index(self.name) + 1
+        if arc in self._syncing_arcs:
+            self.counters["read_miss_syncing"] += 1
+            return [Send(src, m.ReadMiss(msg.op, msg.key, "syncing"))]
+        record = self.store.get(msg.key)
+        if msg.min_version is not None and (record is None or record.version < msg.min_version):
+            self.counters["read_miss_older"] += 1
+            return [Send(src, m.ReadMiss(msg.op, msg.key, "older"))]
+        if record is None:
+            return [Send(src, m.ReadReply(msg.op, msg.key, False, None, None, pos, False))]
+        return [Send(src, m.ReadReply(msg.op, msg.key, record.value is not None, record.value,
+                                      record.version, pos, record.stable))]
+
+    def _on_dep_check(self, src: str, msg: m.DepCheck, now: float) -> list:
+        refused = self._check_epoch(src, msg.op, msg.epoch)
+        if refused:
+            return refused
+        chain = self.ring.chain(msg.key)
+        if chain[-1] != self.name:
+            return self._error(src, msg.op, m.NOT_TAIL, f"tail of {msg.key!r} is {chain[-1]}")
+        record = self.store.get(msg.key)
+        if record is not None and record.stable and record.version >= msg.version:
+            return [Send(src, m.DepReply(msg.op, msg.key, True))]
+        if self._waiter_count >= self.config.max_waiters:
+            return self._error(src, msg.op, m.OVERLOADED, "too many dependency checks waiting")
+        self.counters["dep_check_waited"] += 1
+        self._waiters.setdefault(msg.key, []).append(
+            _Waiter(src, msg.op, msg.version, now + self.config.dep_wait_s)
+        )
+        self._waiter_count += 1
+        return []
+
+    def _wake_waiters(self, key: str) -> list:
+        waiters = self._waiters.get(key)
+        if not waiters:
+            return []
+        record = self.store.get(key)
+        if record is None or not record.stable:
+            return []
+        out, keep = [], []
+        for w in waiters:
+            if record.version >= w.version:
+                out.append(Send(w.src, m.DepReply(w.op, key, True)))
+            else:
+                keep.append(w)
+        self._waiter_count -= len(waiters) - len(keep)
+        if keep:
+            self._waiters[key] = keep
+        else:
+            del self._waiters[key]
+        return out
+
+    def _expire_waiters(self, now: float) -> list:
+        out: list = []
+        for key in list(self._waiters):
+            waiters = self._waiters[key]
+            keep = [w for w in waiters if w.deadline > now]
+            for w in waiters:
+                if w.deadline <= now:
+                    self.counters["dep_check_timeout"] += 1
+                    out.append(Send(w.src, m.DepReply(w.op, key, False)))
+            self._waiter_count -= len(waiters) - len(keep)
+            if keep:
+                self._waiters[key] = keep
+            else:
+                del self._waiters[key]
+        return out
+
+    def _redirect_waiters(self) -> list:
+        """After a ring change: waiters at a node that is no longer the tail must retry."""
+        out: list = []
+        for key in list(self._waiters):
+            if self.ring.chain(key)[-1] != self.name:
+                for w in self._waiters.pop(key):
+                    self._waiter_count -= 1
+                    out += self._error(w.src, w.op, m.NOT_TAIL, "ring changed")
+        for key in list(self._waiters):
+            out += self._wake_waiters(key)
+        return out
+
+    # -- membership and state transfer ----------------------------------------------------------
+
+    def _on_ring_update(self, src: str, msg: m.RingUpdate, now: float) -> list:
+        new = msg.ring
+        if self.ring is not None and new.epoch <= self.ring.epoch:
+            return []
+        fresh = self.ring is None
+        if not fresh:
+            old = self.ring
+        elif msg.previous is not None and self.name not in msg.previous:
+            old = msg.previous  # we are being (re)added: copy from the previous chains
+        else:
+            old = new  # restarted while still a member: copy from our chain peers
+        old_syncing = set(self._syncing_arcs)
+        old_ring = self.ring
+        self.ring = new
+        self.counters["ring_changes"] += 1
+
+        wanted: dict[str, list] = {}
+        for start, end, old_chain, new_chain, new_arc in segments(old, new):
+            if self.name not in new_chain:
+                continue
+            served_before = (
+                not fresh
+                and self.name in old_chain
+                and old_ring.arc_of_point(end) not in old_syncing
+            )
+            if served_before:
+                continue
+            sources = [n for n in old_chain if n != self.name and n in new]
+            if not sources:
+                continue  # no previous member to copy from: what we hold is all there is
+            wanted.setdefault(sources[0], []).append(((start, end), new_arc))
+
+        self._syncs.clear()
+        self._syncing_arcs.clear()
+        out: list = []
+        for source, parts in sorted(wanted.items()):
+            sid = self._next_sync_id
+            self._next_sync_id += 1
+            ranges = tuple(r for r, _ in parts)
+            arcs = {a for _, a in parts}
+            self._syncs[sid] = _Sync(source, ranges, arcs, now)
+            for arc in arcs:
+                self._syncing_arcs.setdefault(arc, set()).add(sid)
+            self.counters["sync_started"] += 1
+            out.append(Send(source, m.SyncRequest(sid, new.epoch, ranges)))
+
+        held, self._held_sync_requests = self._held_sync_requests, []
+        for requester, request in held:
+            out += self._on_sync_request(requester, request, now)
+        if new.members:
+            out += self._redrive(now, force=True)
+            out += self._redirect_waiters()
+        out += self._release_held_puts(now)
+        return out
+
+    def _on_sync_request(self, src: str, msg: m.SyncRequest, now: float) -> list:
+        if self.ring is None or msg.epoch > self.ring.epoch:
+            self._held_sync_requests.append((src, msg))  # serve once we have that ring
+            return []
+        wanted = _RangeSet(msg.ranges)
+        items = [
+            m.SyncItem(key, rec.version, rec.value, rec.stable, rec.rid)
+            for key, rec in self.store.items()
+            if hash_point(key) in wanted
+        ]
+        self.counters["sync_served"] += 1
+        self.counters["sync_items_sent"] += len(items)
+        size = self.config.sync_chunk_items
+        chunks = [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+        return [
+            Send(src, m.SyncChunk(msg.sync_id, tuple(chunk), i == len(chunks) - 1))
+            for i, chunk in enumerate(chunks)
+        ]
+
+    def _on_sync_chunk(self, src: str, msg: m.SyncChunk, now: float) -> list:
+        sync = self._syncs.get(msg.sync_id)
+        if sync is None:
+            self.counters["sync_chunk_stale"] += 1
+            return []
+        for item in msg.items:
+            current = self.store.get(item.key)
+            if current is None or item.version > current.version:
+                # Not added to _unstable: the source still owns driving it down the chain.
+                self.store.put(item.key, Record(item.version, item.value, item.stable, item.rid))
+                self.clock.observe(item.version.clock)
+                self._remember(item.rid, item.version)
+            elif item.version == current.version and item.stable and not current.stable:
+                self.store.put(item.key, attrs.evolve(current, stable=True))
+        self.counters["sync_items_received"] += len(msg.items)
+        out: list = []
+        for item in msg.items:
+            out += self._wake_waiters(item.key)
+        if not msg.done:
+            return out
+        del self._syncs[msg.sync_id]
+        for arc in sync.arcs:
+            ids = self._syncing_arcs.get(arc)
+            if ids is not None:
+                ids.discard(msg.sync_id)
+                if not ids:
+                    del self._syncing_arcs[arc]
+        self.counters["sync_done"] += 1
+        out += self._release_held_puts(now)
+        return out

@@ -1,0 +1,200 @@
+"""The one place that knows the ring: consistent hashing, chains and arcs.
+
+Theory of operation
+-------------------
+Every backend owns ``vnodes`` tokens on a 64-bit hash circle (token = hash of
+``"name#i"``). A key hashes to a *point*; the key's *chain* is the first
+``replication`` distinct members met walking clockwise from the point. Position 1 is the
+head, the last position the tail (DESIGN.md "Ring").
+
+The circle between two consecutive tokens is an *arc*: every point in an arc has the same
+chain, so chains are computed once per arc and looked up with a bisect. When the ring
+changes, the union of both rings' tokens cuts the circle into *segments* on which both the
+old and the new chain are constant: that is what state transfer works on.
+
+A ring is immutable and carries an ``epoch``; the manager makes a new one for every change.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from typing import Iterable, Iterator
+
+import attrs
+
+HASH_SPACE = 2**64
+
+
+def hash_point(data: str | bytes) -> int:
+    """64-bit point on the circle; stable across processes and Python versions."""
+    raw = data.encode() if isinstance(data, str) else data
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
+
+
+def _members(value) -> tuple:
+    return tuple(Member.coerce(m) for m in value)
+
+
+@attrs.frozen(slots=True)
+class Member:
+    name: str = attrs.field(validator=attrs.validators.instance_of(str))
+    addr: str = attrs.field(validator=attrs.validators.instance_of(str))
+
+    def to_wire(self) -> list:
+        return [self.name, self.addr]
+
+    @classmethod
+    def coerce(cls, value) -> "Member":
+        if isinstance(value, Member):
+            return value
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            return cls(value[0], value[1])
+        raise ValueError(f"a member is [name, addr], got {value!r}")
+
+
+def _positive(_inst, attr, value):
+    if type(value) is not int or value < 1:
+        raise ValueError(f"{attr.name} must be a positive int, got {value!r}")
+
+
+def _non_negative(_inst, attr, value):
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{attr.name} must be a non-negative int, got {value!r}")
+
+
+@attrs.frozen(slots=True, repr=False)
+class Ring:
+    """Membership at one epoch. Build with ``Ring(epoch, members, replication, vnodes)``."""
+
+    epoch: int = attrs.field(validator=_non_negative)
+    members: tuple = attrs.field(converter=_members)
+    replication: int = attrs.field(validator=_positive)
+    vnodes: int = attrs.field(default=16, validator=_positive)
+    # Derived lookup tables, not part of equality or the wire form.
+    _tokens: tuple = attrs.field(init=False, eq=False, repr=False)
+    _chains: tuple = attrs.field(init=False, eq=False, repr=False)
+    _addrs: dict = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        names = [m.name for m in self.members]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ring members must have distinct names: {names}")
+        owners = sorted(
+            (hash_point(f"{name}#{i}"), name) for name in names for i in range(self.vnodes)
+        )
+        tokens = tuple(t for t, _ in owners)
+        chains = []
+        length = min(self.replication, len(names))
+        for i in range(len(owners)):
+            chain: list[str] = []
+            j = i
+            while len(chain) < length:
+                owner = owners[j % len(owners)][1]
+                if owner not in chain:
+                    chain.append(owner)
+                j += 1
+            chains.append(tuple(chain))
+        object.__setattr__(self, "_tokens", tokens)
+        object.__setattr__(self, "_chains", tuple(chains))
+        object.__setattr__(self, "_addrs", {m.name: m.addr for m in self.members})
+
+    def __repr__(self) -> str:
+        names = ",".join(m.name for m in self.members)
+        return f"Ring(e{self.epoch} R={self.replication} [{names}])"
+
+    # -- lookups ----------------------------------------------------------------------
+
+    @property
+    def names(self) -> tuple:
+        return tuple(m.name for m in self.members)
+
+    def addr(self, name: str) -> str | None:
+        return self._addrs.get(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._addrs
+
+    def arc_of_point(self, point: int) -> int:
+        """Index of the arc holding ``point``: the first token at or after it (wrapping)."""
+        if not self._tokens:
+            raise LookupError("the ring has no members")
+        i = bisect.bisect_left(self._tokens, point)
+        return 0 if i == len(self._tokens) else i
+
+    def arc_of(self, key: str) -> int:
+        return self.arc_of_point(hash_point(key))
+
+    def chain_of_arc(self, arc: int) -> tuple:
+        return self._chains[arc]
+
+    def chain(self, key: str) -> tuple:
+        """The chain of ``key``: member names, head first; () on an empty ring."""
+        if not self._tokens:
+            return ()
+        return self._chains[self.arc_of(key)]
+
+    def chain_at_point(self, point: int) -> tuple:
+        return self._chains[self.arc_of_point(point)]
+
+    def position(self, key: str, name: str) -> int:
+        """1-based position of ``name`` in the chain of ``key``; 0 if not in it."""
+        chain = self.chain(key)
+        return chain.index(name) + 1 if name in chain else 0
+
+    @property
+    def arc_count(self) -> int:
+        return len(self._tokens)
+
+    def arc_range(self, arc: int) -> tuple[int, int]:
+        """(start, end] of an arc; start > end means it wraps past zero."""
+        end = self._tokens[arc]
+        start = self._tokens[arc - 1] if arc > 0 else self._tokens[-1]
+        return start, end
+
+    @property
+    def tokens(self) -> tuple:
+        return self._tokens
+
+    # -- wire form ----------------------------------------------------------------------
+
+    def to_wire(self) -> list:
+        return [self.epoch, [m.to_wire() for m in self.members], self.replication, self.vnodes]
+
+    @classmethod
+    def coerce(cls, value) -> "Ring":
+        if isinstance(value, Ring):
+            return value
+        if isinstance(value, (list, tuple)) and len(value) == 4:
+            return cls(value[0], value[1], value[2], value[3])
+        raise ValueError(f"a ring is [epoch, members, replication, vnodes], got {value!r}")
+
+
+def segments(old: Ring | None, new: Ring) -> Iterator[tuple[int, int, tuple, tuple, int]]:
+    """Cut the circle by both rings' tokens.
+
+    Yields ``(start, end, old_chain, new_chain, new_arc)`` for each segment ``(start, end]``
+    (wrapping when start >= end). ``old_chain`` is ``()`` when there is no old ring.
+    """
+    cuts = set(new.tokens)
+    if old is not None and old.members:
+        cuts.update(old.tokens)
+    points = sorted(cuts)
+    if not points:
+        return
+    for i, end in enumerate(points):
+        start = points[i - 1]
+        new_arc = new.arc_of_point(end)
+        old_chain = old.chain_at_point(end) if old is not None and old.members else ()
+        yield start, end, old_chain, new.chain_of_arc(new_arc), new_arc
+
+
+def in_ranges(point: int, ranges: Iterable[tuple[int, int]]) -> bool:
+    """Whether ``point`` lies in any ``(start, end]`` range (wrapping when start >= end)."""
+    for start, end in ranges:
+        if start < end:
+            if start < point <= end:
+                return True
+        elif point > start or point <= end:
+            return True
+    return False

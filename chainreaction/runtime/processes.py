@@ -1,0 +1,123 @@
+"""Thin trio drivers: one OS process runs one core (node, manager) behind a Transport.
+
+The driver's only jobs: feed messages and ticks to the core with the current time,
+interpret the effects it returns, send heartbeats, and keep its store open. All protocol
+decisions are in the cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+
+import trio
+
+from .. import messages as m
+from ..effects import Send
+from ..manager import ManagerConfig, ManagerCore
+from ..node import NodeConfig, NodeCore
+from ..storage import RocksStore
+from .transport import Transport, ticker
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.05
+HEARTBEAT_S = 0.2
+MANAGER = "manager"
+
+
+def wall_clock() -> float:
+    return time.time()
+
+
+class Driver:
+    """Glue between a core with ``handle``/``tick`` and a Transport."""
+
+    def __init__(self, core, transport: Transport, clock=wall_clock) -> None:
+        self.core = core
+        self.transport = transport
+        self.clock = clock
+
+    def on_message(self, src: str, msg) -> None:
+        self.dispatch(self.core.handle(src, msg, self.clock()))
+
+    def on_tick(self) -> None:
+        self.dispatch(self.core.tick(self.clock()))
+
+    def dispatch(self, effects) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self.transport.send(effect.to, effect.msg)
+            else:
+                self.other_effect(effect)
+
+    def other_effect(self, effect) -> None:  # pragma: no cover - overridden
+        raise TypeError(f"unexpected effect {effect!r}")
+
+
+def _learn_ring(transport: Transport, msg) -> None:
+    if isinstance(msg, m.RingUpdate):
+        for member in msg.ring.members:
+            transport.learn(member.name, member.addr)
+
+
+def install_stop_handler(nursery: trio.Nursery) -> None:
+    """SIGTERM and SIGINT cancel the process's nursery: a clean shutdown."""
+
+    async def watch():
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                return
+
+    nursery.start_soon(watch)
+
+
+async def run_node(name: str, listen: str, manager_addr: str, data_dir: str,
+                   config: NodeConfig, fsync: bool = False, task_status=trio.TASK_STATUS_IGNORED):
+    store = RocksStore(os.path.join(data_dir, name), fsync=fsync)
+    core = NodeCore(name, store, config, wall_clock())
+    incarnation = int(time.time() * 1000)
+
+    def on_message(src, msg):
+        _learn_ring(transport, msg)
+        driver.on_message(src, msg)
+
+    transport = Transport(name, "node", listen, on_message)
+    transport.learn(MANAGER, manager_addr)
+    driver = Driver(core, transport)
+
+    def heartbeat():
+        transport.send(MANAGER, m.Heartbeat(name, "node", listen, incarnation, core.epoch))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            install_stop_handler(nursery)
+            await nursery.start(transport.serve)
+            heartbeat()
+            nursery.start_soon(ticker, HEARTBEAT_S, heartbeat)
+            nursery.start_soon(ticker, TICK_S, driver.on_tick)
+            log.info("node %s listening on %s (%d keys on disk)", name, listen, len(store))
+            task_status.started()
+    finally:
+        store.close()
+
+
+async def run_manager(listen: str, config: ManagerConfig, task_status=trio.TASK_STATUS_IGNORED):
+    core = ManagerCore(config, wall_clock())
+
+    def on_message(src, msg):
+        if isinstance(msg, m.Heartbeat):
+            transport.learn(msg.name, msg.addr)
+        driver.on_message(src, msg)
+
+    transport = Transport(MANAGER, "manager", listen, on_message)
+    driver = Driver(core, transport)
+    async with trio.open_nursery() as nursery:
+        install_stop_handler(nursery)
+        await nursery.start(transport.serve)
+        nursery.start_soon(ticker, TICK_S, driver.on_tick)
+        log.info("manager listening on %s", listen)
+        task_status.started()

@@ -1,0 +1,351 @@
+"""Frontend (client proxy): sans-IO core.
+
+Theory of operation (DESIGN.md "Single datacenter", paper section 7.2)
+----------------------------------------------------------------------
+The frontend turns one client request into requests to chain nodes and back.
+
+* **get**: the client sends its metadata entry for the key (version, chainIndex). Any
+  chain position 1..chainIndex may serve it (all positions if there is no entry); the
+  frontend spreads reads over them (``read_from="chain"``, random position) or, for
+  comparison, always uses the head or the tail. A node that cannot serve safely answers
+  ``ReadMiss``; the frontend then walks up the chain towards the head, then down the rest,
+  and retries the round after a short pause until the request deadline.
+* **put/delete**: first every dependency in the metadata must be DC-Write-Stable: one
+  ``DepCheck`` per dependency to the tail of its chain (the tail waits, bounded). Then the
+  write goes to the head with the client's request id, so a retry after a timeout, a
+  ring change or a frontend failover applies once.
+* **ring**: the frontend follows the manager's ``RingUpdate``s. A node that answers
+  ``wrong_epoch`` with a newer epoch makes the frontend ask the manager for the ring;
+  requests waiting for it are parked and resumed when it arrives.
+
+Every client operation has a deadline; every node request is resent after
+``node_timeout_s`` without an answer (nodes treat duplicates idempotently).
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+from typing import Callable
+
+import attrs
+
+from chainreaction import messages as m
+from chainreaction.effects import Send, ToClient
+from chainreaction.ring import Ring
+from chainreaction.versions import Version
+
+READ_POLICIES = ("chain", "head", "tail")
+
+
+@attrs.frozen
+class FrontendConfig:
+    manager: str = "manager"
+    read_from: str = "chain"
+    request_timeout_s: float = 10.0
+    node_timeout_s: float = 1.0
+    retry_delay_s: float = 0.05
+    ring_refresh_s: float = 0.2
+    max_ops: int = 100_000
+    max_stable_routes: int = 100_000
+
+    def __attrs_post_init__(self):
+        if self.read_from not in READ_POLICIES:
+            raise ValueError(f"read_from must be one of {READ_POLICIES}")
+
+
+@attrs.define(slots=True)
+class _Op:
+    """One client operation in flight."""
+
+    conn: int
+    client_id: int
+    kind: str  # "get" | "put"
+    key: str
+    deadline: float
+    # get
+    min_version: Version | None = None
+    chain_index: int = 0
+    candidates: list = attrs.Factory(list)
+    # put
+    value: bytes | None = None
+    rid: bytes = b""
+    floor: int = 0
+    deps: dict = attrs.Factory(dict)  # sub-request id -> Dep still to confirm
+    # progress
+    target: str = ""  # node of the outstanding request, "" if none
+    sent_at: float = 0.0
+    retry_at: float | None = None  # parked until then (or until a ring arrives)
+
+
+class FrontendCore:
+    def __init__(self, name: str, rng: random.Random, config: FrontendConfig, now: float):
+        self.name = name
+        self.config = config
+        self.ring: Ring | None = None
+        self.counters: collections.Counter = collections.Counter()
+        self._rng = rng
+        self._ops: dict[int, _Op] = {}
+        self._sub: dict[int, int] = {}  # dependency-check id -> parent op id
+        self._next_id = 1
+        self._stable_routes: collections.OrderedDict[bytes, int] = collections.OrderedDict()
+        self._last_ring_request = float("-inf")
+        self._handlers: dict[type, Callable] = {
+            m.RingUpdate: self._on_ring_update,
+            m.ReadReply: self._on_read_reply,
+            m.ReadMiss: self._on_read_miss,
+            m.PutAck: self._on_put_ack,
+            m.DepReply: self._on_dep_reply,
+            m.Error: self._on_error,
+            m.StableNotice: self._on_stable_notice,
+        }
+
+    # -- entry points -----------------------------------------------------------------------
+
+    def client_request(self, conn: int, req: m.ClientRequest, now: float) -> list:
+        self.counters["client_" + req.op] += 1
+        if req.op == "ping":
+            return [ToClient(conn, {"id": req.id, "ok": True})]
+        if req.op == "stats":
+            return [ToClient(conn, {"id": req.id, "ok": True, "stats": self.stats()})]
+        if len(self._ops) >= self.config.max_ops:
+            return [self._client_error(conn, req.id, m.OVERLOADED, "too many requests in flight")]
+        op_id = self._new_id()
+        deadline = now + self.config.request_timeout_s
+        if req.op == "get":
+            entry = next((d for d in req.deps if d.key == req.key), None)
+            op = _Op(conn, req.id, "get", req.key, deadline,
+                     min_version=entry.version if entry else None,
+                     chain_index=entry.chain_index if entry else 0)
+            self._ops[op_id] = op
+            return self._start_get(op_id, op, now)
+        # put / delete: dependencies on other keys must be stable first. A dependency on
+        # the written key itself is covered by the new version, which is newer.
+        latest: dict[str, m.Dep] = {}
+        for d in req.deps:
+            if d.key != req.key and (d.key not in latest or d.version > latest[d.key].version):
+                latest[d.key] = d
+        floor = max([req.floor] + [d.version.clock for d in req.deps])
+        op = _Op(conn, req.id, "put", req.key, deadline,
+                 value=req.value if req.op == "put" else None, rid=req.rid, floor=floor)
+        self._ops[op_id] = op
+        for dep in latest.values():
+            sub = self._new_id()
+            op.deps[sub] = dep
+            self._sub[sub] = op_id
+        return self._advance_put(op_id, op, now)
+
+    def handle(self, src: str, msg, now: float) -> list:
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            self.counters["unexpected_message"] += 1
+            return []
+        return handler(src, msg, now)
+
+    def tick(self, now: float) -> list:
+        out: list = []
+        for op_id, op in list(self._ops.items()):
+            if now >= op.deadline:
+                out += self._fail(op_id, op, m.UNAVAILABLE if op.kind == "get" or not op.deps
+                                  else m.DEPENDENCY_TIMEOUT,
+                                  "no safe replica answered in time" if op.kind == "get"
+                                  else "the write could not be completed in time")
+            elif op.retry_at is not None and now >= op.retry_at:
+                out += self._restart(op_id, op, now)
+            elif op.target and now - op.sent_at >= self.config.node_timeout_s:
+                self.counters["node_timeout"] += 1
+                out += self._restart(op_id, op, now) if op.kind == "put" else \
+                    self._next_candidate(op_id, op, now)
+        return out
+
+    def client_gone(self, conn: int) -> None:
+        """The client disconnected: its operations finish silently (writes still apply)."""
+        for op in self._ops.values():
+            if op.conn == conn:
+                op.conn = -1
+
+    def stats(self) -> dict:
+        return {"name": self.name, "epoch": self.ring.epoch if self.ring else 0,
+                "ring_members": list(self.ring.names) if self.ring else [],
+                "in_flight": len(self._ops), **self.counters}
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _new_id(self) -> int:
+        i = self._next_id
+        self._next_id += 1
+        return i
+
+    def _client_error(self, conn: int, client_id: int, code: str, detail: str) -> ToClient:
+        self.counters["client_error_" + code] += 1
+        return ToClient(conn, {"id": client_id, "ok": False, "error": code, "message": detail})
+
+    def _finish(self, op_id: int, payload: dict) -> list:
+        op = self._ops.pop(op_id)
+        for sub in op.deps:
+            self._sub.pop(sub, None)
+        if op.conn < 0:
+            return []
+        return [ToClient(op.conn, {"id": op.client_id, "ok": True, **payload})]
+
+    def _fail(self, op_id: int, op: _Op, code: str, detail: str) -> list:
+        self._ops.pop(op_id)
+        for sub in op.deps:
+            self._sub.pop(sub, None)
+        if op.conn < 0:
+            return []
+        return [self._client_error(op.conn, op.client_id, code, detail)]
+
+    def _park(self, op: _Op, now: float, delay: float | None = None) -> None:
+        op.target = ""
+        op.retry_at = now + (self.config.retry_delay_s if delay is None else delay)
+
+    def _restart(self, op_id: int, op: _Op, now: float) -> list:
+        op.retry_at = None
+        if op.kind == "get":
+            return self._start_get(op_id, op, now)
+        return self._advance_put(op_id, op, now)
+
+    def _want_ring(self, now: float, epoch: int = 0) -> list:
+        """Ask the manager for the ring (rate limited)."""
+        if now - self._last_ring_request < self.config.ring_refresh_s:
+            return []
+        self._last_ring_request = now
+        self.counters["ring_requested"] += 1
+        return [Send(self.config.manager, m.GetRing(self.ring.epoch if self.ring else 0))]
+
+    def _on_ring_update(self, src: str, msg: m.RingUpdate, now: float) -> list:
+        if self.ring is not None and msg.ring.epoch <= self.ring.epoch:
+            return []
+        self.ring = msg.ring
+        self.counters["ring_changes"] += 1
+        out: list = []
+        for op_id, op in list(self._ops.items()):
+            if op.retry_at is not None:
+                out += self._restart(op_id, op, now)
+        return out
+
+    # -- get --------------------------------------------------------------------------------
+
+    def _start_get(self, op_id: int, op: _Op, now: float) -> list:
+        ring = self.ring
+        if ring is None or not ring.members:
+            self._park(op, now, self.config.ring_refresh_s)
+            return self._want_ring(now)
+        chain = ring.chain(op.key)
+        length = len(chain)
+        allowed = length
+        if op.min_version is not None and op.chain_index:
+            allowed = max(1, min(op.chain_index, length))
+        if self.config.read_from == "head":
+            first = 1
+        elif self.config.read_from == "tail":
+            first = length
+        else:
+            first = self._rng.randint(1, allowed)
+        # Walk up towards the head first (prefix property), then down the rest.
+        op.candidates = [chain[p - 1] for p in range(first, 0, -1)]
+        op.candidates += [chain[p - 1] for p in range(first + 1, length + 1)]
+        return self._next_candidate(op_id, op, now)
+
+    def _next_candidate(self, op_id: int, op: _Op, now: float) -> list:
+        if not op.candidates:
+            self.counters["read_round_exhausted"] += 1
+            self._park(op, now)
+            return []
+        op.target = op.candidates.pop(0)
+        op.sent_at = now
+        op.retry_at = None
+        return [Send(op.target, m.Read(op_id, op.key, op.min_version, self.ring.epoch))]
+
+    def _on_read_reply(self, src: str, msg: m.ReadReply, now: float) -> list:
+        op = self._ops.get(msg.op)
+        if op is None or op.kind != "get":
+            # Any node's reply is safe (it checked min_version), even a late one.
+            self.counters["stale_reply"] += 1
+            return []
+        self.counters["read_position_%d" % msg.position] += 1
+        return self._finish(msg.op, {
+            "found": msg.found, "value": msg.value, "version": msg.version,
+            "chain_index": msg.position, "stable": msg.stable,
+        })
+
+    def _on_read_miss(self, src: str, msg: m.ReadMiss, now: float) -> list:
+        op = self._ops.get(msg.op)
+        if op is None or op.kind != "get" or op.target != src:
+            self.counters["stale_reply"] += 1
+            return []
+        self.counters["read_miss_" + msg.reason] += 1
+        return self._next_candidate(msg.op, op, now)
+
+    # -- put --------------------------------------------------------------------------------
+
+    def _advance_put(self, op_id: int, op: _Op, now: float) -> list:
+        ring = self.ring
+        if ring is None or not ring.members:
+            self._park(op, now, self.config.ring_refresh_s)
+            return self._want_ring(now)
+        op.sent_at = now
+        op.retry_at = None
+        if op.deps:
+            op.target = "deps"
+            return [
+                Send(ring.chain(dep.key)[-1], m.DepCheck(sub, dep.key, dep.version, ring.epoch))
+                for sub, dep in op.deps.items()
+            ]
+        op.target = ring.chain(op.key)[0]
+        return [Send(op.target, m.Put(op_id, op.rid, op.key, op.value, op.floor, ring.epoch))]
+
+    def _on_dep_reply(self, src: str, msg: m.DepReply, now: float) -> list:
+        parent = self._sub.get(msg.op)
+        op = self._ops.get(parent) if parent is not None else None
+        if op is None:
+            self.counters["stale_reply"] += 1
+            return []
+        if not msg.ok:
+            self.counters["dep_check_retry"] += 1
+            return [Send(src, m.DepCheck(msg.op, op.deps[msg.op].key, op.deps[msg.op].version,
+                                         self.ring.epoch))]
+        del op.deps[msg.op]
+        del self._sub[msg.op]
+        if op.deps:
+            return []
+        return self._advance_put(parent, op, now)
+
+    def _on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
+        op = self._ops.get(msg.op)
+        if op is None or op.kind != "put" or op.deps:
+            self.counters["stale_reply"] += 1
+            return []
+        self._stable_routes[op.rid] = op.conn
+        if len(self._stable_routes) > self.config.max_stable_routes:
+            self._stable_routes.popitem(last=False)
+        return self._finish(msg.op, {
+            "version": msg.version, "chain_index": msg.chain_index, "stable": msg.stable,
+        })
+
+    def _on_stable_notice(self, src: str, msg: m.StableNotice, now: float) -> list:
+        conn = self._stable_routes.pop(msg.rid, None)
+        if conn is None or conn < 0:
+            return []
+        return [ToClient(conn, {"push": "stable", "key": msg.key, "version": msg.version})]
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def _on_error(self, src: str, msg: m.Error, now: float) -> list:
+        op_id = self._sub.get(msg.op, msg.op)
+        op = self._ops.get(op_id)
+        self.counters["node_error_" + msg.code] += 1
+        if op is None:
+            return []
+        if msg.code in (m.BAD_REQUEST, m.BAD_FRAME, m.UNKNOWN_OP):
+            return self._fail(op_id, op, m.BAD_REQUEST, msg.detail)
+        out: list = []
+        if msg.code in (m.WRONG_EPOCH, m.NOT_HEAD, m.NOT_TAIL, m.NOT_IN_CHAIN):
+            if self.ring is None or msg.epoch > self.ring.epoch:
+                out += self._want_ring(now)
+        if op.kind == "get" and msg.code == m.NOT_IN_CHAIN:
+            return out + self._next_candidate(op_id, op, now)
+        # Anything else (epoch change in progress, syncing, overload): retry shortly.
+        self._park(op, now)
+        return out

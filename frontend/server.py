@@ -1,0 +1,129 @@
+"""Frontend process: trio-websocket server for clients + Transport to the backends.
+
+Each client connection gets a reader task (frames -> ``FrontendCore.client_request``) and
+a writer task (replies and pushes, in order). Validation happens here at the edge: a
+frame that is not a valid request gets an error reply naming the problem and is counted;
+the connection and the process keep serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+
+import trio
+from trio_websocket import ConnectionClosed, serve_websocket
+
+from chainreaction import codec
+from chainreaction import messages as m
+from chainreaction.effects import ToClient
+from chainreaction.runtime.processes import (HEARTBEAT_S, MANAGER, TICK_S, Driver,
+                                             install_stop_handler)
+from chainreaction.runtime.transport import Transport, split_addr, ticker
+
+from .core import FrontendConfig, FrontendCore
+
+log = logging.getLogger(__name__)
+
+MAX_CLIENT_MESSAGE_BYTES = m.MAX_VALUE_BYTES + 256 * 1024
+
+
+class FrontendDriver(Driver):
+    def __init__(self, core, transport, clock=time.time):
+        super().__init__(core, transport, clock)
+        self.clients: dict[int, trio.MemorySendChannel] = {}
+        self._next_conn = 1
+
+    def other_effect(self, effect) -> None:
+        if isinstance(effect, ToClient):
+            channel = self.clients.get(effect.conn)
+            if channel is not None:
+                try:
+                    channel.send_nowait(codec.encode_client(effect.payload))
+                except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                    self.core.counters["client_send_dropped"] += 1
+            return
+        super().other_effect(effect)
+
+    async def serve_client(self, request) -> None:
+        ws = await request.accept()
+        conn = self._next_conn
+        self._next_conn += 1
+        send_channel, receive_channel = trio.open_memory_channel(math.inf)
+        self.clients[conn] = send_channel
+        self.core.counters["client_connections"] += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, ws, receive_channel, nursery.cancel_scope)
+                await self._reader(ws, conn)
+                nursery.cancel_scope.cancel()
+        except ConnectionClosed:
+            pass
+        finally:
+            del self.clients[conn]
+            self.core.client_gone(conn)
+
+    async def _reader(self, ws, conn: int) -> None:
+        while True:
+            try:
+                data = await ws.get_message()
+            except ConnectionClosed:
+                return
+            try:
+                req = codec.decode_client_request(data)
+            except codec.ProtocolError as exc:
+                self.core.counters["client_bad_request_" + exc.code] += 1
+                rid = codec.request_id_of(data) if isinstance(data, (bytes, bytearray)) else None
+                self.other_effect(ToClient(conn, {"id": rid, "ok": False, "error": exc.code,
+                                                  "message": exc.detail}))
+                continue
+            try:
+                self.dispatch(self.core.client_request(conn, req, self.clock()))
+            except Exception:
+                self.core.counters["handler_crash"] += 1
+                log.exception("handling client request %r", req)
+                self.other_effect(ToClient(conn, {"id": req.id, "ok": False,
+                                                  "error": "internal", "message": "see log"}))
+
+    async def _writer(self, ws, receive_channel, cancel_scope) -> None:
+        try:
+            async for data in receive_channel:
+                await ws.send_message(data)
+        except ConnectionClosed:
+            cancel_scope.cancel()
+
+
+async def run_frontend(name: str, listen: str, ws_listen: str, manager_addr: str,
+                       config: FrontendConfig, seed: int | None = None,
+                       task_status=trio.TASK_STATUS_IGNORED) -> None:
+    core = FrontendCore(name, random.Random(seed), config, time.time())
+    incarnation = int(time.time() * 1000)
+
+    def on_message(src, msg):
+        if isinstance(msg, m.RingUpdate):
+            for member in msg.ring.members:
+                transport.learn(member.name, member.addr)
+        driver.on_message(src, msg)
+
+    transport = Transport(name, "frontend", listen, on_message)
+    transport.learn(MANAGER, manager_addr)
+    driver = FrontendDriver(core, transport)
+
+    def heartbeat():
+        epoch = core.ring.epoch if core.ring else 0
+        transport.send(MANAGER, m.Heartbeat(name, "frontend", listen, incarnation, epoch))
+
+    host, port = split_addr(ws_listen)
+    async with trio.open_nursery() as nursery:
+        install_stop_handler(nursery)
+        await nursery.start(transport.serve)
+        heartbeat()
+        nursery.start_soon(ticker, HEARTBEAT_S, heartbeat)
+        nursery.start_soon(ticker, TICK_S, driver.on_tick)
+        await nursery.start(lambda task_status: serve_websocket(
+            driver.serve_client, host, port, None, handler_nursery=None,
+            max_message_size=MAX_CLIENT_MESSAGE_BYTES, task_status=task_status))
+        log.info("frontend %s: clients on ws://%s, internal %s", name, ws_listen, listen)
+        task_status.started()

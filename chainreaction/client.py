@@ -5,8 +5,8 @@
         value = await session.get("x")      # b"1" (read-your-writes)
         await session.delete("x")
 
-The session keeps the ChainReaction metadata (DESIGN.md): for each key read or written
-whose stability it does not know yet, ``(version, chain_index)``. Every request carries
+The session keeps the ChainReaction metadata (DESIGN.md, rules in ``session.py``): for
+each key read or written whose stability it does not know yet, ``(version, chain_index)``. Every request carries
 it, so the frontend needs no per-session state: when a connection breaks the session moves
 to the next frontend URL and retries the request (writes keep their request id, so they
 apply once) without losing causality.
@@ -14,7 +14,6 @@ apply once) without losing causality.
 
 from __future__ import annotations
 
-import itertools
 import os
 from typing import Sequence
 
@@ -24,7 +23,11 @@ from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from . import codec
 from . import messages as m
+from .session import SessionState
 from .versions import Version
+
+
+RETRYABLE = frozenset({"unavailable", "dependency_timeout", "overloaded", "not_ready"})
 
 
 class ChainReactionError(Exception):
@@ -57,12 +60,6 @@ class WriteResult:
     stable: bool
 
 
-@attrs.define
-class _Entry:
-    version: Version
-    chain_index: int
-
-
 class Session:
     """One causal session. Not safe for concurrent use: operations are sequential, which
     is what session order means; open several sessions for parallelism."""
@@ -79,11 +76,11 @@ class Session:
         self.urls = list(urls)
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
-        self.metadata: dict[str, _Entry] = {}
-        self.floor = 0  # largest clock seen: our next write's version must exceed it
+        self.state = SessionState()
         self.failovers = 0
+        self.retries = 0
+        self.retry_delay_s = 0.1
         self._url_index = 0
-        self._ids = itertools.count(1)
         self._ws_cm = None
         self._ws = None
         self._lock = trio.Lock()
@@ -99,7 +96,7 @@ class Session:
         for _ in range(len(self.urls)):
             url = self.url
             cm = open_websocket_url(url, connect_timeout=self.connect_timeout_s,
-                                    max_message_size=m.MAX_VALUE_BYTES + 256 * 1024)
+                                    max_message_size=m.MAX_VALUE_BYTES + m.MAX_DEPS * (m.MAX_KEY_BYTES + 32) + 64 * 1024)
             try:
                 self._ws = await cm.__aenter__()
                 self._ws_cm = cm
@@ -145,7 +142,7 @@ class Session:
                     while True:
                         reply = codec.decode_client(await self._ws.get_message())
                         if reply.get("push") == "stable":
-                            self._on_stable(reply)
+                            self.state.on_stable(reply)
                         elif reply.get("id") == req.id:
                             break
             except (ConnectionClosed, OSError) as exc:
@@ -160,50 +157,26 @@ class Session:
                 await self._close_ws()
                 raise ChainReactionError("timeout", f"no reply in {self.timeout_s}s") from None
             if not reply.get("ok"):
-                raise ChainReactionError(reply.get("error", "error"), reply.get("message", ""))
+                code = reply.get("error", "error")
+                if code in RETRYABLE and trio.current_time() + self.retry_delay_s < deadline:
+                    # Transient (chain repair, overload): same request, same rid, so a
+                    # write still applies once.
+                    self.retries += 1
+                    await trio.sleep(self.retry_delay_s)
+                    continue
+                raise ChainReactionError(code, reply.get("message", ""))
             return reply
 
-    def _deps(self) -> tuple:
-        return tuple(m.Dep(k, e.version, e.chain_index) for k, e in self.metadata.items())
-
-    def _on_stable(self, push: dict) -> None:
-        entry = self.metadata.get(push.get("key"))
-        version = push.get("version")
-        if entry is not None and version is not None and version >= entry.version:
-            del self.metadata[push["key"]]
-
-    def _observe_read(self, key: str, reply: dict) -> None:
-        version: Version | None = reply.get("version")
-        if version is None:
-            return
-        self.floor = max(self.floor, version.clock)
-        entry = self.metadata.get(key)
-        if reply.get("stable"):
-            if entry is None or version >= entry.version:
-                self.metadata.pop(key, None)
-            return
-        if entry is None or version > entry.version:
-            self.metadata[key] = _Entry(version, reply["chain_index"])
-        elif version == entry.version:
-            entry.chain_index = max(entry.chain_index, reply["chain_index"])
-
-    def _observe_write(self, key: str, reply: dict) -> WriteResult:
-        version = reply["version"]
-        self.floor = max(self.floor, version.clock)
-        # The write now stands for everything it depended on (DESIGN.md "Put").
-        self.metadata.clear()
-        if not reply.get("stable"):
-            self.metadata[key] = _Entry(version, reply["chain_index"])
-        return WriteResult(version, reply["chain_index"], bool(reply.get("stable")))
+    @property
+    def metadata(self) -> dict:
+        """key -> Entry(version, chain_index) for keys not yet known stable."""
+        return self.state.metadata
 
     async def read(self, key: str) -> ReadResult:
         """Read ``key`` with its version metadata."""
         async with self._lock:
-            entry = self.metadata.get(key)
-            deps = (m.Dep(key, entry.version, entry.chain_index),) if entry else ()
-            req = m.ClientRequest(op="get", id=next(self._ids), key=key, deps=deps)
-            reply = await self._call(req)
-            self._observe_read(key, reply)
+            reply = await self._call(self.state.get_request(key))
+            self.state.on_read(key, reply)
             return ReadResult(bool(reply.get("found")), reply.get("value"), reply.get("version"),
                               reply.get("chain_index", 0), bool(reply.get("stable")))
 
@@ -214,10 +187,9 @@ class Session:
 
     async def _write(self, op: str, key: str, value: bytes | None) -> WriteResult:
         async with self._lock:
-            req = m.ClientRequest(op=op, id=next(self._ids), key=key, value=value,
-                                  deps=self._deps(), floor=self.floor, rid=os.urandom(16))
-            reply = await self._call(req)
-            return self._observe_write(key, reply)
+            reply = await self._call(self.state.write_request(op, key, value, os.urandom(16)))
+            self.state.on_write(key, reply)
+            return WriteResult(reply["version"], reply["chain_index"], bool(reply.get("stable")))
 
     async def put(self, key: str, value: bytes) -> WriteResult:
         if not isinstance(value, (bytes, bytearray)):
@@ -229,7 +201,7 @@ class Session:
 
     async def stats(self) -> dict:
         async with self._lock:
-            return (await self._call(m.ClientRequest(op="stats", id=next(self._ids))))["stats"]
+            return (await self._call(self.state.stats_request()))["stats"]
 
 
 async def connect(urls: Sequence[str] | str, **options) -> Session:

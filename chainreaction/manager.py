@@ -63,6 +63,8 @@ class ManagerCore:
             return self._on_heartbeat(msg, now)
         if isinstance(msg, m.GetRing):
             return [Send(src, m.RingUpdate(self.ring, self.previous))]
+        if isinstance(msg, m.StatsRequest):
+            return [Send(src, m.StatsReply(msg.op, self.stats()))]
         self.counters["unexpected_message"] += 1
         return []
 

@@ -22,7 +22,7 @@ from .versions import Version
 # -- limits (documented in docs/protocol.md) -----------------------------------------------
 MAX_KEY_BYTES = 1024
 MAX_VALUE_BYTES = 512 * 1024
-MAX_DEPS = 10_000
+MAX_DEPS = 1_000
 MAX_RID_BYTES = 64
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 
@@ -308,9 +308,34 @@ class SyncRequest:
 
 @message(41)
 class SyncChunk:
+    """One of ``total`` chunks (``seq`` 0..total-1) answering a SyncRequest; chunks may
+    arrive in any order, the copy is complete when all ``total`` have arrived."""
+
     sync_id: int = attrs.field(validator=_int)
+    seq: int = attrs.field(validator=_int)
+    total: int = attrs.field(validator=_int)
     items: tuple = attrs.field(converter=_sync_items)
-    done: bool = attrs.field(validator=_bool)
+
+
+# -- operations --------------------------------------------------------------------------------
+
+
+def _stats_map(_i, a, v):
+    if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+        raise TypeError(f"{a.name} must be a map with text keys")
+
+
+@message(50)
+class StatsRequest:
+    """operator tool -> any process: report your counters."""
+
+    op: int = attrs.field(validator=_int)
+
+
+@message(51)
+class StatsReply:
+    op: int = attrs.field(validator=_int)
+    stats: dict = attrs.field(validator=_stats_map)
 
 
 # -- client protocol (CBOR maps over WebSocket) ------------------------------------------------

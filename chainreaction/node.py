@@ -55,12 +55,13 @@ class NodeConfig:
     dc: int = 0
     dep_wait_s: float = 2.0  # how long the tail holds a dependency check
     resend_after_s: float = 1.0  # redrive an unstable version not stable after this
-    sync_retry_s: float = 2.0
+    sync_retry_s: float = 1.0
     held_put_timeout_s: float = 5.0
     max_held_puts: int = 10_000
     max_waiters: int = 100_000
     dedup_size: int = 200_000
     sync_chunk_items: int = 256
+    sync_chunk_bytes: int = 1024 * 1024  # well under the transport's frame limit
 
     def __attrs_post_init__(self):
         if self.eager < 1:
@@ -84,10 +85,12 @@ class _Waiter:
 
 @attrs.define(slots=True)
 class _Sync:
-    source: str
+    sources: list  # candidates, first is asked; rotated when it refuses
     ranges: tuple
     arcs: set
     sent_at: float
+    received: set = attrs.Factory(set)  # chunk seqs received
+    refusals: int = 0
 
 
 class _RangeSet:
@@ -138,6 +141,7 @@ class NodeCore:
         self._next_sync_id = int(now * 1_000_000) % 2**62  # distinct across restarts
         for key, rec in store.items():
             self.clock.observe(rec.version.clock)
+            self._remember(rec.rid, rec.version)  # a retry after our restart applies once
             if not rec.stable:
                 self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)
         self._handlers: dict[type, Callable] = {
@@ -150,6 +154,9 @@ class NodeCore:
             m.SyncRequest: self._on_sync_request,
             m.SyncChunk: self._on_sync_chunk,
             m.PutAck: self._on_put_ack,
+            m.StableNotice: self._ignore,  # for an orphan we reinjected: nothing to do
+            m.Error: self._on_error,
+            m.StatsRequest: self._on_stats_request,
         }
 
     # -- entry points -----------------------------------------------------------------------
@@ -166,11 +173,12 @@ class NodeCore:
         out: list = []
         out += self._expire_waiters(now)
         out += self._expire_held_puts(now)
-        for sid, sync in self._syncs.items():
+        for sid, sync in list(self._syncs.items()):
             if now - sync.sent_at >= self.config.sync_retry_s:
-                sync.sent_at = now
                 self.counters["sync_request_resent"] += 1
-                out.append(Send(sync.source, m.SyncRequest(sid, self.ring.epoch, sync.ranges)))
+                self._drop_sync(sid)
+                out += self._request_sync(sync.sources, sync.ranges, sync.arcs, now,
+                                          sync.refusals)
         if self.ring is not None and self.ring.members:
             out += self._redrive(now, force=False)
         return out
@@ -184,7 +192,9 @@ class NodeCore:
 
     def stats(self) -> dict:
         return {
+            "name": self.name,
             "epoch": self.epoch,
+            "serving": self.ring is not None and self.name in self.ring and not self._syncs,
             "unstable": len(self._unstable),
             "syncing_ranges": len(self._syncing_arcs),
             "held_puts": len(self._held_puts),
@@ -243,11 +253,18 @@ class NodeCore:
 
     def _write_at_head(self, src: str, msg: m.Put, chain: tuple, now: float) -> list:
         known = self._dedup.get(msg.rid)
-        if known is not None:
-            # A retry of a put we already applied: same version, applied once.
-            self.counters["put_duplicate"] += 1
-            return [Send(src, m.PutAck(msg.op, msg.key, known, 1, False))]
         current = self.store.get(msg.key)
+        if known is not None:
+            # A retry of a put we already applied: answer with the same version, apply once.
+            self.counters["put_duplicate"] += 1
+            eager = min(self.config.eager, len(chain))
+            if current is None or current.version != known or current.stable or eager == 1:
+                # Superseded (the newer version travels the chain) or already stable.
+                stable = current is not None and current.stable and current.version == known
+                return [Send(src, m.PutAck(msg.op, msg.key, known, 1, stable))]
+            # Not yet acknowledged by k nodes for sure: drive it again, ack at position k.
+            return [Send(chain[1], m.Update(msg.key, known, current.value, msg.rid, src,
+                                            msg.op, eager))]
         floor = max(msg.floor, current.version.clock if current else 0)
         version = Version(self.clock.next(now, floor), self.config.dc)
         alone = len(chain) == 1
@@ -294,7 +311,7 @@ class NodeCore:
         elif current.stable:
             # Already known stable here: a redrive; tell the sender instead of forwarding.
             self._drop_unstable(msg.key, msg.version)
-            if wants_ack:
+            if msg.ack_at:
                 out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, True)))
             out.append(Send(src, m.Stable(msg.key, msg.version)))
             return out
@@ -328,6 +345,30 @@ class NodeCore:
             if pos > 1:
                 return [Send(chain[pos - 2], msg)]
         return []
+
+    def _on_stats_request(self, src: str, msg: m.StatsRequest, now: float) -> list:
+        return [Send(src, m.StatsReply(msg.op, self.stats()))]
+
+    def _ignore(self, src: str, msg, now: float) -> list:
+        return []
+
+    def _on_error(self, src: str, msg: m.Error, now: float) -> list:
+        """A source refused our SyncRequest (it is syncing that range itself): ask the
+        next candidate at the next retry."""
+        sync = self._syncs.get(msg.op)
+        if sync is None or sync.sources[0] != src:
+            return []
+        self.counters["sync_refused"] += 1
+        sync.refusals += 1
+        sync.sources.append(sync.sources.pop(0))
+        if sync.refusals < 3 * len(sync.sources):
+            return []
+        # Every candidate is itself copying this range (several members restarted at
+        # once). Their stores and ours are durable; serve what we have rather than wait
+        # forever, and let redrive reconcile what was in flight.
+        self.counters["sync_gave_up"] += 1
+        self._drop_sync(msg.op)
+        return self._release_held_puts(now)
 
     def _on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
         """Ack of an orphan we reinjected at the head: the chain has it now."""
@@ -484,7 +525,9 @@ class NodeCore:
         fresh = self.ring is None
         if not fresh:
             old = self.ring
-        elif msg.previous is not None and self.name not in msg.previous:
+        elif msg.previous is None:
+            old = None  # bootstrap: nobody has anything to copy from
+        elif self.name not in msg.previous:
             old = msg.previous  # we are being (re)added: copy from the previous chains
         else:
             old = new  # restarted while still a member: copy from our chain peers
@@ -504,24 +547,18 @@ class NodeCore:
             )
             if served_before:
                 continue
-            sources = [n for n in old_chain if n != self.name and n in new]
+            sources = tuple(n for n in old_chain if n != self.name and n in new)
             if not sources:
                 continue  # no previous member to copy from: what we hold is all there is
-            wanted.setdefault(sources[0], []).append(((start, end), new_arc))
+            wanted.setdefault(sources, []).append(((start, end), new_arc))
 
         self._syncs.clear()
         self._syncing_arcs.clear()
         out: list = []
-        for source, parts in sorted(wanted.items()):
-            sid = self._next_sync_id
-            self._next_sync_id += 1
-            ranges = tuple(r for r, _ in parts)
-            arcs = {a for _, a in parts}
-            self._syncs[sid] = _Sync(source, ranges, arcs, now)
-            for arc in arcs:
-                self._syncing_arcs.setdefault(arc, set()).add(sid)
+        for sources, parts in sorted(wanted.items()):
             self.counters["sync_started"] += 1
-            out.append(Send(source, m.SyncRequest(sid, new.epoch, ranges)))
+            out += self._request_sync(list(sources), tuple(r for r, _ in parts),
+                                      {a for _, a in parts}, now)
 
         held, self._held_sync_requests = self._held_sync_requests, []
         for requester, request in held:
@@ -532,23 +569,58 @@ class NodeCore:
         out += self._release_held_puts(now)
         return out
 
+    def _request_sync(self, sources: list, ranges: tuple, arcs: set, now: float,
+                      refusals: int = 0) -> list:
+        sid = self._next_sync_id
+        self._next_sync_id += 1
+        self._syncs[sid] = _Sync(sources, ranges, arcs, now, refusals=refusals)
+        for arc in arcs:
+            self._syncing_arcs.setdefault(arc, set()).add(sid)
+        return [Send(sources[0], m.SyncRequest(sid, self.ring.epoch, ranges))]
+
+    def _drop_sync(self, sid: int) -> None:
+        sync = self._syncs.pop(sid)
+        for arc in sync.arcs:
+            ids = self._syncing_arcs.get(arc)
+            if ids is not None:
+                ids.discard(sid)
+                if not ids:
+                    del self._syncing_arcs[arc]
+
+    def _syncing_overlaps(self, ranges: tuple) -> bool:
+        """Whether any (start, end] in ``ranges`` overlaps a range we are copying."""
+        if not self._syncs:
+            return False
+        mine = _RangeSet(r for sync in self._syncs.values() for r in sync.ranges)
+        theirs = _RangeSet(ranges)
+        return any(end in mine for _, end in ranges) or any(
+            end in theirs for sync in self._syncs.values() for _, end in sync.ranges)
+
     def _on_sync_request(self, src: str, msg: m.SyncRequest, now: float) -> list:
         if self.ring is None or msg.epoch > self.ring.epoch:
             self._held_sync_requests.append((src, msg))  # serve once we have that ring
             return []
         wanted = _RangeSet(msg.ranges)
-        items = [
-            m.SyncItem(key, rec.version, rec.value, rec.stable, rec.rid)
-            for key, rec in self.store.items()
-            if hash_point(key) in wanted
-        ]
+        if self._syncing_overlaps(msg.ranges):
+            # We are still copying part of that range ourselves: not a complete source.
+            return self._error(src, msg.sync_id, m.NOT_READY, "source is syncing that range")
+        chunks: list[list] = [[]]
+        size = 0
+        for key, rec in self.store.items():
+            if hash_point(key) not in wanted:
+                continue
+            item_bytes = len(key) + len(rec.value or b"") + len(rec.rid) + 32
+            if chunks[-1] and (len(chunks[-1]) >= self.config.sync_chunk_items
+                               or size + item_bytes > self.config.sync_chunk_bytes):
+                chunks.append([])
+                size = 0
+            chunks[-1].append(m.SyncItem(key, rec.version, rec.value, rec.stable, rec.rid))
+            size += item_bytes
         self.counters["sync_served"] += 1
-        self.counters["sync_items_sent"] += len(items)
-        size = self.config.sync_chunk_items
-        chunks = [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+        self.counters["sync_items_sent"] += sum(len(c) for c in chunks)
         return [
-            Send(src, m.SyncChunk(msg.sync_id, tuple(chunk), i == len(chunks) - 1))
-            for i, chunk in enumerate(chunks)
+            Send(src, m.SyncChunk(msg.sync_id, seq, len(chunks), tuple(chunk)))
+            for seq, chunk in enumerate(chunks)
         ]
 
     def _on_sync_chunk(self, src: str, msg: m.SyncChunk, now: float) -> list:
@@ -556,28 +628,31 @@ class NodeCore:
         if sync is None:
             self.counters["sync_chunk_stale"] += 1
             return []
+        if src != sync.sources[0] or msg.total < 1 or msg.seq >= msg.total:
+            self.counters["sync_chunk_bad"] += 1
+            return []
         for item in msg.items:
             current = self.store.get(item.key)
             if current is None or item.version > current.version:
-                # Not added to _unstable: the source still owns driving it down the chain.
                 self.store.put(item.key, Record(item.version, item.value, item.stable, item.rid))
                 self.clock.observe(item.version.clock)
                 self._remember(item.rid, item.version)
+                if not item.stable:
+                    # Copied, not received from our predecessor: we cannot vouch for the
+                    # chain prefix, so drive it like an orphan (reinject at the head). The
+                    # source may leave this chain and stop driving it.
+                    self._unstable[item.key] = _Unstable(item.version, now, orphan=True)
             elif item.version == current.version and item.stable and not current.stable:
                 self.store.put(item.key, attrs.evolve(current, stable=True))
+                self._drop_unstable(item.key, item.version)
         self.counters["sync_items_received"] += len(msg.items)
         out: list = []
         for item in msg.items:
             out += self._wake_waiters(item.key)
-        if not msg.done:
+        sync.received.add(msg.seq)
+        if len(sync.received) < msg.total:
             return out
-        del self._syncs[msg.sync_id]
-        for arc in sync.arcs:
-            ids = self._syncing_arcs.get(arc)
-            if ids is not None:
-                ids.discard(msg.sync_id)
-                if not ids:
-                    del self._syncing_arcs[arc]
+        self._drop_sync(msg.sync_id)
         self.counters["sync_done"] += 1
         out += self._release_held_puts(now)
         return out

@@ -44,6 +44,7 @@ class FrontendConfig:
     read_from: str = "chain"
     request_timeout_s: float = 10.0
     node_timeout_s: float = 1.0
+    dep_timeout_s: float = 3.0  # > the tail's dependency wait, so checks don't pile up
     retry_delay_s: float = 0.05
     ring_refresh_s: float = 0.2
     max_ops: int = 100_000
@@ -87,7 +88,9 @@ class FrontendCore:
         self._rng = rng
         self._ops: dict[int, _Op] = {}
         self._sub: dict[int, int] = {}  # dependency-check id -> parent op id
-        self._next_id = 1
+        # Ids start from the clock so a restarted frontend ignores its predecessor's late
+        # replies instead of matching them to new requests.
+        self._next_id = int(now * 1_000_000) % 2**62 + 1
         self._stable_routes: collections.OrderedDict[bytes, int] = collections.OrderedDict()
         self._last_ring_request = float("-inf")
         self._handlers: dict[type, Callable] = {
@@ -152,7 +155,8 @@ class FrontendCore:
                                   else "the write could not be completed in time")
             elif op.retry_at is not None and now >= op.retry_at:
                 out += self._restart(op_id, op, now)
-            elif op.target and now - op.sent_at >= self.config.node_timeout_s:
+            elif op.target and now - op.sent_at >= (
+                    self.config.dep_timeout_s if op.target == "deps" else self.config.node_timeout_s):
                 self.counters["node_timeout"] += 1
                 out += self._restart(op_id, op, now) if op.kind == "put" else \
                     self._next_candidate(op_id, op, now)
@@ -260,7 +264,7 @@ class FrontendCore:
 
     def _on_read_reply(self, src: str, msg: m.ReadReply, now: float) -> list:
         op = self._ops.get(msg.op)
-        if op is None or op.kind != "get":
+        if op is None or op.kind != "get" or op.key != msg.key:
             # Any node's reply is safe (it checked min_version), even a late one.
             self.counters["stale_reply"] += 1
             return []
@@ -272,7 +276,7 @@ class FrontendCore:
 
     def _on_read_miss(self, src: str, msg: m.ReadMiss, now: float) -> list:
         op = self._ops.get(msg.op)
-        if op is None or op.kind != "get" or op.target != src:
+        if op is None or op.kind != "get" or op.target != src or op.key != msg.key:
             self.counters["stale_reply"] += 1
             return []
         self.counters["read_miss_" + msg.reason] += 1
@@ -303,9 +307,12 @@ class FrontendCore:
             self.counters["stale_reply"] += 1
             return []
         if not msg.ok:
+            # The tail waited its bound; ask the current tail again (the ring may have
+            # changed meanwhile) until the request deadline.
             self.counters["dep_check_retry"] += 1
-            return [Send(src, m.DepCheck(msg.op, op.deps[msg.op].key, op.deps[msg.op].version,
-                                         self.ring.epoch))]
+            dep = op.deps[msg.op]
+            return [Send(self.ring.chain(dep.key)[-1],
+                         m.DepCheck(msg.op, dep.key, dep.version, self.ring.epoch))]
         del op.deps[msg.op]
         del self._sub[msg.op]
         if op.deps:
@@ -314,7 +321,7 @@ class FrontendCore:
 
     def _on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
         op = self._ops.get(msg.op)
-        if op is None or op.kind != "put" or op.deps:
+        if op is None or op.kind != "put" or op.deps or op.key != msg.key:
             self.counters["stale_reply"] += 1
             return []
         self._stable_routes[op.rid] = op.conn

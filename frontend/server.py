@@ -27,7 +27,7 @@ from .core import FrontendConfig, FrontendCore
 
 log = logging.getLogger(__name__)
 
-MAX_CLIENT_MESSAGE_BYTES = m.MAX_VALUE_BYTES + 256 * 1024
+MAX_CLIENT_MESSAGE_BYTES = m.MAX_VALUE_BYTES + m.MAX_DEPS * (m.MAX_KEY_BYTES + 32) + 64 * 1024
 
 
 class FrontendDriver(Driver):

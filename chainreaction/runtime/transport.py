@@ -118,6 +118,8 @@ class Transport:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             listeners = await trio.open_tcp_listeners(port, host=host)
+            if port == 0:  # an ephemeral port (tools, tests): advertise the real one
+                self.addr = f"{host}:{listeners[0].socket.getsockname()[1]}"
             await nursery.start(trio.serve_listeners, self._handle_inbound, listeners)
             task_status.started()
 

@@ -1,0 +1,33 @@
+"""Ask a running node or manager for its counters over the internal protocol."""
+
+from __future__ import annotations
+
+import os
+
+import trio
+
+from .. import messages as m
+from .transport import Transport
+
+
+async def process_stats(addr: str, timeout_s: float = 3.0) -> dict:
+    """``StatsReply.stats`` of the process listening on ``addr``; TooSlowError if silent."""
+    replies: dict = {}
+    got = trio.Event()
+
+    def on_message(src, msg):
+        if isinstance(msg, m.StatsReply):
+            replies["stats"] = msg.stats
+            got.set()
+
+    transport = Transport(f"probe-{os.getpid()}-{id(replies)}", "client", "127.0.0.1:0",
+                          on_message)
+    target = f"@{addr}"
+    transport.learn(target, addr)
+    with trio.fail_after(timeout_s):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(transport.serve)
+            transport.send(target, m.StatsRequest(1))
+            await got.wait()
+            nursery.cancel_scope.cancel()
+    return replies["stats"]

@@ -1,0 +1,69 @@
+"""Real local clusters for end-to-end tests: processes on 127.0.0.1, killed for real."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+
+import trio
+
+from chainreaction.cluster import ClusterConfig, LocalCluster
+from chainreaction.demo import wait_ready
+from chainreaction.ring import Ring
+from chainreaction.runtime.probe import process_stats
+
+
+def free_base_port(count: int) -> int:
+    """A base port with ``count`` consecutive free ports on 127.0.0.1."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count > 60000:
+            continue
+        ok = True
+        for port in range(base, base + count):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port range")
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(tmp_path, **options):
+    config = ClusterConfig(data_dir=str(tmp_path / "cluster"), failure_timeout_s=1.0,
+                           **options)
+    config.base_port = free_base_port(1 + config.nodes + 2 * config.frontends)
+    cluster = LocalCluster(config)
+    cluster.start()
+    try:
+        await wait_ready(cluster, timeout_s=60)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def chain_of(cluster: LocalCluster, key: str) -> tuple:
+    """The chain of ``key`` on the full ring (same hashing as the servers)."""
+    members = [(n, cluster.processes[n].addr) for n in cluster.nodes]
+    return Ring(1, members, cluster.config.replication, 16).chain(key)
+
+
+async def wait_serving(cluster: LocalCluster, name: str, timeout_s: float = 60.0) -> dict:
+    """Until node ``name`` reports a ring with every node and no range left to copy."""
+    with trio.fail_after(timeout_s):
+        while True:
+            try:
+                stats = await process_stats(cluster.processes[name].addr, timeout_s=2)
+                manager = await process_stats(cluster.processes["manager"].addr, timeout_s=2)
+                if stats.get("serving") and stats["epoch"] == manager["epoch"] \
+                        and len(manager["nodes"]) == len(cluster.nodes):
+                    return stats
+            except (trio.TooSlowError, OSError):
+                pass
+            await trio.sleep(0.1)  # sleep-ok: polling a real process we cannot drive

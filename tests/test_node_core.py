@@ -1,0 +1,260 @@
+"""The backend node core, driven message by message (no network, no clock, no sleeps)."""
+
+from __future__ import annotations
+
+from chainreaction import messages as m
+from chainreaction.effects import Send
+from chainreaction.node import NodeConfig, NodeCore
+from chainreaction.ring import Ring
+from chainreaction.storage import MemoryStore, Record
+from chainreaction.versions import Version
+
+MEMBERS = [("a", "sim:a"), ("b", "sim:b"), ("c", "sim:c")]
+
+
+def ring(epoch=1, members=MEMBERS, replication=3):
+    return Ring(epoch, members, replication, 8)
+
+
+class Chain:
+    """Three node cores on one ring, with helpers that read like a transcript."""
+
+    def __init__(self, eager=1, replication=3):
+        self.ring = ring(replication=replication)
+        self.stores = {n: MemoryStore() for n, _ in MEMBERS}
+        self.nodes = {n: NodeCore(n, self.stores[n], NodeConfig(eager=eager), 0.0)
+                      for n, _ in MEMBERS}
+        for node in self.nodes.values():
+            assert node.handle("manager", m.RingUpdate(self.ring, Ring(0, (), 3, 8)), 0.0) == []
+
+    def key_with_chain(self, chain):
+        for i in range(10_000):
+            key = f"k{i}"
+            if self.ring.chain(key) == tuple(chain):
+                return key
+        raise AssertionError("no key found")
+
+    def send(self, src, effect_list, now=1.0):
+        """Deliver every Send to a node core; return effects addressed elsewhere."""
+        outside = []
+        pending = [(src, e) for e in effect_list]
+        while pending:
+            sender, effect = pending.pop(0)
+            if effect.to in self.nodes:
+                replies = self.nodes[effect.to].handle(sender, effect.msg, now)
+                pending += [(effect.to, e) for e in replies]
+            else:
+                outside.append(effect)
+        return outside
+
+
+def put(op=1, key="k", value=b"v", rid=b"r1", floor=0, epoch=1):
+    return m.Put(op, rid, key, value, floor, epoch)
+
+
+def test_head_assigns_version_forwards_and_acks_after_k1():
+    c = Chain(eager=1)
+    key = c.key_with_chain(["a", "b", "c"])
+    out = c.nodes["a"].handle("fe", put(key=key), 5.0)
+    acks = [e for e in out if isinstance(e.msg, m.PutAck)]
+    updates = [e for e in out if isinstance(e.msg, m.Update)]
+    assert len(acks) == 1 and acks[0].to == "fe"
+    assert acks[0].msg.chain_index == 1 and not acks[0].msg.stable
+    assert [u.to for u in updates] == ["b"]
+    assert c.stores["a"].get(key).value == b"v"
+    assert c.stores["b"].get(key) is None  # lazy: not there until the update is delivered
+
+
+def test_eager_k2_ack_comes_from_second_node():
+    c = Chain(eager=2)
+    key = c.key_with_chain(["a", "b", "c"])
+    out = c.nodes["a"].handle("fe", put(key=key), 5.0)
+    assert not any(isinstance(e.msg, m.PutAck) for e in out)
+    (update,) = out
+    out_b = c.nodes["b"].handle("a", update.msg, 5.0)
+    acks = [e for e in out_b if isinstance(e.msg, m.PutAck)]
+    assert len(acks) == 1 and acks[0].to == "fe" and acks[0].msg.chain_index == 2
+
+
+def test_tail_marks_stable_and_notifies_chain_and_frontend():
+    c = Chain(eager=1)
+    key = c.key_with_chain(["a", "b", "c"])
+    outside = c.send("fe", [Send("a", put(key=key))])
+    notices = [e for e in outside if isinstance(e.msg, m.StableNotice)]
+    assert len(notices) == 1 and notices[0].to == "fe"
+    version = c.stores["a"].get(key).version
+    for name in "abc":
+        record = c.stores[name].get(key)
+        assert record.version == version
+        assert record.stable, f"{name} did not learn stability"
+        assert c.nodes[name].stats()["unstable"] == 0
+
+
+def test_versions_grow_with_session_floor_and_previous_version():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    c.send("fe", [Send("a", put(key=key, rid=b"r1"))])
+    first = c.stores["a"].get(key).version
+    # Time goes backwards and the session saw a clock far ahead: still a larger version.
+    c.nodes["a"].handle("fe", put(op=2, key=key, rid=b"r2", floor=10**12), 0.5)
+    second = c.stores["a"].get(key).version
+    assert second > first
+    assert second.clock > 10**12
+
+
+def test_retried_put_applies_once():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    out1 = c.nodes["a"].handle("fe", put(key=key, rid=b"same"), 1.0)
+    out2 = c.nodes["a"].handle("fe", put(op=2, key=key, rid=b"same"), 2.0)
+    v1 = [e.msg.version for e in out1 if isinstance(e.msg, m.PutAck)]
+    v2 = [e.msg.version for e in out2 if isinstance(e.msg, m.PutAck)]
+    assert v1 == v2
+    assert not any(isinstance(e.msg, m.Update) for e in out2)
+    assert c.nodes["a"].counters["put_applied"] == 1
+
+
+def test_retry_at_a_new_head_that_saw_the_update_applies_once():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    c.send("fe", [Send("a", put(key=key, rid=b"once"))])
+    version = c.stores["a"].get(key).version
+    # a dies; b is the new head and receives the frontend's retry.
+    new_ring = Ring(2, MEMBERS[1:], 3, 8)
+    c.nodes["b"].handle("manager", m.RingUpdate(new_ring, c.ring), 2.0)
+    out = c.nodes["b"].handle("fe", put(op=9, key=key, rid=b"once", epoch=2), 2.0)
+    assert [e.msg.version for e in out if isinstance(e.msg, m.PutAck)] == [version]
+    assert c.stores["b"].get(key).version == version
+
+
+def test_wrong_epoch_is_refused_counted_and_nothing_stored():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    bad = put(key=key, epoch=7)
+    out = c.nodes["a"].handle("fe", bad, 1.0)
+    assert [type(e.msg) for e in out] == [m.Error]
+    assert out[0].msg.code == m.WRONG_EPOCH and out[0].msg.epoch == 1
+    assert c.nodes["a"].counters["error_wrong_epoch"] == 1
+    assert c.stores["a"].get(key) is None
+
+
+def test_put_at_a_non_head_is_refused():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    out = c.nodes["b"].handle("fe", put(key=key), 1.0)
+    assert out[0].msg.code == m.NOT_HEAD
+    assert c.stores["b"].get(key) is None
+
+
+def test_read_refuses_versions_older_than_the_session_has_seen():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    out = c.nodes["a"].handle("fe", put(key=key), 1.0)  # update to b not delivered yet
+    version = [e.msg.version for e in out if isinstance(e.msg, m.PutAck)][0]
+    at_head = c.nodes["a"].handle("fe", m.Read(5, key, version, 1), 1.0)
+    assert isinstance(at_head[0].msg, m.ReadReply) and at_head[0].msg.value == b"v"
+    assert at_head[0].msg.position == 1
+    at_tail = c.nodes["c"].handle("fe", m.Read(6, key, version, 1), 1.0)
+    assert isinstance(at_tail[0].msg, m.ReadMiss) and at_tail[0].msg.reason == "older"
+    # Without metadata the tail may answer with what it has (nothing yet).
+    free = c.nodes["c"].handle("fe", m.Read(7, key, None, 1), 1.0)
+    assert isinstance(free[0].msg, m.ReadReply) and not free[0].msg.found
+
+
+def test_dependency_check_waits_at_tail_until_the_version_arrives():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    out = c.nodes["a"].handle("fe", put(key=key), 1.0)
+    version = [e.msg.version for e in out if isinstance(e.msg, m.PutAck)][0]
+    update_to_b = [e for e in out if isinstance(e.msg, m.Update)]
+    assert c.nodes["c"].handle("fe", m.DepCheck(3, key, version, 1), 1.0) == []
+    outside = c.send("a", update_to_b)
+    replies = [e for e in outside if isinstance(e.msg, m.DepReply)]
+    assert len(replies) == 1 and replies[0].msg.ok and replies[0].msg.op == 3
+
+
+def test_dependency_check_times_out_with_a_negative_answer():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    assert c.nodes["c"].handle("fe", m.DepCheck(3, key, Version(99), 1), 1.0) == []
+    assert c.nodes["c"].tick(1.5) == []
+    out = c.nodes["c"].tick(1.0 + NodeConfig().dep_wait_s)
+    assert [(e.to, e.msg.ok) for e in out] == [("fe", False)]
+
+
+def test_dependency_check_at_a_non_tail_is_refused():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    out = c.nodes["b"].handle("fe", m.DepCheck(3, key, Version(1), 1), 1.0)
+    assert out[0].msg.code == m.NOT_TAIL
+
+
+def test_chain_repair_after_middle_dies_redrives_unstable_updates():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    out = c.nodes["a"].handle("fe", put(key=key), 1.0)
+    assert any(e.to == "b" for e in out)  # the update to b is lost: b dies
+    new_ring = Ring(2, [MEMBERS[0], MEMBERS[2]], 3, 8)
+    redrive = c.nodes["a"].handle("manager", m.RingUpdate(new_ring, c.ring), 2.0)
+    c.nodes["c"].handle("manager", m.RingUpdate(new_ring, c.ring), 2.0)
+    assert [e.to for e in redrive if isinstance(e.msg, m.Update)] == ["c"]
+    c.send("a", [e for e in redrive if isinstance(e.msg, m.Update)])
+    assert c.stores["c"].get(key).value == b"v"
+    assert c.stores["a"].get(key).stable
+
+
+def test_restarted_node_reinjects_an_acknowledged_write_only_it_had():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    c.nodes["a"].handle("fe", put(key=key, value=b"only-on-a"), 1.0)  # acked, then a dies
+    # a restarts on its store while b became head of a ring without a.
+    ring2 = Ring(2, MEMBERS[1:], 3, 8)
+    for n in "bc":
+        c.nodes[n].handle("manager", m.RingUpdate(ring2, c.ring), 2.0)
+    ring3 = Ring(3, MEMBERS, 3, 8)
+    restarted = NodeCore("a", c.stores["a"], NodeConfig(), 3.0)
+    c.nodes["a"] = restarted
+    effects = restarted.handle("manager", m.RingUpdate(ring3, ring2), 3.0)
+    for n in "bc":
+        effects += c.nodes[n].handle("manager", m.RingUpdate(ring3, ring2), 3.0)
+    c.send("a", effects)
+    for n in "abc":
+        assert c.stores[n].get(key).value == b"only-on-a", n
+        assert c.stores[n].get(key).stable
+
+
+def test_node_never_dies_on_unexpected_messages():
+    c = Chain()
+    out = c.nodes["a"].handle("x", m.Heartbeat("x", "node", "y", 1, 1), 1.0)
+    assert out == [] and c.nodes["a"].counters["unexpected_message"] == 1
+
+
+def test_sync_copies_the_range_and_quarantine_refuses_reads_until_done():
+    stores = {n: MemoryStore() for n in "abc"}
+    ring_ab = Ring(1, MEMBERS[:2], 2, 8)
+    nodes = {n: NodeCore(n, stores[n], NodeConfig(), 0.0) for n in "ab"}
+    for n in "ab":
+        nodes[n].handle("manager", m.RingUpdate(ring_ab, None), 0.0)
+    for i in range(50):
+        rec = Record(Version(100 + i), b"x%d" % i, True, b"r%d" % i)
+        stores["a"].put(f"k{i}", rec)
+        stores["b"].put(f"k{i}", rec)
+    ring_abc = Ring(2, MEMBERS, 2, 8)
+    nodes["c"] = NodeCore("c", stores["c"], NodeConfig(), 1.0)
+    requests = nodes["c"].handle("manager", m.RingUpdate(ring_abc, ring_ab), 1.0)
+    assert requests and all(isinstance(e.msg, m.SyncRequest) for e in requests)
+    mine = [k for k in (f"k{i}" for i in range(50)) if "c" in ring_abc.chain(k)]
+    assert mine
+    key = mine[0]
+    refused = nodes["c"].handle("fe", m.Read(1, key, None, 2), 1.0)
+    assert isinstance(refused[0].msg, m.ReadMiss) and refused[0].msg.reason == "syncing"
+    for n in "ab":
+        nodes[n].handle("manager", m.RingUpdate(ring_abc, ring_ab), 1.0)
+    for req in requests:
+        for chunk in nodes[req.to].handle("c", req.msg, 1.0):
+            nodes["c"].handle(req.to, chunk.msg, 1.0)
+    assert not nodes["c"].syncing()
+    for k in mine:
+        assert stores["c"].get(k) == stores["a"].get(k)
+    served = nodes["c"].handle("fe", m.Read(2, key, None, 2), 1.0)
+    assert isinstance(served[0].msg, m.ReadReply) and served[0].msg.found

@@ -1,0 +1,137 @@
+"""The frontend core, driven message by message with a seeded random source."""
+
+from __future__ import annotations
+
+import collections
+import random
+
+from chainreaction import messages as m
+from chainreaction.effects import Send, ToClient
+from chainreaction.ring import Ring
+from chainreaction.versions import Version
+from frontend.core import FrontendConfig, FrontendCore
+
+RING = Ring(1, [("a", "x"), ("b", "x"), ("c", "x")], 3, 8)
+KEY = next(f"k{i}" for i in range(1000) if RING.chain(f"k{i}") == ("a", "b", "c"))
+DEP_KEY = next(f"d{i}" for i in range(1000) if RING.chain(f"d{i}")[-1] == "b")
+
+
+def frontend(**config):
+    core = FrontendCore("fe", random.Random(1), FrontendConfig(**config), 0.0)
+    core.handle("manager", m.RingUpdate(RING, None), 0.0)
+    return core
+
+
+def get(key=KEY, version=None, chain_index=0, id=1):
+    deps = (m.Dep(key, version, chain_index),) if version else ()
+    return m.ClientRequest(op="get", id=id, key=key, deps=deps)
+
+
+def put(key=KEY, deps=(), id=1, rid=b"rid-1"):
+    return m.ClientRequest(op="put", id=id, key=key, value=b"v", deps=deps, rid=rid)
+
+
+def test_reads_without_metadata_are_spread_over_the_whole_chain():
+    fe = frontend()
+    targets = collections.Counter()
+    for i in range(300):
+        (send,) = fe.client_request(1, get(id=i), 0.0)
+        targets[send.to] += 1
+    assert set(targets) == {"a", "b", "c"}
+    assert min(targets.values()) > 50
+
+
+def test_reads_stay_within_the_clients_chain_index():
+    fe = frontend()
+    targets = {fe.client_request(1, get(version=Version(5), chain_index=2, id=i), 0.0)[0].to
+               for i in range(200)}
+    assert targets == {"a", "b"}
+
+
+def test_tail_and_head_policies():
+    assert {frontend(read_from="tail").client_request(1, get(id=i), 0.0)[0].to
+            for i in range(20)} == {"c"}
+    assert {frontend(read_from="head").client_request(1, get(id=i), 0.0)[0].to
+            for i in range(20)} == {"a"}
+
+
+def test_a_miss_walks_up_the_chain_towards_the_head():
+    fe = frontend(read_from="tail")
+    (first,) = fe.client_request(1, get(version=Version(5), chain_index=3), 0.0)
+    assert first.to == "c"
+    (second,) = fe.handle("c", m.ReadMiss(first.msg.op, KEY, "older"), 0.1)
+    assert second.to == "b"
+    (third,) = fe.handle("b", m.ReadMiss(first.msg.op, KEY, "older"), 0.2)
+    assert third.to == "a"
+    (reply,) = fe.handle("a", m.ReadReply(first.msg.op, KEY, True, b"v", Version(5), 1, False),
+                         0.3)
+    assert reply == ToClient(1, {"id": 1, "ok": True, "found": True, "value": b"v",
+                                 "version": Version(5), "chain_index": 1, "stable": False})
+
+
+def test_a_put_waits_for_its_dependencies_to_be_stable_then_goes_to_the_head():
+    fe = frontend()
+    dep = m.Dep(DEP_KEY, Version(7), 1)
+    (check,) = fe.client_request(1, put(deps=(dep,)), 0.0)
+    assert check.to == "b" and isinstance(check.msg, m.DepCheck)
+    assert check.msg.version == Version(7)
+    (write,) = fe.handle("b", m.DepReply(check.msg.op, DEP_KEY, True), 0.1)
+    assert write.to == "a" and isinstance(write.msg, m.Put)
+    assert write.msg.floor >= 7  # the new version will be above everything it depends on
+    (reply,) = fe.handle("a", m.PutAck(write.msg.op, KEY, Version(9), 1, False), 0.2)
+    assert reply.payload["ok"] and reply.payload["version"] == Version(9)
+
+
+def test_a_put_without_answer_is_resent_with_the_same_request_id():
+    fe = frontend()
+    (write,) = fe.client_request(1, put(), 0.0)
+    assert fe.tick(0.5) == []
+    (again,) = fe.tick(1.1)
+    assert isinstance(again.msg, m.Put) and again.msg.rid == write.msg.rid
+
+
+def test_wrong_epoch_makes_the_frontend_fetch_the_ring_and_retry():
+    fe = frontend()
+    (write,) = fe.client_request(1, put(), 0.0)
+    out = fe.handle("a", m.Error(write.msg.op, m.WRONG_EPOCH, "newer ring", 2), 0.1)
+    assert [(e.to, type(e.msg)) for e in out] == [("manager", m.GetRing)]
+    ring2 = Ring(2, [("a", "x"), ("b", "x"), ("c", "x")], 3, 8)
+    (retry,) = fe.handle("manager", m.RingUpdate(ring2, RING), 0.2)
+    assert isinstance(retry.msg, m.Put) and retry.msg.epoch == 2
+
+
+def test_unanswerable_reads_fail_at_the_deadline_with_a_clear_error():
+    fe = frontend(request_timeout_s=2.0)
+    (first,) = fe.client_request(1, get(version=Version(5), chain_index=1), 0.0)
+    for node in "abc":
+        fe.handle(node, m.ReadMiss(first.msg.op, KEY, "older"), 0.1)
+    out = []
+    t = 0.1
+    while not any(isinstance(e, ToClient) for e in out) and t < 3:
+        t += 0.05
+        out = fe.tick(t)
+        for e in out:
+            if isinstance(e, Send):
+                fe.handle(e.to, m.ReadMiss(e.msg.op, KEY, "older"), t)
+    (reply,) = [e for e in out if isinstance(e, ToClient)]
+    assert reply.payload["ok"] is False and reply.payload["error"] == m.UNAVAILABLE
+    assert 2.0 <= t < 2.2
+
+
+def test_stable_notice_is_pushed_to_the_writer():
+    fe = frontend()
+    (write,) = fe.client_request(7, put(), 0.0)
+    fe.handle("a", m.PutAck(write.msg.op, KEY, Version(9), 1, False), 0.1)
+    (push,) = fe.handle("c", m.StableNotice(KEY, Version(9), write.msg.rid), 0.2)
+    assert push == ToClient(7, {"push": "stable", "key": KEY, "version": Version(9)})
+
+
+def test_late_replies_from_a_previous_incarnation_are_ignored():
+    old = FrontendCore("fe", random.Random(1), FrontendConfig(), 100.0)
+    old.handle("manager", m.RingUpdate(RING, None), 100.0)
+    (stale,) = old.client_request(1, get(), 100.0)
+    new = FrontendCore("fe", random.Random(1), FrontendConfig(), 200.0)
+    new.handle("manager", m.RingUpdate(RING, None), 200.0)
+    new.client_request(1, get(key="other"), 200.0)
+    late = m.ReadReply(stale.msg.op, KEY, True, b"old", Version(1), 1, True)
+    assert new.handle(stale.to, late, 200.1) == []

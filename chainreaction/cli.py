@@ -95,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
             op.add_argument("value")
         op.add_argument("--url", action="append", help=f"frontend URL (default {DEFAULT_URL})")
 
-    stats = sub.add_parser("stats", help="print a frontend's counters as JSON")
+    stats = sub.add_parser("stats", help="counters of a frontend (--url, as JSON) or of "
+                           "every process of a local cluster (--cluster DIR, as a table)")
     stats.add_argument("--url", action="append")
+    stats.add_argument("--cluster", metavar="DIR",
+                       help="data dir of `cluster up`: reads DIR/cluster.json, asks each process")
+    stats.add_argument("--json", action="store_true", help="with --cluster: print JSON")
 
     demo = sub.add_parser("demo", help="start a local cluster, run a causal demo workload "
                           "with a node failure, print what happened, stop")
@@ -163,6 +167,10 @@ def _dispatch(args) -> int:
                                base_port=args.base_port, read_from=args.read_from,
                                failure_timeout_s=args.failure_timeout, fsync=args.fsync)
         return run_cluster_foreground(config)
+    if cmd == "stats" and args.cluster:
+        from .clusterstats import print_cluster_stats
+
+        return trio.run(print_cluster_stats, args.cluster, args.json)
     if cmd in ("put", "get", "delete", "stats"):
         return trio.run(_one_shot, args)
     if cmd == "demo":

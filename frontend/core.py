@@ -25,7 +25,7 @@ Every client operation has a deadline; every node request is resent after
 from __future__ import annotations
 
 import collections
-import random
+from random import Random
 from typing import Callable
 
 import attrs
@@ -80,7 +80,7 @@ class _Op:
 
 
 class FrontendCore:
-    def __init__(self, name: str, rng: random.Random, config: FrontendConfig, now: float):
+    def __init__(self, name: str, rng: Random, config: FrontendConfig, now: float):
         self.name = name
         self.config = config
         self.ring: Ring | None = None

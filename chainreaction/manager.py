@@ -62,6 +62,8 @@ class ManagerCore:
         if isinstance(msg, m.Heartbeat):
             return self._on_heartbeat(msg, now)
         if isinstance(msg, m.GetRing):
+            if self.ring.epoch <= msg.epoch:
+                return []  # nothing newer to tell (e.g. still in the start-up grace)
             return [Send(src, m.RingUpdate(self.ring, self.previous))]
         if isinstance(msg, m.StatsRequest):
             return [Send(src, m.StatsReply(msg.op, self.stats()))]
@@ -91,7 +93,7 @@ class ManagerCore:
         if peer is None or peer.addr != msg.addr or peer.role != msg.role:
             self._peers[msg.name] = _Peer(msg.role, msg.addr, msg.incarnation, now)
             self.counters[f"{msg.role}_joined"] += 1
-            if msg.role == "node":
+            if msg.role == "node" or (peer is not None and peer.role == "node"):
                 self._dirty = True
         else:
             if peer.incarnation != msg.incarnation:

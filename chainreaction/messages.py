@@ -393,6 +393,10 @@ class ClientRequest:
     def __attrs_post_init__(self):
         if self.op in ("get", "put", "delete"):
             _key(self, attrs.fields(ClientRequest).key, self.key)
+        elif self.key is not None:
+            raise ValueError(f"{self.op} takes no key")
+        if self.rid is not None:
+            _rid(self, attrs.fields(ClientRequest).rid, self.rid)
         if self.op == "put" and self.value is None:
             raise ValueError("put needs a value (bytes)")
         if self.op in ("put", "delete"):

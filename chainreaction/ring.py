@@ -176,6 +176,8 @@ def segments(old: Ring | None, new: Ring) -> Iterator[tuple[int, int, tuple, tup
     Yields ``(start, end, old_chain, new_chain, new_arc)`` for each segment ``(start, end]``
     (wrapping when start >= end). ``old_chain`` is ``()`` when there is no old ring.
     """
+    if not new.members:
+        return
     cuts = set(new.tokens)
     if old is not None and old.members:
         cuts.update(old.tokens)

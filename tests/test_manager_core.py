@@ -1,0 +1,353 @@
+"""The per-DC manager core, driven by hand: ``handle(src, msg, now)`` and ``tick(now)`` with
+explicit times, no network and no clock. Each test reads as a transcript."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chainreaction import messages as m
+from chainreaction.effects import Send
+from chainreaction.manager import ManagerConfig, ManagerCore
+from chainreaction.ring import Ring
+
+TIMEOUT = 1.5
+
+
+def manager(now=0.0, grace=0.0, replication=3):
+    return ManagerCore(
+        ManagerConfig(replication=replication, vnodes=4, failure_timeout_s=TIMEOUT,
+                      startup_grace_s=grace),
+        now,
+    )
+
+
+def hb(name, role="node", epoch=0, inc=1, addr=None):
+    return m.Heartbeat(name, role, addr or f"sim:{name}", inc, epoch)
+
+
+def beat(mgr, name, now, role="node", epoch=None, inc=1, addr=None):
+    """Heartbeat from ``name`` carrying the manager's current epoch unless told otherwise."""
+    if epoch is None:
+        epoch = mgr.ring.epoch
+    return mgr.handle(name, hb(name, role, epoch, inc, addr), now)
+
+
+def updates(effects):
+    """The RingUpdate broadcast in ``effects``: (recipients, the one update they all got)."""
+    assert all(isinstance(e, Send) for e in effects)
+    assert all(isinstance(e.msg, m.RingUpdate) for e in effects)
+    msgs = {e.msg for e in effects}
+    assert len(msgs) <= 1, "a broadcast sends the same update to everyone"
+    return sorted(e.to for e in effects), (msgs.pop() if msgs else None)
+
+
+def member_names(ring):
+    return [mem.name for mem in ring.members]
+
+
+# -- joins ------------------------------------------------------------------------------------
+
+
+def test_first_node_gets_ring_of_epoch_1_with_itself():
+    mgr = manager()
+    out = mgr.handle("a", hb("a"), 0.0)
+    assert len(out) == 1
+    assert out[0].to == "a"
+    update = out[0].msg
+    assert update.ring == Ring(1, [("a", "sim:a")], 3, 4)
+    assert update.previous == Ring(0, (), 3, 4)
+    assert mgr.ring == update.ring
+
+
+def test_each_new_node_bumps_epoch_and_is_announced_to_every_known_peer():
+    mgr = manager()
+    mgr.handle("a", hb("a"), 0.0)
+    assert beat(mgr, "fe1", 0.1, role="frontend") == []  # already knows epoch 1
+
+    to, update = updates(mgr.handle("b", hb("b"), 0.2))
+    assert to == ["a", "b", "fe1"]
+    assert update.ring.epoch == 2
+    assert member_names(update.ring) == ["a", "b"]
+    assert update.previous.epoch == 1
+    assert member_names(update.previous) == ["a"]
+
+    to, update = updates(mgr.handle("c", hb("c"), 0.3))
+    assert to == ["a", "b", "c", "fe1"]
+    assert update.ring.epoch == 3
+    assert member_names(update.ring) == ["a", "b", "c"]
+    assert [update.ring.addr(n) for n in "abc"] == ["sim:a", "sim:b", "sim:c"]
+
+
+def test_heartbeat_of_known_node_with_current_epoch_changes_nothing():
+    mgr = manager()
+    mgr.handle("a", hb("a"), 0.0)
+    assert beat(mgr, "a", 0.5) == []
+    assert mgr.tick(0.6) == []
+    assert mgr.ring.epoch == 1
+
+
+def test_node_moving_to_a_new_address_is_a_ring_change():
+    mgr = manager()
+    mgr.handle("a", hb("a"), 0.0)
+    to, update = updates(beat(mgr, "a", 0.5, inc=2, addr="sim:a-moved"))
+    assert to == ["a"]
+    assert update.ring.epoch == 2
+    assert update.ring.addr("a") == "sim:a-moved"
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+def test_node_silent_longer_than_failure_timeout_is_removed_at_next_tick():
+    mgr = manager()
+    for name in "abc":
+        mgr.handle(name, hb(name, epoch=mgr.ring.epoch), 0.0)
+    beat(mgr, "fe", 0.0, role="frontend")
+    assert mgr.ring.epoch == 3
+
+    for t in (0.5, 1.0, 1.5):
+        for name in ("b", "c", "fe"):
+            assert beat(mgr, name, t, role="frontend" if name == "fe" else "node") == []
+    # a has been silent for exactly the timeout: not yet failed.
+    assert mgr.tick(TIMEOUT) == []
+    assert member_names(mgr.ring) == ["a", "b", "c"]
+
+    to, update = updates(mgr.tick(TIMEOUT + 0.1))
+    assert to == ["b", "c", "fe"]  # the failed node is not told
+    assert update.ring.epoch == 4
+    assert member_names(update.ring) == ["b", "c"]
+    assert member_names(update.previous) == ["a", "b", "c"]
+    assert mgr.tick(TIMEOUT + 0.2) == []
+    assert mgr.stats()["node_failed"] == 1
+
+
+def test_failed_node_that_comes_back_rejoins_with_a_new_epoch():
+    mgr = manager()
+    mgr.handle("a", hb("a"), 0.0)
+    mgr.handle("b", hb("b", epoch=1), 0.0)
+    beat(mgr, "b", 1.0)
+    updates(mgr.tick(2.0))
+    assert member_names(mgr.ring) == ["b"]
+    to, update = updates(mgr.handle("a", hb("a", epoch=2), 2.5))
+    assert to == ["a", "b"]
+    assert update.ring.epoch == 4
+    assert member_names(update.ring) == ["a", "b"]
+
+
+def test_silent_frontend_is_forgotten_without_a_ring_change():
+    mgr = manager()
+    mgr.handle("a", hb("a"), 0.0)
+    beat(mgr, "fe", 0.0, role="frontend")
+    beat(mgr, "a", 1.0)
+    assert mgr.tick(2.0) == []
+    assert mgr.ring.epoch == 1
+    assert mgr.stats()["frontends"] == []
+    assert mgr.stats()["frontend_failed"] == 1
+    # ... and is no longer sent broadcasts.
+    to, _ = updates(mgr.handle("b", hb("b", epoch=1), 2.1))
+    assert to == ["a", "b"]
+
+
+# -- frontends --------------------------------------------------------------------------------
+
+
+def test_frontends_are_told_the_ring_but_never_members():
+    mgr = manager()
+    assert mgr.handle("fe1", hb("fe1", "frontend"), 0.0) == []  # nothing to tell yet
+    to, update = updates(mgr.handle("a", hb("a"), 0.1))
+    assert to == ["a", "fe1"]
+    assert member_names(update.ring) == ["a"]
+
+    # A new frontend with an old epoch gets the ring at once; the ring does not change.
+    out = mgr.handle("fe2", hb("fe2", "frontend", epoch=0), 0.2)
+    assert out == [Send("fe2", m.RingUpdate(mgr.ring, mgr.previous))]
+    assert mgr.ring.epoch == 1
+    assert "fe2" not in mgr.ring
+
+    to, update = updates(mgr.handle("b", hb("b", epoch=1), 0.3))
+    assert to == ["a", "b", "fe1", "fe2"]
+    assert member_names(update.ring) == ["a", "b"]
+    assert mgr.stats()["frontends"] == ["fe1", "fe2"]
+    assert mgr.stats()["nodes"] == ["a", "b"]
+
+
+def test_a_name_that_turns_into_a_frontend_leaves_the_ring():
+    mgr = manager()
+    mgr.handle("x", hb("x"), 0.0)
+    mgr.handle("y", hb("y", epoch=1), 0.0)
+    for t in (0.5, 1.0, 1.5, 2.0, 2.5):
+        beat(mgr, "x", t, role="frontend")
+        beat(mgr, "y", t)
+        mgr.tick(t)
+    assert "x" not in mgr.ring
+    assert member_names(mgr.ring) == ["y"]
+
+
+# -- catching up ------------------------------------------------------------------------------
+
+
+def test_heartbeat_with_old_epoch_gets_the_current_ring():
+    mgr = manager()
+    mgr.handle("a", hb("a"), 0.0)
+    mgr.handle("b", hb("b", epoch=1), 0.1)
+    assert mgr.ring.epoch == 2
+    out = mgr.handle("a", hb("a", epoch=1), 0.5)
+    assert out == [Send("a", m.RingUpdate(mgr.ring, mgr.previous))]
+    assert mgr.ring.epoch == 2
+
+
+def test_get_ring_is_answered_with_the_current_ring():
+    mgr = manager()
+    mgr.handle("a", hb("a"), 0.0)
+    out = mgr.handle("fe", m.GetRing(0), 0.1)
+    assert out == [Send("fe", m.RingUpdate(mgr.ring, mgr.previous))]
+
+
+def test_unexpected_message_is_counted_and_ignored():
+    mgr = manager()
+    mgr.handle("a", hb("a"), 0.0)
+    assert mgr.handle("x", m.Stable("k", [1, 0]), 0.1) == []
+    assert mgr.stats()["unexpected_message"] == 1
+    assert mgr.ring.epoch == 1
+
+
+def test_restarted_node_same_address_does_not_change_the_epoch():
+    mgr = manager()
+    for name in "abc":
+        mgr.handle(name, hb(name, epoch=mgr.ring.epoch), 0.0)
+    assert mgr.ring.epoch == 3
+    ring = mgr.ring
+    # b restarts: new incarnation, same address, and it lost its ring (epoch 0).
+    out = mgr.handle("b", hb("b", epoch=0, inc=2), 0.5)
+    assert out == [Send("b", m.RingUpdate(ring, mgr.previous))]
+    assert mgr.ring is ring
+    assert mgr.stats()["node_restarted"] == 1
+    # Restarted with the ring already learned: nothing at all.
+    assert mgr.handle("b", hb("b", epoch=3, inc=3), 0.6) == []
+    assert mgr.tick(0.7) == []
+    assert mgr.ring.epoch == 3
+
+
+# -- manager restart ------------------------------------------------------------------------
+
+
+def test_restart_with_grace_publishes_nothing_then_an_epoch_above_all_reported():
+    mgr = manager(now=100.0, grace=2.0)
+    reported = {"a": 7, "b": 9, "c": 8}
+    t = 100.0
+    while t < 102.0:
+        for name, epoch in reported.items():
+            assert mgr.handle(name, hb(name, epoch=epoch), t) == []
+        assert mgr.handle("fe", hb("fe", "frontend", epoch=9), t) == []
+        assert mgr.tick(t) == []
+        t = round(t + 0.5, 3)
+    assert mgr.ring.epoch == 0  # nothing published yet
+
+    to, update = updates(mgr.tick(102.0))
+    assert to == ["a", "b", "c", "fe"]
+    assert update.ring.epoch == 10  # above every reported epoch (max was 9)
+    assert member_names(update.ring) == ["a", "b", "c"]
+
+    # A node that still reports an old epoch catches up; epochs never go back.
+    out = mgr.handle("a", hb("a", epoch=7), 102.1)
+    assert out == [Send("a", m.RingUpdate(update.ring, update.previous))]
+    to, update = updates(mgr.handle("d", hb("d", epoch=0), 102.2))
+    assert update.ring.epoch == 11
+
+
+def test_restart_with_grace_removes_nodes_that_went_silent_during_it():
+    mgr = manager(now=0.0, grace=3.0)
+    mgr.handle("a", hb("a", epoch=4), 0.0)
+    mgr.handle("b", hb("b", epoch=4), 0.0)
+    for t in (1.0, 2.0, 2.9):
+        assert beat(mgr, "b", t, epoch=4) == []
+        assert mgr.tick(t) == []  # a failed at 1.6, but the grace holds the change back
+    to, update = updates(mgr.tick(3.0))
+    assert to == ["b"]
+    assert update.ring.epoch == 5
+    assert member_names(update.ring) == ["b"]
+
+
+def test_restart_with_grace_publishes_on_first_heartbeat_after_grace():
+    mgr = manager(now=10.0, grace=1.0)
+    assert mgr.handle("a", hb("a", epoch=3), 10.2) == []
+    to, update = updates(mgr.handle("a", hb("a", epoch=3), 11.0))
+    assert to == ["a"]
+    assert update.ring.epoch == 4
+
+
+def test_get_ring_during_grace_never_answers_with_an_older_epoch():
+    mgr = manager(now=0.0, grace=2.0)
+    mgr.handle("a", hb("a", epoch=9), 0.1)
+    out = mgr.handle("fe", m.GetRing(9), 0.5)
+    assert all(e.msg.ring.epoch >= 9 for e in out)
+
+
+# -- a property over random schedules -----------------------------------------------------------
+
+NODES = ["n1", "n2", "n3", "n4"]
+FRONTENDS = ["f1", "f2"]
+
+events = st.lists(
+    st.tuples(
+        st.integers(0, 12),  # time advance, tenths of a second
+        st.one_of(
+            st.just(("tick",)),
+            st.tuples(st.just("hb"), st.sampled_from(NODES + FRONTENDS), st.booleans()),
+        ),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events)
+def test_random_schedules_keep_the_ring_equal_to_the_live_nodes(schedule):
+    """Model: ``last[name]`` is the time of its last heartbeat; a tick forgets every peer
+    silent for more than the timeout. With no grace, every change is published at once, so
+    at all times the ring's members are exactly the live nodes."""
+    mgr = manager()
+    last: dict[str, float] = {}
+    known: dict[str, int] = {}  # epoch each process learned from the manager
+    inc: dict[str, int] = {}
+    tenths = 0
+    epoch = 0
+    for advance, event in schedule:
+        tenths += advance
+        now = tenths / 10
+        if event[0] == "tick":
+            out = mgr.tick(now)
+            for name in [n for n, seen in last.items() if now - seen > TIMEOUT]:
+                del last[name]
+        else:
+            _, name, restart = event
+            if restart:
+                inc[name] = inc.get(name, 0) + 1
+                known[name] = 0
+            was_live = name in last
+            role = "node" if name in NODES else "frontend"
+            out = mgr.handle(name, hb(name, role, known.get(name, 0), inc.get(name, 0)), now)
+            last[name] = now
+            if was_live:
+                # a heartbeat from a live process (restarted or not) is never a ring change
+                assert mgr.ring.epoch == epoch
+        recipients, update = updates(out) if out else ([], None)
+        for to in recipients:
+            known[to] = update.ring.epoch
+        if mgr.ring.epoch != epoch:
+            assert mgr.ring.epoch == epoch + 1
+            assert recipients == sorted(last), "a new ring goes to every live peer"
+            if recipients:  # (the last node failing leaves nobody to tell)
+                assert update.ring == mgr.ring
+                assert update.previous.epoch == epoch
+        else:
+            assert update is None or update.ring == mgr.ring
+        epoch = mgr.ring.epoch
+
+        assert member_names(mgr.ring) == sorted(n for n in last if n in NODES)
+        assert not set(FRONTENDS) & set(mgr.ring.names)
+        if event[0] == "hb":
+            # whoever heartbeats is up to date afterwards
+            assert known.get(event[1], 0) == mgr.ring.epoch

@@ -19,9 +19,8 @@ from trio_websocket import ConnectionClosed, serve_websocket
 from chainreaction import codec
 from chainreaction import messages as m
 from chainreaction.effects import ToClient
-from chainreaction.runtime.processes import (HEARTBEAT_S, MANAGER, TICK_S, Driver,
-                                             install_stop_handler)
-from chainreaction.runtime.transport import Transport, split_addr, ticker
+from chainreaction.runtime.processes import MANAGER, Driver, learn_ring, start_member
+from chainreaction.runtime.transport import Transport, split_addr
 
 from .core import FrontendConfig, FrontendCore
 
@@ -99,29 +98,18 @@ async def run_frontend(name: str, listen: str, ws_listen: str, manager_addr: str
                        config: FrontendConfig, seed: int | None = None,
                        task_status=trio.TASK_STATUS_IGNORED) -> None:
     core = FrontendCore(name, random.Random(seed), config, time.time())
-    incarnation = int(time.time() * 1000)
 
     def on_message(src, msg):
-        if isinstance(msg, m.RingUpdate):
-            for member in msg.ring.members:
-                transport.learn(member.name, member.addr)
+        learn_ring(transport, msg)
         driver.on_message(src, msg)
 
     transport = Transport(name, "frontend", listen, on_message)
     transport.learn(MANAGER, manager_addr)
     driver = FrontendDriver(core, transport)
-
-    def heartbeat():
-        epoch = core.ring.epoch if core.ring else 0
-        transport.send(MANAGER, m.Heartbeat(name, "frontend", listen, incarnation, epoch))
-
     host, port = split_addr(ws_listen)
     async with trio.open_nursery() as nursery:
-        install_stop_handler(nursery)
-        await nursery.start(transport.serve)
-        heartbeat()
-        nursery.start_soon(ticker, HEARTBEAT_S, heartbeat)
-        nursery.start_soon(ticker, TICK_S, driver.on_tick)
+        await start_member(nursery, transport, driver,
+                           lambda: core.ring.epoch if core.ring else 0)
         await nursery.start(lambda task_status: serve_websocket(
             driver.serve_client, host, port, None, handler_nursery=None,
             max_message_size=MAX_CLIENT_MESSAGE_BYTES, task_status=task_status))

@@ -3,7 +3,6 @@ explicit times, no network and no clock. Each test reads as a transcript."""
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

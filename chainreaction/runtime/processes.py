@@ -57,10 +57,27 @@ class Driver:
         raise TypeError(f"unexpected effect {effect!r}")
 
 
-def _learn_ring(transport: Transport, msg) -> None:
+def learn_ring(transport: Transport, msg) -> None:
+    """Ring members' addresses go into the transport's directory."""
     if isinstance(msg, m.RingUpdate):
         for member in msg.ring.members:
             transport.learn(member.name, member.addr)
+
+
+async def start_member(nursery: trio.Nursery, transport: Transport, driver: Driver,
+                       epoch) -> None:
+    """Common start of a node or frontend: stop handler, listener, heartbeats, ticks."""
+    incarnation = int(time.time() * 1000)
+
+    def heartbeat():
+        transport.send(MANAGER, m.Heartbeat(transport.name, transport.role, transport.addr,
+                                            incarnation, epoch()))
+
+    install_stop_handler(nursery)
+    await nursery.start(transport.serve)
+    heartbeat()
+    nursery.start_soon(ticker, HEARTBEAT_S, heartbeat)
+    nursery.start_soon(ticker, TICK_S, driver.on_tick)
 
 
 def install_stop_handler(nursery: trio.Nursery) -> None:
@@ -79,26 +96,17 @@ async def run_node(name: str, listen: str, manager_addr: str, data_dir: str,
                    config: NodeConfig, fsync: bool = False, task_status=trio.TASK_STATUS_IGNORED):
     store = RocksStore(os.path.join(data_dir, name), fsync=fsync)
     core = NodeCore(name, store, config, wall_clock())
-    incarnation = int(time.time() * 1000)
 
     def on_message(src, msg):
-        _learn_ring(transport, msg)
+        learn_ring(transport, msg)
         driver.on_message(src, msg)
 
     transport = Transport(name, "node", listen, on_message)
     transport.learn(MANAGER, manager_addr)
     driver = Driver(core, transport)
-
-    def heartbeat():
-        transport.send(MANAGER, m.Heartbeat(name, "node", listen, incarnation, core.epoch))
-
     try:
         async with trio.open_nursery() as nursery:
-            install_stop_handler(nursery)
-            await nursery.start(transport.serve)
-            heartbeat()
-            nursery.start_soon(ticker, HEARTBEAT_S, heartbeat)
-            nursery.start_soon(ticker, TICK_S, driver.on_tick)
+            await start_member(nursery, transport, driver, lambda: core.epoch)
             log.info("node %s listening on %s (%d keys on disk)", name, listen, len(store))
             task_status.started()
     finally:

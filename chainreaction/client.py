@@ -83,7 +83,7 @@ class Session:
         self._url_index = 0
         self._ws_cm = None
         self._ws = None
-        self._lock = trio.Lock()
+        self._busy = False
 
     # -- connection management --------------------------------------------------------------
 
@@ -129,6 +129,16 @@ class Session:
     # -- requests ---------------------------------------------------------------------------
 
     async def _call(self, req: m.ClientRequest) -> dict:
+        if self._busy:
+            raise RuntimeError("a Session runs one operation at a time (that is what session "
+                               "order means); open one session per concurrent task")
+        self._busy = True
+        try:
+            return await self._call_once(req)
+        finally:
+            self._busy = False
+
+    async def _call_once(self, req: m.ClientRequest) -> dict:
         data = codec.encode_client_request(req)
         deadline = trio.current_time() + self.timeout_s
         attempts = 0
@@ -136,8 +146,9 @@ class Session:
             attempts += 1
             if self._ws is None:
                 await self._open()
+            reply = None
             try:
-                with trio.fail_after(max(0.0, deadline - trio.current_time())):
+                with trio.CancelScope(deadline=deadline):
                     await self._ws.send_message(data)
                     while True:
                         reply = codec.decode_client(await self._ws.get_message())
@@ -145,6 +156,7 @@ class Session:
                             self.state.on_stable(reply)
                         elif reply.get("id") == req.id:
                             break
+                        reply = None
             except (ConnectionClosed, OSError) as exc:
                 # Frontend gone: move to the next one and retry with the same request id.
                 await self._close_ws()
@@ -153,9 +165,9 @@ class Session:
                 if trio.current_time() >= deadline or attempts > 3 * len(self.urls) + 3:
                     raise NoFrontendAvailable(f"lost the frontend connection: {exc}") from None
                 continue
-            except trio.TooSlowError:
+            if reply is None:  # the deadline cancelled the wait
                 await self._close_ws()
-                raise ChainReactionError("timeout", f"no reply in {self.timeout_s}s") from None
+                raise ChainReactionError("timeout", f"no reply in {self.timeout_s}s")
             if not reply.get("ok"):
                 code = reply.get("error", "error")
                 if code in RETRYABLE and trio.current_time() + self.retry_delay_s < deadline:
@@ -174,11 +186,10 @@ class Session:
 
     async def read(self, key: str) -> ReadResult:
         """Read ``key`` with its version metadata."""
-        async with self._lock:
-            reply = await self._call(self.state.get_request(key))
-            self.state.on_read(key, reply)
-            return ReadResult(bool(reply.get("found")), reply.get("value"), reply.get("version"),
-                              reply.get("chain_index", 0), bool(reply.get("stable")))
+        reply = await self._call(self.state.get_request(key))
+        self.state.on_read(key, reply)
+        return ReadResult(bool(reply.get("found")), reply.get("value"), reply.get("version"),
+                          reply.get("chain_index", 0), bool(reply.get("stable")))
 
     async def get(self, key: str) -> bytes | None:
         """The value of ``key`` (None if absent or deleted), never older than this session
@@ -186,10 +197,9 @@ class Session:
         return (await self.read(key)).value
 
     async def _write(self, op: str, key: str, value: bytes | None) -> WriteResult:
-        async with self._lock:
-            reply = await self._call(self.state.write_request(op, key, value, os.urandom(16)))
-            self.state.on_write(key, reply)
-            return WriteResult(reply["version"], reply["chain_index"], bool(reply.get("stable")))
+        reply = await self._call(self.state.write_request(op, key, value, os.urandom(16)))
+        self.state.on_write(key, reply)
+        return WriteResult(reply["version"], reply["chain_index"], bool(reply.get("stable")))
 
     async def put(self, key: str, value: bytes) -> WriteResult:
         if not isinstance(value, (bytes, bytearray)):
@@ -200,8 +210,7 @@ class Session:
         return await self._write("delete", key, None)
 
     async def stats(self) -> dict:
-        async with self._lock:
-            return (await self._call(self.state.stats_request()))["stats"]
+        return (await self._call(self.state.stats_request()))["stats"]
 
 
 async def connect(urls: Sequence[str] | str, **options) -> Session:

@@ -78,6 +78,10 @@ class FrontendDriver(Driver):
                 self.other_effect(ToClient(conn, {"id": rid, "ok": False, "error": exc.code,
                                                   "message": exc.detail}))
                 continue
+            if req.op == "stats":
+                stats = {**self.core.stats(), **self.transport.counters}
+                self.other_effect(ToClient(conn, {"id": req.id, "ok": True, "stats": stats}))
+                continue
             try:
                 self.dispatch(self.core.client_request(conn, req, self.clock()))
             except Exception:

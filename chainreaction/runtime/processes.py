@@ -41,6 +41,10 @@ class Driver:
         self.clock = clock
 
     def on_message(self, src: str, msg) -> None:
+        if isinstance(msg, m.StatsRequest):  # the core's counters plus the transport's
+            stats = {**self.core.stats(), **self.transport.counters}
+            self.transport.send(src, m.StatsReply(msg.op, stats))
+            return
         self.dispatch(self.core.handle(src, msg, self.clock()))
 
     def on_tick(self) -> None:

@@ -2,10 +2,16 @@
 
 Each process listens on one address. To send to a peer it keeps one outbound connection
 (dialled lazily, reconnected with backoff); the first frame is ``Hello`` so the receiver
-knows who talks and where to answer. Sends never block the caller: frames are appended to
-the link's buffer and a writer task flushes everything buffered in one ``send_all``, which
-batches naturally under load. A broken connection loses what was buffered; the protocol
-cores resend what matters (redrive, request timeouts).
+knows who talks and where to answer.
+
+Sending never blocks the caller. ``send`` appends the frame to the link's buffer; the
+buffers are written with plain non-blocking ``socket.send`` calls when the transport is
+*flushed*: after every chunk of inbound frames is handled (so the replies to a burst of
+requests leave in one syscall per link) and by a flusher task woken once per scheduler
+pass for sends made elsewhere. Only when the kernel buffer is full does a link's own task
+wait for the socket to be writable. This keeps task switches off the hot path, which is
+where a Python server spends its time. A broken connection loses what was buffered; the
+protocol cores resend what matters (redrive, request timeouts).
 
 Inbound frames are decoded and handed to ``on_message(src, msg)`` synchronously; a
 malformed frame is counted and answered with an ``Error`` (or, before ``Hello``, the
@@ -17,6 +23,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import socket
 
 import trio
 
@@ -36,31 +43,71 @@ def split_addr(addr: str) -> tuple[str, int]:
 
 
 class _Link:
+    """Outbound connection to one peer: a buffer, a socket once connected, a task that
+    connects and waits for writability when the kernel pushes back."""
+
     def __init__(self, transport: "Transport", peer: str) -> None:
         self.transport = transport
         self.peer = peer
         self.buffer = bytearray()
+        self.sock: socket.socket | None = None  # set while connected
+        self.blocked = False  # kernel buffer full: the link task waits for writability
         self.wakeup = trio.Event()
-        self.closed = False
 
     def push(self, data: bytes) -> None:
         if len(self.buffer) + len(data) > MAX_LINK_BUFFER_BYTES:
             self.transport.counters["link_overflow_dropped"] += 1
             return
         self.buffer += data
+
+    def flush(self) -> None:
+        """Write what the kernel takes now; leave the rest to the link task."""
+        if self.sock is None or self.blocked or not self.buffer:
+            return
+        try:
+            sent = self.sock.send(self.buffer)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._broken()
+            return
+        self.transport.counters["link_writes"] += 1
+        del self.buffer[:sent]
+        if self.buffer:
+            self.blocked = True
+            self.wakeup.set()
+
+    def _broken(self) -> None:
+        self.transport.counters["link_broken"] += 1
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
+        self.buffer.clear()
         self.wakeup.set()
+
+    async def _connect(self, addr: str) -> socket.socket:
+        host, port = split_addr(addr)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await trio.socket.from_stdlib_socket(sock).connect((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     async def run(self) -> None:
         backoff = 0.05
         t = self.transport
-        while not self.closed:
+        while True:
             addr = t.directory.get(self.peer)
             if addr is None:
                 await trio.sleep(0.1)
                 continue
             try:
-                host, port = split_addr(addr)
-                stream = await trio.open_tcp_stream(host, port)
+                sock = await self._connect(addr)
             except (OSError, ValueError):
                 t.counters["link_connect_failed"] += 1
                 self.buffer.clear()  # the peer is down: drop, the cores resend
@@ -69,19 +116,25 @@ class _Link:
                 continue
             backoff = 0.05
             t.counters["link_connected"] += 1
+            self.buffer[:0] = codec.frame(m.Hello(t.name, t.role, t.addr))
+            self.sock = sock
+            self.blocked = False
+            self.flush()
             try:
-                async with stream:
-                    await stream.send_all(codec.frame(m.Hello(t.name, t.role, t.addr)))
-                    while not self.closed:
-                        if not self.buffer:
-                            self.wakeup = trio.Event()
-                            await self.wakeup.wait()
-                            continue
-                        data, self.buffer = self.buffer, bytearray()
-                        await stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                t.counters["link_broken"] += 1
-                await trio.sleep(backoff)
+                while self.sock is sock:
+                    if not self.blocked:
+                        self.wakeup = trio.Event()
+                        await self.wakeup.wait()
+                        continue
+                    await trio.lowlevel.wait_writable(sock)
+                    self.blocked = False
+                    self.flush()
+            finally:
+                if self.sock is sock:
+                    self.sock = None
+                    trio.lowlevel.notify_closing(sock)
+                    sock.close()
+            await trio.sleep(backoff)
 
 
 class Transport:
@@ -95,6 +148,8 @@ class Transport:
         self.directory: dict[str, str] = {}
         self.counters: collections.Counter = collections.Counter()
         self._links: dict[str, _Link] = {}
+        self._dirty: set[_Link] = set()
+        self._flush_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
 
     def learn(self, name: str, addr: str) -> None:
@@ -112,6 +167,22 @@ class Transport:
             link = self._links[to] = _Link(self, to)
             self._nursery.start_soon(link.run)
         link.push(codec.frame(msg))
+        self.counters["frames_out"] += 1
+        if not self._dirty:
+            self._flush_wanted.set()  # flushed at the latest on the next scheduler pass
+        self._dirty.add(link)
+
+    def flush(self) -> None:
+        """Write every link's pending frames now (non-blocking)."""
+        dirty, self._dirty = self._dirty, set()
+        for link in dirty:
+            link.flush()
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted = trio.Event()
+            self.flush()
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         host, port = split_addr(self.addr)
@@ -121,6 +192,7 @@ class Transport:
             if port == 0:  # an ephemeral port (tools, tests): advertise the real one
                 self.addr = f"{host}:{listeners[0].socket.getsockname()[1]}"
             await nursery.start(trio.serve_listeners, self._handle_inbound, listeners)
+            nursery.start_soon(self._flusher)
             task_status.started()
 
     async def _handle_inbound(self, stream: trio.SocketStream) -> None:
@@ -134,6 +206,7 @@ class Transport:
                         peer = self._deliver(peer, body)
                         if peer is None:
                             return
+                    self.flush()  # the replies to this chunk leave together
         except codec.ProtocolError as exc:
             self.counters["bad_frame"] += 1
             log.warning("closing connection from %s: %s", peer or "?", exc)

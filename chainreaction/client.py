@@ -152,9 +152,7 @@ class Session:
                     await self._ws.send_message(data)
                     while True:
                         reply = codec.decode_client(await self._ws.get_message())
-                        if reply.get("push") == "stable":
-                            self.state.on_stable(reply)
-                        elif reply.get("id") == req.id:
+                        if reply.get("id") == req.id and "push" not in reply:
                             break
                         reply = None
             except (ConnectionClosed, OSError) as exc:

@@ -13,7 +13,9 @@ Rules
   same version raises chain_index; a stable version drops the entry.
 * Write reply: the metadata becomes the single entry of the written key (the write stands
   for everything it depended on), or nothing if it is already stable.
-* A stable push drops the entry if it is not newer than the pushed version.
+
+The frontend remembers which versions its tails reported stable and skips dependency
+checks for those, so the client needs no stability notices of its own.
 """
 
 from __future__ import annotations
@@ -75,10 +77,3 @@ class SessionState:
         self.metadata.clear()
         if not reply.get("stable"):
             self.metadata[key] = Entry(version, reply["chain_index"])
-
-    def on_stable(self, push: dict) -> None:
-        key = push.get("key")
-        version = push.get("version")
-        entry = self.metadata.get(key)
-        if entry is not None and version is not None and version >= entry.version:
-            del self.metadata[key]

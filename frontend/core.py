@@ -48,7 +48,7 @@ class FrontendConfig:
     retry_delay_s: float = 0.05
     ring_refresh_s: float = 0.2
     max_ops: int = 100_000
-    max_stable_routes: int = 100_000
+    max_known_stable: int = 100_000
 
     def __attrs_post_init__(self):
         if self.read_from not in READ_POLICIES:
@@ -91,7 +91,10 @@ class FrontendCore:
         # Ids start from the clock so a restarted frontend ignores its predecessor's late
         # replies instead of matching them to new requests.
         self._next_id = int(now * 1_000_000) % 2**62 + 1
-        self._stable_routes: collections.OrderedDict[bytes, int] = collections.OrderedDict()
+        # key -> newest version known DC-Write-Stable (from the tails' StableNotices, stable
+        # read replies and positive dependency checks). A dependency at or below it needs no
+        # check: stability of a version implies it for every older one of that key.
+        self._known_stable: collections.OrderedDict[str, Version] = collections.OrderedDict()
         self._last_ring_request = float("-inf")
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
@@ -126,7 +129,9 @@ class FrontendCore:
         # the written key itself is covered by the new version, which is newer.
         latest: dict[str, m.Dep] = {}
         for d in req.deps:
-            if d.key != req.key and (d.key not in latest or d.version > latest[d.key].version):
+            if d.key == req.key or self._is_known_stable(d.key, d.version):
+                continue
+            if d.key not in latest or d.version > latest[d.key].version:
                 latest[d.key] = d
         floor = max([req.floor] + [d.version.clock for d in req.deps])
         op = _Op(conn, req.id, "put", req.key, deadline,
@@ -210,6 +215,21 @@ class FrontendCore:
             return self._start_get(op_id, op, now)
         return self._advance_put(op_id, op, now)
 
+    def _note_stable(self, key: str, version: Version) -> None:
+        known = self._known_stable.get(key)
+        if known is None or version > known:
+            self._known_stable[key] = version
+            self._known_stable.move_to_end(key)
+            if len(self._known_stable) > self.config.max_known_stable:
+                self._known_stable.popitem(last=False)
+
+    def _is_known_stable(self, key: str, version: Version) -> bool:
+        known = self._known_stable.get(key)
+        if known is not None and version <= known:
+            self.counters["dep_known_stable"] += 1
+            return True
+        return False
+
     def _want_ring(self, now: float, epoch: int = 0) -> list:
         """Ask the manager for the ring (rate limited)."""
         if now - self._last_ring_request < self.config.ring_refresh_s:
@@ -269,6 +289,8 @@ class FrontendCore:
             self.counters["stale_reply"] += 1
             return []
         self.counters["read_position_%d" % msg.position] += 1
+        if msg.stable and msg.version is not None:
+            self._note_stable(msg.key, msg.version)
         return self._finish(msg.op, {
             "found": msg.found, "value": msg.value, "version": msg.version,
             "chain_index": msg.position, "stable": msg.stable,
@@ -313,6 +335,7 @@ class FrontendCore:
             dep = op.deps[msg.op]
             return [Send(self.ring.chain(dep.key)[-1],
                          m.DepCheck(msg.op, dep.key, dep.version, self.ring.epoch))]
+        self._note_stable(msg.key, op.deps[msg.op].version)
         del op.deps[msg.op]
         del self._sub[msg.op]
         if op.deps:
@@ -324,18 +347,13 @@ class FrontendCore:
         if op is None or op.kind != "put" or op.deps or op.key != msg.key:
             self.counters["stale_reply"] += 1
             return []
-        self._stable_routes[op.rid] = op.conn
-        if len(self._stable_routes) > self.config.max_stable_routes:
-            self._stable_routes.popitem(last=False)
         return self._finish(msg.op, {
             "version": msg.version, "chain_index": msg.chain_index, "stable": msg.stable,
         })
 
     def _on_stable_notice(self, src: str, msg: m.StableNotice, now: float) -> list:
-        conn = self._stable_routes.pop(msg.rid, None)
-        if conn is None or conn < 0:
-            return []
-        return [ToClient(conn, {"push": "stable", "key": msg.key, "version": msg.version})]
+        self._note_stable(msg.key, msg.version)
+        return []
 
     # -- errors -----------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Frontend process: trio-websocket server for clients + Transport to the backends.
 
 Each client connection gets a reader task (frames -> ``FrontendCore.client_request``) and
-a writer task (replies and pushes, in order). Validation happens here at the edge: a
+a writer task (replies, in order). Validation happens here at the edge: a
 frame that is not a valid request gets an error reply naming the problem and is counted;
 the connection and the process keep serving.
 """

@@ -62,9 +62,6 @@ class SimSession:
         return self.replies.get(request_id)
 
     def _deliver(self, payload: dict) -> None:
-        if payload.get("push") == "stable":
-            self.state.on_stable(payload)
-            return
         op, key = self._keys.pop(payload["id"])
         if payload.get("ok"):
             if op == "get":

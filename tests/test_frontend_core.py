@@ -118,12 +118,19 @@ def test_unanswerable_reads_fail_at_the_deadline_with_a_clear_error():
     assert 2.0 <= t < 2.2
 
 
-def test_stable_notice_is_pushed_to_the_writer():
+def test_a_dependency_the_tail_reported_stable_needs_no_check():
     fe = frontend()
-    (write,) = fe.client_request(7, put(), 0.0)
-    fe.handle("a", m.PutAck(write.msg.op, KEY, Version(9), 1, False), 0.1)
-    (push,) = fe.handle("c", m.StableNotice(KEY, Version(9), write.msg.rid), 0.2)
-    assert push == ToClient(7, {"push": "stable", "key": KEY, "version": Version(9)})
+    (write,) = fe.client_request(7, put(key=DEP_KEY, rid=b"first"), 0.0)
+    fe.handle(write.to, m.PutAck(write.msg.op, DEP_KEY, Version(9), 1, False), 0.1)
+    assert fe.handle("b", m.StableNotice(DEP_KEY, Version(9), b"first"), 0.2) == []
+    # The session's next write depends on DEP_KEY@9: straight to the head, no DepCheck.
+    (direct,) = fe.client_request(7, put(deps=(m.Dep(DEP_KEY, Version(9), 1),), id=2,
+                                         rid=b"second"), 0.3)
+    assert direct.to == "a" and isinstance(direct.msg, m.Put)
+    # A newer version of the dependency is not covered by that notice.
+    (check,) = fe.client_request(7, put(deps=(m.Dep(DEP_KEY, Version(10), 1),), id=3,
+                                        rid=b"third"), 0.4)
+    assert isinstance(check.msg, m.DepCheck) and check.msg.version == Version(10)
 
 
 def test_late_replies_from_a_previous_incarnation_are_ignored():

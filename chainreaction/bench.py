@@ -339,6 +339,21 @@ def _merge(kind: str, results: list[dict]) -> dict:
     return merged
 
 
+def _combine(a: dict | None, b: dict) -> dict:
+    """Merge two results of one phase kind measured in separate rounds."""
+    if a is None:
+        return b
+    a["elapsed"] += b["elapsed"]
+    for op, rec in b["recorders"].items():
+        a["recorders"][op].extend(rec)
+        a["errors"][op] += b["errors"][op]
+    a["error_codes"].update(b["error_codes"])
+    a["first_error"] = a["first_error"] or b["first_error"]
+    a["retries"] += b["retries"]
+    a["failovers"] += b["failovers"]
+    return a
+
+
 async def _progress(label: str, ops: tuple, totals_fn) -> None:
     """Once a second until cancelled: ops/s per op over the last second, errors so far."""
     t0 = trio.current_time()
@@ -564,6 +579,7 @@ def _config(args) -> dict:
         "read_from": args.read_from, "relay_hops": args.relay_hops,
         "baseline": not args.no_baseline, "processes": min(args.processes, args.clients),
         "seed": int(os.environ.get("CHAINREACTION_BENCH_SEED", "1")),
+        "rounds": args.rounds,
     }
 
 
@@ -603,9 +619,26 @@ async def _bench(cfg: dict, groups: list, result: dict) -> None:
                    "machine": {"cpus": os.cpu_count(),
                    "python": platform.python_version(), "platform": platform.platform()},
                    "preload_s": took})
+    rounds = cfg["rounds"]
+    round_cfg = dict(cfg, duration=cfg["duration"] / rounds)
+    store = echo = relay = None
     async with baselines.ProcessGroup() as group:
         groups.append(group)
-        store = await run_phase(cfg, "store", urls, group)
+        if cfg["baseline"]:
+            echo_procs, echo_url = await baselines.start_echo(group)
+            relay_procs, relay_addr = await baselines.start_relay_chain(group, cfg["relay_hops"])
+        # Rounds alternate store and baselines so drift in machine speed (other tenants,
+        # CPU frequency) hits both sides of each ratio alike.
+        for i in range(rounds):
+            if rounds > 1:
+                print(f"bench: round {i + 1}/{rounds}", file=sys.stderr, flush=True)
+            store = _combine(store, await run_phase(round_cfg, "store", urls, group))
+            if cfg["baseline"]:
+                echo = _combine(echo, await run_phase(round_cfg, "echo", echo_url, group))
+                relay = _combine(relay, await run_phase(round_cfg, "relay", relay_addr, group))
+        if cfg["baseline"]:
+            for p in (*echo_procs, *relay_procs):
+                await group.stop(p)
         s = _phase_stats(store)
         result["store"] = s
         result["store_error_codes"] = dict(store["error_codes"])
@@ -623,15 +656,6 @@ async def _bench(cfg: dict, groups: list, result: dict) -> None:
         if not cfg["baseline"]:
             return
 
-        procs, url = await baselines.start_echo(group)
-        echo = await run_phase(cfg, "echo", url, group)
-        for p in procs:
-            await group.stop(p)
-        procs, addr = await baselines.start_relay_chain(group, cfg["relay_hops"])
-        relay = await run_phase(cfg, "relay", addr, group)
-        for p in procs:
-            await group.stop(p)
-
     e = _phase_stats(echo)["echo"]
     r = _phase_stats(relay)["relay"]
     result["baselines"] = {"echo": e, "relay": r}
@@ -640,7 +664,7 @@ async def _bench(cfg: dict, groups: list, result: dict) -> None:
     echo_name = f"ws+cbor echo ({get_size} B map)"
     relay_name = f"tcp relay {cfg['relay_hops']} hops ({cfg['value_size']} B)"
     print(f"\nraw baselines: same machine, same clients and client processes, "
-          f"{cfg['duration']:g} s each")
+          f"{cfg['duration']:g} s each, interleaved with the store in {rounds} rounds")
     print(_HEADER)
     print(_row(echo_name, e))
     print(_row(relay_name, r))

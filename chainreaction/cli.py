@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--relay-hops", type=_positive_int, default=3,
                        help="R for the raw R-hop TCP relay baseline")
     bench.add_argument("--no-baseline", action="store_true", help="skip the raw baselines")
+    bench.add_argument("--rounds", type=_positive_int, default=3,
+                       help="alternate store and baseline runs this many times (each gets "
+                       "duration/rounds per round), so machine drift affects both alike")
     bench.add_argument("--processes", type=_positive_int, default=1,
                        help="client processes (each runs clients/processes sessions)")
     bench.add_argument("--json", metavar="FILE", help="also write results as JSON")

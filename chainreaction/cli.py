@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 
@@ -183,8 +184,12 @@ def _dispatch(args) -> int:
         data_dir = args.data_dir or tempfile.mkdtemp(prefix="chainreaction-demo-")
         config = ClusterConfig(nodes=3, replication=3, eager=1, frontends=2,
                                data_dir=data_dir, base_port=args.base_port, failure_timeout_s=1.0)
-        return run_demo(config, duration_s=args.duration, clients=args.clients,
-                        kill_node=not args.no_kill)
+        try:
+            return run_demo(config, duration_s=args.duration, clients=args.clients,
+                            kill_node=not args.no_kill)
+        finally:
+            if not args.data_dir:
+                shutil.rmtree(data_dir, ignore_errors=True)
     if cmd == "bench":
         from .bench import run_bench
 

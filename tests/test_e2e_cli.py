@@ -1,0 +1,78 @@
+"""The README's commands as a user runs them: `cluster up` and `demo`, real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import trio
+
+from chainreaction.client import connect
+from tests.e2e_helpers import free_base_port
+
+pytestmark = pytest.mark.e2e
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of the (now exited) cluster process is reaped by init; check state.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+async def test_cluster_up_serves_writes_cluster_json_and_stops_everything_on_sigterm(tmp_path):
+    base = free_base_port(1 + 3 + 2)
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chainreaction", "cluster", "up", "--nodes", "3",
+         "--replication", "3", "--eager", "1", "--data-dir", str(data), "--base-port", str(base)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        with trio.fail_after(60):
+            while not any("Ctrl-C stops the cluster" in line for line in lines):
+                line = await trio.to_thread.run_sync(proc.stdout.readline)
+                assert line, "cluster up exited early:\n" + "".join(lines)
+                lines.append(line)
+        manifest = json.loads((data / "cluster.json").read_text())
+        roles = sorted(p["role"] for p in manifest["processes"])
+        assert roles == ["frontend", "manager", "node", "node", "node"]
+        url = manifest["urls"][0]
+        assert url in "".join(lines)
+        async with await connect([url]) as session:
+            await session.put("k", b"v")
+            assert await session.get("k") == b"v"
+        pids = [p["pid"] for p in manifest["processes"]]
+        assert all(pid_alive(pid) for pid in pids)
+        proc.send_signal(signal.SIGTERM)
+        rest = await trio.to_thread.run_sync(proc.communicate, None, 30)
+        assert proc.returncode == 0, rest
+        assert "stopped." in rest[0]
+        assert not [pid for pid in pids if pid_alive(pid)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_demo_runs_and_loses_nothing():
+    base = free_base_port(1 + 3 + 4)
+    result = await trio.run_process(
+        [sys.executable, "-m", "chainreaction", "demo", "--duration", "6", "--clients", "4",
+         "--base-port", str(base)],
+        capture_stdout=True, capture_stderr=True, check=False)
+    out = result.stdout.decode()
+    assert result.returncode == 0, out + result.stderr.decode()
+    assert "bob" in out and "<a beach photo>" in out
+    assert "kill -9" in out and "restart" in out
+    assert ", 0 acknowledged writes lost" in out

@@ -67,6 +67,8 @@ async def test_kill_dash_nine_any_chain_position_loses_no_acknowledged_write(tmp
                 while len(progress) < more + 100:
                     await trio.sleep(0.05)  # sleep-ok: load continues after the rejoin
             stop.set()
+        print(f"kill -9 {position} ({victim}): 200 writes completed {resumed_after:.2f}s after "
+              f"the kill; {len(progress)} writes acknowledged in all")
         assert resumed_after < 10, f"service took {resumed_after:.1f}s to resume"
         assert stats["serving"]
 

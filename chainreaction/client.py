@@ -141,9 +141,8 @@ class Session:
     async def _call_once(self, req: m.ClientRequest) -> dict:
         data = codec.encode_client_request(req)
         deadline = trio.current_time() + self.timeout_s
-        attempts = 0
+        connection_failures = 0
         while True:
-            attempts += 1
             if self._ws is None:
                 await self._open()
             reply = None
@@ -154,13 +153,16 @@ class Session:
                         reply = codec.decode_client(await self._ws.get_message())
                         if reply.get("id") == req.id and "push" not in reply:
                             break
+                        if reply.get("id") is None and reply.get("ok") is False:
+                            break  # the frontend could not read our request at all
                         reply = None
             except (ConnectionClosed, OSError) as exc:
                 # Frontend gone: move to the next one and retry with the same request id.
                 await self._close_ws()
                 self._url_index += 1
                 self.failovers += 1
-                if trio.current_time() >= deadline or attempts > 3 * len(self.urls) + 3:
+                connection_failures += 1
+                if trio.current_time() >= deadline or connection_failures > 3 * len(self.urls) + 3:
                     raise NoFrontendAvailable(f"lost the frontend connection: {exc}") from None
                 continue
             if reply is None:  # the deadline cancelled the wait

@@ -62,6 +62,8 @@ class NodeConfig:
     dedup_size: int = 200_000
     sync_chunk_items: int = 256
     sync_chunk_bytes: int = 1024 * 1024  # well under the transport's frame limit
+    sync_chunks_per_step: int = 8  # paces a large copy over ticks (bounded link buffers)
+    max_sync_streams: int = 16
 
     def __attrs_post_init__(self):
         if self.eager < 1:
@@ -90,7 +92,18 @@ class _Sync:
     arcs: set
     sent_at: float
     received: set = attrs.Factory(set)  # chunk seqs received
+    total: int = 0  # number of chunks, known once the last one arrived
     refusals: int = 0
+
+
+@attrs.define(slots=True)
+class _Stream:
+    """A copy we are sending: the rest of a store scan, emitted a few chunks per step."""
+
+    dst: str
+    sync_id: int
+    items: object  # iterator of (key, Record) restricted to the requested ranges
+    seq: int = 0
 
 
 class _RangeSet:
@@ -131,17 +144,19 @@ class NodeCore:
         self.clock = HybridClock()
         self.counters: collections.Counter = collections.Counter()
         self._unstable: dict[str, _Unstable] = {}
-        self._dedup: collections.OrderedDict[bytes, Version] = collections.OrderedDict()
+        # rid -> (key, version) of writes seen, so a retried put applies once
+        self._dedup: collections.OrderedDict[bytes, tuple] = collections.OrderedDict()
         self._waiters: dict[str, list[_Waiter]] = {}
         self._waiter_count = 0
         self._syncs: dict[int, _Sync] = {}
         self._syncing_arcs: dict[int, set] = {}
-        self._held_sync_requests: list[tuple[str, m.SyncRequest]] = []
+        self._held_sync_requests: dict[str, m.SyncRequest] = {}  # newest per requester
+        self._streams: list[_Stream] = []
         self._held_puts: list[tuple[str, m.Put, float]] = []
         self._next_sync_id = int(now * 1_000_000) % 2**62  # distinct across restarts
         for key, rec in store.items():
             self.clock.observe(rec.version.clock)
-            self._remember(rec.rid, rec.version)  # a retry after our restart applies once
+            self._remember(rec.rid, key, rec.version)  # a retry after our restart applies once
             if not rec.stable:
                 self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)
         self._handlers: dict[type, Callable] = {
@@ -173,7 +188,9 @@ class NodeCore:
         out: list = []
         out += self._expire_waiters(now)
         out += self._expire_held_puts(now)
+        out += self._pump_streams()
         for sid, sync in list(self._syncs.items()):
+            # sent_at moves with every chunk received: only a silent source is asked again.
             if now - sync.sent_at >= self.config.sync_retry_s:
                 self.counters["sync_request_resent"] += 1
                 self._drop_sync(sid)
@@ -208,8 +225,8 @@ class NodeCore:
         self.counters["error_" + code] += 1
         return [Send(src, m.Error(op, code, detail, self.epoch))]
 
-    def _remember(self, rid: bytes, version: Version) -> None:
-        self._dedup[rid] = version
+    def _remember(self, rid: bytes, key: str, version: Version) -> None:
+        self._dedup[rid] = (key, version)
         if len(self._dedup) > self.config.dedup_size:
             self._dedup.popitem(last=False)
 
@@ -252,7 +269,8 @@ class NodeCore:
         return self._write_at_head(src, msg, chain, now)
 
     def _write_at_head(self, src: str, msg: m.Put, chain: tuple, now: float) -> list:
-        known = self._dedup.get(msg.rid)
+        seen = self._dedup.get(msg.rid)
+        known = seen[1] if seen is not None and seen[0] == msg.key else None
         current = self.store.get(msg.key)
         if known is not None:
             # A retry of a put we already applied: answer with the same version, apply once.
@@ -269,7 +287,7 @@ class NodeCore:
         version = Version(self.clock.next(now, floor), self.config.dc)
         alone = len(chain) == 1
         self.store.put(msg.key, Record(version, msg.value, alone, msg.rid))
-        self._remember(msg.rid, version)
+        self._remember(msg.rid, msg.key, version)
         self.counters["put_applied"] += 1
         eager = min(self.config.eager, len(chain))
         out: list = []
@@ -307,7 +325,7 @@ class NodeCore:
         if current is None or msg.version > current.version:
             self.store.put(msg.key, Record(msg.version, msg.value, tail, msg.rid))
             self.clock.observe(msg.version.clock)
-            self._remember(msg.rid, msg.version)
+            self._remember(msg.rid, msg.key, msg.version)
         elif current.stable:
             # Already known stable here: a redrive; tell the sender instead of forwarding.
             self._drop_unstable(msg.key, msg.version)
@@ -356,7 +374,7 @@ class NodeCore:
         """A source refused our SyncRequest (it is syncing that range itself): ask the
         next candidate at the next retry."""
         sync = self._syncs.get(msg.op)
-        if sync is None or sync.sources[0] != src:
+        if sync is None or sync.sources[0] != src or msg.code != m.NOT_READY:
             return []
         self.counters["sync_refused"] += 1
         sync.refusals += 1
@@ -525,12 +543,14 @@ class NodeCore:
         fresh = self.ring is None
         if not fresh:
             old = self.ring
-        elif msg.previous is None:
-            old = None  # bootstrap: nobody has anything to copy from
-        elif self.name not in msg.previous:
+        elif msg.previous is None or new.epoch <= 1:
+            old = None  # first ring of the cluster: nobody has anything to copy from
+        elif msg.previous.members and self.name not in msg.previous:
             old = msg.previous  # we are being (re)added: copy from the previous chains
         else:
-            old = new  # restarted while still a member: copy from our chain peers
+            # Restarted while still a member (or the manager restarted too and forgot the
+            # previous ring): copy from our chain peers.
+            old = new
         old_syncing = set(self._syncing_arcs)
         old_ring = self.ring
         self.ring = new
@@ -560,8 +580,8 @@ class NodeCore:
             out += self._request_sync(list(sources), tuple(r for r, _ in parts),
                                       {a for _, a in parts}, now)
 
-        held, self._held_sync_requests = self._held_sync_requests, []
-        for requester, request in held:
+        held, self._held_sync_requests = self._held_sync_requests, {}
+        for requester, request in held.items():
             out += self._on_sync_request(requester, request, now)
         if new.members:
             out += self._redrive(now, force=True)
@@ -598,45 +618,60 @@ class NodeCore:
 
     def _on_sync_request(self, src: str, msg: m.SyncRequest, now: float) -> list:
         if self.ring is None or msg.epoch > self.ring.epoch:
-            self._held_sync_requests.append((src, msg))  # serve once we have that ring
+            # Serve once we have that ring; a retry replaces the request it retries.
+            self._held_sync_requests[src] = msg
             return []
-        wanted = _RangeSet(msg.ranges)
         if self._syncing_overlaps(msg.ranges):
             # We are still copying part of that range ourselves: not a complete source.
             return self._error(src, msg.sync_id, m.NOT_READY, "source is syncing that range")
-        chunks: list[list] = [[]]
-        size = 0
-        for key, rec in self.store.items():
-            if hash_point(key) not in wanted:
-                continue
-            item_bytes = len(key) + len(rec.value or b"") + len(rec.rid) + 32
-            if chunks[-1] and (len(chunks[-1]) >= self.config.sync_chunk_items
-                               or size + item_bytes > self.config.sync_chunk_bytes):
-                chunks.append([])
-                size = 0
-            chunks[-1].append(m.SyncItem(key, rec.version, rec.value, rec.stable, rec.rid))
-            size += item_bytes
+        wanted = _RangeSet(msg.ranges)
+        items = ((k, r) for k, r in self.store.items() if hash_point(k) in wanted)
+        # A retry from the same requester supersedes its earlier copies.
+        self._streams = [s for s in self._streams if s.dst != src or s.sync_id > msg.sync_id]
+        if len(self._streams) >= self.config.max_sync_streams:
+            return self._error(src, msg.sync_id, m.NOT_READY, "too many copies in progress")
+        self._streams.append(_Stream(src, msg.sync_id, items))
         self.counters["sync_served"] += 1
-        self.counters["sync_items_sent"] += sum(len(c) for c in chunks)
-        return [
-            Send(src, m.SyncChunk(msg.sync_id, seq, len(chunks), tuple(chunk)))
-            for seq, chunk in enumerate(chunks)
-        ]
+        return self._pump_streams()
+
+    def _pump_streams(self) -> list:
+        """Emit the next chunks of every copy in progress; the last has ``total`` set."""
+        out: list = []
+        cfg = self.config
+        for stream in list(self._streams):
+            for _ in range(cfg.sync_chunks_per_step):
+                chunk, size, last = [], 0, True
+                for key, rec in stream.items:
+                    chunk.append(m.SyncItem(key, rec.version, rec.value, rec.stable, rec.rid))
+                    size += len(key.encode()) + len(rec.value or b"") + len(rec.rid) + 32
+                    if len(chunk) >= cfg.sync_chunk_items or size >= cfg.sync_chunk_bytes:
+                        last = False
+                        break
+                total = stream.seq + 1 if last else 0
+                out.append(Send(stream.dst, m.SyncChunk(stream.sync_id, stream.seq, total,
+                                                        tuple(chunk))))
+                self.counters["sync_items_sent"] += len(chunk)
+                stream.seq += 1
+                if last:
+                    self._streams.remove(stream)
+                    break
+        return out
 
     def _on_sync_chunk(self, src: str, msg: m.SyncChunk, now: float) -> list:
         sync = self._syncs.get(msg.sync_id)
         if sync is None:
             self.counters["sync_chunk_stale"] += 1
             return []
-        if src != sync.sources[0] or msg.total < 1 or msg.seq >= msg.total:
+        if src != sync.sources[0] or (msg.total and msg.seq >= msg.total):
             self.counters["sync_chunk_bad"] += 1
             return []
+        sync.sent_at = now  # progress: the retry timer restarts
         for item in msg.items:
             current = self.store.get(item.key)
             if current is None or item.version > current.version:
                 self.store.put(item.key, Record(item.version, item.value, item.stable, item.rid))
                 self.clock.observe(item.version.clock)
-                self._remember(item.rid, item.version)
+                self._remember(item.rid, item.key, item.version)
                 if not item.stable:
                     # Copied, not received from our predecessor: we cannot vouch for the
                     # chain prefix, so drive it like an orphan (reinject at the head). The
@@ -650,7 +685,9 @@ class NodeCore:
         for item in msg.items:
             out += self._wake_waiters(item.key)
         sync.received.add(msg.seq)
-        if len(sync.received) < msg.total:
+        if msg.total:
+            sync.total = msg.total
+        if not sync.total or len(sync.received) < sync.total:
             return out
         self._drop_sync(msg.sync_id)
         self.counters["sync_done"] += 1

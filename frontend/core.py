@@ -325,7 +325,7 @@ class FrontendCore:
     def _on_dep_reply(self, src: str, msg: m.DepReply, now: float) -> list:
         parent = self._sub.get(msg.op)
         op = self._ops.get(parent) if parent is not None else None
-        if op is None:
+        if op is None or op.deps[msg.op].key != msg.key:
             self.counters["stale_reply"] += 1
             return []
         if not msg.ok:
@@ -333,8 +333,12 @@ class FrontendCore:
             # changed meanwhile) until the request deadline.
             self.counters["dep_check_retry"] += 1
             dep = op.deps[msg.op]
-            return [Send(self.ring.chain(dep.key)[-1],
-                         m.DepCheck(msg.op, dep.key, dep.version, self.ring.epoch))]
+            chain = self.ring.chain(dep.key)
+            if not chain:
+                self._park(op, now, self.config.ring_refresh_s)
+                return self._want_ring(now)
+            op.sent_at = now
+            return [Send(chain[-1], m.DepCheck(msg.op, dep.key, dep.version, self.ring.epoch))]
         self._note_stable(msg.key, op.deps[msg.op].version)
         del op.deps[msg.op]
         del self._sub[msg.op]
@@ -361,8 +365,8 @@ class FrontendCore:
         op_id = self._sub.get(msg.op, msg.op)
         op = self._ops.get(op_id)
         self.counters["node_error_" + msg.code] += 1
-        if op is None:
-            return []
+        if op is None or (op.target != src and op_id == msg.op):
+            return []  # an answer to an earlier attempt; the current one is still out
         if msg.code in (m.BAD_REQUEST, m.BAD_FRAME, m.UNKNOWN_OP):
             return self._fail(op_id, op, m.BAD_REQUEST, msg.detail)
         out: list = []

@@ -79,7 +79,7 @@ class FrontendDriver(Driver):
                                                   "message": exc.detail}))
                 continue
             if req.op == "stats":
-                stats = {**self.core.stats(), **self.transport.counters}
+                stats = {**self.transport.counters, **self.core.stats()}
                 self.other_effect(ToClient(conn, {"id": req.id, "ok": True, "stats": stats}))
                 continue
             try:
@@ -104,7 +104,7 @@ async def run_frontend(name: str, listen: str, ws_listen: str, manager_addr: str
     core = FrontendCore(name, random.Random(seed), config, time.time())
 
     def on_message(src, msg):
-        learn_ring(transport, msg)
+        learn_ring(transport, msg, core.ring.epoch if core.ring else 0)
         driver.on_message(src, msg)
 
     transport = Transport(name, "frontend", listen, on_message)

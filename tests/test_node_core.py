@@ -258,3 +258,41 @@ def test_sync_copies_the_range_and_quarantine_refuses_reads_until_done():
         assert stores["c"].get(k) == stores["a"].get(k)
     served = nodes["c"].handle("fe", m.Read(2, key, None, 2), 1.0)
     assert isinstance(served[0].msg, m.ReadReply) and served[0].msg.found
+
+
+def test_a_large_copy_is_streamed_over_ticks_and_completes():
+    CFG = NodeConfig(sync_chunk_items=16)
+    stores = {n: MemoryStore() for n in "abc"}
+    ring_ab = Ring(1, MEMBERS[:2], 2, 8)
+    nodes = {n: NodeCore(n, stores[n], CFG, 0.0) for n in "ab"}
+    for n in "ab":
+        nodes[n].handle("manager", m.RingUpdate(ring_ab, None), 0.0)
+    for i in range(3000):
+        rec = Record(Version(100 + i), b"x" * 50, True, b"r%d" % i)
+        stores["a"].put(f"k{i}", rec)
+        stores["b"].put(f"k{i}", rec)
+    ring_abc = Ring(2, MEMBERS, 2, 8)
+    for n in "ab":
+        nodes[n].handle("manager", m.RingUpdate(ring_abc, ring_ab), 1.0)
+    nodes["c"] = NodeCore("c", stores["c"], CFG, 1.0)
+    pending = [(e.to, "c", e.msg) for e in nodes["c"].handle(
+        "manager", m.RingUpdate(ring_abc, ring_ab), 1.0)]
+    now = 1.0
+    chunks = 0
+    while nodes["c"].syncing():
+        assert now < 3.0, "copy did not finish"
+        while pending:
+            dst, src, msg = pending.pop(0)
+            for e in nodes[dst].handle(src, msg, now):
+                chunks += isinstance(e.msg, m.SyncChunk)
+                pending.append((e.to, dst, e.msg))
+        now += 0.05
+        for n in "abc":
+            for e in nodes[n].tick(now):
+                chunks += isinstance(e.msg, m.SyncChunk)
+                pending.append((e.to, n, e.msg))
+    mine = [f"k{i}" for i in range(3000) if "c" in ring_abc.chain(f"k{i}")]
+    assert len(mine) > 1000
+    assert all(stores["c"].get(k) == stores["a"].get(k) for k in mine)
+    assert chunks > 4 * CFG.sync_chunks_per_step  # spread over several ticks
+    assert nodes["c"].counters["sync_request_resent"] == 0  # steady progress, no retry

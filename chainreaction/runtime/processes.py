@@ -42,7 +42,7 @@ class Driver:
 
     def on_message(self, src: str, msg) -> None:
         if isinstance(msg, m.StatsRequest):  # the core's counters plus the transport's
-            stats = {**self.core.stats(), **self.transport.counters}
+            stats = {**self.transport.counters, **self.core.stats()}
             self.transport.send(src, m.StatsReply(msg.op, stats))
             return
         self.dispatch(self.core.handle(src, msg, self.clock()))
@@ -61,9 +61,9 @@ class Driver:
         raise TypeError(f"unexpected effect {effect!r}")
 
 
-def learn_ring(transport: Transport, msg) -> None:
-    """Ring members' addresses go into the transport's directory."""
-    if isinstance(msg, m.RingUpdate):
+def learn_ring(transport: Transport, msg, epoch: int) -> None:
+    """Ring members' addresses go into the transport's directory (not from stale rings)."""
+    if isinstance(msg, m.RingUpdate) and msg.ring.epoch > epoch:
         for member in msg.ring.members:
             transport.learn(member.name, member.addr)
 
@@ -102,7 +102,7 @@ async def run_node(name: str, listen: str, manager_addr: str, data_dir: str,
     core = NodeCore(name, store, config, wall_clock())
 
     def on_message(src, msg):
-        learn_ring(transport, msg)
+        learn_ring(transport, msg, core.epoch)
         driver.on_message(src, msg)
 
     transport = Transport(name, "node", listen, on_message)

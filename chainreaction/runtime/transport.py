@@ -33,6 +33,7 @@ from .. import messages as m
 log = logging.getLogger(__name__)
 
 MAX_LINK_BUFFER_BYTES = 64 * 1024 * 1024
+MAX_CONNECT_FAILURES = 30  # about half a minute of refused connections
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -71,7 +72,8 @@ class _Link:
         except OSError:
             self._broken()
             return
-        self.transport.counters["link_writes"] += 1
+        if sent:
+            self.transport.counters["link_writes"] += 1
         del self.buffer[:sent]
         if self.buffer:
             self.blocked = True
@@ -100,6 +102,7 @@ class _Link:
 
     async def run(self) -> None:
         backoff = 0.05
+        failures = 0
         t = self.transport
         while True:
             addr = t.directory.get(self.peer)
@@ -111,10 +114,17 @@ class _Link:
             except (OSError, ValueError):
                 t.counters["link_connect_failed"] += 1
                 self.buffer.clear()  # the peer is down: drop, the cores resend
+                failures += 1
+                if failures >= MAX_CONNECT_FAILURES:
+                    # Gone for good (a finished probe, a removed node): forget the link;
+                    # the next send to that peer opens a new one.
+                    t._forget(self)
+                    return
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
             backoff = 0.05
+            failures = 0
             t.counters["link_connected"] += 1
             self.buffer[:0] = codec.frame(m.Hello(t.name, t.role, t.addr))
             self.sock = sock
@@ -171,6 +181,11 @@ class Transport:
         if not self._dirty:
             self._flush_wanted.set()  # flushed at the latest on the next scheduler pass
         self._dirty.add(link)
+
+    def _forget(self, link: _Link) -> None:
+        if self._links.get(link.peer) is link:
+            del self._links[link.peer]
+        self._dirty.discard(link)
 
     def flush(self) -> None:
         """Write every link's pending frames now (non-blocking)."""
@@ -235,7 +250,7 @@ class Transport:
         try:
             self.on_message(peer, msg)
         except Exception:  # a core bug must not kill the link or the process
-            self.counters["handler_crash"] += 1
+            self.counters["dispatch_crash"] += 1
             log.exception("handling %r from %s", msg, peer)
         return peer
 

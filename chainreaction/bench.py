@@ -351,6 +351,7 @@ def _combine(a: dict | None, b: dict) -> dict:
     a["first_error"] = a["first_error"] or b["first_error"]
     a["retries"] += b["retries"]
     a["failovers"] += b["failovers"]
+    a["cpu"] += b["cpu"]
     return a
 
 
@@ -371,8 +372,24 @@ async def _progress(label: str, ops: tuple, totals_fn) -> None:
         last = {op: totals[op][0] for op in ops}
 
 
-async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup) -> dict:
-    """One phase with the configured clients and client processes."""
+def cpu_seconds(pids) -> float:
+    """User + system CPU time of live processes (Linux /proc), 0 for unreadable ones."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup,
+                    server_pids: tuple = ()) -> dict:
+    """One phase with the configured clients and client processes. The result's ``cpu``
+    is the CPU time the servers and the clients used while the load ran."""
     ops = PHASE_OPS[kind]
     processes = min(cfg["processes"], cfg["clients"])
     base = {"kind": kind, "target": target, "duration": cfg["duration"],
@@ -380,14 +397,18 @@ async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup)
             "keys": cfg["keys"], "seed": cfg["seed"]}
     if processes == 1:
         load = Load({**base, "clients": cfg["clients"], "client_offset": 0})
+        pids = (*server_pids, os.getpid())
+        cpu = [0.0, 0.0]
         async with trio.open_nursery() as nursery:
 
             async def gate():
+                cpu[0] = cpu_seconds(pids)
                 nursery.start_soon(_progress, kind, ops, load.totals)
 
             await load.run(gate)
+            cpu[1] = cpu_seconds(pids)
             nursery.cancel_scope.cancel()
-        return _merge(kind, [load.result()])
+        return {**_merge(kind, [load.result()]), "cpu": cpu[1] - cpu[0]}
 
     offset = 0
     workers = []
@@ -419,6 +440,8 @@ async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup)
     def totals() -> dict:
         return {op: [sum(w[op][0] for w in latest), sum(w[op][1] for w in latest)] for op in ops}
 
+    pids = (*server_pids, *(proc.pid for proc, _ in workers))
+    cpu_start = cpu_seconds(pids)
     for proc, _ in workers:
         await proc.stdin.send_all(b"GO\n")
     with trio.fail_after(cfg["duration"] + GRACE_S + 60):
@@ -434,9 +457,10 @@ async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup)
                 for j, (proc, reader) in enumerate(workers):
                     readers.start_soon(collect, j, proc, reader)
             progress_scope.cancel()
+    cpu = cpu_seconds(pids) - cpu_start
     for proc, _ in workers:
         await group.stop(proc)
-    return _merge(kind, results)
+    return {**_merge(kind, results), "cpu": cpu}
 
 
 # -- parent: cluster checks, preload ------------------------------------------------------------
@@ -580,7 +604,19 @@ def _config(args) -> dict:
         "baseline": not args.no_baseline, "processes": min(args.processes, args.clients),
         "seed": int(os.environ.get("CHAINREACTION_BENCH_SEED", "1")),
         "rounds": args.rounds,
+        "cluster_pids": _cluster_pids(args.cluster),
     }
+
+
+def _cluster_pids(data_dir: str | None) -> tuple:
+    if not data_dir:
+        return ()
+    path = os.path.join(data_dir, "cluster.json")
+    try:
+        with open(path) as f:
+            return tuple(p["pid"] for p in json.load(f)["processes"] if p.get("pid"))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"--cluster: cannot read {path}: {exc}") from None
 
 
 async def _main(cfg: dict, groups: list) -> dict:
@@ -632,10 +668,13 @@ async def _bench(cfg: dict, groups: list, result: dict) -> None:
         for i in range(rounds):
             if rounds > 1:
                 print(f"bench: round {i + 1}/{rounds}", file=sys.stderr, flush=True)
-            store = _combine(store, await run_phase(round_cfg, "store", urls, group))
+            store = _combine(store, await run_phase(round_cfg, "store", urls, group,
+                                                    cfg["cluster_pids"]))
             if cfg["baseline"]:
-                echo = _combine(echo, await run_phase(round_cfg, "echo", echo_url, group))
-                relay = _combine(relay, await run_phase(round_cfg, "relay", relay_addr, group))
+                echo = _combine(echo, await run_phase(round_cfg, "echo", echo_url, group,
+                                                      tuple(p.pid for p in echo_procs)))
+                relay = _combine(relay, await run_phase(round_cfg, "relay", relay_addr, group,
+                                                        tuple(p.pid for p in relay_procs)))
         if cfg["baseline"]:
             for p in (*echo_procs, *relay_procs):
                 await group.stop(p)
@@ -690,7 +729,38 @@ async def _bench(cfg: dict, groups: list, result: dict) -> None:
     )
     for label, value, suffix, note in lines:
         print(f"  {label:36} {_fmt_ratio(value, suffix):>7}" + (f"   ({note})" if note else ""))
+    _print_cpu(cfg, s, e, r, store, echo, relay, result)
     sys.stdout.flush()
+
+
+def _print_cpu(cfg, s, e, r, store, echo, relay, result) -> None:
+    """CPU per operation: the machine's capacity, insensitive to other tenants' load."""
+    if not cfg["cluster_pids"]:
+        print("\n(pass --cluster DIR to also measure CPU per operation of the cluster's "
+              "processes: a comparison that other load on the machine does not skew)")
+        return
+
+    def per_op(merged, stats, op):
+        count = stats[op]["count"]
+        return merged["cpu"] / count * 1e6 if count else None
+
+    store_us = per_op(store, s, "all")
+    echo_us = per_op(echo, {"echo": e}, "echo")
+    relay_us = per_op(relay, {"relay": r}, "relay")
+    result["cpu_us_per_op"] = {"store": store_us, "echo": echo_us, "relay": relay_us}
+    print("\nCPU per operation (servers + client processes, user + system):")
+    for name, value in (("store (all ops)", store_us), ("ws+cbor echo", echo_us),
+                        (f"tcp relay {cfg['relay_hops']} hops", relay_us)):
+        print(f"  {name:36} {value:7.0f} us" if value else f"  {name:36}       -")
+    if store_us and echo_us:
+        eff = {"echo_over_store": echo_us / store_us,
+               "relay_over_store": relay_us / store_us if relay_us else None}
+        result["cpu_efficiency"] = eff
+        print(f"  store throughput per CPU / echo's       {_fmt_ratio(eff['echo_over_store'])}"
+              f"   (a {cfg['read_ratio'] * 100:g}% read mix)")
+        if eff["relay_over_store"] is not None:
+            print(f"  store throughput per CPU / relay's      "
+                  f"{_fmt_ratio(eff['relay_over_store'])}")
 
 
 def _leaves(exc: BaseException):

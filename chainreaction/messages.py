@@ -186,7 +186,9 @@ class PutAck:
 @message(12)
 class Update:
     """node -> successor: propagate a version down the chain. The node at position
-    ``ack_at`` (0 = nobody) acknowledges to ``origin``'s operation ``op``."""
+    ``ack_at`` (0 = nobody) acknowledges to ``origin``'s operation ``op``. A receiver whose
+    ring is older than ``epoch`` drops it (the sender redrives) rather than act on a stale
+    chain, e.g. believe itself the tail when a new tail was appended."""
 
     key: str = attrs.field(validator=_key)
     version: Version = _version()
@@ -195,6 +197,7 @@ class Update:
     origin: str = attrs.field(validator=_str)
     op: int = attrs.field(validator=_int)
     ack_at: int = attrs.field(validator=_int)
+    epoch: int = attrs.field(default=0, validator=_int)  # the sender's ring
 
 
 @message(13)

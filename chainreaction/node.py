@@ -53,6 +53,8 @@ from .versions import HybridClock, Version
 class NodeConfig:
     eager: int = 1  # k: acknowledge once the first k nodes of the chain hold the write
     dc: int = 0
+    manager: str = "manager"
+    max_clock_skew_s: float = 60.0  # refuse session floors further ahead than this
     dep_wait_s: float = 2.0  # how long the tail holds a dependency check
     resend_after_s: float = 1.0  # redrive an unstable version not stable after this
     sync_retry_s: float = 1.0
@@ -154,9 +156,11 @@ class NodeCore:
         self._streams: list[_Stream] = []
         self._held_puts: list[tuple[str, m.Put, float]] = []
         self._next_sync_id = int(now * 1_000_000) % 2**62  # distinct across restarts
+        self._ring_asked_at = float("-inf")
+        for rid, key, version in store.rids():  # a retry after our restart applies once
+            self._remember(rid, key, version, persist=False)
         for key, rec in store.items():
             self.clock.observe(rec.version.clock)
-            self._remember(rec.rid, key, rec.version)  # a retry after our restart applies once
             if not rec.stable:
                 self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)
         self._handlers: dict[type, Callable] = {
@@ -225,10 +229,23 @@ class NodeCore:
         self.counters["error_" + code] += 1
         return [Send(src, m.Error(op, code, detail, self.epoch))]
 
-    def _remember(self, rid: bytes, key: str, version: Version) -> None:
-        self._dedup[rid] = (key, version)
+    def _remember(self, rid: bytes, key: str, version: Version, persist: bool = True) -> None:
+        entry = (key, version)
+        if self._dedup.get(rid) == entry:
+            return
+        self._dedup[rid] = entry
+        if persist:
+            self.store.put_rid(rid, key, version)
         if len(self._dedup) > self.config.dedup_size:
-            self._dedup.popitem(last=False)
+            old, _ = self._dedup.popitem(last=False)
+            self.store.forget_rid(old)
+
+    def _want_ring(self, now: float) -> list:
+        """Ask the manager for the ring (rate limited)."""
+        if now - self._ring_asked_at < 0.2:
+            return []
+        self._ring_asked_at = now
+        return [Send(self.config.manager, m.GetRing(self.epoch))]
 
     def _check_epoch(self, src: str, op: int, epoch: int) -> list | None:
         if self.ring is None or not self.ring.members:
@@ -260,6 +277,8 @@ class NodeCore:
         chain = self.ring.chain_of_arc(arc)
         if chain[0] != self.name:
             return self._error(src, msg.op, m.NOT_HEAD, f"head of {msg.key!r} is {chain[0]}")
+        if msg.floor > (now + self.config.max_clock_skew_s) * 1_000_000:
+            return self._error(src, msg.op, m.BAD_REQUEST, "session floor is ahead of our clock")
         if arc in self._syncing_arcs:
             if len(self._held_puts) >= self.config.max_held_puts:
                 return self._error(src, msg.op, m.OVERLOADED, "too many writes held during sync")
@@ -282,7 +301,7 @@ class NodeCore:
                 return [Send(src, m.PutAck(msg.op, msg.key, known, 1, stable))]
             # Not yet acknowledged by k nodes for sure: drive it again, ack at position k.
             return [Send(chain[1], m.Update(msg.key, known, current.value, msg.rid, src,
-                                            msg.op, eager))]
+                                            msg.op, eager, self.epoch))]
         floor = max(msg.floor, current.version.clock if current else 0)
         version = Version(self.clock.next(now, floor), self.config.dc)
         alone = len(chain) == 1
@@ -299,7 +318,8 @@ class NodeCore:
             self._unstable[msg.key] = _Unstable(version, now, orphan=False)
             ack_at = 0 if eager == 1 else eager
             out.append(
-                Send(chain[1], m.Update(msg.key, version, msg.value, msg.rid, src, msg.op, ack_at))
+                Send(chain[1], m.Update(msg.key, version, msg.value, msg.rid, src, msg.op, ack_at,
+                                        self.epoch))
             )
         return out
 
@@ -307,6 +327,11 @@ class NodeCore:
         if self.ring is None:
             self.counters["update_before_ring"] += 1
             return []  # the sender redrives it once we are in its chain
+        if msg.epoch > self.ring.epoch:
+            # Our chain may be stale (a tail may have been appended after us): don't act
+            # on it. Fetch the ring; the sender redrives the update.
+            self.counters["update_from_newer_ring"] += 1
+            return self._want_ring(now)
         chain = self.ring.chain(msg.key)
         if self.name not in chain:
             self.counters["update_not_in_chain"] += 1
@@ -317,9 +342,12 @@ class NodeCore:
         out: list = []
         wants_ack = msg.ack_at and (pos == msg.ack_at or (tail and msg.ack_at > pos))
         if current is not None and msg.version < current.version:
-            # Superseded by a newer version that travels the same chain.
+            # Superseded by a newer version that travels the same chain: positions 1..pos
+            # hold something newer, so the write is done; remember its rid so a retry after
+            # a head failure is not applied a second time.
             self.counters["update_superseded"] += 1
-            if wants_ack:
+            self._remember(msg.rid, msg.key, msg.version)
+            if msg.ack_at:
                 out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, False)))
             return out
         if current is None or msg.version > current.version:
@@ -342,6 +370,8 @@ class NodeCore:
             out += self._became_stable(msg.key, msg.version, chain, pos, msg.rid, msg.origin)
         else:
             self._unstable[msg.key] = _Unstable(msg.version, now, orphan=False)
+            if msg.epoch != self.ring.epoch:
+                msg = attrs.evolve(msg, epoch=self.ring.epoch)
             out.append(Send(chain[pos], msg))
         return out
 
@@ -413,7 +443,7 @@ class NodeCore:
             if pending.orphan and pos != 1:
                 # Reinject at the head with its original version; the head acks to us.
                 out.append(Send(chain[0], m.Update(key, record.version, record.value,
-                                                   record.rid, self.name, 0, 1)))
+                                                   record.rid, self.name, 0, 1, ring.epoch)))
             elif pos == 0:
                 del self._unstable[key]  # no longer ours; the chain members redrive it
             elif pos == len(chain):
@@ -423,7 +453,7 @@ class NodeCore:
             else:
                 pending.orphan = False
                 out.append(Send(chain[pos], m.Update(key, record.version, record.value,
-                                                     record.rid, "", 0, 0)))
+                                                     record.rid, "", 0, 0, ring.epoch)))
         return out
 
     def _expire_held_puts(self, now: float) -> list:
@@ -540,7 +570,13 @@ class NodeCore:
         new = msg.ring
         if self.ring is not None and new.epoch <= self.ring.epoch:
             return []
-        fresh = self.ring is None
+        # A ring we never saw in between (partitioned from the manager): we may have been
+        # removed and re-added meanwhile, so what we hold can be stale: copy as a restart.
+        missed = (self.ring is not None and msg.previous is not None
+                  and msg.previous.epoch != self.ring.epoch)
+        if missed:
+            self.counters["ring_missed"] += 1
+        fresh = self.ring is None or missed
         if not fresh:
             old = self.ring
         elif msg.previous is None or new.epoch <= 1:

@@ -47,6 +47,15 @@ class Store(Protocol):
 
     def __len__(self) -> int: ...
 
+    # Request ids of applied writes (rid -> (key, version)), kept apart from the data so a
+    # restarted node still recognises a retried put. Bounded by the node, which forgets
+    # old ones.
+    def put_rid(self, rid: bytes, key: str, version: Version) -> None: ...
+
+    def forget_rid(self, rid: bytes) -> None: ...
+
+    def rids(self) -> Iterator[tuple[bytes, str, Version]]: ...
+
     def close(self) -> None: ...
 
 
@@ -55,6 +64,16 @@ class MemoryStore:
 
     def __init__(self, data: dict | None = None) -> None:
         self._data: dict[str, Record] = dict(data or {})
+        self._rids: dict[bytes, tuple[str, Version]] = {}
+
+    def put_rid(self, rid: bytes, key: str, version: Version) -> None:
+        self._rids[rid] = (key, version)
+
+    def forget_rid(self, rid: bytes) -> None:
+        self._rids.pop(rid, None)
+
+    def rids(self) -> Iterator[tuple[bytes, str, Version]]:
+        return iter([(rid, k, v) for rid, (k, v) in self._rids.items()])
 
     def get(self, key: str) -> Record | None:
         return self._data.get(key)
@@ -75,6 +94,9 @@ class MemoryStore:
         pass
 
 
+RIDS = "rids"  # column family of request ids
+
+
 class RocksStore:
     """rocksdict-backed durable store in ``path`` (created if missing)."""
 
@@ -84,10 +106,19 @@ class RocksStore:
         os.makedirs(path, exist_ok=True)
         options = Options(raw_mode=True)
         options.create_if_missing(True)
-        self._db = Rdict(path, options=options)
+        try:
+            families = Rdict.list_cf(path, options)
+        except Exception:  # a new database has none yet
+            families = []
+        self._db = Rdict(path, options=options,
+                         column_families={f: options for f in families if f != "default"})
+        if RIDS not in families:
+            self._db.create_column_family(RIDS, options)
+        self._rids = self._db.get_column_family(RIDS)
         write_options = WriteOptions()
         write_options.sync = fsync
         self._db.set_write_options(write_options)
+        self._rids.set_write_options(write_options)
 
     def get(self, key: str) -> Record | None:
         raw = self._db.get(key.encode())
@@ -104,5 +135,20 @@ class RocksStore:
         """Counts by iterating: for stats, not for hot paths."""
         return sum(1 for _ in self._db.keys())
 
+    def put_rid(self, rid: bytes, key: str, version: Version) -> None:
+        self._rids[rid] = cbor2.dumps([key, version.clock, version.dc])
+
+    def forget_rid(self, rid: bytes) -> None:
+        try:
+            del self._rids[rid]
+        except KeyError:
+            pass
+
+    def rids(self) -> Iterator[tuple[bytes, str, Version]]:
+        for rid, raw in self._rids.items():
+            key, clock, dc = cbor2.loads(raw)
+            yield rid, key, Version(clock, dc)
+
     def close(self) -> None:
+        del self._rids
         self._db.close()

@@ -45,6 +45,7 @@ class FrontendConfig:
     request_timeout_s: float = 10.0
     node_timeout_s: float = 1.0
     dep_timeout_s: float = 3.0  # > the tail's dependency wait, so checks don't pile up
+    max_clock_skew_s: float = 60.0  # refuse session clocks further ahead of ours
     retry_delay_s: float = 0.05
     ring_refresh_s: float = 0.2
     max_ops: int = 100_000
@@ -134,6 +135,12 @@ class FrontendCore:
             if d.key not in latest or d.version > latest[d.key].version:
                 latest[d.key] = d
         floor = max([req.floor] + [d.version.clock for d in req.deps])
+        if floor > (now + self.config.max_clock_skew_s) * 1_000_000:
+            # A clock from the far future would push every version after it to the end of
+            # the clock's range: refuse it at the edge.
+            return [self._client_error(conn, req.id, m.BAD_REQUEST,
+                                       "the session's clock (floor or a dependency's version) "
+                                       "is far ahead of the cluster's; check client clocks")]
         op = _Op(conn, req.id, "put", req.key, deadline,
                  value=req.value if req.op == "put" else None, rid=req.rid, floor=floor)
         self._ops[op_id] = op

@@ -95,11 +95,21 @@ def test_versions_grow_with_session_floor_and_previous_version():
     key = c.key_with_chain(["a", "b", "c"])
     c.send("fe", [Send("a", put(key=key, rid=b"r1"))])
     first = c.stores["a"].get(key).version
-    # Time goes backwards and the session saw a clock far ahead: still a larger version.
-    c.nodes["a"].handle("fe", put(op=2, key=key, rid=b"r2", floor=10**12), 0.5)
+    # Time goes backwards and the session saw a clock ahead of ours: still a larger version.
+    c.nodes["a"].handle("fe", put(op=2, key=key, rid=b"r2", floor=50_000_000), 0.5)
     second = c.stores["a"].get(key).version
     assert second > first
-    assert second.clock > 10**12
+    assert second.clock > 50_000_000
+
+
+def test_a_session_floor_far_in_the_future_is_refused():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    out = c.nodes["a"].handle("fe", put(key=key, floor=2**63 - 2), 1.0)
+    assert [e.msg.code for e in out] == [m.BAD_REQUEST]
+    assert c.stores["a"].get(key) is None
+    c.send("fe", [Send("a", put(op=2, key=key, rid=b"fine"))], now=1.0)
+    assert c.stores["a"].get(key).version.clock < 2**62  # the clock is not poisoned
 
 
 def test_retried_put_applies_once():

@@ -302,11 +302,14 @@ class SyncItem:
 
 @message(40)
 class SyncRequest:
-    """joining chain member -> source: send me every key in ``ranges`` ((start, end] points)."""
+    """joining chain member -> source: send me every key in ``ranges`` ((start, end] points).
+    ``partial_ok``: serve even if you are copying part of it yourself (the requester merges
+    the copies of every candidate source)."""
 
     sync_id: int = attrs.field(validator=_int)
     epoch: int = attrs.field(validator=_int)
     ranges: tuple = attrs.field(converter=_ranges)
+    partial_ok: bool = attrs.field(default=False, validator=_bool)
 
 
 @message(41)

@@ -96,6 +96,7 @@ class _Sync:
     received: set = attrs.Factory(set)  # chunk seqs received
     total: int = 0  # number of chunks, known once the last one arrived
     refusals: int = 0
+    partial_ok: bool = False  # one of several copies merged (every candidate was syncing)
 
 
 @attrs.define(slots=True)
@@ -104,6 +105,7 @@ class _Stream:
 
     dst: str
     sync_id: int
+    ranges: tuple
     items: object  # iterator of (key, Record) restricted to the requested ranges
     seq: int = 0
 
@@ -152,7 +154,8 @@ class NodeCore:
         self._waiter_count = 0
         self._syncs: dict[int, _Sync] = {}
         self._syncing_arcs: dict[int, set] = {}
-        self._held_sync_requests: dict[str, m.SyncRequest] = {}  # newest per requester
+        # newest request per (requester, ranges), served once we have its ring
+        self._held_sync_requests: dict[tuple, m.SyncRequest] = {}
         self._streams: list[_Stream] = []
         self._held_puts: list[tuple[str, m.Put, float]] = []
         self._next_sync_id = int(now * 1_000_000) % 2**62  # distinct across restarts
@@ -199,7 +202,7 @@ class NodeCore:
                 self.counters["sync_request_resent"] += 1
                 self._drop_sync(sid)
                 out += self._request_sync(sync.sources, sync.ranges, sync.arcs, now,
-                                          sync.refusals)
+                                          sync.refusals, sync.partial_ok)
         if self.ring is not None and self.ring.members:
             out += self._redrive(now, force=False)
         return out
@@ -405,18 +408,22 @@ class NodeCore:
         next candidate at the next retry."""
         sync = self._syncs.get(msg.op)
         if sync is None or sync.sources[0] != src or msg.code != m.NOT_READY:
-            return []
+            return []  # (a busy source says "overloaded": the retry timer asks again)
         self.counters["sync_refused"] += 1
         sync.refusals += 1
         sync.sources.append(sync.sources.pop(0))
-        if sync.refusals < 3 * len(sync.sources):
+        if sync.refusals < 2 * len(sync.sources):
             return []
         # Every candidate is itself copying this range (several members restarted at
-        # once). Their stores and ours are durable; serve what we have rather than wait
-        # forever, and let redrive reconcile what was in flight.
-        self.counters["sync_gave_up"] += 1
+        # once). No single copy is known complete, but together they hold everything the
+        # chain acknowledged: copy from all of them and keep the newest of each key. The
+        # range stays in quarantine until every one of those copies is done.
+        self.counters["sync_merged_copies"] += 1
         self._drop_sync(msg.op)
-        return self._release_held_puts(now)
+        out: list = []
+        for source in sync.sources:
+            out += self._request_sync([source], sync.ranges, sync.arcs, now, partial_ok=True)
+        return out
 
     def _on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
         """Ack of an orphan we reinjected at the head: the chain has it now."""
@@ -572,8 +579,9 @@ class NodeCore:
             return []
         # A ring we never saw in between (partitioned from the manager): we may have been
         # removed and re-added meanwhile, so what we hold can be stale: copy as a restart.
+        # (A restarted manager's first ring has an empty ``previous``: that says nothing.)
         missed = (self.ring is not None and msg.previous is not None
-                  and msg.previous.epoch != self.ring.epoch)
+                  and bool(msg.previous.members) and msg.previous.epoch != self.ring.epoch)
         if missed:
             self.counters["ring_missed"] += 1
         fresh = self.ring is None or missed
@@ -617,7 +625,7 @@ class NodeCore:
                                       {a for _, a in parts}, now)
 
         held, self._held_sync_requests = self._held_sync_requests, {}
-        for requester, request in held.items():
+        for (requester, _ranges), request in held.items():
             out += self._on_sync_request(requester, request, now)
         if new.members:
             out += self._redrive(now, force=True)
@@ -626,13 +634,14 @@ class NodeCore:
         return out
 
     def _request_sync(self, sources: list, ranges: tuple, arcs: set, now: float,
-                      refusals: int = 0) -> list:
+                      refusals: int = 0, partial_ok: bool = False) -> list:
         sid = self._next_sync_id
         self._next_sync_id += 1
-        self._syncs[sid] = _Sync(sources, ranges, arcs, now, refusals=refusals)
+        self._syncs[sid] = _Sync(sources, ranges, arcs, now, refusals=refusals,
+                                 partial_ok=partial_ok)
         for arc in arcs:
             self._syncing_arcs.setdefault(arc, set()).add(sid)
-        return [Send(sources[0], m.SyncRequest(sid, self.ring.epoch, ranges))]
+        return [Send(sources[0], m.SyncRequest(sid, self.ring.epoch, ranges, partial_ok))]
 
     def _drop_sync(self, sid: int) -> None:
         sync = self._syncs.pop(sid)
@@ -655,18 +664,19 @@ class NodeCore:
     def _on_sync_request(self, src: str, msg: m.SyncRequest, now: float) -> list:
         if self.ring is None or msg.epoch > self.ring.epoch:
             # Serve once we have that ring; a retry replaces the request it retries.
-            self._held_sync_requests[src] = msg
+            self._held_sync_requests[(src, msg.ranges)] = msg
             return []
-        if self._syncing_overlaps(msg.ranges):
+        if not msg.partial_ok and self._syncing_overlaps(msg.ranges):
             # We are still copying part of that range ourselves: not a complete source.
             return self._error(src, msg.sync_id, m.NOT_READY, "source is syncing that range")
         wanted = _RangeSet(msg.ranges)
         items = ((k, r) for k, r in self.store.items() if hash_point(k) in wanted)
-        # A retry from the same requester supersedes its earlier copies.
-        self._streams = [s for s in self._streams if s.dst != src or s.sync_id > msg.sync_id]
+        # A retry (same requester, same ranges) supersedes the copy it retries.
+        self._streams = [s for s in self._streams
+                         if s.dst != src or s.ranges != msg.ranges or s.sync_id > msg.sync_id]
         if len(self._streams) >= self.config.max_sync_streams:
-            return self._error(src, msg.sync_id, m.NOT_READY, "too many copies in progress")
-        self._streams.append(_Stream(src, msg.sync_id, items))
+            return self._error(src, msg.sync_id, m.OVERLOADED, "too many copies in progress")
+        self._streams.append(_Stream(src, msg.sync_id, msg.ranges, items))
         self.counters["sync_served"] += 1
         return self._pump_streams()
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import socket
 
 import trio
@@ -261,6 +260,3 @@ async def ticker(interval_s: float, fn) -> None:
         await trio.sleep(interval_s)
         fn()
 
-
-def forever() -> float:
-    return math.inf

@@ -526,6 +526,26 @@ def test_a_huge_session_floor_does_not_poison_the_clocks():
 # -- regressions: bugs found by the review, fixed (the docstrings keep the mechanism) --------
 
 
+def readd_n3_after_a_write_it_missed(cluster) -> tuple:
+    """n3 (tail of K) is removed, K=new is acknowledged without it, n3 restarts and is
+    re-added; returns (K, the reply of K=new) while n3's paced copy is still running."""
+    cluster.wait_ready()
+    ring = cluster.processes[MANAGER].ring
+    key = key_with_chain(ring, lambda chain: chain[-1] == "n3")
+    Workload(cluster, [[Op("put", f"p{i}") for i in range(j, 120, 3)]
+                       for j in range(3)]).run()  # ranges big enough for a paced copy
+    writer = cluster.session()
+    assert writer.call("put", key, b"old")["ok"]
+    cluster.crash("n3")
+    assert cluster.run_until(lambda: cluster.processes["f1"].ring.epoch == ring.epoch + 1, 5)
+    new = writer.call("put", key, b"new")
+    assert new["ok"]
+    cluster.restart("n3")
+    assert cluster.run_until(lambda: cluster.node("n3").ring is not None
+                             and cluster.node("n3").syncing(), 5)
+    return key, new
+
+
 def test_joiner_whose_sources_are_all_syncing_never_serves_an_uncopied_range():
     """Mechanism (three crashes one at a time, each node restarted or replaced). n3 is
     removed (E+1, chains (n1, n2)); K=new is acknowledged and stable there. n3 restarts
@@ -548,20 +568,7 @@ def test_joiner_whose_sources_are_all_syncing_never_serves_an_uncopied_range():
     durable store instead of refusing."""
     cluster = ReviewCluster(1, nodes=3, read_from="tail",
                             node_overrides=dict(sync_chunk_items=1, sync_chunks_per_step=1))
-    cluster.wait_ready()
-    ring = cluster.processes[MANAGER].ring
-    key = key_with_chain(ring, lambda chain: chain[-1] == "n3")
-    Workload(cluster, [[Op("put", f"p{i}") for i in range(j, 120, 3)]
-                       for j in range(3)]).run()  # ranges big enough for a paced copy
-    writer = cluster.session()
-    assert writer.call("put", key, b"old")["ok"]
-    cluster.crash("n3")
-    assert cluster.run_until(lambda: cluster.processes["f1"].ring.epoch == ring.epoch + 1, 5)
-    new = writer.call("put", key, b"new")
-    assert new["ok"]
-    cluster.restart("n3")
-    assert cluster.run_until(lambda: cluster.node("n3").ring is not None
-                             and cluster.node("n3").syncing(), 5)
+    key, new = readd_n3_after_a_write_it_missed(cluster)
     cluster.crash("n1")
     cluster.run_for(0.2)
     cluster.restart("n1")
@@ -634,20 +641,7 @@ def test_manager_restart_while_a_readded_node_copies_loses_nothing():
     On a328870 this passed: n1 and n2 kept serving and n3's copy completed."""
     cluster = ReviewCluster(1, nodes=3, read_from="tail", manager_grace_s=0.6,
                             node_overrides=dict(sync_chunk_items=1, sync_chunks_per_step=1))
-    cluster.wait_ready()
-    ring = cluster.processes[MANAGER].ring
-    key = key_with_chain(ring, lambda chain: chain[-1] == "n3")
-    Workload(cluster, [[Op("put", f"p{i}") for i in range(j, 120, 3)]
-                       for j in range(3)]).run()
-    writer = cluster.session()
-    assert writer.call("put", key, b"old")["ok"]
-    cluster.crash("n3")
-    assert cluster.run_until(lambda: cluster.processes["f1"].ring.epoch == ring.epoch + 1, 5)
-    new = writer.call("put", key, b"new")
-    assert new["ok"]
-    cluster.restart("n3")
-    assert cluster.run_until(lambda: cluster.node("n3").ring is not None
-                             and cluster.node("n3").syncing(), 5)
+    key, new = readd_n3_after_a_write_it_missed(cluster)
     cluster.crash(MANAGER)
     cluster.run_for(0.05)
     cluster.restart(MANAGER)

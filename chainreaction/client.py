@@ -6,10 +6,12 @@
         await session.delete("x")
 
 The session keeps the ChainReaction metadata (DESIGN.md, rules in ``session.py``): for
-each key read or written whose stability it does not know yet, ``(version, chain_index)``. Every request carries
-it, so the frontend needs no per-session state: when a connection breaks the session moves
-to the next frontend URL and retries the request (writes keep their request id, so they
-apply once) without losing causality.
+each key read or written whose stability it does not know yet, ``(version, chainIndex per
+DC, log seq)``. Every request carries it, so the frontend needs no per-session state: when
+a connection breaks the session moves to the next frontend URL (which may be in another
+DC), first ``attach``es there (the frontend answers once the session's causal past is
+applied in that DC), then retries the request (writes keep their request id, so they
+apply once) without losing causality. ``switch(urls)`` moves a session on purpose.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ class ReadResult:
     found: bool
     value: bytes | None
     version: Version | None
-    chain_index: int
+    chain_index: int  # the position that served it, in DC ``dc``
     stable: bool
+    dc: int = 0
 
 
 @attrs.frozen
@@ -58,6 +61,7 @@ class WriteResult:
     version: Version
     chain_index: int
     stable: bool
+    dc: int = 0
 
 
 class Session:
@@ -83,6 +87,7 @@ class Session:
         self._url_index = 0
         self._ws_cm = None
         self._ws = None
+        self._attached = True  # a new connection must attach first (if we have metadata)
         self._busy = False
 
     # -- connection management --------------------------------------------------------------
@@ -105,6 +110,13 @@ class Session:
                 errors.append(f"{url}: {exc}")
                 self._url_index += 1
         raise NoFrontendAvailable("could not connect to any frontend: " + "; ".join(errors))
+
+    async def switch(self, urls: Sequence[str] | str) -> None:
+        """Continue this session on other frontends (e.g. another DC). Causality holds: the
+        next operation first waits until that DC has applied the session's causal past."""
+        await self._close_ws()
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
+        self._url_index = 0
 
     async def _close_ws(self) -> None:
         cm, self._ws_cm, self._ws = self._ws_cm, None, None
@@ -145,17 +157,20 @@ class Session:
         while True:
             if self._ws is None:
                 await self._open()
+                self._attached = False
             reply = None
             try:
                 with trio.CancelScope(deadline=deadline):
-                    await self._ws.send_message(data)
-                    while True:
-                        reply = codec.decode_client(await self._ws.get_message())
-                        if reply.get("id") == req.id and "push" not in reply:
-                            break
-                        if reply.get("id") is None and reply.get("ok") is False:
-                            break  # the frontend could not read our request at all
-                        reply = None
+                    if not self._attached and self.state.metadata:
+                        attach = self.state.attach_request()
+                        reply = await self._exchange(codec.encode_client_request(attach),
+                                                     attach.id)
+                        if reply is not None and reply.get("ok"):
+                            self.state.on_attach(reply)
+                            self._attached = True
+                    if self._attached or not self.state.metadata:
+                        self._attached = True
+                        reply = await self._exchange(data, req.id)
             except (ConnectionClosed, OSError) as exc:
                 # Frontend gone: move to the next one and retry with the same request id.
                 await self._close_ws()
@@ -179,9 +194,18 @@ class Session:
                 raise ChainReactionError(code, reply.get("message", ""))
             return reply
 
+    async def _exchange(self, data: bytes, request_id: int) -> dict:
+        await self._ws.send_message(data)
+        while True:
+            reply = codec.decode_client(await self._ws.get_message())
+            if reply.get("id") == request_id and "push" not in reply:
+                return reply
+            if reply.get("id") is None and reply.get("ok") is False:
+                return reply  # the frontend could not read our request at all
+
     @property
     def metadata(self) -> dict:
-        """key -> Entry(version, chain_index) for keys not yet known stable."""
+        """key -> Entry(version, chain per DC, seq) for keys not yet known stable."""
         return self.state.metadata
 
     async def read(self, key: str) -> ReadResult:
@@ -189,7 +213,8 @@ class Session:
         reply = await self._call(self.state.get_request(key))
         self.state.on_read(key, reply)
         return ReadResult(bool(reply.get("found")), reply.get("value"), reply.get("version"),
-                          reply.get("chain_index", 0), bool(reply.get("stable")))
+                          reply.get("chain_index", 0), bool(reply.get("stable")),
+                          reply.get("dc", 0))
 
     async def get(self, key: str) -> bytes | None:
         """The value of ``key`` (None if absent or deleted), never older than this session
@@ -199,7 +224,8 @@ class Session:
     async def _write(self, op: str, key: str, value: bytes | None) -> WriteResult:
         reply = await self._call(self.state.write_request(op, key, value, os.urandom(16)))
         self.state.on_write(key, reply)
-        return WriteResult(reply["version"], reply["chain_index"], bool(reply.get("stable")))
+        return WriteResult(reply["version"], reply["chain_index"], bool(reply.get("stable")),
+                           reply.get("dc", 0))
 
     async def put(self, key: str, value: bytes) -> WriteResult:
         if not isinstance(value, (bytes, bytearray)):

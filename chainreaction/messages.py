@@ -17,7 +17,7 @@ from __future__ import annotations
 import attrs
 
 from .ring import Ring
-from .versions import Version
+from .versions import VClock, Version
 
 # -- limits (documented in docs/protocol.md) -----------------------------------------------
 MAX_KEY_BYTES = 1024
@@ -26,7 +26,7 @@ MAX_DEPS = 1_000
 MAX_RID_BYTES = 64
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 
-ROLES = ("node", "frontend", "manager", "client")
+ROLES = ("node", "frontend", "manager", "client", "proxy")
 
 # -- field validators -------------------------------------------------------------------------
 
@@ -69,6 +69,11 @@ def _rid(_i, a, v):
         raise ValueError(f"{a.name} must be 1..{MAX_RID_BYTES} bytes")
 
 
+def _dc(_i, a, v):
+    if type(v) is not int or not 0 <= v < 2**16:
+        raise ValueError(f"{a.name} must be a dc id in [0, 65536), got {v!r}")
+
+
 def _role(_i, a, v):
     if v not in ROLES:
         raise ValueError(f"{a.name} must be one of {ROLES}, got {v!r}")
@@ -100,6 +105,38 @@ def _version():
 
 def _version_opt():
     return attrs.field(converter=Version.coerce_optional)
+
+
+def _vclock():
+    return attrs.field(default=VClock(), converter=VClock.coerce)
+
+
+def _dc_vector(value) -> tuple:
+    """``[[dc, n], ...]`` as sorted ``((dc, n), ...)``: per-DC log positions."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"a vector is [[dc, n], ...], got {value!r}")
+    out = {}
+    for pair in value:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"a vector entry is [dc, n], got {pair!r}")
+        dc, n = pair
+        if type(dc) is not int or not 0 <= dc < 2**16:
+            raise ValueError(f"dc must be an int in [0, 65536), got {dc!r}")
+        if type(n) is not int or not 0 <= n < 2**63:
+            raise ValueError(f"vector entry must be a non-negative 64-bit int, got {n!r}")
+        out[dc] = n
+    return tuple(sorted(out.items()))
+
+
+def _dc_list(value) -> tuple:
+    if not isinstance(value, (list, tuple)) or not all(
+            type(d) is int and 0 <= d < 2**16 for d in value):
+        raise ValueError(f"expected a list of dc ids, got {value!r}")
+    return tuple(value)
+
+
+def _ship_entries(value) -> tuple:
+    return tuple(ShipEntry.coerce(v) for v in value)
 
 REGISTRY: dict[int, type] = {}
 
@@ -170,6 +207,10 @@ class Put:
     value: bytes | None = attrs.field(validator=_value)
     floor: int = attrs.field(validator=_int)
     epoch: int = attrs.field(validator=_int)
+    # Set by the remote proxy only: apply a write of another DC with its own version.
+    version: Version | None = attrs.field(default=None, converter=Version.coerce_optional)
+    vclock: VClock = _vclock()
+    seq: int = attrs.field(default=0, validator=_int)  # its position in the origin's log
 
 
 @message(11)
@@ -198,14 +239,20 @@ class Update:
     op: int = attrs.field(validator=_int)
     ack_at: int = attrs.field(validator=_int)
     epoch: int = attrs.field(default=0, validator=_int)  # the sender's ring
+    vclock: VClock = _vclock()
+    seq: int = attrs.field(default=0, validator=_int)  # origin log position, 0 = not logged
+    logged_at: int = attrs.field(default=0, validator=_int)
 
 
 @message(13)
 class Stable:
-    """node -> predecessor: the tail holds ``version`` of ``key`` (DC-Write-Stable)."""
+    """node -> predecessor: the tail holds ``version`` of ``key`` (DC-Write-Stable); with
+    several DCs it is also in the origin's shipping log at ``seq`` (at ``logged_at``)."""
 
     key: str = attrs.field(validator=_key)
     version: Version = _version()
+    seq: int = attrs.field(default=0, validator=_int)
+    logged_at: int = attrs.field(default=0, validator=_int)
 
 
 @message(14)
@@ -215,6 +262,7 @@ class StableNotice:
     key: str = attrs.field(validator=_key)
     version: Version = _version()
     rid: bytes = attrs.field(validator=_rid)
+    logged_at: int = attrs.field(default=0, validator=_int)
 
 
 # -- reads and dependency checks ---------------------------------------------------------------
@@ -238,7 +286,8 @@ class ReadReply:
     value: bytes | None = attrs.field(validator=_value)
     version: Version | None = _version_opt()
     position: int = attrs.field(validator=_int)
-    stable: bool = attrs.field(validator=_bool)
+    stable: bool = attrs.field(validator=_bool)  # Global-Write-Stable (= DC with one DC)
+    seq: int = attrs.field(default=0, validator=_int)  # origin log position, 0 = unknown
 
 
 @message(22)
@@ -262,9 +311,13 @@ class DepCheck:
 
 @message(24)
 class DepReply:
+    """``clock``: the replier's hybrid clock, past the time the dependency was logged for
+    shipping; the write that waited for it gets a larger version (see remote_proxy)."""
+
     op: int = attrs.field(validator=_int)
     key: str = attrs.field(validator=_key)
     ok: bool = attrs.field(validator=_bool)
+    clock: int = attrs.field(default=0, validator=_int)
 
 
 @message(30)
@@ -287,17 +340,22 @@ class SyncItem:
     value: bytes | None = attrs.field(validator=_value)
     stable: bool = attrs.field(validator=_bool)
     rid: bytes = attrs.field(validator=_rid)
+    seq: int = attrs.field(default=0, validator=_int)
+    logged_at: int = attrs.field(default=0, validator=_int)
+    vclock: VClock = _vclock()
 
     def to_wire(self) -> list:
-        return [self.key, self.version.to_wire(), self.value, self.stable, self.rid]
+        return [self.key, self.version.to_wire(), self.value, self.stable, self.rid,
+                self.seq, self.logged_at, self.vclock.to_wire()]
 
     @classmethod
     def coerce(cls, value) -> "SyncItem":
         if isinstance(value, SyncItem):
             return value
-        if isinstance(value, (list, tuple)) and len(value) == 5:
+        if isinstance(value, (list, tuple)) and len(value) in (5, 8):
             return cls(*value)
-        raise ValueError(f"a sync item is [key, version, value, stable, rid], got {value!r}")
+        raise ValueError("a sync item is [key, version, value, stable, rid, seq, logged_at, "
+                         f"vclock], got {value!r}")
 
 
 @message(40)
@@ -331,6 +389,108 @@ def _stats_map(_i, a, v):
         raise TypeError(f"{a.name} must be a map with text keys")
 
 
+# -- geo-replication (remote proxies; see remote_proxy/core.py) --------------------------------
+
+
+@message(60)
+class Ship:
+    """tail -> its DC's remote proxy: log this local write for shipping (then it is stable)."""
+
+    key: str = attrs.field(validator=_key)
+    version: Version = _version()
+    value: bytes | None = attrs.field(validator=_value)
+    rid: bytes = attrs.field(validator=_rid)
+    vclock: VClock = _vclock()
+
+
+@message(61)
+class Shipped:
+    """proxy -> tail: ``version`` of ``key`` (or a newer one) is in the log at ``seq``."""
+
+    key: str = attrs.field(validator=_key)
+    version: Version = _version()
+    seq: int = attrs.field(validator=_int)
+    logged_at: int = attrs.field(validator=_int)
+
+
+@message(62)
+class GeoProgress:
+    """proxy -> its DC's nodes. ``applied[dc]``: every update of ``dc``'s log up to that
+    position is DC-Write-Stable here; ``global_stable[dc]``: ... in every DC."""
+
+    applied: tuple = attrs.field(converter=_dc_vector)
+    global_stable: tuple = attrs.field(converter=_dc_vector)
+
+
+@message(63)
+class RemoteDepCheck:
+    """frontend -> its DC's proxy: answer (DepReply) once the write ``version`` of ``key``,
+    made in DC ``version.dc``, and everything before it in that DC's log, are applied here.
+    ``seq``: its log position when the client knows it, else 0."""
+
+    op: int = attrs.field(validator=_int)
+    key: str = attrs.field(validator=_key)
+    version: Version = _version()
+    seq: int = attrs.field(validator=_int)
+
+
+@attrs.frozen(slots=True)
+class ShipEntry:
+    """One logged write as it crosses the WAN. ``after``: apply it only once the origin's
+    log up to that position is applied (its causal past in the origin DC)."""
+
+    key: str = attrs.field(validator=_key)
+    version: Version = _version()
+    value: bytes | None = attrs.field(validator=_value)
+    rid: bytes = attrs.field(validator=_rid)
+    vclock: VClock = _vclock()
+    after: int = attrs.field(default=0, validator=_int)
+
+    def to_wire(self) -> list:
+        return [self.key, self.version.to_wire(), self.value, self.rid, self.vclock.to_wire(),
+                self.after]
+
+    @classmethod
+    def coerce(cls, value) -> "ShipEntry":
+        if isinstance(value, ShipEntry):
+            return value
+        if isinstance(value, (list, tuple)) and len(value) == 6:
+            return cls(*value)
+        raise ValueError(f"a ship entry is [key, version, value, rid, vclock, after], got {value!r}")
+
+
+@message(64)
+class ShipBatch:
+    """proxy of DC ``origin_dc`` -> a peer proxy: log entries ``first_seq``.. in order.
+    ``needs[dc]``: apply none of them before ``dc``'s log is applied up to that position
+    (what the origin had started applying when the batch closed)."""
+
+    origin_dc: int = attrs.field(validator=_dc)
+    first_seq: int = attrs.field(validator=_int)
+    needs: tuple = attrs.field(converter=_dc_vector)
+    entries: tuple = attrs.field(converter=_ship_entries)
+
+
+@message(65)
+class ShipAck:
+    """receiver proxy -> origin proxy: ``received`` = last contiguous position of the
+    origin's log received; ``applied`` = the receiver's whole applied vector (every DC
+    learns every DC's progress: Global-Write-Stable)."""
+
+    dc: int = attrs.field(validator=_dc)
+    received: int = attrs.field(validator=_int)
+    applied: tuple = attrs.field(converter=_dc_vector)
+
+
+@message(66)
+class WanControl:
+    """operator -> proxy: cut (or, with an empty list, heal) the WAN links to ``blocked``
+    DCs. Answered with StatsReply. For partition tests on one machine."""
+
+    op: int = attrs.field(validator=_int)
+    blocked: tuple = attrs.field(converter=lambda v: _dc_list(v))
+
+
 @message(50)
 class StatsRequest:
     """operator tool -> any process: report your counters."""
@@ -357,25 +517,29 @@ def _deps(value) -> tuple:
 
 @attrs.frozen(slots=True)
 class Dep:
-    """One entry of session metadata: (key, version, chain_index)."""
+    """One entry of session metadata: (key, version, chain_index in the frontend's DC,
+    seq = the version's position in its origin DC's log, 0 if not known)."""
 
     key: str = attrs.field(validator=_key)
     version: Version = _version()
     chain_index: int = attrs.field(validator=_int)
+    seq: int = attrs.field(default=0, validator=_int)
 
     def to_wire(self) -> list:
+        if self.seq:
+            return [self.key, self.version.to_wire(), self.chain_index, self.seq]
         return [self.key, self.version.to_wire(), self.chain_index]
 
     @classmethod
     def coerce(cls, value) -> "Dep":
         if isinstance(value, Dep):
             return value
-        if isinstance(value, (list, tuple)) and len(value) == 3:
+        if isinstance(value, (list, tuple)) and len(value) in (3, 4):
             return cls(*value)
-        raise ValueError(f"a dep is [key, [clock, dc], chain_index], got {value!r}")
+        raise ValueError(f"a dep is [key, [clock, dc], chain_index(, seq)], got {value!r}")
 
 
-CLIENT_OPS = ("get", "put", "delete", "stats", "ping")
+CLIENT_OPS = ("get", "put", "delete", "stats", "ping", "attach")
 
 
 @attrs.frozen(slots=True)

@@ -32,6 +32,15 @@ makes dependency checks wait (if tail) and refuses reads. When the copy is done 
 A restarted node reloads its unstable records as *orphans* and reinjects them at the head
 of their chain: an acknowledged write that only reached this node before it crashed is
 not lost.
+
+Several DCs (``config.geo``). A local write reaching the tail is sent to the DC's remote
+proxy (``Ship``); it is DC-Write-Stable once the proxy has logged it (``Shipped`` gives its
+log position ``seq``), so whatever a later write waited for is already in the shipping log.
+Until then the tail redrives the ``Ship``. A write of another DC arrives from our proxy as
+a ``Put`` carrying its version: the head keeps it if it is newer (last writer wins; a
+concurrent one is counted as a conflict) and it travels the chain as usual. A version is
+Global-Write-Stable once its ``seq`` is within the proxy's ``GeoProgress.global_stable``
+for its DC; that, not DC stability, is what reads report to clients as "stable".
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ from . import messages as m
 from .effects import Send
 from .ring import Ring, hash_point, segments
 from .storage import Record, Store
-from .versions import HybridClock, Version
+from .versions import HybridClock, VClock, Version
 
 
 @attrs.frozen
@@ -66,6 +75,11 @@ class NodeConfig:
     sync_chunk_bytes: int = 1024 * 1024  # well under the transport's frame limit
     sync_chunks_per_step: int = 8  # paces a large copy over ticks (bounded link buffers)
     max_sync_streams: int = 16
+    # Several DCs: a local write becomes DC-Write-Stable only once the DC's remote proxy
+    # has logged it for shipping (``Ship``/``Shipped``); "stable" for clients means
+    # Global-Write-Stable, which the proxy reports (``GeoProgress``).
+    geo: bool = False
+    proxy: str = "proxy"
 
     def __attrs_post_init__(self):
         if self.eager < 1:
@@ -77,6 +91,7 @@ class _Unstable:
     version: Version
     sent_at: float
     orphan: bool  # reloaded after a restart: reinject at the head, don't trust position
+    origin: str = ""  # frontend that wrote it (the tail's StableNotice goes there)
 
 
 @attrs.define(slots=True)
@@ -158,6 +173,7 @@ class NodeCore:
         self._held_sync_requests: dict[tuple, m.SyncRequest] = {}
         self._streams: list[_Stream] = []
         self._held_puts: list[tuple[str, m.Put, float]] = []
+        self._global_stable: dict[int, int] = {}  # dc -> its log is applied everywhere to here
         self._next_sync_id = int(now * 1_000_000) % 2**62  # distinct across restarts
         self._ring_asked_at = float("-inf")
         for rid, key, version in store.rids():  # a retry after our restart applies once
@@ -177,6 +193,8 @@ class NodeCore:
             m.SyncChunk: self._on_sync_chunk,
             m.PutAck: self._on_put_ack,
             m.StableNotice: self._ignore,  # for an orphan we reinjected: nothing to do
+            m.Shipped: self._on_shipped,
+            m.GeoProgress: self._on_geo_progress,
             m.Error: self._on_error,
             m.StatsRequest: self._on_stats_request,
         }
@@ -259,16 +277,49 @@ class NodeCore:
             )
         return None
 
-    def _became_stable(self, key: str, version: Version, chain: tuple, pos: int,
-                       rid: bytes, origin: str) -> list:
-        """Tail bookkeeping once it holds ``version``: tell the chain, frontend, waiters."""
+    def _became_stable(self, key: str, record: Record, chain: tuple, pos: int,
+                       origin: str) -> list:
+        """Tail bookkeeping once ``record`` is stable: tell the chain, frontend, waiters."""
         out: list = []
         if pos > 1:
-            out.append(Send(chain[pos - 2], m.Stable(key, version)))
+            out.append(Send(chain[pos - 2], m.Stable(key, record.version, record.seq,
+                                                     record.logged_at)))
         if origin:
-            out.append(Send(origin, m.StableNotice(key, version, rid)))
+            out.append(Send(origin, m.StableNotice(key, record.version, record.rid,
+                                                   record.logged_at)))
         out += self._wake_waiters(key)
         return out
+
+    def _needs_ship(self, record: Record) -> bool:
+        """A local write our proxy has not logged yet (several DCs only)."""
+        return self.config.geo and record.seq == 0 and record.version.dc == self.config.dc
+
+    def _at_tail(self, record: Record) -> Record:
+        """What the tail stores: stable, unless it must be logged for shipping first."""
+        stable = not self._needs_ship(record)
+        return record if record.stable == stable else attrs.evolve(record, stable=stable)
+
+    def _settle_at_tail(self, key: str, record: Record, chain: tuple, pos: int, origin: str,
+                        now: float) -> list:
+        """The tail stored ``record`` (from ``_at_tail``): announce it stable, or ship it."""
+        if not record.stable:
+            self._unstable[key] = _Unstable(record.version, now, orphan=False, origin=origin)
+            self.counters["ship_sent"] += 1
+            return [Send(self.config.proxy, m.Ship(key, record.version, record.value,
+                                                   record.rid, record.vclock))]
+        self._drop_unstable(key, record.version)
+        return self._became_stable(key, record, chain, pos, origin)
+
+    def _client_stable(self, record: Record) -> bool:
+        """Stable as clients mean it: Global-Write-Stable (DC stable with one DC)."""
+        if not self.config.geo:
+            return record.stable
+        return (record.stable and record.seq > 0
+                and record.seq <= self._global_stable.get(record.version.dc, 0))
+
+    def _update_of(self, key: str, record: Record, origin: str, op: int, ack_at: int) -> m.Update:
+        return m.Update(key, record.version, record.value, record.rid, origin, op, ack_at,
+                        self.epoch, record.vclock, record.seq, record.logged_at)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -291,6 +342,8 @@ class NodeCore:
         return self._write_at_head(src, msg, chain, now)
 
     def _write_at_head(self, src: str, msg: m.Put, chain: tuple, now: float) -> list:
+        if msg.version is not None:
+            return self._apply_remote_at_head(src, msg, chain, now)
         seen = self._dedup.get(msg.rid)
         known = seen[1] if seen is not None and seen[0] == msg.key else None
         current = self.store.get(msg.key)
@@ -303,28 +356,50 @@ class NodeCore:
                 stable = current is not None and current.stable and current.version == known
                 return [Send(src, m.PutAck(msg.op, msg.key, known, 1, stable))]
             # Not yet acknowledged by k nodes for sure: drive it again, ack at position k.
-            return [Send(chain[1], m.Update(msg.key, known, current.value, msg.rid, src,
-                                            msg.op, eager, self.epoch))]
+            return [Send(chain[1], self._update_of(msg.key, current, src, msg.op, eager))]
         floor = max(msg.floor, current.version.clock if current else 0)
         version = Version(self.clock.next(now, floor), self.config.dc)
-        alone = len(chain) == 1
-        self.store.put(msg.key, Record(version, msg.value, alone, msg.rid))
-        self._remember(msg.rid, msg.key, version)
+        vclock = (current.vclock if current else VClock()).advance(self.config.dc, version.clock)
+        record = Record(version, msg.value, False, msg.rid, vclock=vclock)
         self.counters["put_applied"] += 1
+        return self._store_at_head(src, msg, record, chain, now)
+
+    def _store_at_head(self, src: str, msg: m.Put, record: Record, chain: tuple,
+                       now: float) -> list:
+        alone = len(chain) == 1
+        if alone:
+            record = self._at_tail(record)
+        self.store.put(msg.key, record)
+        self._remember(msg.rid, msg.key, record.version)
         eager = min(self.config.eager, len(chain))
         out: list = []
         if eager == 1:
-            out.append(Send(src, m.PutAck(msg.op, msg.key, version, 1, alone)))
+            stable = record.stable and not self.config.geo
+            out.append(Send(src, m.PutAck(msg.op, msg.key, record.version, 1, stable)))
         if alone:
-            out += self._became_stable(msg.key, version, chain, 1, msg.rid, src)
+            out += self._settle_at_tail(msg.key, record, chain, 1, src, now)
         else:
-            self._unstable[msg.key] = _Unstable(version, now, orphan=False)
+            self._unstable[msg.key] = _Unstable(record.version, now, orphan=False)
             ack_at = 0 if eager == 1 else eager
-            out.append(
-                Send(chain[1], m.Update(msg.key, version, msg.value, msg.rid, src, msg.op, ack_at,
-                                        self.epoch))
-            )
+            out.append(Send(chain[1], self._update_of(msg.key, record, src, msg.op, ack_at)))
         return out
+
+    def _apply_remote_at_head(self, src: str, msg: m.Put, chain: tuple, now: float) -> list:
+        """A write of another DC, sent by our proxy once its causal past is applied here.
+        It keeps its version; the newer version wins (last writer wins)."""
+        current = self.store.get(msg.key)
+        self.clock.observe(msg.version.clock)
+        if current is not None and current.vclock.concurrent(msg.vclock):
+            self.counters["lww_conflicts"] += 1
+        if current is not None and msg.version <= current.version:
+            # Older than what we hold (or a resend): nothing to apply. The proxy then asks
+            # the tail for stability of this version or newer.
+            self.counters["remote_superseded"] += 1
+            return [Send(src, m.PutAck(msg.op, msg.key, msg.version, 1, False))]
+        vclock = msg.vclock.merge(current.vclock) if current is not None else msg.vclock
+        record = Record(msg.version, msg.value, False, msg.rid, msg.seq, 0, vclock)
+        self.counters["remote_applied"] += 1
+        return self._store_at_head(src, msg, record, chain, now)
 
     def _on_update(self, src: str, msg: m.Update, now: float) -> list:
         if self.ring is None:
@@ -354,27 +429,39 @@ class NodeCore:
                 out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, False)))
             return out
         if current is None or msg.version > current.version:
-            self.store.put(msg.key, Record(msg.version, msg.value, tail, msg.rid))
-            self.clock.observe(msg.version.clock)
+            record = Record(msg.version, msg.value, False, msg.rid, msg.seq, msg.logged_at,
+                            msg.vclock)
+            if tail:
+                record = self._at_tail(record)
+            self.store.put(msg.key, record)
+            self.clock.observe(max(msg.version.clock, msg.logged_at))
             self._remember(msg.rid, msg.key, msg.version)
         elif current.stable:
             # Already known stable here: a redrive; tell the sender instead of forwarding.
             self._drop_unstable(msg.key, msg.version)
             if msg.ack_at:
-                out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, True)))
-            out.append(Send(src, m.Stable(msg.key, msg.version)))
+                out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos,
+                                                     not self.config.geo)))
+            out.append(Send(src, m.Stable(msg.key, msg.version, current.seq, current.logged_at)))
             return out
-        elif tail:
-            self.store.put(msg.key, attrs.evolve(current, stable=True))
+        else:
+            record = current
+            if msg.seq and not current.seq:
+                record = attrs.evolve(current, seq=msg.seq, logged_at=msg.logged_at)
+            if tail:
+                record = self._at_tail(record)
+            if record is not current:
+                self.store.put(msg.key, record)
         if wants_ack:
-            out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, tail)))
+            stable = record.stable and not self.config.geo
+            out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, stable)))
         if tail:
-            self._drop_unstable(msg.key, msg.version)
-            out += self._became_stable(msg.key, msg.version, chain, pos, msg.rid, msg.origin)
+            out += self._settle_at_tail(msg.key, record, chain, pos, msg.origin, now)
         else:
             self._unstable[msg.key] = _Unstable(msg.version, now, orphan=False)
-            if msg.epoch != self.ring.epoch:
-                msg = attrs.evolve(msg, epoch=self.ring.epoch)
+            if msg.epoch != self.ring.epoch or record is not current and record.seq != msg.seq:
+                msg = attrs.evolve(msg, epoch=self.ring.epoch, seq=record.seq,
+                                   logged_at=record.logged_at)
             out.append(Send(chain[pos], msg))
         return out
 
@@ -386,7 +473,10 @@ class NodeCore:
     def _on_stable(self, src: str, msg: m.Stable, now: float) -> list:
         current = self.store.get(msg.key)
         if current is not None and current.version == msg.version and not current.stable:
-            self.store.put(msg.key, attrs.evolve(current, stable=True))
+            self.store.put(msg.key, attrs.evolve(current, stable=True,
+                                                 seq=msg.seq or current.seq,
+                                                 logged_at=msg.logged_at or current.logged_at))
+        self.clock.observe(msg.logged_at)
         self._drop_unstable(msg.key, msg.version)
         if self.ring is None:
             return []
@@ -395,6 +485,30 @@ class NodeCore:
             pos = chain.index(self.name) + 1
             if pos > 1:
                 return [Send(chain[pos - 2], msg)]
+        return []
+
+    def _on_shipped(self, src: str, msg: m.Shipped, now: float) -> list:
+        """Our proxy logged a local write we sent as tail: now it is DC-Write-Stable."""
+        self.clock.observe(msg.logged_at)
+        record = self.store.get(msg.key)
+        if record is None or record.version != msg.version or record.seq:
+            self.counters["shipped_stale"] += 1  # superseded meanwhile, or a duplicate
+            return []
+        self.counters["shipped"] += 1
+        record = attrs.evolve(record, seq=msg.seq, logged_at=msg.logged_at)
+        chain = self.ring.chain(msg.key) if self.ring is not None else ()
+        if not chain or chain[-1] != self.name:
+            # No longer the tail: keep the log position; the redrive carries it onwards.
+            self.store.put(msg.key, record)
+            return []
+        record = self._at_tail(record)
+        self.store.put(msg.key, record)
+        pending = self._unstable.get(msg.key)
+        origin = pending.origin if pending is not None else ""
+        return self._settle_at_tail(msg.key, record, chain, len(chain), origin, now)
+
+    def _on_geo_progress(self, src: str, msg: m.GeoProgress, now: float) -> list:
+        self._global_stable = dict(msg.global_stable)
         return []
 
     def _on_stats_request(self, src: str, msg: m.StatsRequest, now: float) -> list:
@@ -449,18 +563,17 @@ class NodeCore:
             self.counters["redrive"] += 1
             if pending.orphan and pos != 1:
                 # Reinject at the head with its original version; the head acks to us.
-                out.append(Send(chain[0], m.Update(key, record.version, record.value,
-                                                   record.rid, self.name, 0, 1, ring.epoch)))
+                out.append(Send(chain[0], self._update_of(key, record, self.name, 0, 1)))
             elif pos == 0:
                 del self._unstable[key]  # no longer ours; the chain members redrive it
             elif pos == len(chain):
-                self.store.put(key, attrs.evolve(record, stable=True))
-                del self._unstable[key]
-                out += self._became_stable(key, record.version, chain, pos, record.rid, "")
+                record = self._at_tail(record)
+                if record.stable:
+                    self.store.put(key, record)
+                out += self._settle_at_tail(key, record, chain, pos, pending.origin, now)
             else:
                 pending.orphan = False
-                out.append(Send(chain[pos], m.Update(key, record.version, record.value,
-                                                     record.rid, "", 0, 0, ring.epoch)))
+                out.append(Send(chain[pos], self._update_of(key, record, "", 0, 0)))
         return out
 
     def _expire_held_puts(self, now: float) -> list:
@@ -502,7 +615,8 @@ class NodeCore:
         if record is None:
             return [Send(src, m.ReadReply(msg.op, msg.key, False, None, None, pos, False))]
         return [Send(src, m.ReadReply(msg.op, msg.key, record.value is not None, record.value,
-                                      record.version, pos, record.stable))]
+                                      record.version, pos, self._client_stable(record),
+                                      record.seq))]
 
     def _on_dep_check(self, src: str, msg: m.DepCheck, now: float) -> list:
         refused = self._check_epoch(src, msg.op, msg.epoch)
@@ -513,7 +627,7 @@ class NodeCore:
             return self._error(src, msg.op, m.NOT_TAIL, f"tail of {msg.key!r} is {chain[-1]}")
         record = self.store.get(msg.key)
         if record is not None and record.stable and record.version >= msg.version:
-            return [Send(src, m.DepReply(msg.op, msg.key, True))]
+            return [Send(src, m.DepReply(msg.op, msg.key, True, self.clock.last))]
         if self._waiter_count >= self.config.max_waiters:
             return self._error(src, msg.op, m.OVERLOADED, "too many dependency checks waiting")
         self.counters["dep_check_waited"] += 1
@@ -533,7 +647,7 @@ class NodeCore:
         out, keep = [], []
         for w in waiters:
             if record.version >= w.version:
-                out.append(Send(w.src, m.DepReply(w.op, key, True)))
+                out.append(Send(w.src, m.DepReply(w.op, key, True, self.clock.last)))
             else:
                 keep.append(w)
         self._waiter_count -= len(waiters) - len(keep)
@@ -688,7 +802,8 @@ class NodeCore:
             for _ in range(cfg.sync_chunks_per_step):
                 chunk, size, last = [], 0, True
                 for key, rec in stream.items:
-                    chunk.append(m.SyncItem(key, rec.version, rec.value, rec.stable, rec.rid))
+                    chunk.append(m.SyncItem(key, rec.version, rec.value, rec.stable, rec.rid,
+                                            rec.seq, rec.logged_at, rec.vclock))
                     size += len(key.encode()) + len(rec.value or b"") + len(rec.rid) + 32
                     if len(chunk) >= cfg.sync_chunk_items or size >= cfg.sync_chunk_bytes:
                         last = False
@@ -715,8 +830,9 @@ class NodeCore:
         for item in msg.items:
             current = self.store.get(item.key)
             if current is None or item.version > current.version:
-                self.store.put(item.key, Record(item.version, item.value, item.stable, item.rid))
-                self.clock.observe(item.version.clock)
+                self.store.put(item.key, Record(item.version, item.value, item.stable, item.rid,
+                                                item.seq, item.logged_at, item.vclock))
+                self.clock.observe(max(item.version.clock, item.logged_at))
                 self._remember(item.rid, item.key, item.version)
                 if not item.stable:
                     # Copied, not received from our predecessor: we cannot vouch for the
@@ -724,7 +840,8 @@ class NodeCore:
                     # source may leave this chain and stop driving it.
                     self._unstable[item.key] = _Unstable(item.version, now, orphan=True)
             elif item.version == current.version and item.stable and not current.stable:
-                self.store.put(item.key, attrs.evolve(current, stable=True))
+                self.store.put(item.key, attrs.evolve(current, stable=True, seq=item.seq,
+                                                      logged_at=item.logged_at))
                 self._drop_unstable(item.key, item.version)
         self.counters["sync_items_received"] += len(msg.items)
         out: list = []

@@ -15,27 +15,38 @@ from typing import Iterator, Protocol
 import attrs
 import cbor2
 
-from .versions import Version
+from .versions import VClock, Version
 
 
 @attrs.frozen(slots=True)
 class Record:
-    """The version of a key a node holds. ``value`` None is a tombstone (a delete)."""
+    """The version of a key a node holds. ``value`` None is a tombstone (a delete).
+
+    Across DCs: ``seq`` is the version's position in its origin DC's shipping log (0 until
+    that DC's remote proxy logged it), ``logged_at`` the proxy's clock when it did (origin
+    DC only), ``vclock`` the version vector used to detect concurrent writes."""
 
     version: Version
     value: bytes | None
     stable: bool
     rid: bytes
+    seq: int = 0
+    logged_at: int = 0
+    vclock: VClock = VClock()
 
     def encode(self) -> bytes:
         return cbor2.dumps(
-            [self.version.clock, self.version.dc, self.stable, self.rid, self.value]
+            [self.version.clock, self.version.dc, self.stable, self.rid, self.value,
+             self.seq, self.logged_at, self.vclock.to_wire()]
         )
 
     @classmethod
     def decode(cls, data: bytes) -> "Record":
-        clock, dc, stable, rid, value = cbor2.loads(data)
-        return cls(Version(clock, dc), value, stable, rid)
+        raw = cbor2.loads(data)
+        clock, dc, stable, rid, value = raw[:5]
+        if len(raw) == 5:  # written before geo-replication fields existed
+            return cls(Version(clock, dc), value, stable, rid)
+        return cls(Version(clock, dc), value, stable, rid, raw[5], raw[6], VClock(raw[7]))
 
 
 class Store(Protocol):

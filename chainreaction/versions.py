@@ -80,3 +80,87 @@ class HybridClock:
         """Move past a clock seen elsewhere (e.g. a stored version after restart)."""
         if clock > self._last:
             self._last = clock
+
+
+def _vclock_entries(value) -> tuple:
+    if isinstance(value, dict):
+        value = value.items()
+    out = {}
+    for pair in value:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"a version vector entry is [dc, clock], got {pair!r}")
+        dc, clock = pair
+        _check_dc(None, None, dc)
+        _check_clock(None, None, clock)
+        if dc in out:
+            raise ValueError(f"dc {dc} twice in a version vector")
+        if clock:
+            out[dc] = clock
+    return tuple(sorted(out.items()))
+
+
+@attrs.frozen(slots=True, repr=False)
+class VClock:
+    """Version vector over DCs: for each DC, the newest clock of that DC's writes to this
+    key that a version has seen (overwritten or merged). It detects concurrency; it never
+    decides a winner (the LWW ``Version`` does). Wire form: ``[[dc, clock], ...]``."""
+
+    entries: tuple = attrs.field(default=(), converter=_vclock_entries)
+
+    def __repr__(self) -> str:
+        return "{" + ",".join(f"{dc}:{clock}" for dc, clock in self.entries) + "}"
+
+    def to_wire(self) -> list:
+        return [list(e) for e in self.entries]
+
+    @classmethod
+    def coerce(cls, value) -> "VClock":
+        """Accept a VClock or its wire form (a list of pairs, not a map)."""
+        if isinstance(value, VClock):
+            return value
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"a version vector is [[dc, clock], ...], got {value!r}")
+        return cls(value)
+
+    def get(self, dc: int) -> int:
+        for d, clock in self.entries:
+            if d == dc:
+                return clock
+        return 0
+
+    def merge(self, other: "VClock") -> "VClock":
+        merged = dict(self.entries)
+        for dc, clock in other.entries:
+            if clock > merged.get(dc, 0):
+                merged[dc] = clock
+        return VClock(merged)
+
+    def advance(self, dc: int, clock: int) -> "VClock":
+        """This vector plus a new write of ``dc`` at ``clock``."""
+        return self.merge(VClock(((dc, clock),)))
+
+    def dominates(self, other: "VClock") -> bool:
+        """Every entry of ``other`` is <= ours: ``other`` is in our causal past (or equal)."""
+        mine = dict(self.entries)
+        return all(clock <= mine.get(dc, 0) for dc, clock in other.entries)
+
+    def concurrent(self, other: "VClock") -> bool:
+        return not self.dominates(other) and not other.dominates(self)
+
+
+@attrs.frozen(slots=True)
+class Stamped:
+    """A value with its LWW stamp and version vector: the unit that DCs merge.
+
+    ``merge`` keeps the larger ``Version`` (ties cannot happen for distinct writes: the
+    stamp includes the writer's dc and clocks are unique per dc) and the union of vectors,
+    so it is commutative, associative and idempotent: every DC that has merged the same
+    writes, in any order, holds the same thing (convergence)."""
+
+    version: Version
+    vclock: VClock
+    value: object = None
+
+    def merge(self, other: "Stamped") -> "Stamped":
+        winner = self if self.version >= other.version else other
+        return Stamped(winner.version, self.vclock.merge(other.vclock), winner.value)

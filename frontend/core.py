@@ -20,6 +20,22 @@ The frontend turns one client request into requests to chain nodes and back.
 
 Every client operation has a deadline; every node request is resent after
 ``node_timeout_s`` without an answer (nodes treat duplicates idempotently).
+
+Several DCs (``config.geo``)
+----------------------------
+* A dependency written in this DC is checked at its tail as above; a dependency written in
+  another DC is checked with this DC's remote proxy (``RemoteDepCheck``): it must have
+  applied that write *and everything before it in its DC's log*, not merely hold a newer
+  version of the key (a concurrent newer write says nothing of the older one's past).
+* Every dependency answer carries the replier's clock, past the time the dependency was
+  logged for shipping; the put's ``floor`` is raised above it, so the new version is
+  larger than that log time. That is how the remote proxy orders this write after its
+  causal past in the log (``after``, see remote_proxy/core.py).
+* ``attach``: a session arriving from another DC (or failing over to this one) sends its
+  metadata once; the frontend answers when every dependency from another DC is applied
+  here, so none of its reads can see a state older than its causal past.
+* Replies carry ``dc`` and the version's log ``seq``: the session keeps its chainIndex per
+  DC and the seq makes later remote checks exact.
 """
 
 from __future__ import annotations
@@ -50,6 +66,9 @@ class FrontendConfig:
     ring_refresh_s: float = 0.2
     max_ops: int = 100_000
     max_known_stable: int = 100_000
+    dc: int = 0
+    geo: bool = False
+    proxy: str = "proxy"
 
     def __attrs_post_init__(self):
         if self.read_from not in READ_POLICIES:
@@ -62,7 +81,7 @@ class _Op:
 
     conn: int
     client_id: int
-    kind: str  # "get" | "put"
+    kind: str  # "get" | "put" | "attach"
     key: str
     deadline: float
     # get
@@ -96,6 +115,10 @@ class FrontendCore:
         # read replies and positive dependency checks). A dependency at or below it needs no
         # check: stability of a version implies it for every older one of that key.
         self._known_stable: collections.OrderedDict[str, Version] = collections.OrderedDict()
+        # (key, dc) -> newest version of that DC's writes to key known applied here with its
+        # causal past (from the proxy's answers and globally stable reads).
+        self._known_applied: collections.OrderedDict[tuple, Version] = collections.OrderedDict()
+        self._logged_clock = 0  # newest log time of a dependency we learned about
         self._last_ring_request = float("-inf")
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
@@ -126,23 +149,30 @@ class FrontendCore:
                      chain_index=entry.chain_index if entry else 0)
             self._ops[op_id] = op
             return self._start_get(op_id, op, now)
-        # put / delete: dependencies on other keys must be stable first. A dependency on
-        # the written key itself is covered by the new version, which is newer.
-        latest: dict[str, m.Dep] = {}
+        # put / delete / attach: dependencies must be stable (applied, if from another DC)
+        # first. A local dependency on the written key itself is covered by the new
+        # version, which is newer and travels the same chain.
+        latest: dict[tuple, m.Dep] = {}
         for d in req.deps:
-            if d.key == req.key or self._is_known_stable(d.key, d.version):
+            remote = self._is_remote(d)
+            if not remote and (req.op == "attach" or d.key == req.key
+                               or self._is_known_stable(d.key, d.version)):
                 continue
-            if d.key not in latest or d.version > latest[d.key].version:
-                latest[d.key] = d
-        floor = max([req.floor] + [d.version.clock for d in req.deps])
+            if remote and self._is_known_applied(d.key, d.version):
+                continue
+            slot = (d.key, d.version.dc)
+            if slot not in latest or d.version > latest[slot].version:
+                latest[slot] = d
+        floor = max([req.floor, self._logged_clock] + [d.version.clock for d in req.deps])
         if floor > (now + self.config.max_clock_skew_s) * 1_000_000:
             # A clock from the far future would push every version after it to the end of
             # the clock's range: refuse it at the edge.
             return [self._client_error(conn, req.id, m.BAD_REQUEST,
                                        "the session's clock (floor or a dependency's version) "
                                        "is far ahead of the cluster's; check client clocks")]
-        op = _Op(conn, req.id, "put", req.key, deadline,
-                 value=req.value if req.op == "put" else None, rid=req.rid, floor=floor)
+        op = _Op(conn, req.id, "attach" if req.op == "attach" else "put", req.key or "",
+                 deadline, value=req.value if req.op == "put" else None, rid=req.rid or b"",
+                 floor=floor)
         self._ops[op_id] = op
         for dep in latest.values():
             sub = self._new_id()
@@ -162,16 +192,19 @@ class FrontendCore:
         for op_id, op in list(self._ops.items()):
             if now >= op.deadline:
                 out += self._fail(op_id, op, m.UNAVAILABLE if op.kind == "get" or not op.deps
-                                  else m.DEPENDENCY_TIMEOUT,
-                                  "no safe replica answered in time" if op.kind == "get"
-                                  else "the write could not be completed in time")
+                                  else m.DEPENDENCY_TIMEOUT, {
+                                      "get": "no safe replica answered in time",
+                                      "put": "the write could not be completed in time",
+                                      "attach": "this DC has not yet applied the session's "
+                                                "dependencies from other DCs",
+                                  }[op.kind])
             elif op.retry_at is not None and now >= op.retry_at:
                 out += self._restart(op_id, op, now)
             elif op.target and now - op.sent_at >= (
                     self.config.dep_timeout_s if op.target == "deps" else self.config.node_timeout_s):
                 self.counters["node_timeout"] += 1
-                out += self._restart(op_id, op, now) if op.kind == "put" else \
-                    self._next_candidate(op_id, op, now)
+                out += self._next_candidate(op_id, op, now) if op.kind == "get" else \
+                    self._restart(op_id, op, now)
         return out
 
     def client_gone(self, conn: int) -> None:
@@ -230,6 +263,25 @@ class FrontendCore:
             if len(self._known_stable) > self.config.max_known_stable:
                 self._known_stable.popitem(last=False)
 
+    def _is_remote(self, dep: m.Dep) -> bool:
+        return self.config.geo and dep.version.dc != self.config.dc
+
+    def _note_applied(self, key: str, version: Version) -> None:
+        slot = (key, version.dc)
+        known = self._known_applied.get(slot)
+        if known is None or version > known:
+            self._known_applied[slot] = version
+            self._known_applied.move_to_end(slot)
+            if len(self._known_applied) > self.config.max_known_stable:
+                self._known_applied.popitem(last=False)
+
+    def _is_known_applied(self, key: str, version: Version) -> bool:
+        known = self._known_applied.get((key, version.dc))
+        if known is not None and version <= known:
+            self.counters["dep_known_applied"] += 1
+            return True
+        return False
+
     def _is_known_stable(self, key: str, version: Version) -> bool:
         known = self._known_stable.get(key)
         if known is not None and version <= known:
@@ -272,6 +324,8 @@ class FrontendCore:
             first = 1
         elif self.config.read_from == "tail":
             first = length
+        elif op.min_version is not None and not op.chain_index:
+            first = 1  # not known to be in this DC yet: the head has it first
         else:
             first = self._rng.randint(1, allowed)
         # Walk up towards the head first (prefix property), then down the rest.
@@ -298,9 +352,12 @@ class FrontendCore:
         self.counters["read_position_%d" % msg.position] += 1
         if msg.stable and msg.version is not None:
             self._note_stable(msg.key, msg.version)
+            if self.config.geo:  # globally stable: applied in every DC with its past
+                self._note_applied(msg.key, msg.version)
         return self._finish(msg.op, {
             "found": msg.found, "value": msg.value, "version": msg.version,
-            "chain_index": msg.position, "stable": msg.stable,
+            "chain_index": msg.position, "stable": msg.stable, "seq": msg.seq,
+            "dc": self.config.dc,
         })
 
     def _on_read_miss(self, src: str, msg: m.ReadMiss, now: float) -> list:
@@ -322,12 +379,17 @@ class FrontendCore:
         op.retry_at = None
         if op.deps:
             op.target = "deps"
-            return [
-                Send(ring.chain(dep.key)[-1], m.DepCheck(sub, dep.key, dep.version, ring.epoch))
-                for sub, dep in op.deps.items()
-            ]
+            return [self._dep_check(sub, dep) for sub, dep in op.deps.items()]
+        if op.kind == "attach":
+            return self._finish(op_id, {"dc": self.config.dc})
         op.target = ring.chain(op.key)[0]
         return [Send(op.target, m.Put(op_id, op.rid, op.key, op.value, op.floor, ring.epoch))]
+
+    def _dep_check(self, sub: int, dep: m.Dep) -> Send:
+        if self._is_remote(dep):
+            return Send(self.config.proxy, m.RemoteDepCheck(sub, dep.key, dep.version, dep.seq))
+        return Send(self.ring.chain(dep.key)[-1],
+                    m.DepCheck(sub, dep.key, dep.version, self.ring.epoch))
 
     def _on_dep_reply(self, src: str, msg: m.DepReply, now: float) -> list:
         parent = self._sub.get(msg.op)
@@ -335,18 +397,23 @@ class FrontendCore:
         if op is None or op.deps[msg.op].key != msg.key:
             self.counters["stale_reply"] += 1
             return []
+        dep = op.deps[msg.op]
         if not msg.ok:
-            # The tail waited its bound; ask the current tail again (the ring may have
-            # changed meanwhile) until the request deadline.
+            # The tail (or proxy) waited its bound; ask again (the ring may have changed
+            # meanwhile) until the request deadline.
             self.counters["dep_check_retry"] += 1
-            dep = op.deps[msg.op]
-            chain = self.ring.chain(dep.key)
-            if not chain:
+            if not self.ring.chain(dep.key):
                 self._park(op, now, self.config.ring_refresh_s)
                 return self._want_ring(now)
             op.sent_at = now
-            return [Send(chain[-1], m.DepCheck(msg.op, dep.key, dep.version, self.ring.epoch))]
-        self._note_stable(msg.key, op.deps[msg.op].version)
+            return [self._dep_check(msg.op, dep)]
+        # The new version must exceed the time the dependency was logged for shipping.
+        self._logged_clock = max(self._logged_clock, msg.clock)
+        op.floor = max(op.floor, msg.clock)
+        if self._is_remote(dep):
+            self._note_applied(msg.key, dep.version)
+        else:
+            self._note_stable(msg.key, dep.version)
         del op.deps[msg.op]
         del self._sub[msg.op]
         if op.deps:
@@ -360,10 +427,12 @@ class FrontendCore:
             return []
         return self._finish(msg.op, {
             "version": msg.version, "chain_index": msg.chain_index, "stable": msg.stable,
+            "dc": self.config.dc,
         })
 
     def _on_stable_notice(self, src: str, msg: m.StableNotice, now: float) -> list:
         self._note_stable(msg.key, msg.version)
+        self._logged_clock = max(self._logged_clock, msg.logged_at)
         return []
 
     # -- errors -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from chainreaction import codec
 from chainreaction import messages as m
 from chainreaction.ring import Ring
-from chainreaction.versions import Version
+from chainreaction.versions import VClock, Version
 
 U63 = st.integers(0, 2**63 - 1)
 U64 = st.integers(0, 2**64 - 1)
@@ -37,14 +37,25 @@ def rings(draw):
     return Ring(draw(U63), members, draw(st.integers(1, 4)), draw(st.integers(1, 4)))
 
 
-sync_items = st.builds(m.SyncItem, keys, versions, values, st.booleans(), rids)
+dc_ids = st.integers(0, 2**16 - 1)
+vclocks = st.dictionaries(dc_ids, st.integers(1, 2**63 - 1), max_size=4).map(VClock)
+dc_vectors = st.dictionaries(dc_ids, U63, max_size=4).map(lambda d: tuple(sorted(d.items())))
+sync_items = st.builds(m.SyncItem, keys, versions, values, st.booleans(), rids, U63, U63,
+                       vclocks)
+ship_entries = st.builds(m.ShipEntry, keys, versions, values, rids, vclocks, U63)
 
 # One strategy per field name used by any registered message. A new field without an
 # entry here fails test_every_field_has_a_strategy, so the round trip keeps covering it.
 FIELD_STRATEGIES = {
     **{f: st.text(max_size=20) for f in ("name", "addr", "origin", "reason", "code", "detail")},
     **{f: U63 for f in ("incarnation", "epoch", "op", "floor", "chain_index", "position",
-                        "ack_at", "sync_id", "seq", "total")},
+                        "ack_at", "sync_id", "seq", "total", "logged_at", "clock", "first_seq",
+                        "received")},
+    **{f: dc_vectors for f in ("applied", "global_stable", "needs")},
+    **{f: dc_ids for f in ("dc", "origin_dc")},
+    "vclock": vclocks,
+    "entries": st.lists(ship_entries, max_size=3).map(tuple),
+    "blocked": st.lists(dc_ids, max_size=3).map(tuple),
     **{f: st.booleans() for f in ("stable", "found", "ok", "done", "partial_ok")},
     "role": st.sampled_from(m.ROLES),
     "ring": rings(),
@@ -98,6 +109,10 @@ def example_of(cls):
         "rid": b"r", "key": "k", "value": b"v", "version": Version(7, 1),
         "min_version": Version(6, 0), "ranges": ((1, 2),),
         "items": (m.SyncItem("k", Version(1, 0), None, False, b"r"),),
+        "logged_at": 9, "clock": 10, "first_seq": 1, "received": 0, "dc": 1, "origin_dc": 2,
+        "applied": ((0, 1),), "global_stable": ((0, 1),), "needs": ((1, 2),),
+        "vclock": VClock({1: 7}), "blocked": (1,),
+        "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0),),
     }
     missing = [f for f in cls.FIELDS if f not in sample]
     assert not missing, f"no sample value for {cls.__name__} fields {missing}"

@@ -66,7 +66,8 @@ def test_a_miss_walks_up_the_chain_towards_the_head():
     (reply,) = fe.handle("a", m.ReadReply(first.msg.op, KEY, True, b"v", Version(5), 1, False),
                          0.3)
     assert reply == ToClient(1, {"id": 1, "ok": True, "found": True, "value": b"v",
-                                 "version": Version(5), "chain_index": 1, "stable": False})
+                                 "version": Version(5), "chain_index": 1, "stable": False,
+                                     "seq": 0, "dc": 0})
 
 
 def test_a_put_waits_for_its_dependencies_to_be_stable_then_goes_to_the_head():

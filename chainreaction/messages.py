@@ -436,8 +436,11 @@ class RemoteDepCheck:
 
 @attrs.frozen(slots=True)
 class ShipEntry:
-    """One logged write as it crosses the WAN. ``after``: apply it only once the origin's
-    log up to that position is applied (its causal past in the origin DC)."""
+    """One logged write as it crosses the WAN. Apply it only once the origin's log is
+    applied up to ``after`` (its causal past in the origin DC) and every other DC's log up
+    to ``needs[dc]`` (what the origin had started applying when it logged the write).
+    ``needs`` empty = the same as the previous entry of the batch (the batch's ``needs``
+    for the first)."""
 
     key: str = attrs.field(validator=_key)
     version: Version = _version()
@@ -445,25 +448,26 @@ class ShipEntry:
     rid: bytes = attrs.field(validator=_rid)
     vclock: VClock = _vclock()
     after: int = attrs.field(default=0, validator=_int)
+    needs: tuple = attrs.field(default=(), converter=_dc_vector)
 
     def to_wire(self) -> list:
         return [self.key, self.version.to_wire(), self.value, self.rid, self.vclock.to_wire(),
-                self.after]
+                self.after, [list(e) for e in self.needs]]
 
     @classmethod
     def coerce(cls, value) -> "ShipEntry":
         if isinstance(value, ShipEntry):
             return value
-        if isinstance(value, (list, tuple)) and len(value) == 6:
+        if isinstance(value, (list, tuple)) and len(value) == 7:
             return cls(*value)
-        raise ValueError(f"a ship entry is [key, version, value, rid, vclock, after], got {value!r}")
+        raise ValueError("a ship entry is [key, version, value, rid, vclock, after, needs], "
+                         f"got {value!r}")
 
 
 @message(64)
 class ShipBatch:
-    """proxy of DC ``origin_dc`` -> a peer proxy: log entries ``first_seq``.. in order.
-    ``needs[dc]``: apply none of them before ``dc``'s log is applied up to that position
-    (what the origin had started applying when the batch closed)."""
+    """proxy of DC ``origin_dc`` -> a peer proxy: its log entries ``first_seq``.. in order.
+    ``needs``: the first entry's (see ShipEntry)."""
 
     origin_dc: int = attrs.field(validator=_dc)
     first_seq: int = attrs.field(validator=_int)

@@ -9,8 +9,11 @@ every process, and faults (crash, restart). Effects returned by a core are turne
 future events; nothing else happens. Same seed, same calls, same trace.
 
 A crash drops the process's in-memory state and every message addressed to it; its
-``MemoryStore`` survives (as RocksDB's write-ahead log does under kill -9). A restart builds
-a fresh core on that store.
+``MemoryStore`` (a proxy's ``MemoryLog``) survives (as RocksDB's write-ahead log does under
+kill -9). A restart builds a fresh core on that store.
+
+With ``dcs > 1`` every DC gets its own manager, nodes, frontends and remote proxy, named
+``d<dc>.<name>`` (``d1.n2``, ``d0.proxy``); messages between DCs take ``wan_latency_s``.
 
 This is the seed of the ``sim/`` simulator (latency models, workloads and experiments come
 with the simulator issue); the unit tests drive the protocol with it.
@@ -23,6 +26,8 @@ import heapq
 import random
 from typing import Callable
 
+import attrs
+
 from chainreaction import messages as m
 from chainreaction.effects import Send, ToClient
 from chainreaction.manager import ManagerConfig, ManagerCore
@@ -30,6 +35,8 @@ from chainreaction.node import NodeConfig, NodeCore
 from chainreaction.session import SessionState
 from chainreaction.storage import MemoryStore
 from frontend.core import FrontendConfig, FrontendCore
+from remote_proxy.core import ProxyConfig, ProxyCore
+from remote_proxy.log import MemoryLog
 
 MANAGER = "manager"
 
@@ -47,8 +54,12 @@ class SimSession:
         self._rid = 0
 
     def submit(self, op: str, key: str, value: bytes | None = None) -> int:
-        """Send a request; returns its id. ``reply(id)`` is set once it completes."""
-        if op == "get":
+        """Send a request; returns its id. ``reply(id)`` is set once it completes.
+        ``attach`` (with ``key`` = a frontend name) moves the session there."""
+        if op == "attach":
+            self.frontend = key
+            req = self.state.attach_request()
+        elif op == "get":
             req = self.state.get_request(key)
         else:
             self._rid += 1
@@ -64,7 +75,9 @@ class SimSession:
     def _deliver(self, payload: dict) -> None:
         op, key = self._keys.pop(payload["id"])
         if payload.get("ok"):
-            if op == "get":
+            if op == "attach":
+                self.state.on_attach(payload)
+            elif op == "get":
                 self.state.on_read(key, payload)
             else:
                 self.state.on_write(key, payload)
@@ -82,17 +95,43 @@ class SimCluster:
     def __init__(self, seed: int, *, nodes: int = 3, replication: int = 3, eager: int = 1,
                  frontends: int = 1, latency_s: tuple[float, float] = (0.0002, 0.002),
                  tick_s: float = 0.05, heartbeat_s: float = 0.2, failure_timeout_s: float = 0.6,
-                 read_from: str = "chain", trace: bool = False) -> None:
+                 read_from: str = "chain", trace: bool = False, dcs: int = 1,
+                 wan_latency_s: tuple[float, float] = (0.02, 0.03),
+                 proxy_config: ProxyConfig | None = None) -> None:
         self.rng = random.Random(seed)
         self.now = 0.0
         self.latency_s = latency_s
+        self.wan_latency_s = wan_latency_s
         self.tick_s = tick_s
         self.heartbeat_s = heartbeat_s
-        self.node_config = NodeConfig(eager=eager)
-        self.frontend_config = FrontendConfig(read_from=read_from)
-        self.node_names = [f"n{i}" for i in range(1, nodes + 1)]
-        self.frontend_names = [f"f{i}" for i in range(1, frontends + 1)]
+        self.dcs = dcs
+        geo = dcs > 1
+        prefix = (lambda dc: f"d{dc}.") if geo else (lambda dc: "")
+        self.managers = [prefix(dc) + MANAGER for dc in range(dcs)]
+        self.proxies = [prefix(dc) + "proxy" for dc in range(dcs)] if geo else []
+        self.dc_of: dict[str, int] = {}
+        self.node_configs, self.frontend_configs, self.proxy_configs = {}, {}, {}
+        self.node_names, self.frontend_names = [], []
+        base_proxy = proxy_config or ProxyConfig()
+        for dc in range(dcs):
+            names = dict(manager=self.managers[dc], proxy=prefix(dc) + "proxy")
+            self.node_configs[dc] = NodeConfig(eager=eager, dc=dc, geo=geo, **names)
+            self.frontend_configs[dc] = FrontendConfig(read_from=read_from, dc=dc, geo=geo,
+                                                       **names)
+            peers = tuple((d, prefix(d) + "proxy") for d in range(dcs) if d != dc)
+            self.proxy_configs[dc] = attrs.evolve(base_proxy, dc=dc, peers=peers,
+                                                  manager=names["manager"])
+            for i in range(1, nodes + 1):
+                self.node_names.append(prefix(dc) + f"n{i}")
+            for i in range(1, frontends + 1):
+                self.frontend_names.append(prefix(dc) + f"f{i}")
+            for name in [self.managers[dc], *self.node_names[-nodes:],
+                         *self.frontend_names[-frontends:]] + ([names["proxy"]] if geo else []):
+                self.dc_of[name] = dc
+        self.node_config = self.node_configs[0]
+        self.frontend_config = self.frontend_configs[0]
         self.stores = {name: MemoryStore() for name in self.node_names}
+        self.logs = {name: MemoryLog() for name in self.proxies}
         self.processes: dict[str, object] = {}
         self.down: set[str] = set()
         self.cut: set[frozenset] = set()
@@ -102,17 +141,17 @@ class SimCluster:
         self._seq = 0
         self._sessions: dict[int, SimSession] = {}
         self._incarnation: dict[str, int] = {}
-        self.processes[MANAGER] = ManagerCore(
-            ManagerConfig(replication=replication, vnodes=8, failure_timeout_s=failure_timeout_s),
-            self.now)
+        self._manager_config = ManagerConfig(replication=replication, vnodes=8,
+                                             failure_timeout_s=failure_timeout_s)
+        for name in self.managers:
+            self.processes[name] = ManagerCore(self._manager_config, self.now)
         for name in self.node_names:
             self._start_node(name)
-        for name in self.frontend_names:
-            self.processes[name] = FrontendCore(name, random.Random(self.rng.random()),
-                                                self.frontend_config, self.now)
+        for name in self.frontend_names + self.proxies:
+            self._start_other(name)
         for name in self.processes:
             self._schedule(self.rng.uniform(0, tick_s), ("tick", name))
-            if name != MANAGER:
+            if name not in self.managers:
                 self._schedule(self.rng.uniform(0, heartbeat_s), ("heartbeat", name))
 
     # -- event loop ---------------------------------------------------------------------------
@@ -124,7 +163,9 @@ class SimCluster:
     def _apply(self, src: str, effects: list) -> None:
         for effect in effects:
             if isinstance(effect, Send):
-                self._schedule(self.rng.uniform(*self.latency_s), ("msg", src, effect.to, effect.msg))
+                wan = self.dc_of.get(src) != self.dc_of.get(effect.to)
+                latency = self.rng.uniform(*(self.wan_latency_s if wan else self.latency_s))
+                self._schedule(latency, ("msg", src, effect.to, effect.msg))
             elif isinstance(effect, ToClient):
                 self._schedule(self.rng.uniform(*self.latency_s), ("client", effect.conn,
                                                                    effect.payload))
@@ -162,10 +203,12 @@ class SimCluster:
             name = event[1]
             if name not in self.down:
                 core = self.processes[name]
-                role = "node" if name in self.stores else "frontend"
+                role = ("node" if name in self.stores else
+                        "proxy" if name in self.logs else "frontend")
                 epoch = core.ring.epoch if core.ring is not None else 0
                 hb = m.Heartbeat(name, role, f"sim:{name}", self._incarnation.get(name, 0), epoch)
-                self._schedule(self.rng.uniform(*self.latency_s), ("msg", name, MANAGER, hb))
+                manager = self.managers[self.dc_of[name]]
+                self._schedule(self.rng.uniform(*self.latency_s), ("msg", name, manager, hb))
             self._schedule(self.heartbeat_s, event)
         elif kind == "call":
             event[1]()
@@ -198,7 +241,17 @@ class SimCluster:
 
     def _start_node(self, name: str) -> None:
         self._incarnation[name] = self._incarnation.get(name, 0) + 1
-        self.processes[name] = NodeCore(name, self.stores[name], self.node_config, self.now)
+        self.processes[name] = NodeCore(name, self.stores[name],
+                                        self.node_configs[self.dc_of[name]], self.now)
+
+    def _start_other(self, name: str) -> None:
+        dc = self.dc_of[name]
+        if name in self.logs:
+            self.processes[name] = ProxyCore(name, self.logs[name], self.proxy_configs[dc],
+                                             self.now)
+        else:
+            self.processes[name] = FrontendCore(name, random.Random(self.rng.random()),
+                                                self.frontend_configs[dc], self.now)
 
     def crash(self, name: str) -> None:
         self.down.add(name)
@@ -208,14 +261,17 @@ class SimCluster:
         self.down.discard(name)
         if name in self.stores:
             self._start_node(name)
-        elif name == MANAGER:
+        elif name in self.managers:
             self.processes[name] = ManagerCore(self.processes[name].config, self.now)
         else:
-            self.processes[name] = FrontendCore(name, random.Random(self.rng.random()),
-                                                self.frontend_config, self.now)
+            self._start_other(name)
 
     def partition(self, a: str, b: str) -> None:
         self.cut.add(frozenset((a, b)))
+
+    def partition_dcs(self, a: int, b: int) -> None:
+        """Cut the WAN between DCs ``a`` and ``b`` (their proxies are its only users)."""
+        self.partition(self.proxies[a], self.proxies[b])
 
     def heal(self) -> None:
         self.cut.clear()
@@ -223,13 +279,18 @@ class SimCluster:
     def wait_ready(self, timeout_s: float = 10.0) -> None:
         """Until every frontend knows a ring with every live node and no node syncs."""
         def ready():
-            live = [n for n in self.node_names if n not in self.down]
-            for f in self.frontend_names:
-                ring = self.processes[f].ring
-                if ring is None or sorted(ring.names) != sorted(live):
+            for dc in range(self.dcs):
+                live = [n for n in self.node_names if n not in self.down and self.dc_of[n] == dc]
+                others = [f for f in self.frontend_names + self.proxies if self.dc_of[f] == dc]
+                for f in others:
+                    ring = self.processes[f].ring
+                    if ring is None or sorted(ring.names) != sorted(live):
+                        return False
+                if not all(not self.processes[n].syncing() and self.processes[n].ring is not None
+                           and sorted(self.processes[n].ring.names) == sorted(live)
+                           for n in live):
                     return False
-            return all(not self.processes[n].syncing() and self.processes[n].ring is not None
-                       and sorted(self.processes[n].ring.names) == sorted(live) for n in live)
+            return True
 
         if not self.run_until(ready, timeout_s):
             raise TimeoutError("cluster not ready")
@@ -255,5 +316,29 @@ class SimCluster:
     def node(self, name: str) -> NodeCore:
         return self.processes[name]
 
-    def chain(self, key: str) -> tuple:
-        return self.processes[MANAGER].ring.chain(key)
+    def chain(self, key: str, dc: int = 0) -> tuple:
+        return self.processes[self.managers[dc]].ring.chain(key)
+
+    def geo_quiet(self) -> bool:
+        """Every DC's log is applied in every DC and known so everywhere."""
+        proxies = [self.processes[p] for p in self.proxies if p not in self.down]
+        if len(proxies) != len(self.proxies):
+            return False
+        logged = {p.dc: p.last_logged for p in proxies}
+        return all(p.global_stable() == logged and not any(p._inbox.values())
+                   for p in proxies)
+
+    def versions_everywhere(self) -> dict[str, set]:
+        """key -> every version some node of some DC holds (one when converged)."""
+        out: dict[str, set] = {}
+        for name, store in self.stores.items():
+            for key, record in store.items():
+                out.setdefault(key, set()).add(record.version)
+        for name, store in self.stores.items():
+            for key in out:
+                if store.get(key) is None and name in self.chain(key, self.dc_of[name]):
+                    out[key].add(None)
+        return out
+
+    def frontends_of(self, dc: int) -> list[str]:
+        return [f for f in self.frontend_names if self.dc_of[f] == dc]

@@ -23,7 +23,7 @@ from .cluster import SimCluster, SimSession
 
 @attrs.frozen
 class Op:
-    kind: str  # "get" | "put" | "delete"
+    kind: str  # "get" | "put" | "delete" | "move" (key = the frontend to move to)
     key: str
 
 
@@ -64,6 +64,9 @@ class Workload:
 
     def _submit(self, r: _Runner) -> None:
         op = r.ops[r.index]
+        if op.kind == "move":
+            r.pending = r.session.submit("attach", op.key)
+            return
         value = self._value() if op.kind == "put" else None
         r.pending = r.session.submit(op.kind, op.key, value)
 
@@ -74,8 +77,13 @@ class Workload:
 
     def _complete(self, r: _Runner, reply: dict) -> None:
         op = r.ops[r.index]
-        r.index += 1
         r.pending = None
+        if op.kind == "move" and not reply.get("ok"):
+            r.failed += 1
+            return  # an SDK retries attach until it succeeds: so does the workload
+        r.index += 1
+        if op.kind == "move":
+            return
         if not reply.get("ok"):
             r.failed += 1
             return

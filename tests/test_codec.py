@@ -42,7 +42,7 @@ vclocks = st.dictionaries(dc_ids, st.integers(1, 2**63 - 1), max_size=4).map(VCl
 dc_vectors = st.dictionaries(dc_ids, U63, max_size=4).map(lambda d: tuple(sorted(d.items())))
 sync_items = st.builds(m.SyncItem, keys, versions, values, st.booleans(), rids, U63, U63,
                        vclocks)
-ship_entries = st.builds(m.ShipEntry, keys, versions, values, rids, vclocks, U63)
+ship_entries = st.builds(m.ShipEntry, keys, versions, values, rids, vclocks, U63, dc_vectors)
 
 # One strategy per field name used by any registered message. A new field without an
 # entry here fails test_every_field_has_a_strategy, so the round trip keeps covering it.
@@ -112,7 +112,7 @@ def example_of(cls):
         "logged_at": 9, "clock": 10, "first_seq": 1, "received": 0, "dc": 1, "origin_dc": 2,
         "applied": ((0, 1),), "global_stable": ((0, 1),), "needs": ((1, 2),),
         "vclock": VClock({1: 7}), "blocked": (1,),
-        "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0),),
+        "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0, ((0, 3),)),),
     }
     missing = [f for f in cls.FIELDS if f not in sample]
     assert not missing, f"no sample value for {cls.__name__} fields {missing}"

@@ -1,0 +1,194 @@
+"""The remote proxy core, driven message by message (no simulator, no sleeps)."""
+
+from __future__ import annotations
+
+from chainreaction import messages as m
+from chainreaction.effects import Send
+from chainreaction.ring import Ring
+from chainreaction.versions import VClock, Version
+from remote_proxy.core import ProxyConfig, ProxyCore
+from remote_proxy.log import MemoryLog
+
+RING = Ring(1, [("n1", "a"), ("n2", "b"), ("n3", "c")], 3, 4)
+CONFIG = ProxyConfig(dc=0, peers=((1, "p1"), (2, "p2")), batch_interval_s=0.01)
+
+
+def proxy(log=None, now=0.0, config=CONFIG) -> ProxyCore:
+    core = ProxyCore("p0", log or MemoryLog(), config, now)
+    core.handle("manager", m.RingUpdate(RING), now)
+    return core
+
+
+def ship(core, key, clock, now, value=b"v"):
+    (reply,) = core.handle("n3", m.Ship(key, Version(clock, 0), value, b"rid" + key.encode(),
+                                        VClock({0: clock})), now)
+    return reply.msg
+
+
+def sent(effects, cls):
+    return [e for e in effects if isinstance(e, Send) and isinstance(e.msg, cls)]
+
+
+def entry(key, clock, dc=1, after=0, needs=()):
+    return m.ShipEntry(key, Version(clock, dc), b"v", b"r" + key.encode(), VClock({dc: clock}),
+                       after, needs)
+
+
+# -- origin side -------------------------------------------------------------------------------
+
+def test_shipped_writes_get_consecutive_positions_and_a_log_time_past_their_version():
+    core = proxy()
+    first, second = ship(core, "a", 1_000, 0.001), ship(core, "b", 2_000, 0.002)
+    assert (first.seq, second.seq) == (1, 2)
+    assert first.logged_at > 1_000 and second.logged_at > first.logged_at
+
+
+def test_a_repeated_ship_keeps_its_position():
+    core = proxy()
+    first = ship(core, "a", 1_000, 0.001)
+    again = ship(core, "a", 1_000, 0.5)
+    assert again.seq == first.seq and core.last_logged == 1
+
+
+def test_after_covers_exactly_what_was_logged_before_the_writes_version():
+    core = proxy()
+    a = ship(core, "a", 1_000, 0.001)  # logged at ~1001 us
+    ship(core, "b", 50_000, 0.05)      # logged at ~50001 us
+    ship(core, "c", 20_000, 0.06)      # version older than b's log time: b not in its past
+    entries = [e.msg for e in core.tick(1.0) if isinstance(e.msg, m.ShipBatch)][0].entries
+    assert [e.after for e in entries] == [0, 1, 1]
+    assert a.seq == 1
+
+
+def test_batches_wait_for_the_interval_then_go_to_every_peer_in_order():
+    core = proxy()
+    ship(core, "a", 1_000, 0.001)
+    assert sent(core.tick(0.005), m.ShipBatch) == []  # younger than batch_interval_s
+    ship(core, "b", 2_000, 0.006)
+    batches = sent(core.tick(0.02), m.ShipBatch)
+    assert sorted(b.to for b in batches) == ["p1", "p2"]
+    for b in batches:
+        assert b.msg.first_seq == 1 and [e.key for e in b.msg.entries] == ["a", "b"]
+    assert sent(core.tick(0.03), m.ShipBatch) == []  # nothing new, nothing resent yet
+
+
+def test_a_peer_without_progress_gets_the_unacked_log_again():
+    core = proxy()
+    ship(core, "a", 1_000, 0.001)
+    core.tick(0.02)
+    core.handle("p1", m.ShipAck(1, 1, ((0, 1),)), 0.1)  # p1 has it, p2 never answers
+    resent = sent(core.tick(2.0), m.ShipBatch)
+    assert [b.to for b in resent] == ["p2"] and resent[0].msg.first_seq == 1
+
+
+def test_the_log_is_truncated_once_every_dc_applied_it():
+    log = MemoryLog()
+    core = proxy(log)
+    ship(core, "a", 1_000, 0.001)
+    core.tick(0.02)
+    core.handle("p1", m.ShipAck(1, 1, ((0, 1),)), 0.1)
+    assert log.first_seq() == 1
+    core.handle("p2", m.ShipAck(2, 1, ((0, 1),)), 0.1)
+    assert log.first_seq() == 0 and core.global_stable()[0] == 1
+
+
+def test_a_restarted_proxy_continues_its_log_and_reships_what_peers_lack():
+    log = MemoryLog()
+    core = proxy(log)
+    ship(core, "a", 1_000, 0.001)
+    ship(core, "b", 2_000, 0.002)
+    again = proxy(log, now=5.0)
+    assert again.last_logged == 2
+    assert ship(again, "c", 3_000, 5.0).seq == 3
+    batches = sent(again.tick(5.1), m.ShipBatch)
+    assert {b.msg.first_seq for b in batches} == {1}
+    assert [e.key for e in batches[0].msg.entries] == ["a", "b", "c"]
+
+
+# -- receiver side ----------------------------------------------------------------------------
+
+def receive(core, origin, first_seq, entries, now, needs=()):
+    return core.handle(f"p{origin}", m.ShipBatch(origin, first_seq, needs, tuple(entries)), now)
+
+
+def apply_fully(core, effects, now):
+    """Answer the proxy's Put with a PutAck and its DepCheck with a positive DepReply."""
+    out = []
+    for put in sent(effects, m.Put):
+        acks = core.handle(put.to, m.PutAck(put.msg.op, put.msg.key, put.msg.version, 1, False), now)
+        for check in sent(acks, m.DepCheck):
+            out += core.handle(check.to, m.DepReply(check.msg.op, check.msg.key, True, 0), now)
+    return out
+
+
+def test_entries_are_applied_at_the_head_with_their_own_version():
+    core = proxy()
+    effects = receive(core, 1, 1, [entry("a", 5)], 0.1)
+    (put,) = sent(effects, m.Put)
+    assert put.to == RING.chain("a")[0]
+    assert put.msg.version == Version(5, 1) and put.msg.seq == 1
+    apply_fully(core, effects, 0.2)
+    assert core.applied[1] == 1
+
+
+def test_an_entry_waits_for_its_causal_past_in_the_origins_log():
+    core = proxy()
+    effects = receive(core, 1, 1, [entry("a", 5), entry("b", 6, after=1)], 0.1)
+    assert [p.msg.key for p in sent(effects, m.Put)] == ["a"]  # b waits for a
+    assert core.stats()["updates_waiting_on_dependencies"] == 1
+    more = apply_fully(core, effects, 0.2)
+    assert [p.msg.key for p in sent(more, m.Put)] == ["b"]
+
+
+def test_independent_entries_are_applied_in_parallel():
+    core = proxy()
+    effects = receive(core, 1, 1, [entry("a", 5), entry("b", 6), entry("c", 7)], 0.1)
+    assert sorted(p.msg.key for p in sent(effects, m.Put)) == ["a", "b", "c"]
+
+
+def test_an_entry_waits_for_what_its_dc_had_applied_from_a_third_dc():
+    core = proxy()
+    effects = receive(core, 1, 1, [entry("y", 9, needs=((2, 1),))], 0.1)
+    assert sent(effects, m.Put) == []
+    from_dc2 = receive(core, 2, 1, [entry("x", 4, dc=2)], 0.2)
+    unblocked = apply_fully(core, from_dc2, 0.3)
+    assert [p.msg.key for p in sent(unblocked, m.Put)] == ["y"]
+
+
+def test_resent_entries_are_ignored_and_a_gap_is_not_applied():
+    core = proxy()
+    receive(core, 1, 1, [entry("a", 5)], 0.1)
+    assert sent(receive(core, 1, 1, [entry("a", 5)], 0.2), m.Put) == []
+    assert sent(receive(core, 1, 3, [entry("c", 7)], 0.3), m.Put) == []  # seq 2 missing
+    assert core.counters["batch_gap"] == 1
+
+
+def test_applied_positions_survive_a_restart():
+    log = MemoryLog()
+    core = proxy(log)
+    apply_fully(core, receive(core, 1, 1, [entry("a", 5)], 0.1), 0.2)
+    again = proxy(log, now=3.0)
+    assert again.applied[1] == 1
+    acks = sent(again.tick(3.1), m.ShipAck)
+    assert {a.to: a.msg.received for a in acks} == {"p1": 1, "p2": 0}
+
+
+def test_a_remote_dependency_is_answered_once_its_dcs_log_is_applied_here():
+    core = proxy()
+    assert core.handle("fe", m.RemoteDepCheck(7, "a", Version(5, 1), 0), 0.0) == []
+    effects = receive(core, 1, 1, [entry("a", 5)], 0.1)  # received, not applied yet
+    assert sent(effects, m.DepReply) == []
+    replies = sent(apply_fully(core, effects, 0.2), m.DepReply)
+    assert [(r.to, r.msg.op, r.msg.ok) for r in replies] == [("fe", 7, True)]
+
+
+def test_a_remote_dependency_check_times_out_with_a_negative_answer():
+    core = proxy()
+    core.handle("fe", m.RemoteDepCheck(7, "a", Version(5, 1), 3), 0.0)
+    (reply,) = sent(core.tick(CONFIG.dep_wait_s + 0.1), m.DepReply)
+    assert not reply.msg.ok
+
+
+def test_a_dependency_from_an_unknown_dc_is_refused():
+    (reply,) = proxy().handle("fe", m.RemoteDepCheck(7, "a", Version(5, 9), 1), 0.0)
+    assert reply.msg.code == m.BAD_REQUEST

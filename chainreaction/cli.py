@@ -56,11 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     cluster = sub.add_parser("cluster", help="run a local cluster of real processes")
     csub = cluster.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
-    up = csub.add_parser("up", help="start manager, nodes and frontends on 127.0.0.1 in the "
-                         "foreground; Ctrl-C stops them all",
-                         description="Start a one-datacenter cluster on 127.0.0.1. Ports: "
-                         "manager BASE, nodes BASE+1.., frontends after them (internal, then "
-                         "WebSocket). Writes DIR/cluster.json and logs to DIR/logs.")
+    up = csub.add_parser("up", help="start manager, nodes, frontends (and, with --dcs, remote "
+                         "proxies) on 127.0.0.1 in the foreground; Ctrl-C stops them all",
+                         description="Start a cluster of one or more datacenters on "
+                         "127.0.0.1. Ports of DC N start at BASE + N * (NODES + 2 * FRONTENDS + "
+                         "2): manager, nodes, frontends (internal, then WebSocket), proxy. "
+                         "Writes DIR/cluster.json and logs to DIR/logs.")
     _cluster_options(up)
 
     node = sub.add_parser("node", help="run one backend node")
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--fsync", action="store_true",
                       help="fsync every write (survives power loss; slow). Without it a "
                       "write survives kill -9 of the process")
+    _geo_member_options(node)
 
     manager = sub.add_parser("manager", help="run the datacenter's membership manager")
     manager.add_argument("--listen", required=True, metavar="HOST:PORT")
@@ -88,6 +90,33 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--manager", required=True, metavar="HOST:PORT")
     fe.add_argument("--read-from", choices=("chain", "head", "tail"), default="chain",
                     help="chain: spread reads over the causally safe prefix (default)")
+    _geo_member_options(fe)
+
+    px = sub.add_parser("proxy", help="run a datacenter's remote proxy (ships its writes to "
+                        "the other DCs, applies theirs)")
+    px.add_argument("--name", required=True, help="unique across DCs, e.g. dc0-proxy")
+    px.add_argument("--dc", type=_dc_id, required=True, help="this DC's id (0, 1, ...)")
+    px.add_argument("--listen", required=True, metavar="HOST:PORT")
+    px.add_argument("--manager", required=True, metavar="HOST:PORT", help="this DC's manager")
+    px.add_argument("--data-dir", required=True, help="its log goes to DIR/NAME")
+    px.add_argument("--peer", action="append", default=[], type=_peer, required=True,
+                    metavar="DC=NAME@HOST:PORT", help="another DC's proxy (repeat per DC)")
+    px.add_argument("--wan-delay", type=_non_negative_float, default=0.0, metavar="MS",
+                    help="delay what we send to other DCs by MS milliseconds (one way)")
+    px.add_argument("--wan-jitter", type=_non_negative_float, default=0.0, metavar="MS",
+                    help="plus a uniform random 0..MS (order per link is kept)")
+    px.add_argument("--batch-interval", type=_positive_float, default=5.0, metavar="MS",
+                    help="ship a batch at most MS after its oldest write was logged")
+    px.add_argument("--batch-max", type=_positive_int, default=512,
+                    help="at most this many writes per batch")
+    px.add_argument("--fsync", action="store_true")
+
+    wan = sub.add_parser("wan", help="cut or heal the WAN between DCs of a local cluster "
+                         "(partition tests on one machine)")
+    wan.add_argument("action", choices=("cut", "heal"))
+    wan.add_argument("dcs", nargs="*", type=_dc_id,
+                     help="cut: exactly two DCs whose link to cut; heal: nothing (heals all)")
+    wan.add_argument("--cluster", required=True, metavar="DIR", help="data dir of `cluster up`")
 
     for name, helptext in (("put", "write KEY=VALUE"), ("get", "read KEY"),
                            ("delete", "delete KEY")):
@@ -137,6 +166,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _dc_id(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**16:
+        raise argparse.ArgumentTypeError(f"a dc id is 0..65535, got {value}")
+    return value
+
+
+def _peer(text: str) -> tuple[int, str, str]:
+    dc, sep, rest = text.partition("=")
+    name, sep2, addr = rest.partition("@")
+    if not (sep and sep2 and dc.isdigit() and name and ":" in addr):
+        raise argparse.ArgumentTypeError(f"expected DC=NAME@HOST:PORT, got {text!r}")
+    return int(dc), name, addr
+
+
+def _geo_member_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dc", type=_dc_id, default=0, help="this DC's id (several DCs)")
+    p.add_argument("--proxy", metavar="HOST:PORT",
+                   help="this DC's remote proxy: turns on geo-replication")
+    p.add_argument("--proxy-name", default="proxy", help="the proxy's --name")
+
+
 def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", type=_positive_int, default=3)
     p.add_argument("--replication", type=_positive_int, default=3, help="chain length R")
@@ -148,6 +206,14 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-from", choices=("chain", "head", "tail"), default="chain")
     p.add_argument("--failure-timeout", type=_positive_float, default=1.5)
     p.add_argument("--fsync", action="store_true")
+    p.add_argument("--dcs", type=_positive_int, default=1,
+                   help="datacenters, each with its own nodes, frontends and remote proxy")
+    p.add_argument("--wan-delay", type=_non_negative_float, default=0.0, metavar="MS",
+                   help="one-way delay between DCs, in milliseconds")
+    p.add_argument("--wan-jitter", type=_non_negative_float, default=0.0, metavar="MS",
+                   help="plus a uniform random 0..MS")
+    p.add_argument("--batch-interval", type=_positive_float, default=5.0, metavar="MS",
+                   help="remote proxies ship a batch at most MS after its oldest write")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     cmd = args.command
-    if cmd in ("node", "manager", "frontend"):
+    if cmd in ("node", "manager", "frontend", "proxy"):
         _setup_logging(args.verbose)
         return _run_process(args)
     if cmd == "cluster":
@@ -173,8 +239,15 @@ def _dispatch(args) -> int:
         config = ClusterConfig(nodes=args.nodes, replication=args.replication, eager=args.eager,
                                frontends=args.frontends, data_dir=args.data_dir,
                                base_port=args.base_port, read_from=args.read_from,
-                               failure_timeout_s=args.failure_timeout, fsync=args.fsync)
+                               failure_timeout_s=args.failure_timeout, fsync=args.fsync,
+                               dcs=args.dcs, wan_delay_ms=args.wan_delay,
+                               wan_jitter_ms=args.wan_jitter,
+                               batch_interval_ms=args.batch_interval)
         return run_cluster_foreground(config)
+    if cmd == "wan":
+        from .clusterstats import control_wan
+
+        return trio.run(control_wan, args.cluster, args.action, args.dcs)
     if cmd == "stats" and args.cluster:
         from .clusterstats import print_cluster_stats
 
@@ -211,8 +284,10 @@ def _run_process(args) -> int:
         from .node import NodeConfig
         from .runtime.processes import run_node
 
+        config = NodeConfig(eager=args.eager, dc=args.dc, geo=bool(args.proxy),
+                            proxy=args.proxy_name)
         trio.run(lambda: run_node(args.name, args.listen, args.manager, args.data_dir,
-                                  NodeConfig(eager=args.eager), fsync=args.fsync))
+                                  config, fsync=args.fsync, proxy_addr=args.proxy))
     elif args.command == "manager":
         from .manager import ManagerConfig
         from .runtime.processes import run_manager
@@ -221,12 +296,27 @@ def _run_process(args) -> int:
                                failure_timeout_s=args.failure_timeout,
                                startup_grace_s=args.failure_timeout)
         trio.run(lambda: run_manager(args.listen, config))
+    elif args.command == "proxy":
+        from remote_proxy.core import ProxyConfig
+        from remote_proxy.server import run_proxy
+
+        if any(dc == args.dc for dc, _, _ in args.peer):
+            raise ValueError(f"--peer lists this proxy's own dc {args.dc}")
+        config = ProxyConfig(dc=args.dc, peers=tuple((dc, name) for dc, name, _ in args.peer),
+                             batch_interval_s=args.batch_interval / 1000,
+                             max_batch_entries=args.batch_max)
+        peers = {name: addr for _, name, addr in args.peer}
+        trio.run(lambda: run_proxy(args.name, args.listen, args.manager, args.data_dir, config,
+                                   peers, args.wan_delay / 1000, args.wan_jitter / 1000,
+                                   fsync=args.fsync))
     else:
         from frontend.core import FrontendConfig
         from frontend.server import run_frontend
 
-        trio.run(lambda: run_frontend(args.name, args.listen, args.ws, args.manager,
-                                      FrontendConfig(read_from=args.read_from)))
+        config = FrontendConfig(read_from=args.read_from, dc=args.dc, geo=bool(args.proxy),
+                                proxy=args.proxy_name)
+        trio.run(lambda: run_frontend(args.name, args.listen, args.ws, args.manager, config,
+                                      proxy_addr=args.proxy))
     return 0
 
 

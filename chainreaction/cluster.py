@@ -2,7 +2,12 @@
 
 Used by ``chainreaction cluster up``, the demo, the benchmark and the end-to-end tests.
 Every process is ``python -m chainreaction ROLE ...`` with its log in ``DIR/logs``;
-``DIR/cluster.json`` lists each one (role, name, address, pid) for operators and tools.
+``DIR/cluster.json`` lists each one (role, name, dc, address, pid) for operators and tools.
+
+With ``dcs > 1`` each DC gets a manager, nodes, frontends and a remote proxy, named
+``dc<N>-<name>``; DC N's ports start at ``base_port + N * stride`` (``ports_per_dc``). The
+proxies delay what they send each other by ``wan_delay_ms`` (+ jitter): a WAN on one
+machine.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class ProcessSpec:
     addr: str  # internal TCP address
     args: list
     url: str | None = None  # client WebSocket URL (frontends)
+    dc: int = 0
     popen: subprocess.Popen | None = None
 
     @property
@@ -47,6 +53,14 @@ class ClusterConfig:
     read_from: str = "chain"
     failure_timeout_s: float = 1.5
     fsync: bool = False
+    dcs: int = 1
+    wan_delay_ms: float = 0.0
+    wan_jitter_ms: float = 0.0
+    batch_interval_ms: float = 5.0
+
+    @property
+    def ports_per_dc(self) -> int:
+        return 2 + self.nodes + 2 * self.frontends
 
     def validate(self) -> None:
         if self.nodes < 1:
@@ -57,7 +71,13 @@ class ClusterConfig:
             raise ValueError(f"--eager must be between 1 and --replication ({self.replication})")
         if self.frontends < 1:
             raise ValueError("--frontends must be at least 1")
-        last = self.base_port + 1 + self.nodes + 2 * self.frontends
+        if not 1 <= self.dcs <= 16:
+            raise ValueError("--dcs must be between 1 and 16")
+        if self.wan_delay_ms < 0 or self.wan_jitter_ms < 0:
+            raise ValueError("--wan-delay and --wan-jitter must be >= 0")
+        if self.batch_interval_ms <= 0:
+            raise ValueError("--batch-interval must be > 0")
+        last = self.base_port + self.dcs * self.ports_per_dc
         if not 1024 <= self.base_port or last > 65535:
             raise ValueError("--base-port must leave room for all ports in 1024..65535")
 
@@ -73,30 +93,61 @@ class LocalCluster:
         self.processes: dict[str, ProcessSpec] = {}
         self._plan()
 
+    def name(self, dc: int, local: str) -> str:
+        return f"dc{dc}-{local}" if self.config.dcs > 1 else local
+
     def _plan(self) -> None:
         c = self.config
-        port = c.base_port
-        manager_addr = f"{HOST}:{port}"
-        self.processes["manager"] = ProcessSpec("manager", "manager", manager_addr, [
-            "manager", "--listen", manager_addr, "--replication", str(c.replication),
-            "--failure-timeout", str(c.failure_timeout_s)])
-        for i in range(1, c.nodes + 1):
-            addr = f"{HOST}:{port + i}"
-            args = ["node", "--name", f"n{i}", "--listen", addr, "--manager", manager_addr,
-                    "--data-dir", self.data_dir, "--eager", str(c.eager)]
-            if c.fsync:
-                args.append("--fsync")
-            self.processes[f"n{i}"] = ProcessSpec("node", f"n{i}", addr, args)
-        for i in range(1, c.frontends + 1):
-            addr = f"{HOST}:{port + c.nodes + i}"
-            ws = f"{HOST}:{port + c.nodes + c.frontends + i}"
-            self.processes[f"f{i}"] = ProcessSpec("frontend", f"f{i}", addr, [
-                "frontend", "--name", f"f{i}", "--listen", addr, "--ws", ws,
-                "--manager", manager_addr, "--read-from", c.read_from], url=f"ws://{ws}")
+        geo = c.dcs > 1
+        proxies = {dc: (self.name(dc, "proxy"),
+                        f"{HOST}:{c.base_port + dc * c.ports_per_dc + c.ports_per_dc - 1}")
+                   for dc in range(c.dcs)} if geo else {}
+        for dc in range(c.dcs):
+            port = c.base_port + dc * c.ports_per_dc
+            manager_addr = f"{HOST}:{port}"
+            geo_args = ["--dc", str(dc), "--proxy", proxies[dc][1],
+                        "--proxy-name", proxies[dc][0]] if geo else []
+            self.processes[self.name(dc, "manager")] = ProcessSpec(
+                "manager", self.name(dc, "manager"), manager_addr, [
+                    "manager", "--listen", manager_addr, "--replication", str(c.replication),
+                    "--failure-timeout", str(c.failure_timeout_s)], dc=dc)
+            for i in range(1, c.nodes + 1):
+                name, addr = self.name(dc, f"n{i}"), f"{HOST}:{port + i}"
+                args = ["node", "--name", name, "--listen", addr, "--manager", manager_addr,
+                        "--data-dir", self.data_dir, "--eager", str(c.eager), *geo_args]
+                if c.fsync:
+                    args.append("--fsync")
+                self.processes[name] = ProcessSpec("node", name, addr, args, dc=dc)
+            for i in range(1, c.frontends + 1):
+                name = self.name(dc, f"f{i}")
+                addr = f"{HOST}:{port + c.nodes + i}"
+                ws = f"{HOST}:{port + c.nodes + c.frontends + i}"
+                self.processes[name] = ProcessSpec("frontend", name, addr, [
+                    "frontend", "--name", name, "--listen", addr, "--ws", ws,
+                    "--manager", manager_addr, "--read-from", c.read_from, *geo_args],
+                    url=f"ws://{ws}", dc=dc)
+            if geo:
+                name, addr = proxies[dc]
+                args = ["proxy", "--name", name, "--dc", str(dc), "--listen", addr,
+                        "--manager", manager_addr, "--data-dir", self.data_dir,
+                        "--wan-delay", str(c.wan_delay_ms), "--wan-jitter", str(c.wan_jitter_ms),
+                        "--batch-interval", str(c.batch_interval_ms)]
+                for peer_dc, (peer, peer_addr) in proxies.items():
+                    if peer_dc != dc:
+                        args += ["--peer", f"{peer_dc}={peer}@{peer_addr}"]
+                if c.fsync:
+                    args.append("--fsync")
+                self.processes[name] = ProcessSpec("proxy", name, addr, args, dc=dc)
 
     @property
     def urls(self) -> list[str]:
         return [p.url for p in self.processes.values() if p.role == "frontend"]
+
+    def urls_of(self, dc: int) -> list[str]:
+        return [p.url for p in self.processes.values() if p.role == "frontend" and p.dc == dc]
+
+    def of_dc(self, dc: int, role: str) -> list[str]:
+        return [p.name for p in self.processes.values() if p.role == role and p.dc == dc]
 
     @property
     def nodes(self) -> list[str]:
@@ -152,7 +203,8 @@ class LocalCluster:
             "config": attrs.asdict(self.config),
             "urls": self.urls,
             "processes": [
-                {"role": p.role, "name": p.name, "address": p.addr, "url": p.url, "pid": p.pid,
+                {"role": p.role, "name": p.name, "dc": p.dc, "address": p.addr, "url": p.url,
+                 "pid": p.pid,
                  "log": os.path.join(self.log_dir, f"{p.name}.log")}
                 for p in self.processes.values()
             ],

@@ -7,8 +7,9 @@ import os
 
 import trio
 
+from . import messages as m
 from .client import ChainReactionError, connect
-from .runtime.probe import process_stats
+from .runtime.probe import ask, process_stats
 
 NODE_COLUMNS = ("epoch", "serving", "put_applied", "msg_Update", "msg_Read", "unstable",
                 "syncing_ranges", "dep_waiters", "redrive", "sync_done")
@@ -16,16 +17,51 @@ FRONTEND_COLUMNS = ("epoch", "client_get", "client_put", "in_flight", "node_time
                     "read_round_exhausted", "dep_check_retry")
 
 
-async def collect(data_dir: str) -> list[dict]:
+PROXY_COLUMNS = ("dc", "logged", "entries_applied", "updates_waiting_on_dependencies",
+                 "updates_in_flight", "wan_bytes_per_update", "resend_from_ack")
+
+
+def read_manifest(data_dir: str) -> dict:
     path = os.path.join(data_dir, "cluster.json")
     try:
         with open(path) as f:
-            manifest = json.load(f)
+            return json.load(f)
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+
+
+async def control_wan(data_dir: str, action: str, dcs: list[int]) -> int:
+    """``chainreaction wan cut A B`` / ``wan heal``: tell the proxies which links to drop."""
+    proxies = {p["dc"]: p for p in read_manifest(data_dir)["processes"] if p["role"] == "proxy"}
+    if not proxies:
+        raise ValueError("this cluster has no remote proxies (started without --dcs)")
+    if action == "cut":
+        if len(dcs) != 2 or dcs[0] == dcs[1] or not set(dcs) <= set(proxies):
+            raise ValueError(f"wan cut needs two different DCs among {sorted(proxies)}")
+        plan = {dcs[0]: [dcs[1]], dcs[1]: [dcs[0]]}
+    else:
+        plan = {dc: [] for dc in proxies}
+    failed = 0
+    for dc, blocked in sorted(plan.items()):
+        try:
+            reply = await ask(proxies[dc]["address"], m.WanControl(1, tuple(blocked)),
+                              timeout_s=3)
+        except (trio.TooSlowError, OSError) as exc:
+            print(f"dc{dc}: proxy at {proxies[dc]['address']} did not answer "
+                  f"({type(exc).__name__}); a restarted proxy starts with no cut links")
+            failed += 1
+            continue
+        print(f"dc{dc}: WAN links cut to {reply['blocked']}" if reply["blocked"]
+              else f"dc{dc}: WAN healed")
+    return 1 if failed else 0
+
+
+async def collect(data_dir: str) -> list[dict]:
+    manifest = read_manifest(data_dir)
     rows = []
     for proc in manifest["processes"]:
-        row = {"name": proc["name"], "role": proc["role"], "pid": proc["pid"]}
+        row = {"name": proc["name"], "role": proc["role"], "pid": proc["pid"],
+               "dc": proc.get("dc", 0)}
         try:
             if proc["role"] == "frontend":
                 async with await connect([proc["url"]], timeout_s=2, connect_timeout_s=2) as s:
@@ -72,4 +108,25 @@ async def print_cluster_stats(data_dir: str, as_json: bool) -> int:
         print("\n".join(_table(rows, "node", NODE_COLUMNS)))
         print("\nfrontends")
         print("\n".join(_table(rows, "frontend", FRONTEND_COLUMNS)))
+        proxies = [r for r in rows if r["role"] == "proxy"]
+        if proxies:
+            print("\nremote proxies")
+            print("\n".join(_table(rows, "proxy", PROXY_COLUMNS)))
+            print("\n" + "\n".join(visibility_lines(
+                [r["stats"] for r in proxies if "stats" in r])))
     return 0 if all("stats" in r for r in rows) else 1
+
+
+def visibility_lines(proxy_stats: list[dict]) -> list[str]:
+    """Remote visibility (write at its origin -> applied here), one line per DC pair."""
+    lines = ["remote visibility (origin -> here: p50 / p99 ms, writes)"]
+    for stats in sorted(proxy_stats, key=lambda s: s.get("dc", 0)):
+        here = stats.get("dc", 0)
+        for key in sorted(stats):
+            if key.startswith("visibility_from_dc") and key.endswith("_p50_ms"):
+                origin = key[len("visibility_from_dc"):-len("_p50_ms")]
+                count = stats.get(f"visibility_from_dc{origin}_count", 0)
+                lines.append(f"  dc{origin} -> dc{here}: {stats[key]:8.1f} / "
+                             f"{stats.get(f'visibility_from_dc{origin}_p99_ms', 0):8.1f}   "
+                             f"({count})")
+    return lines

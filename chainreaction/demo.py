@@ -21,7 +21,7 @@ class ClusterFailed(Exception):
 async def wait_ready(cluster: LocalCluster, timeout_s: float = 30.0,
                      expect_nodes: int | None = None) -> None:
     """Until every frontend has a ring with all live nodes and serves a read."""
-    expect = expect_nodes if expect_nodes is not None else len(cluster.nodes)
+    expect = expect_nodes if expect_nodes is not None else cluster.config.nodes  # per DC
     deadline = trio.current_time() + timeout_s
     for url in cluster.urls:
         while True:
@@ -46,14 +46,18 @@ async def wait_ready(cluster: LocalCluster, timeout_s: float = 30.0,
 
 def run_cluster_foreground(config: ClusterConfig) -> int:
     cluster = LocalCluster(config)
-    print(f"starting {config.nodes} nodes (R={config.replication}, k={config.eager}), "
-          f"{config.frontends} frontend(s), data in {cluster.data_dir}", flush=True)
+    where = (f"{config.dcs} DCs ({config.wan_delay_ms:g} ms WAN delay), each with "
+             if config.dcs > 1 else "")
+    print(f"starting {where}{config.nodes} nodes (R={config.replication}, k={config.eager}), "
+          f"{config.frontends} frontend(s){' and a remote proxy' if where else ''}, "
+          f"data in {cluster.data_dir}", flush=True)
     cluster.start()
     try:
         trio.run(wait_ready, cluster)
         print("cluster ready. Frontend URLs:")
-        for url in cluster.urls:
-            print(f"  {url}")
+        for spec in cluster.processes.values():
+            if spec.url:
+                print(f"  {spec.url}" + (f"   (dc{spec.dc})" if config.dcs > 1 else ""))
         print(f"processes: {os.path.join(cluster.data_dir, 'cluster.json')}")
         print(f"try: chainreaction put hello world --url {cluster.urls[0]}")
         print("Ctrl-C stops the cluster.", flush=True)

@@ -20,7 +20,7 @@ from chainreaction import codec
 from chainreaction import messages as m
 from chainreaction.effects import ToClient
 from chainreaction.runtime.processes import MANAGER, Driver, learn_ring, start_member
-from chainreaction.runtime.transport import Transport, split_addr
+from chainreaction.runtime.transport import Transport, split_addr, ticker
 
 from .core import FrontendConfig, FrontendCore
 
@@ -34,6 +34,7 @@ class FrontendDriver(Driver):
         super().__init__(core, transport, clock)
         self.clients: dict[int, trio.MemorySendChannel] = {}
         self._next_conn = 1
+        self.geo_stats: dict | None = None  # the DC's proxy's, refreshed every second
 
     def other_effect(self, effect) -> None:
         if isinstance(effect, ToClient):
@@ -80,6 +81,8 @@ class FrontendDriver(Driver):
                 continue
             if req.op == "stats":
                 stats = {**self.transport.counters, **self.core.stats()}
+                if self.geo_stats is not None:
+                    stats["geo"] = self.geo_stats
                 self.other_effect(ToClient(conn, {"id": req.id, "ok": True, "stats": stats}))
                 continue
             try:
@@ -100,20 +103,29 @@ class FrontendDriver(Driver):
 
 async def run_frontend(name: str, listen: str, ws_listen: str, manager_addr: str,
                        config: FrontendConfig, seed: int | None = None,
+                       proxy_addr: str | None = None,
                        task_status=trio.TASK_STATUS_IGNORED) -> None:
     core = FrontendCore(name, random.Random(seed), config, time.time())
 
     def on_message(src, msg):
+        if isinstance(msg, m.StatsReply) and src == config.proxy:
+            driver.geo_stats = msg.stats  # shown in our stats (visibility latencies etc.)
+            return
         learn_ring(transport, msg, core.ring.epoch if core.ring else 0)
         driver.on_message(src, msg)
 
     transport = Transport(name, "frontend", listen, on_message)
     transport.learn(MANAGER, manager_addr)
+    if proxy_addr:
+        transport.learn(config.proxy, proxy_addr)
     driver = FrontendDriver(core, transport)
     host, port = split_addr(ws_listen)
     async with trio.open_nursery() as nursery:
         await start_member(nursery, transport, driver,
                            lambda: core.ring.epoch if core.ring else 0)
+        if proxy_addr:
+            nursery.start_soon(ticker, 1.0, lambda: transport.send(config.proxy,
+                                                                   m.StatsRequest(0)))
         await nursery.start(lambda task_status: serve_websocket(
             driver.serve_client, host, port, None, handler_nursery=None,
             max_message_size=MAX_CLIENT_MESSAGE_BYTES, task_status=task_status))

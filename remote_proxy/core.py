@@ -291,7 +291,7 @@ class ProxyCore:
         self._retain(write)
         for dc in self.peers:
             self._oldest_unsent_at.setdefault(dc, now)
-        self.counters["logged"] += 1
+        self.counters["entries_logged"] += 1
         return [Send(src, m.Shipped(msg.key, msg.version, seq, logged_at))]
 
     def _ship(self, now: float) -> list:

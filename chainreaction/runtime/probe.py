@@ -1,4 +1,5 @@
-"""Ask a running node or manager for its counters over the internal protocol."""
+"""Ask a running process for its counters (or send it an operator command) over the
+internal protocol."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from .transport import Transport
 
 async def process_stats(addr: str, timeout_s: float = 3.0) -> dict:
     """``StatsReply.stats`` of the process listening on ``addr``; TooSlowError if silent."""
+    return await ask(addr, m.StatsRequest(1), timeout_s)
+
+
+async def ask(addr: str, request, timeout_s: float = 3.0) -> dict:
+    """Send ``request`` (answered with a StatsReply) to ``addr``; the reply's map."""
     replies: dict = {}
     got = trio.Event()
 
@@ -27,7 +33,7 @@ async def process_stats(addr: str, timeout_s: float = 3.0) -> dict:
     with trio.fail_after(timeout_s):
         async with trio.open_nursery() as nursery:
             await nursery.start(transport.serve)
-            transport.send(target, m.StatsRequest(1))
+            transport.send(target, request)
             await got.wait()
             nursery.cancel_scope.cancel()
     return replies["stats"]

@@ -69,8 +69,8 @@ def learn_ring(transport: Transport, msg, epoch: int) -> None:
 
 
 async def start_member(nursery: trio.Nursery, transport: Transport, driver: Driver,
-                       epoch) -> None:
-    """Common start of a node or frontend: stop handler, listener, heartbeats, ticks."""
+                       epoch, tick_s: float = TICK_S) -> None:
+    """Common start of a node, frontend or proxy: stop handler, listener, heartbeats, ticks."""
     incarnation = int(time.time() * 1000)
 
     def heartbeat():
@@ -81,7 +81,7 @@ async def start_member(nursery: trio.Nursery, transport: Transport, driver: Driv
     await nursery.start(transport.serve)
     heartbeat()
     nursery.start_soon(ticker, HEARTBEAT_S, heartbeat)
-    nursery.start_soon(ticker, TICK_S, driver.on_tick)
+    nursery.start_soon(ticker, tick_s, driver.on_tick)
 
 
 def install_stop_handler(nursery: trio.Nursery) -> None:
@@ -97,7 +97,8 @@ def install_stop_handler(nursery: trio.Nursery) -> None:
 
 
 async def run_node(name: str, listen: str, manager_addr: str, data_dir: str,
-                   config: NodeConfig, fsync: bool = False, task_status=trio.TASK_STATUS_IGNORED):
+                   config: NodeConfig, fsync: bool = False, proxy_addr: str | None = None,
+                   task_status=trio.TASK_STATUS_IGNORED):
     store = RocksStore(os.path.join(data_dir, name), fsync=fsync)
     core = NodeCore(name, store, config, wall_clock())
 
@@ -107,6 +108,8 @@ async def run_node(name: str, listen: str, manager_addr: str, data_dir: str,
 
     transport = Transport(name, "node", listen, on_message)
     transport.learn(MANAGER, manager_addr)
+    if proxy_addr:
+        transport.learn(config.proxy, proxy_addr)
     driver = Driver(core, transport)
     try:
         async with trio.open_nursery() as nursery:

@@ -771,6 +771,28 @@ def _leaves(exc: BaseException):
         yield exc
 
 
+async def _print_geo(data_dir: str) -> dict:
+    """With several DCs: remote visibility and WAN bytes per update, from every proxy."""
+    from .clusterstats import read_manifest, visibility_lines
+    from .runtime.probe import process_stats
+
+    proxies = [p for p in read_manifest(data_dir)["processes"] if p["role"] == "proxy"]
+    stats = {}
+    for proxy in proxies:
+        try:
+            stats[proxy["name"]] = await process_stats(proxy["address"], timeout_s=3)
+        except (trio.TooSlowError, OSError):
+            print(f"  {proxy['name']}: no answer")
+    if stats:
+        print("\ngeo-replication (from the remote proxies, whole run incl. warm-up)")
+        print("  " + "\n  ".join(visibility_lines(list(stats.values()))))
+        for name, st in sorted(stats.items()):
+            print(f"  {name}: {st.get('entries_sent', 0)} updates shipped, "
+                  f"{st.get('wan_bytes_per_update', 0)} WAN bytes per update (batches + acks), "
+                  f"{st.get('lww_conflicts', 0)} conflicts seen here")
+    return stats
+
+
 def run_bench(args) -> int:
     try:
         cfg = _config(args)
@@ -800,6 +822,8 @@ def run_bench(args) -> int:
     if result.get("interrupted"):
         print(f"chainreaction bench: stopped by {result['interrupted']}", file=sys.stderr)
         return 143
+    if args.cluster:
+        result["geo"] = trio.run(_print_geo, args.cluster)
     if cfg_json := getattr(args, "json", None):
         try:
             with open(cfg_json, "w") as f:

@@ -139,7 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--clients", type=_positive_int, default=8)
     demo.add_argument("--base-port", type=int, default=7100)
     demo.add_argument("--data-dir", default=None, help="default: a fresh temporary folder")
-    demo.add_argument("--no-kill", action="store_true", help="do not kill a node midway")
+    demo.add_argument("--no-kill", action="store_true",
+                      help="do not kill a node (and a remote proxy) midway")
+    demo.add_argument("--dcs", type=_positive_int, default=3, help="datacenters (1 = one DC)")
+    demo.add_argument("--wan-delay", type=_non_negative_float, default=50.0, metavar="MS",
+                      help="one-way delay between DCs")
 
     bench = sub.add_parser("bench", help="load a running cluster; print throughput and "
                            "latency percentiles next to raw baselines measured in the same run")
@@ -259,8 +263,10 @@ def _dispatch(args) -> int:
         from .demo import run_demo
 
         data_dir = args.data_dir or tempfile.mkdtemp(prefix="chainreaction-demo-")
-        config = ClusterConfig(nodes=3, replication=3, eager=1, frontends=2,
-                               data_dir=data_dir, base_port=args.base_port, failure_timeout_s=1.0)
+        config = ClusterConfig(nodes=3, replication=3, eager=1,
+                               frontends=2 if args.dcs == 1 else 1, data_dir=data_dir,
+                               base_port=args.base_port, failure_timeout_s=1.0, dcs=args.dcs,
+                               wan_delay_ms=args.wan_delay)
         try:
             return run_demo(config, duration_s=args.duration, clients=args.clients,
                             kill_node=not args.no_kill)

@@ -118,15 +118,20 @@ async def print_cluster_stats(data_dir: str, as_json: bool) -> int:
 
 
 def visibility_lines(proxy_stats: list[dict]) -> list[str]:
-    """Remote visibility (write at its origin -> applied here), one line per DC pair."""
-    lines = ["remote visibility (origin -> here: p50 / p99 ms, writes)"]
+    """Remote visibility (write at its origin -> readable here), one line per DC pair:
+    first readable (applied at the head) and readable at every replica (stable here)."""
+    lines = ["remote visibility, origin -> here, ms: first readable p50 / p99, "
+             "all replicas p50 / p99 (writes)"]
     for stats in sorted(proxy_stats, key=lambda s: s.get("dc", 0)):
         here = stats.get("dc", 0)
         for key in sorted(stats):
             if key.startswith("visibility_from_dc") and key.endswith("_p50_ms"):
                 origin = key[len("visibility_from_dc"):-len("_p50_ms")]
                 count = stats.get(f"visibility_from_dc{origin}_count", 0)
-                lines.append(f"  dc{origin} -> dc{here}: {stats[key]:8.1f} / "
-                             f"{stats.get(f'visibility_from_dc{origin}_p99_ms', 0):8.1f}   "
+                first = (stats.get(f"first_visible_from_dc{origin}_p50_ms", 0),
+                         stats.get(f"first_visible_from_dc{origin}_p99_ms", 0))
+                lines.append(f"  dc{origin} -> dc{here}: {first[0]:7.1f} / {first[1]:7.1f}   "
+                             f"{stats[key]:7.1f} / "
+                             f"{stats.get(f'visibility_from_dc{origin}_p99_ms', 0):7.1f}   "
                              f"({count})")
     return lines

@@ -98,8 +98,11 @@ async def _watch(cluster: LocalCluster) -> None:
 
 def run_demo(config: ClusterConfig, duration_s: float, clients: int, kill_node: bool) -> int:
     cluster = LocalCluster(config)
-    print(f"== ChainReaction demo: {config.nodes} nodes, R={config.replication}, "
-          f"k={config.eager}, {config.frontends} frontends, rocksdict in {cluster.data_dir}")
+    geo = (f"{config.dcs} DCs {config.wan_delay_ms:g} ms apart, each with "
+           if config.dcs > 1 else "")
+    print(f"== ChainReaction demo: {geo}{config.nodes} nodes, R={config.replication}, "
+          f"k={config.eager}, {config.frontends} frontend(s)"
+          f"{' and a remote proxy' if geo else ''}; rocksdict in {cluster.data_dir}")
     cluster.start()
     try:
         trio.run(wait_ready, cluster)
@@ -113,21 +116,40 @@ def run_demo(config: ClusterConfig, duration_s: float, clients: int, kill_node: 
         print("cluster stopped.")
 
 
+async def _read_until(url: str, key: str, ok, timeout_s: float = 60.0):
+    async with await connect([url]) as session:
+        with trio.fail_after(timeout_s):
+            while True:
+                result = await session.read(key)
+                if ok(result):
+                    return result
+                await trio.sleep(0.02)
+
+
 async def _demo(cluster: LocalCluster, duration_s: float, clients: int, kill_node: bool) -> int:
-    urls = cluster.urls
-    print("\n-- 1. causality across sessions")
-    async with await connect(urls[:1]) as alice, await connect(urls[-1:]) as bob:
+    dcs = cluster.config.dcs
+    first, last = cluster.urls_of(0)[0], cluster.urls_of(dcs - 1)[-1]
+    where = (lambda url: f"dc{next(p.dc for p in cluster.processes.values() if p.url == url)}"
+             if dcs > 1 else url)
+    print("\n-- 1. causality across sessions" + (" and DCs" if dcs > 1 else ""))
+    async with await connect([first]) as alice:
         await alice.put("photo:1", b"<a beach photo>")
         await alice.put("album:1", b"photo:1")
-        print("alice (via", urls[0], ") wrote photo:1, then album:1 -> photo:1")
-        ref = await bob.get("album:1")
+        print(f"alice ({where(first)}) wrote photo:1, then album:1 -> photo:1")
+    ref = (await _read_until(last, "album:1", lambda r: r.found)).value
+    async with await connect([last]) as bob:
+        await bob.get("album:1")
         photo = await bob.get(ref.decode())
-        print(f"bob   (via {urls[-1]}) read album:1 -> {ref.decode()}, then photo:1 -> "
-              f"{photo!r}")
-        assert photo is not None, "causal anomaly: the album is visible but not its photo"
+    print(f"bob   ({where(last)}) read album:1 -> {ref.decode()}, then photo:1 -> {photo!r}")
+    assert photo is not None, "causal anomaly: the album is visible but not its photo"
 
-    print(f"\n-- 2. {clients} sessions, {duration_s:.0f}s of 50% reads / 50% writes"
-          + (", kill -9 of a node midway, then restart" if kill_node else ""))
+    nemesis_text = ""
+    if kill_node:
+        nemesis_text = ", kill -9 of a node midway, then restart"
+        if dcs > 1:
+            nemesis_text += "; kill -9 of dc1's remote proxy, then restart"
+    print(f"\n-- 2. {clients} sessions" + (f" spread over {dcs} DCs" if dcs > 1 else "")
+          + f", {duration_s:.0f}s of 50% reads / 50% writes" + nemesis_text)
     acked: dict[str, tuple] = {}  # key -> (version, value) of the newest acknowledged write
     reads = LatencyRecorder()
     writes = LatencyRecorder()
@@ -136,6 +158,7 @@ async def _demo(cluster: LocalCluster, duration_s: float, clients: int, kill_nod
     rng = random.Random(1)
 
     async def client(i: int):
+        urls = cluster.urls_of(i % dcs)
         async with await connect(urls[i % len(urls):] + urls[:i % len(urls)]) as s:
             n = 0
             while trio.current_time() < stop_at:
@@ -169,12 +192,17 @@ async def _demo(cluster: LocalCluster, duration_s: float, clients: int, kill_nod
 
     async def nemesis():
         await trio.sleep(duration_s / 3)
-        victim = cluster.nodes[1]
+        victim = cluster.of_dc(0, "node")[1]
         print(f"  !! kill -9 {victim}", flush=True)
         cluster.kill(victim)
+        proxy = cluster.of_dc(1, "proxy")
+        if proxy:
+            print(f"  !! kill -9 {proxy[0]}", flush=True)
+            cluster.kill(proxy[0])
         await trio.sleep(duration_s / 4)
-        print(f"  !! restart {victim}", flush=True)
-        cluster.spawn(victim)
+        for name in [victim, *proxy]:
+            print(f"  !! restart {name}", flush=True)
+            cluster.spawn(name)
 
     async with trio.open_nursery() as nursery:
         for i in range(clients):
@@ -183,19 +211,66 @@ async def _demo(cluster: LocalCluster, duration_s: float, clients: int, kill_nod
         if kill_node:
             nursery.start_soon(nemesis)
 
-    print("\n-- 3. every acknowledged write is still there")
+    converged = 0
+    if dcs > 1:
+        print(f"\n-- 3. concurrent writes of one key in all {dcs} DCs converge (last writer wins)")
+        versions = []
+
+        async def write(dc):
+            async with await connect(cluster.urls_of(dc)) as s:
+                versions.append(((await s.put("shared", b"from dc%d" % dc)).version, dc))
+
+        async with trio.open_nursery() as nursery:
+            for dc in range(dcs):
+                nursery.start_soon(write, dc)
+        winner, winner_dc = max(versions)
+        for dc in range(dcs):
+            final = await _read_until(cluster.urls_of(dc)[0], "shared",
+                                      lambda r: r.version is not None and r.version >= winner)
+            converged += final.version == winner
+            print(f"  dc{dc} reads {final.value!r} at {final.version!r}")
+        print(f"  {converged}/{dcs} DCs hold the write of dc{winner_dc} (largest stamp)")
+
+    step = 4 if dcs > 1 else 3
+    print(f"\n-- {step}. every acknowledged write is still there"
+          + (" in every DC" if dcs > 1 else ""))
     lost = 0
-    async with await connect(urls) as checker:
-        for key, (version, value) in sorted(acked.items()):
-            result = await checker.read(key)
-            if result.version is None or result.version < version:
-                lost += 1
-                print(f"  LOST: {key} acknowledged at {version!r}, now {result.version!r}")
-    print(f"  {len(acked)} keys checked, {lost} acknowledged writes lost")
-    print("\n-- summary")
+    for dc in range(dcs):
+        async with await connect(cluster.urls_of(dc)) as checker:
+            with trio.move_on_after(60):
+                for key, (version, value) in sorted(acked.items()):
+                    while (result := await checker.read(key)).version is None \
+                            or result.version < version:
+                        if dcs == 1:
+                            break
+                        await trio.sleep(0.02)  # the last writes may still be on the WAN
+            for key, (version, value) in sorted(acked.items()):
+                result = await checker.read(key)
+                if result.version is None or result.version < version:
+                    lost += 1
+                    print(f"  LOST in dc{dc}: {key} acknowledged at {version!r}, "
+                          f"now {result.version!r}")
+    print(f"  {len(acked)} keys checked" + (f" in each of {dcs} DCs" if dcs > 1 else "")
+          + f", {lost} acknowledged writes lost")
+    print("\n-- summary (local operations)")
     print(f"  {'op':6} {'count':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}")
     for name, rec in (("get", reads), ("put", writes)):
         print(f"  {name:6} {rec.count:8d} {rec.percentile(50) * 1e3:8.2f} "
               f"{rec.percentile(99) * 1e3:8.2f} {rec.percentile(99.9) * 1e3:9.2f}")
     print(f"  errors (timeouts/unavailable while the chain was repaired): {errors[0]}")
-    return 1 if lost else 0
+    if dcs > 1:
+        from .clusterstats import visibility_lines
+        from .runtime.probe import process_stats
+
+        stats = []
+        for dc in range(dcs):
+            try:
+                stats.append(await process_stats(cluster.processes[
+                    cluster.of_dc(dc, "proxy")[0]].addr))
+            except (trio.TooSlowError, OSError):
+                pass
+        print("\n  " + "\n  ".join(visibility_lines(stats)))
+        per_update = [s.get("wan_bytes_per_update", 0) for s in stats]
+        print(f"  WAN bytes per shipped update (batches + acks): "
+              f"{', '.join(f'{b:.0f}' for b in per_update)}")
+    return 1 if lost or (dcs > 1 and converged != dcs) else 0

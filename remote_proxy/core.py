@@ -160,7 +160,12 @@ class ProxyCore:
         self._global: dict[int, int] = {}
         self._progress_sent_at = float("-inf")
         self._reported: tuple = ()
+        # origin dc -> time from the write (its version clock) to: stable at our tail, i.e.
+        # readable at every replica here (``visibility``); applied at our head, i.e. first
+        # readable here (``first_visible``).
         self.visibility: dict[int, LatencyRecorder] = {
+            dc: LatencyRecorder(max_samples=200_000) for dc in self.peers}
+        self.first_visible: dict[int, LatencyRecorder] = {
             dc: LatencyRecorder(max_samples=200_000) for dc in self.peers}
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
@@ -229,6 +234,9 @@ class ProxyCore:
             out[f"visibility_from_dc{dc}_p50_ms"] = round(rec.percentile(50) * 1000, 2)
             out[f"visibility_from_dc{dc}_p99_ms"] = round(rec.percentile(99) * 1000, 2)
             out[f"visibility_from_dc{dc}_count"] = rec.count
+            first = self.first_visible[dc]
+            out[f"first_visible_from_dc{dc}_p50_ms"] = round(first.percentile(50) * 1000, 2)
+            out[f"first_visible_from_dc{dc}_p99_ms"] = round(first.percentile(99) * 1000, 2)
         return out
 
     # -- helpers ----------------------------------------------------------------------------
@@ -457,6 +465,7 @@ class ProxyCore:
         if inc is None or inc.phase != _PUTTING:
             self.counters["stale_reply"] += 1
             return []
+        self.first_visible[inc.origin].record(max(0.0, now - inc.entry.version.clock / 1e6))
         return self._send_check(inc, now)
 
     def _on_dep_reply(self, src: str, msg: m.DepReply, now: float) -> list:

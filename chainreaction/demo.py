@@ -116,7 +116,8 @@ def run_demo(config: ClusterConfig, duration_s: float, clients: int, kill_node: 
         print("cluster stopped.")
 
 
-async def _read_until(url: str, key: str, ok, timeout_s: float = 60.0):
+async def read_until(url: str, key: str, ok, timeout_s: float = 60.0):
+    """Read ``key`` at ``url`` until ``ok(result)`` (e.g. a write arrived from another DC)."""
     async with await connect([url]) as session:
         with trio.fail_after(timeout_s):
             while True:
@@ -136,7 +137,7 @@ async def _demo(cluster: LocalCluster, duration_s: float, clients: int, kill_nod
         await alice.put("photo:1", b"<a beach photo>")
         await alice.put("album:1", b"photo:1")
         print(f"alice ({where(first)}) wrote photo:1, then album:1 -> photo:1")
-    ref = (await _read_until(last, "album:1", lambda r: r.found)).value
+    ref = (await read_until(last, "album:1", lambda r: r.found)).value
     async with await connect([last]) as bob:
         await bob.get("album:1")
         photo = await bob.get(ref.decode())
@@ -225,7 +226,7 @@ async def _demo(cluster: LocalCluster, duration_s: float, clients: int, kill_nod
                 nursery.start_soon(write, dc)
         winner, winner_dc = max(versions)
         for dc in range(dcs):
-            final = await _read_until(cluster.urls_of(dc)[0], "shared",
+            final = await read_until(cluster.urls_of(dc)[0], "shared",
                                       lambda r: r.version is not None and r.version >= winner)
             converged += final.version == winner
             print(f"  dc{dc} reads {final.value!r} at {final.version!r}")

@@ -28,3 +28,12 @@ class ToClient:
 
     conn: int
     payload: dict
+
+
+def dispatch(handlers: dict, counters, src: str, msg, now: float) -> list:
+    """Call the core's handler for ``type(msg)``; an unexpected message is only counted."""
+    handler = handlers.get(type(msg))
+    if handler is None:
+        counters["unexpected_message"] += 1
+        return []
+    return handler(src, msg, now)

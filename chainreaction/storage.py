@@ -108,28 +108,38 @@ class MemoryStore:
 RIDS = "rids"  # column family of request ids
 
 
+def open_rocks(path: str, families: tuple, fsync: bool):
+    """Open (or create) a rocksdict database in raw mode with the named column families;
+    returns ``(db, {family: handle})``, every handle writing with ``fsync``."""
+    from rocksdict import Options, Rdict, WriteOptions
+
+    os.makedirs(path, exist_ok=True)
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    try:
+        existing = Rdict.list_cf(path, options)
+    except Exception:  # a new database has none yet
+        existing = []
+    db = Rdict(path, options=options,
+               column_families={f: options for f in existing if f != "default"})
+    write_options = WriteOptions()
+    write_options.sync = fsync
+    db.set_write_options(write_options)
+    handles = {}
+    for family in families:
+        if family not in existing:
+            db.create_column_family(family, options)
+        handles[family] = db.get_column_family(family)
+        handles[family].set_write_options(write_options)
+    return db, handles
+
+
 class RocksStore:
     """rocksdict-backed durable store in ``path`` (created if missing)."""
 
     def __init__(self, path: str, fsync: bool = False) -> None:
-        from rocksdict import Options, Rdict, WriteOptions
-
-        os.makedirs(path, exist_ok=True)
-        options = Options(raw_mode=True)
-        options.create_if_missing(True)
-        try:
-            families = Rdict.list_cf(path, options)
-        except Exception:  # a new database has none yet
-            families = []
-        self._db = Rdict(path, options=options,
-                         column_families={f: options for f in families if f != "default"})
-        if RIDS not in families:
-            self._db.create_column_family(RIDS, options)
-        self._rids = self._db.get_column_family(RIDS)
-        write_options = WriteOptions()
-        write_options.sync = fsync
-        self._db.set_write_options(write_options)
-        self._rids.set_write_options(write_options)
+        self._db, families = open_rocks(path, (RIDS,), fsync)
+        self._rids = families[RIDS]
 
     def get(self, key: str) -> Record | None:
         raw = self._db.get(key.encode())

@@ -47,7 +47,7 @@ from typing import Callable
 import attrs
 
 from chainreaction import messages as m
-from chainreaction.effects import Send, ToClient
+from chainreaction.effects import Send, ToClient, dispatch
 from chainreaction.ring import Ring
 from chainreaction.versions import Version
 
@@ -181,11 +181,7 @@ class FrontendCore:
         return self._advance_put(op_id, op, now)
 
     def handle(self, src: str, msg, now: float) -> list:
-        handler = self._handlers.get(type(msg))
-        if handler is None:
-            self.counters["unexpected_message"] += 1
-            return []
-        return handler(src, msg, now)
+        return dispatch(self._handlers, self.counters, src, msg, now)
 
     def tick(self, now: float) -> list:
         out: list = []

@@ -53,7 +53,7 @@ from typing import Callable
 import attrs
 
 from chainreaction import messages as m
-from chainreaction.effects import Send
+from chainreaction.effects import Send, dispatch
 from chainreaction.ring import Ring
 from chainreaction.stats import LatencyRecorder
 from chainreaction.versions import HybridClock, Version
@@ -183,11 +183,7 @@ class ProxyCore:
     # -- entry points -----------------------------------------------------------------------
 
     def handle(self, src: str, msg, now: float) -> list:
-        handler = self._handlers.get(type(msg))
-        if handler is None:
-            self.counters["unexpected_message"] += 1
-            return []
-        return handler(src, msg, now)
+        return dispatch(self._handlers, self.counters, src, msg, now)
 
     def tick(self, now: float) -> list:
         out: list = []

@@ -13,7 +13,6 @@ the simulator (it survives a simulated crash, as RocksDB's WAL survives kill -9)
 
 from __future__ import annotations
 
-import os
 import struct
 from typing import Iterator, Protocol
 
@@ -21,6 +20,7 @@ import attrs
 import cbor2
 
 from chainreaction.messages import ShipEntry
+from chainreaction.storage import open_rocks
 from chainreaction.versions import Version
 
 _SEQ = struct.Struct(">Q")
@@ -111,25 +111,7 @@ class RocksLog:
     FAMILIES = ("log", "meta", "seen")
 
     def __init__(self, path: str, fsync: bool = False) -> None:
-        from rocksdict import Options, Rdict, WriteOptions
-
-        os.makedirs(path, exist_ok=True)
-        options = Options(raw_mode=True)
-        options.create_if_missing(True)
-        try:
-            existing = Rdict.list_cf(path, options)
-        except Exception:  # a new database has none yet
-            existing = []
-        self._db = Rdict(path, options=options,
-                         column_families={f: options for f in existing if f != "default"})
-        write_options = WriteOptions()
-        write_options.sync = fsync
-        self._cf = {}
-        for family in self.FAMILIES:
-            if family not in existing:
-                self._db.create_column_family(family, options)
-            self._cf[family] = self._db.get_column_family(family)
-            self._cf[family].set_write_options(write_options)
+        self._db, self._cf = open_rocks(path, self.FAMILIES, fsync)
 
     def append(self, write: LoggedWrite) -> None:
         self._cf["log"][_SEQ.pack(write.seq)] = write.encode()

@@ -11,22 +11,12 @@ import trio
 
 from chainreaction.client import ChainReactionError, connect
 from chainreaction.clusterstats import control_wan
+from chainreaction.demo import read_until
 from chainreaction.runtime.probe import process_stats
 
 from .e2e_helpers import running_cluster
 
 GEO = dict(dcs=3, nodes=3, replication=3, frontends=1, wan_delay_ms=20.0)
-
-
-async def read_until(url: str, key: str, ok, timeout_s: float = 20.0):
-    """Read ``key`` at ``url`` until ``ok(result)``; the last result."""
-    async with await connect([url]) as session:
-        with trio.fail_after(timeout_s):
-            while True:
-                result = await session.read(key)
-                if ok(result):
-                    return result
-                await trio.sleep(0.05)  # sleep-ok: polling replication between real DCs
 
 
 async def test_causality_and_convergence_across_three_dcs(tmp_path):

@@ -75,6 +75,28 @@ class FrontendConfig:
             raise ValueError(f"read_from must be one of {READ_POLICIES}")
 
 
+class _NewestVersions:
+    """Bounded map slot -> newest version known to have a property (stable, applied here):
+    the property holds for every older version of that slot too. Least recently raised
+    slots are forgotten first."""
+
+    def __init__(self, limit: int) -> None:
+        self._versions: collections.OrderedDict = collections.OrderedDict()
+        self._limit = limit
+
+    def note(self, slot, version: Version) -> None:
+        known = self._versions.get(slot)
+        if known is None or version > known:
+            self._versions[slot] = version
+            self._versions.move_to_end(slot)
+            if len(self._versions) > self._limit:
+                self._versions.popitem(last=False)
+
+    def covers(self, slot, version: Version) -> bool:
+        known = self._versions.get(slot)
+        return known is not None and version <= known
+
+
 @attrs.define(slots=True)
 class _Op:
     """One client operation in flight."""
@@ -114,10 +136,10 @@ class FrontendCore:
         # key -> newest version known DC-Write-Stable (from the tails' StableNotices, stable
         # read replies and positive dependency checks). A dependency at or below it needs no
         # check: stability of a version implies it for every older one of that key.
-        self._known_stable: collections.OrderedDict[str, Version] = collections.OrderedDict()
+        self._known_stable = _NewestVersions(config.max_known_stable)
         # (key, dc) -> newest version of that DC's writes to key known applied here with its
         # causal past (from the proxy's answers and globally stable reads).
-        self._known_applied: collections.OrderedDict[tuple, Version] = collections.OrderedDict()
+        self._known_applied = _NewestVersions(config.max_known_stable)
         self._logged_clock = 0  # newest log time of a dependency we learned about
         self._last_ring_request = float("-inf")
         self._handlers: dict[type, Callable] = {
@@ -252,35 +274,22 @@ class FrontendCore:
         return self._advance_put(op_id, op, now)
 
     def _note_stable(self, key: str, version: Version) -> None:
-        known = self._known_stable.get(key)
-        if known is None or version > known:
-            self._known_stable[key] = version
-            self._known_stable.move_to_end(key)
-            if len(self._known_stable) > self.config.max_known_stable:
-                self._known_stable.popitem(last=False)
+        self._known_stable.note(key, version)
 
     def _is_remote(self, dep: m.Dep) -> bool:
         return self.config.geo and dep.version.dc != self.config.dc
 
     def _note_applied(self, key: str, version: Version) -> None:
-        slot = (key, version.dc)
-        known = self._known_applied.get(slot)
-        if known is None or version > known:
-            self._known_applied[slot] = version
-            self._known_applied.move_to_end(slot)
-            if len(self._known_applied) > self.config.max_known_stable:
-                self._known_applied.popitem(last=False)
+        self._known_applied.note((key, version.dc), version)
 
     def _is_known_applied(self, key: str, version: Version) -> bool:
-        known = self._known_applied.get((key, version.dc))
-        if known is not None and version <= known:
+        if self._known_applied.covers((key, version.dc), version):
             self.counters["dep_known_applied"] += 1
             return True
         return False
 
     def _is_known_stable(self, key: str, version: Version) -> bool:
-        known = self._known_stable.get(key)
-        if known is not None and version <= known:
+        if self._known_stable.covers(key, version):
             self.counters["dep_known_stable"] += 1
             return True
         return False

@@ -78,10 +78,6 @@ class ProxyConfig:
     max_dep_waiters: int = 100_000
     max_cached_entries: int = 100_000  # log entries kept in memory; older ones are re-read
 
-    @property
-    def peer_names(self) -> dict:
-        return dict(self.peers)
-
 
 # phases of an incoming entry
 _WAITING, _PUTTING, _CHECKING, _DONE = range(4)
@@ -93,7 +89,6 @@ class _Incoming:
     seq: int
     entry: m.ShipEntry
     needs: tuple
-    received_at: float
     phase: int = _WAITING
     op: int = 0
     sent_at: float = 0.0
@@ -407,7 +402,7 @@ class ProxyCore:
                 self.counters["batch_gap"] += 1  # an earlier batch was lost: ack asks again
                 break
             self._received[origin] = seq
-            box[seq] = self._waiting[origin][seq] = _Incoming(origin, seq, entry, needs, now)
+            box[seq] = self._waiting[origin][seq] = _Incoming(origin, seq, entry, needs)
             known = self.log.seen(origin, entry.key)
             if known is None or known[0] < entry.version:
                 self.log.put_seen(origin, entry.key, entry.version, seq)

@@ -194,7 +194,16 @@ class Load:
         value = rng.randbytes(spec["value_size"])
         keys, read_ratio = spec["keys"], spec["read_ratio"]
         get_rec, put_rec = self.recorders["get"], self.recorders["put"]
+        # --rate: a fixed schedule per client (staggered), so the load is what was asked
+        # for and not what the store can absorb; 0 = as fast as each session can go.
+        interval = 1.0 / spec["client_rate"] if spec.get("client_rate") else 0.0
+        next_at = _now() + rng.random() * interval
         for _ in range(MAX_OPS_PER_CLIENT):
+            if interval:
+                if next_at >= stop_at:
+                    return
+                await trio.sleep(max(0.0, next_at - _now()))
+                next_at += interval
             if _now() >= stop_at:
                 return
             key = f"{KEY_PREFIX}{rng.randrange(keys)}"
@@ -394,7 +403,8 @@ async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup,
     processes = min(cfg["processes"], cfg["clients"])
     base = {"kind": kind, "target": target, "duration": cfg["duration"],
             "read_ratio": cfg["read_ratio"], "value_size": cfg["value_size"],
-            "keys": cfg["keys"], "seed": cfg["seed"]}
+            "keys": cfg["keys"], "seed": cfg["seed"],
+            "client_rate": cfg["rate"] / cfg["clients"] if kind == "store" else 0.0}
     if processes == 1:
         load = Load({**base, "clients": cfg["clients"], "client_offset": 0})
         pids = (*server_pids, os.getpid())
@@ -603,8 +613,8 @@ def _config(args) -> dict:
         "read_from": args.read_from, "relay_hops": args.relay_hops,
         "baseline": not args.no_baseline, "processes": min(args.processes, args.clients),
         "seed": int(os.environ.get("CHAINREACTION_BENCH_SEED", "1")),
-        "rounds": args.rounds,
-        "cluster_pids": _cluster_pids(args.cluster),
+        "rounds": args.rounds, "rate": args.rate,
+        "cluster_pids": _cluster_pids(args.cluster), "cluster_dir": args.cluster,
     }
 
 
@@ -644,7 +654,9 @@ async def _bench(cfg: dict, groups: list, result: dict) -> None:
     print(f"bench: cluster at {', '.join(urls)}: ring {stats.get('ring_members')} "
           f"(epoch {stats.get('epoch')}); read-from: {cfg['read_from'] or 'not given'} (label)",
           flush=True)
-    print(f"bench: {cfg['clients']} clients in {procs_note}, {cfg['duration']:g} s per run, "
+    pace = (f"offered load {cfg['rate']:g} ops/s (baselines unpaced)" if cfg["rate"]
+            else "closed loop")
+    print(f"bench: {cfg['clients']} clients in {procs_note}, {pace}, {cfg['duration']:g} s per run, "
           f"{cfg['read_ratio'] * 100:g}% reads, {cfg['value_size']} B values, {cfg['keys']} keys; "
           f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}", flush=True)
     print(f"bench: preloading {cfg['keys']} keys ...", flush=True)
@@ -665,6 +677,8 @@ async def _bench(cfg: dict, groups: list, result: dict) -> None:
             relay_procs, relay_addr = await baselines.start_relay_chain(group, cfg["relay_hops"])
         # Rounds alternate store and baselines so drift in machine speed (other tenants,
         # CPU frequency) hits both sides of each ratio alike.
+        if cfg["cluster_dir"]:
+            await _proxy_stats(cfg["cluster_dir"], reset_latencies=True)  # drop the preload's
         for i in range(rounds):
             if rounds > 1:
                 print(f"bench: round {i + 1}/{rounds}", file=sys.stderr, flush=True)
@@ -771,20 +785,29 @@ def _leaves(exc: BaseException):
         yield exc
 
 
-async def _print_geo(data_dir: str) -> dict:
-    """With several DCs: remote visibility and WAN bytes per update, from every proxy."""
-    from .clusterstats import read_manifest, visibility_lines
+async def _proxy_stats(data_dir: str, reset_latencies: bool = False) -> dict:
+    """name -> stats of every remote proxy of the cluster (several DCs only)."""
+    from .clusterstats import read_manifest
     from .runtime.probe import process_stats
 
     proxies = [p for p in read_manifest(data_dir)["processes"] if p["role"] == "proxy"]
     stats = {}
     for proxy in proxies:
         try:
-            stats[proxy["name"]] = await process_stats(proxy["address"], timeout_s=3)
+            stats[proxy["name"]] = await process_stats(proxy["address"], 3, reset_latencies)
         except (trio.TooSlowError, OSError):
             print(f"  {proxy['name']}: no answer")
+    return stats
+
+
+async def _print_geo(data_dir: str) -> dict:
+    """With several DCs: remote visibility and WAN bytes per update, from every proxy."""
+    from .clusterstats import visibility_lines
+
+    stats = await _proxy_stats(data_dir)
     if stats:
-        print("\ngeo-replication (from the remote proxies, whole run incl. warm-up)")
+        print("\ngeo-replication (from the remote proxies; latencies since the store run began, "
+              "counts over the whole run)")
         print("  " + "\n  ".join(visibility_lines(list(stats.values()))))
         for name, st in sorted(stats.items()):
             print(f"  {name}: {st.get('entries_sent', 0)} updates shipped, "

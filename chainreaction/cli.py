@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=_positive_int, default=3,
                        help="alternate store and baseline runs this many times (each gets "
                        "duration/rounds per round), so machine drift affects both alike")
+    bench.add_argument("--rate", type=_non_negative_float, default=0.0, metavar="OPS",
+                       help="offered load of the store run in ops/s over all clients, on a "
+                       "fixed schedule (latency at a given load, e.g. geo visibility below "
+                       "saturation); 0 = closed loop, as fast as the store answers")
     bench.add_argument("--processes", type=_positive_int, default=1,
                        help="client processes (each runs clients/processes sessions)")
     bench.add_argument("--json", metavar="FILE", help="also write results as JSON")

@@ -118,20 +118,27 @@ async def print_cluster_stats(data_dir: str, as_json: bool) -> int:
 
 
 def visibility_lines(proxy_stats: list[dict]) -> list[str]:
-    """Remote visibility (write at its origin -> readable here), one line per DC pair:
-    first readable (applied at the head) and readable at every replica (stable here)."""
-    lines = ["remote visibility, origin -> here, ms: first readable p50 / p99, "
-             "all replicas p50 / p99 (writes)"]
+    """Remote visibility (write at its origin -> readable here), one line per DC pair, by
+    stage: logged at the origin for shipping, arrived here, first readable (applied at
+    the head) and readable at every replica (stable here)."""
+    lines = ["remote visibility, origin -> here, ms p50 / p99 from the write's version: "
+             "logged at origin, arrived here, first readable, all replicas (writes)"]
+    lag = {s.get("dc", 0): (s.get("log_lag_p50_ms", 0), s.get("log_lag_p99_ms", 0))
+           for s in proxy_stats}
     for stats in sorted(proxy_stats, key=lambda s: s.get("dc", 0)):
         here = stats.get("dc", 0)
         for key in sorted(stats):
             if key.startswith("visibility_from_dc") and key.endswith("_p50_ms"):
                 origin = key[len("visibility_from_dc"):-len("_p50_ms")]
+
+                def pair(name):
+                    p50 = stats.get(f"{name}_from_dc{origin}_p50_ms", 0)
+                    p99 = stats.get(f"{name}_from_dc{origin}_p99_ms", 0)
+                    return f"{p50:6.1f} / {p99:6.1f}"
+
+                logged = lag.get(int(origin), (0, 0))
                 count = stats.get(f"visibility_from_dc{origin}_count", 0)
-                first = (stats.get(f"first_visible_from_dc{origin}_p50_ms", 0),
-                         stats.get(f"first_visible_from_dc{origin}_p99_ms", 0))
-                lines.append(f"  dc{origin} -> dc{here}: {first[0]:7.1f} / {first[1]:7.1f}   "
-                             f"{stats[key]:7.1f} / "
-                             f"{stats.get(f'visibility_from_dc{origin}_p99_ms', 0):7.1f}   "
-                             f"({count})")
+                lines.append(f"  dc{origin} -> dc{here}: {logged[0]:5.1f} / {logged[1]:5.1f}  "
+                             f"{pair('arrived')}  {pair('first_visible')}  "
+                             f"{pair('visibility')}  ({count})")
     return lines

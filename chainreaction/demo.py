@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -67,9 +68,13 @@ def run_cluster_foreground(config: ClusterConfig) -> int:
         print(f"error: {exc}")
         return 1
     finally:
-        print("stopping...", flush=True)
+        # Stop the processes even if our stdout is gone (the terminal or pipe closed with
+        # the signal that stops us): a failed print must not leave them orphaned.
+        with contextlib.suppress(OSError):
+            print("stopping...", flush=True)
         cluster.stop()
-        print("stopped.")
+        with contextlib.suppress(OSError):
+            print("stopped.", flush=True)
 
 
 async def _watch(cluster: LocalCluster) -> None:

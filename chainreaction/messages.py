@@ -215,7 +215,9 @@ class Put:
 
 @message(11)
 class PutAck:
-    """node at the eager position -> frontend: the write is on the first ``chain_index`` nodes."""
+    """node at the eager position -> frontend: the write is on the first ``chain_index`` nodes.
+    To a proxy's remote put, ``chain_index`` 0 means the head already held ``version``, this
+    write's or a newer one, and applied nothing."""
 
     op: int = attrs.field(validator=_int)
     key: str = attrs.field(validator=_key)
@@ -497,9 +499,11 @@ class WanControl:
 
 @message(50)
 class StatsRequest:
-    """operator tool -> any process: report your counters."""
+    """operator tool -> any process: report your counters. ``reset_latencies``: then start
+    the latency percentiles afresh (a bench run's numbers exclude its warm-up)."""
 
     op: int = attrs.field(validator=_int)
+    reset_latencies: bool = attrs.field(default=False, validator=_bool)
 
 
 @message(51)

@@ -392,10 +392,10 @@ class NodeCore:
         if current is not None and current.vclock.concurrent(msg.vclock):
             self.counters["lww_conflicts"] += 1
         if current is not None and msg.version <= current.version:
-            # Older than what we hold (or a resend): nothing to apply. The proxy then asks
-            # the tail for stability of this version or newer.
+            # Older than what we hold (or a resend): nothing to apply, and chain_index 0
+            # says so; the proxy then asks the tail for stability of this version or newer.
             self.counters["remote_superseded"] += 1
-            return [Send(src, m.PutAck(msg.op, msg.key, msg.version, 1, False))]
+            return [Send(src, m.PutAck(msg.op, msg.key, current.version, 0, False))]
         vclock = msg.vclock.merge(current.vclock) if current is not None else msg.vclock
         record = Record(msg.version, msg.value, False, msg.rid, msg.seq, 0, vclock)
         self.counters["remote_applied"] += 1

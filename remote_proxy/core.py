@@ -29,9 +29,11 @@ Each entry carries what the receiver must have applied first:
 **Receiver (applying other DCs' writes).** Entries arrive in order per origin. An entry is
 applied when the origin's log is applied here up to ``after`` and every other DC's up to
 ``needs``: it is sent to the local head with its own version (``Put`` with ``version``;
-last writer wins there), then the proxy asks the key's tail until it holds that version or
-a newer one, stable (``DepCheck``). Then it is *applied*; the applied prefix per origin is
-persisted, reported to the origin and to every DC (``ShipAck``), and a write is
+last writer wins there), and it is *applied* once the key's tail holds it stable: the tail
+says so (``StableNotice``), as it does to a frontend. When the head already held a newer
+version, or the notice does not come within ``node_timeout_s``, the proxy asks the tail
+instead until it holds that version or a newer one, stable (``DepCheck``). The applied
+prefix per origin is persisted, reported to the origin and to every DC (``ShipAck``), and a write is
 **Global-Write-Stable** once every DC's applied prefix of its origin covers it. The proxy
 tells its nodes (``GeoProgress``), which then report such versions as stable to clients.
 
@@ -79,8 +81,9 @@ class ProxyConfig:
     max_cached_entries: int = 100_000  # log entries kept in memory; older ones are re-read
 
 
-# phases of an incoming entry
-_WAITING, _PUTTING, _CHECKING, _DONE = range(4)
+# phases of an incoming entry: causal past not applied yet; sent to the head; at the head,
+# waiting for the tail's StableNotice; asking the tail (DepCheck); applied
+_WAITING, _PUTTING, _STABILIZING, _CHECKING, _DONE = range(5)
 
 
 @attrs.define(slots=True)
@@ -151,17 +154,12 @@ class ProxyCore:
         self._waiting: dict[int, collections.OrderedDict] = {
             dc: collections.OrderedDict() for dc in self.peers}
         self._ops: dict[int, _Incoming] = {}
+        self._at_head: dict[tuple, _Incoming] = {}  # (key, version) -> entry sent to the head
         self._waiters: list[_DepWaiter] = []
         self._global: dict[int, int] = {}
         self._progress_sent_at = float("-inf")
         self._reported: tuple = ()
-        # origin dc -> time from the write (its version clock) to: stable at our tail, i.e.
-        # readable at every replica here (``visibility``); applied at our head, i.e. first
-        # readable here (``first_visible``).
-        self.visibility: dict[int, LatencyRecorder] = {
-            dc: LatencyRecorder(max_samples=200_000) for dc in self.peers}
-        self.first_visible: dict[int, LatencyRecorder] = {
-            dc: LatencyRecorder(max_samples=200_000) for dc in self.peers}
+        self._new_latencies()
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
             m.Ship: self._on_ship,
@@ -171,7 +169,7 @@ class ProxyCore:
             m.DepReply: self._on_dep_reply,
             m.Error: self._on_error,
             m.RemoteDepCheck: self._on_remote_dep_check,
-            m.StableNotice: self._ignore,
+            m.StableNotice: self._on_stable_notice,
             m.StatsRequest: self._on_stats_request,
         }
 
@@ -188,6 +186,27 @@ class ProxyCore:
         out += self._expire_waiters(now)
         out += self._report_progress(now)
         return out
+
+    def _new_latencies(self) -> None:
+        """Stages of remote visibility, from a write's version clock at its origin: logged
+        there for shipping (``log_lag``, our own writes); its batch arrived here
+        (``arrived``); applied at our head, i.e. first readable here (``first_visible``);
+        stable at our tail, i.e. readable at every replica here (``visibility``)."""
+        def per_origin():
+            return {dc: LatencyRecorder(max_samples=200_000) for dc in self.peers}
+        self.log_lag = LatencyRecorder(max_samples=200_000)
+        self.arrived, self.first_visible, self.visibility = (
+            per_origin(), per_origin(), per_origin())
+
+    def ship_due(self) -> float | None:
+        """When the next batch is due (the driver may call ``ship`` then, between ticks, so
+        a batch leaves ``batch_interval_s`` after its oldest write, not on the next tick)."""
+        if not self._oldest_unsent_at:
+            return None
+        return min(self._oldest_unsent_at.values()) + self.config.batch_interval_s
+
+    def ship(self, now: float) -> list:
+        return self._ship(now)
 
     @property
     def epoch(self) -> int:
@@ -219,15 +238,17 @@ class ProxyCore:
             "dep_waiters": len(self._waiters),
             **self.counters,
         }
+        def percentiles(name: str, rec: LatencyRecorder) -> None:
+            out[f"{name}_p50_ms"] = round(rec.percentile(50) * 1000, 2)
+            out[f"{name}_p99_ms"] = round(rec.percentile(99) * 1000, 2)
+
+        percentiles("log_lag", self.log_lag)
         for dc, peer in sorted(self.peers.items()):
             out[f"unacked_to_dc{dc}"] = self.last_logged - peer.acked
-            rec = self.visibility[dc]
-            out[f"visibility_from_dc{dc}_p50_ms"] = round(rec.percentile(50) * 1000, 2)
-            out[f"visibility_from_dc{dc}_p99_ms"] = round(rec.percentile(99) * 1000, 2)
-            out[f"visibility_from_dc{dc}_count"] = rec.count
-            first = self.first_visible[dc]
-            out[f"first_visible_from_dc{dc}_p50_ms"] = round(first.percentile(50) * 1000, 2)
-            out[f"first_visible_from_dc{dc}_p99_ms"] = round(first.percentile(99) * 1000, 2)
+            percentiles(f"visibility_from_dc{dc}", self.visibility[dc])
+            out[f"visibility_from_dc{dc}_count"] = self.visibility[dc].count
+            percentiles(f"first_visible_from_dc{dc}", self.first_visible[dc])
+            percentiles(f"arrived_from_dc{dc}", self.arrived[dc])
         return out
 
     # -- helpers ----------------------------------------------------------------------------
@@ -242,11 +263,11 @@ class ProxyCore:
         self._ring_asked_at = now
         return [Send(self.config.manager, m.GetRing(self.epoch))]
 
-    def _ignore(self, src: str, msg, now: float) -> list:
-        return []
-
     def _on_stats_request(self, src: str, msg: m.StatsRequest, now: float) -> list:
-        return [Send(src, m.StatsReply(msg.op, self.stats()))]
+        reply = [Send(src, m.StatsReply(msg.op, self.stats()))]
+        if msg.reset_latencies:
+            self._new_latencies()
+        return reply
 
     def _on_ring_update(self, src: str, msg: m.RingUpdate, now: float) -> list:
         if self.ring is not None and msg.ring.epoch <= self.ring.epoch:
@@ -291,6 +312,7 @@ class ProxyCore:
         for dc in self.peers:
             self._oldest_unsent_at.setdefault(dc, now)
         self.counters["entries_logged"] += 1
+        self.log_lag.record(max(0.0, now - msg.version.clock / 1e6))
         return [Send(src, m.Shipped(msg.key, msg.version, seq, logged_at))]
 
     def _ship(self, now: float) -> list:
@@ -308,7 +330,7 @@ class ProxyCore:
                 self._oldest_unsent_at.pop(dc, None)
                 continue
             oldest = self._oldest_unsent_at.setdefault(dc, now)
-            if pending < cfg.max_batch_entries and now - oldest < cfg.batch_interval_s:
+            if pending < cfg.max_batch_entries and now < oldest + cfg.batch_interval_s:
                 continue
             while peer.sent < self.last_logged and peer.sent - peer.acked < cfg.max_unacked_entries:
                 batch = self._batch(peer.sent + 1)
@@ -407,6 +429,7 @@ class ProxyCore:
             if known is None or known[0] < entry.version:
                 self.log.put_seen(origin, entry.key, entry.version, seq)
             self.counters["entries_received"] += 1
+            self.arrived[origin].record(max(0.0, now - entry.version.clock / 1e6))
         out += self._pump(now)
         out += self._wake_waiters(now)
         return out
@@ -439,6 +462,7 @@ class ProxyCore:
         e = inc.entry
         inc.phase, inc.op, inc.sent_at, inc.retry_at = _PUTTING, self._new_op(), now, None
         self._ops[inc.op] = inc
+        self._at_head[e.key, e.version] = inc
         head = self.ring.chain(e.key)[0]
         return [Send(head, m.Put(inc.op, e.rid, e.key, e.value, 0, self.epoch, e.version,
                                  e.vclock, inc.seq))]
@@ -457,7 +481,20 @@ class ProxyCore:
             self.counters["stale_reply"] += 1
             return []
         self.first_visible[inc.origin].record(max(0.0, now - inc.entry.version.clock / 1e6))
-        return self._send_check(inc, now)
+        if msg.chain_index == 0:
+            # The head held this version or a newer one already: no notice will come.
+            return self._send_check(inc, now)
+        inc.phase, inc.sent_at = _STABILIZING, now
+        return []
+
+    def _on_stable_notice(self, src: str, msg: m.StableNotice, now: float) -> list:
+        inc = self._at_head.get((msg.key, msg.version))
+        if inc is None or inc.phase == _DONE:
+            self.counters["stable_notice_unmatched"] += 1
+            return []
+        if inc.phase == _PUTTING:  # the notice overtook the head's ack
+            self.first_visible[inc.origin].record(max(0.0, now - inc.entry.version.clock / 1e6))
+        return self._applied_here(inc, now)
 
     def _on_dep_reply(self, src: str, msg: m.DepReply, now: float) -> list:
         inc = self._ops.get(msg.op)
@@ -467,7 +504,12 @@ class ProxyCore:
         if not msg.ok:
             self.counters["apply_check_retry"] += 1
             return self._send_check(inc, now)
-        del self._ops[msg.op]
+        return self._applied_here(inc, now)
+
+    def _applied_here(self, inc: _Incoming, now: float) -> list:
+        """``inc`` is DC-Write-Stable here (or superseded by a newer stable version)."""
+        self._ops.pop(inc.op, None)
+        self._at_head.pop((inc.entry.key, inc.entry.version), None)
         inc.phase = _DONE
         self.visibility[inc.origin].record(max(0.0, now - inc.entry.version.clock / 1e6))
         self.counters["entries_applied"] += 1
@@ -499,7 +541,8 @@ class ProxyCore:
                         continue
                 elif now - inc.sent_at < self.config.node_timeout_s:
                     continue
-                self.counters["apply_resent"] += 1
+                self.counters["stable_notice_missed" if inc.phase == _STABILIZING
+                              else "apply_resent"] += 1
                 self._ops.pop(inc.op, None)
                 out += self._send_put(inc, now) if inc.phase == _PUTTING else \
                     self._send_check(inc, now)

@@ -3,7 +3,7 @@
 * **log**: ``seq -> entry`` for the DC's own writes, in the order they became
   DC-Write-Stable. Peers are shipped from it; it is truncated once every DC applied it.
 * **meta**: small counters that must survive kill -9 (how far each DC's log is applied
-  here, how far we started applying it).
+  here, how far we started applying it, where the truncated log ended).
 * **seen**: ``(origin dc, key) -> (newest version received from that dc, its seq)``, so a
   dependency whose log position the client does not know can still be checked exactly.
 
@@ -24,6 +24,7 @@ from chainreaction.storage import open_rocks
 from chainreaction.versions import Version
 
 _SEQ = struct.Struct(">Q")
+_TRUNCATED = "truncated"  # meta: the last seq ever truncated (the log may be empty)
 
 
 @attrs.frozen(slots=True)
@@ -80,11 +81,12 @@ class MemoryLog:
                 yield self._log[seq]
 
     def truncate(self, upto: int) -> None:
+        self._meta[_TRUNCATED] = max(upto, self._meta.get(_TRUNCATED, 0))
         for seq in [s for s in self._log if s <= upto]:
             del self._log[seq]
 
     def last_seq(self) -> int:
-        return max(self._log, default=0)
+        return max(self._log, default=self._meta.get(_TRUNCATED, 0))
 
     def first_seq(self) -> int:
         return min(self._log, default=0)
@@ -125,6 +127,8 @@ class RocksLog:
             yield LoggedWrite.decode(seq, data)
 
     def truncate(self, upto: int) -> None:
+        # The mark first: a log emptied by truncation still knows where it ended.
+        self.put_meta(_TRUNCATED, max(upto, self.get_meta(_TRUNCATED, 0)))
         first = self.first_seq()
         if first and first <= upto:
             self._cf["log"].delete_range(_SEQ.pack(first), _SEQ.pack(upto + 1))
@@ -135,7 +139,7 @@ class RocksLog:
         return 0
 
     def last_seq(self) -> int:
-        return self._edge(backwards=True)
+        return self._edge(backwards=True) or self.get_meta(_TRUNCATED, 0)
 
     def first_seq(self) -> int:
         return self._edge(backwards=False)

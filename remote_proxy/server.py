@@ -40,6 +40,7 @@ class ProxyDriver(Driver):
         self._wan_queue: collections.deque = collections.deque()  # (due, seq, to, msg)
         self._last_due: dict[str, float] = {}
         self._wan_wakeup = trio.Event()
+        self._ship_wakeup = trio.Event()
         self.wan = collections.Counter()
 
     def on_message(self, src: str, msg) -> None:
@@ -61,6 +62,22 @@ class ProxyDriver(Driver):
             self.transport.send(src, m.StatsReply(msg.op, stats))
             return
         super().on_message(src, msg)
+        if isinstance(msg, m.Ship):
+            self._ship_wakeup.set()
+
+    async def run_shipper(self) -> None:
+        """Send each batch when it is due rather than on the next tick."""
+        while True:
+            due = self.core.ship_due()
+            if due is None:
+                await self._ship_wakeup.wait()
+                self._ship_wakeup = trio.Event()
+                continue
+            wait = due - self.clock()
+            if wait > 0:
+                await trio.sleep(wait)
+            self.dispatch(self.core.ship(self.clock()))
+            await trio.sleep(0)  # a stale due time (link blocked) must not spin
 
     def dispatch(self, effects) -> None:
         for effect in effects:
@@ -134,6 +151,7 @@ async def run_proxy(name: str, listen: str, manager_addr: str, data_dir: str,
             await start_member(nursery, transport, driver, lambda: core.epoch,
                                tick_s=max(0.002, config.batch_interval_s))
             nursery.start_soon(driver.run_wan_delay)
+            nursery.start_soon(driver.run_shipper)
             log.info("proxy %s (dc %d) listening on %s; log holds %d entries, peers %s",
                      name, config.dc, listen, core.last_logged - core._first_seq + 1,
                      sorted(peer_addrs))

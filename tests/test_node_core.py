@@ -306,3 +306,26 @@ def test_a_large_copy_is_streamed_over_ticks_and_completes():
     assert all(stores["c"].get(k) == stores["a"].get(k) for k in mine)
     assert chunks > 4 * CFG.sync_chunks_per_step  # spread over several ticks
     assert nodes["c"].counters["sync_request_resent"] == 0  # steady progress, no retry
+
+
+def test_a_remote_write_keeps_its_version_and_the_tail_tells_the_proxy_when_stable():
+    c = Chain(eager=1)
+    key = c.key_with_chain(["a", "b", "c"])
+    remote = m.Put(7, b"rr", key, b"from dc1", 0, 1, Version(5_000_000, 1))
+    outside = c.send("proxy", [Send("a", remote)])
+    ack = [e.msg for e in outside if isinstance(e.msg, m.PutAck)]
+    notice = [e for e in outside if isinstance(e.msg, m.StableNotice)]
+    assert [(a.version, a.chain_index) for a in ack] == [(Version(5_000_000, 1), 1)]
+    assert [(n.to, n.msg.version) for n in notice] == [("proxy", Version(5_000_000, 1))]
+    assert c.stores["c"].get(key).version == Version(5_000_000, 1)
+
+
+def test_a_remote_write_older_than_the_heads_version_is_not_applied_and_says_so():
+    c = Chain(eager=1)
+    key = c.key_with_chain(["a", "b", "c"])
+    c.send("fe", [Send("a", put(key=key, value=b"local"))], now=9.0)
+    newest = c.stores["a"].get(key).version
+    older = m.Put(7, b"rr", key, b"from dc1", 0, 1, Version(5_000_000, 1))
+    (ack,) = c.send("proxy", [Send("a", older)], now=9.1)
+    assert (ack.msg.chain_index, ack.msg.version) == (0, newest)
+    assert c.stores["c"].get(key).value == b"local"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chainreaction import messages as m
 from chainreaction.effects import Send
 from chainreaction.ring import Ring
 from chainreaction.versions import VClock, Version
 from remote_proxy.core import ProxyConfig, ProxyCore
-from remote_proxy.log import MemoryLog
+from remote_proxy.log import MemoryLog, RocksLog
 
 RING = Ring(1, [("n1", "a"), ("n2", "b"), ("n3", "c")], 3, 4)
 CONFIG = ProxyConfig(dc=0, peers=((1, "p1"), (2, "p2")), batch_interval_s=0.01)
@@ -72,6 +74,16 @@ def test_batches_wait_for_the_interval_then_go_to_every_peer_in_order():
     assert sent(core.tick(0.03), m.ShipBatch) == []  # nothing new, nothing resent yet
 
 
+def test_the_driver_learns_when_the_next_batch_is_due():
+    core = proxy()
+    assert core.ship_due() is None
+    ship(core, "a", 1_000, 0.001)
+    ship(core, "b", 2_000, 0.004)
+    assert core.ship_due() == 0.001 + CONFIG.batch_interval_s  # the oldest write decides
+    assert len(sent(core.ship(core.ship_due()), m.ShipBatch)) == 2
+    assert core.ship_due() is None
+
+
 def test_a_peer_without_progress_gets_the_unacked_log_again():
     core = proxy()
     ship(core, "a", 1_000, 0.001)
@@ -105,6 +117,28 @@ def test_a_restarted_proxy_continues_its_log_and_reships_what_peers_lack():
     assert [e.key for e in batches[0].msg.entries] == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize("kind", ["memory", "rocksdict"])
+def test_a_restart_after_the_whole_log_was_truncated_does_not_reuse_positions(kind, tmp_path):
+    # Reusing a position would make every peer drop the new write as a resend: lost.
+    open_log = (lambda: MemoryLog()) if kind == "memory" else (
+        lambda: RocksLog(str(tmp_path / "log")))
+    log = open_log()
+    core = proxy(log)
+    ship(core, "a", 1_000, 0.001)
+    core.tick(0.02)
+    for dc in (1, 2):
+        core.handle(f"p{dc}", m.ShipAck(dc, 1, ((0, 1),)), 0.1)
+    assert log.first_seq() == 0  # nothing retained
+    if kind == "rocksdict":
+        log.close()
+        log = open_log()
+    again = proxy(log, now=5.0)
+    assert ship(again, "b", 6_000_000, 5.0).seq == 2
+    (batch, *_) = sent(again.tick(5.1), m.ShipBatch)
+    assert batch.msg.first_seq == 2
+    log.close()
+
+
 # -- receiver side ----------------------------------------------------------------------------
 
 def receive(core, origin, first_seq, entries, now, needs=()):
@@ -112,12 +146,12 @@ def receive(core, origin, first_seq, entries, now, needs=()):
 
 
 def apply_fully(core, effects, now):
-    """Answer the proxy's Put with a PutAck and its DepCheck with a positive DepReply."""
+    """Answer the proxy's Puts as a chain would: the head's PutAck, the tail's StableNotice."""
     out = []
     for put in sent(effects, m.Put):
-        acks = core.handle(put.to, m.PutAck(put.msg.op, put.msg.key, put.msg.version, 1, False), now)
-        for check in sent(acks, m.DepCheck):
-            out += core.handle(check.to, m.DepReply(check.msg.op, check.msg.key, True, 0), now)
+        p = put.msg
+        out += core.handle(put.to, m.PutAck(p.op, p.key, p.version, 1, False), now)
+        out += core.handle(RING.chain(p.key)[-1], m.StableNotice(p.key, p.version, p.rid), now)
     return out
 
 
@@ -128,6 +162,47 @@ def test_entries_are_applied_at_the_head_with_their_own_version():
     assert put.to == RING.chain("a")[0]
     assert put.msg.version == Version(5, 1) and put.msg.seq == 1
     apply_fully(core, effects, 0.2)
+    assert core.applied[1] == 1
+
+
+def test_an_entry_is_applied_when_the_tail_says_it_is_stable_not_at_the_heads_ack():
+    core = proxy()
+    (put,) = sent(receive(core, 1, 1, [entry("a", 5)], 0.1), m.Put)
+    p = put.msg
+    assert core.handle(put.to, m.PutAck(p.op, "a", p.version, 1, False), 0.2) == []
+    assert core.applied[1] == 0  # on the head only: not readable at every replica yet
+    core.handle(RING.chain("a")[-1], m.StableNotice("a", p.version, p.rid), 0.3)
+    assert core.applied[1] == 1 and core.counters["entries_applied"] == 1
+
+
+def test_a_notice_that_overtakes_the_heads_ack_applies_the_entry():
+    core = proxy()
+    (put,) = sent(receive(core, 1, 1, [entry("a", 5)], 0.1), m.Put)
+    core.handle(RING.chain("a")[-1], m.StableNotice("a", put.msg.version, put.msg.rid), 0.2)
+    core.handle(put.to, m.PutAck(put.msg.op, "a", put.msg.version, 1, False), 0.3)
+    assert core.applied[1] == 1 and core.counters["entries_applied"] == 1
+
+
+def test_a_write_the_head_already_superseded_is_checked_at_the_tail():
+    core = proxy()
+    (put,) = sent(receive(core, 1, 1, [entry("a", 5)], 0.1), m.Put)
+    newer = Version(9, 2)
+    (check,) = sent(core.handle(put.to, m.PutAck(put.msg.op, "a", newer, 0, False), 0.2),
+                    m.DepCheck)
+    assert check.to == RING.chain("a")[-1] and check.msg.version == Version(5, 1)
+    assert core.applied[1] == 0
+    core.handle(check.to, m.DepReply(check.msg.op, "a", True, 0), 0.3)
+    assert core.applied[1] == 1
+
+
+def test_a_lost_stable_notice_falls_back_to_asking_the_tail():
+    core = proxy()
+    (put,) = sent(receive(core, 1, 1, [entry("a", 5)], 0.1), m.Put)
+    core.handle(put.to, m.PutAck(put.msg.op, "a", put.msg.version, 1, False), 0.2)
+    assert sent(core.tick(0.2 + CONFIG.node_timeout_s / 2), m.DepCheck) == []
+    (check,) = sent(core.tick(0.2 + CONFIG.node_timeout_s), m.DepCheck)
+    assert core.counters["stable_notice_missed"] == 1
+    core.handle(check.to, m.DepReply(check.msg.op, "a", True, 0), 1.5)
     assert core.applied[1] == 1
 
 

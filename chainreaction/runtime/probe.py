@@ -11,9 +11,9 @@ from .. import messages as m
 from .transport import Transport
 
 
-async def process_stats(addr: str, timeout_s: float = 3.0) -> dict:
+async def process_stats(addr: str, timeout_s: float = 3.0, reset_latencies: bool = False) -> dict:
     """``StatsReply.stats`` of the process listening on ``addr``; TooSlowError if silent."""
-    return await ask(addr, m.StatsRequest(1), timeout_s)
+    return await ask(addr, m.StatsRequest(1, reset_latencies), timeout_s)
 
 
 async def ask(addr: str, request, timeout_s: float = 3.0) -> dict:

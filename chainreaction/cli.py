@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--manager", required=True, metavar="HOST:PORT")
     fe.add_argument("--read-from", choices=("chain", "head", "tail"), default="chain",
                     help="chain: spread reads over the causally safe prefix (default)")
+    fe.add_argument("--unsafe-skip-dependency-checks", action="store_true",
+                    help="BREAKS CAUSALITY, only to show that `chainreaction check` catches "
+                    "it: writes do not wait for dependencies, reads ignore session versions")
     _geo_member_options(fe)
 
     px = sub.add_parser("proxy", help="run a datacenter's remote proxy (ships its writes to "
@@ -144,6 +147,45 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dcs", type=_positive_int, default=3, help="datacenters (1 = one DC)")
     demo.add_argument("--wan-delay", type=_non_negative_float, default=50.0, metavar="MS",
                       help="one-way delay between DCs")
+
+    chk = sub.add_parser("check", help="check a recorded history (JSON lines) for causal "
+                         "anomalies, lost writes and divergence; exit 1 if any is found",
+                         description="Reads a history recorded by the SDK (Session(history=...)"
+                         " or `chainreaction jepsen`) and reports, in words, every violation "
+                         "of the session guarantees and of causal convergence (bad patterns "
+                         "after Bouajjani et al., POPL 2017), lost acknowledged writes and "
+                         "DCs whose final reads disagree. Exit 0: valid; 1: anomalies; 2: "
+                         "unreadable history.")
+    chk.add_argument("history", metavar="HISTORY.jsonl")
+    chk.add_argument("--json", action="store_true", help="print the report as JSON")
+    chk.add_argument("--max", type=_positive_int, default=10, metavar="N",
+                     help="anomalies described per kind (default 10)")
+
+    jep = sub.add_parser("jepsen", help="start a local cluster, run recorded sessions in every "
+                         "DC under faults drawn from a seed, heal, check the history",
+                         description="Starts a real local cluster (as `cluster up`), runs "
+                         "concurrent causal sessions in every DC (some move between DCs), "
+                         "injects faults on a schedule drawn from --seed (kill -9 and restart "
+                         "of nodes, frontends, proxies, managers; SIGSTOP/SIGCONT; partitions "
+                         "between DCs and between nodes; clock skew), heals, waits for "
+                         "quiescence, reads every key in every DC and runs the checker. Writes "
+                         "a report folder: history.jsonl, check.txt, faults.json, summary.json,"
+                         " timeline.png. Exit 0 when no anomaly was found, 1 otherwise.")
+    jep.add_argument("--dcs", type=_positive_int, default=3)
+    jep.add_argument("--nodes", type=_positive_int, default=3, help="per DC")
+    jep.add_argument("--time", type=_positive_float, default=60.0, help="seconds of workload")
+    jep.add_argument("--nemesis", default="kill,pause,partition,clock",
+                     help="comma-separated: kill, pause, partition, clock; 'all'; '' for none")
+    jep.add_argument("--seed", type=int, default=1, help="draws the faults and the workload")
+    jep.add_argument("--sessions", type=_positive_int, default=3, help="sessions per DC")
+    jep.add_argument("--keys", type=_positive_int, default=6)
+    jep.add_argument("--wan-delay", type=_non_negative_float, default=20.0, metavar="MS")
+    jep.add_argument("--base-port", type=int, default=7400)
+    jep.add_argument("--out", metavar="DIR", help="report folder (default "
+                     "jepsen-report-seed<SEED>)")
+    jep.add_argument("--unsafe-skip-dependency-checks", action="store_true",
+                     help="start the frontends with causality broken on purpose, to see the "
+                     "checker find anomalies")
 
     bench = sub.add_parser("bench", help="load a running cluster; print throughput and "
                            "latency percentiles next to raw baselines measured in the same run")
@@ -277,6 +319,15 @@ def _dispatch(args) -> int:
         finally:
             if not args.data_dir:
                 shutil.rmtree(data_dir, ignore_errors=True)
+    if cmd == "check":
+        from . import checker
+
+        argv = [args.history, *(["--json"] if args.json else []), "--max", str(args.max)]
+        return checker.main(argv)
+    if cmd == "jepsen":
+        from .jepsen import main_args
+
+        return main_args(args)
     if cmd == "bench":
         from .bench import run_bench
 
@@ -324,7 +375,12 @@ def _run_process(args) -> int:
         from frontend.server import run_frontend
 
         config = FrontendConfig(read_from=args.read_from, dc=args.dc, geo=bool(args.proxy),
-                                proxy=args.proxy_name)
+                                proxy=args.proxy_name,
+                                unsafe_skip_dependency_checks=args.unsafe_skip_dependency_checks)
+        if config.unsafe_skip_dependency_checks:
+            logging.getLogger("frontend").warning(
+                "UNSAFE: --unsafe-skip-dependency-checks is on: this frontend does NOT keep "
+                "causal consistency (for testing the checker only)")
         trio.run(lambda: run_frontend(args.name, args.listen, args.ws, args.manager, config,
                                       proxy_addr=args.proxy))
     return 0

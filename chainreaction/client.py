@@ -25,6 +25,7 @@ from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from . import codec
 from . import messages as m
+from .history import REFUSED, HistoryWriter
 from .session import SessionState
 from .versions import Version
 
@@ -69,7 +70,8 @@ class Session:
     is what session order means; open several sessions for parallelism."""
 
     def __init__(self, urls: Sequence[str], *, timeout_s: float = 15.0,
-                 connect_timeout_s: float = 5.0) -> None:
+                 connect_timeout_s: float = 5.0, history: HistoryWriter | None = None,
+                 process: str = "s0", dc_of_url: dict | None = None) -> None:
         if isinstance(urls, str):
             urls = [urls]
         if not urls:
@@ -89,6 +91,12 @@ class Session:
         self._ws = None
         self._attached = True  # a new connection must attach first (if we have metadata)
         self._busy = False
+        # Optional history recording (``chainreaction check``): this session's events go
+        # to ``history`` as ``process``; ``dc_of_url`` names the DC of an invocation.
+        self.history = history
+        self.process = process
+        self.dc_of_url = dc_of_url or {}
+        self.final_reads = False  # the checker's final reads, after every fault is healed
 
     # -- connection management --------------------------------------------------------------
 
@@ -208,9 +216,30 @@ class Session:
         """key -> Entry(version, chain per DC, seq) for keys not yet known stable."""
         return self.state.metadata
 
+    async def _recorded_call(self, req: m.ClientRequest, f: str, key: str,
+                             value: bytes | None) -> dict:
+        if self.history is None:
+            return await self._call(req)
+        invoked = self.history.invoke(self.process, self.dc_of_url.get(self.url), f, key, value)
+        try:
+            reply = await self._call(req)
+        except ChainReactionError as exc:
+            certain = f == "read" or exc.code in REFUSED
+            self.history.complete(invoked, "fail" if certain else "info", error=exc.code,
+                                  final=self.final_reads)
+            raise
+        except BaseException:  # cancelled mid-request: a write may still apply
+            self.history.complete(invoked, "fail" if f == "read" else "info",
+                                  error="interrupted")
+            raise
+        self.history.complete(invoked, "ok", value=reply.get("value") if f == "read" else value,
+                              version=reply.get("version"), dc=reply.get("dc"),
+                              final=self.final_reads)
+        return reply
+
     async def read(self, key: str) -> ReadResult:
         """Read ``key`` with its version metadata."""
-        reply = await self._call(self.state.get_request(key))
+        reply = await self._recorded_call(self.state.get_request(key), "read", key, None)
         self.state.on_read(key, reply)
         return ReadResult(bool(reply.get("found")), reply.get("value"), reply.get("version"),
                           reply.get("chain_index", 0), bool(reply.get("stable")),
@@ -222,7 +251,9 @@ class Session:
         return (await self.read(key)).value
 
     async def _write(self, op: str, key: str, value: bytes | None) -> WriteResult:
-        reply = await self._call(self.state.write_request(op, key, value, os.urandom(16)))
+        reply = await self._recorded_call(
+            self.state.write_request(op, key, value, os.urandom(16)),
+            "write" if op == "put" else "delete", key, value)
         self.state.on_write(key, reply)
         return WriteResult(reply["version"], reply["chain_index"], bool(reply.get("stable")),
                            reply.get("dc", 0))

@@ -57,6 +57,7 @@ class ClusterConfig:
     wan_delay_ms: float = 0.0
     wan_jitter_ms: float = 0.0
     batch_interval_ms: float = 5.0
+    unsafe_skip_dependency_checks: bool = False  # frontends break causality (checker tests)
 
     @property
     def ports_per_dc(self) -> int:
@@ -124,7 +125,9 @@ class LocalCluster:
                 ws = f"{HOST}:{port + c.nodes + c.frontends + i}"
                 self.processes[name] = ProcessSpec("frontend", name, addr, [
                     "frontend", "--name", name, "--listen", addr, "--ws", ws,
-                    "--manager", manager_addr, "--read-from", c.read_from, *geo_args],
+                    "--manager", manager_addr, "--read-from", c.read_from, *geo_args,
+                    *(["--unsafe-skip-dependency-checks"]
+                      if c.unsafe_skip_dependency_checks else [])],
                     url=f"ws://{ws}", dc=dc)
             if geo:
                 name, addr = proxies[dc]

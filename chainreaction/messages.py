@@ -41,6 +41,18 @@ def _int(_i, a, v):
         raise TypeError(f"{a.name} must be a non-negative 64-bit int, got {v!r}")
 
 
+def _skew_ms(_i, a, v):
+    if type(v) is not int or abs(v) > 3_600_000:
+        raise TypeError(f"{a.name} must be an int within an hour, got {v!r}")
+
+
+def _name_list(v) -> tuple:
+    if not isinstance(v, (list, tuple)) or len(v) > 1024 or any(
+            type(x) is not str or len(x) > 256 for x in v):
+        raise TypeError("cut_off must be a list of process names")
+    return tuple(v)
+
+
 def _bool(_i, a, v):
     if type(v) is not bool:
         raise TypeError(f"{a.name} must be a bool, got {type(v).__name__}")
@@ -495,6 +507,17 @@ class WanControl:
 
     op: int = attrs.field(validator=_int)
     blocked: tuple = attrs.field(converter=lambda v: _dc_list(v))
+
+
+@message(67)
+class FaultControl:
+    """operator -> any process: run the clock ``clock_skew_ms`` off (signed) and drop every
+    frame to and from the processes named in ``cut_off`` (empty: heal). Answered with
+    StatsReply. For fault-injection tests on one machine (``chainreaction jepsen``)."""
+
+    op: int = attrs.field(validator=_int)
+    clock_skew_ms: int = attrs.field(validator=_skew_ms)
+    cut_off: tuple = attrs.field(converter=lambda v: _name_list(v))
 
 
 @message(50)

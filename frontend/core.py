@@ -69,6 +69,10 @@ class FrontendConfig:
     dc: int = 0
     geo: bool = False
     proxy: str = "proxy"
+    # Breaks causal consistency on purpose, to prove that the Jepsen-style checker finds
+    # anomalies: writes and attaches do not wait for dependencies, reads ignore the
+    # session's versions (any chain node, any version). Never for real use.
+    unsafe_skip_dependency_checks: bool = False
 
     def __attrs_post_init__(self):
         if self.read_from not in READ_POLICIES:
@@ -164,6 +168,9 @@ class FrontendCore:
             return [self._client_error(conn, req.id, m.OVERLOADED, "too many requests in flight")]
         op_id = self._new_id()
         deadline = now + self.config.request_timeout_s
+        if self.config.unsafe_skip_dependency_checks:
+            self.counters["unsafe_dependencies_skipped"] += len(req.deps)
+            req = attrs.evolve(req, deps=())
         if req.op == "get":
             entry = next((d for d in req.deps if d.key == req.key), None)
             op = _Op(conn, req.id, "get", req.key, deadline,

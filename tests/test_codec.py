@@ -56,6 +56,8 @@ FIELD_STRATEGIES = {
     "vclock": vclocks,
     "entries": st.lists(ship_entries, max_size=3).map(tuple),
     "blocked": st.lists(dc_ids, max_size=3).map(tuple),
+    "cut_off": st.lists(st.text(max_size=10), max_size=3).map(tuple),
+    "clock_skew_ms": st.integers(-3_600_000, 3_600_000),
     **{f: st.booleans() for f in ("stable", "found", "ok", "done", "partial_ok",
                                   "reset_latencies")},
     "role": st.sampled_from(m.ROLES),
@@ -112,7 +114,7 @@ def example_of(cls):
         "items": (m.SyncItem("k", Version(1, 0), None, False, b"r"),),
         "logged_at": 9, "clock": 10, "first_seq": 1, "received": 0, "dc": 1, "origin_dc": 2,
         "applied": ((0, 1),), "global_stable": ((0, 1),), "needs": ((1, 2),),
-        "vclock": VClock({1: 7}), "blocked": (1,),
+        "vclock": VClock({1: 7}), "blocked": (1,), "cut_off": ("n1",), "clock_skew_ms": -5,
         "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0, ((0, 3),)),),
     }
     missing = [f for f in cls.FIELDS if f not in sample]
@@ -221,11 +223,13 @@ def test_valid_example_decodes(cls):
 BAD_FIELD_VALUES = {"float": 1.5, "negative": -1, "int-keyed-map": {1: 2}, "list": [1.5]}
 
 
-@pytest.mark.parametrize(
-    "cls,field", [(cls, f) for cls in CLASSES for f in cls.FIELDS],
-    ids=[f"{cls.__name__}.{f}" for cls in CLASSES for f in cls.FIELDS],
-)
-@pytest.mark.parametrize("bad", BAD_FIELD_VALUES)
+SIGNED_FIELDS = {"clock_skew_ms"}  # where a negative int is valid
+WRONG_FIELDS = [(cls, f, bad) for cls in CLASSES for f in cls.FIELDS for bad in BAD_FIELD_VALUES
+                if not (bad == "negative" and f in SIGNED_FIELDS)]
+
+
+@pytest.mark.parametrize("cls,field,bad", WRONG_FIELDS,
+                         ids=[f"{bad}-{cls.__name__}.{f}" for cls, f, bad in WRONG_FIELDS])
 def test_wrong_field_type_is_bad_request(cls, field, bad):
     fields = wire_fields(example_of(cls))
     fields[cls.FIELDS.index(field)] = BAD_FIELD_VALUES[bad]
@@ -245,6 +249,8 @@ def test_wrong_field_type_is_bad_request(cls, field, bad):
         (m.PutAck, "version", [1, 2**16]),
         (m.PutAck, "version", [1]),
         (m.PutAck, "stable", 1),
+        (m.FaultControl, "clock_skew_ms", 3_600_001),
+        (m.FaultControl, "cut_off", ["n1", 2]),
         (m.RingUpdate, "ring", [1, [["a", "x"], ["a", "y"]], 3, 4]),
         (m.RingUpdate, "ring", [1, [], 0, 4]),
         (m.SyncRequest, "ranges", [[1, 2, 3]]),
@@ -253,7 +259,8 @@ def test_wrong_field_type_is_bad_request(cls, field, bad):
         (m.Put, "value", "text"),
     ],
     ids=["role", "empty-key", "long-key", "big-value", "empty-rid", "long-rid", "epoch-2^63",
-         "dc-2^16", "short-version", "int-as-bool", "dup-members", "replication-0",
+         "dc-2^16", "short-version", "int-as-bool", "skew-over-an-hour", "int-in-names",
+         "dup-members", "replication-0",
          "3-bound-range", "4-field-item", "bytes-name", "text-value"],
 )
 def test_out_of_range_fields_are_bad_request(cls, field, bad):

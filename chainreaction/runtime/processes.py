@@ -38,9 +38,22 @@ class Driver:
     def __init__(self, core, transport: Transport, clock=wall_clock) -> None:
         self.core = core
         self.transport = transport
-        self.clock = clock
+        self._base_clock = clock
+        self.clock_skew_s = 0.0  # set by FaultControl (fault injection only)
+
+    def clock(self) -> float:
+        return self._base_clock() + self.clock_skew_s
 
     def on_message(self, src: str, msg) -> None:
+        if isinstance(msg, m.FaultControl):
+            self.clock_skew_s = msg.clock_skew_ms / 1000
+            self.transport.blocked = set(msg.cut_off)
+            log.warning("fault injection: clock skew %+d ms, links to %s %s",
+                        msg.clock_skew_ms, sorted(msg.cut_off) or "all",
+                        "cut" if msg.cut_off else "healed")
+            self.transport.send(src, m.StatsReply(msg.op, {
+                "clock_skew_ms": msg.clock_skew_ms, "blocked": sorted(msg.cut_off)}))
+            return
         if isinstance(msg, m.StatsRequest):  # the core's counters plus the transport's
             stats = {**self.transport.counters, **self.core.stats()}
             self.transport.send(src, m.StatsReply(msg.op, stats))

@@ -158,6 +158,7 @@ class Transport:
         self.counters: collections.Counter = collections.Counter()
         self._links: dict[str, _Link] = {}
         self._dirty: set[_Link] = set()
+        self.blocked: set[str] = set()  # peers cut off by fault injection (FaultControl)
         self._flush_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
 
@@ -168,6 +169,9 @@ class Transport:
     def send(self, to: str, msg) -> None:
         if to == self.name:
             self.on_message(self.name, msg)
+            return
+        if to in self.blocked:
+            self.counters["frames_dropped_blocked"] += 1
             return
         link = self._links.get(to)
         if link is None:
@@ -244,6 +248,9 @@ class Transport:
             self.learn(msg.name, msg.addr)
             return msg.name
         if isinstance(msg, m.Hello):
+            return peer
+        if peer in self.blocked:
+            self.counters["frames_dropped_blocked"] += 1
             return peer
         self.counters["frames_in"] += 1
         try:

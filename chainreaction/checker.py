@@ -28,7 +28,9 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from itertools import compress
+from operator import gt, ne
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 THIN_AIR_READ = "ThinAirRead"
 CYCLIC_CO = "CyclicCO"
@@ -58,8 +60,7 @@ class HistoryError(ValueError):
 # --------------------------------------------------------------------------- public types
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One validated history line. ``line`` is its 1-based line number in the input."""
 
     line: int
@@ -157,6 +158,33 @@ def _decode_json(text: str, number: int) -> Any:
 
 
 def _parse_event(obj: Any, number: int) -> Event:
+    """Validate one decoded line: a quick test for well-formed lines, then field by field
+    (to say exactly what is wrong) for the rest."""
+    try:
+        event = Event(number, obj["index"], obj["process"], obj["type"], obj["f"], obj["key"],
+                      obj.get("value"), obj.get("version"), obj.get("dc"), obj.get("time"),
+                      obj.get("final", False), obj.get("error"))
+    except (KeyError, TypeError, AttributeError):
+        return _parse_event_field_by_field(obj, number)
+    if not _well_formed(event):
+        return _parse_event_field_by_field(obj, number)
+    version = event.version
+    return event if version is None else event._replace(version=(version[0], version[1]))
+
+
+def _well_formed(event: Event) -> bool:
+    version = event.version
+    return (type(event.index) is int and type(event.process) is str
+            and event.type in EVENT_TYPES and event.f in FUNCTIONS and type(event.key) is str
+            and (event.value is None or type(event.value) is str)
+            and (version is None or (type(version) is list and len(version) == 2
+                                     and type(version[0]) is int and type(version[1]) is int))
+            and (event.dc is None or type(event.dc) is int)
+            and (event.time is None or type(event.time) in (int, float))
+            and type(event.final) is bool)
+
+
+def _parse_event_field_by_field(obj: Any, number: int) -> Event:
     if not isinstance(obj, dict):
         raise HistoryError(f"line {number}: expected a JSON object, got "
                            f"{type(obj).__name__}")
@@ -241,7 +269,8 @@ class _Op:
     """An invocation paired with its completion, plus what the analysis learns about it."""
 
     __slots__ = ("id", "index", "line", "process", "f", "key", "value", "version", "dc", "status",
-                 "final", "session", "pos", "rf", "rf_cut", "outcome", "base", "readers")
+                 "final", "session", "pos", "rf", "rf_cut", "outcome", "base", "readers",
+                 "rank", "known", "top")
 
     def __init__(self, invoke: Event, completion: Event | None) -> None:
         done = completion or invoke
@@ -263,6 +292,9 @@ class _Op:
         self.outcome = ""  # for reads: "init", "write" or "thin-air"
         self.base: array | None = None  # vector clock; own slot is ``pos``, not base[session]
         self.readers: list[_Op] = []
+        self.rank = 0  # order of the version among all versions, 0 if unknown
+        self.known: array | None = None  # per key, the largest rank in the causal past
+        self.top = 0  # the largest rank in the causal past, any key
 
     @property
     def is_read(self) -> bool:
@@ -296,7 +328,7 @@ def _completed_value(invoke: Event, completion: Event | None) -> str | None:
 def _pair_operations(events: Sequence[Event]) -> list[_Op]:
     """Match each invoke with its process's next completion; unfinished ops become info."""
     pending: dict[str, Event] = {}
-    ops: list[tuple[int, _Op]] = []
+    ops: list[_Op] = []
     for event in events:
         running = pending.get(event.process)
         if event.type == "invoke":
@@ -313,10 +345,10 @@ def _pair_operations(events: Sequence[Event]) -> list[_Op]:
                                f"match the invoke on line {running.line} ({running.f} "
                                f"{running.key})")
         del pending[event.process]
-        ops.append((running.line, _Op(running, event)))
-    ops.extend((invoke.line, _Op(invoke, None)) for invoke in pending.values())
-    ops.sort(key=lambda pair: pair[0])  # invoke order: per process, that is session order
-    return [op for _, op in ops]
+        ops.append(_Op(running, event))
+    # A process's ops complete in the order it invoked them: that is session order.
+    ops.extend(_Op(invoke, None) for invoke in pending.values())
+    return ops
 
 
 # --------------------------------------------------------------------------- analysis
@@ -330,6 +362,16 @@ class _WriteIndex:
     writes: list[_Op] = field(default_factory=list)
     versioned_positions: list[int] = field(default_factory=list)
     versioned_writes: list[_Op] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _KeyView:
+    """What a session knows about one key: the CO-maximal writes of it in its past, as of
+    the clock ``base``."""
+
+    base: array
+    frontier: list[_Op]
+    counts: array  # per session: how many of its writes of the key were seen
 
 
 @dataclass(slots=True)
@@ -351,11 +393,18 @@ class _Analysis:
         self.sessions: list[list[_Op]] = []
         self.session_names: list[str] = []
         self.found: dict[str, list[Anomaly]] = {kind: [] for kind in KINDS}
-        self.write_index: dict[str, dict[int, _WriteIndex]] = defaultdict(dict)
+        self.write_index: dict[str, list[_WriteIndex | None]] = {}
+        self.slow_keys: set[str] = set()  # unversioned writes may be in causal pasts
+        self.broken_keys: set[str] = set()  # some write is out of LWW order (LWW (a))
+        self.key_slots: dict[str, int] = {}
+        self.version_ties = False  # two writes of a key share a version
+        self.inversions = False  # a write's version is below one in its past (other key)
+        self.slots = self.slots_of_keys = range(0)
+        self.zero = array("i")
+        self.nothing_known = array("i")
         self.cf_succ: dict[int, set[int]] = defaultdict(set)
         self.cf_pred: dict[int, set[int]] = defaultdict(set)
         self.cf_witness: dict[tuple[int, int], _Op] = {}
-        self.stale_reads: set[int] = set()
 
     def run(self) -> list[Anomaly]:
         self._split_sessions()
@@ -364,8 +413,9 @@ class _Analysis:
         self._index_writes()
         self._assign_vector_clocks()
         self._check_reads()
-        self._check_write_order()
-        self._check_conflict_cycles()
+        if self._conflicts_possible():
+            self._collect_conflicts()
+            self._check_conflict_cycles()
         self._check_final_reads()
         return [anomaly for kind in KINDS for anomaly in self.found[kind]]
 
@@ -398,6 +448,8 @@ class _Analysis:
             self.nodes.append(op)
             if op.status == "info":
                 del current[op.process]
+        self.slots = range(len(self.sessions))
+        self.zero = array("i", bytes(4 * len(self.sessions)))
 
     def _resolve_reads(self) -> None:
         """Map each read to the write it returned; reads of nothing anyone wrote are thin air."""
@@ -467,15 +519,42 @@ class _Analysis:
                 write.version = read.version
 
     def _index_writes(self) -> None:
+        """Per key, each session's writes in session order, indexed by session number.
+
+        Also ranks all versions (one integer compare instead of a tuple compare) and notes
+        keys with an unversioned write that an op may have in its causal past (an ok write,
+        or one that was read): those keys are checked the slow way. Unread info writes end
+        their session and are in no op's past.
+        """
+        versions = sorted({op.version for op in self.nodes if op.is_write and op.version})
+        rank_of = {version: rank for rank, version in enumerate(versions, start=1)}
+        seen_versions: set[tuple[str, tuple[int, int]]] = set()
         for write in self.nodes:
             if not write.is_write:
                 continue
-            entry = self.write_index[write.key].setdefault(write.session, _WriteIndex())
+            self.key_slots.setdefault(write.key, len(self.key_slots))
+            entry = self._write_entry(write)
             entry.positions.append(write.pos)
             entry.writes.append(write)
             if write.version is not None:
+                write.rank = rank_of[write.version]
                 entry.versioned_positions.append(write.pos)
                 entry.versioned_writes.append(write)
+                self.version_ties |= (write.key, write.version) in seen_versions
+                seen_versions.add((write.key, write.version))
+            elif write.status == "ok" or write.readers:
+                self.slow_keys.add(write.key)
+        self.nothing_known = array("i", bytes(4 * len(self.key_slots)))
+        self.slots_of_keys = range(len(self.key_slots))
+
+    def _write_entry(self, write: _Op) -> _WriteIndex:
+        index = self.write_index.get(write.key)
+        if index is None:
+            index = self.write_index[write.key] = [None] * len(self.sessions)
+        entry = index[write.session]
+        if entry is None:
+            entry = index[write.session] = _WriteIndex()
+        return entry
 
     # ------------------------------------------------------------------ causal order
 
@@ -483,9 +562,10 @@ class _Analysis:
         """Visit so ∪ rf topologically (breaking and reporting cycles), then give clocks."""
         indegree = [(op.pos > 1) + (op.rf is not None) for op in self.nodes]
         order = _topological_order(indegree, self._co_successors, self._break_co_cycle)
-        zero = array("i", bytes(4 * len(self.sessions)))
         for node in order:
-            self._assign_clock(self.nodes[node], zero)
+            op = self.nodes[node]
+            self._assign_clock(op)
+            self._assign_knowledge(op)
 
     def _co_successors(self, node: int) -> Iterable[int]:
         op = self.nodes[node]
@@ -538,17 +618,25 @@ class _Analysis:
         return [(kind, self.nodes[source], self.nodes[target])
                 for (source, _), (target, kind) in zip(cycle, cycle[1:] + cycle[:1])]
 
-    def _assign_clock(self, op: _Op, zero: array) -> None:
-        """vc(op) = join(vc(session predecessor), vc(write read from)); own slot is pos."""
+    def _assign_clock(self, op: _Op) -> None:
+        """vc(op) = join(vc(session predecessor), vc(write read from)); own slot is pos.
+
+        Ops share their predecessor's array unless the read brings something new, so a
+        clock costs memory only where causality actually grew.
+        """
         source = op.rf if op.rf is not None and not op.rf_cut else None
         if op.pos == 1:
-            base = zero if source is None else _extended_clock(source)
-        else:
-            base = self.sessions[op.session][op.pos - 2].base
-            if (source is not None and source.session != op.session
-                    and base[source.session] < source.pos):
-                base = array("i", map(max, base, source.base))
-                base[source.session] = source.pos
+            op.base = self.zero if source is None else _extended_clock(source)
+            return
+        base = self.sessions[op.session][op.pos - 2].base
+        if (source is not None and source.session != op.session
+                and base[source.session] < source.pos):
+            other = source.base
+            joined = array("i", base)
+            for slot in compress(self.slots, map(gt, other, base)):
+                joined[slot] = other[slot]
+            joined[source.session] = source.pos
+            base = joined
         op.base = base
 
     @staticmethod
@@ -560,26 +648,138 @@ class _Analysis:
         return a is not b and self.seen(b, a.session) >= a.pos
 
     def last_writes_before(self, op: _Op, versioned: bool = False) -> Iterable[_Op]:
-        """Per session, the last write of op's key that is CO-before op."""
-        for session, entry in self.write_index[op.key].items():
-            bound = op.pos - 1 if op.session == session else op.base[session]
-            if bound <= 0:
+        """Per session, the last write of op's key that is CO-before op (the slow way)."""
+        for session, entry in enumerate(self.write_index.get(op.key, ())):
+            if entry is None:
                 continue
+            bound = op.pos - 1 if op.session == session else op.base[session]
             positions = entry.versioned_positions if versioned else entry.positions
-            found = bisect_right(positions, bound)
+            found = bisect_right(positions, bound) if bound > 0 else 0
             if found:
                 yield (entry.versioned_writes if versioned else entry.writes)[found - 1]
+
+    def _assign_knowledge(self, op: _Op) -> None:
+        """Per key, the largest version rank in op's causal past; checks LWW (a) on writes.
+
+        Joined exactly when the vector clock was: otherwise the read's write was already
+        in the past.
+        """
+        source = op.rf if op.rf is not None and not op.rf_cut else None
+        if op.pos == 1:
+            known, top = ((self.nothing_known, 0) if source is None
+                          else (source.known, source.top))
+        else:
+            prev = self.sessions[op.session][op.pos - 2]
+            known, top = prev.known, prev.top
+            if source is not None and op.base is not prev.base:
+                other = source.known
+                known = array("i", known)
+                for slot in compress(self.slots_of_keys, map(gt, other, known)):
+                    known[slot] = other[slot]
+                top = max(top, source.top)
+        if op.is_write and op.rank:
+            slot = self.key_slots[op.key]
+            if known[slot] >= op.rank:
+                self._check_write_order(op)
+            elif top > op.rank:
+                self.inversions = True
+            known = array("i", known)
+            known[slot] = max(known[slot], op.rank)
+            top = max(top, op.rank)
+        op.known, op.top = known, top
 
     # ------------------------------------------------------------------ read checks
 
     def _check_reads(self) -> None:
+        """Fast check from the per-key largest ranks; suspicious reads get the slow scan.
+
+        With LWW (a) holding for the key, a write causally after the one read would carry a
+        larger version, so "nothing larger in the past" rules out WriteCORead and LWW (b).
+        """
+        careful = self.slow_keys | self.broken_keys
+        slots = self.key_slots
         for read in self.nodes:
-            if not read.is_read or read.rf_cut:
+            if not read.is_read or read.rf_cut or read.outcome == "thin-air":
+                continue
+            slot = slots.get(read.key)
+            if slot is None:  # key never written: only the initial state is possible
                 continue
             if read.outcome == "init":
-                self._check_init_read(read)
-            elif read.outcome == "write":
+                if read.key in careful or read.known[slot]:
+                    self._check_init_read(read)
+            elif (read.key in careful or not read.rf.rank
+                  or read.known[slot] > read.rf.rank):
                 self._check_read_from(read)
+
+    def _conflicts_possible(self) -> bool:
+        """Whether (CO ∪ CF) can have a cycle. Not if versions order every write after its
+        causal past (any key) and every read returned the largest version in its past: then
+        the largest rank in an op's past never decreases along CO and grows along CF."""
+        return bool(self.found[WRITE_CO_READ] or self.found[LWW_NOT_ARBITRATION]
+                    or self.slow_keys or self.version_ties or self.inversions)
+
+    # ------------------------------------------------------------------ conflict order
+
+    def _collect_conflicts(self) -> None:
+        """Walk each session in order, keeping per key the CO-maximal writes in its past;
+        a read adds CF edges from those concurrent with the write it read.
+
+        A frontier is brought up to date lazily, only at reads of a write and only from the
+        clock slots that changed since; a write replaces it (its past is below it).
+        """
+        for ops in self.sessions:
+            views: dict[str, _KeyView] = {}
+            for op in ops:
+                view = views.get(op.key)
+                if op.is_write:
+                    if view is None:
+                        view = views[op.key] = _KeyView(op.base, [op], array("i", self.zero))
+                    view.base, view.frontier = op.base, [op]
+                elif op.outcome == "write" and not op.rf_cut:
+                    if view is None:
+                        view = views[op.key] = _KeyView(self.zero, [], array("i", self.zero))
+                    if view.base is not op.base:
+                        self._sync(view, op)
+                    self._add_conflicts(op, view.frontier)
+
+    def _sync(self, view: _KeyView, op: _Op) -> None:
+        """Bring ``view`` up to op's clock: add the newly visible last writes per session.
+
+        ``counts`` holds, per session, how many of its writes of the key were looked at; it
+        may lag behind (after a write reset the frontier), which only costs a wasted try.
+        """
+        index = self.write_index.get(op.key)
+        old, new, counts = view.base, op.base, view.counts
+        if index is not None:
+            for slot in compress(self.slots, map(ne, old, new)):
+                entry = index[slot]
+                if entry is None or slot == op.session:
+                    continue
+                after = bisect_right(entry.positions, new[slot])
+                if after > counts[slot]:
+                    counts[slot] = after
+                    _add_to_frontier(view.frontier, entry.writes[after - 1])
+        view.base = new
+
+    def _add_conflicts(self, read: _Op, frontier: list[_Op]) -> None:
+        """CF edges into the write ``read`` returned, from the maximal writes of its past.
+
+        Writes below a maximal one reach the read's write through it, unless that maximal
+        one is causally after the read's write (a WriteCORead): then scan every session.
+        """
+        source = read.rf
+        if any(known is not source and self.co_before(source, known) for known in frontier):
+            frontier = []
+            for write in self.last_writes_before(read):
+                if write is not source and self.co_before(source, write):
+                    write = self._last_write_not_after(write, source)
+                if write is not None:
+                    frontier.append(write)
+        for known in frontier:
+            if known is not source and not self.co_before(known, source):
+                self._add_conflict_edge(known, source, read)
+
+    # ------------------------------------------------------------------ slow read checks
 
     def _check_init_read(self, read: _Op) -> None:
         newer = list(self.last_writes_before(read))
@@ -587,37 +787,42 @@ class _Analysis:
             self._report_stale(WRITE_CO_INIT_READ, read, None, newer)
 
     def _check_read_from(self, read: _Op) -> None:
+        """WriteCORead, else LWW (b), by scanning each session's last write of the key."""
         source = read.rf
-        newer = []
-        for write in self.last_writes_before(read):
-            if write is source:
-                continue
-            if self.co_before(source, write):
-                newer.append(write)
-            elif not self.co_before(write, source):
-                self._add_conflict_edge(write, source, read)
+        newer = [write for write in self.last_writes_before(read)
+                 if write is not source and self.co_before(source, write)]
         if newer:
             self._report_stale(WRITE_CO_READ, read, source, newer)
         elif source.version is not None:
-            self._check_read_arbitration(read, source)
+            larger = [write for write in self.last_writes_before(read, versioned=True)
+                      if write is not source and write.version > source.version]
+            if larger:
+                self._report_read_arbitration(read, source, max(larger, key=_version_of))
 
-    def _check_read_arbitration(self, read: _Op, source: _Op) -> None:
+    def _last_write_not_after(self, write: _Op, source: _Op) -> _Op | None:
+        """The last write of ``write``'s key in its session before it that is not CO-after
+        ``source`` (clock entries only grow along a session, so bisect)."""
+        entry = self.write_index[write.key][write.session]
+        stop = bisect_left(entry.positions, write.pos)
+        found = bisect_left(entry.writes, source.pos, 0, stop,
+                            key=lambda op: self.seen(op, source.session))
+        return entry.writes[found - 1] if found else None
+
+    def _report_read_arbitration(self, read: _Op, source: _Op, larger: _Op) -> None:
         """LWW (b): no write CO-before the read may carry a larger version than the one read."""
-        for write in self.last_writes_before(read, versioned=True):
-            if write is not source and write.version > source.version:
-                self.report(
-                    LWW_NOT_ARBITRATION, None, (read, source, write),
-                    f"session {self.name(read)} read {self.describe_result(read)} "
-                    f"{self.where(read)}, written with version {_show_version(source.version)}, "
-                    f"although {self.describe_write(write)} with the larger version "
-                    f"{_show_version(write.version)} is in its causal past: last-writer-wins "
-                    "would have returned the larger one")
-                return
+        self.report(
+            LWW_NOT_ARBITRATION, None, (read, source, larger),
+            f"session {self.name(read)} read {self.describe_result(read)} {self.where(read)}, "
+            f"written with version {_show_version(source.version)}, although "
+            f"{self.describe_write(larger)} with the larger version "
+            f"{_show_version(larger.version)} is in its causal past: last-writer-wins would "
+            "have returned the larger one")
 
     def _add_conflict_edge(self, older: _Op, newer: _Op, witness: _Op) -> None:
         """CF: ``older`` must be arbitrated before ``newer`` since ``witness`` saw both."""
-        if newer.id not in self.cf_succ[older.id]:
-            self.cf_succ[older.id].add(newer.id)
+        successors = self.cf_succ[older.id]
+        if newer.id not in successors:
+            successors.add(newer.id)
             self.cf_pred[newer.id].add(older.id)
             self.cf_witness[(older.id, newer.id)] = witness
 
@@ -706,21 +911,33 @@ class _Analysis:
 
     # ------------------------------------------------------------------ arbitration
 
-    def _check_write_order(self) -> None:
-        """LWW (a): a write CO-before another write of its key must have a smaller version."""
-        for write in self.nodes:
-            if not write.is_write or write.version is None:
-                continue
-            for earlier in self.last_writes_before(write, versioned=True):
-                if earlier.version >= write.version:
-                    self.report(
-                        LWW_NOT_ARBITRATION, None, (earlier, write),
-                        f"{self.describe_write(earlier)} has version "
-                        f"{_show_version(earlier.version)}, not smaller than "
-                        f"{_show_version(write.version)} of {self.describe_write(write)}, "
-                        "although it is causally before it: last-writer-wins would let "
-                        "the older write win")
-                    break
+    def _check_write_order(self, write: _Op) -> None:
+        """LWW (a) broken for ``write``: find and report the earlier write with the largest
+        version (each session's last one first; all of them if that does not show it)."""
+        self.broken_keys.add(write.key)
+        older = [earlier for earlier in self.last_writes_before(write, versioned=True)
+                 if earlier.version >= write.version]
+        if not older:
+            older = [earlier for earlier in self.versioned_writes_before(write)
+                     if earlier.version >= write.version]
+        if older:
+            self._report_write_order(max(older, key=_version_of), write)
+
+    def versioned_writes_before(self, op: _Op) -> Iterable[_Op]:
+        """Every versioned write of op's key that is CO-before op."""
+        for session, entry in enumerate(self.write_index.get(op.key, ())):
+            if entry is not None:
+                bound = op.pos - 1 if op.session == session else op.base[session]
+                yield from entry.versioned_writes[:bisect_right(entry.versioned_positions,
+                                                                bound)]
+
+    def _report_write_order(self, earlier: _Op, write: _Op) -> None:
+        self.report(
+            LWW_NOT_ARBITRATION, None, (earlier, write),
+            f"{self.describe_write(earlier)} has version {_show_version(earlier.version)}, "
+            f"not smaller than {_show_version(write.version)} of "
+            f"{self.describe_write(write)}, although it is causally before it: "
+            "last-writer-wins would let the older write win")
 
     def _check_conflict_cycles(self) -> None:
         """CyclicCF: (CO ∪ CF)+ must be acyclic, else no total order of writes fits the reads."""
@@ -779,8 +996,8 @@ class _Analysis:
             self._check_divergence(key, reads)
 
     def _check_lost_writes(self, key: str, finals: list[_Op]) -> None:
-        for entry in self.write_index.get(key, {}).values():
-            for write in entry.writes:
+        for entry in self.write_index.get(key, ()):
+            for write in entry.writes if entry is not None else ():
                 if write.status != "ok":
                     continue
                 for final in finals:
@@ -788,8 +1005,7 @@ class _Analysis:
                     if why:
                         self.report(LOST_WRITE, None, (write, final),
                                     f"acknowledged {self.describe_write(write)} is lost: the "
-                                    f"final read at dc{final.dc} (line {final.index}) "
-                                    f"returned {why}")
+                                    f"final read {self.where(final)} returned {why}")
                         break
 
     def _loses(self, write: _Op, final: _Op) -> str:
@@ -854,6 +1070,27 @@ def _same_state(a: _Op, b: _Op) -> bool:
     if a.value != b.value:
         return False
     return a.version is None or b.version is None or a.version == b.version
+
+
+def _add_to_frontier(frontier: list[_Op], write: _Op) -> None:
+    """Keep ``frontier`` the CO-maximal writes: add ``write`` unless one is after it, and
+    drop those before it (the vector clock test is inlined: this is the hot loop)."""
+    session, pos = write.session, write.pos
+    for known in frontier:
+        if known is write:
+            return
+        if (known.pos if known.session == session else known.base[session]) >= pos:
+            return
+    base, kept = write.base, []
+    for known in frontier:
+        if not ((pos if known.session == session else base[known.session]) >= known.pos):
+            kept.append(known)
+    kept.append(write)
+    frontier[:] = kept
+
+
+def _version_of(write: _Op) -> tuple[int, int]:
+    return write.version
 
 
 def _extended_clock(write: _Op) -> array:

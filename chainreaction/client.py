@@ -21,7 +21,7 @@ from typing import Sequence
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from . import codec
 from . import messages as m
@@ -65,6 +65,58 @@ class WriteResult:
     dc: int = 0
 
 
+class _Connection:
+    """One WebSocket connection whose trio-websocket context (and its nursery) lives in a
+    system task of its own. Opening and closing then never enter or exit a nursery inside
+    the caller's cancel scopes, so callers may wrap any session call in their own timeouts,
+    and a timed-out request cannot leave half-exited scopes behind (which corrupts trio's
+    scope stack and hangs every later call)."""
+
+    def __init__(self, url: str, timeout_s: float, max_message_size: int) -> None:
+        self.ws = None
+        self.error: BaseException | None = None
+        self._opened = trio.Event()
+        self._close = trio.Event()
+        self._scope = trio.CancelScope()
+        self._timeout_s = timeout_s
+        trio.lowlevel.spawn_system_task(self._run, url, timeout_s, max_message_size,
+                                        name=f"websocket {url}")
+
+    async def _run(self, url: str, timeout_s: float, max_message_size: int) -> None:
+        try:
+            with self._scope:
+                async with open_websocket_url(url, connect_timeout=timeout_s,
+                                              disconnect_timeout=timeout_s,
+                                              max_message_size=max_message_size) as ws:
+                    self.ws = ws
+                    self._opened.set()
+                    await self._close.wait()
+        except BaseException as exc:  # noqa: BLE001 - a system task must not raise
+            if self.ws is None:
+                self.error = exc
+        finally:
+            self._opened.set()
+
+    async def opened(self):
+        """The open connection, or None (then ``error`` says why)."""
+        with trio.move_on_after(self._timeout_s):
+            await self._opened.wait()
+        if not self._opened.is_set():
+            # trio-websocket's own connect timeout leaves its reader task waiting on a
+            # silent peer (a stopped process): cancel the whole context instead.
+            self._scope.cancel()
+            self.error = TimeoutError(f"no WebSocket handshake within {self._timeout_s:g} s")
+        elif self.ws is None and self.error is None:
+            self.error = ConnectionError("closed before it opened")
+        return self.ws if self._opened.is_set() else None
+
+    def close(self) -> None:
+        """Close in the background (bounded by the disconnect timeout)."""
+        self._close.set()
+        if self.ws is None:
+            self._scope.cancel()
+
+
 class Session:
     """One causal session. Not safe for concurrent use: operations are sequential, which
     is what session order means; open several sessions for parallelism."""
@@ -87,7 +139,7 @@ class Session:
         self.retries = 0
         self.retry_delay_s = 0.1
         self._url_index = 0
-        self._ws_cm = None
+        self._conn: _Connection | None = None
         self._ws = None
         self._attached = True  # a new connection must attach first (if we have metadata)
         self._busy = False
@@ -106,17 +158,20 @@ class Session:
 
     async def _open(self) -> None:
         errors = []
+        max_size = m.MAX_VALUE_BYTES + m.MAX_DEPS * (m.MAX_KEY_BYTES + 32) + 64 * 1024
         for _ in range(len(self.urls)):
             url = self.url
-            cm = open_websocket_url(url, connect_timeout=self.connect_timeout_s,
-                                    max_message_size=m.MAX_VALUE_BYTES + m.MAX_DEPS * (m.MAX_KEY_BYTES + 32) + 64 * 1024)
+            conn = _Connection(url, self.connect_timeout_s, max_size)
             try:
-                self._ws = await cm.__aenter__()
-                self._ws_cm = cm
+                ws = await conn.opened()
+            except BaseException:  # our caller gave up: do not leave it connecting
+                conn.close()
+                raise
+            if ws is not None:
+                self._conn, self._ws = conn, ws
                 return
-            except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError) as exc:
-                errors.append(f"{url}: {exc}")
-                self._url_index += 1
+            errors.append(f"{url}: {conn.error}")
+            self._url_index += 1
         raise NoFrontendAvailable("could not connect to any frontend: " + "; ".join(errors))
 
     async def switch(self, urls: Sequence[str] | str) -> None:
@@ -127,13 +182,9 @@ class Session:
         self._url_index = 0
 
     async def _close_ws(self) -> None:
-        cm, self._ws_cm, self._ws = self._ws_cm, None, None
-        if cm is not None:
-            try:
-                with trio.move_on_after(1):
-                    await cm.__aexit__(None, None, None)
-            except Exception:
-                pass
+        conn, self._conn, self._ws = self._conn, None, None
+        if conn is not None:
+            conn.close()
 
     async def aclose(self) -> None:
         await self._close_ws()

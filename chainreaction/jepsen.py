@@ -66,6 +66,10 @@ class Fault:
     targets: tuple  # process names (partition: both sides; DC partitions: ("dc0", "dc2"))
     skew_ms: int = 0
 
+    @property
+    def between_dcs(self) -> bool:
+        return self.kind == "partition" and not any("-" in t for t in self.targets)
+
     def describe(self) -> str:
         what = {"kill": "kill -9, restart", "pause": "SIGSTOP, SIGCONT",
                 "partition": "cut links between", "clock": f"clock {self.skew_ms:+d} ms on"}
@@ -141,45 +145,28 @@ class Nemesis:
                 ok = False
         return ok
 
-    async def start(self, fault: Fault) -> None:
-        c = self.cluster
+    async def apply(self, fault: Fault, heal: bool = False) -> None:
+        """Start ``fault``, or with ``heal`` end it."""
+        target = fault.targets[0]
+        ok = True
         if fault.kind == "kill":
-            c.kill(fault.targets[0], signal.SIGKILL)
-            self._note(fault, "start")
+            if heal:
+                self.cluster.restart(target)
+            else:
+                self.cluster.kill(target, signal.SIGKILL)
         elif fault.kind == "pause":
-            c.kill(fault.targets[0], signal.SIGSTOP)
-            self.paused.add(fault.targets[0])
-            self._note(fault, "start")
+            self.cluster.kill(target, signal.SIGCONT if heal else signal.SIGSTOP)
+            (self.paused.discard if heal else self.paused.add)(target)
         elif fault.kind == "clock":
-            ok = await self._control(fault.targets[0], skew_ms=fault.skew_ms)
-            self._note(fault, "start", ok)
-        elif fault.targets[0].startswith("dc") and "-" not in fault.targets[0]:
+            ok = await self._control(target, skew_ms=0 if heal else fault.skew_ms)
+        elif fault.between_dcs:
             a, b = (int(t[2:]) for t in fault.targets)
-            self._note(fault, "start", await self._wan({a: [b], b: [a]}))
+            ok = await self._wan({a: [] if heal else [b], b: [] if heal else [a]})
         else:
             a, b = fault.targets
-            ok = await self._control(a, cut_off=(b,)) & await self._control(b, cut_off=(a,))
-            self._note(fault, "start", ok)
-
-    async def heal(self, fault: Fault) -> None:
-        c = self.cluster
-        if fault.kind == "kill":
-            c.restart(fault.targets[0])
-            self._note(fault, "heal")
-        elif fault.kind == "pause":
-            c.kill(fault.targets[0], signal.SIGCONT)
-            self.paused.discard(fault.targets[0])
-            self._note(fault, "heal")
-        elif fault.kind == "clock":
-            self._note(fault, "heal", await self._control(fault.targets[0]))
-        elif fault.targets[0].startswith("dc") and "-" not in fault.targets[0]:
-            a, b = (int(t[2:]) for t in fault.targets)
-            self._note(fault, "heal", await self._wan({a: [], b: []}))
-        else:
-            ok = True
-            for name in fault.targets:
-                ok &= await self._control(name)
-            self._note(fault, "heal", ok)
+            ok = (await self._control(a, cut_off=() if heal else (b,))
+                  & await self._control(b, cut_off=() if heal else (a,)))
+        self._note(fault, "heal" if heal else "start", ok)
 
     async def heal_everything(self) -> None:
         """Whatever state a cancelled schedule left: every process running, no cut."""
@@ -193,9 +180,9 @@ class Nemesis:
     async def run(self, faults: list[Fault]) -> None:
         for fault in faults:
             await _sleep_until(self.t0 + fault.start)
-            await self.start(fault)
+            await self.apply(fault)
             await _sleep_until(self.t0 + fault.end)
-            await self.heal(fault)
+            await self.apply(fault, heal=True)
 
 
 async def _sleep_until(monotonic_deadline: float) -> None:

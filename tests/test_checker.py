@@ -812,6 +812,110 @@ def test_mutation_read_of_never_written_value_is_caught(shape, schedule, who):
     assert report.anomalies[0].kind == THIN_AIR_READ
 
 
+# --------------------------------------------------------------------------- brute force
+
+
+@dataclass
+class Op:
+    index: int
+    session: str
+    key: str
+    write: bool
+    version: list[int] | None = None
+    reads: "Op | None" = None  # for reads: the write returned, None for the initial state
+    past: int = 0  # bit mask of the ops CO-before or equal to this one
+    bit: int = 0  # this op's own bit
+    value: str | None = None
+
+
+def random_history(rng: random.Random, versions: str) -> tuple[list[Op], History]:
+    """Ops in history order; a read returns any earlier write of its key (or the initial
+    state), so so ∪ rf follows history order and causal order is acyclic."""
+    h, ops = History(), []
+    sessions = [f"s{n}" for n in range(rng.randint(2, 4))]
+    keys = ["x", "y", "z"][:rng.randint(1, 3)]
+    last: dict[str, Op] = {}
+    for n in range(rng.randint(1, 30)):
+        session, key = rng.choice(sessions), rng.choice(keys)
+        if rng.random() < 0.45:
+            version = {"increasing": [n + 1, 0], "random": [rng.randint(1, 6), 0],
+                       "some missing": None if rng.random() < 0.3 else [n + 1, 0]}[versions]
+            op = Op(0, session, key, True, version)
+            op.index = h.write(session, key, f"{session}-{n}", version=version)
+            op.value = f"{session}-{n}"
+        else:
+            earlier = [o for o in ops if o.write and o.key == key]
+            source = rng.choice(earlier + [None]) if earlier else None
+            op = Op(0, session, key, False, reads=source)
+            op.index = h.read(session, key, source.value if source else None,
+                              version=source.version if source else None)
+        op.bit = 1 << len(ops)
+        op.past = op.bit | (last[session].past if session in last else 0) | (
+            op.reads.past if op.reads else 0)
+        last[session] = op
+        ops.append(op)
+    return ops, h
+
+
+def before(a: Op, b: Op) -> bool:
+    return a is not b and bool(b.past & a.bit)
+
+
+def brute_force(ops: list[Op]) -> dict:
+    """The bad patterns straight from their definitions, with explicit causal pasts."""
+    writes = [op for op in ops if op.write]
+    reads = [op for op in ops if not op.write]
+    init = {r.index for r in reads if r.reads is None
+            and any(w.key == r.key and before(w, r) for w in writes)}
+    stale = {r.index for r in reads if r.reads is not None and any(
+        w.key == r.key and w is not r.reads and before(r.reads, w) and before(w, r)
+        for w in writes)}
+    lww = any(a.key == b.key and a.version and b.version and before(a, b)
+              and a.version >= b.version for a in writes for b in writes) or any(
+        r.index not in stale and r.reads.version and w.key == r.key and w.version
+        and before(w, r) and w.version > r.reads.version
+        for r in reads if r.reads is not None for w in writes)
+    edges = {id(a): [b for b in ops if before(a, b)] for a in ops}
+    for r in reads:
+        if r.reads is not None:
+            for w in writes:
+                if (w.key == r.key and w is not r.reads and before(w, r)
+                        and not before(r.reads, w)):
+                    edges[id(w)].append(r.reads)
+    return {"init": init, "stale": stale, "lww": lww, "cf": _has_cycle(ops, edges)}
+
+
+def _has_cycle(ops: list[Op], edges: dict[int, list[Op]]) -> bool:
+    state: dict[int, int] = {}
+
+    def visit(op: Op) -> bool:
+        state[id(op)] = 1
+        for nxt in edges[id(op)]:
+            if state.get(id(nxt)) == 1 or (id(nxt) not in state and visit(nxt)):
+                return True
+        state[id(op)] = 2
+        return False
+
+    return any(id(op) not in state and visit(op) for op in ops)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.randoms(use_true_random=False),
+       st.sampled_from(["increasing", "random", "some missing"]))
+def test_checker_agrees_with_brute_force(rng, versions):
+    ops, h = random_history(rng, versions)
+    expected = brute_force(ops)
+    report = check(h.events)
+    flagged = {kind: {a.ops[0] for a in report.anomalies if a.kind == kind}
+               for kind in (WRITE_CO_INIT_READ, WRITE_CO_READ)}
+    summary = format_report(report)
+    assert flagged[WRITE_CO_INIT_READ] == expected["init"], summary
+    assert flagged[WRITE_CO_READ] == expected["stale"], summary
+    assert (LWW_NOT_ARBITRATION in kinds(report)) == expected["lww"], summary
+    assert (CYCLIC_CF in kinds(report)) == expected["cf"], summary
+    assert kinds(report) <= {WRITE_CO_INIT_READ, WRITE_CO_READ, LWW_NOT_ARBITRATION, CYCLIC_CF}
+
+
 # --------------------------------------------------------------------------- performance
 
 
@@ -857,22 +961,22 @@ def prefix_log_history(ops: int, sessions: int = 30, keys: int = 50, dcs: int = 
             continue
         catch_up(dc, len(log))
         version = [len(log) + 1, dc]
-        if roll < 0.995:
+        value = f"{names[s]}-{step}"
+        if roll < 0.998:
             deleting = roll > 0.95
-            value = None if deleting else f"{names[s]}-{step}"
-            log.append((key, value, version))
+            log.append((key, None if deleting else value, version))
             if deleting:
                 h.delete(names[s], key, version=version, dc=dc)
             else:
                 h.write(names[s], key, value, version=version, dc=dc)
-        elif roll < 0.998:  # timed out but applied; the client restarts as a new process
-            value = f"{names[s]}-{step}"
-            log.append((key, value, version))
+        elif roll < 0.999:
+            h.write(names[s], key, value, dc=dc, status="fail")
+            continue
+        else:  # timed out, applied or not; the client goes on as a new process
+            if roll < 0.9995:
+                log.append((key, value, version))
             h.write(names[s], key, value, version=version, dc=dc, status="info")
             names[s] += "'"
-        else:
-            h.write(names[s], key, f"{names[s]}-{step}", dc=dc, status="fail")
-            continue
         catch_up(dc, len(log))
         seen[s] = len(log)
     for dc in range(dcs):

@@ -322,12 +322,18 @@ async def run_jepsen(config: JepsenConfig) -> int:
         stop_at = t0 + config.time_s
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_progress, history, t0, config.time_s)
-            async with trio.open_nursery() as load:
-                for dc in range(config.dcs):
-                    for i in range(config.sessions_per_dc):
-                        load.start_soon(workload.run_session, dc,
-                                        dc * config.sessions_per_dc + i, stop_at)
-                load.start_soon(nemesis.run, faults)
+            # Operations time out on their own (5 s); this bound only keeps a runner bug or
+            # a wedged SDK from hanging the run: stuck operations end as unknown (info).
+            with trio.move_on_at(trio.current_time() + config.time_s + 30) as guard:
+                async with trio.open_nursery() as load:
+                    for dc in range(config.dcs):
+                        for i in range(config.sessions_per_dc):
+                            load.start_soon(workload.run_session, dc,
+                                            dc * config.sessions_per_dc + i, stop_at)
+                    load.start_soon(nemesis.run, faults)
+            if guard.cancelled_caught:
+                print("jepsen: warning: sessions still busy 30 s after the end were cancelled",
+                      flush=True)
             nursery.cancel_scope.cancel()
         print("jepsen: workload done; healing everything and waiting for quiescence ...",
               flush=True)

@@ -11,7 +11,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from chainreaction.client import ChainReactionError, connect
+from chainreaction.client import ChainReactionError, Session, connect
 from tests.e2e_helpers import chain_of, running_cluster, wait_serving
 
 pytestmark = pytest.mark.e2e
@@ -143,3 +143,23 @@ async def test_cli_put_get_one_shot(tmp_path):
     with pytest.raises(ChainReactionError):
         async with await connect(["ws://127.0.0.1:1"], timeout_s=1):
             pass
+
+
+async def test_a_session_survives_timeouts_against_a_stopped_frontend(tmp_path):
+    # SIGSTOP: the kernel still accepts connections, nothing answers. Requests must time
+    # out (also inside the caller's own timeouts) and the session must work after SIGCONT.
+    async with running_cluster(tmp_path, nodes=3, replication=3) as cluster:
+        (frontend,) = [n for n, p in cluster.processes.items() if p.role == "frontend"]
+        session = Session(cluster.urls, timeout_s=1.0, connect_timeout_s=0.5)
+        await session.put("k", b"v1")
+        cluster.kill(frontend, signal.SIGSTOP)
+        try:
+            for _ in range(2):
+                with trio.fail_after(10):  # a scope of the caller's around each call
+                    with pytest.raises(ChainReactionError):
+                        await session.get("k")
+        finally:
+            cluster.kill(frontend, signal.SIGCONT)
+        with trio.fail_after(10):
+            assert await session.get("k") == b"v1"
+        await session.aclose()

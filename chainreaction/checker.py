@@ -8,13 +8,17 @@ survive, and datacenters must converge.
 
 Vocabulary. *Ops* are completed ``ok`` reads and ``ok``/``info`` writes (a delete is a write
 of "no value"). *so* is session order: a process's ops, split into a new session after every
-``info`` op. *rf* maps each read to the write it returned. *CO* = (so ∪ rf)+ is causal order.
+``info`` op (the second part of process ``s3`` is session ``s3#2``). *rf* maps each read to
+the write it returned. *CO* = (so ∪ rf)+ is causal order. In explanations, "line N" is the
+history event whose ``index`` is N.
 
-Causal order is never materialised: ops are visited in a topological order of so ∪ rf and
-given vector clocks over sessions, so "a is CO-before b" is one array lookup. For a read of
-key x and a session s, the writes of x by s that are CO-before the read form a prefix of s's
-writes of x, found by bisection; only the last one of that prefix needs checking because the
-earlier ones are CO-before it.
+How it stays fast. Causal order is never materialised: ops are visited in a topological
+order of so ∪ rf and given vector clocks over sessions, so "a is CO-before b" is one array
+lookup. Along the way each op also learns, per key, the largest version in its causal past.
+If versions respect causality (which the store promises), a read that returned the largest
+version of its key in its past cannot be stale, so only reads failing that test are
+examined closely (per session, the last write of the key in the read's past, by bisection).
+Conflict order is only built when versions cannot rule out a CyclicCF.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import sys
 import time
 from array import array
 from bisect import bisect_left, bisect_right
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import gt, ne
@@ -405,6 +409,9 @@ class _Analysis:
         self.cf_succ: dict[int, set[int]] = defaultdict(set)
         self.cf_pred: dict[int, set[int]] = defaultdict(set)
         self.cf_witness: dict[tuple[int, int], _Op] = {}
+        self.cf_by_witness: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        self.flagged_reads: set[int] = set()  # reads already reported as anomalous
+        self.shortest_cycle_searches = 20  # each costs a graph search: only the first few
 
     def run(self) -> list[Anomaly]:
         self._split_sessions()
@@ -496,20 +503,21 @@ class _Analysis:
                 write.readers.append(read)
 
     def _report_thin_air(self, read: _Op, failed: _Op | None) -> None:
+        head = f"session {self.name(read)} read"
+        result = f"{self.describe_result(read)} {self.where(read)}"
         if failed is not None:
-            why = (f"a write that failed ({self.describe_write(failed)} was reported as "
-                   "failed, so it must not have taken effect)")
-            ops = (read, failed)
+            self.report(THIN_AIR_READ, None, (read, failed),
+                        f"{head} a write that failed: {result} was written at line "
+                        f"{failed.index} by {self.name(failed)}, which was reported as "
+                        "failed, so it must not have taken effect")
         elif read.value is None:
-            why = (f"a delete with version {_show_version(read.version)} that no delete of "
-                   f"{read.key} made")
-            ops = (read,)
+            self.report(THIN_AIR_READ, None, (read,),
+                        f"{head} {result} with version {_show_version(read.version)}, but no "
+                        f"delete of {read.key} made that version: a value out of thin air")
         else:
-            why = f"a value that no write of {read.key} wrote"
-            ops = (read,)
-        self.report(THIN_AIR_READ, None, ops,
-                    f"session {self.name(read)} read {self.describe_result(read)} "
-                    f"{self.where(read)}: {why}")
+            self.report(THIN_AIR_READ, None, (read,),
+                        f"{head} {result}, a value no write of {read.key} wrote: a value out "
+                        "of thin air")
 
     def _learn_versions(self) -> None:
         """Writes without a version (e.g. info writes) take it from a read that returned them."""
@@ -585,14 +593,14 @@ class _Analysis:
             preds.append((self.sessions[op.session][op.pos - 2].id, "so"))
         return preds
 
-    def _break_co_cycle(self, start: int, done: list[bool]) -> int:
+    def _break_co_cycle(self, start: int, done: list[bool]) -> list[int]:
         """Report a cycle of so ∪ rf through ``start``'s ancestry; cut one rf edge of it."""
         cycle = _find_cycle(start, done, self._co_predecessors)
         for kind, write, read in self._cycle_edges(cycle):
             if kind == "rf" and not self._session_before(write, read):
                 read.rf_cut = True
                 self._report_co_cycle(cycle)
-                return read.id
+                return [read.id]
         raise AssertionError("a causal cycle without a backward read-from edge")
 
     @staticmethod
@@ -611,7 +619,7 @@ class _Analysis:
             ops += [a, b]
         self.report(CYCLIC_CO, None, ops,
                     "causal order has a cycle, so an op causally precedes itself: "
-                    + "; ".join(steps))
+                    + "; ".join(_abridged(steps)))
 
     def _cycle_edges(self, cycle: list[tuple[int, str]]) -> list[tuple[str, _Op, _Op]]:
         """(kind, source, target) for each edge of a cycle given as (node, entering kind)."""
@@ -810,6 +818,7 @@ class _Analysis:
 
     def _report_read_arbitration(self, read: _Op, source: _Op, larger: _Op) -> None:
         """LWW (b): no write CO-before the read may carry a larger version than the one read."""
+        self.flagged_reads.add(read.id)
         self.report(
             LWW_NOT_ARBITRATION, None, (read, source, larger),
             f"session {self.name(read)} read {self.describe_result(read)} {self.where(read)}, "
@@ -825,6 +834,7 @@ class _Analysis:
             successors.add(newer.id)
             self.cf_pred[newer.id].add(older.id)
             self.cf_witness[(older.id, newer.id)] = witness
+            self.cf_by_witness[witness.id].append((older.id, newer.id))
 
     # ------------------------------------------------------------------ session guarantees
 
@@ -833,6 +843,7 @@ class _Analysis:
         """Report one stale read, blaming the newer write that reached the session first."""
         verdicts = [(self._classify(read, write), write) for write in candidates]
         verdict, newer = min(verdicts, key=lambda pair: self._blame_rank(read, *pair))
+        self.flagged_reads.add(read.id)
         ops = [read] + ([source] if source else []) + [newer]
         ops += [op for op in (verdict.entry, verdict.carrier, verdict.hop) if op is not None]
         self.report(kind, verdict.guarantee, ops,
@@ -874,20 +885,20 @@ class _Analysis:
         me = self.name(read)
         head = f"session {me} read {self.describe_result(read)} {self.where(read)}"
         if source is not None:
-            order = (f", which was written after {_short(source)} in causal order "
+            order = (f"; {_short(newer)} was written after {_short(source)} in causal order "
                      f"(line {source.index} -> line {newer.index})")
         else:
-            order = f", so {read.key} was no longer in its initial state"
+            order = f"; {read.key} was therefore no longer in its initial state"
         guarantee = verdict.guarantee
         entry, carrier, hop = verdict.entry, verdict.carrier, verdict.hop
         if guarantee == READ_YOUR_WRITES:
-            body = f" after writing {_short(newer)} itself (line {newer.index})"
+            body = f" after {_writing(newer)} itself (line {newer.index})"
         elif guarantee == MONOTONIC_READS:
             body = self._already_seen(entry, carrier, newer)
         elif guarantee == MONOTONIC_WRITES:
             body = (f" after reading {self.describe_write(carrier)} at line {entry.index}; "
-                    f"session {self.name(carrier)} wrote that after writing "
-                    f"{_short(newer)} (line {newer.index})")
+                    f"session {self.name(carrier)} wrote that after {_writing(newer)} "
+                    f"(line {newer.index})")
         elif guarantee == WRITES_FOLLOW_READS:
             body = (f" after reading {self.describe_write(carrier)} at line {entry.index}; "
                     f"session {self.name(carrier)} wrote that after reading "
@@ -904,10 +915,10 @@ class _Analysis:
     def _already_seen(self, entry: _Op, carrier: _Op, newer: _Op) -> str:
         written = f"written by {self.name(newer)} at line {newer.index}"
         if carrier is newer:
-            return (f" after it had already seen {newer.key} = {_short(newer)} at line "
+            return (f" after it had already seen {_short_key(newer)} at line "
                     f"{entry.index} ({written})")
-        return (f" after line {entry.index} had read {_short(carrier)}, which has "
-                f"{_short(newer)} ({written}) in its causal past")
+        return (f" after it had already seen {_short_key(newer)} ({written}) through line "
+                f"{entry.index}, which read {_short(carrier)}")
 
     # ------------------------------------------------------------------ arbitration
 
@@ -955,19 +966,78 @@ class _Analysis:
         preds = [(source, "cf") for source in self.cf_pred.get(node, ())]
         return preds + self._co_predecessors(node)
 
-    def _break_cf_cycle(self, start: int, done: list[bool]) -> int:
-        edges = self._cycle_edges(_find_cycle(start, done, self._cf_predecessors))
-        self._report_cf_cycle(edges)
-        for kind, source, target in edges:
-            if kind == "cf":
-                self.cf_succ[source.id].discard(target.id)
-                self.cf_pred[target.id].discard(source.id)
-                return target.id
-        raise AssertionError("a cycle of causal order alone after causal cycles were broken")
+    def _break_cf_cycle(self, start: int, done: list[bool]) -> list[int]:
+        """Report a cycle of CO ∪ CF, then drop every CF edge its chosen read witnessed.
 
-    def _report_cf_cycle(self, edges: list[tuple[str, _Op, _Op]]) -> None:
-        first_cf = next(i for i, (kind, _, _) in enumerate(edges) if kind == "cf")
-        edges = edges[first_cf:] + edges[:first_cf]
+        One bad read can close thousands of cycles; dropping all of its edges reports it
+        once. Reads already reported for something else are chosen first.
+        """
+        edges = self._cycle_edges(_find_cycle(start, done, self._cf_predecessors))
+        conflicts = [(a, b) for kind, a, b in edges if kind == "cf"]
+        if not conflicts:
+            raise AssertionError("a cycle of causal order alone after causal cycles were cut")
+        older, newer = min(conflicts, key=lambda edge: self.cf_witness[
+            (edge[0].id, edge[1].id)].id not in self.flagged_reads)
+        if self.shortest_cycle_searches > 0:
+            self.shortest_cycle_searches -= 1
+            edges = self._shortest_cycle(older, newer, done)
+        self._report_cf_cycle(edges, (older, newer))
+        return self._drop_conflicts_of(self.cf_witness[(older.id, newer.id)], done)
+
+    def _drop_conflicts_of(self, witness: _Op, done: list[bool]) -> list[int]:
+        """Remove the CF edges ``witness`` brought; return the targets whose in-degree the
+        removal lowers (edges from visited nodes were already counted down)."""
+        targets = []
+        for source, target in self.cf_by_witness.pop(witness.id, ()):
+            if target in self.cf_succ[source]:
+                self.cf_succ[source].discard(target)
+                self.cf_pred[target].discard(source)
+                if not done[source]:
+                    targets.append(target)
+        return targets
+
+    def _shortest_cycle(self, older: _Op, newer: _Op,
+                        done: list[bool]) -> list[tuple[str, _Op, _Op]]:
+        """The cycle through CF edge older -> newer with the fewest other CF edges (0-1 BFS
+        among unvisited nodes: CO edges cost 0, CF edges 1), for a readable explanation."""
+        goal, parent = older.id, {newer.id: (-1, "")}
+        queue = deque([newer.id])
+        while queue:
+            node = queue.popleft()
+            if node == goal:
+                break
+            for successor, kind in self._cf_successors_with_kind(node):
+                if done[successor] or successor in parent:
+                    continue
+                parent[successor] = (node, kind)
+                if kind == "cf":
+                    queue.append(successor)
+                else:
+                    queue.appendleft(successor)
+        path = []
+        node = goal
+        while node != newer.id:
+            pred, kind = parent[node]
+            path.append((kind, self.nodes[pred], self.nodes[node]))
+            node = pred
+        return [("cf", older, newer)] + path[::-1]
+
+    def _cf_successors_with_kind(self, node: int) -> Iterable[tuple[int, str]]:
+        op = self.nodes[node]
+        session = self.sessions[op.session]
+        if op.pos < len(session):
+            yield session[op.pos].id, "so"
+        for reader in op.readers:
+            if not reader.rf_cut:
+                yield reader.id, "rf"
+        for successor in self.cf_succ.get(node, ()):
+            yield successor, "cf"
+
+    def _report_cf_cycle(self, edges: list[tuple[str, _Op, _Op]],
+                         first: tuple[_Op, _Op]) -> None:
+        start = next(i for i, (kind, a, b) in enumerate(edges)
+                     if kind == "cf" and (a, b) == first)
+        edges = edges[start:] + edges[:start]
         steps, ops = [], []
         for kind, a, b in _collapse_runs(edges, {"so", "rf"}):
             if kind == "cf":
@@ -982,7 +1052,7 @@ class _Analysis:
                 ops += [a, b]
         self.report(CYCLIC_CF, None, ops,
                     "no order of the writes explains every read (causal convergence "
-                    "violated): " + "; ".join(steps) + ", which closes a cycle")
+                    "violated): " + "; ".join(_abridged(steps)) + ", which closes a cycle")
 
     # ------------------------------------------------------------------ final reads
 
@@ -1027,9 +1097,10 @@ class _Analysis:
         first = finals[0]
         if all(_same_state(first, other) for other in finals[1:]):
             return
-        states = ", ".join(f"dc{read.dc} {self.describe_result(read)}"
-                           f"{'' if read.version is None else ' ' + _show_version(read.version)}"
-                           f" (line {read.index})" for read in finals)
+        states = "; ".join(
+            f"{self.describe_result(read)}"
+            f"{'' if read.version is None else ' ' + _show_version(read.version)} "
+            f"{self.where(read)}" for read in finals)
         self.report(DIVERGENCE, None, finals,
                     f"final reads of {key} disagree after healing: {states}")
 
@@ -1055,6 +1126,10 @@ class _Analysis:
 
 def _short(write: _Op) -> str:
     return "a delete" if write.value is None else json.dumps(write.value)
+
+
+def _writing(write: _Op) -> str:
+    return f"deleting {write.key}" if write.value is None else f"writing {_short(write)}"
 
 
 def _short_key(write: _Op) -> str:
@@ -1103,9 +1178,9 @@ def _extended_clock(write: _Op) -> array:
 
 
 def _topological_order(indegree: list[int], successors: Callable[[int], Iterable[int]],
-                       break_cycle: Callable[[int, list[bool]], int]) -> list[int]:
-    """Kahn's algorithm. When stuck, ``break_cycle`` removes one edge of a cycle among the
-    unvisited nodes and returns the node that edge pointed to."""
+                       break_cycle: Callable[[int, list[bool]], list[int]]) -> list[int]:
+    """Kahn's algorithm. When stuck, ``break_cycle`` removes edges (at least one of a cycle
+    among the unvisited nodes) and returns the targets of those from unvisited nodes."""
     count = len(indegree)
     done = [False] * count
     ready = [node for node in range(count) if indegree[node] == 0]
@@ -1124,10 +1199,10 @@ def _topological_order(indegree: list[int], successors: Callable[[int], Iterable
             break
         while done[unvisited]:
             unvisited += 1
-        target = break_cycle(unvisited, done)
-        indegree[target] -= 1
-        if indegree[target] == 0:
-            ready.append(target)
+        for target in break_cycle(unvisited, done):
+            indegree[target] -= 1
+            if indegree[target] == 0:
+                ready.append(target)
     return order
 
 
@@ -1147,6 +1222,13 @@ def _find_cycle(start: int, done: list[bool],
         path.append((node, kind))
         node = pred
     return path[seen[node]:][::-1]
+
+
+def _abridged(steps: list[str], keep: int = 12) -> list[str]:
+    """At most ``keep`` steps of a long cycle: the start, a count, and the closing step."""
+    if len(steps) <= keep:
+        return steps
+    return steps[:keep - 2] + [f"... {len(steps) - keep + 1} more steps ..."] + steps[-1:]
 
 
 def _collapse_runs(edges: list[tuple[str, _Op, _Op]],
@@ -1235,7 +1317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
-        report = check(load_history(args.history))
+        report = check(args.history)
     except (OSError, UnicodeDecodeError, HistoryError) as exc:
         print(f"chainreaction check: error: {exc}", file=sys.stderr)
         return 2

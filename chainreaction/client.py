@@ -222,13 +222,20 @@ class Session:
                 with trio.CancelScope(deadline=deadline):
                     if not self._attached and self.state.metadata:
                         attach = self.state.attach_request()
-                        reply = await self._exchange(codec.encode_client_request(attach),
-                                                     attach.id)
-                        if reply is not None and reply.get("ok"):
-                            self.state.on_attach(reply)
+                        attached = await self._exchange(codec.encode_client_request(attach),
+                                                        attach.id)
+                        if not attached.get("ok"):
+                            reply = attached  # its error decides below
+                        else:
+                            self.state.on_attach(attached)
                             self._attached = True
+                            # chainIndex of this DC now (the request was built before).
+                            req = self.state.in_current_dc(req)
+                            data = codec.encode_client_request(req)
                     if self._attached or not self.state.metadata:
                         self._attached = True
+                        # Only this request's own reply answers it: if the deadline cancels
+                        # it, ``reply`` stays None (a timeout), never the attach's reply.
                         reply = await self._exchange(data, req.id)
             except (ConnectionClosed, OSError) as exc:
                 # Frontend gone: move to the next one and retry with the same request id.

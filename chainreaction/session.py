@@ -72,6 +72,16 @@ class SessionState:
     def on_attach(self, reply: dict) -> None:
         self.dc = reply.get("dc", 0)
 
+    def in_current_dc(self, req: m.ClientRequest) -> m.ClientRequest:
+        """``req`` with each dependency's chainIndex for the DC we are attached to now (a
+        request built before a failover carries the old DC's positions)."""
+        deps = []
+        for d in req.deps:
+            entry = self.metadata.get(d.key)
+            same = entry is not None and entry.version == d.version
+            deps.append(attrs.evolve(d, chain_index=entry.chain.get(self.dc, 0) if same else 0))
+        return attrs.evolve(req, deps=tuple(deps))
+
     def stats_request(self) -> m.ClientRequest:
         return m.ClientRequest(op="stats", id=self._id())
 

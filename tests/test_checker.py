@@ -72,7 +72,8 @@ class History:
             return self.events[-1]["index"]
         index = self.complete(process, "write", key, value, status=status, dc=dc,
                               version=version if status == "ok" else None,
-                              **({"error": "timeout"} if status != "ok" else {}))
+                              **({} if status == "ok" else
+                                 {"error": "timeout" if status == "info" else "unavailable"}))
         self.version_at[index] = version
         return index
 
@@ -134,7 +135,7 @@ def test_read_of_failed_write_is_thin_air():
     bad = h.read("s2", "x", "a")
     anomaly = only(check(h.events), THIN_AIR_READ)
     assert anomaly.ops == (bad, failed)
-    assert "a write that failed" in anomaly.explanation
+    assert "read a write that failed" in anomaly.explanation
 
 
 def test_read_of_unknown_delete_version_is_thin_air():
@@ -447,6 +448,15 @@ def test_read_of_info_write_passes_and_teaches_its_version():
     assert report.counts["info_writes"] == 1
 
 
+def test_version_learnt_from_a_read_of_an_info_write_is_checked():
+    h = History()
+    h.write("s1", "x", "a", status="info")
+    h.write("s2", "x", "b", version=[5, 1], dc=1)
+    h.read("s3", "x", "a", version=[10, 0])  # "a" did happen, with version [10, 0]
+    h.read("s3", "x", "b")  # so "b" cannot win now
+    assert kinds(check(h.events)) == {LWW_NOT_ARBITRATION}
+
+
 def test_info_write_never_read_passes():
     h = History()
     h.write("s1", "x", "a", status="info")
@@ -509,7 +519,7 @@ def test_malformed_fields_name_their_line(change, message):
     h.write("s1", "x", "a")
     h.events[1].update(change)
     with pytest.raises(HistoryError, match=message):
-        load_history(lines_of(h.events)) and check(load_history(lines_of(h.events)))
+        check(lines_of(h.events))
 
 
 def test_missing_field_and_overlapping_ops_name_their_line():
@@ -528,6 +538,14 @@ def test_duplicate_written_value_is_rejected():
     h.write("s2", "x", "a")
     with pytest.raises(HistoryError, match=r"^line 4: value 'a' of key x"):
         check(h.events)
+
+
+def test_load_history_takes_text_and_dicts():
+    h = History()
+    h.write("s1", "x", "a")
+    text = "\n".join(lines_of(h.events))
+    assert load_history(text) == load_history(h.events) == load_history(text.splitlines())
+    assert load_history(text)[1].version == (1, 0)
 
 
 def test_load_history_reads_a_file(tmp_path):
@@ -985,6 +1003,20 @@ def prefix_log_history(ops: int, sessions: int = 30, keys: int = 50, dcs: int = 
             value, version, _ = stores[dc].get(f"k{n}", (None, None, None))
             h.read(f"final-dc{dc}", f"k{n}", value, version=version, dc=dc, final=True)
     return h.events
+
+
+def test_one_stale_read_in_a_big_history_is_reported_once():
+    events = prefix_log_history(5000, sessions=8, keys=5)
+    assert_valid(events)
+    writes = [e for e in events if e["type"] == "ok" and e["f"] == "write" and e["key"] == "k1"]
+    h = History()
+    h.events, h.versions = events, {("k1", w["value"]): w["version"] for w in writes}
+    h.read("late", "k1", writes[-1]["value"])
+    stale = h.read("late", "k1", writes[0]["value"])
+    report = check(h.events)
+    assert [a.ops[0] for a in report.anomalies if a.kind == WRITE_CO_READ] == [stale]
+    assert report.kind_counts().get(CYCLIC_CF, 0) <= 1
+    assert kinds(report) <= {WRITE_CO_READ, CYCLIC_CF}
 
 
 def test_prefix_log_generator_makes_stale_but_valid_reads():

@@ -1,0 +1,74 @@
+"""The SDK against a scripted frontend (a real WebSocket server in this process): what a
+session does when replies come late, never, or only partly."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, serve_websocket
+
+from chainreaction import codec
+from chainreaction.client import ChainReactionError, Session
+from chainreaction.session import Entry
+from chainreaction.versions import Version
+
+
+async def scripted_frontend(nursery, answer):
+    """Serve WebSocket clients on 127.0.0.1; ``answer(request)`` returns the reply map
+    (after its own delay) or None for no reply. Returns the URL."""
+
+    async def handler(request):
+        ws = await request.accept()
+        try:
+            while True:
+                req = codec.decode_client_request(await ws.get_message())
+
+                async def respond(req=req):
+                    reply = await answer(req)
+                    if reply is not None:
+                        await ws.send_message(codec.encode_client({"id": req.id, **reply}))
+
+                nursery.start_soon(respond)
+        except ConnectionClosed:
+            pass
+
+    server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
+    return f"ws://127.0.0.1:{server.port}"
+
+
+async def test_a_get_that_times_out_after_a_slow_attach_is_a_timeout_not_a_miss(nursery):
+    # The attach succeeds just before the deadline and the get then gets nothing: the
+    # attach's reply ({"ok": true}) must not be taken for the get's ("not found").
+    async def answer(req):
+        if req.op == "attach":
+            await trio.sleep(0.3)
+            return {"ok": True, "dc": 1}
+        await trio.sleep_forever()
+
+    url = await scripted_frontend(nursery, answer)
+    session = Session([url], timeout_s=0.5)
+    session.state.metadata["k"] = Entry(Version(5, 0), {0: 1})  # a causal past: attach
+    with pytest.raises(ChainReactionError) as caught:
+        await session.read("k")
+    assert caught.value.code == "timeout"
+    await session.aclose()
+
+
+async def test_after_attaching_in_another_dc_a_get_carries_that_dcs_chain_index(nursery):
+    seen = []
+
+    async def answer(req):
+        if req.op == "attach":
+            return {"ok": True, "dc": 1}
+        seen.append(req.deps)
+        return {"ok": True, "found": True, "value": b"v", "version": Version(5, 0),
+                "chain_index": 1, "stable": False, "dc": 1}
+
+    url = await scripted_frontend(nursery, answer)
+    session = Session([url], timeout_s=2.0)
+    session.state.dc = 0
+    session.state.metadata["k"] = Entry(Version(5, 0), {0: 3})  # at position 3 in DC 0
+    assert (await session.read("k")).value == b"v"
+    ((dep,),) = seen
+    assert (dep.version, dep.chain_index) == (Version(5, 0), 0)  # not known in DC 1 yet
+    await session.aclose()

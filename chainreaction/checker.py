@@ -54,6 +54,8 @@ WRITES_FOLLOW_READS = "writes-follow-reads"
 CAUSAL = "causal"
 
 EVENT_TYPES = ("invoke", "ok", "fail", "info")
+MAX_CYCLES_REPORTED = 100  # per kind; beyond that the rest are summed up in one anomaly
+MAX_OPS_LISTED = 50
 FUNCTIONS = ("read", "write", "delete")
 
 
@@ -463,7 +465,7 @@ class _Analysis:
         by_value: dict[tuple[str, str], _Op] = {}
         failed_by_value: dict[tuple[str, str], _Op] = {}
         deletes_by_version: dict[tuple[str, tuple[int, int]], _Op] = {}
-        unversioned_deletes: dict[str, _Op] = {}
+        unversioned_deletes: dict[str, list[_Op]] = defaultdict(list)
         failed_deletes: dict[str, _Op] = {}
         for op in self.all_ops:
             if op.f == "write":
@@ -481,7 +483,7 @@ class _Analysis:
                 elif op.status == "ok" and op.version is not None:
                     deletes_by_version.setdefault((op.key, op.version), op)
                 else:
-                    unversioned_deletes.setdefault(op.key, op)
+                    unversioned_deletes[op.key].append(op)
         for read in self.nodes:
             if not read.is_read:
                 continue
@@ -493,7 +495,7 @@ class _Analysis:
                 continue
             else:
                 write = (deletes_by_version.get((read.key, read.version))
-                         or unversioned_deletes.get(read.key))
+                         or _match_delete(unversioned_deletes[read.key], read.version))
                 failed = failed_deletes.get(read.key)
             if write is None:
                 read.outcome = "thin-air"
@@ -595,6 +597,8 @@ class _Analysis:
 
     def _break_co_cycle(self, start: int, done: list[bool]) -> list[int]:
         """Report a cycle of so ∪ rf through ``start``'s ancestry; cut one rf edge of it."""
+        if len(self.found[CYCLIC_CO]) >= MAX_CYCLES_REPORTED:
+            return self._cut_remaining_reads(done)
         cycle = _find_cycle(start, done, self._co_predecessors)
         for kind, write, read in self._cycle_edges(cycle):
             if kind == "rf" and not self._session_before(write, read):
@@ -602,6 +606,18 @@ class _Analysis:
                 self._report_co_cycle(cycle)
                 return [read.id]
         raise AssertionError("a causal cycle without a backward read-from edge")
+
+    def _cut_remaining_reads(self, done: list[bool]) -> list[int]:
+        """Too many cycles to walk one by one: cut every read-from edge left among the
+        unvisited ops at once (only session order remains, which has no cycle)."""
+        cut = [op for op in self.nodes if not done[op.id] and op.rf is not None
+               and not op.rf_cut and not done[op.rf.id]]
+        for read in cut:
+            read.rf_cut = True
+        self.report(CYCLIC_CO, None, cut[:MAX_OPS_LISTED],
+                    f"causal order has more cycles than the {MAX_CYCLES_REPORTED} reported; "
+                    f"{len(cut)} more reads in or after them were not checked")
+        return [read.id for read in cut]
 
     @staticmethod
     def _session_before(a: _Op, b: _Op) -> bool:
@@ -972,6 +988,8 @@ class _Analysis:
         One bad read can close thousands of cycles; dropping all of its edges reports it
         once. Reads already reported for something else are chosen first.
         """
+        if len(self.found[CYCLIC_CF]) >= MAX_CYCLES_REPORTED:
+            return self._drop_remaining_conflicts(done)
         edges = self._cycle_edges(_find_cycle(start, done, self._cf_predecessors))
         conflicts = [(a, b) for kind, a, b in edges if kind == "cf"]
         if not conflicts:
@@ -983,6 +1001,24 @@ class _Analysis:
             edges = self._shortest_cycle(older, newer, done)
         self._report_cf_cycle(edges, (older, newer))
         return self._drop_conflicts_of(self.cf_witness[(older.id, newer.id)], done)
+
+    def _drop_remaining_conflicts(self, done: list[bool]) -> list[int]:
+        """Too many cycles: drop every CF edge left among the unvisited ops at once."""
+        targets, witnesses = [], {}
+        for source, successors in self.cf_succ.items():
+            if done[source]:
+                continue
+            for target in list(successors):
+                if not done[target]:
+                    successors.discard(target)
+                    self.cf_pred[target].discard(source)
+                    targets.append(target)
+                    witness = self.cf_witness[(source, target)]
+                    witnesses[witness.id] = witness
+        self.report(CYCLIC_CF, None, list(witnesses.values())[:MAX_OPS_LISTED],
+                    f"conflict order has more cycles than the {MAX_CYCLES_REPORTED} reported; "
+                    f"{len(witnesses)} more reads take part in them")
+        return targets
 
     def _drop_conflicts_of(self, witness: _Op, done: list[bool]) -> list[int]:
         """Remove the CF edges ``witness`` brought; return the targets whose in-degree the
@@ -1162,6 +1198,20 @@ def _add_to_frontier(frontier: list[_Op], write: _Op) -> None:
             kept.append(known)
     kept.append(write)
     frontier[:] = kept
+
+
+def _match_delete(candidates: list[_Op], version: tuple[int, int]) -> _Op | None:
+    """Which unversioned (mostly info) delete a read of a delete with ``version`` saw: one
+    already matched to that version, else one not matched yet (it now takes the version),
+    else any. The history cannot tell them apart better."""
+    for delete in candidates:
+        if delete.version == version:
+            return delete
+    for delete in candidates:
+        if delete.version is None:
+            delete.version = version
+            return delete
+    return candidates[0] if candidates else None
 
 
 def _version_of(write: _Op) -> tuple[int, int]:

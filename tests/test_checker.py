@@ -457,6 +457,19 @@ def test_version_learnt_from_a_read_of_an_info_write_is_checked():
     assert kinds(check(h.events)) == {LWW_NOT_ARBITRATION}
 
 
+@pytest.mark.parametrize("first, second, valid", [([5, 0], [7, 1], True),
+                                                  ([7, 1], [5, 0], False)])
+def test_reads_of_two_info_deletes_are_told_apart_by_version(first, second, valid):
+    h = History()
+    h.delete("s1", "x", status="info")
+    h.delete("s2", "x", status="info", dc=1)
+    h.read("s3", "x", None, version=first)
+    h.read("s3", "x", None, version=second)
+    report = check(h.events)
+    assert report.valid == valid
+    assert kinds(report) <= {LWW_NOT_ARBITRATION}
+
+
 def test_info_write_never_read_passes():
     h = History()
     h.write("s1", "x", "a", status="info")
@@ -840,7 +853,7 @@ class Op:
     key: str
     write: bool
     version: list[int] | None = None
-    reads: "Op | None" = None  # for reads: the write returned, None for the initial state
+    reads: Op | None = None  # for reads: the write returned, None for the initial state
     past: int = 0  # bit mask of the ops CO-before or equal to this one
     bit: int = 0  # this op's own bit
     value: str | None = None
@@ -858,9 +871,8 @@ def random_history(rng: random.Random, versions: str) -> tuple[list[Op], History
         if rng.random() < 0.45:
             version = {"increasing": [n + 1, 0], "random": [rng.randint(1, 6), 0],
                        "some missing": None if rng.random() < 0.3 else [n + 1, 0]}[versions]
-            op = Op(0, session, key, True, version)
-            op.index = h.write(session, key, f"{session}-{n}", version=version)
-            op.value = f"{session}-{n}"
+            op = Op(0, session, key, True, version, value=f"{session}-{n}")
+            op.index = h.write(session, key, op.value, version=version)
         else:
             earlier = [o for o in ops if o.write and o.key == key]
             source = rng.choice(earlier + [None]) if earlier else None

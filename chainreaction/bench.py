@@ -107,8 +107,7 @@ class Load:
     async def run(self, start_gate=None) -> None:
         """Open every connection, await ``start_gate()``, run ``duration`` seconds.
 
-        Each client task opens and closes its own connection (the SDK's WebSocket holds a
-        nursery, which must be exited by the task that entered it)."""
+        Each client task opens and closes its own connection."""
         spec = self.spec
         n = spec["clients"]
         all_open, go = trio.Event(), trio.Event()

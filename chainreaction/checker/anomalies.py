@@ -1,40 +1,24 @@
-"""Offline checker for causal consistency of recorded histories (``chainreaction check``).
-
-A Jepsen/Elle-style checker: it reads a JSON-lines history (see ``chainreaction.history``)
-and looks for the bad patterns of causal convergence (CCv) from Bouajjani, Enea, Guerraoui
-and Hamza, "On verifying causal consistency" (POPL 2017), plus checks specific to this
-store: last-writer-wins versions must be a valid arbitration order, acknowledged writes must
-survive, and datacenters must converge.
-
-Vocabulary. *Ops* are completed ``ok`` reads and ``ok``/``info`` writes (a delete is a write
-of "no value"). *so* is session order: a process's ops, split into a new session after every
-``info`` op (the second part of process ``s3`` is session ``s3#2``). *rf* maps each read to
-the write it returned. *CO* = (so ∪ rf)+ is causal order. In explanations, "line N" is the
-history event whose ``index`` is N.
-
-How it stays fast. Causal order is never materialised: ops are visited in a topological
-order of so ∪ rf and given vector clocks over sessions, so "a is CO-before b" is one array
-lookup. Along the way each op also learns, per key, the largest version in its causal past.
-If versions respect causality (which the store promises), a read that returned the largest
-version of its key in its past cannot be stale, so only reads failing that test are
-examined closely (per session, the last write of the key in the read's past, by bisection).
-Conflict order is only built when versions cannot rule out a CyclicCF.
+"""The checks: the CCv bad patterns (ThinAirRead, CyclicCO, WriteCOInitRead, WriteCORead,
+CyclicCF), last-writer-wins arbitration, lost writes and divergence of final reads; for
+stale reads, which session guarantee they break; and the wording of every explanation.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
-import time
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import compress
 from operator import gt, ne
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Iterable, Sequence
+
+from .causal_order import (
+    _add_to_frontier, _CausalOrder, _find_cycle, _topological_order, _WriteIndex,
+)
+from .events import Event, HistoryError, _Op, _pair_operations, _Sessions
+
 
 THIN_AIR_READ = "ThinAirRead"
 CYCLIC_CO = "CyclicCO"
@@ -53,34 +37,8 @@ MONOTONIC_WRITES = "monotonic writes"
 WRITES_FOLLOW_READS = "writes-follow-reads"
 CAUSAL = "causal"
 
-EVENT_TYPES = ("invoke", "ok", "fail", "info")
 MAX_CYCLES_REPORTED = 100  # per kind; beyond that the rest are summed up in one anomaly
 MAX_OPS_LISTED = 50
-FUNCTIONS = ("read", "write", "delete")
-
-
-class HistoryError(ValueError):
-    """A history line that cannot be understood; the message starts with its line number."""
-
-
-# --------------------------------------------------------------------------- public types
-
-
-class Event(NamedTuple):
-    """One validated history line. ``line`` is its 1-based line number in the input."""
-
-    line: int
-    index: int
-    process: str
-    type: str
-    f: str
-    key: str
-    value: str | None = None
-    version: tuple[int, int] | None = None
-    dc: int | None = None
-    time: float | None = None
-    final: bool = False
-    error: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,277 +55,7 @@ class Anomaly:
                 "explanation": self.explanation}
 
 
-@dataclass(slots=True)
-class Report:
-    """What ``check`` found. ``valid`` is true when there is no anomaly at all."""
-
-    anomalies: list[Anomaly]
-    counts: dict[str, int]
-    elapsed_s: float
-    valid: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.valid = not self.anomalies
-
-    def kind_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for anomaly in self.anomalies:
-            counts[anomaly.kind] = counts.get(anomaly.kind, 0) + 1
-        return counts
-
-    def as_dict(self) -> dict:
-        return {"valid": self.valid, "counts": dict(self.counts),
-                "elapsed_s": round(self.elapsed_s, 3), "anomaly_counts": self.kind_counts(),
-                "anomalies": [anomaly.as_dict() for anomaly in self.anomalies]}
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def load_history(source: str | os.PathLike | Iterable[str | dict]) -> list[Event]:
-    """Parse a history from a file path, or from JSON-line strings / already-decoded dicts.
-
-    A string that starts with ``{`` is taken as history text rather than a path. Blank lines
-    are skipped. Raises ``HistoryError("line N: ...")`` on the first malformed line.
-    """
-    if isinstance(source, str) and source.lstrip().startswith("{"):
-        return _parse_lines(source.splitlines())
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, encoding="utf-8") as stream:
-            return _parse_lines(stream)
-    return _parse_lines(source)
-
-
-def _parse_lines(lines: Iterable[str | dict]) -> list[Event]:
-    events: list[Event] = []
-    line_of_index: dict[int, int] = {}
-    for number, item in enumerate(lines, start=1):
-        if isinstance(item, str):
-            if not item.strip():
-                continue
-            item = _decode_json(item, number)
-        event = _parse_event(item, number)
-        if event.index in line_of_index:
-            raise HistoryError(f"line {number}: index {event.index} was already used on line "
-                               f"{line_of_index[event.index]}")
-        line_of_index[event.index] = number
-        events.append(event)
-    return events
-
-
-def _decode_json(text: str, number: int) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise HistoryError(f"line {number}: not valid JSON ({exc.msg} at column "
-                           f"{exc.colno})") from None
-
-
-def _parse_event(obj: Any, number: int) -> Event:
-    """Validate one decoded line: a quick test for well-formed lines, then field by field
-    (to say exactly what is wrong) for the rest."""
-    try:
-        event = Event(number, obj["index"], obj["process"], obj["type"], obj["f"], obj["key"],
-                      obj.get("value"), obj.get("version"), obj.get("dc"), obj.get("time"),
-                      obj.get("final", False), obj.get("error"))
-    except (KeyError, TypeError, AttributeError):
-        return _parse_event_field_by_field(obj, number)
-    if not _well_formed(event):
-        return _parse_event_field_by_field(obj, number)
-    version = event.version
-    return event if version is None else event._replace(version=(version[0], version[1]))
-
-
-def _well_formed(event: Event) -> bool:
-    version = event.version
-    return (type(event.index) is int and type(event.process) is str
-            and event.type in EVENT_TYPES and event.f in FUNCTIONS and type(event.key) is str
-            and (event.value is None or type(event.value) is str)
-            and (version is None or (type(version) is list and len(version) == 2
-                                     and type(version[0]) is int and type(version[1]) is int))
-            and (event.dc is None or type(event.dc) is int)
-            and (event.time is None or type(event.time) in (int, float))
-            and type(event.final) is bool)
-
-
-def _parse_event_field_by_field(obj: Any, number: int) -> Event:
-    if not isinstance(obj, dict):
-        raise HistoryError(f"line {number}: expected a JSON object, got "
-                           f"{type(obj).__name__}")
-    where = f"line {number}"
-    kind = _required(obj, "type", where)
-    f = _required(obj, "f", where)
-    if kind not in EVENT_TYPES:
-        raise HistoryError(f"{where}: type must be one of {', '.join(EVENT_TYPES)}, "
-                           f"got {kind!r}")
-    if f not in FUNCTIONS:
-        raise HistoryError(f"{where}: f must be one of {', '.join(FUNCTIONS)}, got {f!r}")
-    return Event(
-        line=number,
-        index=_integer(_required(obj, "index", where), "index", where),
-        process=_process(_required(obj, "process", where), where),
-        type=kind, f=f,
-        key=_text(_required(obj, "key", where), "key", where),
-        value=_optional_text(obj.get("value"), "value", where),
-        version=_version(obj.get("version"), where),
-        dc=None if obj.get("dc") is None else _integer(obj["dc"], "dc", where),
-        time=_time(obj.get("time"), where),
-        final=_flag(obj.get("final", False), where),
-        error=obj.get("error"),
-    )
-
-
-def _required(obj: dict, name: str, where: str) -> Any:
-    if name not in obj:
-        raise HistoryError(f"{where}: missing field {name!r}")
-    return obj[name]
-
-
-def _integer(value: Any, name: str, where: str) -> int:
-    if type(value) is not int:
-        raise HistoryError(f"{where}: {name} must be an integer, got {value!r}")
-    return value
-
-
-def _text(value: Any, name: str, where: str) -> str:
-    if not isinstance(value, str):
-        raise HistoryError(f"{where}: {name} must be a string, got {value!r}")
-    return value
-
-
-def _optional_text(value: Any, name: str, where: str) -> str | None:
-    return None if value is None else _text(value, name, where)
-
-
-def _process(value: Any, where: str) -> str:
-    if type(value) is int:
-        return str(value)
-    return _text(value, "process", where)
-
-
-def _version(value: Any, where: str) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if (isinstance(value, list) and len(value) == 2
-            and all(type(part) is int for part in value)):
-        return (value[0], value[1])
-    raise HistoryError(f"{where}: version must be [clock, dc] (two integers), got {value!r}")
-
-
-def _time(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if type(value) not in (int, float):
-        raise HistoryError(f"{where}: time must be a number, got {value!r}")
-    return float(value)
-
-
-def _flag(value: Any, where: str) -> bool:
-    if type(value) is not bool:
-        raise HistoryError(f"{where}: final must be true or false, got {value!r}")
-    return value
-
-
-# --------------------------------------------------------------------------- operations
-
-
-class _Op:
-    """An invocation paired with its completion, plus what the analysis learns about it."""
-
-    __slots__ = ("id", "index", "line", "process", "f", "key", "value", "version", "dc", "status",
-                 "final", "session", "pos", "rf", "rf_cut", "outcome", "base", "readers",
-                 "rank", "known", "top")
-
-    def __init__(self, invoke: Event, completion: Event | None) -> None:
-        done = completion or invoke
-        self.id = -1  # position among the nodes of the causal graph, -1 if not a node
-        self.index = done.index
-        self.line = done.line
-        self.process = invoke.process
-        self.f = invoke.f
-        self.key = invoke.key
-        self.value = _completed_value(invoke, completion)
-        self.version = completion.version if completion and completion.type == "ok" else None
-        self.dc = done.dc if done.dc is not None else invoke.dc
-        self.status = completion.type if completion else "info"
-        self.final = invoke.final or bool(completion and completion.final)
-        self.session = -1
-        self.pos = 0  # 1-based position in the session
-        self.rf: _Op | None = None  # for reads: the write read from
-        self.rf_cut = False  # rf edge removed to break a causal cycle
-        self.outcome = ""  # for reads: "init", "write" or "thin-air"
-        self.base: array | None = None  # vector clock; own slot is ``pos``, not base[session]
-        self.readers: list[_Op] = []
-        self.rank = 0  # order of the version among all versions, 0 if unknown
-        self.known: array | None = None  # per key, the largest rank in the causal past
-        self.top = 0  # the largest rank in the causal past, any key
-
-    @property
-    def is_read(self) -> bool:
-        return self.f == "read"
-
-    @property
-    def is_write(self) -> bool:
-        return self.f != "read"
-
-
-def _completed_value(invoke: Event, completion: Event | None) -> str | None:
-    """Reads take the completion's value; writes keep the invoked one (which must match)."""
-    if invoke.f == "read":
-        return completion.value if completion and completion.type == "ok" else None
-    if invoke.f == "delete":
-        for event in (invoke, completion):
-            if event is not None and event.value is not None:
-                raise HistoryError(f"line {event.line}: a delete writes no value, got "
-                                   f"{event.value!r}")
-        return None
-    if invoke.value is None:
-        raise HistoryError(f"line {invoke.line}: a write must write a string value "
-                           "(use f=delete to remove a key)")
-    if completion is not None and completion.value not in (None, invoke.value):
-        raise HistoryError(f"line {completion.line}: write completed with value "
-                           f"{completion.value!r} but line {invoke.line} invoked it with "
-                           f"{invoke.value!r}")
-    return invoke.value
-
-
-def _pair_operations(events: Sequence[Event]) -> list[_Op]:
-    """Match each invoke with its process's next completion; unfinished ops become info."""
-    pending: dict[str, Event] = {}
-    ops: list[_Op] = []
-    for event in events:
-        running = pending.get(event.process)
-        if event.type == "invoke":
-            if running is not None:
-                raise HistoryError(f"line {event.line}: process {event.process} invoked a new "
-                                   f"op while its op from line {running.line} is still running")
-            pending[event.process] = event
-            continue
-        if running is None:
-            raise HistoryError(f"line {event.line}: {event.type} completion for process "
-                               f"{event.process}, which has no invoked op")
-        if (running.f, running.key) != (event.f, event.key):
-            raise HistoryError(f"line {event.line}: completion ({event.f} {event.key}) does not "
-                               f"match the invoke on line {running.line} ({running.f} "
-                               f"{running.key})")
-        del pending[event.process]
-        ops.append(_Op(running, event))
-    # A process's ops complete in the order it invoked them: that is session order.
-    ops.extend(_Op(invoke, None) for invoke in pending.values())
-    return ops
-
-
 # --------------------------------------------------------------------------- analysis
-
-
-@dataclass(slots=True)
-class _WriteIndex:
-    """One session's writes of one key, in session order, for bisection by position."""
-
-    positions: list[int] = field(default_factory=list)
-    writes: list[_Op] = field(default_factory=list)
-    versioned_positions: list[int] = field(default_factory=list)
-    versioned_writes: list[_Op] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -390,7 +78,7 @@ class _Classification:
     hop: _Op | None = None  # read in the carrier's session that first saw the newer write
 
 
-class _Analysis:
+class _Analysis(_CausalOrder, _Sessions):
     """All checks over one history. ``run`` returns the anomalies in kind order."""
 
     def __init__(self, events: Sequence[Event]) -> None:
@@ -433,32 +121,7 @@ class _Analysis:
         indexes = tuple(dict.fromkeys(op.index for op in ops))
         self.found[kind].append(Anomaly(kind, guarantee, indexes, explanation))
 
-    # ------------------------------------------------------------------ sessions and rf
-
-    def _split_sessions(self) -> None:
-        """Sessions are processes cut after each info op (an info op ends its session)."""
-        current: dict[str, int] = {}
-        splits: dict[str, int] = defaultdict(int)
-        for op in self.all_ops:
-            if op.status == "fail" or (op.status == "info" and op.is_read):
-                if op.status == "info":
-                    current.pop(op.process, None)
-                continue
-            if op.process not in current:
-                splits[op.process] += 1
-                suffix = "" if splits[op.process] == 1 else f"#{splits[op.process]}"
-                current[op.process] = len(self.sessions)
-                self.sessions.append([])
-                self.session_names.append(op.process + suffix)
-            session = current[op.process]
-            op.session, op.id = session, len(self.nodes)
-            self.sessions[session].append(op)
-            op.pos = len(self.sessions[session])
-            self.nodes.append(op)
-            if op.status == "info":
-                del current[op.process]
-        self.slots = range(len(self.sessions))
-        self.zero = array("i", bytes(4 * len(self.sessions)))
+    # ------------------------------------------------------------------ read-from
 
     def _resolve_reads(self) -> None:
         """Map each read to the write it returned; reads of nothing anyone wrote are thin air."""
@@ -577,24 +240,6 @@ class _Analysis:
             self._assign_clock(op)
             self._assign_knowledge(op)
 
-    def _co_successors(self, node: int) -> Iterable[int]:
-        op = self.nodes[node]
-        session = self.sessions[op.session]
-        if op.pos < len(session):
-            yield session[op.pos].id
-        for reader in op.readers:
-            if not reader.rf_cut:
-                yield reader.id
-
-    def _co_predecessors(self, node: int) -> list[tuple[int, str]]:
-        op = self.nodes[node]
-        preds = []
-        if op.rf is not None and not op.rf_cut:
-            preds.append((op.rf.id, "rf"))
-        if op.pos > 1:
-            preds.append((self.sessions[op.session][op.pos - 2].id, "so"))
-        return preds
-
     def _break_co_cycle(self, start: int, done: list[bool]) -> list[int]:
         """Report a cycle of so ∪ rf through ``start``'s ancestry; cut one rf edge of it."""
         if len(self.found[CYCLIC_CO]) >= MAX_CYCLES_REPORTED:
@@ -619,10 +264,6 @@ class _Analysis:
                     f"{len(cut)} more reads in or after them were not checked")
         return [read.id for read in cut]
 
-    @staticmethod
-    def _session_before(a: _Op, b: _Op) -> bool:
-        return a.session == b.session and a.pos < b.pos
-
     def _report_co_cycle(self, cycle: list[tuple[int, str]]) -> None:
         steps, ops = [], []
         for kind, a, b in _collapse_runs(self._cycle_edges(cycle), {"so"}):
@@ -636,51 +277,6 @@ class _Analysis:
         self.report(CYCLIC_CO, None, ops,
                     "causal order has a cycle, so an op causally precedes itself: "
                     + "; ".join(_abridged(steps)))
-
-    def _cycle_edges(self, cycle: list[tuple[int, str]]) -> list[tuple[str, _Op, _Op]]:
-        """(kind, source, target) for each edge of a cycle given as (node, entering kind)."""
-        return [(kind, self.nodes[source], self.nodes[target])
-                for (source, _), (target, kind) in zip(cycle, cycle[1:] + cycle[:1])]
-
-    def _assign_clock(self, op: _Op) -> None:
-        """vc(op) = join(vc(session predecessor), vc(write read from)); own slot is pos.
-
-        Ops share their predecessor's array unless the read brings something new, so a
-        clock costs memory only where causality actually grew.
-        """
-        source = op.rf if op.rf is not None and not op.rf_cut else None
-        if op.pos == 1:
-            op.base = self.zero if source is None else _extended_clock(source)
-            return
-        base = self.sessions[op.session][op.pos - 2].base
-        if (source is not None and source.session != op.session
-                and base[source.session] < source.pos):
-            other = source.base
-            joined = array("i", base)
-            for slot in compress(self.slots, map(gt, other, base)):
-                joined[slot] = other[slot]
-            joined[source.session] = source.pos
-            base = joined
-        op.base = base
-
-    @staticmethod
-    def seen(op: _Op, session: int) -> int:
-        """How many ops of ``session`` are in op's causal past (op itself included)."""
-        return op.pos if op.session == session else op.base[session]
-
-    def co_before(self, a: _Op, b: _Op) -> bool:
-        return a is not b and self.seen(b, a.session) >= a.pos
-
-    def last_writes_before(self, op: _Op, versioned: bool = False) -> Iterable[_Op]:
-        """Per session, the last write of op's key that is CO-before op (the slow way)."""
-        for session, entry in enumerate(self.write_index.get(op.key, ())):
-            if entry is None:
-                continue
-            bound = op.pos - 1 if op.session == session else op.base[session]
-            positions = entry.versioned_positions if versioned else entry.positions
-            found = bisect_right(positions, bound) if bound > 0 else 0
-            if found:
-                yield (entry.versioned_writes if versioned else entry.writes)[found - 1]
 
     def _assign_knowledge(self, op: _Op) -> None:
         """Per key, the largest version rank in op's causal past; checks LWW (a) on writes.
@@ -823,15 +419,6 @@ class _Analysis:
             if larger:
                 self._report_read_arbitration(read, source, max(larger, key=_version_of))
 
-    def _last_write_not_after(self, write: _Op, source: _Op) -> _Op | None:
-        """The last write of ``write``'s key in its session before it that is not CO-after
-        ``source`` (clock entries only grow along a session, so bisect)."""
-        entry = self.write_index[write.key][write.session]
-        stop = bisect_left(entry.positions, write.pos)
-        found = bisect_left(entry.writes, source.pos, 0, stop,
-                            key=lambda op: self.seen(op, source.session))
-        return entry.writes[found - 1] if found else None
-
     def _report_read_arbitration(self, read: _Op, source: _Op, larger: _Op) -> None:
         """LWW (b): no write CO-before the read may carry a larger version than the one read."""
         self.flagged_reads.add(read.id)
@@ -887,15 +474,6 @@ class _Analysis:
             return _Classification(WRITES_FOLLOW_READS, entry, carrier, hop)
         return _Classification(CAUSAL, entry, carrier, hop)
 
-    def _first_seeing(self, ops: list[_Op], write: _Op, limit: int | None = None) -> _Op | None:
-        """First of the first ``limit`` ops of a session whose causal past holds ``write``.
-
-        Bisection works because a session's clock entries only grow along the session.
-        """
-        session, limit = write.session, len(ops) if limit is None else limit
-        found = bisect_left(ops, write.pos, 0, limit, key=lambda op: self.seen(op, session))
-        return ops[found] if found < limit else None
-
     def _explain_stale(self, read: _Op, source: _Op | None, newer: _Op,
                        verdict: _Classification) -> str:
         me = self.name(read)
@@ -949,14 +527,6 @@ class _Analysis:
                      if earlier.version >= write.version]
         if older:
             self._report_write_order(max(older, key=_version_of), write)
-
-    def versioned_writes_before(self, op: _Op) -> Iterable[_Op]:
-        """Every versioned write of op's key that is CO-before op."""
-        for session, entry in enumerate(self.write_index.get(op.key, ())):
-            if entry is not None:
-                bound = op.pos - 1 if op.session == session else op.base[session]
-                yield from entry.versioned_writes[:bisect_right(entry.versioned_positions,
-                                                                bound)]
 
     def _report_write_order(self, earlier: _Op, write: _Op) -> None:
         self.report(
@@ -1183,23 +753,6 @@ def _same_state(a: _Op, b: _Op) -> bool:
     return a.version is None or b.version is None or a.version == b.version
 
 
-def _add_to_frontier(frontier: list[_Op], write: _Op) -> None:
-    """Keep ``frontier`` the CO-maximal writes: add ``write`` unless one is after it, and
-    drop those before it (the vector clock test is inlined: this is the hot loop)."""
-    session, pos = write.session, write.pos
-    for known in frontier:
-        if known is write:
-            return
-        if (known.pos if known.session == session else known.base[session]) >= pos:
-            return
-    base, kept = write.base, []
-    for known in frontier:
-        if not ((pos if known.session == session else base[known.session]) >= known.pos):
-            kept.append(known)
-    kept.append(write)
-    frontier[:] = kept
-
-
 def _match_delete(candidates: list[_Op], version: tuple[int, int]) -> _Op | None:
     """Which unversioned (mostly info) delete a read of a delete with ``version`` saw: one
     already matched to that version, else one not matched yet (it now takes the version),
@@ -1216,62 +769,6 @@ def _match_delete(candidates: list[_Op], version: tuple[int, int]) -> _Op | None
 
 def _version_of(write: _Op) -> tuple[int, int]:
     return write.version
-
-
-def _extended_clock(write: _Op) -> array:
-    clock = array("i", write.base)
-    clock[write.session] = write.pos
-    return clock
-
-
-# --------------------------------------------------------------------------- graph helpers
-
-
-def _topological_order(indegree: list[int], successors: Callable[[int], Iterable[int]],
-                       break_cycle: Callable[[int, list[bool]], list[int]]) -> list[int]:
-    """Kahn's algorithm. When stuck, ``break_cycle`` removes edges (at least one of a cycle
-    among the unvisited nodes) and returns the targets of those from unvisited nodes."""
-    count = len(indegree)
-    done = [False] * count
-    ready = [node for node in range(count) if indegree[node] == 0]
-    order: list[int] = []
-    unvisited = 0
-    while len(order) < count:
-        while ready:
-            node = ready.pop()
-            done[node] = True
-            order.append(node)
-            for successor in successors(node):
-                indegree[successor] -= 1
-                if indegree[successor] == 0:
-                    ready.append(successor)
-        if len(order) == count:
-            break
-        while done[unvisited]:
-            unvisited += 1
-        for target in break_cycle(unvisited, done):
-            indegree[target] -= 1
-            if indegree[target] == 0:
-                ready.append(target)
-    return order
-
-
-def _find_cycle(start: int, done: list[bool],
-                predecessors: Callable[[int], list[tuple[int, str]]]) -> list[tuple[int, str]]:
-    """Walk unvisited predecessors back from ``start`` until a node repeats.
-
-    Every unvisited node has an unvisited predecessor once Kahn's algorithm is stuck. Returns
-    the cycle in forward order as (node, kind of the edge that enters it).
-    """
-    seen: dict[int, int] = {}
-    path: list[tuple[int, str]] = []  # (node, kind of edge from its predecessor)
-    node = start
-    while node not in seen:
-        seen[node] = len(path)
-        pred, kind = next((p, k) for p, k in predecessors(node) if not done[p])
-        path.append((node, kind))
-        node = pred
-    return path[seen[node]:][::-1]
 
 
 def _abridged(steps: list[str], keep: int = 12) -> list[str]:
@@ -1291,92 +788,3 @@ def _collapse_runs(edges: list[tuple[str, _Op, _Op]],
         else:
             merged.append(("path" if kind in kinds else kind, a, b))
     return merged
-
-
-# --------------------------------------------------------------------------- public API
-
-
-def check(history: Sequence[Event] | str | os.PathLike | Iterable[str | dict]) -> Report:
-    """Check a history (events from ``load_history``, a path, lines or dicts) for anomalies."""
-    started = time.perf_counter()
-    if not (isinstance(history, list) and all(isinstance(e, Event) for e in history)):
-        history = load_history(history)
-    analysis = _Analysis(history)
-    anomalies = analysis.run()
-    return Report(anomalies, _counts(analysis), time.perf_counter() - started)
-
-
-def _counts(analysis: _Analysis) -> dict[str, int]:
-    nodes = analysis.nodes
-    return {
-        "ops": len(nodes),
-        "reads": sum(op.is_read for op in nodes),
-        "writes": sum(op.is_write and op.status == "ok" for op in nodes),
-        "info_writes": sum(op.is_write and op.status == "info" for op in nodes),
-        "failed": sum(op.status == "fail" for op in analysis.all_ops),
-        "sessions": len(analysis.sessions),
-        "final_reads": sum(op.is_read and op.final for op in nodes),
-        "keys": len({op.key for op in analysis.all_ops}),
-    }
-
-
-def format_report(report: Report, max_per_kind: int = 10) -> str:
-    """A short human summary: counts, then per kind the count and the first explanations."""
-    c = report.counts
-    lines = [f"history: {c['ops']} ops ({c['reads']} reads, {c['writes']} writes, "
-             f"{c['info_writes']} indeterminate writes), {c['failed']} failed, "
-             f"{c['sessions']} sessions, {c['keys']} keys, {c['final_reads']} final reads; "
-             f"checked in {report.elapsed_s:.2f} s"]
-    if report.valid:
-        lines.append("no anomalies: causally consistent (CCv), last-writer-wins explains every "
-                     "read, no lost writes, datacenters converged")
-        return "\n".join(lines)
-    lines.append(f"{len(report.anomalies)} anomalies")
-    for kind in KINDS:
-        found = [anomaly for anomaly in report.anomalies if anomaly.kind == kind]
-        if found:
-            lines.append(f"{kind}: {len(found)}{_guarantee_summary(found)}")
-            lines += [f"  - {anomaly.explanation}" for anomaly in found[:max_per_kind]]
-            if len(found) > max_per_kind:
-                lines.append(f"  ... and {len(found) - max_per_kind} more")
-    return "\n".join(lines)
-
-
-def _guarantee_summary(found: list[Anomaly]) -> str:
-    counts: dict[str, int] = {}
-    for anomaly in found:
-        if anomaly.guarantee:
-            counts[anomaly.guarantee] = counts.get(anomaly.guarantee, 0) + 1
-    if not counts:
-        return ""
-    return " (" + ", ".join(f"{name} {n}" for name, n in sorted(counts.items())) + ")"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``chainreaction check HISTORY.jsonl [--json] [--max N]``: 0 valid, 1 anomalies, 2 error."""
-    parser = argparse.ArgumentParser(
-        prog="chainreaction check",
-        description="Check a recorded JSON-lines history for causal consistency anomalies.")
-    parser.add_argument("history", metavar="HISTORY.jsonl", help="history file to check")
-    parser.add_argument("--json", action="store_true",
-                        help="print the whole report (every anomaly) as JSON")
-    parser.add_argument("--max", type=int, default=10, metavar="N",
-                        help="explanations shown per anomaly kind (default 10)")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
-        report = check(args.history)
-    except (OSError, UnicodeDecodeError, HistoryError) as exc:
-        print(f"chainreaction check: error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
-    else:
-        print(format_report(report, max_per_kind=max(args.max, 0)))
-    return 0 if report.valid else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -310,7 +310,7 @@ async def run_jepsen(config: JepsenConfig) -> int:
     for fault in faults:
         print(f"  {fault.describe()}")
     history_path = os.path.join(config.out_dir, "history.jsonl")
-    history = None
+    history = nemesis = None
     cluster.start()
     started = time.monotonic()
     try:
@@ -354,6 +354,8 @@ async def run_jepsen(config: JepsenConfig) -> int:
     finally:
         if history is not None:
             history.close()
+        for name in nemesis.paused if nemesis is not None else ():
+            cluster.kill(name, signal.SIGCONT)  # a stopped process would ignore SIGTERM
         cluster.stop()
     took = time.monotonic() - started
     from . import checker
@@ -477,5 +479,16 @@ def main_args(args) -> int:
                           unsafe=args.unsafe_skip_dependency_checks)
     try:
         return trio.run(run_jepsen, config)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BaseExceptionGroup) as exc:
+        if not _only_interrupts(exc):
+            raise
+        print(f"\njepsen: interrupted; the cluster is stopped; the partial history is in "
+              f"{config.out_dir}/history.jsonl (`chainreaction check` reads it)",
+              file=sys.stderr)
         return 130
+
+
+def _only_interrupts(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_interrupts(e) for e in exc.exceptions)
+    return isinstance(exc, (KeyboardInterrupt, trio.Cancelled))

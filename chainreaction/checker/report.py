@@ -75,8 +75,10 @@ def format_report(report: Report, max_per_kind: int = 10) -> str:
              f"{c['sessions']} sessions, {c['keys']} keys, {c['final_reads']} final reads; "
              f"checked in {report.elapsed_s:.2f} s"]
     if report.valid:
+        final = ("no lost writes, datacenters converged" if c["final_reads"] else
+                 "lost writes and convergence not checked (no final reads in the history)")
         lines.append("no anomalies: causally consistent (CCv), last-writer-wins explains every "
-                     "read, no lost writes, datacenters converged")
+                     f"read, {final}")
         return "\n".join(lines)
     lines.append(f"{len(report.anomalies)} anomalies")
     for kind in KINDS:

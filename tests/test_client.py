@@ -72,3 +72,21 @@ async def test_after_attaching_in_another_dc_a_get_carries_that_dcs_chain_index(
     ((dep,),) = seen
     assert (dep.version, dep.chain_index) == (Version(5, 0), 0)  # not known in DC 1 yet
     await session.aclose()
+
+
+async def test_bench_rate_offers_the_asked_load_not_what_the_store_absorbs(nursery):
+    from chainreaction.bench import Load
+
+    async def answer(req):  # an instant store: a closed loop would run thousands of ops
+        if req.op == "get":
+            return {"ok": True, "found": False, "dc": 0}
+        return {"ok": True, "version": Version(5, 0), "chain_index": 1, "stable": True,
+                "dc": 0}
+
+    url = await scripted_frontend(nursery, answer)
+    load = Load({"kind": "store", "target": [url], "clients": 2, "client_offset": 0,
+                 "duration": 1.0, "read_ratio": 0.5, "value_size": 10, "keys": 10, "seed": 1,
+                 "client_rate": 20.0})
+    await load.run()
+    done = sum(count for count, _ in load.totals().values())
+    assert 10 <= done <= 2 * 20 * 1.0 + 2  # 2 clients x 20 ops/s x 1 s, never more

@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     jep.add_argument("--seed", type=int, default=1, help="draws the faults and the workload")
     jep.add_argument("--sessions", type=_positive_int, default=3, help="sessions per DC")
     jep.add_argument("--keys", type=_positive_int, default=6)
+    jep.add_argument("--move-probability", type=_fraction, default=0.05, metavar="P",
+                     help="per operation, the session continues in another DC (default "
+                     "0.05); a session that moves across a partition waits for it to heal")
     jep.add_argument("--wan-delay", type=_non_negative_float, default=20.0, metavar="MS")
     jep.add_argument("--base-port", type=int, default=7400)
     jep.add_argument("--out", metavar="DIR", help="report folder (default "

@@ -476,7 +476,8 @@ def main_args(args) -> int:
                           seed=args.seed, sessions_per_dc=args.sessions, keys=args.keys,
                           out_dir=args.out or f"jepsen-report-seed{args.seed}",
                           base_port=args.base_port, wan_delay_ms=args.wan_delay,
-                          unsafe=args.unsafe_skip_dependency_checks)
+                          unsafe=args.unsafe_skip_dependency_checks,
+                          move_probability=args.move_probability)
     try:
         return trio.run(run_jepsen, config)
     except (KeyboardInterrupt, BaseExceptionGroup) as exc:

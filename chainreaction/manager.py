@@ -103,6 +103,12 @@ class ManagerCore:
         out = self._publish_if_dirty(now)
         if not out and msg.epoch < self.ring.epoch:
             out.append(Send(msg.name, m.RingUpdate(self.ring, self.previous)))
+        elif (msg.role == "node" and msg.epoch == self.ring.epoch
+              and msg.name in self.ring.names):
+            # Half the failure timeout: the lease ends well before we may replace it.
+            lease_ms = int(self.config.failure_timeout_s * 500)
+            out.append(Send(msg.name, m.HeartbeatAck(self.ring.epoch, msg.sent_at_us,
+                                                     lease_ms)))
         return out
 
     def _publish_if_dirty(self, now: float) -> list:

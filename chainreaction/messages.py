@@ -181,13 +181,29 @@ class Hello:
 
 @message(2)
 class Heartbeat:
-    """node/frontend -> manager, every heartbeat interval. ``epoch`` is the sender's ring."""
+    """node/frontend -> manager, every heartbeat interval. ``epoch`` is the sender's ring;
+    ``sent_at_us`` the sender's clock when sending (echoed in ``HeartbeatAck``)."""
 
     name: str = attrs.field(validator=_str)
     role: str = attrs.field(validator=_role)
     addr: str = attrs.field(validator=_str)
     incarnation: int = attrs.field(validator=_int)
     epoch: int = attrs.field(validator=_int)
+    sent_at_us: int = attrs.field(default=0, validator=_int)
+
+
+@message(68)
+class HeartbeatAck:
+    """manager -> a ring member whose heartbeat named the current ``epoch``: the ring lease.
+    Until ``sent_at_us`` (its own heartbeat's send time, on its own clock) + ``lease_ms``
+    the node may act as head and tail; the manager declares it failed no earlier than
+    twice that after. A node that was paused or cut off therefore stops assigning
+    versions and answering dependency checks before anyone replaces it, and does not
+    resume before it hears from the manager again."""
+
+    epoch: int = attrs.field(validator=_int)
+    sent_at_us: int = attrs.field(validator=_int)
+    lease_ms: int = attrs.field(validator=_int)
 
 
 @message(3)

@@ -80,6 +80,9 @@ class NodeConfig:
     # Global-Write-Stable, which the proxy reports (``GeoProgress``).
     geo: bool = False
     proxy: str = "proxy"
+    # Act as head (assign versions) or tail (answer dependency checks) only under a current
+    # ring lease from the manager (``HeartbeatAck``). Off only in single-core transcripts.
+    require_lease: bool = True
 
     def __attrs_post_init__(self):
         if self.eager < 1:
@@ -176,6 +179,7 @@ class NodeCore:
         self._global_stable: dict[int, int] = {}  # dc -> its log is applied everywhere to here
         self._next_sync_id = int(now * 1_000_000) % 2**62  # distinct across restarts
         self._ring_asked_at = float("-inf")
+        self._lease_until = float("-inf")
         for rid, key, version in store.rids():  # a retry after our restart applies once
             self._remember(rid, key, version, persist=False)
         for key, rec in store.items():
@@ -184,6 +188,7 @@ class NodeCore:
                 self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
+            m.HeartbeatAck: self._on_heartbeat_ack,
             m.Put: self._on_put,
             m.Update: self._on_update,
             m.Stable: self._on_stable,
@@ -268,6 +273,21 @@ class NodeCore:
         self._ring_asked_at = now
         return [Send(self.config.manager, m.GetRing(self.epoch))]
 
+    def _on_heartbeat_ack(self, src: str, msg: m.HeartbeatAck, now: float) -> list:
+        if self.ring is not None and msg.epoch == self.ring.epoch:
+            self._lease_until = max(self._lease_until,
+                                    msg.sent_at_us / 1e6 + msg.lease_ms / 1000)
+        return []
+
+    def _check_lease(self, src: str, op: int, now: float) -> list | None:
+        """Refuse to act as head or tail without a current ring lease: after a pause or a
+        cut from the manager our ring may be stale and another node may have taken over
+        (a delayed Put applied here would come back with a new version)."""
+        if not self.config.require_lease or now < self._lease_until:
+            return None
+        self.counters["refused_without_lease"] += 1
+        return self._error(src, op, m.NOT_READY, "no current ring lease from the manager")
+
     def _check_epoch(self, src: str, op: int, epoch: int) -> list | None:
         if self.ring is None or not self.ring.members:
             return self._error(src, op, m.NOT_READY, "node has no ring yet")
@@ -331,6 +351,9 @@ class NodeCore:
         chain = self.ring.chain_of_arc(arc)
         if chain[0] != self.name:
             return self._error(src, msg.op, m.NOT_HEAD, f"head of {msg.key!r} is {chain[0]}")
+        refused = self._check_lease(src, msg.op, now)
+        if refused:
+            return refused
         if msg.floor > (now + self.config.max_clock_skew_s) * 1_000_000:
             return self._error(src, msg.op, m.BAD_REQUEST, "session floor is ahead of our clock")
         if arc in self._syncing_arcs:
@@ -625,6 +648,9 @@ class NodeCore:
         chain = self.ring.chain(msg.key)
         if chain[-1] != self.name:
             return self._error(src, msg.op, m.NOT_TAIL, f"tail of {msg.key!r} is {chain[-1]}")
+        refused = self._check_lease(src, msg.op, now)
+        if refused:
+            return refused
         record = self.store.get(msg.key)
         if record is not None and record.stable and record.version >= msg.version:
             return [Send(src, m.DepReply(msg.op, msg.key, True, self.clock.last))]

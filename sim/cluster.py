@@ -134,6 +134,7 @@ class SimCluster:
         self.logs = {name: MemoryLog() for name in self.proxies}
         self.processes: dict[str, object] = {}
         self.down: set[str] = set()
+        self.paused: dict[str, list] = {}  # name -> messages held while it is stopped
         self.cut: set[frozenset] = set()
         self.delivered = 0
         self._trace_hash = hashlib.sha256() if trace else None
@@ -182,6 +183,9 @@ class SimCluster:
             _, src, dst, msg = event
             if dst in self.down or src in self.down or frozenset((src, dst)) in self.cut:
                 return True
+            if dst in self.paused:  # SIGSTOP: the kernel keeps it; handled on resume
+                self.paused[dst].append(event)
+                return True
             core = self.processes.get(dst)
             if core is None:
                 return True
@@ -196,17 +200,18 @@ class SimCluster:
                 session._deliver(payload)
         elif kind == "tick":
             name = event[1]
-            if name not in self.down:
+            if name not in self.down and name not in self.paused:
                 self._apply(name, self.processes[name].tick(self.now))
             self._schedule(self.tick_s, event)
         elif kind == "heartbeat":
             name = event[1]
-            if name not in self.down:
+            if name not in self.down and name not in self.paused:
                 core = self.processes[name]
                 role = ("node" if name in self.stores else
                         "proxy" if name in self.logs else "frontend")
                 epoch = core.ring.epoch if core.ring is not None else 0
-                hb = m.Heartbeat(name, role, f"sim:{name}", self._incarnation.get(name, 0), epoch)
+                hb = m.Heartbeat(name, role, f"sim:{name}", self._incarnation.get(name, 0), epoch,
+                                 int(self.now * 1e6))
                 manager = self.managers[self.dc_of[name]]
                 self._schedule(self.rng.uniform(*self.latency_s), ("msg", name, manager, hb))
             self._schedule(self.heartbeat_s, event)
@@ -255,6 +260,15 @@ class SimCluster:
 
     def crash(self, name: str) -> None:
         self.down.add(name)
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: no ticks, no heartbeats; messages to it wait, in order, until resume."""
+        self.paused.setdefault(name, [])
+
+    def resume(self, name: str) -> None:
+        for i, event in enumerate(self.paused.pop(name, [])):
+            self._seq += 1
+            heapq.heappush(self._queue, (self.now + i * 1e-9, self._seq, event))
 
     def restart(self, name: str) -> None:
         """Start a fresh core on the crashed process's surviving store."""

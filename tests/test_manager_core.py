@@ -27,10 +27,15 @@ def hb(name, role="node", epoch=0, inc=1, addr=None):
 
 
 def beat(mgr, name, now, role="node", epoch=None, inc=1, addr=None):
-    """Heartbeat from ``name`` carrying the manager's current epoch unless told otherwise."""
+    """Heartbeat from ``name`` carrying the manager's current epoch unless told otherwise;
+    the effects other than the ring lease (tested on its own)."""
     if epoch is None:
         epoch = mgr.ring.epoch
-    return mgr.handle(name, hb(name, role, epoch, inc, addr), now)
+    return without_leases(mgr.handle(name, hb(name, role, epoch, inc, addr), now))
+
+
+def without_leases(effects):
+    return [e for e in effects if not isinstance(e.msg, m.HeartbeatAck)]
 
 
 def updates(effects):
@@ -85,6 +90,18 @@ def test_heartbeat_of_known_node_with_current_epoch_changes_nothing():
     assert beat(mgr, "a", 0.5) == []
     assert mgr.tick(0.6) == []
     assert mgr.ring.epoch == 1
+
+
+def test_a_ring_member_at_the_current_epoch_gets_a_lease_of_half_the_failure_timeout():
+    mgr = manager()
+    mgr.handle("a", hb("a"), 0.0)
+    beat_at_1 = m.Heartbeat("a", "node", "sim:a", 1, mgr.ring.epoch, 1_000_000)
+    (ack,) = mgr.handle("a", beat_at_1, 1.0)
+    assert (ack.to, ack.msg) == ("a", m.HeartbeatAck(1, 1_000_000, int(TIMEOUT * 500)))
+    # Not for a stale ring (it gets the ring instead), nor for frontends.
+    assert not any(isinstance(e.msg, m.HeartbeatAck) for e in mgr.handle("a", hb("a"), 1.1))
+    mgr.handle("f", hb("f", role="frontend"), 1.2)
+    assert mgr.handle("f", hb("f", role="frontend", epoch=1), 1.3) == []
 
 
 def test_node_moving_to_a_new_address_is_a_ring_change():
@@ -223,8 +240,8 @@ def test_restarted_node_same_address_does_not_change_the_epoch():
     assert out == [Send("b", m.RingUpdate(ring, mgr.previous))]
     assert mgr.ring is ring
     assert mgr.stats()["node_restarted"] == 1
-    # Restarted with the ring already learned: nothing at all.
-    assert mgr.handle("b", hb("b", epoch=3, inc=3), 0.6) == []
+    # Restarted with the ring already learned: no ring change, only its lease.
+    assert without_leases(mgr.handle("b", hb("b", epoch=3, inc=3), 0.6)) == []
     assert mgr.tick(0.7) == []
     assert mgr.ring.epoch == 3
 
@@ -327,7 +344,8 @@ def test_random_schedules_keep_the_ring_equal_to_the_live_nodes(schedule):
                 known[name] = 0
             was_live = name in last
             role = "node" if name in NODES else "frontend"
-            out = mgr.handle(name, hb(name, role, known.get(name, 0), inc.get(name, 0)), now)
+            out = without_leases(
+                mgr.handle(name, hb(name, role, known.get(name, 0), inc.get(name, 0)), now))
             last[name] = now
             if was_live:
                 # a heartbeat from a live process (restarted or not) is never a ring change

@@ -17,12 +17,13 @@ def ring(epoch=1, members=MEMBERS, replication=3):
 
 
 class Chain:
-    """Three node cores on one ring, with helpers that read like a transcript."""
+    """Three node cores on one ring, with helpers that read like a transcript. No manager
+    here, so no ring lease is required (leases have their own tests below)."""
 
     def __init__(self, eager=1, replication=3):
         self.ring = ring(replication=replication)
         self.stores = {n: MemoryStore() for n, _ in MEMBERS}
-        self.nodes = {n: NodeCore(n, self.stores[n], NodeConfig(eager=eager), 0.0)
+        self.nodes = {n: NodeCore(n, self.stores[n], NodeConfig(eager=eager, require_lease=False), 0.0)
                       for n, _ in MEMBERS}
         for node in self.nodes.values():
             assert node.handle("manager", m.RingUpdate(self.ring, Ring(0, (), 3, 8)), 0.0) == []
@@ -222,7 +223,7 @@ def test_restarted_node_reinjects_an_acknowledged_write_only_it_had():
     for n in "bc":
         c.nodes[n].handle("manager", m.RingUpdate(ring2, c.ring), 2.0)
     ring3 = Ring(3, MEMBERS, 3, 8)
-    restarted = NodeCore("a", c.stores["a"], NodeConfig(), 3.0)
+    restarted = NodeCore("a", c.stores["a"], NodeConfig(require_lease=False), 3.0)
     c.nodes["a"] = restarted
     effects = restarted.handle("manager", m.RingUpdate(ring3, ring2), 3.0)
     for n in "bc":
@@ -242,7 +243,7 @@ def test_node_never_dies_on_unexpected_messages():
 def test_sync_copies_the_range_and_quarantine_refuses_reads_until_done():
     stores = {n: MemoryStore() for n in "abc"}
     ring_ab = Ring(1, MEMBERS[:2], 2, 8)
-    nodes = {n: NodeCore(n, stores[n], NodeConfig(), 0.0) for n in "ab"}
+    nodes = {n: NodeCore(n, stores[n], NodeConfig(require_lease=False), 0.0) for n in "ab"}
     for n in "ab":
         nodes[n].handle("manager", m.RingUpdate(ring_ab, None), 0.0)
     for i in range(50):
@@ -250,7 +251,7 @@ def test_sync_copies_the_range_and_quarantine_refuses_reads_until_done():
         stores["a"].put(f"k{i}", rec)
         stores["b"].put(f"k{i}", rec)
     ring_abc = Ring(2, MEMBERS, 2, 8)
-    nodes["c"] = NodeCore("c", stores["c"], NodeConfig(), 1.0)
+    nodes["c"] = NodeCore("c", stores["c"], NodeConfig(require_lease=False), 1.0)
     requests = nodes["c"].handle("manager", m.RingUpdate(ring_abc, ring_ab), 1.0)
     assert requests and all(isinstance(e.msg, m.SyncRequest) for e in requests)
     mine = [k for k in (f"k{i}" for i in range(50)) if "c" in ring_abc.chain(k)]
@@ -271,7 +272,7 @@ def test_sync_copies_the_range_and_quarantine_refuses_reads_until_done():
 
 
 def test_a_large_copy_is_streamed_over_ticks_and_completes():
-    CFG = NodeConfig(sync_chunk_items=16)
+    CFG = NodeConfig(sync_chunk_items=16, require_lease=False)
     stores = {n: MemoryStore() for n in "abc"}
     ring_ab = Ring(1, MEMBERS[:2], 2, 8)
     nodes = {n: NodeCore(n, stores[n], CFG, 0.0) for n in "ab"}
@@ -329,3 +330,28 @@ def test_a_remote_write_older_than_the_heads_version_is_not_applied_and_says_so(
     (ack,) = c.send("proxy", [Send("a", older)], now=9.1)
     assert (ack.msg.chain_index, ack.msg.version) == (0, newest)
     assert c.stores["c"].get(key).value == b"local"
+
+
+def test_without_a_ring_lease_a_head_assigns_no_version_and_a_tail_confirms_nothing():
+    node = NodeCore("a", MemoryStore(), NodeConfig(), 0.0)
+    node.handle("manager", m.RingUpdate(ring(), Ring(0, (), 3, 8)), 0.0)
+    key = Chain().key_with_chain(["a", "b", "c"])
+    (refused,) = node.handle("fe", put(key=key), 1.0)
+    assert refused.msg.code == m.NOT_READY and node.store.get(key) is None
+    node.handle("manager", m.HeartbeatAck(1, 900_000, 500), 1.0)  # sent at 0.9 s, 0.5 s
+    assert any(isinstance(e.msg, m.Update) for e in node.handle("fe", put(key=key), 1.3))
+    # Past 0.9 + 0.5 s without a newer ack (paused, or cut off from the manager):
+    (refused,) = node.handle("fe", put(op=2, key=key, rid=b"r2"), 1.5)
+    assert refused.msg.code == m.NOT_READY
+    tail_key = Chain().key_with_chain(["b", "c", "a"])
+    (refused,) = node.handle("fe", m.DepCheck(3, tail_key, Version(1, 0), 1), 1.5)
+    assert refused.msg.code == m.NOT_READY
+
+
+def test_a_lease_for_an_older_ring_is_ignored():
+    node = NodeCore("a", MemoryStore(), NodeConfig(), 0.0)
+    node.handle("manager", m.RingUpdate(ring(epoch=2), Ring(0, (), 3, 8)), 0.0)
+    node.handle("manager", m.HeartbeatAck(1, 900_000, 500), 1.0)
+    key = Chain().key_with_chain(["a", "b", "c"])
+    (refused,) = node.handle("fe", put(key=key, epoch=2), 1.0)
+    assert refused.msg.code == m.NOT_READY

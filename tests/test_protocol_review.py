@@ -650,3 +650,38 @@ def test_manager_restart_while_a_readded_node_copies_loses_nothing():
     cluster.run_for(2.0)
     got = cluster.session().call("get", key)  # read policy "tail": n3
     assert got["ok"] and got["version"] >= new["version"], got
+
+
+@pytest.mark.parametrize("paused", ["head", "tail"])
+def test_a_paused_node_does_not_act_on_requests_it_finds_when_it_resumes(paused):
+    """Found by ``chainreaction jepsen`` (SIGSTOP of a node): a zombie applied a stale Put.
+
+    Mechanism before the ring lease. A session's put of K=v2 goes to head h, which is
+    SIGSTOPped: the Put waits in h's socket. The manager removes h, the frontend retries the
+    Put (same rid) at the new head, which applies it; the session goes on and writes v3.
+    When h resumes it still has the old ring, in which it is K's head, so it handles the
+    waiting Put: it does not know the rid (the new head applied it), assigns a *new* version
+    (newer than v3) and forwards it: v2 comes back over v3, and the session reads its own
+    older write. Paused tails answered dependency checks from a stale ring the same way.
+
+    Fix: heads and tails act only under a ring lease (``HeartbeatAck``: the node's own
+    heartbeat time + half the manager's failure timeout). A resumed node's lease has long
+    expired; it refuses until the manager confirms its ring again."""
+    cluster = SimCluster(3, nodes=4, replication=3, failure_timeout_s=0.6)
+    cluster.wait_ready()
+    key = "k0"
+    head, _middle, tail = cluster.chain(key)
+    victim = head if paused == "head" else tail
+    s = cluster.session()
+    assert s.call("put", key, b"v1")["ok"]
+    cluster.pause(victim)
+    assert s.call("put", key, b"v2")["ok"]  # retried elsewhere once the victim is removed
+    assert s.call("put", key, b"v3")["ok"]
+    newest = s.call("get", key)
+    assert newest["value"] == b"v3"
+    cluster.resume(victim)
+    cluster.run_for(3.0)  # it handles what waited, is re-added and catches up
+    for reader in (s, cluster.session()):
+        got = reader.call("get", key)
+        assert (got["value"], got["version"]) == (b"v3", newest["version"]), got
+    assert cluster.node(victim).counters["refused_without_lease"] >= (paused == "head")

@@ -88,7 +88,7 @@ async def start_member(nursery: trio.Nursery, transport: Transport, driver: Driv
 
     def heartbeat():
         transport.send(MANAGER, m.Heartbeat(transport.name, transport.role, transport.addr,
-                                            incarnation, epoch()))
+                                            incarnation, epoch(), int(driver.clock() * 1e6)))
 
     install_stop_handler(nursery)
     await nursery.start(transport.serve)

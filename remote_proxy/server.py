@@ -53,17 +53,16 @@ class ProxyDriver(Driver):
         if self.peer_dc.get(src) in self.blocked:
             self.wan["frames_dropped_partitioned"] += 1
             return
-        if isinstance(msg, m.StatsRequest):
-            stats = {**self.transport.counters, **self.core.stats(), **self.wan,
-                     "wan_blocked": sorted(self.blocked)}
-            entries = self.core.counters["entries_sent"]
-            if entries:
-                stats["wan_bytes_per_update"] = round(self.wan["wan_bytes_sent"] / entries, 1)
-            self.transport.send(src, m.StatsReply(msg.op, stats))
-            return
         super().on_message(src, msg)
         if isinstance(msg, m.Ship):
             self._ship_wakeup.set()
+
+    def extra_stats(self) -> dict:
+        stats = {**self.wan, "wan_blocked": sorted(self.blocked)}
+        entries = self.core.counters["entries_sent"]
+        if entries:
+            stats["wan_bytes_per_update"] = round(self.wan["wan_bytes_sent"] / entries, 1)
+        return stats
 
     async def run_shipper(self) -> None:
         """Send each batch when it is due rather than on the next tick."""

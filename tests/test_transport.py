@@ -70,3 +70,27 @@ async def test_garbage_is_counted_and_answered_and_the_listener_keeps_serving():
         await wait_for(b_inbox, 1)
         assert b_inbox == [("a", m.GetRing(3))]
         nursery.cancel_scope.cancel()
+
+
+def test_a_drivers_stats_reply_merges_its_counters_and_resets_latencies_when_asked():
+    from chainreaction.runtime.processes import Driver
+    from remote_proxy.core import ProxyConfig, ProxyCore
+    from remote_proxy.log import MemoryLog
+
+    class Wire:
+        counters = {"frames_in": 3}
+        sent: list = []
+
+        def send(self, to, msg):
+            self.sent.append((to, msg))
+
+    core = ProxyCore("p0", MemoryLog(), ProxyConfig(dc=0, peers=((1, "p1"),)), 0.0)
+    core.visibility[1].record(0.5)
+    wire = Wire()
+    driver = Driver(core, wire)
+    driver.on_message("probe", m.StatsRequest(7))
+    driver.on_message("probe", m.StatsRequest(8, reset_latencies=True))
+    driver.on_message("probe", m.StatsRequest(9))
+    counts = [msg.stats["visibility_from_dc1_count"] for _, msg in wire.sent]
+    assert counts == [1, 1, 0]  # reported, then started afresh
+    assert all(msg.stats["frames_in"] == 3 for _, msg in wire.sent)

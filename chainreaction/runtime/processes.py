@@ -55,10 +55,16 @@ class Driver:
                 "clock_skew_ms": msg.clock_skew_ms, "blocked": sorted(msg.cut_off)}))
             return
         if isinstance(msg, m.StatsRequest):  # the core's counters plus the transport's
-            stats = {**self.transport.counters, **self.core.stats()}
+            stats = {**self.transport.counters, **self.core.stats(), **self.extra_stats()}
             self.transport.send(src, m.StatsReply(msg.op, stats))
+            if msg.reset_latencies and hasattr(self.core, "reset_latencies"):
+                self.core.reset_latencies()
             return
         self.dispatch(self.core.handle(src, msg, self.clock()))
+
+    def extra_stats(self) -> dict:
+        """The driver's own counters, added to stats replies."""
+        return {}
 
     def on_tick(self) -> None:
         self.dispatch(self.core.tick(self.clock()))

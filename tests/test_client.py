@@ -42,7 +42,7 @@ async def test_a_get_that_times_out_after_an_attach_is_a_timeout_not_a_miss(nurs
     async def answer(req):
         if req.op == "attach":
             return {"ok": True, "dc": 1}
-        await trio.sleep_forever()  # this frontend never answers a get
+        await trio.sleep_forever()  # sleep-ok: this frontend never answers a get
 
     url = await scripted_frontend(nursery, answer)
     session = Session([url], timeout_s=0.5)

@@ -271,33 +271,54 @@ class Workload:
         return errors
 
 
-async def wait_quiescent(cluster: LocalCluster, timeout_s: float) -> bool:
-    """Until every DC has applied every other DC's whole log and no write is unstable."""
+async def wait_quiescent(cluster: LocalCluster, timeout_s: float) -> list[str]:
+    """Until every DC has applied every other DC's whole log and no write is unstable.
+    Returns what was still busy at the deadline (empty: quiescent), for the report."""
     deadline = time.monotonic() + timeout_s
     calm = 0
+    busy = ["no answer yet"]
     while time.monotonic() < deadline:
-        try:
-            quiet = True
-            for spec in cluster.processes.values():
-                if spec.role not in ("proxy", "node"):
-                    continue
+        busy = []
+        for name, spec in cluster.processes.items():
+            if spec.role not in ("proxy", "node"):
+                continue
+            try:
                 st = await process_stats(spec.addr, timeout_s=2)
-                if spec.role == "node":
-                    quiet &= st.get("unstable", 0) == 0
-                else:
-                    stable = st.get("global_stable", {}).get(str(st.get("dc")), 0)
-                    quiet &= (st.get("updates_in_flight", 0) == 0
-                              and stable >= st.get("logged", 0))
-            calm = calm + 1 if quiet else 0
-            if calm >= 3:
-                return True
-        except (trio.TooSlowError, OSError):
-            calm = 0
+            except (trio.TooSlowError, OSError) as exc:
+                busy.append(f"{name}: no stats ({exc!r})")
+                continue
+            if spec.role == "node":
+                if st.get("unstable", 0):
+                    busy.append(f"{name}: {st['unstable']} unstable writes")
+            else:
+                stable = st.get("global_stable", {}).get(str(st.get("dc")), 0)
+                if st.get("updates_in_flight", 0) or stable < st.get("logged", 0):
+                    busy.append(f"{name}: {st.get('updates_in_flight', 0)} updates in "
+                                f"flight, logged {st.get('logged', 0)}, stable everywhere "
+                                f"up to {stable}, global_stable {st.get('global_stable')}")
+        calm = 0 if busy else calm + 1
+        if calm >= 3:
+            return []
         await trio.sleep(0.3)
-    return False
+    return busy
 
 
 async def run_jepsen(config: JepsenConfig) -> int:
+    """The whole run; SIGTERM ends it like Ctrl-C (the cluster is stopped either way)."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_interrupt_on_sigterm)
+        code = await _run_jepsen(config)
+        nursery.cancel_scope.cancel()
+    return code
+
+
+async def _interrupt_on_sigterm() -> None:
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            raise KeyboardInterrupt
+
+
+async def _run_jepsen(config: JepsenConfig) -> int:
     config.validate()
     os.makedirs(config.out_dir, exist_ok=True)
     cluster_config = ClusterConfig(
@@ -346,10 +367,12 @@ async def run_jepsen(config: JepsenConfig) -> int:
               flush=True)
         await nemesis.heal_everything()
         await wait_ready(cluster, timeout_s=60)
-        quiet = await wait_quiescent(cluster, config.quiesce_timeout_s)
-        if not quiet:
+        still_busy = await wait_quiescent(cluster, config.quiesce_timeout_s)
+        if still_busy:
             print(f"jepsen: warning: not quiescent after {config.quiesce_timeout_s:g} s; "
-                  "final reads may disagree", flush=True)
+                  "final reads may disagree. Still busy:", flush=True)
+            for line in still_busy:
+                print(f"  {line}", flush=True)
         final_errors = await workload.final_reads()
         await _save_process_stats(cluster, os.path.join(config.out_dir, "stats.json"))
     except ClusterFailed as exc:
@@ -376,7 +399,8 @@ async def run_jepsen(config: JepsenConfig) -> int:
         "check_s": round(check_s, 2), "history": history.counts,
         "faults_planned": len(faults),
         "faults_injected": {k: sum(1 for e in applied if e["kind"] == k) for k in NEMESES},
-        "moves": workload.moves, "final_read_errors": final_errors, "quiescent": quiet,
+        "moves": workload.moves, "final_read_errors": final_errors,
+        "quiescent": not still_busy, "still_busy": still_busy,
         "anomalies": _by_kind(report.anomalies), "valid": report.valid,
     }
     with open(os.path.join(config.out_dir, "faults.json"), "w") as f:

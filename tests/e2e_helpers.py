@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 
 import trio
@@ -13,13 +14,25 @@ from chainreaction.ring import Ring
 from chainreaction.runtime.probe import process_stats
 
 
+def _ephemeral_ports() -> range:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = map(int, f.read().split())
+        return range(low, high + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux's default
+
+
 def free_base_port(count: int) -> int:
-    """A base port with ``count`` consecutive free ports on 127.0.0.1."""
+    """A base port with ``count`` consecutive free ports on 127.0.0.1, below the kernel's
+    ephemeral range: there the cluster's own outgoing connections could take a port of the
+    range before the process meant to listen on it has started."""
+    ephemeral = _ephemeral_ports()
+    rng = random.Random()
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count > 60000:
+        base = rng.randrange(10_000, 65_000 - count)
+        if any(port in ephemeral for port in (base, base + count - 1)) or (
+                base < ephemeral.start < base + count):
             continue
         ok = True
         for port in range(base, base + count):
@@ -31,7 +44,7 @@ def free_base_port(count: int) -> int:
                     break
         if ok:
             return base
-    raise RuntimeError("no free port range")
+    raise RuntimeError("no free port range outside the ephemeral ports")
 
 
 @contextlib.asynccontextmanager

@@ -5,6 +5,8 @@ must find anomalies (the whole pipeline can fail)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -35,7 +37,7 @@ def test_no_anomaly_and_no_lost_write_under_every_nemesis(tmp_path, seed):
     assert code == 0
     assert summary["history"]["ok"] > 500  # the workload really ran
     assert sum(summary["faults_injected"].values()) >= 2
-    assert summary["quiescent"]
+    assert summary["quiescent"], summary["still_busy"]
     assert (tmp_path / f"seed{seed}" / "timeline.png").stat().st_size > 10_000
 
 
@@ -62,3 +64,41 @@ def test_fault_plans_name_their_targets_for_one_and_several_dcs():
             assert f.between_dcs == all(t not in cluster.processes for t in f.targets)
         assert any(not f.between_dcs for f in faults)
         assert (dcs > 1) == any(f.between_dcs for f in faults)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_sigterm_stops_the_run_and_every_cluster_process(tmp_path):
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "chainreaction", "jepsen", "--dcs", "1", "--nodes", "3",
+            "--time", "120", "--nemesis", "", "--out", str(out),
+            "--base-port", str(free_base_port(2 + 3 + 2))]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids: list[int] = []
+    try:
+        for line in proc.stdout:  # the first progress line: the workload is running
+            if "[workload]" in line:
+                break
+        else:
+            pytest.fail("jepsen ended before its workload ran: " + proc.stderr.read()[-3000:])
+        pids = [p["pid"] for p in json.loads((out / "cluster" / "cluster.json").read_text())
+                ["processes"]]
+        assert pids and all(_running(pid) for pid in pids)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+        assert "interrupted" in proc.stderr.read()
+        assert not [pid for pid in pids if _running(pid)]
+    finally:
+        proc.kill()
+        for pid in pids:  # whatever a failed run left behind
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+    checked = subprocess.run([sys.executable, "-m", "chainreaction", "check",
+                              str(out / "history.jsonl")], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout[-2000:]

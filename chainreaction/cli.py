@@ -38,6 +38,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _failure_timeout(text: str) -> float:
+    value = float(text)
+    if value < 0.5:
+        raise argparse.ArgumentTypeError(
+            f"must be >= 0.5 s (heartbeats go every 0.2 s; shorter would evict live nodes), "
+            f"got {value}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -80,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     manager.add_argument("--listen", required=True, metavar="HOST:PORT")
     manager.add_argument("--replication", type=_positive_int, default=3, help="chain length R")
     manager.add_argument("--vnodes", type=_positive_int, default=16)
-    manager.add_argument("--failure-timeout", type=_positive_float, default=1.5,
+    manager.add_argument("--failure-timeout", type=_failure_timeout, default=1.5,
                          help="seconds without heartbeat before a node leaves the ring")
 
     fe = sub.add_parser("frontend", help="run a client-facing frontend")
@@ -257,7 +266,8 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default="./cr-data")
     p.add_argument("--base-port", type=int, default=7100)
     p.add_argument("--read-from", choices=("chain", "head", "tail"), default="chain")
-    p.add_argument("--failure-timeout", type=_positive_float, default=1.5)
+    p.add_argument("--failure-timeout", type=_failure_timeout, default=1.5,
+                   help="seconds without heartbeat before a node leaves the ring (>= 0.5)")
     p.add_argument("--fsync", action="store_true")
     p.add_argument("--dcs", type=_positive_int, default=1,
                    help="datacenters, each with its own nodes, frontends and remote proxy")

@@ -78,6 +78,8 @@ class ClusterConfig:
             raise ValueError("--wan-delay and --wan-jitter must be >= 0")
         if self.batch_interval_ms <= 0:
             raise ValueError("--batch-interval must be > 0")
+        if self.failure_timeout_s < 0.5:
+            raise ValueError("--failure-timeout must be >= 0.5 s (heartbeats go every 0.2 s)")
         last = self.base_port + self.dcs * self.ports_per_dc
         if not 1024 <= self.base_port or last > 65535:
             raise ValueError("--base-port must leave room for all ports in 1024..65535")

@@ -6,7 +6,12 @@ Nodes and frontends send a ``Heartbeat`` every interval, carrying the epoch of t
 they know. The manager
 
 * adds a node it has not heard of (or that restarted at a new address) to the ring;
-* removes a node silent for ``failure_timeout_s``;
+* removes a node silent for ``failure_timeout_s``, unless the silence is the manager's own:
+  after a gap between two of its ticks longer than half the timeout (it was paused or
+  starved and read nobody's heartbeats), every peer's silence starts again from now. Without
+  that, a manager resuming from a pause evicted every member at once and rebuilt the ring
+  one heartbeat at a time, each intermediate ring handing all ranges to the few nodes in it
+  (a total outage of every chain, as far as the nodes can tell);
 * publishes every change as a new ``Ring`` with ``epoch + 1`` to every node and frontend
   (``RingUpdate``, with the previous ring so a joining node knows whom to copy from);
 * answers a heartbeat or ``GetRing`` that shows an older epoch with the current ring, so a
@@ -57,6 +62,7 @@ class ManagerCore:
         self._epoch_floor = 0
         self._grace_until = now + config.startup_grace_s
         self._dirty = False
+        self._last_tick = now
 
     def handle(self, src: str, msg, now: float) -> list:
         if isinstance(msg, m.Heartbeat):
@@ -71,6 +77,12 @@ class ManagerCore:
         return []
 
     def tick(self, now: float) -> list:
+        stalled = now - self._last_tick > self.config.failure_timeout_s / 2
+        self._last_tick = now
+        if stalled:
+            self.counters["own_stall_forgiven"] += 1
+            for peer in self._peers.values():
+                peer.last_seen = max(peer.last_seen, now)
         for name, peer in list(self._peers.items()):
             if now - peer.last_seen > self.config.failure_timeout_s:
                 del self._peers[name]

@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     px.add_argument("--wan-jitter", type=_non_negative_float, default=0.0, metavar="MS",
                     help="plus a uniform random 0..MS (order per link is kept)")
     px.add_argument("--batch-interval", type=_positive_float, default=5.0, metavar="MS",
-                    help="ship a batch at most MS after its oldest write was logged")
+                    help="at most one batch per MS to each peer DC: a write on an idle link "
+                         "leaves at once, on a busy one it waits at most MS")
     px.add_argument("--batch-max", type=_positive_int, default=512,
                     help="at most this many writes per batch")
     px.add_argument("--fsync", action="store_true")
@@ -276,7 +277,8 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wan-jitter", type=_non_negative_float, default=0.0, metavar="MS",
                    help="plus a uniform random 0..MS")
     p.add_argument("--batch-interval", type=_positive_float, default=5.0, metavar="MS",
-                   help="remote proxies ship a batch at most MS after its oldest write")
+                   help="remote proxies send at most one batch per MS to each peer DC (a "
+                        "write on an idle link leaves at once)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,8 @@ durable log and answers with the log position (``Shipped``). So the log order re
 causality inside the DC: whatever a write waited for (a dependency check waits for
 stability) was logged before the write was even made. The proxy ships the log to every
 peer DC in order (``ShipBatch``: up to ``max_batch_entries`` entries or
-``max_batch_bytes``, at most ``batch_interval_s`` after the oldest unsent one), keeps it
+``max_batch_bytes``; at most one batch per ``batch_interval_s`` per peer, so a write on an
+idle link leaves at once and one on a busy link waits at most that interval), keeps it
 until every DC has applied it, and resends from the peer's acknowledged position when a
 link was down or the peer restarted (``resend_after_s`` without progress).
 
@@ -140,7 +141,10 @@ class ProxyCore:
         for write in log.read(self._first_seq, self._next_seq - 1):
             self._retain(write)
             self.clock.observe(write.logged_at)
-        self._oldest_unsent_at: dict[int, float] = {}
+        # peer dc -> when its next batch may leave (unsent entries only); one batch per
+        # batch_interval_s per peer, the first after an idle spell at once
+        self._due_at: dict[int, float] = {}
+        self._last_batch_at: dict[int, float] = {}
         for peer in self.peers.values():  # what was truncated, every DC had applied
             peer.sent = peer.acked = self._first_seq - 1
         # -- receiver side
@@ -199,11 +203,15 @@ class ProxyCore:
             per_origin(), per_origin(), per_origin())
 
     def ship_due(self) -> float | None:
-        """When the next batch is due (the driver may call ``ship`` then, between ticks, so
-        a batch leaves ``batch_interval_s`` after its oldest write, not on the next tick)."""
-        if not self._oldest_unsent_at:
+        """When the next batch is due (the driver calls ``ship`` then, between ticks, so a
+        batch leaves when due, not on the next tick)."""
+        if not self._due_at:
             return None
-        return min(self._oldest_unsent_at.values()) + self.config.batch_interval_s
+        return min(self._due_at.values())
+
+    def _next_batch_at(self, dc: int, now: float) -> float:
+        return max(now, self._last_batch_at.get(dc, float("-inf"))
+                   + self.config.batch_interval_s)
 
     def ship(self, now: float) -> list:
         return self._ship(now)
@@ -310,7 +318,8 @@ class ProxyCore:
         self._next_seq += 1
         self._retain(write)
         for dc in self.peers:
-            self._oldest_unsent_at.setdefault(dc, now)
+            if dc not in self._due_at:
+                self._due_at[dc] = self._next_batch_at(dc, now)
         self.counters["entries_logged"] += 1
         self.log_lag.record(max(0.0, now - msg.version.clock / 1e6))
         return [Send(src, m.Shipped(msg.key, msg.version, seq, logged_at))]
@@ -324,13 +333,13 @@ class ProxyCore:
                 self.counters["resend_from_ack"] += 1
                 peer.sent = peer.acked
                 peer.acked_at = now
-                self._oldest_unsent_at[dc] = float("-inf")  # overdue: send at once
+                self._due_at[dc] = float("-inf")  # overdue: send at once
             pending = self.last_logged - peer.sent
             if pending <= 0:
-                self._oldest_unsent_at.pop(dc, None)
+                self._due_at.pop(dc, None)
                 continue
-            oldest = self._oldest_unsent_at.setdefault(dc, now)
-            if pending < cfg.max_batch_entries and now < oldest + cfg.batch_interval_s:
+            due = self._due_at.setdefault(dc, self._next_batch_at(dc, now))
+            if pending < cfg.max_batch_entries and now < due:
                 continue
             while peer.sent < self.last_logged and peer.sent - peer.acked < cfg.max_unacked_entries:
                 batch = self._batch(peer.sent + 1)
@@ -339,13 +348,14 @@ class ProxyCore:
                 if peer.sent == peer.acked:
                     peer.acked_at = now  # resend timer starts with the first unacked batch
                 out.append(Send(peer.name, batch))
+                self._last_batch_at[dc] = now
                 peer.sent = batch.first_seq + len(batch.entries) - 1
                 self.counters["batches_sent"] += 1
                 self.counters["entries_sent"] += len(batch.entries)
             if peer.sent >= self.last_logged:
-                self._oldest_unsent_at.pop(dc, None)
-            else:
-                self._oldest_unsent_at[dc] = now
+                self._due_at.pop(dc, None)
+            else:  # held back by max_unacked_entries: try again an interval later
+                self._due_at[dc] = now + cfg.batch_interval_s
         return out
 
     def _batch(self, first: int) -> m.ShipBatch | None:

@@ -62,15 +62,18 @@ def test_after_covers_exactly_what_was_logged_before_the_writes_version():
     assert a.seq == 1
 
 
-def test_batches_wait_for_the_interval_then_go_to_every_peer_in_order():
+def test_a_write_on_an_idle_link_leaves_at_once_then_one_batch_per_interval():
     core = proxy()
     ship(core, "a", 1_000, 0.001)
-    assert sent(core.tick(0.005), m.ShipBatch) == []  # younger than batch_interval_s
-    ship(core, "b", 2_000, 0.006)
-    batches = sent(core.tick(0.02), m.ShipBatch)
+    first = sent(core.tick(0.001), m.ShipBatch)  # idle link: no waiting
+    assert sorted(b.to for b in first) == ["p1", "p2"]
+    ship(core, "b", 2_000, 0.002)
+    ship(core, "c", 3_000, 0.004)
+    assert sent(core.tick(0.005), m.ShipBatch) == []  # a batch left 4 ms ago
+    batches = sent(core.tick(0.011), m.ShipBatch)  # batch_interval_s after the last one
     assert sorted(b.to for b in batches) == ["p1", "p2"]
     for b in batches:
-        assert b.msg.first_seq == 1 and [e.key for e in b.msg.entries] == ["a", "b"]
+        assert b.msg.first_seq == 2 and [e.key for e in b.msg.entries] == ["b", "c"]
     assert sent(core.tick(0.03), m.ShipBatch) == []  # nothing new, nothing resent yet
 
 
@@ -78,8 +81,12 @@ def test_the_driver_learns_when_the_next_batch_is_due():
     core = proxy()
     assert core.ship_due() is None
     ship(core, "a", 1_000, 0.001)
+    assert core.ship_due() == 0.001  # idle link: now
+    assert len(sent(core.ship(0.001), m.ShipBatch)) == 2
+    assert core.ship_due() is None
     ship(core, "b", 2_000, 0.004)
-    assert core.ship_due() == 0.001 + CONFIG.batch_interval_s  # the oldest write decides
+    ship(core, "c", 3_000, 0.006)
+    assert core.ship_due() == 0.001 + CONFIG.batch_interval_s  # spaced from the last batch
     assert len(sent(core.ship(core.ship_due()), m.ShipBatch)) == 2
     assert core.ship_due() is None
 

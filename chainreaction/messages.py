@@ -409,6 +409,9 @@ class SyncChunk:
     seq: int = attrs.field(validator=_int)
     total: int = attrs.field(validator=_int)
     items: tuple = attrs.field(converter=_sync_items)
+    # the newest tombstone the source has collected: what it no longer sends may have been
+    # deleted up to there (the requester keeps it as its own floor)
+    gc_floor: Version | None = attrs.field(default=None, converter=Version.coerce_optional)
 
 
 # -- operations --------------------------------------------------------------------------------
@@ -446,10 +449,14 @@ class Shipped:
 @message(62)
 class GeoProgress:
     """proxy -> its DC's nodes. ``applied[dc]``: every update of ``dc``'s log up to that
-    position is DC-Write-Stable here; ``global_stable[dc]``: ... in every DC."""
+    position is DC-Write-Stable here; ``global_stable[dc]``: ... in every DC;
+    ``collectable[dc]``: a tombstone of ``dc`` logged up to there may be collected here
+    (Global-Write-Stable, and every write that could be concurrent with it and older is
+    applied here: see remote_proxy/core.py)."""
 
     applied: tuple = attrs.field(converter=_dc_vector)
     global_stable: tuple = attrs.field(converter=_dc_vector)
+    collectable: tuple = attrs.field(default=(), converter=_dc_vector)
 
 
 @message(63)

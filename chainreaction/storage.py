@@ -54,6 +54,8 @@ class Store(Protocol):
 
     def put(self, key: str, record: Record) -> None: ...
 
+    def delete(self, key: str) -> None: ...
+
     def items(self) -> Iterator[tuple[str, Record]]: ...
 
     def __len__(self) -> int: ...
@@ -67,6 +69,11 @@ class Store(Protocol):
 
     def rids(self) -> Iterator[tuple[bytes, str, Version]]: ...
 
+    # A few named values of the node itself (the collected-tombstone floor).
+    def get_meta(self, name: str) -> bytes | None: ...
+
+    def put_meta(self, name: str, value: bytes) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -76,6 +83,13 @@ class MemoryStore:
     def __init__(self, data: dict | None = None) -> None:
         self._data: dict[str, Record] = dict(data or {})
         self._rids: dict[bytes, tuple[str, Version]] = {}
+        self._meta: dict[str, bytes] = {}
+
+    def get_meta(self, name: str) -> bytes | None:
+        return self._meta.get(name)
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        self._meta[name] = value
 
     def put_rid(self, rid: bytes, key: str, version: Version) -> None:
         self._rids[rid] = (key, version)
@@ -92,6 +106,9 @@ class MemoryStore:
     def put(self, key: str, record: Record) -> None:
         self._data[key] = record
 
+    def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
     def items(self) -> Iterator[tuple[str, Record]]:
         return iter(list(self._data.items()))
 
@@ -106,6 +123,7 @@ class MemoryStore:
 
 
 RIDS = "rids"  # column family of request ids
+META = "meta"  # column family of the node's own named values
 
 
 def open_rocks(path: str, families: tuple, fsync: bool):
@@ -138,8 +156,9 @@ class RocksStore:
     """rocksdict-backed durable store in ``path`` (created if missing)."""
 
     def __init__(self, path: str, fsync: bool = False) -> None:
-        self._db, families = open_rocks(path, (RIDS,), fsync)
+        self._db, families = open_rocks(path, (RIDS, META), fsync)
         self._rids = families[RIDS]
+        self._meta = families[META]
 
     def get(self, key: str) -> Record | None:
         raw = self._db.get(key.encode())
@@ -147,6 +166,18 @@ class RocksStore:
 
     def put(self, key: str, record: Record) -> None:
         self._db[key.encode()] = record.encode()
+
+    def delete(self, key: str) -> None:
+        try:
+            del self._db[key.encode()]
+        except KeyError:
+            pass
+
+    def get_meta(self, name: str) -> bytes | None:
+        return self._meta.get(name.encode())
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        self._meta[name.encode()] = value
 
     def items(self) -> Iterator[tuple[str, Record]]:
         for k, v in self._db.items():
@@ -171,5 +202,5 @@ class RocksStore:
             yield rid, key, Version(clock, dc)
 
     def close(self) -> None:
-        del self._rids
+        del self._rids, self._meta
         self._db.close()

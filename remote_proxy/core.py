@@ -38,6 +38,18 @@ prefix per origin is persisted, reported to the origin and to every DC (``ShipAc
 **Global-Write-Stable** once every DC's applied prefix of its origin covers it. The proxy
 tells its nodes (``GeoProgress``), which then report such versions as stable to clients.
 
+**Tombstones** may be collected once they are Global-Write-Stable *and* no older write
+that could be concurrent with them can still arrive (``collectable`` in ``GeoProgress``).
+Take a tombstone T of DC X at log position t, and a write w to the same key made in DC B
+before B applied T, with a smaller stamp: here w must be applied before T may go, or it
+would come back (DCs that kept T would drop it: divergence). w precedes T in B's chain for
+that key, so B's tail shipped it before T became stable there (one connection, in order),
+or never will (a superseded write is not shipped); B's proxy therefore logged w before it
+counted T as applied. Every peer reports its applied vector with its own log length
+(``ShipAck``); once a report of B that shows X applied up to t is covered by what we have
+applied of B's log, every such w of B is here. For B = X the position t itself covers it.
+(A tail change between w's ``Ship`` and T's stability is not covered: two connections.)
+
 A frontend checking a dependency written in another DC asks the proxy
 (``RemoteDepCheck``): it answers once that DC's log is applied here up to the write's
 position (known from the client, or from the ``seen`` index of received entries).
@@ -130,6 +142,11 @@ class ProxyCore:
         self.peers = {dc: _Peer(name) for dc, name in config.peers}
         if config.dc in self.peers:
             raise ValueError(f"dc {config.dc} is listed as its own peer")
+        # peer dc -> its applied vectors (with its own log length) not yet covered by what
+        # we applied of its log, oldest first; and the newest covered one (tombstones)
+        self._reports: dict[int, collections.deque] = {
+            dc: collections.deque(maxlen=64) for dc in self.peers}
+        self._covered: dict[int, dict] = {dc: {} for dc in self.peers}
         self._next_op = int(now * 1_000_000) % 2**62 + 1
         self._ring_asked_at = float("-inf")
         # -- origin side
@@ -227,6 +244,21 @@ class ProxyCore:
     def applied_vector(self) -> dict[int, int]:
         """How far each DC's log is applied here (our own: everything logged)."""
         return {**self.applied, self.dc: self.last_logged}
+
+    def collectable(self) -> dict[int, int]:
+        """dc -> position of its log up to which its tombstones may be collected here."""
+        for dc, reports in self._reports.items():
+            while reports and reports[0].get(dc, 0) <= self.applied.get(dc, 0):
+                self._covered[dc] = reports.popleft()
+        stable = self.global_stable()
+        out = {}
+        for origin in (self.dc, *self.peers):
+            bound = stable.get(origin, 0)
+            for dc in self.peers:
+                if dc != origin:
+                    bound = min(bound, self._covered[dc].get(origin, 0))
+            out[origin] = bound
+        return out
 
     def global_stable(self) -> dict[int, int]:
         """dc -> position of its log applied in every DC."""
@@ -393,6 +425,9 @@ class ProxyCore:
         peer.acked = msg.received
         peer.sent = max(peer.sent, peer.acked)
         peer.applied = dict(msg.applied)
+        reports = self._reports[msg.dc]
+        if not reports or reports[-1] != peer.applied:
+            reports.append(peer.applied)  # (a full deque forgets the oldest: conservative)
         return self._on_progress(now)
 
     def _on_progress(self, now: float) -> list:
@@ -634,8 +669,9 @@ class ProxyCore:
         then anyway, so a restarted peer or node learns where we are)."""
         applied = self.applied_vector()
         self._global = self.global_stable()
+        collectable = tuple(sorted(self.collectable().items()))
         state = (tuple(sorted(applied.items())), tuple(sorted(self._received.items())),
-                 tuple(sorted(self._global.items())))
+                 tuple(sorted(self._global.items())), collectable)
         since = now - self._progress_sent_at
         if since < 1.0 and (state == self._reported or since < self.config.progress_interval_s):
             return []
@@ -645,6 +681,7 @@ class ProxyCore:
         out = [Send(peer.name, m.ShipAck(self.dc, self._received[dc], vector))
                for dc, peer in self.peers.items()]
         if self.ring is not None:
-            progress = m.GeoProgress(vector, tuple(sorted(self._global.items())))
+            progress = m.GeoProgress(vector, tuple(sorted(self._global.items())),
+                                     collectable)
             out += [Send(name, progress) for name in self.ring.names]
         return out

@@ -51,7 +51,7 @@ FIELD_STRATEGIES = {
     **{f: U63 for f in ("incarnation", "epoch", "op", "floor", "chain_index", "position",
                         "ack_at", "sync_id", "seq", "total", "logged_at", "clock", "first_seq",
                         "received", "sent_at_us", "lease_ms")},
-    **{f: dc_vectors for f in ("applied", "global_stable", "needs")},
+    **{f: dc_vectors for f in ("applied", "global_stable", "needs", "collectable")},
     **{f: dc_ids for f in ("dc", "origin_dc")},
     "vclock": vclocks,
     "entries": st.lists(ship_entries, max_size=3).map(tuple),
@@ -68,6 +68,7 @@ FIELD_STRATEGIES = {
     "value": values,
     "version": versions,
     "min_version": st.none() | versions,
+    "gc_floor": st.none() | versions,
     "ranges": st.lists(st.tuples(U64, U64), max_size=5).map(tuple),
     "items": st.lists(sync_items, max_size=4).map(tuple),
     "stats": st.dictionaries(
@@ -114,6 +115,7 @@ def example_of(cls):
         "items": (m.SyncItem("k", Version(1, 0), None, False, b"r"),),
         "logged_at": 9, "clock": 10, "sent_at_us": 11, "lease_ms": 500, "first_seq": 1, "received": 0, "dc": 1, "origin_dc": 2,
         "applied": ((0, 1),), "global_stable": ((0, 1),), "needs": ((1, 2),),
+        "collectable": ((0, 1),), "gc_floor": Version(3, 0),
         "vclock": VClock({1: 7}), "blocked": (1,), "cut_off": ("n1",), "clock_skew_ms": -5,
         "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0, ((0, 3),)),),
     }

@@ -274,3 +274,40 @@ def test_a_remote_dependency_check_times_out_with_a_negative_answer():
 def test_a_dependency_from_an_unknown_dc_is_refused():
     (reply,) = proxy().handle("fe", m.RemoteDepCheck(7, "a", Version(5, 9), 1), 0.0)
     assert reply.msg.code == m.BAD_REQUEST
+
+
+# -- tombstone collection ------------------------------------------------------------------------
+
+
+def test_a_tombstone_is_collectable_once_every_older_concurrent_write_is_applied_here():
+    """DC 1 logged a delete at its position 1. DC 2 reports it applied that delete when its
+    own log was 2 long: DC 2's writes 1..2 may be concurrent with it and older, so DC 1's
+    tombstones up to 1 may go here only once we applied DC 2's log up to 2 (and the
+    delete is Global-Write-Stable)."""
+    core = proxy()
+    apply_fully(core, receive(core, 1, 1, [entry("a", 5)], 0.1), 0.1)  # the delete
+    assert core.collectable()[1] == 0  # not Global-Write-Stable yet
+    core.handle("p1", m.ShipAck(1, 0, ((0, 0), (1, 1), (2, 0))), 0.2)
+    core.handle("p2", m.ShipAck(2, 0, ((0, 0), (1, 1), (2, 2))), 0.2)
+    assert core.global_stable()[1] == 1
+    assert core.collectable()[1] == 0  # DC 2's writes 1..2 are not here yet
+    effects = receive(core, 2, 1, [entry("x", 3, dc=2)], 0.3)
+    apply_fully(core, effects, 0.3)
+    assert core.collectable()[1] == 0  # one of the two
+    apply_fully(core, receive(core, 2, 2, [entry("y", 4, dc=2)], 0.4), 0.4)
+    assert core.collectable()[1] == 1
+    # ... and the nodes hear it
+    (progress, *_) = [e.msg for e in core.tick(2.0) if isinstance(e.msg, m.GeoProgress)]
+    assert dict(progress.collectable)[1] == 1
+
+
+def test_our_own_tombstones_wait_for_every_peer_and_their_concurrent_writes():
+    core = proxy()
+    ship(core, "a", 1_000, 0.001)  # our delete, position 1
+    core.handle("p1", m.ShipAck(1, 1, ((0, 1), (1, 3), (2, 0))), 0.2)
+    core.handle("p2", m.ShipAck(2, 1, ((0, 1), (1, 0), (2, 0))), 0.2)
+    assert core.global_stable()[0] == 1
+    assert core.collectable()[0] == 0  # DC 1 had logged 3 writes when it applied ours
+    apply_fully(core, receive(core, 1, 1, [entry(k, 5 + i) for i, k in enumerate("xyz")],
+                              0.3), 0.3)
+    assert core.collectable()[0] == 1

@@ -102,7 +102,8 @@ def test_items_can_be_consumed_while_putting(store):
     assert all(store.get(k).version.clock > 100 for k in seen)
 
 
-ops = st.lists(st.tuples(st.sampled_from(["a", "b", "c", "\u00fc", "long" * 10]), records),
+ops = st.lists(st.tuples(st.sampled_from(["a", "b", "c", "\u00fc", "long" * 10]),
+                         st.none() | records),  # None: delete the key
                max_size=30)
 
 
@@ -115,8 +116,12 @@ def test_store_behaves_like_a_dict(kind, ops):
         try:
             model = {}
             for k, r in ops:
-                s.put(k, r)
-                model[k] = r
+                if r is None:
+                    s.delete(k)
+                    model.pop(k, None)
+                else:
+                    s.put(k, r)
+                    model[k] = r
                 assert s.get(k) == r
             assert len(s) == len(model)
             assert dict(s.items()) == model
@@ -151,11 +156,15 @@ def test_rocks_store_keeps_records_across_close_and_reopen(tmp_path):
         assert len(s) == len(wanted)
         assert dict(s.items()) == wanted
         s.put("k1", rec(500))  # and it is writable again
+        s.delete("k2")
+        s.put_meta("gc_floor", b"x")
     finally:
         s.close()
     s = RocksStore(path)
     try:
         assert s.get("k1") == rec(500)
+        assert s.get("k2") is None and len(s) == len(wanted) - 1
+        assert s.get_meta("gc_floor") == b"x" and s.get_meta("other") is None
     finally:
         s.close()
 

@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--fsync", action="store_true",
                       help="fsync every write (survives power loss; slow). Without it a "
                       "write survives kill -9 of the process")
+    node.add_argument("--tombstone-grace", type=_positive_float, default=600.0, metavar="S",
+                      help="collect a delete's tombstone no sooner than S seconds after it, "
+                      "once no older write can still arrive; a node restarted after kill -9 "
+                      "drops the unreplicated writes it held that are older than S/2")
     _geo_member_options(node)
 
     manager = sub.add_parser("manager", help="run the datacenter's membership manager")
@@ -189,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     jep.add_argument("--seed", type=int, default=1, help="draws the faults and the workload")
     jep.add_argument("--sessions", type=_positive_int, default=3, help="sessions per DC")
     jep.add_argument("--keys", type=_positive_int, default=6)
+    jep.add_argument("--tombstone-grace", type=_positive_float, default=20.0, metavar="S",
+                     help="the nodes' tombstone grace period: short, so a run also collects "
+                     "tombstones under its faults (default 20 s; kills last at most 4 s)")
     jep.add_argument("--move-probability", type=_fraction, default=0.05, metavar="P",
                      help="per operation, the session continues in another DC (default "
                      "0.05); a session that moves across a partition waits for it to heal")
@@ -270,6 +277,8 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--failure-timeout", type=_failure_timeout, default=1.5,
                    help="seconds without heartbeat before a node leaves the ring (>= 0.5)")
     p.add_argument("--fsync", action="store_true")
+    p.add_argument("--tombstone-grace", type=_positive_float, default=600.0, metavar="S",
+                   help="nodes collect a delete's tombstone no sooner than S seconds after it")
     p.add_argument("--dcs", type=_positive_int, default=1,
                    help="datacenters, each with its own nodes, frontends and remote proxy")
     p.add_argument("--wan-delay", type=_non_negative_float, default=0.0, metavar="MS",
@@ -307,7 +316,8 @@ def _dispatch(args) -> int:
                                failure_timeout_s=args.failure_timeout, fsync=args.fsync,
                                dcs=args.dcs, wan_delay_ms=args.wan_delay,
                                wan_jitter_ms=args.wan_jitter,
-                               batch_interval_ms=args.batch_interval)
+                               batch_interval_ms=args.batch_interval,
+                               tombstone_grace_s=args.tombstone_grace)
         return run_cluster_foreground(config)
     if cmd == "wan":
         from .clusterstats import control_wan
@@ -361,7 +371,7 @@ def _run_process(args) -> int:
         from .runtime.processes import run_node
 
         config = NodeConfig(eager=args.eager, dc=args.dc, geo=bool(args.proxy),
-                            proxy=args.proxy_name)
+                            proxy=args.proxy_name, tombstone_grace_s=args.tombstone_grace)
         trio.run(lambda: run_node(args.name, args.listen, args.manager, args.data_dir,
                                   config, fsync=args.fsync, proxy_addr=args.proxy))
     elif args.command == "manager":

@@ -57,6 +57,7 @@ class ClusterConfig:
     wan_delay_ms: float = 0.0
     wan_jitter_ms: float = 0.0
     batch_interval_ms: float = 5.0
+    tombstone_grace_s: float = 600.0
     unsafe_skip_dependency_checks: bool = False  # frontends break causality (checker tests)
 
     @property
@@ -78,6 +79,8 @@ class ClusterConfig:
             raise ValueError("--wan-delay and --wan-jitter must be >= 0")
         if self.batch_interval_ms <= 0:
             raise ValueError("--batch-interval must be > 0")
+        if self.tombstone_grace_s <= 0:
+            raise ValueError("--tombstone-grace must be > 0")
         if self.failure_timeout_s < 0.5:
             raise ValueError("--failure-timeout must be >= 0.5 s (heartbeats go every 0.2 s)")
         last = self.base_port + self.dcs * self.ports_per_dc
@@ -117,7 +120,8 @@ class LocalCluster:
             for i in range(1, c.nodes + 1):
                 name, addr = self.name(dc, f"n{i}"), f"{HOST}:{port + i}"
                 args = ["node", "--name", name, "--listen", addr, "--manager", manager_addr,
-                        "--data-dir", self.data_dir, "--eager", str(c.eager), *geo_args]
+                        "--data-dir", self.data_dir, "--eager", str(c.eager),
+                        "--tombstone-grace", str(c.tombstone_grace_s), *geo_args]
                 if c.fsync:
                     args.append("--fsync")
                 self.processes[name] = ProcessSpec("node", name, addr, args, dc=dc)

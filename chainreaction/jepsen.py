@@ -44,6 +44,7 @@ class JepsenConfig:
     wan_delay_ms: float = 20.0
     unsafe: bool = False
     move_probability: float = 0.05  # per op: the session continues in another DC
+    tombstone_grace_s: float = 20.0  # short, so a run collects tombstones under its faults
     fault_gap_s: tuple = (1.0, 3.0)  # quiet time between two faults
     fault_length_s: tuple = (1.0, 4.0)
     quiesce_timeout_s: float = 90.0
@@ -325,6 +326,7 @@ async def _run_jepsen(config: JepsenConfig) -> int:
         nodes=config.nodes, replication=min(3, config.nodes), eager=1, frontends=1,
         data_dir=os.path.join(config.out_dir, "cluster"), base_port=config.base_port,
         failure_timeout_s=1.0, dcs=config.dcs, wan_delay_ms=config.wan_delay_ms,
+        tombstone_grace_s=config.tombstone_grace_s,
         unsafe_skip_dependency_checks=config.unsafe)
     cluster = LocalCluster(cluster_config)
     faults = plan_faults(config, cluster)
@@ -374,7 +376,7 @@ async def _run_jepsen(config: JepsenConfig) -> int:
             for line in still_busy:
                 print(f"  {line}", flush=True)
         final_errors = await workload.final_reads()
-        await _save_process_stats(cluster, os.path.join(config.out_dir, "stats.json"))
+        stats = await _save_process_stats(cluster, os.path.join(config.out_dir, "stats.json"))
     except ClusterFailed as exc:
         print(f"jepsen: error: {exc}", file=sys.stderr)
         return 2
@@ -401,6 +403,8 @@ async def _run_jepsen(config: JepsenConfig) -> int:
         "faults_injected": {k: sum(1 for e in applied if e["kind"] == k) for k in NEMESES},
         "moves": workload.moves, "final_read_errors": final_errors,
         "quiescent": not still_busy, "still_busy": still_busy,
+        "tombstones_collected": sum(st.get("tombstones_collected", 0)
+                                    for st in stats.values()),
         "anomalies": _by_kind(report.anomalies), "valid": report.valid,
     }
     with open(os.path.join(config.out_dir, "faults.json"), "w") as f:
@@ -419,14 +423,15 @@ async def _run_jepsen(config: JepsenConfig) -> int:
     print(f"jepsen: {history.counts['invoke']} operations ({history.counts['ok']} ok, "
           f"{history.counts['fail']} failed, {history.counts['info']} unknown), "
           f"{len(applied)} faults injected {summary['faults_injected']}, {workload.moves} "
-          f"session moves; run {took:.0f} s, check {check_s:.2f} s")
+          f"session moves, {summary['tombstones_collected']} tombstones collected; "
+          f"run {took:.0f} s, check {check_s:.2f} s")
     print(f"jepsen: {'VALID: no anomaly' if report.valid else 'INVALID'}; report in "
           f"{config.out_dir}/ (history.jsonl, check.txt, faults.json, summary.json, "
           f"{os.path.basename(plot_path)})")
     return 0 if report.valid else 1
 
 
-async def _save_process_stats(cluster: LocalCluster, path: str) -> None:
+async def _save_process_stats(cluster: LocalCluster, path: str) -> dict:
     """Every process's counters at the end, for explaining what the checker found."""
     stats = {}
     for name, spec in cluster.processes.items():
@@ -436,6 +441,7 @@ async def _save_process_stats(cluster: LocalCluster, path: str) -> None:
             stats[name] = {"error": repr(exc)}
     with open(path, "w") as f:
         json.dump(stats, f, indent=1, sort_keys=True, default=str)
+    return stats
 
 
 def _by_kind(anomalies) -> dict:
@@ -517,7 +523,8 @@ def main_args(args) -> int:
                           out_dir=args.out or f"jepsen-report-seed{args.seed}",
                           base_port=args.base_port, wan_delay_ms=args.wan_delay,
                           unsafe=args.unsafe_skip_dependency_checks,
-                          move_probability=args.move_probability)
+                          move_probability=args.move_probability,
+                          tombstone_grace_s=args.tombstone_grace)
     try:
         return trio.run(run_jepsen, config)
     except (KeyboardInterrupt, BaseExceptionGroup) as exc:

@@ -55,6 +55,7 @@ from . import messages as m
 from .effects import Send
 from .ring import Ring, hash_point, segments
 from .storage import Record, Store
+from .tombstones import Tombstones
 from .versions import HybridClock, VClock, Version
 
 
@@ -83,6 +84,10 @@ class NodeConfig:
     # Act as head (assign versions) or tail (answer dependency checks) only under a current
     # ring lease from the manager (``HeartbeatAck``). Off only in single-core transcripts.
     require_lease: bool = True
+    # Tombstones are collected no sooner than this after their stamp, and a restarted node
+    # drops the unstable writes it held that are older than half of it instead of
+    # reinjecting them (chainreaction/tombstones.py).
+    tombstone_grace_s: float = 600.0
 
     def __attrs_post_init__(self):
         if self.eager < 1:
@@ -115,6 +120,8 @@ class _Sync:
     total: int = 0  # number of chunks, known once the last one arrived
     refusals: int = 0
     partial_ok: bool = False  # one of several copies merged (every candidate was syncing)
+    keys: set = attrs.Factory(set)  # keys the source sent
+    gc_floor: Version | None = None  # the newest tombstone the source had collected
 
 
 @attrs.define(slots=True)
@@ -180,10 +187,14 @@ class NodeCore:
         self._next_sync_id = int(now * 1_000_000) % 2**62  # distinct across restarts
         self._ring_asked_at = float("-inf")
         self._lease_until = float("-inf")
+        self._tombstones = Tombstones(store, config.tombstone_grace_s)
         for rid, key, version in store.rids():  # a retry after our restart applies once
             self._remember(rid, key, version, persist=False)
+        if self._tombstones.floor is not None:
+            self.clock.observe(self._tombstones.floor.clock)
         for key, rec in store.items():
             self.clock.observe(rec.version.clock)
+            self._tombstones.note(key, rec)
             if not rec.stable:
                 self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)
         self._handlers: dict[type, Callable] = {
@@ -228,7 +239,17 @@ class NodeCore:
                                           sync.refusals, sync.partial_ok)
         if self.ring is not None and self.ring.members:
             out += self._redrive(now, force=False)
+        self.counters["tombstones_collected"] += self._tombstones.sweep(now, self._key_busy)
         return out
+
+    def _key_busy(self, key: str) -> bool:
+        """Something still depends on the record of ``key`` being there."""
+        return (key in self._unstable or key in self._waiters
+                or (self.ring is not None and self.ring.arc_of(key) in self._syncing_arcs))
+
+    def _put(self, key: str, record: Record) -> None:
+        self.store.put(key, record)
+        self._tombstones.note(key, record)
 
     @property
     def epoch(self) -> int:
@@ -246,6 +267,7 @@ class NodeCore:
             "syncing_ranges": len(self._syncing_arcs),
             "held_puts": len(self._held_puts),
             "dep_waiters": self._waiter_count,
+            "tombstones": len(self._tombstones.keys),
             **self.counters,
         }
 
@@ -380,7 +402,10 @@ class NodeCore:
                 return [Send(src, m.PutAck(msg.op, msg.key, known, 1, stable))]
             # Not yet acknowledged by k nodes for sure: drive it again, ack at position k.
             return [Send(chain[1], self._update_of(msg.key, current, src, msg.op, eager))]
-        floor = max(msg.floor, current.version.clock if current else 0)
+        # Above the version we hold, or, for a key we hold nothing of, above every tombstone
+        # we collected (the key may have been one of them).
+        gc_floor = self._tombstones.floor.clock if self._tombstones.floor else 0
+        floor = max(msg.floor, current.version.clock if current else gc_floor)
         version = Version(self.clock.next(now, floor), self.config.dc)
         vclock = (current.vclock if current else VClock()).advance(self.config.dc, version.clock)
         record = Record(version, msg.value, False, msg.rid, vclock=vclock)
@@ -392,7 +417,7 @@ class NodeCore:
         alone = len(chain) == 1
         if alone:
             record = self._at_tail(record)
-        self.store.put(msg.key, record)
+        self._put(msg.key, record)
         self._remember(msg.rid, msg.key, record.version)
         eager = min(self.config.eager, len(chain))
         out: list = []
@@ -456,7 +481,7 @@ class NodeCore:
                             msg.vclock)
             if tail:
                 record = self._at_tail(record)
-            self.store.put(msg.key, record)
+            self._put(msg.key, record)
             self.clock.observe(max(msg.version.clock, msg.logged_at))
             self._remember(msg.rid, msg.key, msg.version)
         elif current.stable:
@@ -474,7 +499,7 @@ class NodeCore:
             if tail:
                 record = self._at_tail(record)
             if record is not current:
-                self.store.put(msg.key, record)
+                self._put(msg.key, record)
         if wants_ack:
             stable = record.stable and not self.config.geo
             out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, stable)))
@@ -496,7 +521,7 @@ class NodeCore:
     def _on_stable(self, src: str, msg: m.Stable, now: float) -> list:
         current = self.store.get(msg.key)
         if current is not None and current.version == msg.version and not current.stable:
-            self.store.put(msg.key, attrs.evolve(current, stable=True,
+            self._put(msg.key, attrs.evolve(current, stable=True,
                                                  seq=msg.seq or current.seq,
                                                  logged_at=msg.logged_at or current.logged_at))
         self.clock.observe(msg.logged_at)
@@ -522,16 +547,17 @@ class NodeCore:
         chain = self.ring.chain(msg.key) if self.ring is not None else ()
         if not chain or chain[-1] != self.name:
             # No longer the tail: keep the log position; the redrive carries it onwards.
-            self.store.put(msg.key, record)
+            self._put(msg.key, record)
             return []
         record = self._at_tail(record)
-        self.store.put(msg.key, record)
+        self._put(msg.key, record)
         pending = self._unstable.get(msg.key)
         origin = pending.origin if pending is not None else ""
         return self._settle_at_tail(msg.key, record, chain, len(chain), origin, now)
 
     def _on_geo_progress(self, src: str, msg: m.GeoProgress, now: float) -> list:
         self._global_stable = dict(msg.global_stable)
+        self._tombstones.collectable = dict(msg.collectable)
         return []
 
     def _on_stats_request(self, src: str, msg: m.StatsRequest, now: float) -> list:
@@ -582,6 +608,13 @@ class NodeCore:
                 continue
             chain = ring.chain(key)
             pos = chain.index(self.name) + 1 if self.name in chain else 0
+            if pending.orphan and now - pending.version.clock / 1e6 > \
+                    self.config.tombstone_grace_s / 2:
+                # A tombstone newer than it may be collected by now: reinjected, it could
+                # bring a deleted key back. (Down that long, the node drops it.)
+                del self._unstable[key]
+                self.counters["orphans_expired"] += 1
+                continue
             pending.sent_at = now
             self.counters["redrive"] += 1
             if pending.orphan and pos != 1:
@@ -592,7 +625,7 @@ class NodeCore:
             elif pos == len(chain):
                 record = self._at_tail(record)
                 if record.stable:
-                    self.store.put(key, record)
+                    self._put(key, record)
                 out += self._settle_at_tail(key, record, chain, pos, pending.origin, now)
             else:
                 pending.orphan = False
@@ -632,6 +665,11 @@ class NodeCore:
             self.counters["read_miss_syncing"] += 1
             return [Send(src, m.ReadMiss(msg.op, msg.key, "syncing"))]
         record = self.store.get(msg.key)
+        if record is None and msg.min_version is not None and self._tombstones.covers(
+                msg.min_version):
+            # What the session knows of this key was deleted and collected here.
+            self.counters["read_collected"] += 1
+            return [Send(src, m.ReadReply(msg.op, msg.key, False, None, None, pos, False))]
         if msg.min_version is not None and (record is None or record.version < msg.min_version):
             self.counters["read_miss_older"] += 1
             return [Send(src, m.ReadMiss(msg.op, msg.key, "older"))]
@@ -652,7 +690,8 @@ class NodeCore:
         if refused:
             return refused
         record = self.store.get(msg.key)
-        if record is not None and record.stable and record.version >= msg.version:
+        if record is not None and record.stable and record.version >= msg.version or (
+                record is None and self._tombstones.covers(msg.version)):
             return [Send(src, m.DepReply(msg.op, msg.key, True, self.clock.last))]
         if self._waiter_count >= self.config.max_waiters:
             return self._error(src, msg.op, m.OVERLOADED, "too many dependency checks waiting")
@@ -836,7 +875,7 @@ class NodeCore:
                         break
                 total = stream.seq + 1 if last else 0
                 out.append(Send(stream.dst, m.SyncChunk(stream.sync_id, stream.seq, total,
-                                                        tuple(chunk))))
+                                                        tuple(chunk), self._tombstones.floor)))
                 self.counters["sync_items_sent"] += len(chunk)
                 stream.seq += 1
                 if last:
@@ -853,10 +892,13 @@ class NodeCore:
             self.counters["sync_chunk_bad"] += 1
             return []
         sync.sent_at = now  # progress: the retry timer restarts
+        if msg.gc_floor is not None and (sync.gc_floor is None or msg.gc_floor > sync.gc_floor):
+            sync.gc_floor = msg.gc_floor
         for item in msg.items:
+            sync.keys.add(item.key)
             current = self.store.get(item.key)
             if current is None or item.version > current.version:
-                self.store.put(item.key, Record(item.version, item.value, item.stable, item.rid,
+                self._put(item.key, Record(item.version, item.value, item.stable, item.rid,
                                                 item.seq, item.logged_at, item.vclock))
                 self.clock.observe(max(item.version.clock, item.logged_at))
                 self._remember(item.rid, item.key, item.version)
@@ -866,7 +908,7 @@ class NodeCore:
                     # source may leave this chain and stop driving it.
                     self._unstable[item.key] = _Unstable(item.version, now, orphan=True)
             elif item.version == current.version and item.stable and not current.stable:
-                self.store.put(item.key, attrs.evolve(current, stable=True, seq=item.seq,
+                self._put(item.key, attrs.evolve(current, stable=True, seq=item.seq,
                                                       logged_at=item.logged_at))
                 self._drop_unstable(item.key, item.version)
         self.counters["sync_items_received"] += len(msg.items)
@@ -880,5 +922,19 @@ class NodeCore:
             return out
         self._drop_sync(msg.sync_id)
         self.counters["sync_done"] += 1
+        self._drop_collected(sync)
         out += self._release_held_puts(now)
         return out
+
+    def _drop_collected(self, sync: _Sync) -> None:
+        """After a complete copy: a stable record the source no longer holds, at or below
+        the source's collected floor, was deleted there meanwhile (we were away)."""
+        self._tombstones.raise_floor(sync.gc_floor)
+        if sync.gc_floor is None or sync.partial_ok:
+            return  # (a merged partial copy says nothing of what its sources lack)
+        wanted = _RangeSet(sync.ranges)
+        for key, record in self.store.items():
+            if (key not in sync.keys and record.stable and record.version <= sync.gc_floor
+                    and hash_point(key) in wanted):
+                self.store.delete(key)
+                self.counters["stale_records_dropped"] += 1

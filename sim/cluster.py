@@ -97,7 +97,8 @@ class SimCluster:
                  tick_s: float = 0.05, heartbeat_s: float = 0.2, failure_timeout_s: float = 0.6,
                  read_from: str = "chain", trace: bool = False, dcs: int = 1,
                  wan_latency_s: tuple[float, float] = (0.02, 0.03),
-                 proxy_config: ProxyConfig | None = None) -> None:
+                 proxy_config: ProxyConfig | None = None,
+                 tombstone_grace_s: float = 600.0) -> None:
         self.rng = random.Random(seed)
         self.now = 0.0
         self.latency_s = latency_s
@@ -115,7 +116,8 @@ class SimCluster:
         base_proxy = proxy_config or ProxyConfig()
         for dc in range(dcs):
             names = dict(manager=self.managers[dc], proxy=prefix(dc) + "proxy")
-            self.node_configs[dc] = NodeConfig(eager=eager, dc=dc, geo=geo, **names)
+            self.node_configs[dc] = NodeConfig(eager=eager, dc=dc, geo=geo,
+                                               tombstone_grace_s=tombstone_grace_s, **names)
             self.frontend_configs[dc] = FrontendConfig(read_from=read_from, dc=dc, geo=geo,
                                                        **names)
             peers = tuple((d, prefix(d) + "proxy") for d in range(dcs) if d != dc)
@@ -286,6 +288,9 @@ class SimCluster:
     def partition_dcs(self, a: int, b: int) -> None:
         """Cut the WAN between DCs ``a`` and ``b`` (their proxies are its only users)."""
         self.partition(self.proxies[a], self.proxies[b])
+
+    def heal_dcs(self, a: int, b: int) -> None:
+        self.cut.discard(frozenset((self.proxies[a], self.proxies[b])))
 
     def heal(self) -> None:
         self.cut.clear()

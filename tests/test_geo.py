@@ -15,6 +15,7 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from remote_proxy.core import ProxyConfig
 from sim.cluster import SimCluster
 from sim.workload import Op, Workload
 
@@ -200,3 +201,86 @@ def test_same_seed_same_trace_across_dcs():
         work.run(timeout_s=120)
         hashes.append(cluster.trace_hash)
     assert hashes[0] == hashes[1]
+
+
+# -- tombstones ----------------------------------------------------------------------------------
+
+
+def test_a_tombstone_is_collected_everywhere_and_the_key_lives_on():
+    cluster = geo_cluster(11, tombstone_grace_s=1.0)
+    s0 = cluster.session(cluster.frontends_of(0)[0])
+    s2 = cluster.session(cluster.frontends_of(2)[0])
+    assert s0.call("put", "k", b"v1")["ok"]
+    deleted = s0.call("delete", "k")
+    assert deleted["ok"]
+    settle(cluster)
+    cluster.run_for(3.0)  # past the grace period
+    assert all(store.get("k") is None for store in cluster.stores.values())
+    collected = sum(cluster.node(n).counters["tombstones_collected"] for n in cluster.stores)
+    assert collected == 3 * 3  # every replica of every DC
+    # The deleting session still holds the tombstone in its metadata: its reads, and a
+    # write that depends on it, are answered at nodes that no longer have it.
+    assert s0.state.metadata["k"].version == deleted["version"]
+    got = s0.call("get", "k")
+    assert got["ok"] and not got["found"], got
+    assert sum(cluster.node(n).counters["read_collected"] for n in cluster.stores) >= 1
+    again = s0.call("put", "j", b"after the delete")
+    assert again["ok"], again
+    # A new write to the key gets a larger stamp than the collected tombstone, everywhere.
+    rewritten = s2.call("put", "k", b"v2")
+    assert rewritten["ok"] and rewritten["version"] > deleted["version"]
+    settle(cluster)
+    assert_converged(cluster, {"k": rewritten["version"], "j": again["version"]})
+
+
+def test_an_older_concurrent_write_held_up_by_a_partition_does_not_come_back():
+    """DC2, cut off, writes k; DC1, not knowing it, then deletes k (a newer stamp). After
+    the heal DC0 may learn that the delete is Global-Write-Stable before DC2's older write
+    reaches it: it must not collect the tombstone before that write is applied here, or
+    the write would come back in DC0 and DC1 while DC2 keeps the delete."""
+    # Unacknowledged batches are resent every 4 s: after the heal, DC2's progress report
+    # (every second) reaches the others well before its resent batch with the older write.
+    cluster = geo_cluster(12, tombstone_grace_s=0.5,
+                          proxy_config=ProxyConfig(resend_after_s=4.0))
+    s1 = cluster.session(cluster.frontends_of(1)[0])
+    s2 = cluster.session(cluster.frontends_of(2)[0])
+    cluster.partition_dcs(0, 2)
+    cluster.partition_dcs(1, 2)
+    stale = s2.call("put", "k", b"stale")
+    assert stale["ok"]
+    cluster.run_for(0.3)
+    deleted = s1.call("delete", "k")
+    assert deleted["ok"] and deleted["version"] > stale["version"]
+    cluster.run_for(1.0)
+    cluster.heal_dcs(1, 2)  # DC2 gets the delete (with the next resend) and applies it
+    cluster.run_for(3.5)
+    cluster.heal_dcs(0, 2)  # DC2's report reaches DC0 within a second, its batch later
+    settle(cluster)
+    cluster.run_for(3.0)
+    versions = cluster.versions_everywhere()
+    assert versions.get("k", {None}) == {None}, f"k came back: {versions['k']}"
+    for dc in range(3):
+        reply = cluster.session(cluster.frontends_of(dc)[0]).call("get", "k")
+        assert reply["ok"] and not reply["found"], (dc, reply)
+
+
+def test_a_node_that_was_down_while_a_tombstone_was_collected_drops_its_old_copy():
+    cluster = geo_cluster(13, tombstone_grace_s=1.0)
+    s0 = cluster.session(cluster.frontends_of(0)[0])
+    assert s0.call("put", "k", b"v1")["ok"]
+    settle(cluster)
+    away = cluster.chain("k", 0)[-1]
+    cluster.crash(away)  # keeps its store, with k = v1
+    cluster.run_for(2.0)  # the others notice
+    assert s0.call("delete", "k")["ok"]
+    settle(cluster)
+    cluster.run_for(3.0)  # collected by everyone still up
+    assert cluster.stores[away].get("k").value == b"v1"
+    cluster.restart(away)
+    cluster.wait_ready(20)
+    settle(cluster)
+    assert cluster.stores[away].get("k") is None
+    assert cluster.node(away).counters["stale_records_dropped"] >= 1
+    assert cluster.versions_everywhere().get("k", {None}) == {None}
+    reply = cluster.session(cluster.frontends_of(0)[0]).call("get", "k")
+    assert reply["ok"] and not reply["found"]

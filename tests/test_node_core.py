@@ -234,6 +234,25 @@ def test_restarted_node_reinjects_an_acknowledged_write_only_it_had():
         assert c.stores[n].get(key).stable
 
 
+def test_a_node_restarted_after_half_the_tombstone_grace_drops_its_old_orphans():
+    """Reinjected that late, the write could be older than a tombstone collected
+    meanwhile and bring a deleted key back."""
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    c.nodes["a"].handle("fe", put(key=key, value=b"only-on-a"), 1.0)  # acked, then a dies
+    ring2 = Ring(2, MEMBERS[1:], 3, 8)
+    for n in "bc":
+        c.nodes[n].handle("manager", m.RingUpdate(ring2, c.ring), 2.0)
+    ring3 = Ring(3, MEMBERS, 3, 8)
+    config = NodeConfig(require_lease=False, tombstone_grace_s=4.0)
+    restarted = NodeCore("a", c.stores["a"], config, 3.5)  # 2.5 s later: over half of 4
+    c.nodes["a"] = restarted
+    effects = restarted.handle("manager", m.RingUpdate(ring3, ring2), 3.5)
+    assert not [e for e in effects if isinstance(e.msg, m.Update)]
+    assert restarted.counters["orphans_expired"] == 1
+    assert c.stores["b"].get(key) is None and c.stores["c"].get(key) is None
+
+
 def test_node_never_dies_on_unexpected_messages():
     c = Chain()
     out = c.nodes["a"].handle("x", m.Heartbeat("x", "node", "y", 1, 1), 1.0)

@@ -94,3 +94,28 @@ def test_a_drivers_stats_reply_merges_its_counters_and_resets_latencies_when_ask
     counts = [msg.stats["visibility_from_dc1_count"] for _, msg in wire.sent]
     assert counts == [1, 1, 0]  # reported, then started afresh
     assert all(msg.stats["frames_in"] == 3 for _, msg in wire.sent)
+
+
+async def test_a_peer_back_under_the_same_name_at_a_new_address_gets_the_answers():
+    """Tools probe a process under a name that can repeat (``probe-<pid>-<id>``), each time
+    from a new port. The answer to the second must not go into the dead connection to the
+    first, where it would vanish."""
+    server_inbox = []
+    async with trio.open_nursery() as nursery:
+        server = await start(nursery, "server", server_inbox)
+
+        def answer(src, msg):
+            server.send(src, m.StatsReply(msg.op, {"n": msg.op}))
+
+        server.on_message = answer
+        for attempt in range(3):
+            inbox = []
+            async with trio.open_nursery() as probe_nursery:
+                probe = await start(probe_nursery, "probe", inbox)
+                probe.learn("server", server.addr)
+                probe.send("server", m.StatsRequest(attempt))
+                await wait_for(inbox, 1)
+                assert inbox[0][1].stats == {"n": attempt}
+                probe_nursery.cancel_scope.cancel()
+        assert server.counters["link_peer_moved"] == 2
+        nursery.cancel_scope.cancel()

@@ -78,6 +78,14 @@ class _Link:
             self.blocked = True
             self.wakeup.set()
 
+    def reset(self) -> None:
+        """Drop the connection (not what is buffered): the link task dials again."""
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+        self.wakeup.set()
+
     def _broken(self) -> None:
         self.transport.counters["link_broken"] += 1
         sock, self.sock = self.sock, None
@@ -135,7 +143,10 @@ class _Link:
                         self.wakeup = trio.Event()
                         await self.wakeup.wait()
                         continue
-                    await trio.lowlevel.wait_writable(sock)
+                    try:
+                        await trio.lowlevel.wait_writable(sock)
+                    except trio.ClosedResourceError:
+                        break  # reset() while the kernel buffer was full
                     self.blocked = False
                     self.flush()
             finally:
@@ -245,7 +256,15 @@ class Transport:
             if not isinstance(msg, m.Hello):
                 self.counters["bad_frame"] += 1
                 return None
+            moved = self.directory.get(msg.name) not in (None, msg.addr)
             self.learn(msg.name, msg.addr)
+            link = self._links.get(msg.name)
+            if moved and link is not None:
+                # Same name, new address (a restarted peer, a new probe of the same tool):
+                # our connection goes to the old one, and the first frames written into it
+                # would vanish. Reconnect before anything is sent.
+                self.counters["link_peer_moved"] += 1
+                link.reset()
             return msg.name
         if isinstance(msg, m.Hello):
             return peer

@@ -1,0 +1,84 @@
+"""A node's delete tombstones and their collection (docs/protocol.md §7.1).
+
+A tombstone may go once three things hold:
+
+* its DC's proxy says so (``GeoProgress.collectable``): it is Global-Write-Stable and every
+  write of any DC that could be concurrent with it and older is applied here, so none can
+  arrive after it and come back to life;
+* it is older than the grace period (``grace_s`` by its stamp): a node restarted after
+  kill -9 reinjects the unstable writes it held, and drops those older than half the
+  grace instead (see ``NodeCore._redrive``), so none of them is older than a collected
+  tombstone either;
+* it is stable here and nothing waits on the key.
+
+What it leaves behind is the **floor**: the newest version this node collected, persisted
+before the records go and passed on to nodes copying a range (``SyncChunk.gc_floor``). An
+absent key at a node whose floor covers a version counts as "that version or newer, and
+deleted": a new write to it gets a larger stamp, reads and dependency checks of a session
+that still holds the tombstone are answered, and a copy drops stale records its sources
+have collected.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import cbor2
+
+from .storage import Record, Store
+from .versions import Version
+
+FLOOR_META = "gc_floor"
+SWEEP_EVERY_S = 1.0
+
+
+class Tombstones:
+    def __init__(self, store: Store, grace_s: float) -> None:
+        self.store = store
+        self.grace_s = grace_s
+        raw = store.get_meta(FLOOR_META)
+        self.floor: Version | None = Version(*cbor2.loads(raw)) if raw else None
+        self.keys: set[str] = set()  # keys whose stored record was a tombstone
+        self.collectable: dict[int, int] = {}  # origin dc -> log position (GeoProgress)
+        self.collected = 0
+        self._next_sweep = float("-inf")
+
+    def note(self, key: str, record: Record) -> None:
+        """Every record stored goes past here."""
+        if record.value is None:
+            self.keys.add(key)
+
+    def covers(self, version: Version) -> bool:
+        """Whether a missing record may stand for ``version`` (collected at or above it)."""
+        return self.floor is not None and version <= self.floor
+
+    def raise_floor(self, version: Version | None) -> None:
+        if version is not None and not self.covers(version):
+            self.floor = version
+            self.store.put_meta(FLOOR_META, cbor2.dumps([version.clock, version.dc]))
+
+    def sweep(self, now: float, busy: Callable[[str], bool]) -> int:
+        """Collect what may go (at most once a second); returns how many went."""
+        if now < self._next_sweep or not self.keys or not self.collectable:
+            return 0
+        self._next_sweep = now + SWEEP_EVERY_S
+        victims, floor = [], self.floor
+        for key in list(self.keys):
+            record = self.store.get(key)
+            if record is None or record.value is not None:
+                self.keys.discard(key)
+                continue
+            version = record.version
+            if (not record.stable or not record.seq
+                    or record.seq > self.collectable.get(version.dc, 0)
+                    or now - version.clock / 1e6 < self.grace_s or busy(key)):
+                continue
+            victims.append(key)
+            floor = version if floor is None else max(floor, version)
+        if victims:
+            self.raise_floor(floor)  # durable before the records go
+            for key in victims:
+                self.store.delete(key)
+                self.keys.discard(key)
+            self.collected += len(victims)
+        return len(victims)

@@ -292,7 +292,8 @@ class Session:
             raise
         self.history.complete(invoked, "ok", value=reply.get("value") if f == "read" else value,
                               version=reply.get("version"), dc=reply.get("dc"),
-                              final=self.final_reads)
+                              final=self.final_reads,
+                              collected_floor=reply.get("collected_floor"))
         return reply
 
     async def read(self, key: str) -> ReadResult:

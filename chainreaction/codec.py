@@ -160,8 +160,9 @@ def decode_client(data) -> dict:
     raw = cbor2.loads(bytes(data))
     if not isinstance(raw, dict):
         raise ProtocolError(m.BAD_FRAME, "a reply is a CBOR map")
-    if raw.get("version") is not None:
-        raw["version"] = Version.coerce(raw["version"])
+    for field in ("version", "collected_floor"):
+        if raw.get(field) is not None:
+            raw[field] = Version.coerce(raw[field])
     return raw
 
 

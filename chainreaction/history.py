@@ -56,12 +56,14 @@ class HistoryWriter:
 
     def complete(self, invoked: dict, kind: str, *, value: bytes | None = None,
                  version=None, dc: int | None = None, error: str | None = None,
-                 final: bool = False) -> dict:
+                 final: bool = False, collected_floor=None) -> dict:
         event = {"process": invoked["process"], "dc": invoked["dc"] if dc is None else dc,
                  "type": kind, "f": invoked["f"], "key": invoked["key"],
                  "value": as_text(value) if kind == "ok" else invoked["value"]}
         if version is not None:
             event["version"] = [version.clock, version.dc]
+        if collected_floor is not None:  # a "not found" that may be a collected delete
+            event["collected_floor"] = [collected_floor.clock, collected_floor.dc]
         if error is not None:
             event["error"] = error
         if final:

@@ -318,6 +318,10 @@ class ReadReply:
     position: int = attrs.field(validator=_int)
     stable: bool = attrs.field(validator=_bool)  # Global-Write-Stable (= DC with one DC)
     seq: int = attrs.field(default=0, validator=_int)  # origin log position, 0 = unknown
+    # with found false and no version: this node collected tombstones up to there, so the
+    # key may have been deleted (at or below it) rather than never written
+    collected_floor: Version | None = attrs.field(default=None,
+                                                  converter=Version.coerce_optional)
 
 
 @message(22)

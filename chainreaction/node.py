@@ -669,12 +669,14 @@ class NodeCore:
                 msg.min_version):
             # What the session knows of this key was deleted and collected here.
             self.counters["read_collected"] += 1
-            return [Send(src, m.ReadReply(msg.op, msg.key, False, None, None, pos, False))]
+            return [Send(src, m.ReadReply(msg.op, msg.key, False, None, None, pos, False, 0,
+                                          self._tombstones.floor))]
         if msg.min_version is not None and (record is None or record.version < msg.min_version):
             self.counters["read_miss_older"] += 1
             return [Send(src, m.ReadMiss(msg.op, msg.key, "older"))]
         if record is None:
-            return [Send(src, m.ReadReply(msg.op, msg.key, False, None, None, pos, False))]
+            return [Send(src, m.ReadReply(msg.op, msg.key, False, None, None, pos, False, 0,
+                                          self._tombstones.floor))]
         return [Send(src, m.ReadReply(msg.op, msg.key, record.value is not None, record.value,
                                       record.version, pos, self._client_stable(record),
                                       record.seq))]

@@ -366,11 +366,14 @@ class FrontendCore:
             self._note_stable(msg.key, msg.version)
             if self.config.geo:  # globally stable: applied in every DC with its past
                 self._note_applied(msg.key, msg.version)
-        return self._finish(msg.op, {
+        payload = {
             "found": msg.found, "value": msg.value, "version": msg.version,
             "chain_index": msg.position, "stable": msg.stable, "seq": msg.seq,
             "dc": self.config.dc,
-        })
+        }
+        if msg.collected_floor is not None and msg.version is None:
+            payload["collected_floor"] = msg.collected_floor
+        return self._finish(msg.op, payload)
 
     def _on_read_miss(self, src: str, msg: m.ReadMiss, now: float) -> list:
         op = self._ops.get(msg.op)

@@ -241,6 +241,40 @@ def test_initial_state_after_a_longer_causal_chain_is_plain_causal():
     assert anomaly.guarantee == CAUSAL
 
 
+def collected_read(h: History, process: str, key: str, floor, *, final: bool = False,
+                   dc: int = 0) -> int:
+    """A "not found" from a node that collected tombstones up to ``floor``."""
+    h.invoke(process, "read", key, None, dc)
+    return h.complete(process, "read", key, None, dc=dc, final=final,
+                      collected_floor=list(floor))
+
+
+def test_not_found_after_a_delete_was_collected_is_not_the_initial_state():
+    h = History()
+    h.write("s1", "x", "a")
+    delete = h.delete("s2", "x")
+    collected_read(h, "s1", "x", h.version_at[delete])
+    assert_valid(h)
+    # Without a delete at or below the node's floor, "not found" is the initial state
+    # again: after the session's own write, a read-your-writes violation.
+    h = History()
+    h.write("s1", "x", "a")
+    h.delete("s2", "x", version=[50, 0])
+    collected_read(h, "s1", "x", [20, 0])
+    assert only(check(h.events), WRITE_CO_INIT_READ).guarantee == READ_YOUR_WRITES
+
+
+def test_a_final_not_found_loses_writes_newer_than_what_was_collected():
+    h = History()
+    h.write("s1", "x", "a")
+    delete = h.delete("s2", "x")
+    for dc in (0, 1):
+        collected_read(h, f"final-dc{dc}", "x", h.version_at[delete], final=True, dc=dc)
+    assert_valid(h)
+    h.write("s3", "x", "b")  # acknowledged after the delete, above the floor
+    assert kinds(check(h.events)) == {LOST_WRITE}
+
+
 def test_initial_state_without_a_causally_earlier_write_passes():
     h = History()
     h.write("s2", "x", "a")
@@ -521,6 +555,7 @@ def test_malformed_json_names_its_line():
     ({"type": "done"}, r"line 2: type must be one of"),
     ({"f": "cas"}, r"line 2: f must be one of"),
     ({"version": [1]}, r"line 2: version must be \[clock, dc\]"),
+    ({"collected_floor": "x"}, r"line 2: version must be \[clock, dc\]"),
     ({"index": "1"}, r"line 2: index must be an integer"),
     ({"key": None}, r"line 2: key must be a string"),
     ({"index": 0}, r"line 2: index 0 was already used on line 1"),

@@ -147,6 +147,10 @@ class _Analysis(_CausalOrder, _Sessions):
                     deletes_by_version.setdefault((op.key, op.version), op)
                 else:
                     unversioned_deletes[op.key].append(op)
+        oldest_delete: dict = {}
+        for key, version in deletes_by_version:
+            if key not in oldest_delete or version < oldest_delete[key]:
+                oldest_delete[key] = version
         for read in self.nodes:
             if not read.is_read:
                 continue
@@ -154,7 +158,14 @@ class _Analysis(_CausalOrder, _Sessions):
                 write = by_value.get((read.key, read.value))
                 failed = failed_by_value.get((read.key, read.value))
             elif read.version is None:
-                read.outcome = "init"
+                # Not found and no version: never written, or (at a node that collected
+                # tombstones) a delete collected since. The latter only if some delete of
+                # the key could be at or below the node's floor; then the read says nothing
+                # about which write it saw, and is not checked.
+                floor, oldest = read.collected_floor, oldest_delete.get(read.key)
+                read.outcome = "collected" if floor is not None and (
+                    (oldest is not None and oldest <= floor)
+                    or unversioned_deletes[read.key]) else "init"
                 continue
             else:
                 write = (deletes_by_version.get((read.key, read.version))
@@ -319,7 +330,7 @@ class _Analysis(_CausalOrder, _Sessions):
         careful = self.slow_keys | self.broken_keys
         slots = self.key_slots
         for read in self.nodes:
-            if not read.is_read or read.rf_cut or read.outcome == "thin-air":
+            if not read.is_read or read.rf_cut or read.outcome in ("thin-air", "collected"):
                 continue
             slot = slots.get(read.key)
             if slot is None:  # key never written: only the initial state is possible
@@ -688,6 +699,11 @@ class _Analysis(_CausalOrder, _Sessions):
         """Why ``final`` shows that ``write`` was lost, or "" if it does not."""
         if final.outcome == "init":
             return f"{write.key} as never written"
+        if final.outcome == "collected":
+            if write.version is not None and write.version > final.collected_floor:
+                return (f"{write.key} as deleted and collected at or below "
+                        f"{_show_version(final.collected_floor)}, older than this write")
+            return ""
         seen = final.rf
         if seen is None or final.rf_cut or seen is write:
             return ""

@@ -36,6 +36,9 @@ class Event(NamedTuple):
     time: float | None = None
     final: bool = False
     error: Any = None
+    # a "not found" read at a node that collected tombstones up to this version: the key
+    # may have been deleted (at or below it) rather than never written
+    collected_floor: tuple[int, int] | None = None
 
 
 # --------------------------------------------------------------------------- loading
@@ -89,7 +92,7 @@ def _parse_event(obj: Any, number: int) -> Event:
                       obj.get("final", False), obj.get("error"))
     except (KeyError, TypeError, AttributeError):
         return _parse_event_field_by_field(obj, number)
-    if not _well_formed(event):
+    if not _well_formed(event) or "collected_floor" in obj:
         return _parse_event_field_by_field(obj, number)
     version = event.version
     return event if version is None else event._replace(version=(version[0], version[1]))
@@ -131,6 +134,7 @@ def _parse_event_field_by_field(obj: Any, number: int) -> Event:
         time=_time(obj.get("time"), where),
         final=_flag(obj.get("final", False), where),
         error=obj.get("error"),
+        collected_floor=_version(obj.get("collected_floor"), where),
     )
 
 
@@ -193,7 +197,7 @@ class _Op:
 
     __slots__ = ("id", "index", "line", "process", "f", "key", "value", "version", "dc", "status",
                  "final", "session", "pos", "rf", "rf_cut", "outcome", "base", "readers",
-                 "rank", "known", "top")
+                 "rank", "known", "top", "collected_floor")
 
     def __init__(self, invoke: Event, completion: Event | None) -> None:
         done = completion or invoke
@@ -205,6 +209,8 @@ class _Op:
         self.key = invoke.key
         self.value = _completed_value(invoke, completion)
         self.version = completion.version if completion and completion.type == "ok" else None
+        self.collected_floor = (completion.collected_floor
+                                if completion and completion.type == "ok" else None)
         self.dc = done.dc if done.dc is not None else invoke.dc
         self.status = completion.type if completion else "info"
         self.final = invoke.final or bool(completion and completion.final)
@@ -212,7 +218,7 @@ class _Op:
         self.pos = 0  # 1-based position in the session
         self.rf: _Op | None = None  # for reads: the write read from
         self.rf_cut = False  # rf edge removed to break a causal cycle
-        self.outcome = ""  # for reads: "init", "write" or "thin-air"
+        self.outcome = ""  # for reads: "init", "write", "thin-air" or "collected"
         self.base: array | None = None  # vector clock; own slot is ``pos``, not base[session]
         self.readers: list[_Op] = []
         self.rank = 0  # order of the version among all versions, 0 if unknown

@@ -214,21 +214,25 @@ def test_chain_repair_after_middle_dies_redrives_unstable_updates():
     assert c.stores["a"].get(key).stable
 
 
-def test_restarted_node_reinjects_an_acknowledged_write_only_it_had():
-    c = Chain()
-    key = c.key_with_chain(["a", "b", "c"])
-    c.nodes["a"].handle("fe", put(key=key, value=b"only-on-a"), 1.0)  # acked, then a dies
-    # a restarts on its store while b became head of a ring without a.
+def restart_a_after_it_alone_acked_a_write(c, key, at, config=None):
+    """a acks a put (eager 1) and dies before forwarding it; b and c go on without it; a
+    restarts on its store at ``at``. Returns a's first effects on the new ring."""
+    c.nodes["a"].handle("fe", put(key=key, value=b"only-on-a"), 1.0)
     ring2 = Ring(2, MEMBERS[1:], 3, 8)
     for n in "bc":
         c.nodes[n].handle("manager", m.RingUpdate(ring2, c.ring), 2.0)
     ring3 = Ring(3, MEMBERS, 3, 8)
-    restarted = NodeCore("a", c.stores["a"], NodeConfig(require_lease=False), 3.0)
-    c.nodes["a"] = restarted
-    effects = restarted.handle("manager", m.RingUpdate(ring3, ring2), 3.0)
+    c.nodes["a"] = NodeCore("a", c.stores["a"], config or NodeConfig(require_lease=False), at)
+    effects = c.nodes["a"].handle("manager", m.RingUpdate(ring3, ring2), at)
     for n in "bc":
-        effects += c.nodes[n].handle("manager", m.RingUpdate(ring3, ring2), 3.0)
-    c.send("a", effects)
+        effects += c.nodes[n].handle("manager", m.RingUpdate(ring3, ring2), at)
+    return effects
+
+
+def test_restarted_node_reinjects_an_acknowledged_write_only_it_had():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    c.send("a", restart_a_after_it_alone_acked_a_write(c, key, 3.0))
     for n in "abc":
         assert c.stores[n].get(key).value == b"only-on-a", n
         assert c.stores[n].get(key).stable
@@ -239,17 +243,10 @@ def test_a_node_restarted_after_half_the_tombstone_grace_drops_its_old_orphans()
     meanwhile and bring a deleted key back."""
     c = Chain()
     key = c.key_with_chain(["a", "b", "c"])
-    c.nodes["a"].handle("fe", put(key=key, value=b"only-on-a"), 1.0)  # acked, then a dies
-    ring2 = Ring(2, MEMBERS[1:], 3, 8)
-    for n in "bc":
-        c.nodes[n].handle("manager", m.RingUpdate(ring2, c.ring), 2.0)
-    ring3 = Ring(3, MEMBERS, 3, 8)
     config = NodeConfig(require_lease=False, tombstone_grace_s=4.0)
-    restarted = NodeCore("a", c.stores["a"], config, 3.5)  # 2.5 s later: over half of 4
-    c.nodes["a"] = restarted
-    effects = restarted.handle("manager", m.RingUpdate(ring3, ring2), 3.5)
-    assert not [e for e in effects if isinstance(e.msg, m.Update)]
-    assert restarted.counters["orphans_expired"] == 1
+    # restarted 2.5 s after the write: over half of 4
+    c.send("a", restart_a_after_it_alone_acked_a_write(c, key, 3.5, config))
+    assert c.nodes["a"].counters["orphans_expired"] == 1
     assert c.stores["b"].get(key) is None and c.stores["c"].get(key) is None
 
 

@@ -444,6 +444,10 @@ class NodeCore:
             # says so; the proxy then asks the tail for stability of this version or newer.
             self.counters["remote_superseded"] += 1
             return [Send(src, m.PutAck(msg.op, msg.key, current.version, 0, False))]
+        if current is None and self._tombstones.covers(msg.version):
+            # Older than tombstones collected here (the tail answers for it the same way).
+            self.counters["late_write_dropped"] += 1
+            return [Send(src, m.PutAck(msg.op, msg.key, msg.version, 0, False))]
         vclock = msg.vclock.merge(current.vclock) if current is not None else msg.vclock
         record = Record(msg.version, msg.value, False, msg.rid, msg.seq, 0, vclock)
         self.counters["remote_applied"] += 1
@@ -467,11 +471,14 @@ class NodeCore:
         current = self.store.get(msg.key)
         out: list = []
         wants_ack = msg.ack_at and (pos == msg.ack_at or (tail and msg.ack_at > pos))
-        if current is not None and msg.version < current.version:
+        late = current is None and self._tombstones.covers(msg.version)
+        if late or current is not None and msg.version < current.version:
             # Superseded by a newer version that travels the same chain: positions 1..pos
             # hold something newer, so the write is done; remember its rid so a retry after
-            # a head failure is not applied a second time.
-            self.counters["update_superseded"] += 1
+            # a head failure is not applied a second time. (``late``: older than tombstones
+            # collected here, e.g. redriven by a head that was cut off for the grace period:
+            # it would bring a deleted key back.)
+            self.counters["late_write_dropped" if late else "update_superseded"] += 1
             self._remember(msg.rid, msg.key, msg.version)
             if msg.ack_at:
                 out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, False)))
@@ -613,6 +620,7 @@ class NodeCore:
                 # A tombstone newer than it may be collected by now: reinjected, it could
                 # bring a deleted key back. (Down that long, the node drops it.)
                 del self._unstable[key]
+                self.store.delete(key)  # nobody else acknowledged it: it never happened
                 self.counters["orphans_expired"] += 1
                 continue
             pending.sent_at = now
@@ -936,7 +944,10 @@ class NodeCore:
             return  # (a merged partial copy says nothing of what its sources lack)
         wanted = _RangeSet(sync.ranges)
         for key, record in self.store.items():
-            if (key not in sync.keys and record.stable and record.version <= sync.gc_floor
+            if (key not in sync.keys and record.version <= sync.gc_floor
                     and hash_point(key) in wanted):
+                # (unstable too: a write older than the grace period that never made it
+                # along the chain, which the sources deleted over)
                 self.store.delete(key)
+                self._unstable.pop(key, None)
                 self.counters["stale_records_dropped"] += 1

@@ -38,7 +38,7 @@ class Tombstones:
         self.grace_s = grace_s
         raw = store.get_meta(FLOOR_META)
         self.floor: Version | None = Version(*cbor2.loads(raw)) if raw else None
-        self.keys: set[str] = set()  # keys whose stored record was a tombstone
+        self.keys: dict[str, int] = {}  # key -> stamp of the tombstone stored there
         self.collectable: dict[int, int] = {}  # origin dc -> log position (GeoProgress)
         self.collected = 0
         self._next_sweep = float("-inf")
@@ -46,7 +46,7 @@ class Tombstones:
     def note(self, key: str, record: Record) -> None:
         """Every record stored goes past here."""
         if record.value is None:
-            self.keys.add(key)
+            self.keys[key] = record.version.clock
 
     def covers(self, version: Version) -> bool:
         """Whether a missing record may stand for ``version`` (collected at or above it)."""
@@ -63,10 +63,13 @@ class Tombstones:
             return 0
         self._next_sweep = now + SWEEP_EVERY_S
         victims, floor = [], self.floor
-        for key in list(self.keys):
+        old_enough = (now - self.grace_s) * 1e6
+        for key, stamp in list(self.keys.items()):
+            if stamp > old_enough:
+                continue  # (the common case: no store read)
             record = self.store.get(key)
             if record is None or record.value is not None:
-                self.keys.discard(key)
+                del self.keys[key]
                 continue
             version = record.version
             if (not record.stable or not record.seq
@@ -79,6 +82,6 @@ class Tombstones:
             self.raise_floor(floor)  # durable before the records go
             for key in victims:
                 self.store.delete(key)
-                self.keys.discard(key)
+                del self.keys[key]
             self.collected += len(victims)
         return len(victims)

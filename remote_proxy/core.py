@@ -76,6 +76,9 @@ from chainreaction.versions import HybridClock, Version
 from .log import LoggedWrite, ProxyLog
 
 
+MAX_REPORTS = 64  # per peer: its applied vectors we may still count (tombstones)
+
+
 @attrs.frozen
 class ProxyConfig:
     dc: int = 0
@@ -144,8 +147,7 @@ class ProxyCore:
             raise ValueError(f"dc {config.dc} is listed as its own peer")
         # peer dc -> its applied vectors (with its own log length) not yet covered by what
         # we applied of its log, oldest first; and the newest covered one (tombstones)
-        self._reports: dict[int, collections.deque] = {
-            dc: collections.deque(maxlen=64) for dc in self.peers}
+        self._reports: dict[int, list] = {dc: [] for dc in self.peers}
         self._covered: dict[int, dict] = {dc: {} for dc in self.peers}
         self._next_op = int(now * 1_000_000) % 2**62 + 1
         self._ring_asked_at = float("-inf")
@@ -248,8 +250,12 @@ class ProxyCore:
     def collectable(self) -> dict[int, int]:
         """dc -> position of its log up to which its tombstones may be collected here."""
         for dc, reports in self._reports.items():
-            while reports and reports[0].get(dc, 0) <= self.applied.get(dc, 0):
-                self._covered[dc] = reports.popleft()
+            done = 0
+            while done < len(reports) and reports[done].get(dc, 0) <= self.applied.get(dc, 0):
+                done += 1
+            if done:
+                self._covered[dc] = reports[done - 1]
+                del reports[:done]
         stable = self.global_stable()
         out = {}
         for origin in (self.dc, *self.peers):
@@ -427,7 +433,11 @@ class ProxyCore:
         peer.applied = dict(msg.applied)
         reports = self._reports[msg.dc]
         if not reports or reports[-1] != peer.applied:
-            reports.append(peer.applied)  # (a full deque forgets the oldest: conservative)
+            if len(reports) >= MAX_REPORTS:
+                # Thin out, keeping the oldest (the next to count) and the newest: what is
+                # lost is only a chance to collect a little earlier.
+                del reports[1::2]
+            reports.append(peer.applied)
         return self._on_progress(now)
 
     def _on_progress(self, now: float) -> list:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -284,3 +285,49 @@ def test_a_node_that_was_down_while_a_tombstone_was_collected_drops_its_old_copy
     assert cluster.versions_everywhere().get("k", {None}) == {None}
     reply = cluster.session(cluster.frontends_of(0)[0]).call("get", "k")
     assert reply["ok"] and not reply["found"]
+
+
+def _write_only_the_head_has(cluster, session):
+    """eager 1: the head acknowledges a write it could not forward (its link to the second
+    node is cut). Returns the head's name and the write's reply."""
+    head, second = cluster.chain("k", 0)[:2]
+    cluster.partition(head, second)
+    w = session.call("put", "k", b"only-on-the-head")
+    assert w["ok"]
+    return head, w
+
+
+@pytest.mark.parametrize("away", ["cut off", "killed"])
+def test_a_write_only_a_long_gone_head_had_does_not_come_back_over_a_collected_delete(away):
+    """Found in review: the head, back after the grace period, redrove its write (cut off)
+    or held it as an orphan in its store (killed); the write came back in every DC over
+    the newer, collected delete, or was served by that node alone."""
+    cluster = geo_cluster(14, tombstone_grace_s=1.0)
+    s0 = cluster.session(cluster.frontends_of(0)[0])
+    assert s0.call("put", "k", b"v0")["ok"]
+    settle(cluster)
+    head, w = _write_only_the_head_has(cluster, s0)
+    if away == "cut off":
+        for other in list(cluster.processes):
+            if other != head:
+                cluster.partition(head, other)
+    else:
+        cluster.crash(head)
+        cluster.heal()
+    cluster.run_for(3.0)  # the others go on without it
+    deleted = cluster.session(cluster.frontends_of(0)[0]).call("delete", "k")
+    assert deleted["ok"] and deleted["version"] > w["version"]
+    settle(cluster)
+    cluster.run_for(4.0)  # collected everywhere else
+    if away == "cut off":
+        cluster.heal()
+    else:
+        cluster.restart(head)
+    cluster.wait_ready(20)
+    settle(cluster)
+    cluster.run_for(3.0)
+    assert cluster.versions_everywhere().get("k", {None}) == {None}
+    for dc in range(3):
+        for _ in range(10):  # whichever replica serves it
+            reply = cluster.session(cluster.frontends_of(dc)[0]).call("get", "k")
+            assert reply["ok"] and not reply["found"], (dc, reply)

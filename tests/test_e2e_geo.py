@@ -113,3 +113,21 @@ async def test_proxy_kill_and_wan_partition_lose_nothing(tmp_path):
                             await trio.sleep(0.05)  # sleep-ok: replication catching up
         stats = await process_stats(cluster.processes["dc0-proxy"].addr)
         assert stats["logged"] >= sum(1 for k in acked if k.startswith("w0-"))
+
+
+async def test_tombstones_are_collected_in_every_dc_and_the_key_lives_on(tmp_path):
+    async with running_cluster(tmp_path, **{**GEO, "dcs": 2}, tombstone_grace_s=1.0) as cluster:
+        url = [cluster.urls_of(dc)[0] for dc in range(2)]
+        nodes = [p for p in cluster.processes.values() if p.role == "node"]
+        async with await connect([url[0]]) as s:
+            await s.put("gone", b"v1")
+            deleted = await s.delete("gone")
+            with trio.fail_after(30):  # every replica in both DCs lets it go
+                while sum([(await process_stats(n.addr)).get("tombstones_collected", 0)
+                           for n in nodes]) < len(nodes):
+                    await trio.sleep(0.2)  # sleep-ok: the grace period and the sweep
+            assert not (await s.read("gone")).found  # this session still holds the delete
+            again = await s.put("gone", b"v2")
+            assert again.version > deleted.version
+        final = await read_until(url[1], "gone", lambda r: r.version == again.version)
+        assert final.value == b"v2"

@@ -194,6 +194,13 @@ class NodeCore:
             self.clock.observe(self._tombstones.floor.clock)
         for key, rec in store.items():
             self.clock.observe(rec.version.clock)
+            if not rec.stable and now - rec.version.clock / 1e6 > config.tombstone_grace_s / 2:
+                # Down that long: a tombstone newer than this write, acknowledged by us
+                # alone, may have been collected meanwhile; reinjected, it could bring a
+                # deleted key back. It goes (the copy from our chain peers follows).
+                store.delete(key)
+                self.counters["orphans_expired"] += 1
+                continue
             self._tombstones.note(key, rec)
             if not rec.stable:
                 self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)
@@ -619,8 +626,9 @@ class NodeCore:
                     self.config.tombstone_grace_s / 2:
                 # A tombstone newer than it may be collected by now: reinjected, it could
                 # bring a deleted key back. (Down that long, the node drops it.)
+                # (Still up, but unable to reinject it all along: stop; the record stays
+                # until a copy or a newer write replaces it.)
                 del self._unstable[key]
-                self.store.delete(key)  # nobody else acknowledged it: it never happened
                 self.counters["orphans_expired"] += 1
                 continue
             pending.sent_at = now

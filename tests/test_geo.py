@@ -331,3 +331,23 @@ def test_a_write_only_a_long_gone_head_had_does_not_come_back_over_a_collected_d
         for _ in range(10):  # whichever replica serves it
             reply = cluster.session(cluster.frontends_of(dc)[0]).call("get", "k")
             assert reply["ok"] and not reply["found"], (dc, reply)
+
+
+def test_a_node_down_longer_than_half_the_grace_drops_its_lone_write_and_catches_up():
+    """The price of collecting tombstones (as with Cassandra's gc_grace_seconds): a write
+    acknowledged by a head alone (eager 1) that was down longer than half the grace is
+    not replayed. The node then serves what its chain holds, like every other replica."""
+    cluster = geo_cluster(15, tombstone_grace_s=1.0)
+    s0 = cluster.session(cluster.frontends_of(0)[0])
+    v0 = s0.call("put", "k", b"v0")
+    assert v0["ok"]
+    settle(cluster)
+    head, _ = _write_only_the_head_has(cluster, s0)
+    cluster.crash(head)
+    cluster.heal()
+    cluster.run_for(3.0)
+    cluster.restart(head)
+    cluster.wait_ready(20)
+    settle(cluster)
+    assert cluster.node(head).counters["orphans_expired"] == 1
+    assert cluster.versions_everywhere()["k"] == {v0["version"]}

@@ -458,7 +458,21 @@ class NodeCore:
         vclock = msg.vclock.merge(current.vclock) if current is not None else msg.vclock
         record = Record(msg.version, msg.value, False, msg.rid, msg.seq, 0, vclock)
         self.counters["remote_applied"] += 1
-        return self._store_at_head(src, msg, record, chain, now)
+        overtaken = self._ship_if_overtaken(msg.key, current, msg.version)
+        return overtaken + self._store_at_head(src, msg, record, chain, now)
+
+    def _ship_if_overtaken(self, key: str, current: Record | None, newer: Version) -> list:
+        """A local write not logged yet, replaced here by another DC's write: log it now.
+        Normally the tail ships it, but if its update to the next node was lost, the
+        redrive carries only the newer version and the write would never be logged: a
+        session holding it would wait forever on it in other DCs (their proxy waits for
+        it, or a later write of its DC to the key). The proxy logs a write once."""
+        if (current is None or current.stable or not self._needs_ship(current)
+                or newer.dc == self.config.dc):
+            return []
+        self.counters["ship_overtaken"] += 1
+        return [Send(self.config.proxy, m.Ship(key, current.version, current.value,
+                                               current.rid, current.vclock))]
 
     def _on_update(self, src: str, msg: m.Update, now: float) -> list:
         if self.ring is None:
@@ -495,6 +509,7 @@ class NodeCore:
                             msg.vclock)
             if tail:
                 record = self._at_tail(record)
+            out += self._ship_if_overtaken(msg.key, current, msg.version)
             self._put(msg.key, record)
             self.clock.observe(max(msg.version.clock, msg.logged_at))
             self._remember(msg.rid, msg.key, msg.version)

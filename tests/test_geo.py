@@ -351,3 +351,28 @@ def test_a_node_down_longer_than_half_the_grace_drops_its_lone_write_and_catches
     settle(cluster)
     assert cluster.node(head).counters["orphans_expired"] == 1
     assert cluster.versions_everywhere()["k"] == {v0["version"]}
+
+
+def test_a_local_write_overtaken_by_a_remote_one_before_it_was_logged_is_still_logged():
+    """DC1's head acknowledges w but its update to the next node is lost; a write of DC0 to
+    the same key then replaces w there, and the redrive carries only that one. w was never
+    logged, so a session holding w could not move to another DC: that DC's proxy waited for
+    w forever (the attach failed with dependency_timeout)."""
+    cluster = geo_cluster(21)
+    s = cluster.session(cluster.frontends_of(1)[0])
+    assert s.call("put", "k", b"v0")["ok"]
+    settle(cluster)
+    head, second = cluster.chain("k", 1)[:2]
+    cluster.partition(head, second)
+    w = s.call("put", "k", b"w")
+    assert w["ok"]
+    newer = cluster.session(cluster.frontends_of(0)[0]).call("put", "k", b"from dc0")
+    assert newer["ok"] and newer["version"] > w["version"]
+    cluster.run_for(0.5)
+    cluster.heal()
+    settle(cluster)
+    assert s.state.metadata["k"].version == w["version"]  # the session still holds w
+    moved = s.call("attach", cluster.frontends_of(2)[0], timeout_s=15)
+    assert moved["ok"], moved
+    assert cluster.node(head).counters["ship_overtaken"] == 1
+    assert cluster.versions_everywhere()["k"] == {newer["version"]}

@@ -44,11 +44,12 @@ Take a tombstone T of DC X at log position t, and a write w to the same key made
 before B applied T, with a smaller stamp: here w must be applied before T may go, or it
 would come back (DCs that kept T would drop it: divergence). w precedes T in B's chain for
 that key, so B's tail shipped it before T became stable there (one connection, in order),
-or never will (a superseded write is not shipped); B's proxy therefore logged w before it
+or the node where T overtook it ships it then; B's proxy therefore logged w before it
 counted T as applied. Every peer reports its applied vector with its own log length
 (``ShipAck``); once a report of B that shows X applied up to t is covered by what we have
 applied of B's log, every such w of B is here. For B = X the position t itself covers it.
-(A tail change between w's ``Ship`` and T's stability is not covered: two connections.)
+(Where two connections race, e.g. a tail change between w's ``Ship`` and T's stability, w
+may come after T was collected: the nodes then drop it as older than their collected floor.)
 
 A frontend checking a dependency written in another DC asks the proxy
 (``RemoteDepCheck``): it answers once that DC's log is applied here up to the write's

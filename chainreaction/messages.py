@@ -172,11 +172,14 @@ def message(tag: int):
 
 @message(1)
 class Hello:
-    """First frame on every internal connection: who is talking."""
+    """First frame on every internal connection: who is talking. ``incarnation`` is random
+    per process start: a new one tells the receiver the peer restarted, so its own
+    connection to it is dead even if nothing showed it yet."""
 
     name: str = attrs.field(validator=_str)
     role: str = attrs.field(validator=_role)
     addr: str = attrs.field(validator=_str)
+    incarnation: int = attrs.field(default=0, validator=_int)
 
 
 @message(2)

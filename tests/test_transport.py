@@ -119,3 +119,34 @@ async def test_a_peer_back_under_the_same_name_at_a_new_address_gets_the_answers
                 probe_nursery.cancel_scope.cancel()
         assert server.counters["link_peer_moved"] == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_restarted_at_the_same_address_gets_the_answers():
+    """A frontend killed and restarted on its port: the node's connection to the dead
+    process looks fine until a write fails, and that first frame (once, a PutAck) vanished."""
+    server_inbox = []
+    async with trio.open_nursery() as nursery:
+        server = await start(nursery, "server", server_inbox)
+
+        def answer(src, msg):
+            server.send(src, m.StatsReply(msg.op, {"n": msg.op}))
+
+        server.on_message = answer
+        addr = None
+        for attempt in range(3):
+            inbox = []
+            async with trio.open_nursery() as peer_nursery:
+                if addr is None:
+                    peer = await start(peer_nursery, "frontend", inbox)
+                    addr = peer.addr
+                else:  # the same name on the same port: a restart
+                    peer = Transport("frontend", "frontend", addr,
+                                     lambda src, msg: inbox.append((src, msg)))
+                    await peer_nursery.start(peer.serve)
+                peer.learn("server", server.addr)
+                peer.send("server", m.StatsRequest(attempt))
+                await wait_for(inbox, 1)
+                assert inbox[0][1].stats == {"n": attempt}
+                peer_nursery.cancel_scope.cancel()
+        assert server.counters["link_peer_restarted"] == 2
+        nursery.cancel_scope.cancel()

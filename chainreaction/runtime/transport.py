@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import random
 import socket
 
 import trio
@@ -133,7 +134,7 @@ class _Link:
             backoff = 0.05
             failures = 0
             t.counters["link_connected"] += 1
-            self.buffer[:0] = codec.frame(m.Hello(t.name, t.role, t.addr))
+            self.buffer[:0] = codec.frame(m.Hello(t.name, t.role, t.addr, t.incarnation))
             self.sock = sock
             self.blocked = False
             self.flush()
@@ -166,6 +167,8 @@ class Transport:
         self.addr = addr
         self.on_message = on_message
         self.directory: dict[str, str] = {}
+        self.incarnation = random.getrandbits(62)  # see Hello
+        self._incarnations: dict[str, int] = {}  # peer -> the one its last Hello gave
         self.counters: collections.Counter = collections.Counter()
         self._links: dict[str, _Link] = {}
         self._dirty: set[_Link] = set()
@@ -257,13 +260,16 @@ class Transport:
                 self.counters["bad_frame"] += 1
                 return None
             moved = self.directory.get(msg.name) not in (None, msg.addr)
+            restarted = self._incarnations.get(msg.name, msg.incarnation) != msg.incarnation
+            self._incarnations[msg.name] = msg.incarnation
             self.learn(msg.name, msg.addr)
             link = self._links.get(msg.name)
-            if moved and link is not None:
-                # Same name, new address (a restarted peer, a new probe of the same tool):
-                # our connection goes to the old one, and the first frames written into it
-                # would vanish. Reconnect before anything is sent.
-                self.counters["link_peer_moved"] += 1
+            if (moved or restarted) and link is not None:
+                # A restarted peer (or a new probe under a name used before): our connection
+                # goes to the process that is gone, and the first frames written into it
+                # would vanish (a lost PutAck got a write retried and applied twice).
+                # Reconnect before anything is sent.
+                self.counters["link_peer_moved" if moved else "link_peer_restarted"] += 1
                 link.reset()
             return msg.name
         if isinstance(msg, m.Hello):

@@ -107,6 +107,24 @@ def _sync_items(value) -> tuple:
     return tuple(SyncItem.coerce(v) for v in value)
 
 
+def _rid_entries(value) -> tuple:
+    """``[[rid, key, Version], ...]``: request ids a node applied (its dedup table)."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"rids must be a list, got {type(value).__name__}")
+    out = []
+    for entry in value:
+        if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+            raise ValueError(f"a rid entry is [rid, key, version], got {entry!r}")
+        rid, key, version = entry
+        if type(rid) is not bytes or not 1 <= len(rid) <= MAX_RID_BYTES:
+            raise ValueError(f"rid must be 1..{MAX_RID_BYTES} bytes")
+        if not isinstance(key, str) or len(key.encode()) > MAX_KEY_BYTES:
+            raise ValueError("a rid entry's key must be text of at most "
+                             f"{MAX_KEY_BYTES} bytes")
+        out.append((rid, key, Version.coerce(version)))
+    return tuple(out)
+
+
 def _ring_optional(value):
     return None if value is None else Ring.coerce(value)
 
@@ -419,6 +437,9 @@ class SyncChunk:
     # the newest tombstone the source has collected: what it no longer sends may have been
     # deleted up to there (the requester keeps it as its own floor)
     gc_floor: Version | None = attrs.field(default=None, converter=Version.coerce_optional)
+    # request ids the source applied to keys of these ranges, newest and overwritten alike:
+    # a retried put reaching the requester as head is then applied once
+    rids: tuple = attrs.field(default=(), converter=_rid_entries)
 
 
 # -- operations --------------------------------------------------------------------------------

@@ -132,6 +132,7 @@ class _Stream:
     sync_id: int
     ranges: tuple
     items: object  # iterator of (key, Record) restricted to the requested ranges
+    rids: list = attrs.Factory(list)  # (rid, key, version) of our dedup table, same ranges
     seq: int = 0
 
 
@@ -888,7 +889,12 @@ class NodeCore:
                          if s.dst != src or s.ranges != msg.ranges or s.sync_id > msg.sync_id]
         if len(self._streams) >= self.config.max_sync_streams:
             return self._error(src, msg.sync_id, m.OVERLOADED, "too many copies in progress")
-        self._streams.append(_Stream(src, msg.sync_id, msg.ranges, items))
+        # Also the request ids we applied there, overwritten writes included: if the
+        # requester becomes head, a late retry of one of them (its ack was lost) must not
+        # be applied a second time with a new version.
+        rids = [(rid, key, version) for rid, (key, version) in self._dedup.items()
+                if hash_point(key) in wanted]
+        self._streams.append(_Stream(src, msg.sync_id, msg.ranges, items, rids))
         self.counters["sync_served"] += 1
         return self._pump_streams()
 
@@ -906,9 +912,13 @@ class NodeCore:
                     if len(chunk) >= cfg.sync_chunk_items or size >= cfg.sync_chunk_bytes:
                         last = False
                         break
+                rids = stream.rids[:cfg.sync_chunk_items]
+                del stream.rids[:cfg.sync_chunk_items]
+                last = last and not stream.rids
                 total = stream.seq + 1 if last else 0
                 out.append(Send(stream.dst, m.SyncChunk(stream.sync_id, stream.seq, total,
-                                                        tuple(chunk), self._tombstones.floor)))
+                                                        tuple(chunk), self._tombstones.floor,
+                                                        tuple(rids))))
                 self.counters["sync_items_sent"] += len(chunk)
                 stream.seq += 1
                 if last:
@@ -925,6 +935,9 @@ class NodeCore:
             self.counters["sync_chunk_bad"] += 1
             return []
         sync.sent_at = now  # progress: the retry timer restarts
+        for rid, key, version in msg.rids:
+            if rid not in self._dedup:
+                self._remember(rid, key, version)
         if msg.gc_floor is not None and (sync.gc_floor is None or msg.gc_floor > sync.gc_floor):
             sync.gc_floor = msg.gc_floor
         for item in msg.items:

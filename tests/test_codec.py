@@ -70,6 +70,8 @@ FIELD_STRATEGIES = {
     "min_version": st.none() | versions,
     "gc_floor": st.none() | versions,
     "collected_floor": st.none() | versions,
+    "rids": st.lists(st.tuples(st.binary(min_size=1, max_size=16), st.text(max_size=8),
+                               versions), max_size=3).map(tuple),
     "ranges": st.lists(st.tuples(U64, U64), max_size=5).map(tuple),
     "items": st.lists(sync_items, max_size=4).map(tuple),
     "stats": st.dictionaries(
@@ -117,7 +119,7 @@ def example_of(cls):
         "logged_at": 9, "clock": 10, "sent_at_us": 11, "lease_ms": 500, "first_seq": 1, "received": 0, "dc": 1, "origin_dc": 2,
         "applied": ((0, 1),), "global_stable": ((0, 1),), "needs": ((1, 2),),
         "collectable": ((0, 1),), "gc_floor": Version(3, 0),
-        "collected_floor": None,
+        "collected_floor": None, "rids": ((b"r", "k", Version(1, 0)),),
         "vclock": VClock({1: 7}), "blocked": (1,), "cut_off": ("n1",), "clock_skew_ms": -5,
         "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0, ((0, 3),)),),
     }

@@ -287,6 +287,43 @@ def test_sync_copies_the_range_and_quarantine_refuses_reads_until_done():
     assert isinstance(served[0].msg, m.ReadReply) and served[0].msg.found
 
 
+def test_a_node_that_copies_a_range_knows_the_request_ids_applied_there_before():
+    """Found by jepsen: a frontend's ack got lost, and its retry reached a head that had
+    copied the range meanwhile. The copy carried only each key's newest request id, so a
+    retry of an overwritten write was applied a second time, with a new version."""
+    stores = {n: MemoryStore() for n in "abc"}
+    ring_ab = Ring(1, MEMBERS[:2], 2, 8)
+    nodes = {n: NodeCore(n, stores[n], NodeConfig(require_lease=False), 0.0) for n in "ab"}
+    for n in "ab":
+        nodes[n].handle("manager", m.RingUpdate(ring_ab, None), 0.0)
+    ring_abc = Ring(2, MEMBERS, 2, 8)
+    key = next(k for k in (f"k{i}" for i in range(10_000)) if ring_abc.chain(k)[0] == "c")
+    head = ring_ab.chain(key)[0]
+
+    def write(rid, value, now):
+        effects = nodes[head].handle("fe", put(key=key, value=value, rid=rid), now)
+        for e in effects:  # through the rest of the chain
+            if e.to in nodes:
+                nodes[e.to].handle(head, e.msg, now)
+        return next(e.msg for e in effects if isinstance(e.msg, m.PutAck))
+
+    first = write(b"lost-ack", b"v1", 1.0)  # the frontend never hears of it
+    write(b"later", b"v2", 1.1)  # overwrites it
+    nodes["c"] = NodeCore("c", stores["c"], NodeConfig(require_lease=False), 2.0)
+    requests = nodes["c"].handle("manager", m.RingUpdate(ring_abc, ring_ab), 2.0)
+    for n in "ab":
+        nodes[n].handle("manager", m.RingUpdate(ring_abc, ring_ab), 2.0)
+    for req in requests:
+        for chunk in nodes[req.to].handle("c", req.msg, 2.0):
+            nodes["c"].handle(req.to, chunk.msg, 2.0)
+    assert not nodes["c"].syncing()
+    retry = nodes["c"].handle("fe", put(op=9, key=key, value=b"v1", rid=b"lost-ack",
+                                        epoch=2), 3.0)
+    (ack,) = [e.msg for e in retry if isinstance(e.msg, m.PutAck)]
+    assert ack.version == first.version  # applied once
+    assert stores["c"].get(key).value == b"v2"
+
+
 def test_a_large_copy_is_streamed_over_ticks_and_completes():
     CFG = NodeConfig(sync_chunk_items=16, require_lease=False)
     stores = {n: MemoryStore() for n in "abc"}

@@ -256,6 +256,16 @@ def test_node_never_dies_on_unexpected_messages():
     assert out == [] and c.nodes["a"].counters["unexpected_message"] == 1
 
 
+def copy_to_c(nodes, requests, ring_abc, ring_ab, now):
+    """a and b learn the ring with c; c's copy requests are served to the end."""
+    for n in "ab":
+        nodes[n].handle("manager", m.RingUpdate(ring_abc, ring_ab), now)
+    for req in requests:
+        for chunk in nodes[req.to].handle("c", req.msg, now):
+            nodes["c"].handle(req.to, chunk.msg, now)
+    assert not nodes["c"].syncing()
+
+
 def test_sync_copies_the_range_and_quarantine_refuses_reads_until_done():
     stores = {n: MemoryStore() for n in "abc"}
     ring_ab = Ring(1, MEMBERS[:2], 2, 8)
@@ -275,12 +285,7 @@ def test_sync_copies_the_range_and_quarantine_refuses_reads_until_done():
     key = mine[0]
     refused = nodes["c"].handle("fe", m.Read(1, key, None, 2), 1.0)
     assert isinstance(refused[0].msg, m.ReadMiss) and refused[0].msg.reason == "syncing"
-    for n in "ab":
-        nodes[n].handle("manager", m.RingUpdate(ring_abc, ring_ab), 1.0)
-    for req in requests:
-        for chunk in nodes[req.to].handle("c", req.msg, 1.0):
-            nodes["c"].handle(req.to, chunk.msg, 1.0)
-    assert not nodes["c"].syncing()
+    copy_to_c(nodes, requests, ring_abc, ring_ab, 1.0)
     for k in mine:
         assert stores["c"].get(k) == stores["a"].get(k)
     served = nodes["c"].handle("fe", m.Read(2, key, None, 2), 1.0)
@@ -311,12 +316,7 @@ def test_a_node_that_copies_a_range_knows_the_request_ids_applied_there_before()
     write(b"later", b"v2", 1.1)  # overwrites it
     nodes["c"] = NodeCore("c", stores["c"], NodeConfig(require_lease=False), 2.0)
     requests = nodes["c"].handle("manager", m.RingUpdate(ring_abc, ring_ab), 2.0)
-    for n in "ab":
-        nodes[n].handle("manager", m.RingUpdate(ring_abc, ring_ab), 2.0)
-    for req in requests:
-        for chunk in nodes[req.to].handle("c", req.msg, 2.0):
-            nodes["c"].handle(req.to, chunk.msg, 2.0)
-    assert not nodes["c"].syncing()
+    copy_to_c(nodes, requests, ring_abc, ring_ab, 2.0)
     retry = nodes["c"].handle("fe", put(op=9, key=key, value=b"v1", rid=b"lost-ack",
                                         epoch=2), 3.0)
     (ack,) = [e.msg for e in retry if isinstance(e.msg, m.PutAck)]

@@ -195,7 +195,7 @@ class NodeCore:
             self.clock.observe(self._tombstones.floor.clock)
         for key, rec in store.items():
             self.clock.observe(rec.version.clock)
-            if not rec.stable and now - rec.version.clock / 1e6 > config.tombstone_grace_s / 2:
+            if not rec.stable and self._tombstones.outlived(rec.version, now):
                 # Down that long: a tombstone newer than this write, acknowledged by us
                 # alone, may have been collected meanwhile; reinjected, it could bring a
                 # deleted key back. It goes (the copy from our chain peers follows).
@@ -552,8 +552,8 @@ class NodeCore:
         current = self.store.get(msg.key)
         if current is not None and current.version == msg.version and not current.stable:
             self._put(msg.key, attrs.evolve(current, stable=True,
-                                                 seq=msg.seq or current.seq,
-                                                 logged_at=msg.logged_at or current.logged_at))
+                                            seq=msg.seq or current.seq,
+                                            logged_at=msg.logged_at or current.logged_at))
         self.clock.observe(msg.logged_at)
         self._drop_unstable(msg.key, msg.version)
         if self.ring is None:
@@ -638,12 +638,10 @@ class NodeCore:
                 continue
             chain = ring.chain(key)
             pos = chain.index(self.name) + 1 if self.name in chain else 0
-            if pending.orphan and now - pending.version.clock / 1e6 > \
-                    self.config.tombstone_grace_s / 2:
-                # A tombstone newer than it may be collected by now: reinjected, it could
-                # bring a deleted key back. (Down that long, the node drops it.)
-                # (Still up, but unable to reinject it all along: stop; the record stays
-                # until a copy or a newer write replaces it.)
+            if pending.orphan and self._tombstones.outlived(pending.version, now):
+                # Not reinjected all that time: a newer tombstone may be collected by now,
+                # and reinjected it could bring a deleted key back. Stop; the record stays
+                # until a copy or a newer write replaces it.
                 del self._unstable[key]
                 self.counters["orphans_expired"] += 1
                 continue
@@ -945,7 +943,7 @@ class NodeCore:
             current = self.store.get(item.key)
             if current is None or item.version > current.version:
                 self._put(item.key, Record(item.version, item.value, item.stable, item.rid,
-                                                item.seq, item.logged_at, item.vclock))
+                                           item.seq, item.logged_at, item.vclock))
                 self.clock.observe(max(item.version.clock, item.logged_at))
                 self._remember(item.rid, item.key, item.version)
                 if not item.stable:
@@ -955,7 +953,7 @@ class NodeCore:
                     self._unstable[item.key] = _Unstable(item.version, now, orphan=True)
             elif item.version == current.version and item.stable and not current.stable:
                 self._put(item.key, attrs.evolve(current, stable=True, seq=item.seq,
-                                                      logged_at=item.logged_at))
+                                                 logged_at=item.logged_at))
                 self._drop_unstable(item.key, item.version)
         self.counters["sync_items_received"] += len(msg.items)
         out: list = []
@@ -973,8 +971,9 @@ class NodeCore:
         return out
 
     def _drop_collected(self, sync: _Sync) -> None:
-        """After a complete copy: a stable record the source no longer holds, at or below
-        the source's collected floor, was deleted there meanwhile (we were away)."""
+        """After a complete copy: a record the source no longer holds, at or below the
+        source's collected floor, was deleted there meanwhile (we were away), or is a write
+        older than the grace period that never made it along the chain."""
         self._tombstones.raise_floor(sync.gc_floor)
         if sync.gc_floor is None or sync.partial_ok:
             return  # (a merged partial copy says nothing of what its sources lack)
@@ -982,8 +981,6 @@ class NodeCore:
         for key, record in self.store.items():
             if (key not in sync.keys and record.version <= sync.gc_floor
                     and hash_point(key) in wanted):
-                # (unstable too: a write older than the grace period that never made it
-                # along the chain, which the sources deleted over)
                 self.store.delete(key)
                 self._unstable.pop(key, None)
                 self.counters["stale_records_dropped"] += 1

@@ -7,7 +7,7 @@ A tombstone may go once three things hold:
   arrive after it and come back to life;
 * it is older than the grace period (``grace_s`` by its stamp): a node restarted after
   kill -9 reinjects the unstable writes it held, and drops those older than half the
-  grace instead (see ``NodeCore._redrive``), so none of them is older than a collected
+  grace instead (``outlived``), so none of them is older than a collected
   tombstone either;
 * it is stable here and nothing waits on the key.
 
@@ -51,6 +51,11 @@ class Tombstones:
     def covers(self, version: Version) -> bool:
         """Whether a missing record may stand for ``version`` (collected at or above it)."""
         return self.floor is not None and version <= self.floor
+
+    def outlived(self, version: Version, now: float) -> bool:
+        """An unreplicated write older than half the grace: not to be reinjected, since a
+        newer tombstone of its key may be collected by the time it arrives."""
+        return now - version.clock / 1e6 > self.grace_s / 2
 
     def raise_floor(self, version: Version | None) -> None:
         if version is not None and not self.covers(version):

@@ -8,6 +8,12 @@ stronger than TCP's per-link FIFO), client deliveries, periodic ticks and heartb
 every process, and faults (crash, restart). Effects returned by a core are turned into
 future events; nothing else happens. Same seed, same calls, same trace.
 
+With a ``ServiceModel`` (sim/service.py) every process has one CPU: a message (or client
+request) is handled when the process is free, in arrival order, and what it sends leaves
+once its service time has passed. Latency, loss and WAN bandwidth come from a
+``NetworkModel`` (sim/network.py). ``set_clock_skew`` offsets the clock a process's core
+is given, as ``FaultControl`` does to a real process.
+
 A crash drops the process's in-memory state and every message addressed to it; its
 ``MemoryStore`` (a proxy's ``MemoryLog``) survives (as RocksDB's write-ahead log does under
 kill -9). A restart builds a fresh core on that store.
@@ -15,12 +21,13 @@ kill -9). A restart builds a fresh core on that store.
 With ``dcs > 1`` every DC gets its own manager, nodes, frontends and remote proxy, named
 ``d<dc>.<name>`` (``d1.n2``, ``d0.proxy``); messages between DCs take ``wan_latency_s``.
 
-This is the seed of the ``sim/`` simulator (latency models, workloads and experiments come
-with the simulator issue); the unit tests drive the protocol with it.
+Workloads (``sim/workload.py``, ``sim/ycsb.py``), experiments (``sim/experiments.py``) and
+the fuzzer (``sim/fuzz.py``) drive it; so do the protocol's unit tests.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import heapq
 import random
@@ -28,6 +35,7 @@ from typing import Callable
 
 import attrs
 
+from chainreaction import codec
 from chainreaction import messages as m
 from chainreaction.effects import Send, ToClient
 from chainreaction.manager import ManagerConfig, ManagerCore
@@ -37,6 +45,9 @@ from chainreaction.storage import MemoryStore
 from frontend.core import FrontendConfig, FrontendCore
 from remote_proxy.core import ProxyConfig, ProxyCore
 from remote_proxy.log import MemoryLog
+
+from .network import Latency, NetworkModel
+from .service import ServiceModel
 
 MANAGER = "manager"
 
@@ -69,10 +80,21 @@ class SimSession:
         self.cluster._client_request(self.frontend, self.conn, req)
         return req.id
 
+    def abandon(self, request_id: int) -> None:
+        """Stop waiting for a request (the client timed out); a late reply is ignored."""
+        self._keys.pop(request_id, None)
+
+    def reconnect(self, frontend: str) -> None:
+        """A new connection (to ``frontend``), as the SDK opens after losing one."""
+        self.frontend = frontend
+        self.conn = self.cluster._new_conn(self)
+
     def reply(self, request_id: int) -> dict | None:
         return self.replies.get(request_id)
 
     def _deliver(self, payload: dict) -> None:
+        if payload["id"] not in self._keys:
+            return  # abandoned
         op, key = self._keys.pop(payload["id"])
         if payload.get("ok"):
             if op == "attach":
@@ -98,11 +120,14 @@ class SimCluster:
                  read_from: str = "chain", trace: bool = False, dcs: int = 1,
                  wan_latency_s: tuple[float, float] = (0.02, 0.03),
                  proxy_config: ProxyConfig | None = None,
-                 tombstone_grace_s: float = 600.0) -> None:
+                 tombstone_grace_s: float = 600.0, network: NetworkModel | None = None,
+                 service: ServiceModel | None = None, unsafe: bool = False,
+                 frontend_config: dict | None = None) -> None:
         self.rng = random.Random(seed)
         self.now = 0.0
-        self.latency_s = latency_s
-        self.wan_latency_s = wan_latency_s
+        self.network = network or NetworkModel(Latency.between(*latency_s),
+                                               Latency.between(*wan_latency_s))
+        self.service = service
         self.tick_s = tick_s
         self.heartbeat_s = heartbeat_s
         self.dcs = dcs
@@ -118,8 +143,9 @@ class SimCluster:
             names = dict(manager=self.managers[dc], proxy=prefix(dc) + "proxy")
             self.node_configs[dc] = NodeConfig(eager=eager, dc=dc, geo=geo,
                                                tombstone_grace_s=tombstone_grace_s, **names)
-            self.frontend_configs[dc] = FrontendConfig(read_from=read_from, dc=dc, geo=geo,
-                                                       **names)
+            self.frontend_configs[dc] = FrontendConfig(
+                read_from=read_from, dc=dc, geo=geo, unsafe_skip_dependency_checks=unsafe,
+                **names, **(frontend_config or {}))
             peers = tuple((d, prefix(d) + "proxy") for d in range(dcs) if d != dc)
             self.proxy_configs[dc] = attrs.evolve(base_proxy, dc=dc, peers=peers,
                                                   manager=names["manager"])
@@ -130,6 +156,10 @@ class SimCluster:
             for name in [self.managers[dc], *self.node_names[-nodes:],
                          *self.frontend_names[-frontends:]] + ([names["proxy"]] if geo else []):
                 self.dc_of[name] = dc
+        self.role_of = {name: "manager" for name in self.managers}
+        self.role_of.update({name: "node" for name in self.node_names})
+        self.role_of.update({name: "frontend" for name in self.frontend_names})
+        self.role_of.update({name: "proxy" for name in self.proxies})
         self.node_config = self.node_configs[0]
         self.frontend_config = self.frontend_configs[0]
         self.stores = {name: MemoryStore() for name in self.node_names}
@@ -139,6 +169,12 @@ class SimCluster:
         self.paused: dict[str, list] = {}  # name -> messages held while it is stopped
         self.cut: set[frozenset] = set()
         self.delivered = 0
+        self.dropped = 0  # by ``network.loss``
+        self.skew: dict[str, float] = {}  # name -> seconds added to its clock
+        self._busy_until: dict[str, float] = {}
+        self._cpu_queue: dict[str, collections.deque] = {}
+        self._cpu_busy_s: dict[str, float] = collections.defaultdict(float)
+        self._link_free: dict[tuple, float] = {}
         self._trace_hash = hashlib.sha256() if trace else None
         self._queue: list = []
         self._seq = 0
@@ -163,17 +199,94 @@ class SimCluster:
         self._seq += 1
         heapq.heappush(self._queue, (self.now + delay, self._seq, event))
 
-    def _apply(self, src: str, effects: list) -> None:
+    def clock_of(self, name: str) -> float:
+        """The time process ``name`` believes it is (simulated time plus its skew)."""
+        return self.now + self.skew.get(name, 0.0)
+
+    def _apply(self, src: str, effects: list, delay: float = 0.0) -> None:
+        net, rng = self.network, self.rng
         for effect in effects:
             if isinstance(effect, Send):
-                wan = self.dc_of.get(src) != self.dc_of.get(effect.to)
-                latency = self.rng.uniform(*(self.wan_latency_s if wan else self.latency_s))
-                self._schedule(latency, ("msg", src, effect.to, effect.msg))
+                to = effect.to
+                a, b = self.dc_of.get(src), self.dc_of.get(to)
+                if net.loss and rng.random() < net.loss:
+                    self.dropped += 1
+                    continue
+                if a == b:
+                    latency = net.intra_dc.sample(rng)
+                else:
+                    latency = net.wan_latency(a, b).sample(rng)
+                    if net.wan_bandwidth is not None:
+                        latency += self._serialise(src, to, effect.msg, delay)
+                self._schedule(delay + latency, ("msg", src, to, effect.msg))
             elif isinstance(effect, ToClient):
-                self._schedule(self.rng.uniform(*self.latency_s), ("client", effect.conn,
-                                                                   effect.payload))
+                self._schedule(delay + net.intra_dc.sample(rng),
+                               ("client", effect.conn, effect.payload))
             else:  # pragma: no cover - cores only return these
                 raise TypeError(effect)
+
+    def _serialise(self, src: str, dst: str, msg, delay: float) -> float:
+        """Seconds until ``msg`` has left a bandwidth-limited link (FIFO per direction)."""
+        start = max(self.now + delay, self._link_free.get((src, dst), 0.0))
+        done = start + len(codec.encode(msg)) / self.network.wan_bandwidth
+        self._link_free[(src, dst)] = done
+        return done - (self.now + delay)
+
+    def _handle(self, work: tuple) -> float:
+        """Run one message or client request through its process's core; returns the
+        service time (what it sends leaves after it)."""
+        if work[0] == "msg":
+            _, src, dst, msg = work
+            self.delivered += 1
+            if self._trace_hash is not None:
+                self._trace_hash.update(f"{self.now:.9f} {src}>{dst} {msg!r}\n".encode())
+            effects = self.processes[dst].handle(src, msg, self.now + self.skew.get(dst, 0.0))
+            kind = type(msg).__name__
+        else:
+            _, dst, conn, req = work
+            if self._trace_hash is not None:
+                self._trace_hash.update(f"{self.now:.9f} c{conn}>{dst} {req!r}\n".encode())
+            effects = self.processes[dst].client_request(
+                conn, req, self.now + self.skew.get(dst, 0.0))
+            kind, msg = "client", req
+        cost = 0.0
+        if self.service is not None:
+            cost = self.service.cost_s(self.role_of[dst], kind, msg)
+            self._busy_until[dst] = self.now + cost
+            self._cpu_busy_s[dst] += cost
+        self._apply(dst, effects, cost)
+        return cost
+
+    def _arrive(self, dst: str, work: tuple) -> None:
+        """Work for ``dst`` arrives now: handle it, or queue it behind what keeps its CPU
+        busy."""
+        queue = self._cpu_queue.get(dst)
+        if queue:
+            queue.append(work)
+            return
+        busy_until = self._busy_until.get(dst, 0.0)
+        if busy_until > self.now:
+            self._cpu_queue[dst] = collections.deque([work])
+            self._schedule(busy_until - self.now, ("cpu", dst))
+            return
+        self._handle(work)
+
+    def _on_cpu_free(self, dst: str) -> None:
+        queue = self._cpu_queue.get(dst)
+        if not queue:
+            return
+        if dst in self.down or dst not in self.processes:
+            self._cpu_queue.pop(dst, None)
+            return
+        if dst in self.paused:
+            self.paused[dst].extend(queue)
+            self._cpu_queue.pop(dst, None)
+            return
+        cost = self._handle(queue.popleft())
+        if queue:
+            self._schedule(cost, ("cpu", dst))
+        else:
+            self._cpu_queue.pop(dst, None)
 
     def step(self) -> bool:
         if not self._queue:
@@ -183,39 +296,45 @@ class SimCluster:
         kind = event[0]
         if kind == "msg":
             _, src, dst, msg = event
-            if dst in self.down or src in self.down or frozenset((src, dst)) in self.cut:
+            if dst in self.down or src in self.down or (
+                    self.cut and frozenset((src, dst)) in self.cut):
                 return True
             if dst in self.paused:  # SIGSTOP: the kernel keeps it; handled on resume
                 self.paused[dst].append(event)
                 return True
-            core = self.processes.get(dst)
-            if core is None:
+            if dst not in self.processes:
                 return True
-            self.delivered += 1
-            if self._trace_hash is not None:
-                self._trace_hash.update(f"{at:.9f} {src}>{dst} {msg!r}\n".encode())
-            self._apply(dst, core.handle(src, msg, self.now))
+            self._arrive(dst, event)
         elif kind == "client":
             _, conn, payload = event
             session = self._sessions.get(conn)
             if session is not None:
                 session._deliver(payload)
+        elif kind == "req":
+            dst = event[1]
+            if dst in self.down:
+                return True
+            if dst in self.paused:
+                self.paused[dst].append(event)
+                return True
+            self._arrive(dst, event)
+        elif kind == "cpu":
+            self._on_cpu_free(event[1])
         elif kind == "tick":
             name = event[1]
             if name not in self.down and name not in self.paused:
-                self._apply(name, self.processes[name].tick(self.now))
+                self._apply(name, self.processes[name].tick(self.clock_of(name)))
             self._schedule(self.tick_s, event)
         elif kind == "heartbeat":
             name = event[1]
             if name not in self.down and name not in self.paused:
                 core = self.processes[name]
-                role = ("node" if name in self.stores else
-                        "proxy" if name in self.logs else "frontend")
+                role = self.role_of[name]
                 epoch = core.ring.epoch if core.ring is not None else 0
                 hb = m.Heartbeat(name, role, f"sim:{name}", self._incarnation.get(name, 0), epoch,
-                                 int(self.now * 1e6))
+                                 int(self.clock_of(name) * 1e6))
                 manager = self.managers[self.dc_of[name]]
-                self._schedule(self.rng.uniform(*self.latency_s), ("msg", name, manager, hb))
+                self._schedule(self.network.intra_dc.sample(self.rng), ("msg", name, manager, hb))
             self._schedule(self.heartbeat_s, event)
         elif kind == "call":
             event[1]()
@@ -249,19 +368,29 @@ class SimCluster:
     def _start_node(self, name: str) -> None:
         self._incarnation[name] = self._incarnation.get(name, 0) + 1
         self.processes[name] = NodeCore(name, self.stores[name],
-                                        self.node_configs[self.dc_of[name]], self.now)
+                                        self.node_configs[self.dc_of[name]],
+                                        self.clock_of(name))
 
     def _start_other(self, name: str) -> None:
         dc = self.dc_of[name]
         if name in self.logs:
             self.processes[name] = ProxyCore(name, self.logs[name], self.proxy_configs[dc],
-                                             self.now)
+                                             self.clock_of(name))
         else:
             self.processes[name] = FrontendCore(name, random.Random(self.rng.random()),
-                                                self.frontend_configs[dc], self.now)
+                                                self.frontend_configs[dc], self.clock_of(name))
 
     def crash(self, name: str) -> None:
         self.down.add(name)
+        self._cpu_queue.pop(name, None)
+        self._busy_until.pop(name, None)
+
+    def set_clock_skew(self, name: str, seconds: float) -> None:
+        """From now on process ``name``'s clock is ``seconds`` off (0 heals it)."""
+        if seconds:
+            self.skew[name] = seconds
+        else:
+            self.skew.pop(name, None)
 
     def pause(self, name: str) -> None:
         """SIGSTOP: no ticks, no heartbeats; messages to it wait, in order, until resume."""
@@ -278,7 +407,7 @@ class SimCluster:
         if name in self.stores:
             self._start_node(name)
         elif name in self.managers:
-            self.processes[name] = ManagerCore(self.processes[name].config, self.now)
+            self.processes[name] = ManagerCore(self.processes[name].config, self.clock_of(name))
         else:
             self._start_other(name)
 
@@ -325,10 +454,7 @@ class SimCluster:
         return conn
 
     def _client_request(self, frontend: str, conn: int, req: m.ClientRequest) -> None:
-        def arrive():
-            if frontend not in self.down:
-                self._apply(frontend, self.processes[frontend].client_request(conn, req, self.now))
-        self._schedule(self.rng.uniform(*self.latency_s), ("call", arrive))
+        self._schedule(self.network.intra_dc.sample(self.rng), ("req", frontend, conn, req))
 
     # -- inspection -------------------------------------------------------------------------------
 

@@ -70,19 +70,19 @@ class ReviewCluster(SimCluster):
             self.node_config = attrs.evolve(self.node_config, **self._node_overrides)
         super()._start_node(name)
 
-    def _apply(self, src: str, effects: list) -> None:
+    def _apply(self, src: str, effects: list, delay: float = 0.0) -> None:
         for effect in effects:
             if not isinstance(effect, Send):
-                super()._apply(src, [effect])
+                super()._apply(src, [effect], delay)
                 continue
             extra = 0.0
             for rule in self.rules:
-                delay = rule(src, effect.to, effect.msg)
-                if delay is None:
+                held = rule(src, effect.to, effect.msg)
+                if held is None:
                     extra = None
                     break
-                extra += delay
-            latency = self.rng.uniform(*self.latency_s)
+                extra += held
+            latency = delay + self.network.intra_dc.sample(self.rng)
             if extra is None or (self._loss and self._loss_rng.random() < self._loss):
                 continue
             self._schedule(latency + extra, ("msg", src, effect.to, effect.msg))
@@ -111,9 +111,8 @@ class ReviewCluster(SimCluster):
                 self._sessions[conn]._deliver({"id": req.id, "ok": False,
                                                "error": "connection_lost"})
             else:
-                self._apply(frontend, self.processes[frontend].client_request(conn, req,
-                                                                             self.now))
-        self._schedule(self.rng.uniform(*self.latency_s), ("call", arrive))
+                self._arrive(frontend, ("req", frontend, conn, req))
+        self._schedule(self.network.intra_dc.sample(self.rng), ("call", arrive))
 
 
 class MovingWorkload(Workload):

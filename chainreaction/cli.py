@@ -13,6 +13,8 @@ import tempfile
 
 import trio
 
+from frontend.core import READ_POLICIES
+
 
 DEFAULT_URL = "ws://127.0.0.1:7105"
 
@@ -101,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--listen", required=True, metavar="HOST:PORT", help="internal address")
     fe.add_argument("--ws", required=True, metavar="HOST:PORT", help="client WebSocket address")
     fe.add_argument("--manager", required=True, metavar="HOST:PORT")
-    fe.add_argument("--read-from", choices=("chain", "head", "tail"), default="chain",
-                    help="chain: spread reads over the causally safe prefix (default)")
+    fe.add_argument("--read-from", choices=READ_POLICIES, default="chain",
+                    help="chain: spread reads over the causally safe prefix (default); "
+                    "head, tail, craq: baselines to compare with")
     fe.add_argument("--unsafe-skip-dependency-checks", action="store_true",
                     help="BREAKS CAUSALITY, only to show that `chainreaction check` catches "
                     "it: writes do not wait for dependencies, reads ignore session versions")
@@ -207,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start the frontends with causality broken on purpose, to see the "
                      "checker find anomalies")
 
+    sub.add_parser("sim", help="deterministic simulator: the paper's experiments (tables, "
+                   "plots), fuzzing with the checker, speed; see `chainreaction sim --help`")
     bench = sub.add_parser("bench", help="load a running cluster; print throughput and "
                            "latency percentiles next to raw baselines measured in the same run")
     bench.add_argument("--url", action="append", help=f"frontend URL(s) (default {DEFAULT_URL})")
@@ -215,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--read-ratio", type=_fraction, default=0.95)
     bench.add_argument("--value-size", type=_positive_int, default=100, help="bytes")
     bench.add_argument("--keys", type=_positive_int, default=1000)
-    bench.add_argument("--read-from", choices=("chain", "tail", "head"), default=None,
+    bench.add_argument("--read-from", choices=READ_POLICIES, default=None,
                        help="label only: start the cluster's frontends with this policy")
     bench.add_argument("--relay-hops", type=_positive_int, default=3,
                        help="R for the raw R-hop TCP relay baseline")
@@ -273,7 +278,7 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frontends", type=_positive_int, default=1)
     p.add_argument("--data-dir", default="./cr-data")
     p.add_argument("--base-port", type=int, default=7100)
-    p.add_argument("--read-from", choices=("chain", "head", "tail"), default="chain")
+    p.add_argument("--read-from", choices=READ_POLICIES, default="chain")
     p.add_argument("--failure-timeout", type=_failure_timeout, default=1.5,
                    help="seconds without heartbeat before a node leaves the ring (>= 0.5)")
     p.add_argument("--fsync", action="store_true")
@@ -291,6 +296,11 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sim"]:  # the simulator has its own parser (sim/__main__.py)
+        from sim.__main__ import main as sim_main
+
+        return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)

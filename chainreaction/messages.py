@@ -327,6 +327,9 @@ class Read:
     key: str = attrs.field(validator=_key)
     min_version: Version | None = _version_opt()
     epoch: int = attrs.field(validator=_int)
+    # CRAQ-style read (a baseline): serve only a version the tail has (DC-Write-Stable),
+    # else answer ReadMiss "dirty" so the frontend asks the tail
+    clean_only: bool = attrs.field(default=False, validator=_bool)
 
 
 @message(21)

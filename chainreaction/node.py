@@ -707,6 +707,9 @@ class NodeCore:
         if record is None:
             return [Send(src, m.ReadReply(msg.op, msg.key, False, None, None, pos, False, 0,
                                           self._tombstones.floor))]
+        if msg.clean_only and not record.stable:
+            self.counters["read_miss_dirty"] += 1
+            return [Send(src, m.ReadMiss(msg.op, msg.key, "dirty"))]
         return [Send(src, m.ReadReply(msg.op, msg.key, record.value is not None, record.value,
                                       record.version, pos, self._client_stable(record),
                                       record.seq))]

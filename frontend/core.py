@@ -51,7 +51,10 @@ from chainreaction.effects import Send, ToClient, dispatch
 from chainreaction.ring import Ring
 from chainreaction.versions import Version
 
-READ_POLICIES = ("chain", "head", "tail")
+# chain: ChainReaction (any position the session proved safe); head, tail: always there
+# (tail = classic chain replication); craq: any position, which answers only with a
+# version the tail has, else the tail is asked (CRAQ's version query, as a second read)
+READ_POLICIES = ("chain", "head", "tail", "craq")
 
 
 @attrs.frozen
@@ -336,6 +339,10 @@ class FrontendCore:
             first = 1
         elif self.config.read_from == "tail":
             first = length
+        elif self.config.read_from == "craq":
+            first = self._rng.randint(1, length)
+            op.candidates = [chain[first - 1]] + ([chain[-1]] if first < length else [])
+            return self._next_candidate(op_id, op, now)
         elif op.min_version is not None and not op.chain_index:
             first = 1  # not known to be in this DC yet: the head has it first
         else:
@@ -353,7 +360,9 @@ class FrontendCore:
         op.target = op.candidates.pop(0)
         op.sent_at = now
         op.retry_at = None
-        return [Send(op.target, m.Read(op_id, op.key, op.min_version, self.ring.epoch))]
+        clean_only = self.config.read_from == "craq" and bool(op.candidates)
+        return [Send(op.target, m.Read(op_id, op.key, op.min_version, self.ring.epoch,
+                                       clean_only))]
 
     def _on_read_reply(self, src: str, msg: m.ReadReply, now: float) -> list:
         op = self._ops.get(msg.op)

@@ -61,6 +61,8 @@ class SimSession:
         self.state = SessionState()
         self.conn = cluster._new_conn(self)
         self.replies: dict[int, dict] = {}
+        # called with each reply instead of keeping it in ``replies`` (load generators)
+        self.on_reply: Callable[[dict], None] | None = None
         self._keys: dict[int, tuple[str, str]] = {}
         self._rid = 0
 
@@ -103,7 +105,10 @@ class SimSession:
                 self.state.on_read(key, payload)
             else:
                 self.state.on_write(key, payload)
-        self.replies[payload["id"]] = payload
+        if self.on_reply is not None:
+            self.on_reply(payload)
+        else:
+            self.replies[payload["id"]] = payload
 
     def call(self, op: str, key: str, value: bytes | None = None, timeout_s: float = 30.0) -> dict:
         """Submit and run the simulation until the reply arrives."""
@@ -122,7 +127,8 @@ class SimCluster:
                  proxy_config: ProxyConfig | None = None,
                  tombstone_grace_s: float = 600.0, network: NetworkModel | None = None,
                  service: ServiceModel | None = None, unsafe: bool = False,
-                 frontend_config: dict | None = None) -> None:
+                 frontend_config: dict | None = None,
+                 store_factory: Callable[[str], MemoryStore] | None = None) -> None:
         self.rng = random.Random(seed)
         self.now = 0.0
         self.network = network or NetworkModel(Latency.between(*latency_s),
@@ -162,7 +168,8 @@ class SimCluster:
         self.role_of.update({name: "proxy" for name in self.proxies})
         self.node_config = self.node_configs[0]
         self.frontend_config = self.frontend_configs[0]
-        self.stores = {name: MemoryStore() for name in self.node_names}
+        self.stores = {name: (store_factory or (lambda _name: MemoryStore()))(name)
+                       for name in self.node_names}
         self.logs = {name: MemoryLog() for name in self.proxies}
         self.processes: dict[str, object] = {}
         self.down: set[str] = set()
@@ -175,6 +182,7 @@ class SimCluster:
         self._cpu_queue: dict[str, collections.deque] = {}
         self._cpu_busy_s: dict[str, float] = collections.defaultdict(float)
         self._link_free: dict[tuple, float] = {}
+        self._ship_at: dict[str, float] = {}  # proxy -> when its next batch is planned
         self._trace_hash = hashlib.sha256() if trace else None
         self._queue: list = []
         self._seq = 0
@@ -255,7 +263,31 @@ class SimCluster:
             self._busy_until[dst] = self.now + cost
             self._cpu_busy_s[dst] += cost
         self._apply(dst, effects, cost)
+        if dst in self.logs:
+            self._plan_ship(dst)
         return cost
+
+    def _plan_ship(self, name: str) -> None:
+        """A proxy sends each batch when it is due, between ticks (remote_proxy/server.py's
+        shipper does the same)."""
+        due = self.processes[name].ship_due()
+        if due is None:
+            return
+        at = max(self.now, due - self.skew.get(name, 0.0))
+        planned = self._ship_at.get(name)
+        if planned is not None and planned <= at:
+            return
+        self._ship_at[name] = at
+        self._schedule(at - self.now, ("ship", name, at))
+
+    def _on_ship_due(self, name: str, at: float) -> None:
+        if self._ship_at.get(name) != at:
+            return  # replanned earlier
+        del self._ship_at[name]
+        if name in self.down or name in self.paused:
+            return
+        self._apply(name, self.processes[name].ship(self.clock_of(name)))
+        self._plan_ship(name)
 
     def _arrive(self, dst: str, work: tuple) -> None:
         """Work for ``dst`` arrives now: handle it, or queue it behind what keeps its CPU
@@ -320,10 +352,14 @@ class SimCluster:
             self._arrive(dst, event)
         elif kind == "cpu":
             self._on_cpu_free(event[1])
+        elif kind == "ship":
+            self._on_ship_due(event[1], event[2])
         elif kind == "tick":
             name = event[1]
             if name not in self.down and name not in self.paused:
                 self._apply(name, self.processes[name].tick(self.clock_of(name)))
+                if name in self.logs:
+                    self._plan_ship(name)
             self._schedule(self.tick_s, event)
         elif kind == "heartbeat":
             name = event[1]
@@ -387,6 +423,9 @@ class SimCluster:
 
     def set_clock_skew(self, name: str, seconds: float) -> None:
         """From now on process ``name``'s clock is ``seconds`` off (0 heals it)."""
+        if self.now + seconds < 0:
+            raise ValueError(f"a skew of {seconds}s at {self.now}s would put {name}'s clock "
+                             "before 0")
         if seconds:
             self.skew[name] = seconds
         else:
@@ -397,6 +436,7 @@ class SimCluster:
         self.paused.setdefault(name, [])
 
     def resume(self, name: str) -> None:
+        self._ship_at.pop(name, None)
         for i, event in enumerate(self.paused.pop(name, [])):
             self._seq += 1
             heapq.heappush(self._queue, (self.now + i * 1e-9, self._seq, event))
@@ -404,6 +444,7 @@ class SimCluster:
     def restart(self, name: str) -> None:
         """Start a fresh core on the crashed process's surviving store."""
         self.down.discard(name)
+        self._ship_at.pop(name, None)
         if name in self.stores:
             self._start_node(name)
         elif name in self.managers:

@@ -1,0 +1,288 @@
+"""Fuzzing: random clusters, workloads and fault schedules, every history checked.
+
+``chainreaction sim fuzz --seeds 1000`` runs seeds 1..1000. Everything of a case (DCs,
+nodes, chain length, k, keys, clients, mix, loss, the fault schedule) is drawn from its
+seed, so ``chainreaction sim fuzz --seed N`` replays it exactly (``--unsafe`` as well when
+the run had it). A case runs its load with faults, heals every fault, waits until every
+DC has applied everything, reads every key in every DC (``final`` reads) and hands the
+history to ``chainreaction.checker``. A failing seed is printed with its replay command;
+``--out DIR`` keeps the failing histories (``seedN.jsonl``) for ``chainreaction check``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from typing import Callable
+
+import attrs
+
+from chainreaction.checker import check
+
+from .cluster import SimCluster
+from .network import Latency, NetworkModel
+from .ycsb import ClosedLoop, Keys, Mix
+
+FAULT_KINDS = ("crash", "pause", "partition", "wan", "skew")
+
+
+@attrs.frozen
+class Fault:
+    at: float
+    kind: str
+    target: tuple  # process names (partition: two; wan: two DC numbers as text)
+    length: float
+    skew_s: float = 0.0
+
+    def describe(self) -> str:
+        what = {"crash": "kill -9 + restart", "pause": "SIGSTOP/SIGCONT",
+                "partition": "cut link", "wan": "cut WAN between DCs",
+                "skew": f"clock skew {self.skew_s:+.3f}s"}[self.kind]
+        return f"t={self.at:.2f}s {what} {'-'.join(self.target)} for {self.length:.2f}s"
+
+
+@attrs.frozen
+class Case:
+    seed: int
+    dcs: int
+    nodes: int
+    replication: int
+    eager: int
+    keys: int
+    clients_per_dc: int
+    read: float
+    delete: float
+    move_prob: float
+    loss: float
+    duration_s: float
+    faults: tuple
+    unsafe: bool = False
+
+    def describe(self) -> str:
+        head = (f"seed {self.seed}: {self.dcs} DC(s) x {self.nodes} nodes, R={self.replication}"
+                f" k={self.eager}, {self.keys} keys, {self.clients_per_dc} clients/DC, "
+                f"{self.read:.0%} reads, moves {self.move_prob:.0%}, loss {self.loss:.1%}, "
+                f"{self.duration_s:.1f}s" + (", UNSAFE" if self.unsafe else ""))
+        return "\n".join([head] + ["  " + f.describe() for f in self.faults])
+
+
+def make_case(seed: int, unsafe: bool = False) -> Case:
+    rng = random.Random(f"fuzz-{seed}")
+    dcs = rng.choice((1, 2, 2, 3, 3))
+    nodes = rng.randint(3, 5)
+    replication = rng.randint(2, min(3, nodes))
+    duration = rng.uniform(1.5, 3.0)
+    names = _process_names(dcs, nodes)
+    faults = []
+    for _ in range(rng.choice((0, 1, 2, 2, 3, 4))):
+        kind = rng.choice(FAULT_KINDS if dcs > 1 else FAULT_KINDS[:3] + FAULT_KINDS[4:])
+        at = rng.uniform(0.1, duration)
+        length = rng.uniform(0.1, 1.5)
+        if kind == "partition":
+            dc = rng.randrange(dcs)
+            a, b = rng.sample([n for n in names["node"] if _dc_of(n, dcs) == dc]
+                              + [n for n in names["frontend"] if _dc_of(n, dcs) == dc], 2)
+            faults.append(Fault(at, kind, (a, b), length))
+        elif kind == "wan":
+            a, b = rng.sample(range(dcs), 2)
+            faults.append(Fault(at, kind, (str(a), str(b)), length))
+        elif kind == "skew":
+            target = rng.choice(names["node"] + names["frontend"] + names["proxy"])
+            skew = rng.uniform(0.01, 2.0)
+            if rng.random() < 0.5:  # behind, but not before the simulation's time 0
+                skew = -min(skew, 0.9 * at)
+            faults.append(Fault(at, kind, (target,), length, skew_s=round(skew, 3)))
+        else:
+            role = rng.choice(("node", "node", "node", "frontend", "manager")
+                              + (("proxy",) if dcs > 1 else ()))
+            faults.append(Fault(at, kind, (rng.choice(names[role]),), length))
+    return Case(seed, dcs, nodes, replication, rng.randint(1, replication),
+                rng.randint(2, 8), rng.randint(2, 4), rng.uniform(0.3, 0.8),
+                rng.choice((0.0, 0.05)), rng.choice((0.0, 0.0, 0.05, 0.2)),
+                rng.choice((0.0, 0.0, 0.0, 0.002, 0.01)), duration,
+                tuple(sorted(faults, key=lambda f: f.at)), unsafe)
+
+
+def _prefix(dc: int, dcs: int) -> str:
+    return f"d{dc}." if dcs > 1 else ""
+
+
+def _dc_of(name: str, dcs: int) -> int:
+    return int(name[1:name.index(".")]) if dcs > 1 else 0
+
+
+def _process_names(dcs: int, nodes: int) -> dict:
+    names: dict = {"node": [], "frontend": [], "manager": [], "proxy": []}
+    for dc in range(dcs):
+        p = _prefix(dc, dcs)
+        names["node"] += [f"{p}n{i}" for i in range(1, nodes + 1)]
+        names["frontend"] += [f"{p}f{i}" for i in (1, 2)]
+        names["manager"].append(p + "manager")
+        if dcs > 1:
+            names["proxy"].append(p + "proxy")
+    return names
+
+
+@attrs.define
+class Outcome:
+    case: Case
+    valid: bool
+    anomalies: dict  # kind -> count
+    ops: int
+    quiet: bool  # every DC applied everything before the final reads
+    history: list
+    report: object
+    wall_s: float
+
+    @property
+    def replay(self) -> str:
+        return f"chainreaction sim fuzz --seed {self.case.seed}" + (
+            " --unsafe" if self.case.unsafe else "")
+
+
+def _inject(cluster: SimCluster, fault: Fault) -> None:
+    name = fault.target[0]
+    if fault.kind == "crash":
+        cluster.at(fault.at, lambda: cluster.crash(name))
+        cluster.at(fault.at + fault.length, lambda: cluster.restart(name))
+    elif fault.kind == "pause":
+        cluster.at(fault.at, lambda: cluster.pause(name))
+        cluster.at(fault.at + fault.length, lambda: cluster.resume(name))
+    elif fault.kind == "partition":
+        a, b = fault.target
+        cluster.at(fault.at, lambda: cluster.partition(a, b))
+        cluster.at(fault.at + fault.length, lambda: cluster.cut.discard(frozenset((a, b))))
+    elif fault.kind == "wan":
+        a, b = (int(x) for x in fault.target)
+        cluster.at(fault.at, lambda: cluster.partition_dcs(a, b))
+        cluster.at(fault.at + fault.length, lambda: cluster.heal_dcs(a, b))
+    elif fault.kind == "skew":
+        cluster.at(fault.at, lambda: cluster.set_clock_skew(name, fault.skew_s))
+        cluster.at(fault.at + fault.length, lambda: cluster.set_clock_skew(name, 0.0))
+
+
+def run_case(case: Case, trace: bool = False) -> Outcome:
+    started = time.perf_counter()
+    network = NetworkModel(Latency.between(0.0002, 0.002), Latency.between(0.01, 0.04),
+                           loss=case.loss)
+    cluster = SimCluster(case.seed, dcs=case.dcs, nodes=case.nodes,
+                         replication=case.replication, eager=case.eager, frontends=2,
+                         network=network, unsafe=case.unsafe, trace=trace,
+                         tombstone_grace_s=2.0)
+    cluster.wait_ready(30)
+    history: list = []
+    mix = Mix("fuzz", case.read, 1.0 - case.read - case.delete, delete=case.delete)
+    keys = Keys(case.keys, "uniform")
+    loop = ClosedLoop(cluster, mix=mix, keys=keys, clients_per_dc=case.clients_per_dc,
+                      value_bytes=16, seed=case.seed, move_prob=case.move_prob,
+                      history=history, client_timeout_s=3.0)
+    for fault in case.faults:
+        _inject(cluster, fault)
+    loop.run(case.duration_s)
+    # Heal whatever is still broken (a fault may outlast the load), then let every DC
+    # apply everything before reading every key everywhere.
+    end = max([case.duration_s] + [f.at + f.length for f in case.faults])
+    cluster.run_for(max(0.0, end - cluster.now) + 0.01)
+    cluster.heal()
+    for name in list(cluster.paused):
+        cluster.resume(name)
+    for name in list(cluster.down):
+        cluster.restart(name)
+    for name in list(cluster.skew):
+        cluster.set_clock_skew(name, 0.0)
+    quiet = _settle(cluster)
+    _final_reads(cluster, loop, keys, history)
+    report = check(history)
+    return Outcome(case, report.valid and quiet, report.kind_counts(),
+                   sum(1 for e in history if e["type"] != "invoke"), quiet, history, report,
+                   time.perf_counter() - started)
+
+
+def _settle(cluster: SimCluster, timeout_s: float = 60.0) -> bool:
+    cluster.run_for(2.0)
+    if cluster.dcs > 1:
+        return cluster.run_until(cluster.geo_quiet, timeout_s)
+    return True
+
+
+def _final_reads(cluster: SimCluster, loop: ClosedLoop, keys: Keys, history: list) -> None:
+    for dc in range(cluster.dcs):
+        frontend = cluster.frontends_of(dc)[0]
+        session = cluster.session(frontend)
+        for i in range(keys.inserted):
+            key = keys.name(i)
+            invoked = {"index": len(history), "time": round(cluster.now, 6),
+                       "process": f"final{dc}", "dc": dc, "type": "invoke", "f": "read",
+                       "key": key, "value": None}
+            history.append(invoked)
+            try:
+                reply = session.call("get", key, timeout_s=20.0)
+            except TimeoutError:
+                history.append({**invoked, "index": len(history), "type": "fail",
+                                "error": "timeout", "final": True})
+                continue
+            event = {**invoked, "index": len(history), "time": round(cluster.now, 6),
+                     "type": "ok" if reply.get("ok") else "fail", "final": True}
+            if reply.get("ok"):
+                value = reply.get("value")
+                event["value"] = None if value is None else value.decode()
+                version = reply.get("version")
+                if version is not None:
+                    event["version"] = [version.clock, version.dc]
+                floor = reply.get("collected_floor")
+                if floor is not None and version is None:
+                    event["collected_floor"] = [floor.clock, floor.dc]
+            else:
+                event["error"] = reply.get("error")
+            history.append(event)
+
+
+def _run_seed(seed: int, unsafe: bool) -> Outcome:
+    outcome = run_case(make_case(seed, unsafe))
+    if outcome.valid:  # keep what crosses process boundaries small
+        outcome.history = []
+    outcome.report = None
+    return outcome
+
+
+def _outcomes(seeds: list, unsafe: bool, jobs: int):
+    if jobs <= 1:
+        for seed in seeds:
+            yield _run_seed(seed, unsafe)
+        return
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no forked trio/threads state
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        yield from pool.map(_run_seed, seeds, [unsafe] * len(seeds), chunksize=4)
+
+
+def fuzz(seeds: list, unsafe: bool = False, out_dir: str | None = None,
+         report: Callable[[str], None] = print,
+         progress: Callable[[int, int, int], None] | None = None,
+         stop_after: int | None = None, jobs: int = 1) -> list:
+    """Run every seed (over ``jobs`` processes); print each failing one with its replay
+    command. Returns the failing outcomes, in seed order."""
+    failures = []
+    for i, outcome in enumerate(_outcomes(seeds, unsafe, jobs)):
+        seed = outcome.case.seed
+        if not outcome.valid:
+            failures.append(outcome)
+            kinds = ", ".join(f"{n} {k}" for k, n in sorted(outcome.anomalies.items()))
+            why = kinds or "did not quiesce (a DC never applied everything)"
+            report(f"seed {seed}: {why}\n  replay: {outcome.replay}")
+            if out_dir:
+                os.makedirs(out_dir, exist_ok=True)
+                path = os.path.join(out_dir, f"seed{seed}.jsonl")
+                with open(path, "w") as stream:
+                    for event in outcome.history:
+                        stream.write(json.dumps(event) + "\n")
+                report(f"  history: {path} (chainreaction check {path})")
+            if stop_after is not None and len(failures) >= stop_after:
+                break
+        if progress is not None:
+            progress(i + 1, len(seeds), len(failures))
+    return failures

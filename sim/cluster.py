@@ -369,8 +369,7 @@ class SimCluster:
                 epoch = core.ring.epoch if core.ring is not None else 0
                 hb = m.Heartbeat(name, role, f"sim:{name}", self._incarnation.get(name, 0), epoch,
                                  int(self.clock_of(name) * 1e6))
-                manager = self.managers[self.dc_of[name]]
-                self._schedule(self.network.intra_dc.sample(self.rng), ("msg", name, manager, hb))
+                self._apply(name, [Send(self.managers[self.dc_of[name]], hb)])
             self._schedule(self.heartbeat_s, event)
         elif kind == "call":
             event[1]()

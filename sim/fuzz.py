@@ -135,6 +135,7 @@ class Outcome:
     history: list
     report: object
     wall_s: float
+    trace_hash: str | None = None  # with ``run_case(..., trace=True)``
 
     @property
     def replay(self) -> str:
@@ -197,7 +198,7 @@ def run_case(case: Case, trace: bool = False) -> Outcome:
     report = check(history)
     return Outcome(case, report.valid and quiet, report.kind_counts(),
                    sum(1 for e in history if e["type"] != "invoke"), quiet, history, report,
-                   time.perf_counter() - started)
+                   time.perf_counter() - started, cluster.trace_hash if trace else None)
 
 
 def _settle(cluster: SimCluster, timeout_s: float = 60.0) -> bool:

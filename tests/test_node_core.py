@@ -172,6 +172,18 @@ def test_read_refuses_versions_older_than_the_session_has_seen():
     assert isinstance(free[0].msg, m.ReadReply) and not free[0].msg.found
 
 
+def test_a_craq_read_is_served_only_once_the_tail_has_the_version():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    out = c.nodes["a"].handle("fe", put(key=key), 1.0)  # acked at the head, still dirty
+    dirty = c.nodes["a"].handle("fe", m.Read(5, key, None, 1, clean_only=True), 1.0)
+    assert isinstance(dirty[0].msg, m.ReadMiss) and dirty[0].msg.reason == "dirty"
+    assert c.nodes["a"].counters["read_miss_dirty"] == 1
+    c.send("a", [e for e in out if not isinstance(e.msg, m.PutAck)])  # to the tail and back
+    clean = c.nodes["a"].handle("fe", m.Read(6, key, None, 1, clean_only=True), 1.0)
+    assert isinstance(clean[0].msg, m.ReadReply) and clean[0].msg.value == b"v"
+
+
 def test_dependency_check_waits_at_tail_until_the_version_arrives():
     c = Chain()
     key = c.key_with_chain(["a", "b", "c"])

@@ -120,7 +120,7 @@ class _Sync:
     total: int = 0  # number of chunks, known once the last one arrived
     refusals: int = 0
     partial_ok: bool = False  # one of several copies merged (every candidate was syncing)
-    keys: set = attrs.Factory(set)  # keys the source sent
+    keys: set = attrs.Factory(set)  # keys the source sent, or that we stored meanwhile
     gc_floor: Version | None = None  # the newest tombstone the source had collected
 
 
@@ -244,7 +244,7 @@ class NodeCore:
                 self.counters["sync_request_resent"] += 1
                 self._drop_sync(sid)
                 out += self._request_sync(sync.sources, sync.ranges, sync.arcs, now,
-                                          sync.refusals, sync.partial_ok)
+                                          sync.refusals, sync.partial_ok, sync.keys)
         if self.ring is not None and self.ring.members:
             out += self._redrive(now, force=False)
         self.counters["tombstones_collected"] += self._tombstones.sweep(now, self._key_busy)
@@ -258,6 +258,10 @@ class NodeCore:
     def _put(self, key: str, record: Record) -> None:
         self.store.put(key, record)
         self._tombstones.note(key, record)
+        for sync in self._syncs.values():
+            # Stored during the copy (from the chain or a remote proxy): current, whatever
+            # the source holds; a source that fell behind may lack it (_drop_collected).
+            sync.keys.add(key)
 
     @property
     def epoch(self) -> int:
@@ -515,12 +519,18 @@ class NodeCore:
             self.clock.observe(max(msg.version.clock, msg.logged_at))
             self._remember(msg.rid, msg.key, msg.version)
         elif current.stable:
-            # Already known stable here: a redrive; tell the sender instead of forwarding.
+            # Already known stable here: a redrive; tell the sender instead of forwarding,
+            # and our successor too: a node that joined the chain since may hold this
+            # version unstable (copied while it was in flight), and as the new tail it
+            # would never settle it (dependency checks on the key would wait forever).
             self._drop_unstable(msg.key, msg.version)
             if msg.ack_at:
                 out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos,
                                                      not self.config.geo)))
-            out.append(Send(src, m.Stable(msg.key, msg.version, current.seq, current.logged_at)))
+            stable = m.Stable(msg.key, msg.version, current.seq, current.logged_at)
+            out.append(Send(src, stable))
+            if not tail:
+                out.append(Send(chain[pos], stable))
             return out
         else:
             record = current
@@ -615,7 +625,8 @@ class NodeCore:
         self._drop_sync(msg.op)
         out: list = []
         for source in sync.sources:
-            out += self._request_sync([source], sync.ranges, sync.arcs, now, partial_ok=True)
+            out += self._request_sync([source], sync.ranges, sync.arcs, now, partial_ok=True,
+                                      keys=sync.keys)
         return out
 
     def _on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
@@ -848,11 +859,14 @@ class NodeCore:
         return out
 
     def _request_sync(self, sources: list, ranges: tuple, arcs: set, now: float,
-                      refusals: int = 0, partial_ok: bool = False) -> list:
+                      refusals: int = 0, partial_ok: bool = False,
+                      keys: set | None = None) -> list:
+        """Ask ``sources[0]`` for ``ranges``. A retry passes on the ``keys`` the attempts
+        before it stored: they stay, whatever the next source lacks."""
         sid = self._next_sync_id
         self._next_sync_id += 1
         self._syncs[sid] = _Sync(sources, ranges, arcs, now, refusals=refusals,
-                                 partial_ok=partial_ok)
+                                 partial_ok=partial_ok, keys=set(keys or ()))
         for arc in arcs:
             self._syncing_arcs.setdefault(arc, set()).add(sid)
         return [Send(sources[0], m.SyncRequest(sid, self.ring.epoch, ranges, partial_ok))]
@@ -974,9 +988,10 @@ class NodeCore:
         return out
 
     def _drop_collected(self, sync: _Sync) -> None:
-        """After a complete copy: a record the source no longer holds, at or below the
-        source's collected floor, was deleted there meanwhile (we were away), or is a write
-        older than the grace period that never made it along the chain."""
+        """After a complete copy: a record we held before it started that the source no
+        longer holds, at or below the source's collected floor, was deleted there meanwhile
+        (we were away), or is a write older than the grace period that never made it along
+        the chain. (What we stored during the copy is newer than that: kept.)"""
         self._tombstones.raise_floor(sync.gc_floor)
         if sync.gc_floor is None or sync.partial_ok:
             return  # (a merged partial copy says nothing of what its sources lack)

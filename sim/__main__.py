@@ -151,15 +151,16 @@ def _speed(args) -> int:
     preload(cluster, keys, 100)
     loop = ClosedLoop(cluster, mix=YCSB["B"], keys=keys, clients_per_dc=32, value_bytes=100,
                       seed=args.seed, move_prob=0.01)
-    events0, sim0 = cluster.delivered, cluster.now
+    messages0, events0, sim0 = cluster.delivered, cluster.events, cluster.now
     started = time.perf_counter()
     result = loop.run(1e9, max_ops=args.ops)
     wall = time.perf_counter() - started
-    events = cluster.delivered - events0
+    messages, events = cluster.delivered - messages0, cluster.events - events0
     print(f"{result.total_ops} client operations (YCSB B, 3 DCs x 3 nodes, 96 clients, "
           f"1 % move DC) in {wall:.1f} s wall ({cluster.now - sim0:.1f} s simulated)")
-    print(f"{result.total_ops / wall:,.0f} ops/s, {events / wall:,.0f} messages/s "
-          f"({events} messages handled)")
+    print(f"{result.total_ops / wall:,.0f} ops/s; {events / wall:,.0f} events/s ({events} "
+          f"events, of which {messages} messages handled by cores: "
+          f"{messages / wall:,.0f}/s)")
     return 0
 
 

@@ -177,11 +177,13 @@ class SimCluster:
         self.cut: set[frozenset] = set()
         self.delivered = 0
         self.dropped = 0  # by ``network.loss``
+        self.events = 0  # every event the loop processed (messages, ticks, CPU, timers)
         self.skew: dict[str, float] = {}  # name -> seconds added to its clock
         self._busy_until: dict[str, float] = {}
         self._cpu_queue: dict[str, collections.deque] = {}
         self._cpu_busy_s: dict[str, float] = collections.defaultdict(float)
         self._link_free: dict[tuple, float] = {}
+        self._link_last: dict[tuple, float] = {}  # fifo: last arrival planned per link
         self._ship_at: dict[str, float] = {}  # proxy -> when its next batch is planned
         self._trace_hash = hashlib.sha256() if trace else None
         self._queue: list = []
@@ -226,6 +228,10 @@ class SimCluster:
                     latency = net.wan_latency(a, b).sample(rng)
                     if net.wan_bandwidth is not None:
                         latency += self._serialise(src, to, effect.msg, delay)
+                if net.fifo:
+                    link = (src, to)
+                    latency = max(latency, self._link_last.get(link, 0.0) - self.now - delay)
+                    self._link_last[link] = self.now + delay + latency
                 self._schedule(delay + latency, ("msg", src, to, effect.msg))
             elif isinstance(effect, ToClient):
                 self._schedule(delay + net.intra_dc.sample(rng),
@@ -267,13 +273,16 @@ class SimCluster:
             self._plan_ship(dst)
         return cost
 
-    def _plan_ship(self, name: str) -> None:
+    def _plan_ship(self, name: str, just_shipped: bool = False) -> None:
         """A proxy sends each batch when it is due, between ticks (remote_proxy/server.py's
-        shipper does the same)."""
+        shipper does the same). A due time that shipping left in the past (a blocked link)
+        waits for the next tick or message instead of spinning."""
         due = self.processes[name].ship_due()
         if due is None:
             return
         at = max(self.now, due - self.skew.get(name, 0.0))
+        if just_shipped and at <= self.now:
+            return
         planned = self._ship_at.get(name)
         if planned is not None and planned <= at:
             return
@@ -287,7 +296,7 @@ class SimCluster:
         if name in self.down or name in self.paused:
             return
         self._apply(name, self.processes[name].ship(self.clock_of(name)))
-        self._plan_ship(name)
+        self._plan_ship(name, just_shipped=True)
 
     def _arrive(self, dst: str, work: tuple) -> None:
         """Work for ``dst`` arrives now: handle it, or queue it behind what keeps its CPU
@@ -325,6 +334,7 @@ class SimCluster:
             return False
         at, _seq, event = heapq.heappop(self._queue)
         self.now = at
+        self.events += 1
         kind = event[0]
         if kind == "msg":
             _, src, dst, msg = event

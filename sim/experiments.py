@@ -72,7 +72,7 @@ def measure(setup: Setup, progress: Callable[[float], None] | None = None) -> di
     started = time.perf_counter()
     intra = setup.intra_dc_us * 1e-6
     network = NetworkModel(Latency(intra, intra / 4),
-                           Latency(setup.wan_ms / 1000, setup.wan_ms / 1000 * 0.02))
+                           Latency(setup.wan_ms / 1000, setup.wan_ms / 1000 * 0.02), fifo=True)
     tracker = Visibility(setup.replication) if setup.visibility else None
     cluster = SimCluster(
         setup.seed, dcs=setup.dcs, nodes=setup.nodes,
@@ -155,8 +155,9 @@ def _mix_setups(quick: bool) -> list:
 
 def _chain_setups(quick: bool) -> list:
     lengths = (3, 5, 7, 9)
-    return [_sized(Setup(system=s, replication=r), quick)
-            for r in lengths for s in ("chainreaction", "chain-replication", "craq")]
+    return [_sized(Setup(system=s, replication=r, mix=YCSB[w]), quick)
+            for w in "CB" for r in lengths for s in ("chainreaction", "chain-replication",
+                                                     "craq")]
 
 
 def _geo_cops_setups(quick: bool) -> list:
@@ -261,8 +262,24 @@ def _plot_mix(rows, out):
 
 
 def _plot_chain(rows, out):
-    _lines(rows, os.path.join(out, "chain-length.png"), "R",
-           "YCSB B throughput against chain length (9 nodes)", "chain length R")
+    for r in rows:
+        r["series"] = f"{r['system']} {r['mix']}"
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for mix, style in (("C", "-"), ("B", "--")):
+        for system in dict.fromkeys(r["system"] for r in rows):
+            points = sorted((r["R"], r["throughput"]) for r in rows
+                            if r["system"] == system and r["mix"] == mix)
+            ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o",
+                    label=f"{SYSTEMS[system].label}, YCSB {mix}")
+    ax.set_xlabel("chain length R")
+    ax.set_ylabel("throughput (ops/s)")
+    ax.set_title("Throughput against chain length (9 nodes, k=3)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "chain-length.png"), dpi=110)
+    plt.close(fig)
 
 
 def _plot_geo_cops(rows, out):

@@ -23,7 +23,7 @@ from chainreaction.checker import check
 
 from .cluster import SimCluster
 from .network import Latency, NetworkModel
-from .ycsb import ClosedLoop, Keys, Mix
+from .ycsb import ClosedLoop, Keys, Mix, reply_fields
 
 FAULT_KINDS = ("crash", "pause", "partition", "wan", "skew")
 
@@ -58,13 +58,15 @@ class Case:
     loss: float
     duration_s: float
     faults: tuple
+    fifo: bool = False  # links keep their order (TCP) or messages may overtake
     unsafe: bool = False
 
     def describe(self) -> str:
         head = (f"seed {self.seed}: {self.dcs} DC(s) x {self.nodes} nodes, R={self.replication}"
                 f" k={self.eager}, {self.keys} keys, {self.clients_per_dc} clients/DC, "
                 f"{self.read:.0%} reads, moves {self.move_prob:.0%}, loss {self.loss:.1%}, "
-                f"{self.duration_s:.1f}s" + (", UNSAFE" if self.unsafe else ""))
+                f"{self.duration_s:.1f}s, {'FIFO links' if self.fifo else 'reordering links'}"
+                + (", UNSAFE" if self.unsafe else ""))
         return "\n".join([head] + ["  " + f.describe() for f in self.faults])
 
 
@@ -102,7 +104,7 @@ def make_case(seed: int, unsafe: bool = False) -> Case:
                 rng.randint(2, 8), rng.randint(2, 4), rng.uniform(0.3, 0.8),
                 rng.choice((0.0, 0.05)), rng.choice((0.0, 0.0, 0.05, 0.2)),
                 rng.choice((0.0, 0.0, 0.0, 0.002, 0.01)), duration,
-                tuple(sorted(faults, key=lambda f: f.at)), unsafe)
+                tuple(sorted(faults, key=lambda f: f.at)), rng.random() < 0.5, unsafe)
 
 
 def _prefix(dc: int, dcs: int) -> str:
@@ -167,7 +169,7 @@ def _inject(cluster: SimCluster, fault: Fault) -> None:
 def run_case(case: Case, trace: bool = False) -> Outcome:
     started = time.perf_counter()
     network = NetworkModel(Latency.between(0.0002, 0.002), Latency.between(0.01, 0.04),
-                           loss=case.loss)
+                           loss=case.loss, fifo=case.fifo)
     cluster = SimCluster(case.seed, dcs=case.dcs, nodes=case.nodes,
                          replication=case.replication, eager=case.eager, frontends=2,
                          network=network, unsafe=case.unsafe, trace=trace,
@@ -229,12 +231,7 @@ def _final_reads(cluster: SimCluster, loop: ClosedLoop, keys: Keys, history: lis
             if reply.get("ok"):
                 value = reply.get("value")
                 event["value"] = None if value is None else value.decode()
-                version = reply.get("version")
-                if version is not None:
-                    event["version"] = [version.clock, version.dc]
-                floor = reply.get("collected_floor")
-                if floor is not None and version is None:
-                    event["collected_floor"] = [floor.clock, floor.dc]
+                event.update(reply_fields(reply))
             else:
                 event["error"] = reply.get("error")
             history.append(event)

@@ -1,8 +1,10 @@
 """How the simulated network delays, drops and serialises messages.
 
-Latencies are drawn per message from one seeded ``random.Random`` (the cluster's), so
-messages on one link may overtake each other: a harsher network than TCP's per-link FIFO,
-which the protocol tolerates. ``loss`` drops a message between processes outright (a TCP
+Latencies are drawn per message from one seeded ``random.Random`` (the cluster's). By
+default messages on one link may overtake each other: a harsher network than TCP's
+per-link FIFO, which the protocol tolerates (the protocol tests use it). ``fifo=True``
+keeps each link's order, as the real TCP links do (experiments use it: a remote proxy
+drops a batch that overtook its predecessor and waits for the resend). ``loss`` drops a message between processes outright (a TCP
 connection reset loses what was in flight); client <-> frontend traffic is never dropped,
 a client's own timeout covers a dead frontend. ``wan_bandwidth`` (bytes/s per direction of
 each WAN link) adds serialisation delay in FIFO order per link, from the encoded size.
@@ -63,6 +65,7 @@ class NetworkModel:
     loss: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0.0),
                                                       attrs.validators.lt(1.0)])
     wan_bandwidth: float | None = None  # bytes/s per WAN link direction; None: unlimited
+    fifo: bool = False  # per-link order kept (TCP), else messages may overtake
 
     def __attrs_post_init__(self):
         if self.wan_bandwidth is not None and self.wan_bandwidth <= 0:

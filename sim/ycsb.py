@@ -332,16 +332,22 @@ class ClosedLoop:
             self._record(client, kind, f, invoked["key"], client.value
                          if f != "read" else None, error=error)
             return
-        extra = {}
-        version = payload.get("version")
-        if version is not None:
-            extra["version"] = [version.clock, version.dc]
-        floor = payload.get("collected_floor")
-        if floor is not None and version is None:
-            extra["collected_floor"] = [floor.clock, floor.dc]
         value = payload.get("value") if f == "read" else client.value
         self._record(client, "ok", f, invoked["key"], value, dc=payload.get("dc", client.dc),
-                     **extra)
+                     **reply_fields(payload))
+
+
+def reply_fields(payload: dict) -> dict:
+    """What a history's ``ok`` line takes from a reply: its version and, for a "not
+    found", the floor of collected tombstones."""
+    fields = {}
+    version = payload.get("version")
+    if version is not None:
+        fields["version"] = [version.clock, version.dc]
+    floor = payload.get("collected_floor")
+    if floor is not None and version is None:
+        fields["collected_floor"] = [floor.clock, floor.dc]
+    return fields
 
 
 def preload(cluster: SimCluster, keys: Keys, value_bytes: int = 1024, clients: int = 32,

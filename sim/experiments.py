@@ -206,6 +206,20 @@ def _pyplot():
     return plt
 
 
+def _finish(fig, ax, path: str, title: str, xlabel: str | None, ylabel: str,
+            legend_size: int = 8) -> None:
+    """Label, save and close a figure."""
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend_size)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
 def _bars(rows: list, path: str, group: str, title: str, value: str = "throughput",
           ylabel: str = "throughput (ops/s)") -> None:
     plt = _pyplot()
@@ -220,13 +234,7 @@ def _bars(rows: list, path: str, group: str, title: str, value: str = "throughpu
                label=SYSTEMS[system].label)
     ax.set_xticks([x + width * (len(systems) - 1) / 2 for x in range(len(groups))])
     ax.set_xticklabels(groups)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, ax, path, title, None, ylabel)
 
 
 def _lines(rows: list, path: str, x: str, title: str, xlabel: str, series: str = "system",
@@ -240,14 +248,7 @@ def _lines(rows: list, path: str, x: str, title: str, xlabel: str, series: str =
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
     if extra is not None:
         extra(ax)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, ax, path, title, xlabel, ylabel)
 
 
 def _plot_ycsb(rows, out):
@@ -262,8 +263,6 @@ def _plot_mix(rows, out):
 
 
 def _plot_chain(rows, out):
-    for r in rows:
-        r["series"] = f"{r['system']} {r['mix']}"
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for mix, style in (("C", "-"), ("B", "--")):
@@ -272,14 +271,9 @@ def _plot_chain(rows, out):
                             if r["system"] == system and r["mix"] == mix)
             ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o",
                     label=f"{SYSTEMS[system].label}, YCSB {mix}")
-    ax.set_xlabel("chain length R")
-    ax.set_ylabel("throughput (ops/s)")
-    ax.set_title("Throughput against chain length (9 nodes, k=3)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "chain-length.png"), dpi=110)
-    plt.close(fig)
+    _finish(fig, ax, os.path.join(out, "chain-length.png"),
+            "Throughput against chain length (9 nodes, k=3)", "chain length R",
+            "throughput (ops/s)", legend_size=7)
 
 
 def _plot_geo_cops(rows, out):
@@ -304,14 +298,9 @@ def _plot_geo(rows, out):
                           ("every_replica_p99_ms", "on every replica (p99)"),
                           ("p50_ms", "local operation (p50)")):
         ax.plot(xs, [r[column] for r in batch], marker="o", label=label)
-    ax.set_xlabel("proxy batch interval (ms)")
-    ax.set_ylabel("ms")
-    ax.set_title("3 DCs, 50 ms WAN: latency against the batch interval")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "geo-batch.png"), dpi=110)
-    plt.close(fig)
+    _finish(fig, ax, os.path.join(out, "geo-batch.png"),
+            "3 DCs, 50 ms WAN: latency against the batch interval",
+            "proxy batch interval (ms)", "ms")
 
 
 def _plot_scale(rows, out):

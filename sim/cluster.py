@@ -254,14 +254,14 @@ class SimCluster:
             self.delivered += 1
             if self._trace_hash is not None:
                 self._trace_hash.update(f"{self.now:.9f} {src}>{dst} {msg!r}\n".encode())
-            effects = self.processes[dst].handle(src, msg, self.now + self.skew.get(dst, 0.0))
+            effects = self.processes[dst].handle(src, msg, self.clock_of(dst))
             kind = type(msg).__name__
         else:
             _, dst, conn, req = work
             if self._trace_hash is not None:
                 self._trace_hash.update(f"{self.now:.9f} c{conn}>{dst} {req!r}\n".encode())
             effects = self.processes[dst].client_request(
-                conn, req, self.now + self.skew.get(dst, 0.0))
+                conn, req, self.clock_of(dst))
             kind, msg = "client", req
         cost = 0.0
         if self.service is not None:

@@ -35,7 +35,7 @@ from .network import Latency, NetworkModel
 from .service import ServiceModel
 from .systems import SYSTEMS
 from .visibility import Visibility
-from .ycsb import YCSB, ClosedLoop, Keys, Mix, preload
+from .ycsb import YCSB, ClosedLoop, Keys, Mix, preload, quantile
 
 SINGLE_DC_SYSTEMS = ("chainreaction", "chain-replication", "craq", "eventual")
 
@@ -112,16 +112,12 @@ def measure(setup: Setup, progress: Callable[[float], None] | None = None) -> di
         delays = tracker.delays()
         for stage in ("arrived", "every_replica"):
             values = sorted(delays[stage])
-            row[f"{stage}_p50_ms"] = _ms(_quantile(values, 0.5))
-            row[f"{stage}_p99_ms"] = _ms(_quantile(values, 0.99))
+            row[f"{stage}_p50_ms"] = _ms(quantile(values, 0.5))
+            row[f"{stage}_p99_ms"] = _ms(quantile(values, 0.99))
         row["visibility_samples"] = len(delays["every_replica"])
     row["sim_events"] = cluster.delivered - events0
     row["wall_s"] = round(time.perf_counter() - started, 2)
     return row
-
-
-def _quantile(values: list, q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
 def _ms(seconds: float) -> float:
@@ -383,8 +379,8 @@ def run_experiment(name: str, out_dir: str, quick: bool = False,
     _add_ratios(rows, experiment.baseline)
     columns = experiment.columns
     with open(os.path.join(out_dir, f"{name}.csv"), "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]) + ["vs_baseline", "per_node"],
-                                extrasaction="ignore")
+        fields = list(dict.fromkeys(field for row in rows for field in row))
+        writer = csv.DictWriter(stream, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     table = markdown_table(rows, columns)

@@ -119,6 +119,7 @@ class Result:
     latencies: dict = attrs.Factory(dict)  # kind -> [seconds]
     failed: dict = attrs.Factory(dict)  # kind -> count
     total_ops: int = 0  # completed, warm-up included
+    _sorted: dict = attrs.Factory(dict)  # kind (None: all) -> sorted latencies
 
     @property
     def ops(self) -> int:
@@ -130,12 +131,17 @@ class Result:
 
     def percentile(self, q: float, kind: str | None = None) -> float:
         """The ``q`` quantile (0..1) of latency, of one kind or of all, in seconds."""
-        values = self.latencies.get(kind, []) if kind else [
-            x for v in self.latencies.values() for x in v]
-        if not values:
-            return float("nan")
-        values = sorted(values)
-        return values[min(len(values) - 1, int(q * len(values)))]
+        values = self._sorted.get(kind)
+        if values is None:  # sorted once per kind; the run is over when this is asked
+            values = sorted(self.latencies.get(kind, []) if kind else [
+                x for v in self.latencies.values() for x in v])
+            self._sorted[kind] = values
+        return quantile(values, q)
+
+
+def quantile(values: list, q: float) -> float:
+    """The ``q`` quantile (0..1) of sorted ``values``; NaN when there are none."""
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
 @attrs.define

@@ -101,7 +101,7 @@ class FrameDecoder:
 
 # -- client protocol ---------------------------------------------------------------------------
 
-_REQUEST_FIELDS = {"op", "id", "key", "value", "deps", "floor", "rid"}
+_REQUEST_FIELDS = {"op", "id", "key", "value", "deps", "floor", "rid", "past"}
 
 
 def decode_client_request(data) -> m.ClientRequest:
@@ -135,6 +135,7 @@ def decode_client_request(data) -> m.ClientRequest:
             deps=raw.get("deps", ()),
             floor=raw.get("floor", 0),
             rid=raw.get("rid"),
+            past=raw.get("past", ()),
         )
     except (TypeError, ValueError, LookupError) as exc:
         raise ProtocolError(m.BAD_REQUEST, str(exc)) from None
@@ -178,4 +179,6 @@ def encode_client_request(req: m.ClientRequest) -> bytes:
         payload["floor"] = req.floor
     if req.rid is not None:
         payload["rid"] = req.rid
+    if req.past:
+        payload["past"] = [list(e) for e in req.past]
     return cbor2.dumps(payload)

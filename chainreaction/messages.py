@@ -502,6 +502,29 @@ class RemoteDepCheck:
     seq: int = attrs.field(validator=_int)
 
 
+@message(69)
+class LogCheck:
+    """frontend -> its DC's proxy: answer (LogReply) once DC ``origin_dc``'s log is applied
+    here through position ``seq`` (a session's causal past summarised per DC, ``past``).
+    For its own DC the proxy answers at once: its log is here."""
+
+    op: int = attrs.field(validator=_int)
+    origin_dc: int = attrs.field(validator=_dc)
+    seq: int = attrs.field(validator=_int)
+
+
+@message(70)
+class LogReply:
+    """proxy -> frontend. ``ok`` false: not applied within the proxy's wait bound.
+    ``vector``: what this DC holds now, per origin DC (applied other DCs' logs, its own
+    log's length); ``clock``: the proxy's hybrid clock, past every log time it has seen."""
+
+    op: int = attrs.field(validator=_int)
+    ok: bool = attrs.field(validator=_bool)
+    vector: tuple = attrs.field(default=(), converter=_dc_vector)
+    clock: int = attrs.field(default=0, validator=_int)
+
+
 @attrs.frozen(slots=True)
 class ShipEntry:
     """One logged write as it crosses the WAN. Apply it only once the origin's log is
@@ -624,13 +647,22 @@ class Dep:
         raise ValueError(f"a dep is [key, [clock, dc], chain_index(, seq)], got {value!r}")
 
 
-CLIENT_OPS = ("get", "put", "delete", "stats", "ping", "attach")
+CLIENT_OPS = ("get", "put", "delete", "stats", "ping", "attach", "settle")
+MAX_PAST = 1024  # entries of a request's ``past`` vector (one per DC)
+
+
+def _past(value) -> tuple:
+    if isinstance(value, (list, tuple)) and len(value) > MAX_PAST:
+        raise ValueError(f"more than {MAX_PAST} past entries")
+    return _dc_vector(value)
 
 
 @attrs.frozen(slots=True)
 class ClientRequest:
     """A client's request. ``deps`` is the session metadata; for a get only the entry of
-    ``key`` matters, for a put/delete all entries are dependencies."""
+    ``key`` matters, for a put/delete/attach/settle all entries are dependencies. ``past``
+    summarises the rest of the session's causal past: for each origin DC, a position of
+    its log (``((dc, seq), ...)``) the session depends on (session.py)."""
 
     op: str = attrs.field()
     id: int = attrs.field(validator=_int)
@@ -639,6 +671,7 @@ class ClientRequest:
     deps: tuple = attrs.field(default=(), converter=_deps)
     floor: int = attrs.field(default=0, validator=_int)
     rid: bytes | None = attrs.field(default=None)
+    past: tuple = attrs.field(default=(), converter=_past)
 
     @op.validator
     def _check_op(self, _a, v):

@@ -5,19 +5,37 @@ simulator checks is what users run.
 
 Rules
 -----
-* The metadata holds ``key -> (version, chain_index per DC, seq)`` for keys read or written
-  whose stability the session does not know (Global-Write-Stability with several DCs:
-  replies only say "stable" then). chainIndex 0 in a DC = not known to be there yet; ``seq``
-  is the version's position in its origin DC's shipping log, when a reply told it.
-* A get sends the entry of its key; a put/delete sends all entries (its dependencies) and
-  ``floor``, the largest clock the session has seen, so the new version exceeds it.
-* Read reply: a newer version replaces the entry (chain_index = the serving position); the
-  same version raises chain_index; a stable version drops the entry.
-* Write reply: the metadata becomes the single entry of the written key (the write stands
-  for everything it depended on), or nothing if it is already stable.
+* The metadata holds ``(key, origin DC) -> (version, chain_index per DC, seq)`` for
+  versions read or written whose stability the session does not know (Global-Write-
+  Stability with several DCs: replies only say "stable" then). chainIndex 0 in a DC = not
+  known to be there yet; ``seq`` is the version's position in its origin DC's shipping
+  log, when a reply told it. ``past`` maps an origin DC to a position of its log that the
+  session's causal past is within (filled by ``settle``, below).
+* Entries are per origin DC because a version of another DC says nothing of this one's
+  past: after writing y then x in dc1, a read of x may return a concurrent x0 of dc0 that
+  won last-writer-wins; x0's past does not hold the session's y, so x0 must never replace
+  or retire the entry of x1 (it did: the session then moved to a DC without y and read an
+  older y, a read-your-writes violation). Two versions of one key and one origin DC are
+  ordered in that DC's log (the chain passes them to the tail, and so to the proxy, in
+  order), so the newer one covers the older one's past.
+* A get sends the key's newest entry (the chain positions that are safe for it); a
+  put/delete/attach/settle sends all entries (its dependencies), ``past``, and ``floor``,
+  the largest clock the session has seen, so the new version exceeds it.
+* Read reply: a newer version of the same origin replaces its entry (chain_index = the
+  serving position); the same version raises chain_index; a stable version drops the
+  entries of its origin DC that it covers, and only those.
+* Write reply: the metadata becomes the single entry of the written key, ``past`` empties
+  (the write stands for everything it depended on: the frontend checked all of it before
+  the write was made, and the proxy logs it with what its DC had applied then), or nothing
+  at all if it is already stable.
+* Settle: a session that only reads gathers entries and could not send them all with a
+  request (``m.MAX_DEPS``). From ``SETTLE_AT`` entries it first sends ``settle``: the
+  frontend confirms every entry stable (applied, if of another DC) in its DC and answers
+  what that DC holds per origin (``past``) and a clock; the entries are then dropped, and
+  ``past`` stands for them (coarser: a later move waits for the whole prefix).
 * On a new connection (failover, or moving to another DC) a session with metadata sends
-  ``attach`` first: the frontend answers once the session's causal past is applied in
-  its DC. Every reply says which DC answered.
+  ``attach`` first: the frontend answers once the session's causal past (entries and
+  ``past``) is applied in its DC. Every reply says which DC answered.
 
 The frontend remembers which versions its tails reported stable and skips dependency
 checks for those, so the client needs no stability notices of its own.
@@ -29,6 +47,9 @@ import attrs
 
 from . import messages as m
 from .versions import Version
+
+
+SETTLE_AT = 256  # entries: settle before sending more (well below m.MAX_DEPS)
 
 
 @attrs.define(slots=True)
@@ -43,7 +64,8 @@ class Entry:
 
 class SessionState:
     def __init__(self) -> None:
-        self.metadata: dict[str, Entry] = {}
+        self.metadata: dict[tuple[str, int], Entry] = {}  # (key, version's DC) -> entry
+        self.past: dict[int, int] = {}  # origin DC -> log position within the causal past
         self.floor = 0
         self.dc: int | None = None  # the DC of the frontend we talk to, once known
         self._next_id = 1
@@ -53,31 +75,59 @@ class SessionState:
         self._next_id += 1
         return i
 
+    def entry(self, key: str) -> Entry | None:
+        """The newest version of ``key`` the session holds (it decides where reads go)."""
+        entries = [e for (k, _dc), e in self.metadata.items() if k == key]
+        return max(entries, key=lambda e: e.version) if entries else None
+
+    def _deps(self, dc: int | None) -> tuple:
+        return tuple(e.dep(k, dc) for (k, _dc), e in self.metadata.items())
+
+    def _past(self) -> tuple:
+        return tuple(sorted(self.past.items()))
+
+    @property
+    def needs_settle(self) -> bool:
+        return len(self.metadata) >= SETTLE_AT
+
     def get_request(self, key: str) -> m.ClientRequest:
-        entry = self.metadata.get(key)
+        entry = self.entry(key)
         deps = (entry.dep(key, self.dc),) if entry else ()
         return m.ClientRequest(op="get", id=self._id(), key=key, deps=deps)
 
     def write_request(self, op: str, key: str, value: bytes | None, rid: bytes) -> m.ClientRequest:
-        deps = tuple(e.dep(k, self.dc) for k, e in self.metadata.items())
-        return m.ClientRequest(op=op, id=self._id(), key=key, value=value, deps=deps,
-                               floor=self.floor, rid=rid)
+        return m.ClientRequest(op=op, id=self._id(), key=key, value=value,
+                               deps=self._deps(self.dc), floor=self.floor, rid=rid,
+                               past=self._past())
 
     def attach_request(self) -> m.ClientRequest:
         """First request on a new connection: bring the causal past into that DC."""
         self.dc = None
-        deps = tuple(e.dep(k, None) for k, e in self.metadata.items())
-        return m.ClientRequest(op="attach", id=self._id(), deps=deps, floor=self.floor)
+        return m.ClientRequest(op="attach", id=self._id(), deps=self._deps(None),
+                               floor=self.floor, past=self._past())
 
     def on_attach(self, reply: dict) -> None:
         self.dc = reply.get("dc", 0)
+
+    def settle_request(self) -> m.ClientRequest:
+        """Trade the entries for ``past`` (see the rules above)."""
+        return m.ClientRequest(op="settle", id=self._id(), deps=self._deps(self.dc),
+                               floor=self.floor)
+
+    def on_settle(self, reply: dict) -> None:
+        """Every entry sent is stable (applied) in the replying DC, within ``past``."""
+        self.dc = reply.get("dc", 0)
+        self.metadata.clear()
+        for dc, seq in reply.get("past") or ():
+            self.past[dc] = max(self.past.get(dc, 0), seq)
+        self.floor = max(self.floor, reply.get("floor") or 0)
 
     def in_current_dc(self, req: m.ClientRequest) -> m.ClientRequest:
         """``req`` with each dependency's chainIndex for the DC we are attached to now (a
         request built before a failover carries the old DC's positions)."""
         deps = []
         for d in req.deps:
-            entry = self.metadata.get(d.key)
+            entry = self.metadata.get((d.key, d.version.dc))
             same = entry is not None and entry.version == d.version
             deps.append(attrs.evolve(d, chain_index=entry.chain.get(self.dc, 0) if same else 0))
         return attrs.evolve(req, deps=tuple(deps))
@@ -91,14 +141,16 @@ class SessionState:
             return
         self.floor = max(self.floor, version.clock)
         dc = self.dc = reply.get("dc", 0)
-        entry = self.metadata.get(key)
+        slot = (key, version.dc)
+        entry = self.metadata.get(slot)
         if reply.get("stable"):
-            if entry is None or version >= entry.version:
-                self.metadata.pop(key, None)
+            # Stable covers the older versions of its own DC only (see the rules).
+            if entry is not None and version >= entry.version:
+                del self.metadata[slot]
             return
         position, seq = reply["chain_index"], reply.get("seq", 0)
         if entry is None or version > entry.version:
-            self.metadata[key] = Entry(version, {dc: position}, seq)
+            self.metadata[slot] = Entry(version, {dc: position}, seq)
         elif version == entry.version:
             entry.chain[dc] = max(entry.chain.get(dc, 0), position)
             entry.seq = max(entry.seq, seq)
@@ -108,5 +160,6 @@ class SessionState:
         self.floor = max(self.floor, version.clock)
         self.dc = reply.get("dc", 0)
         self.metadata.clear()
+        self.past.clear()
         if not reply.get("stable"):
-            self.metadata[key] = Entry(version, {self.dc: reply["chain_index"]})
+            self.metadata[(key, version.dc)] = Entry(version, {self.dc: reply["chain_index"]})

@@ -34,6 +34,11 @@ Several DCs (``config.geo``)
 * ``attach``: a session arriving from another DC (or failing over to this one) sends its
   metadata once; the frontend answers when every dependency from another DC is applied
   here, so none of its reads can see a state older than its causal past.
+* ``past`` (a log position per origin DC, see chainreaction/session.py) is checked with
+  the proxy (``LogCheck``) by puts and attaches: that DC's log applied here through it.
+* ``settle``: every dependency is checked (local ones at their tails too); then the proxy
+  tells what this DC holds per origin, which covers them all. The answer carries that
+  vector as the session's new ``past`` and a clock past every log time it covers.
 * Replies carry ``dc`` and the version's log ``seq``: the session keeps its chainIndex per
   DC and the seq makes later remote checks exact.
 """
@@ -104,13 +109,21 @@ class _NewestVersions:
         return known is not None and version <= known
 
 
+@attrs.frozen
+class PastCheck:
+    """A dependency on DC ``origin``'s log through ``seq`` (a session's ``past``)."""
+
+    origin: int
+    seq: int
+
+
 @attrs.define(slots=True)
 class _Op:
     """One client operation in flight."""
 
     conn: int
     client_id: int
-    kind: str  # "get" | "put" | "attach"
+    kind: str  # "get" | "put" | "attach" | "settle"
     key: str
     deadline: float
     # get
@@ -121,7 +134,8 @@ class _Op:
     value: bytes | None = None
     rid: bytes = b""
     floor: int = 0
-    deps: dict = attrs.Factory(dict)  # sub-request id -> Dep still to confirm
+    deps: dict = attrs.Factory(dict)  # sub-request id -> Dep or PastCheck still to confirm
+    vector: tuple | None = None  # settle: what this DC holds per origin, once known
     # progress
     target: str = ""  # node of the outstanding request, "" if none
     sent_at: float = 0.0
@@ -148,6 +162,8 @@ class FrontendCore:
         # causal past (from the proxy's answers and globally stable reads).
         self._known_applied = _NewestVersions(config.max_known_stable)
         self._logged_clock = 0  # newest log time of a dependency we learned about
+        # origin DC -> how far its log is known applied here (our own: logged), from LogReply
+        self._log_here: dict[int, int] = {}
         self._last_ring_request = float("-inf")
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
@@ -157,6 +173,7 @@ class FrontendCore:
             m.DepReply: self._on_dep_reply,
             m.Error: self._on_error,
             m.StableNotice: self._on_stable_notice,
+            m.LogReply: self._on_log_reply,
         }
 
     # -- entry points -----------------------------------------------------------------------
@@ -181,13 +198,14 @@ class FrontendCore:
                      chain_index=entry.chain_index if entry else 0)
             self._ops[op_id] = op
             return self._start_get(op_id, op, now)
-        # put / delete / attach: dependencies must be stable (applied, if from another DC)
-        # first. A local dependency on the written key itself is covered by the new
-        # version, which is newer and travels the same chain.
+        # put / delete / attach / settle: dependencies must be stable (applied, if from
+        # another DC) first. A local dependency on the written key itself is covered by the
+        # new version, which is newer and travels the same chain. An attach leaves local
+        # ones to the chainIndex of reads; a settle confirms them all.
         latest: dict[tuple, m.Dep] = {}
         for d in req.deps:
             remote = self._is_remote(d)
-            if not remote and (req.op == "attach" or d.key == req.key
+            if not remote and (req.op == "attach" or (d.key == req.key and req.op != "settle")
                                or self._is_known_stable(d.key, d.version)):
                 continue
             if remote and self._is_known_applied(d.key, d.version):
@@ -202,15 +220,24 @@ class FrontendCore:
             return [self._client_error(conn, req.id, m.BAD_REQUEST,
                                        "the session's clock (floor or a dependency's version) "
                                        "is far ahead of the cluster's; check client clocks")]
-        op = _Op(conn, req.id, "attach" if req.op == "attach" else "put", req.key or "",
-                 deadline, value=req.value if req.op == "put" else None, rid=req.rid or b"",
-                 floor=floor)
+        kind = req.op if req.op in ("attach", "settle") else "put"
+        op = _Op(conn, req.id, kind, req.key or "", deadline,
+                 value=req.value if req.op == "put" else None, rid=req.rid or b"", floor=floor)
         self._ops[op_id] = op
-        for dep in latest.values():
+        for dep in [*latest.values(), *self._past_checks(req)]:
             sub = self._new_id()
             op.deps[sub] = dep
             self._sub[sub] = op_id
         return self._advance_put(op_id, op, now)
+
+    def _past_checks(self, req: m.ClientRequest) -> list:
+        """The ``past`` entries a put or attach must see applied here. A put checks our own
+        DC's too: its answer carries a clock past those writes' log times (the floor)."""
+        if not self.config.geo or req.op == "settle":
+            return []
+        own = self.config.dc
+        return [PastCheck(dc, seq) for dc, seq in req.past
+                if seq > self._log_here.get(dc, 0) and not (dc == own and req.op == "attach")]
 
     def handle(self, src: str, msg, now: float) -> list:
         return dispatch(self._handlers, self.counters, src, msg, now)
@@ -225,6 +252,8 @@ class FrontendCore:
                                       "put": "the write could not be completed in time",
                                       "attach": "this DC has not yet applied the session's "
                                                 "dependencies from other DCs",
+                                      "settle": "the session's dependencies did not become "
+                                                "stable here in time",
                                   }[op.kind])
             elif op.retry_at is not None and now >= op.retry_at:
                 out += self._restart(op_id, op, now)
@@ -401,15 +430,25 @@ class FrontendCore:
             return self._want_ring(now)
         op.sent_at = now
         op.retry_at = None
+        if op.kind == "settle" and op.vector is None and self.config.geo and not op.deps:
+            # Everything is stable here, hence logged or applied: what does the DC hold?
+            sub = self._new_id()
+            op.deps[sub] = PastCheck(self.config.dc, 0)
+            self._sub[sub] = op_id
         if op.deps:
             op.target = "deps"
             return [self._dep_check(sub, dep) for sub, dep in op.deps.items()]
         if op.kind == "attach":
             return self._finish(op_id, {"dc": self.config.dc})
+        if op.kind == "settle":
+            return self._finish(op_id, {"dc": self.config.dc, "floor": op.floor,
+                                        "past": [list(e) for e in op.vector or ()]})
         op.target = ring.chain(op.key)[0]
         return [Send(op.target, m.Put(op_id, op.rid, op.key, op.value, op.floor, ring.epoch))]
 
-    def _dep_check(self, sub: int, dep: m.Dep) -> Send:
+    def _dep_check(self, sub: int, dep) -> Send:
+        if isinstance(dep, PastCheck):
+            return Send(self.config.proxy, m.LogCheck(sub, dep.origin, dep.seq))
         if self._is_remote(dep):
             return Send(self.config.proxy, m.RemoteDepCheck(sub, dep.key, dep.version, dep.seq))
         return Send(self.ring.chain(dep.key)[-1],
@@ -418,10 +457,10 @@ class FrontendCore:
     def _on_dep_reply(self, src: str, msg: m.DepReply, now: float) -> list:
         parent = self._sub.get(msg.op)
         op = self._ops.get(parent) if parent is not None else None
-        if op is None or op.deps[msg.op].key != msg.key:
+        dep = op.deps[msg.op] if op is not None else None
+        if not isinstance(dep, m.Dep) or dep.key != msg.key:
             self.counters["stale_reply"] += 1
             return []
-        dep = op.deps[msg.op]
         if not msg.ok:
             # The tail (or proxy) waited its bound; ask again (the ring may have changed
             # meanwhile) until the request deadline.
@@ -438,11 +477,33 @@ class FrontendCore:
             self._note_applied(msg.key, dep.version)
         else:
             self._note_stable(msg.key, dep.version)
-        del op.deps[msg.op]
-        del self._sub[msg.op]
+        return self._confirmed(parent, op, msg.op, now)
+
+    def _confirmed(self, op_id: int, op: _Op, sub: int, now: float) -> list:
+        del op.deps[sub]
+        del self._sub[sub]
         if op.deps:
             return []
-        return self._advance_put(parent, op, now)
+        return self._advance_put(op_id, op, now)
+
+    def _on_log_reply(self, src: str, msg: m.LogReply, now: float) -> list:
+        parent = self._sub.get(msg.op)
+        op = self._ops.get(parent) if parent is not None else None
+        check = op.deps[msg.op] if op is not None else None
+        if not isinstance(check, PastCheck):
+            self.counters["stale_reply"] += 1
+            return []
+        if not msg.ok:
+            self.counters["dep_check_retry"] += 1
+            op.sent_at = now
+            return [self._dep_check(msg.op, check)]
+        for dc, seq in msg.vector:
+            self._log_here[dc] = max(self._log_here.get(dc, 0), seq)
+        self._logged_clock = max(self._logged_clock, msg.clock)
+        op.floor = max(op.floor, msg.clock)
+        if op.kind == "settle" and check.origin == self.config.dc:
+            op.vector = msg.vector
+        return self._confirmed(parent, op, msg.op, now)
 
     def _on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
         op = self._ops.get(msg.op)

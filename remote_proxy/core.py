@@ -123,6 +123,7 @@ class _DepWaiter:
     version: Version
     seq: int  # 0 = not known yet
     deadline: float
+    log_check: bool = False  # a LogCheck (answer LogReply): only ``seq`` of the origin counts
 
 
 @attrs.define(slots=True)
@@ -193,6 +194,7 @@ class ProxyCore:
             m.DepReply: self._on_dep_reply,
             m.Error: self._on_error,
             m.RemoteDepCheck: self._on_remote_dep_check,
+            m.LogCheck: self._on_log_check,
             m.StableNotice: self._on_stable_notice,
             m.StatsRequest: self._on_stats_request,
         }
@@ -640,9 +642,32 @@ class ProxyCore:
         self._waiters.append(waiter)
         return []
 
+    def _on_log_check(self, src: str, msg: m.LogCheck, now: float) -> list:
+        if msg.origin_dc != self.dc and msg.origin_dc not in self.peers:
+            return [Send(src, m.Error(msg.op, m.BAD_REQUEST, f"no DC {msg.origin_dc} in this "
+                                      "cluster", self.epoch))]
+        waiter = _DepWaiter(src, msg.op, "", Version(0, msg.origin_dc), msg.seq,
+                            now + self.config.dep_wait_s, log_check=True)
+        if msg.origin_dc == self.dc or self._satisfied(waiter):
+            return [self._answer(waiter)]
+        if len(self._waiters) >= self.config.max_dep_waiters:
+            return [Send(src, m.Error(msg.op, m.OVERLOADED, "too many dependency checks",
+                                      self.epoch))]
+        self.counters["log_check_waited"] += 1
+        self._waiters.append(waiter)
+        return []
+
+    def _answer(self, w: _DepWaiter, ok: bool = True) -> Send:
+        if w.log_check:
+            if not ok:
+                return Send(w.src, m.LogReply(w.op, False))
+            vector = tuple(sorted(self.applied_vector().items()))
+            return Send(w.src, m.LogReply(w.op, True, vector, self.clock.last))
+        return Send(w.src, m.DepReply(w.op, w.key, ok, self.clock.last if ok else 0))
+
     def _satisfied(self, w: _DepWaiter) -> bool:
         origin = w.version.dc
-        if not w.seq:
+        if not w.seq and not w.log_check:
             known = self.log.seen(origin, w.key)
             if known is None or known[0] < w.version:
                 return False  # not received yet
@@ -656,7 +681,7 @@ class ProxyCore:
         out, keep = [], []
         for w in self._waiters:
             if self._satisfied(w):
-                out.append(Send(w.src, m.DepReply(w.op, w.key, True, self.clock.last)))
+                out.append(self._answer(w))
             else:
                 keep.append(w)
         self._waiters = keep
@@ -667,7 +692,7 @@ class ProxyCore:
         for w in self._waiters:
             if now >= w.deadline:
                 self.counters["dep_check_timeout"] += 1
-                out.append(Send(w.src, m.DepReply(w.op, w.key, False, 0)))
+                out.append(self._answer(w, ok=False))
             else:
                 keep.append(w)
         self._waiters = keep

@@ -68,10 +68,13 @@ class SimSession:
 
     def submit(self, op: str, key: str, value: bytes | None = None) -> int:
         """Send a request; returns its id. ``reply(id)`` is set once it completes.
-        ``attach`` (with ``key`` = a frontend name) moves the session there."""
+        ``attach`` (with ``key`` = a frontend name) moves the session there; ``settle``
+        trades the session's entries for ``past`` (chainreaction/session.py)."""
         if op == "attach":
             self.frontend = key
             req = self.state.attach_request()
+        elif op == "settle":
+            req = self.state.settle_request()
         elif op == "get":
             req = self.state.get_request(key)
         else:
@@ -101,6 +104,8 @@ class SimSession:
         if payload.get("ok"):
             if op == "attach":
                 self.state.on_attach(payload)
+            elif op == "settle":
+                self.state.on_settle(payload)
             elif op == "get":
                 self.state.on_read(key, payload)
             else:

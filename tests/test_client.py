@@ -46,7 +46,7 @@ async def test_a_get_that_times_out_after_an_attach_is_a_timeout_not_a_miss(nurs
 
     url = await scripted_frontend(nursery, answer)
     session = Session([url], timeout_s=0.5)
-    session.state.metadata["k"] = Entry(Version(5, 0), {0: 1})  # a causal past: attach
+    session.state.metadata[("k", 0)] = Entry(Version(5, 0), {0: 1})  # a causal past: attach
     with pytest.raises(ChainReactionError) as caught:
         await session.read("k")
     assert caught.value.code == "timeout"
@@ -66,7 +66,7 @@ async def test_after_attaching_in_another_dc_a_get_carries_that_dcs_chain_index(
     url = await scripted_frontend(nursery, answer)
     session = Session([url], timeout_s=2.0)
     session.state.dc = 0
-    session.state.metadata["k"] = Entry(Version(5, 0), {0: 3})  # at position 3 in DC 0
+    session.state.metadata[("k", 0)] = Entry(Version(5, 0), {0: 3})  # at position 3 in DC 0
     assert (await session.read("k")).value == b"v"
     ((dep,),) = seen
     assert (dep.version, dep.chain_index) == (Version(5, 0), 0)  # not known in DC 1 yet

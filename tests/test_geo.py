@@ -221,7 +221,7 @@ def test_a_tombstone_is_collected_everywhere_and_the_key_lives_on():
     assert collected == 3 * 3  # every replica of every DC
     # The deleting session still holds the tombstone in its metadata: its reads, and a
     # write that depends on it, are answered at nodes that no longer have it.
-    assert s0.state.metadata["k"].version == deleted["version"]
+    assert s0.state.entry("k").version == deleted["version"]
     got = s0.call("get", "k")
     assert got["ok"] and not got["found"], got
     assert sum(cluster.node(n).counters["read_collected"] for n in cluster.stores) >= 1
@@ -371,8 +371,59 @@ def test_a_local_write_overtaken_by_a_remote_one_before_it_was_logged_is_still_l
     cluster.run_for(0.5)
     cluster.heal()
     settle(cluster)
-    assert s.state.metadata["k"].version == w["version"]  # the session still holds w
+    assert s.state.entry("k").version == w["version"]  # the session still holds w
     moved = s.call("attach", cluster.frontends_of(2)[0], timeout_s=15)
     assert moved["ok"], moved
     assert cluster.node(head).counters["ship_overtaken"] == 1
     assert cluster.versions_everywhere()["k"] == {newer["version"]}
+
+
+def _moved_reader_scenario(seed: int) -> tuple:
+    """Issue 12, scenario 1: S in dc1 writes ynew then x1 while dc1 is cut off; T in dc0
+    writes a concurrent x0 with a larger stamp; dc0-dc1 heals, S reads x0, then moves to
+    dc2, which dc1 still cannot reach. Returns (cluster, S, the y value S wrote)."""
+    cluster = geo_cluster(seed, wan_latency_s=(0.03, 0.03))
+    w = cluster.session(cluster.frontends_of(2)[0])
+    assert w.call("put", "y", b"yold")["ok"] and w.call("put", "x", b"xold")["ok"]
+    settle(cluster)
+    cluster.partition_dcs(0, 1)
+    cluster.partition_dcs(1, 2)
+    s = cluster.session(cluster.frontends_of(1)[0])
+    assert s.call("put", "y", b"ynew")["ok"]
+    x1 = s.call("put", "x", b"x1")
+    cluster.run_for(0.01)
+    x0 = cluster.session(cluster.frontends_of(0)[0]).call("put", "x", b"x0")
+    assert x0["version"] > x1["version"]
+    cluster.heal_dcs(0, 1)
+    got = read_until_found(cluster, s, "x")
+    deadline = cluster.now + 5.0
+    while got["value"] != b"x0" and cluster.now < deadline:
+        cluster.run_for(0.05)
+        got = s.call("get", "x")
+    assert got["value"] == b"x0", got  # the concurrent winner, read in dc1
+    return cluster, s
+
+
+def test_a_concurrent_winner_read_does_not_retire_the_sessions_own_past():
+    cluster, s = _moved_reader_scenario(31)
+    # S moves to dc2 while dc1-dc2 is still cut: dc2 lacks S's ynew, so it must not let S
+    # in (the attach waits, then fails retryably), and never answer y with yold.
+    moved = s.call("attach", cluster.frontends_of(2)[0], timeout_s=20)
+    assert not moved["ok"] and moved["error"] == "dependency_timeout", moved
+    cluster.heal_dcs(1, 2)
+    moved = s.call("attach", cluster.frontends_of(2)[0], timeout_s=20)
+    assert moved["ok"], moved
+    assert s.call("get", "y")["value"] == b"ynew"
+
+
+def test_a_settled_session_still_carries_its_past_to_another_dc():
+    """The same scenario, with S's entries traded for ``past`` (settle) before the move."""
+    cluster, s = _moved_reader_scenario(32)
+    settled = s.call("settle", None)
+    assert settled["ok"], settled
+    assert not s.state.metadata and s.state.past.get(1, 0) > 0
+    moved = s.call("attach", cluster.frontends_of(2)[0], timeout_s=20)
+    assert not moved["ok"] and moved["error"] == "dependency_timeout", moved
+    cluster.heal_dcs(1, 2)
+    assert s.call("attach", cluster.frontends_of(2)[0], timeout_s=20)["ok"]
+    assert s.call("get", "y")["value"] == b"ynew"

@@ -431,15 +431,24 @@ class _Analysis(_CausalOrder, _Sessions):
                 self._report_read_arbitration(read, source, max(larger, key=_version_of))
 
     def _report_read_arbitration(self, read: _Op, source: _Op, larger: _Op) -> None:
-        """LWW (b): no write CO-before the read may carry a larger version than the one read."""
+        """LWW (b): no write CO-before the read may carry a larger version than the one read.
+        The read is stale then, so it also breaks a session guarantee: its own write
+        (read-your-writes), a version it read before (monotonic reads), and so on."""
         self.flagged_reads.add(read.id)
+        verdict = self._classify(read, larger)
+        if verdict.guarantee == READ_YOUR_WRITES:
+            how = f"its own write {_short_key(larger)} (line {larger.index})"
+        else:
+            how = self.describe_write(larger)
+        ops = [read, source, larger] + [op for op in (verdict.entry, verdict.carrier, verdict.hop)
+                                        if op is not None]
         self.report(
-            LWW_NOT_ARBITRATION, None, (read, source, larger),
+            LWW_NOT_ARBITRATION, verdict.guarantee, ops,
             f"session {self.name(read)} read {self.describe_result(read)} {self.where(read)}, "
             f"written with version {_show_version(source.version)}, although "
-            f"{self.describe_write(larger)} with the larger version "
+            f"{how} with the larger version "
             f"{_show_version(larger.version)} is in its causal past: last-writer-wins would "
-            "have returned the larger one")
+            f"have returned the larger one; {verdict.guarantee} violated")
 
     def _add_conflict_edge(self, older: _Op, newer: _Op, witness: _Op) -> None:
         """CF: ``older`` must be arbitrated before ``newer`` since ``witness`` saw both."""

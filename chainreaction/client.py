@@ -271,7 +271,8 @@ class Session:
 
     @property
     def metadata(self) -> dict:
-        """key -> Entry(version, chain per DC, seq) for keys not yet known stable."""
+        """(key, origin DC) -> Entry(version, chain per DC, seq) for versions not yet known
+        stable (the rest of the causal past is ``state.past``)."""
         return self.state.metadata
 
     async def _recorded_call(self, req: m.ClientRequest, f: str, key: str,
@@ -296,8 +297,22 @@ class Session:
                               collected_floor=reply.get("collected_floor"))
         return reply
 
+    async def _settle_if_needed(self) -> None:
+        """A session that reads many versions not yet stable gathers entries; trade them for
+        ``past`` before they grow too many to send (chainreaction/session.py)."""
+        if not self.state.needs_settle:
+            return
+        try:
+            reply = await self._call(self.state.settle_request())
+        except ChainReactionError:
+            if len(self.state.metadata) < m.MAX_DEPS:
+                return  # the next operation carries them all; a later one settles
+            raise
+        self.state.on_settle(reply)
+
     async def read(self, key: str) -> ReadResult:
         """Read ``key`` with its version metadata."""
+        await self._settle_if_needed()
         reply = await self._recorded_call(self.state.get_request(key), "read", key, None)
         self.state.on_read(key, reply)
         return ReadResult(bool(reply.get("found")), reply.get("value"), reply.get("version"),
@@ -310,6 +325,7 @@ class Session:
         return (await self.read(key)).value
 
     async def _write(self, op: str, key: str, value: bytes | None) -> WriteResult:
+        await self._settle_if_needed()
         reply = await self._recorded_call(
             self.state.write_request(op, key, value, os.urandom(16)),
             "write" if op == "put" else "delete", key, value)

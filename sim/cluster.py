@@ -462,7 +462,11 @@ class SimCluster:
         if name in self.stores:
             self._start_node(name)
         elif name in self.managers:
-            self.processes[name] = ManagerCore(self.processes[name].config, self.clock_of(name))
+            # As ``chainreaction manager`` does: a restarted manager first waits a failure
+            # timeout to hear the live nodes, so its first ring holds them all.
+            config = attrs.evolve(self.processes[name].config,
+                                  startup_grace_s=self.processes[name].config.failure_timeout_s)
+            self.processes[name] = ManagerCore(config, self.clock_of(name))
         else:
             self._start_other(name)
 

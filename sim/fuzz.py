@@ -21,6 +21,7 @@ import attrs
 
 from chainreaction.checker import check
 
+from .choreography import Script, moved_reader
 from .cluster import SimCluster
 from .network import Latency, NetworkModel
 from .ycsb import ClosedLoop, Keys, Mix, reply_fields
@@ -60,17 +61,61 @@ class Case:
     faults: tuple
     fifo: bool = False  # links keep their order (TCP) or messages may overtake
     unsafe: bool = False
+    # a DC cut off from every other, its links healed one at a time, over few hot keys,
+    # with sessions moving and failing over between DCs (see ``_partial_partitions``)
+    partial: bool = False
+    think_s: float = 0.0  # mean pause of a client between operations
+    # partial: (isolated DC, DC healed first, DC healed last, cut, first heal, last heal)
+    stages: tuple = ()
 
     def describe(self) -> str:
         head = (f"seed {self.seed}: {self.dcs} DC(s) x {self.nodes} nodes, R={self.replication}"
                 f" k={self.eager}, {self.keys} keys, {self.clients_per_dc} clients/DC, "
                 f"{self.read:.0%} reads, moves {self.move_prob:.0%}, loss {self.loss:.1%}, "
                 f"{self.duration_s:.1f}s, {'FIFO links' if self.fifo else 'reordering links'}"
+                + (", staged WAN partitions, cross-DC failover" if self.partial else "")
                 + (", UNSAFE" if self.unsafe else ""))
         return "\n".join([head] + ["  " + f.describe() for f in self.faults])
 
 
-def make_case(seed: int, unsafe: bool = False) -> Case:
+def make_case(seed: int, unsafe: bool = False, partial: bool = True) -> Case:
+    """The case of ``seed``. ``partial=False``: without the staged partitions drawn since
+    issue 12 (the cases the seeds had before; regression tests replay those)."""
+    case = _classic_case(seed, unsafe)
+    return _partial_partitions(case) if partial else case
+
+
+def _partial_partitions(case: Case) -> Case:
+    """Turn some multi-DC cases into the pattern that lost a session's own writes (issue
+    12): one DC cut off from all others, its links healed one at a time, so for a while it
+    reaches some DCs and not others; concurrent writes to few keys from every DC; sessions
+    that move, and fail over, to other DCs meanwhile. Drawn from a second RNG, so the
+    classic part of every case stays what it was."""
+    rng = random.Random(f"fuzz-partial-{case.seed}")
+    if case.dcs < 3 or rng.random() >= 0.4:
+        return case
+    isolated = rng.randrange(case.dcs)
+    others = [dc for dc in range(case.dcs) if dc != isolated]
+    rng.shuffle(others)
+    at = rng.uniform(0.1, 0.3 * case.duration_s)
+    length = rng.uniform(0.3, 0.8)
+    faults = list(case.faults)
+    heals = []
+    for other in others:  # healed one after the other
+        faults.append(Fault(round(at, 3), "wan", (str(isolated), str(other)), round(length, 3)))
+        heals.append(round(at, 3) + round(length, 3))
+        length += rng.uniform(0.8, 1.6)
+    return attrs.evolve(case, partial=True, keys=rng.randint(4, 6),
+                        stages=(isolated, others[0], others[-1], round(at, 3), heals[0],
+                                heals[-1]),
+                        duration_s=max(case.duration_s, at + length),
+                        clients_per_dc=rng.randint(4, 6),
+                        move_prob=rng.choice((0.2, 0.3)), read=rng.uniform(0.5, 0.7),
+                        think_s=rng.choice((0.0, 0.02, 0.05)),
+                        faults=tuple(sorted(faults, key=lambda f: f.at)))
+
+
+def _classic_case(seed: int, unsafe: bool) -> Case:
     rng = random.Random(f"fuzz-{seed}")
     dcs = rng.choice((1, 2, 2, 3, 3))
     nodes = rng.randint(3, 5)
@@ -177,12 +222,25 @@ def run_case(case: Case, trace: bool = False) -> Outcome:
     cluster.wait_ready(30)
     history: list = []
     mix = Mix("fuzz", case.read, 1.0 - case.read - case.delete, delete=case.delete)
-    keys = Keys(case.keys, "uniform")
+    # partial cases: one hot key written everywhere at once, colder ones a DC cut off may
+    # miss without anyone overwriting them there
+    keys = Keys(case.keys, "zipfian", theta=1.2) if case.partial else Keys(case.keys, "uniform")
     loop = ClosedLoop(cluster, mix=mix, keys=keys, clients_per_dc=case.clients_per_dc,
                       value_bytes=16, seed=case.seed, move_prob=case.move_prob,
-                      history=history, client_timeout_s=3.0)
+                      history=history, client_timeout_s=3.0,
+                      failover_across_dcs=case.partial, read_back_after_moves=case.partial,
+                      think_s=case.think_s,
+                      # the DC healed last starts without clients of its own (a quiet region):
+                      # a write of the DC healed first then carries no dependency on it
+                      dcs=[dc for dc in range(case.dcs) if not case.stages
+                           or dc != case.stages[2]])
     for fault in case.faults:
         _inject(cluster, fault)
+    if case.stages:
+        a, b, c, cut, b_heals, c_heals = case.stages
+        start = cluster.now
+        steps = moved_reader(cluster, a, b, c, start + b_heals, start + c_heals, tag="probe")
+        Script(cluster, history, steps).start(cut + 0.01)
     loop.run(case.duration_s)
     # Heal whatever is still broken (a fault may outlast the load), then let every DC
     # apply everything before reading every key everywhere.

@@ -157,13 +157,15 @@ class _Client:
     invoked: dict | None = None
     stage: str = ""  # rmw: "read" then "write"; a move: "attach"
     ops: int = 0
+    written: list = attrs.Factory(list)  # the keys it wrote last (read_back_after_moves)
 
 
 class ClosedLoop:
     def __init__(self, cluster: SimCluster, *, mix: Mix, keys: Keys, clients_per_dc: int,
                  value_bytes: int = 1024, seed: int = 0, move_prob: float = 0.0,
                  history: list | None = None, client_timeout_s: float = 12.0,
-                 dcs: list[int] | None = None,
+                 dcs: list[int] | None = None, failover_across_dcs: bool = False,
+                 read_back_after_moves: bool = False, think_s: float = 0.0,
                  on_write: Callable[[str, object, int, float], None] | None = None) -> None:
         self.cluster = cluster
         self.mix = mix
@@ -171,6 +173,13 @@ class ClosedLoop:
         self.value_bytes = value_bytes
         self.rng = random.Random(seed)
         self.move_prob = move_prob
+        # a client that timed out reconnects to another DC now and then (move_prob), as the
+        # SDK does when given frontend URLs of several DCs
+        self.failover_across_dcs = failover_across_dcs
+        # after a move, a client first reads back a key it wrote (read-your-writes across
+        # DCs is where a session's metadata is put to the test)
+        self.read_back_after_moves = read_back_after_moves
+        self.think_s = think_s  # mean pause between a client's operations (exponential)
         self.history = history
         self.on_write = on_write  # (key, version, dc, ack time) of each acknowledged write
         self.client_timeout_s = client_timeout_s
@@ -228,10 +237,15 @@ class ClosedLoop:
                           self.client_timeout_s + 1.0)
         return self.result
 
-    def _next(self, client: _Client) -> None:
+    def _next(self, client: _Client, thought: bool = False) -> None:
         if self.cluster.now >= self._stop_at or (
                 self._max_ops is not None and self.result.total_ops >= self._max_ops):
             client.request = None
+            return
+        if self.think_s and not thought:
+            client.request = None
+            self.cluster.at(self.rng.expovariate(1.0 / self.think_s),
+                            lambda: self._next(client, thought=True))
             return
         if self.move_prob and self.cluster.dcs > 1 and self.rng.random() < self.move_prob:
             dc = self.rng.choice([d for d in range(self.cluster.dcs) if d != client.dc])
@@ -239,6 +253,10 @@ class ClosedLoop:
             client.kind, client.stage = "move", "attach"
             client.session.reconnect(self.rng.choice(self.cluster.frontends_of(dc)))
             self._send(client, "attach", client.session.frontend)
+            return
+        if client.session.state.needs_settle:  # as the SDK does (chainreaction/session.py)
+            client.kind, client.stage = "move", "settle"
+            self._send(client, "settle", "")
             return
         kind = self.mix.choose(self.rng)
         client.kind, client.stage, client.started = kind, "", self.cluster.now
@@ -262,7 +280,7 @@ class ClosedLoop:
 
     def _send(self, client: _Client, op: str, key: str, value: bytes | None = None) -> None:
         session = client.session
-        if self.history is not None and op != "attach":
+        if self.history is not None and op not in ("attach", "settle"):
             client.invoked = self._record(
                 client, "invoke", {"get": "read", "put": "write", "delete": "delete"}[op],
                 key, value)
@@ -277,7 +295,10 @@ class ClosedLoop:
         if client.request != request:
             return
         client.session.abandon(request)
-        self._complete(client, None)
+        self._complete(client, None, proceed=False)
+        if (self.failover_across_dcs and self.cluster.dcs > 1
+                and self.rng.random() < self.move_prob):
+            client.dc = self.rng.choice([d for d in range(self.cluster.dcs) if d != client.dc])
         frontends = [f for f in self.cluster.frontends_of(client.dc)
                      if f not in self.cluster.down] or self.cluster.frontends_of(client.dc)
         client.session.reconnect(self.rng.choice(frontends))
@@ -289,15 +310,29 @@ class ClosedLoop:
             return
         self._complete(client, payload)
 
-    def _complete(self, client: _Client, payload: dict | None) -> None:
+    def _complete(self, client: _Client, payload: dict | None, proceed: bool = True) -> None:
+        """Account for the client's operation; ``proceed``: then issue its next one (a
+        client that timed out reconnects and attaches first instead)."""
         client.request = None
         ok = payload is not None and payload.get("ok")
         if self.history is not None and client.invoked is not None:
             self._record_completion(client, payload)
             client.invoked = None
+        if not proceed:
+            if client.stage not in ("attach", "settle"):
+                self._account(client, payload, ok)
+            return
+        if client.stage == "settle":  # failed or not, go on: the next op asks again
+            self._next(client)
+            return
         if client.stage == "attach":
             if not ok:  # retry the attach (an SDK does) before anything else
                 self._send(client, "attach", client.session.frontend)
+                return
+            if self.read_back_after_moves and client.written and self.cluster.now < self._stop_at:
+                client.kind, client.stage, client.started = "read", "", self.cluster.now
+                client.key = self.rng.choice(client.written)
+                self._send(client, "get", client.key)
                 return
             self._next(client)
             return
@@ -305,19 +340,24 @@ class ClosedLoop:
             client.stage = "write"
             self._send(client, "put", client.key, self._value(client))
             return
+        self._account(client, payload, ok)
+        self._next(client)
+
+    def _account(self, client: _Client, payload: dict | None, ok: bool) -> None:
         kind = client.kind
         now = self.cluster.now
         result = self.result
         result.total_ops += 1
         if result.total_ops == self._warmup_ops:
             self._measure_from = now
+        if ok and kind not in ("read", "move") and self.read_back_after_moves:
+            client.written = [k for k in client.written if k != client.key][-3:] + [client.key]
         if ok and self.on_write is not None and kind not in ("read", "move"):
             self.on_write(client.key, payload.get("version"), payload.get("dc", client.dc), now)
         if not ok:
             result.failed[kind] = result.failed.get(kind, 0) + 1
         elif now >= self._measure_from and client.started >= self._measure_from:
             result.latencies.setdefault(kind, []).append(now - client.started)
-        self._next(client)
 
     # -- history ------------------------------------------------------------------------------
 

@@ -297,8 +297,9 @@ def test_fuzz_seeds_that_found_protocol_bugs_stay_clean(seed):
     key) and the write's version was below the source's collected-tombstone floor: DCs
     diverged. 129: a new tail copied a version still in flight and kept it unstable,
     since the chain's redrive stopped at a node that knew it stable; dependency checks at
-    that tail waited forever and the DC stopped applying remote writes."""
-    outcome = run_case(make_case(seed))
+    that tail waited forever and the DC stopped applying remote writes. (The cases as they
+    were found, before the staged partitions of issue 12 joined some of them.)"""
+    outcome = run_case(make_case(seed, partial=False))
     assert outcome.quiet and outcome.valid, outcome.anomalies
 
 
@@ -339,3 +340,45 @@ def test_the_read_message_round_trips_its_craq_flag():
 
     msg = m.Read(1, "k", None, 3, clean_only=True)
     assert codec.decode(codec.encode(msg)) == msg
+
+
+def _on_read_before_issue_12(self, key, reply):
+    """SessionState.on_read as it was: any newer version of a key replaced the session's
+    entry of it, and a stable one dropped it, whichever DC wrote it."""
+    from chainreaction.session import Entry
+
+    version = reply.get("version")
+    if version is None:
+        return
+    self.floor = max(self.floor, version.clock)
+    dc = self.dc = reply.get("dc", 0)
+    entry = self.entry(key)
+    if reply.get("stable"):
+        if entry is None or version >= entry.version:
+            for slot in [slot for slot in self.metadata if slot[0] == key]:
+                del self.metadata[slot]
+        return
+    if entry is None or version > entry.version:
+        for slot in [slot for slot in self.metadata if slot[0] == key]:
+            del self.metadata[slot]
+        self.metadata[(key, version.dc)] = Entry(version, {dc: reply["chain_index"]},
+                                                 reply.get("seq", 0))
+    elif version == entry.version:
+        entry.chain[dc] = max(entry.chain.get(dc, 0), reply["chain_index"])
+
+
+def test_the_fuzzer_finds_the_moved_reader_bug_when_its_fix_is_reverted(monkeypatch):
+    """Mutation test (issue 12): with the session rule that let another DC's concurrent
+    version stand for the session's own past, the fuzzer's staged partitions find the
+    lost read-your-writes within a few dozen cases; with the rule as it is, they are
+    clean (test_a_few_hundred_fuzz_seeds_show_no_anomaly)."""
+    from chainreaction.session import SessionState
+
+    monkeypatch.setattr(SessionState, "on_read", _on_read_before_issue_12)
+    seeds = [seed for seed in range(1, 200) if make_case(seed).partial][:24]
+    failures = fuzz(seeds, report=lambda s: None, stop_after=1)
+    assert failures, "the staged-partition cases should find the reverted bug"
+    (found,) = failures
+    assert found.case.partial and found.anomalies, found.anomalies
+    guarantees = {anomaly.guarantee for anomaly in run_case(found.case).report.anomalies}
+    assert "read-your-writes" in guarantees, guarantees

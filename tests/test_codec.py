@@ -603,3 +603,53 @@ def test_any_client_map_decodes_or_is_a_protocol_error(payload):
                             m.VALUE_TOO_LARGE)
     else:
         assert req.op in m.CLIENT_OPS
+
+
+# -- self-described CBOR (tag 55799, RFC 8949 §3.4.6) ------------------------------------------
+
+SELF_DESCRIBED = b"\xd9\xd9\xf7"  # the tag's preferred head
+
+
+@pytest.mark.parametrize("times", [1, 3])
+@pytest.mark.parametrize("cls", CLASSES, ids=CLASS_IDS)
+def test_internal_frame_in_self_described_tags_decodes_as_without(cls, times):
+    msg = example_of(cls)
+    assert codec.decode(SELF_DESCRIBED * times + codec.encode(msg)) == msg
+
+
+@pytest.mark.parametrize("times", [1, 3])
+def test_client_request_in_self_described_tags_is_served(times):
+    plain = client(op="put", id=2, key="k", value=b"v", rid=b"r1", deps=[DEP])
+    tagged = cbor2.dumps(cbor2.CBORTag(55799, cbor2.loads(plain)))
+    for _ in range(times - 1):
+        tagged = SELF_DESCRIBED + tagged
+    assert codec.decode_client_request(tagged) == codec.decode_client_request(plain)
+
+
+@pytest.mark.parametrize("head", [b"\xda\x00\x00\xd9\xf7", b"\xdb" + (55799).to_bytes(8, "big")],
+                         ids=["4-byte", "8-byte"])
+def test_self_described_tag_with_a_longer_head_is_stripped_too(head):
+    assert codec.decode_client_request(head + client(op="ping", id=1)) == m.ClientRequest("ping", 1)
+
+
+def test_a_refused_tagged_request_still_gets_its_id_back():
+    data = SELF_DESCRIBED + client(op="get", id=7, key="")
+    expect_error(m.BAD_REQUEST, codec.decode_client_request, data)
+    assert codec.request_id_of(data) == 7
+
+
+def test_replies_in_self_described_tags_decode_on_the_client_side():
+    reply = codec.encode_client({"id": 1, "ok": True, "version": Version(5, 1)})
+    assert codec.decode_client(SELF_DESCRIBED + reply)["version"] == Version(5, 1)
+
+
+@pytest.mark.parametrize("data", [
+    SELF_DESCRIBED,  # a tag around nothing
+    SELF_DESCRIBED + b"\xd9",  # a truncated second tag
+    b"\xd9\xd9",  # a truncated tag head
+    SELF_DESCRIBED + cbor2.dumps(cbor2.CBORTag(1, {"op": "ping", "id": 1})),  # another tag
+    cbor2.dumps(cbor2.CBORTag(24, client(op="ping", id=1))),  # embedded CBOR is not it
+], ids=["bare", "truncated", "short-head", "other-tag", "tag-24"])
+def test_other_tags_and_truncated_ones_stay_bad_frames(data):
+    expect_error(m.BAD_FRAME, codec.decode_client_request, data)
+    expect_error(m.BAD_FRAME, codec.decode, data)

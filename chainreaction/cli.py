@@ -428,7 +428,9 @@ async def _one_shot(args) -> int:
     try:
         async with await connect(urls) as session:
             if args.command == "put":
-                result = await session.put(args.key, args.value.encode())
+                # the value's bytes as given, even when they are not UTF-8
+                value = args.value.encode("utf-8", "surrogateescape")
+                result = await session.put(args.key, value)
                 print(f"OK version={result.version!r} chain_index={result.chain_index}")
             elif args.command == "delete":
                 result = await session.delete(args.key)

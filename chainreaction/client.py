@@ -42,6 +42,28 @@ class ChainReactionError(Exception):
         self.message = message
 
 
+class InvalidRequest(ChainReactionError):
+    """The request itself is wrong, so sending it again cannot succeed: ``code`` is
+    ``key_too_large``, ``value_too_large`` or ``bad_request`` (an empty key, one that is not
+    valid Unicode, more dependencies than a request carries...; docs/protocol.md §4).
+    The SDK raises it before sending anything when it can tell, so a bad request costs no
+    round trip and leaves the session as it was; a frontend's refusal raises it too."""
+
+
+# Refusals of the request as such (the frontend's codes): retrying cannot help.
+INVALID = frozenset({m.BAD_REQUEST, m.KEY_TOO_LARGE, m.VALUE_TOO_LARGE, m.UNKNOWN_OP,
+                     m.BAD_FRAME})
+
+
+def _check_key(key) -> None:
+    """Refuse a key the frontend would refuse, with its code, before anything is sent."""
+    if type(key) is not str:
+        raise TypeError(f"keys are str, got {type(key).__name__}")
+    problem = m.key_error(key)
+    if problem is not None:
+        raise InvalidRequest(*problem)
+
+
 class NoFrontendAvailable(ChainReactionError):
     def __init__(self, message: str) -> None:
         super().__init__("no_frontend", message)
@@ -221,9 +243,7 @@ class Session:
             try:
                 with trio.CancelScope(deadline=deadline):
                     if not self._attached and self.state.metadata:
-                        attach = self.state.attach_request()
-                        attached = await self._exchange(codec.encode_client_request(attach),
-                                                        attach.id)
+                        attached = await self._attach()
                         if not attached.get("ok"):
                             reply = attached  # its error decides below
                         else:
@@ -257,8 +277,21 @@ class Session:
                     self.retries += 1
                     await trio.sleep(self.retry_delay_s)
                     continue
-                raise ChainReactionError(code, reply.get("message", ""))
+                error = InvalidRequest if code in INVALID else ChainReactionError
+                raise error(code, reply.get("message", ""))
             return reply
+
+    async def _attach(self) -> dict:
+        """Attach on a new connection: the last attach's reply, or the first refusal. Reads
+        can leave more entries than one request carries (MAX_DEPS); then several attaches
+        go one after another: each only waits until its part of the past is here."""
+        keys = list(self.state.metadata)
+        for start in range(0, len(keys), m.MAX_DEPS):
+            attach = self.state.attach_request(keys[start:start + m.MAX_DEPS])
+            reply = await self._exchange(codec.encode_client_request(attach), attach.id)
+            if not reply.get("ok"):
+                break
+        return reply
 
     async def _exchange(self, data: bytes, request_id: int) -> dict:
         await self._ws.send_message(data)
@@ -298,6 +331,7 @@ class Session:
 
     async def read(self, key: str) -> ReadResult:
         """Read ``key`` with its version metadata."""
+        _check_key(key)
         reply = await self._recorded_call(self.state.get_request(key), "read", key, None)
         self.state.on_read(key, reply)
         return ReadResult(bool(reply.get("found")), reply.get("value"), reply.get("version"),
@@ -310,6 +344,17 @@ class Session:
         return (await self.read(key)).value
 
     async def _write(self, op: str, key: str, value: bytes | None) -> WriteResult:
+        _check_key(key)
+        if value is not None and len(value) > m.MAX_VALUE_BYTES:
+            raise InvalidRequest(m.VALUE_TOO_LARGE, f"value is {len(value)} bytes, over the "
+                                 f"limit of {m.MAX_VALUE_BYTES}")
+        if len(self.state.metadata) > m.MAX_DEPS:
+            # Only reads leave that many entries; a read that finds its key stable drops
+            # the key's entry, so the session can get back under the limit.
+            raise InvalidRequest(m.BAD_REQUEST, (
+                f"this session depends on {len(self.state.metadata)} writes not known to be "
+                f"stable yet, a write carries at most {m.MAX_DEPS}: read those keys again "
+                "(the stable ones leave the session's metadata), then retry"))
         reply = await self._recorded_call(
             self.state.write_request(op, key, value, os.urandom(16)),
             "write" if op == "put" else "delete", key, value)

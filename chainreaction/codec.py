@@ -156,8 +156,9 @@ def decode_client_request(data) -> m.ClientRequest:
     if op not in m.CLIENT_OPS:
         raise ProtocolError(m.UNKNOWN_OP, f"unknown op {op!r}")
     key = raw.get("key")
-    if isinstance(key, str) and len(key.encode()) > m.MAX_KEY_BYTES:
-        raise ProtocolError(m.KEY_TOO_LARGE, f"key is longer than {m.MAX_KEY_BYTES} bytes")
+    problem = m.key_error(key) if isinstance(key, str) else None
+    if problem is not None:
+        raise ProtocolError(*problem)
     value = raw.get("value")
     if isinstance(value, bytes) and len(value) > m.MAX_VALUE_BYTES:
         raise ProtocolError(m.VALUE_TOO_LARGE, f"value is larger than {m.MAX_VALUE_BYTES} bytes")

@@ -63,10 +63,12 @@ class SessionState:
         return m.ClientRequest(op=op, id=self._id(), key=key, value=value, deps=deps,
                                floor=self.floor, rid=rid)
 
-    def attach_request(self) -> m.ClientRequest:
-        """First request on a new connection: bring the causal past into that DC."""
+    def attach_request(self, keys=None) -> m.ClientRequest:
+        """First request on a new connection: bring the causal past (the entries of
+        ``keys``, default all: a request carries at most MAX_DEPS) into that DC."""
         self.dc = None
-        deps = tuple(e.dep(k, None) for k, e in self.metadata.items())
+        keys = self.metadata if keys is None else keys
+        deps = tuple(self.metadata[k].dep(k, None) for k in keys)
         return m.ClientRequest(op="attach", id=self._id(), deps=deps, floor=self.floor)
 
     def on_attach(self, reply: dict) -> None:

@@ -653,3 +653,34 @@ def test_replies_in_self_described_tags_decode_on_the_client_side():
 def test_other_tags_and_truncated_ones_stay_bad_frames(data):
     expect_error(m.BAD_FRAME, codec.decode_client_request, data)
     expect_error(m.BAD_FRAME, codec.decode, data)
+
+
+# -- keys: one rule for the SDK, the client decoder and internal messages ---------------------
+
+
+def with_raw_key(payload: dict, raw_key: bytes) -> bytes:
+    """``payload`` as CBOR whose ``key`` text holds ``raw_key``'s bytes, valid UTF-8 or not."""
+    placeholder = "\x01" * len(raw_key)
+    return cbor2.dumps({**payload, "key": placeholder}).replace(placeholder.encode(), raw_key)
+
+
+@pytest.mark.parametrize("key,code", [
+    ("", m.BAD_REQUEST), ("a\ud800", m.BAD_REQUEST), ("k" * 1025, m.KEY_TOO_LARGE),
+    ("k" * 1024, None), ("\U0001f600", None),
+], ids=["empty", "surrogate", "long", "at-limit", "emoji"])
+def test_key_error_names_the_wire_code(key, code):
+    problem = m.key_error(key)
+    assert (problem[0] if problem else None) == code
+
+
+def test_a_key_that_is_not_utf8_is_bad_frame_for_clients_and_peers():
+    lone_surrogate = b"a\xed\xa0\x80"  # "a\ud800" encoded as if it were UTF-8
+    expect_error(m.BAD_FRAME, codec.decode_client_request,
+                 with_raw_key({"op": "get", "id": 1}, lone_surrogate))
+    body = codec.encode(m.Stable("aXYZ", Version(1, 0), 0, 0)).replace(b"aXYZ", lone_surrogate)
+    expect_error(m.BAD_FRAME, codec.decode, body)
+
+
+def test_an_internal_message_refuses_a_lone_surrogate_key_as_a_value_error():
+    with pytest.raises(ValueError, match="lone surrogate"):
+        m.Stable("a\ud800", Version(1, 0))

@@ -131,11 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="at most this many writes per batch")
     px.add_argument("--fsync", action="store_true")
 
-    wan = sub.add_parser("wan", help="cut or heal the WAN between DCs of a local cluster "
-                         "(partition tests on one machine)")
+    wan = sub.add_parser("wan", help="cut or heal the WAN link between two DCs of a local "
+                         "cluster (partition tests on one machine)",
+                         description="`wan cut A B` cuts the link between DCs A and B, `wan "
+                         "heal A B` heals that link only, `wan heal --all` heals every link. "
+                         "Links cut earlier stay cut: `cut 0 1; cut 0 2; cut 1 2` leaves all "
+                         "three cut. Prints, per proxy told, the links it has cut afterwards.")
     wan.add_argument("action", choices=("cut", "heal"))
-    wan.add_argument("dcs", nargs="*", type=_dc_id,
-                     help="cut: exactly two DCs whose link to cut; heal: nothing (heals all)")
+    wan.add_argument("dcs", nargs="*", type=_dc_id, metavar="DC",
+                     help="the two DCs at the ends of the link")
+    wan.add_argument("--all", action="store_true", dest="every_link",
+                     help="with heal and no DCs: heal every link")
     wan.add_argument("--cluster", required=True, metavar="DIR", help="data dir of `cluster up`")
 
     for name, helptext in (("put", "write KEY=VALUE"), ("get", "read KEY"),
@@ -332,7 +338,7 @@ def _dispatch(args) -> int:
     if cmd == "wan":
         from .clusterstats import control_wan
 
-        return trio.run(control_wan, args.cluster, args.action, args.dcs)
+        return trio.run(control_wan, args.cluster, args.action, args.dcs, args.every_link)
     if cmd == "stats" and args.cluster:
         from .clusterstats import print_cluster_stats
 

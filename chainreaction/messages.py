@@ -570,11 +570,18 @@ class ShipAck:
 
 @message(66)
 class WanControl:
-    """operator -> proxy: cut (or, with an empty list, heal) the WAN links to ``blocked``
-    DCs. Answered with StatsReply. For partition tests on one machine."""
+    """operator -> proxy: cut the WAN links to the DCs in ``cut``, heal those to the DCs in
+    ``heal``, leave the others as they are. A change rather than the whole new state, so
+    commands (or tools) that cut different links do not undo each other. Answered with
+    StatsReply ``{blocked}``, the links cut now. For partition tests on one machine."""
 
     op: int = attrs.field(validator=_int)
-    blocked: tuple = attrs.field(converter=lambda v: _dc_list(v))
+    cut: tuple = attrs.field(converter=lambda v: _dc_list(v))
+    heal: tuple = attrs.field(converter=lambda v: _dc_list(v))
+
+    def __attrs_post_init__(self):
+        if set(self.cut) & set(self.heal):
+            raise ValueError(f"DCs {sorted(set(self.cut) & set(self.heal))} both cut and healed")
 
 
 @message(67)

@@ -55,7 +55,9 @@ FIELD_STRATEGIES = {
     **{f: dc_ids for f in ("dc", "origin_dc")},
     "vclock": vclocks,
     "entries": st.lists(ship_entries, max_size=3).map(tuple),
-    "blocked": st.lists(dc_ids, max_size=3).map(tuple),
+    # disjoint ranges: a DC cannot be both cut and healed in one WanControl
+    "cut": st.lists(st.integers(0, 2**15 - 1), max_size=3).map(tuple),
+    "heal": st.lists(st.integers(2**15, 2**16 - 1), max_size=3).map(tuple),
     "cut_off": st.lists(st.text(max_size=10), max_size=3).map(tuple),
     "clock_skew_ms": st.integers(-3_600_000, 3_600_000),
     **{f: st.booleans() for f in ("stable", "found", "ok", "done", "partial_ok",
@@ -121,7 +123,8 @@ def example_of(cls):
         "applied": ((0, 1),), "global_stable": ((0, 1),), "needs": ((1, 2),),
         "collectable": ((0, 1),), "gc_floor": Version(3, 0),
         "collected_floor": None, "rids": ((b"r", "k", Version(1, 0)),),
-        "vclock": VClock({1: 7}), "blocked": (1,), "cut_off": ("n1",), "clock_skew_ms": -5,
+        "vclock": VClock({1: 7}), "cut": (1,), "heal": (2,), "cut_off": ("n1",),
+        "clock_skew_ms": -5,
         "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0, ((0, 3),)),),
     }
     missing = [f for f in cls.FIELDS if f not in sample]
@@ -258,6 +261,8 @@ def test_wrong_field_type_is_bad_request(cls, field, bad):
         (m.PutAck, "stable", 1),
         (m.FaultControl, "clock_skew_ms", 3_600_001),
         (m.FaultControl, "cut_off", ["n1", 2]),
+        (m.WanControl, "cut", [2]),
+        (m.WanControl, "heal", [1, 2**16]),
         (m.RingUpdate, "ring", [1, [["a", "x"], ["a", "y"]], 3, 4]),
         (m.RingUpdate, "ring", [1, [], 0, 4]),
         (m.SyncRequest, "ranges", [[1, 2, 3]]),
@@ -267,6 +272,7 @@ def test_wrong_field_type_is_bad_request(cls, field, bad):
     ],
     ids=["role", "empty-key", "long-key", "big-value", "empty-rid", "long-rid", "epoch-2^63",
          "dc-2^16", "short-version", "int-as-bool", "skew-over-an-hour", "int-in-names",
+         "cut-and-healed", "dc-2^16-healed",
          "dup-members", "replication-0",
          "3-bound-range", "4-field-item", "bytes-name", "text-value"],
 )

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--manager", required=True, metavar="HOST:PORT")
     node.add_argument("--data-dir", required=True, help="RocksDB data goes to DIR/NAME")
     node.add_argument("--eager", type=_positive_int, default=1,
-                      help="k: acknowledge writes once the first k chain nodes have them")
+                      help="k: acknowledge writes once the first k chain nodes have them "
+                      "(an acknowledged write survives losing any k-1 nodes for good)")
     node.add_argument("--fsync", action="store_true",
                       help="fsync every write (survives power loss; slow). Without it a "
                       "write survives kill -9 of the process")
@@ -280,7 +281,8 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", type=_positive_int, default=3)
     p.add_argument("--replication", type=_positive_int, default=3, help="chain length R")
     p.add_argument("--eager", type=_positive_int, default=1,
-                   help="k: writes are acknowledged once the first k chain nodes have them")
+                   help="k: writes are acknowledged once the first k chain nodes have them "
+                   "(an acknowledged write survives losing any k-1 nodes for good)")
     p.add_argument("--frontends", type=_positive_int, default=1)
     p.add_argument("--data-dir", default="./cr-data")
     p.add_argument("--base-port", type=int, default=7100)

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--manager", required=True, metavar="HOST:PORT")
     node.add_argument("--data-dir", required=True, help="RocksDB data goes to DIR/NAME")
     node.add_argument("--eager", type=_positive_int, default=1,
-                      help="k: acknowledge writes once the first k chain nodes have them")
+                      help="k: acknowledge writes once the first k chain nodes have them "
+                      "(an acknowledged write survives losing any k-1 nodes for good)")
     node.add_argument("--fsync", action="store_true",
                       help="fsync every write (survives power loss; slow). Without it a "
                       "write survives kill -9 of the process")
@@ -131,11 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="at most this many writes per batch")
     px.add_argument("--fsync", action="store_true")
 
-    wan = sub.add_parser("wan", help="cut or heal the WAN between DCs of a local cluster "
-                         "(partition tests on one machine)")
+    wan = sub.add_parser("wan", help="cut or heal the WAN link between two DCs of a local "
+                         "cluster (partition tests on one machine)",
+                         description="`wan cut A B` cuts the link between DCs A and B, `wan "
+                         "heal A B` heals that link only, `wan heal --all` heals every link. "
+                         "Links cut earlier stay cut: `cut 0 1; cut 0 2; cut 1 2` leaves all "
+                         "three cut. Prints, per proxy told, the links it has cut afterwards.")
     wan.add_argument("action", choices=("cut", "heal"))
-    wan.add_argument("dcs", nargs="*", type=_dc_id,
-                     help="cut: exactly two DCs whose link to cut; heal: nothing (heals all)")
+    wan.add_argument("dcs", nargs="*", type=_dc_id, metavar="DC",
+                     help="the two DCs at the ends of the link")
+    wan.add_argument("--all", action="store_true", dest="every_link",
+                     help="with heal and no DCs: heal every link")
     wan.add_argument("--cluster", required=True, metavar="DIR", help="data dir of `cluster up`")
 
     for name, helptext in (("put", "write KEY=VALUE"), ("get", "read KEY"),
@@ -274,7 +281,8 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", type=_positive_int, default=3)
     p.add_argument("--replication", type=_positive_int, default=3, help="chain length R")
     p.add_argument("--eager", type=_positive_int, default=1,
-                   help="k: writes are acknowledged once the first k chain nodes have them")
+                   help="k: writes are acknowledged once the first k chain nodes have them "
+                   "(an acknowledged write survives losing any k-1 nodes for good)")
     p.add_argument("--frontends", type=_positive_int, default=1)
     p.add_argument("--data-dir", default="./cr-data")
     p.add_argument("--base-port", type=int, default=7100)
@@ -332,7 +340,7 @@ def _dispatch(args) -> int:
     if cmd == "wan":
         from .clusterstats import control_wan
 
-        return trio.run(control_wan, args.cluster, args.action, args.dcs)
+        return trio.run(control_wan, args.cluster, args.action, args.dcs, args.every_link)
     if cmd == "stats" and args.cluster:
         from .clusterstats import print_cluster_stats
 
@@ -428,7 +436,9 @@ async def _one_shot(args) -> int:
     try:
         async with await connect(urls) as session:
             if args.command == "put":
-                result = await session.put(args.key, args.value.encode())
+                # the value's bytes as given, even when they are not UTF-8
+                value = args.value.encode("utf-8", "surrogateescape")
+                result = await session.put(args.key, value)
                 print(f"OK version={result.version!r} chain_index={result.chain_index}")
             elif args.command == "delete":
                 result = await session.delete(args.key)

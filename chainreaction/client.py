@@ -42,6 +42,28 @@ class ChainReactionError(Exception):
         self.message = message
 
 
+class InvalidRequest(ChainReactionError):
+    """The request itself is wrong, so sending it again cannot succeed: ``code`` is
+    ``key_too_large``, ``value_too_large`` or ``bad_request`` (an empty key, one that is not
+    valid Unicode, more dependencies than a request carries...; docs/protocol.md §4).
+    The SDK raises it before sending anything when it can tell, so a bad request costs no
+    round trip and leaves the session as it was; a frontend's refusal raises it too."""
+
+
+# Refusals of the request as such (the frontend's codes): retrying cannot help.
+INVALID = frozenset({m.BAD_REQUEST, m.KEY_TOO_LARGE, m.VALUE_TOO_LARGE, m.UNKNOWN_OP,
+                     m.BAD_FRAME})
+
+
+def _check_key(key) -> None:
+    """Refuse a key the frontend would refuse, with its code, before anything is sent."""
+    if type(key) is not str:
+        raise TypeError(f"keys are str, got {type(key).__name__}")
+    problem = m.key_error(key)
+    if problem is not None:
+        raise InvalidRequest(*problem)
+
+
 class NoFrontendAvailable(ChainReactionError):
     def __init__(self, message: str) -> None:
         super().__init__("no_frontend", message)
@@ -220,10 +242,8 @@ class Session:
             reply = None
             try:
                 with trio.CancelScope(deadline=deadline):
-                    if not self._attached and self.state.metadata:
-                        attach = self.state.attach_request()
-                        attached = await self._exchange(codec.encode_client_request(attach),
-                                                        attach.id)
+                    if not self._attached and self.state.has_past:
+                        attached = await self._attach()
                         if not attached.get("ok"):
                             reply = attached  # its error decides below
                         else:
@@ -232,7 +252,7 @@ class Session:
                             # chainIndex of this DC now (the request was built before).
                             req = self.state.in_current_dc(req)
                             data = codec.encode_client_request(req)
-                    if self._attached or not self.state.metadata:
+                    if self._attached or not self.state.has_past:
                         self._attached = True
                         # Only this request's own reply answers it: if the deadline cancels
                         # it, ``reply`` stays None (a timeout), never the attach's reply.
@@ -257,8 +277,21 @@ class Session:
                     self.retries += 1
                     await trio.sleep(self.retry_delay_s)
                     continue
-                raise ChainReactionError(code, reply.get("message", ""))
+                error = InvalidRequest if code in INVALID else ChainReactionError
+                raise error(code, reply.get("message", ""))
             return reply
+
+    async def _attach(self) -> dict:
+        """Attach on a new connection: the last attach's reply, or the first refusal. Reads
+        can leave more entries than one request carries (MAX_DEPS); then several attaches
+        go one after another: each only waits until its part of the past is here."""
+        keys = list(self.state.metadata)
+        for start in range(0, max(len(keys), 1), m.MAX_DEPS):
+            attach = self.state.attach_request(keys[start:start + m.MAX_DEPS])
+            reply = await self._exchange(codec.encode_client_request(attach), attach.id)
+            if not reply.get("ok"):
+                break
+        return reply
 
     async def _exchange(self, data: bytes, request_id: int) -> dict:
         await self._ws.send_message(data)
@@ -300,18 +333,16 @@ class Session:
     async def _settle_if_needed(self) -> None:
         """A session that reads many versions not yet stable gathers entries; trade them for
         ``past`` before they grow too many to send (chainreaction/session.py)."""
-        if not self.state.needs_settle:
-            return
-        try:
-            reply = await self._call(self.state.settle_request())
-        except ChainReactionError:
-            if len(self.state.metadata) < m.MAX_DEPS:
-                return  # the next operation carries them all; a later one settles
-            raise
-        self.state.on_settle(reply)
+        while self.state.needs_settle:
+            try:
+                reply = await self._call(self.state.settle_request())
+            except ChainReactionError:
+                return  # the operation goes on with what it can carry; a later one settles
+            self.state.on_settle(reply)
 
     async def read(self, key: str) -> ReadResult:
         """Read ``key`` with its version metadata."""
+        _check_key(key)
         await self._settle_if_needed()
         reply = await self._recorded_call(self.state.get_request(key), "read", key, None)
         self.state.on_read(key, reply)
@@ -325,7 +356,18 @@ class Session:
         return (await self.read(key)).value
 
     async def _write(self, op: str, key: str, value: bytes | None) -> WriteResult:
+        _check_key(key)
+        if value is not None and len(value) > m.MAX_VALUE_BYTES:
+            raise InvalidRequest(m.VALUE_TOO_LARGE, f"value is {len(value)} bytes, over the "
+                                 f"limit of {m.MAX_VALUE_BYTES}")
         await self._settle_if_needed()
+        if len(self.state.metadata) > m.MAX_DEPS:
+            # Settling failed (this DC could not confirm them) and reads kept adding: the
+            # write cannot carry them all. A later settle, once the DC recovers, can.
+            raise InvalidRequest(m.BAD_REQUEST, (
+                f"this session depends on {len(self.state.metadata)} versions not known to be "
+                f"stable yet, a write carries at most {m.MAX_DEPS}, and this DC could not "
+                "confirm them stable (settle); retry once it recovers"))
         reply = await self._recorded_call(
             self.state.write_request(op, key, value, os.urandom(16)),
             "write" if op == "put" else "delete", key, value)

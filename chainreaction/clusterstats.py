@@ -30,29 +30,39 @@ def read_manifest(data_dir: str) -> dict:
         raise ValueError(f"cannot read {path}: {exc.strerror}") from None
 
 
-async def control_wan(data_dir: str, action: str, dcs: list[int]) -> int:
-    """``chainreaction wan cut A B`` / ``wan heal``: tell the proxies which links to drop."""
+async def control_wan(data_dir: str, action: str, dcs: list[int],
+                      every_link: bool = False) -> int:
+    """``chainreaction wan cut A B`` / ``wan heal A B`` / ``wan heal --all``. The proxies at
+    both ends get the change for that one link (``every_link``: every proxy heals all of
+    its links), so links cut by earlier commands, or by other tools, stay as they are."""
     proxies = {p["dc"]: p for p in read_manifest(data_dir)["processes"] if p["role"] == "proxy"}
     if not proxies:
         raise ValueError("this cluster has no remote proxies (started without --dcs)")
-    if action == "cut":
-        if len(dcs) != 2 or dcs[0] == dcs[1] or not set(dcs) <= set(proxies):
-            raise ValueError(f"wan cut needs two different DCs among {sorted(proxies)}")
-        plan = {dcs[0]: [dcs[1]], dcs[1]: [dcs[0]]}
+    if every_link:
+        if action != "heal" or dcs:
+            raise ValueError("--all goes with `wan heal` and no DCs")
+        plan = {dc: m.WanControl(1, cut=(), heal=tuple(d for d in proxies if d != dc))
+                for dc in proxies}
     else:
-        plan = {dc: [] for dc in proxies}
+        if len(dcs) != 2 or dcs[0] == dcs[1] or not set(dcs) <= set(proxies):
+            raise ValueError(f"wan {action} needs two different DCs among {sorted(proxies)}"
+                             + (" (or --all to heal every link)" if action == "heal" else ""))
+        a, b = dcs
+        if action == "cut":
+            plan = {a: m.WanControl(1, cut=(b,), heal=()), b: m.WanControl(1, cut=(a,), heal=())}
+        else:
+            plan = {a: m.WanControl(1, cut=(), heal=(b,)), b: m.WanControl(1, cut=(), heal=(a,))}
     failed = 0
-    for dc, blocked in sorted(plan.items()):
+    for dc, control in sorted(plan.items()):
         try:
-            reply = await ask(proxies[dc]["address"], m.WanControl(1, tuple(blocked)),
-                              timeout_s=3)
+            reply = await ask(proxies[dc]["address"], control, timeout_s=3)
         except (trio.TooSlowError, OSError) as exc:
             print(f"dc{dc}: proxy at {proxies[dc]['address']} did not answer "
                   f"({type(exc).__name__}); a restarted proxy starts with no cut links")
             failed += 1
             continue
-        print(f"dc{dc}: WAN links cut to {reply['blocked']}" if reply["blocked"]
-              else f"dc{dc}: WAN healed")
+        cut = ", ".join(f"dc{d}" for d in reply["blocked"])
+        print(f"dc{dc}: WAN links cut to {cut}" if cut else f"dc{dc}: no WAN link cut")
     return 1 if failed else 0
 
 

@@ -7,6 +7,9 @@ pop frames (h11/wsproto style), with a bound on frame size.
 
 Client messages are CBOR maps (docs/protocol.md): ``decode_client_request`` validates one
 and returns a ``ClientRequest`` or raises ``ProtocolError`` carrying the error code to send.
+
+Every decoder first drops the self-described CBOR tag 55799 (RFC 8949 §3.4.6) around the
+top-level item: it only says "this is CBOR", and encoders may add it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,38 @@ def _default(encoder, value):
     encoder.encode(to_wire())
 
 
+SELF_DESCRIBED_TAG = 55799
+
+
+def _untagged(data: bytes) -> bytes:
+    """``data`` without the self-described CBOR tags around its top-level item, however many
+    and however their head is encoded (RFC 8949 §3.4.6). Done on the bytes because cbor2
+    decodes a tagged item immutable (tuple, frozendict), which is not the list or dict a
+    frame must be. (cbor2 drops the tag on inner items itself; arrays there come out as
+    tuples, which the converters accept.)"""
+    start = 0
+    while start < len(data) and data[start] >> 5 == 6:  # major type 6: a tag head
+        info = data[start] & 0x1F
+        if info < 24:
+            size, number = 1, info
+        elif info <= 27:
+            size = 1 + (1 << (info - 24))  # 1, 2, 4 or 8 bytes of tag number follow
+            if len(data) - start < size:
+                break
+            number = int.from_bytes(data[start + 1:start + size], "big")
+        else:
+            break
+        if number != SELF_DESCRIBED_TAG:
+            break
+        start += size
+    return data[start:] if start else data
+
+
+def _loads(data):
+    """CBOR bytes -> a Python value, after ``_untagged``."""
+    return cbor2.loads(_untagged(bytes(data)))
+
+
 def encode(msg) -> bytes:
     """Internal message -> CBOR bytes (no length prefix)."""
     cls = type(msg)
@@ -44,7 +79,7 @@ def encode(msg) -> bytes:
 def decode(data: bytes):
     """CBOR bytes -> internal message; ``ProtocolError`` on anything malformed."""
     try:
-        raw = cbor2.loads(data)
+        raw = _loads(data)
     except Exception as exc:  # cbor2 raises several types on garbage
         raise ProtocolError(m.BAD_FRAME, f"not CBOR: {exc}") from None
     if not isinstance(raw, list) or not raw or type(raw[0]) is not int:
@@ -109,7 +144,7 @@ def decode_client_request(data) -> m.ClientRequest:
     if not isinstance(data, (bytes, bytearray)):
         raise ProtocolError(m.BAD_FRAME, "frames must be binary CBOR, not text")
     try:
-        raw = cbor2.loads(bytes(data))
+        raw = _loads(data)
     except Exception as exc:
         raise ProtocolError(m.BAD_FRAME, f"not CBOR: {exc}") from None
     if not isinstance(raw, dict):
@@ -121,8 +156,9 @@ def decode_client_request(data) -> m.ClientRequest:
     if op not in m.CLIENT_OPS:
         raise ProtocolError(m.UNKNOWN_OP, f"unknown op {op!r}")
     key = raw.get("key")
-    if isinstance(key, str) and len(key.encode()) > m.MAX_KEY_BYTES:
-        raise ProtocolError(m.KEY_TOO_LARGE, f"key is longer than {m.MAX_KEY_BYTES} bytes")
+    problem = m.key_error(key) if isinstance(key, str) else None
+    if problem is not None:
+        raise ProtocolError(*problem)
     value = raw.get("value")
     if isinstance(value, bytes) and len(value) > m.MAX_VALUE_BYTES:
         raise ProtocolError(m.VALUE_TOO_LARGE, f"value is larger than {m.MAX_VALUE_BYTES} bytes")
@@ -144,7 +180,7 @@ def decode_client_request(data) -> m.ClientRequest:
 def request_id_of(data) -> int | None:
     """Best-effort request id of a frame that failed validation, for the error reply."""
     try:
-        raw = cbor2.loads(bytes(data))
+        raw = _loads(data)
     except Exception:
         return None
     if isinstance(raw, dict) and type(raw.get("id")) is int:
@@ -158,7 +194,7 @@ def encode_client(payload: dict) -> bytes:
 
 def decode_client(data) -> dict:
     """Client side: a frontend frame -> dict (versions as Version)."""
-    raw = cbor2.loads(bytes(data))
+    raw = _loads(data)
     if not isinstance(raw, dict):
         raise ProtocolError(m.BAD_FRAME, "a reply is a CBOR map")
     for field in ("version", "collected_floor"):

@@ -137,13 +137,13 @@ class Nemesis:
         except (trio.TooSlowError, OSError):
             return False  # down or paused: a restarted process starts without faults
 
-    async def _wan(self, blocked_by_dc: dict) -> bool:
+    async def _wan(self, controls: dict) -> bool:
+        """Send each DC's proxy its ``WanControl`` (dc -> message); False if one is silent."""
         ok = True
-        for dc, blocked in blocked_by_dc.items():
+        for dc, control in controls.items():
             (proxy,) = self.cluster.of_dc(dc, "proxy")
             try:
-                await ask(self.cluster.processes[proxy].addr, m.WanControl(1, tuple(blocked)),
-                          timeout_s=2)
+                await ask(self.cluster.processes[proxy].addr, control, timeout_s=2)
             except (trio.TooSlowError, OSError):
                 ok = False
         return ok
@@ -164,7 +164,12 @@ class Nemesis:
             ok = await self._control(target, skew_ms=0 if heal else fault.skew_ms)
         elif fault.between_dcs:
             a, b = (int(t[2:]) for t in fault.targets)
-            ok = await self._wan({a: [] if heal else [b], b: [] if heal else [a]})
+            if heal:  # that link only: the proxies keep any other cut
+                ok = await self._wan({a: m.WanControl(1, cut=(), heal=(b,)),
+                                      b: m.WanControl(1, cut=(), heal=(a,))})
+            else:
+                ok = await self._wan({a: m.WanControl(1, cut=(b,), heal=()),
+                                      b: m.WanControl(1, cut=(a,), heal=())})
         else:
             a, b = fault.targets
             ok = (await self._control(a, cut_off=() if heal else (b,))
@@ -183,7 +188,7 @@ class Nemesis:
             if spec.role != "manager":
                 await self._control(name)
         dcs = {spec.dc for spec in self.cluster.processes.values() if spec.role == "proxy"}
-        await self._wan({dc: [] for dc in dcs})
+        await self._wan({dc: m.WanControl(1, cut=(), heal=tuple(dcs - {dc})) for dc in dcs})
 
     async def run(self, faults: list[Fault]) -> None:
         for fault in faults:

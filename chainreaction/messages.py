@@ -58,13 +58,27 @@ def _bool(_i, a, v):
         raise TypeError(f"{a.name} must be a bool, got {type(v).__name__}")
 
 
+def key_error(key: str) -> tuple[str, str] | None:
+    """Why text ``key`` cannot be a key, as ``(wire error code, message)``; None if it can.
+    One rule for the SDK (before it sends anything), the frontend's decoder and every
+    message's validator, so all three refuse the same keys with the same code."""
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 form, so no CBOR text form
+        return BAD_REQUEST, "key must be valid Unicode text (it holds a lone surrogate)"
+    if size == 0:
+        return BAD_REQUEST, "key must not be empty"
+    if size > MAX_KEY_BYTES:
+        return KEY_TOO_LARGE, f"key is {size} UTF-8 bytes, over the limit of {MAX_KEY_BYTES}"
+    return None
+
+
 def _key(_i, a, v):
     if type(v) is not str:
         raise TypeError(f"{a.name} must be a text string, got {type(v).__name__}")
-    if len(v) == 0:
-        raise ValueError("key must not be empty")
-    if len(v.encode()) > MAX_KEY_BYTES:
-        raise ValueError(f"key is longer than {MAX_KEY_BYTES} bytes")
+    problem = key_error(v)
+    if problem is not None:
+        raise ValueError(problem[1])
 
 
 def _value(_i, a, v):
@@ -579,11 +593,18 @@ class ShipAck:
 
 @message(66)
 class WanControl:
-    """operator -> proxy: cut (or, with an empty list, heal) the WAN links to ``blocked``
-    DCs. Answered with StatsReply. For partition tests on one machine."""
+    """operator -> proxy: cut the WAN links to the DCs in ``cut``, heal those to the DCs in
+    ``heal``, leave the others as they are. A change rather than the whole new state, so
+    commands (or tools) that cut different links do not undo each other. Answered with
+    StatsReply ``{blocked}``, the links cut now. For partition tests on one machine."""
 
     op: int = attrs.field(validator=_int)
-    blocked: tuple = attrs.field(converter=lambda v: _dc_list(v))
+    cut: tuple = attrs.field(converter=lambda v: _dc_list(v))
+    heal: tuple = attrs.field(converter=lambda v: _dc_list(v))
+
+    def __attrs_post_init__(self):
+        if set(self.cut) & set(self.heal):
+            raise ValueError(f"DCs {sorted(set(self.cut) & set(self.heal))} both cut and healed")
 
 
 @message(67)

@@ -69,6 +69,7 @@ class SessionState:
         self.floor = 0
         self.dc: int | None = None  # the DC of the frontend we talk to, once known
         self._next_id = 1
+        self._settling: list = []  # the slots of the settle in flight
 
     def _id(self) -> int:
         i = self._next_id
@@ -87,6 +88,11 @@ class SessionState:
         return tuple(sorted(self.past.items()))
 
     @property
+    def has_past(self) -> bool:
+        """Whether a new connection must attach first (the session depends on something)."""
+        return bool(self.metadata or self.past)
+
+    @property
     def needs_settle(self) -> bool:
         return len(self.metadata) >= SETTLE_AT
 
@@ -100,24 +106,32 @@ class SessionState:
                                deps=self._deps(self.dc), floor=self.floor, rid=rid,
                                past=self._past())
 
-    def attach_request(self) -> m.ClientRequest:
-        """First request on a new connection: bring the causal past into that DC."""
+    def attach_request(self, slots=None) -> m.ClientRequest:
+        """First request on a new connection: bring the causal past (``past`` and the
+        entries of ``slots``, default all: a request carries at most MAX_DEPS) into that
+        DC."""
         self.dc = None
-        return m.ClientRequest(op="attach", id=self._id(), deps=self._deps(None),
-                               floor=self.floor, past=self._past())
+        slots = self.metadata if slots is None else slots
+        deps = tuple(self.metadata[slot].dep(slot[0], None) for slot in slots)
+        return m.ClientRequest(op="attach", id=self._id(), deps=deps, floor=self.floor,
+                               past=self._past())
 
     def on_attach(self, reply: dict) -> None:
         self.dc = reply.get("dc", 0)
 
     def settle_request(self) -> m.ClientRequest:
-        """Trade the entries for ``past`` (see the rules above)."""
-        return m.ClientRequest(op="settle", id=self._id(), deps=self._deps(self.dc),
-                               floor=self.floor)
+        """Trade entries for ``past`` (see the rules above): up to MAX_DEPS of them a
+        request, the oldest first."""
+        self._settling = list(self.metadata)[:m.MAX_DEPS]
+        deps = tuple(self.metadata[slot].dep(slot[0], self.dc) for slot in self._settling)
+        return m.ClientRequest(op="settle", id=self._id(), deps=deps, floor=self.floor)
 
     def on_settle(self, reply: dict) -> None:
         """Every entry sent is stable (applied) in the replying DC, within ``past``."""
         self.dc = reply.get("dc", 0)
-        self.metadata.clear()
+        for slot in self._settling:
+            self.metadata.pop(slot, None)
+        self._settling = []
         for dc, seq in reply.get("past") or ():
             self.past[dc] = max(self.past.get(dc, 0), seq)
         self.floor = max(self.floor, reply.get("floor") or 0)

@@ -2,8 +2,9 @@
 
 Links to peer proxies are ordinary internal links; this driver adds what a WAN has on
 one machine: ``wan_delay_s`` (one way, plus uniform ``wan_jitter_s``, FIFO per peer kept)
-and operator-controlled partitions (``WanControl``: messages to and from blocked DCs are
-dropped until healed). It counts the bytes it sends across the WAN.
+and operator-controlled partitions (``WanControl`` cuts and heals links one by one; what
+crosses a cut link either way is dropped until it is healed). It counts the bytes it sends
+across the WAN.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ class ProxyDriver(Driver):
 
     def on_message(self, src: str, msg) -> None:
         if isinstance(msg, m.WanControl):
-            self.blocked = set(msg.blocked)
-            log.warning("WAN links to DCs %s %s", sorted(self.blocked) or "all",
-                        "cut" if self.blocked else "healed")
+            self.blocked = (self.blocked - set(msg.heal)) | set(msg.cut)
+            log.warning("WAN control: cut %s, healed %s; links to DCs %s cut now",
+                        list(msg.cut), list(msg.heal), sorted(self.blocked))
             self.transport.send(src, m.StatsReply(msg.op, {"blocked": sorted(self.blocked)}))
             return
         if self.peer_dc.get(src) in self.blocked:

@@ -8,7 +8,7 @@ import trio
 from trio_websocket import ConnectionClosed, serve_websocket
 
 from chainreaction import codec
-from chainreaction.client import ChainReactionError, Session
+from chainreaction.client import ChainReactionError, InvalidRequest, Session
 from chainreaction.session import Entry
 from chainreaction.versions import Version
 
@@ -89,3 +89,128 @@ async def test_bench_rate_offers_the_asked_load_not_what_the_store_absorbs(nurse
     await load.run()
     done = sum(count for count, _ in load.totals().values())
     assert 10 <= done <= 2 * 20 * 1.0 + 2  # 2 clients x 20 ops/s x 1 s, never more
+
+
+# -- requests the SDK refuses before sending ---------------------------------------------------
+
+
+def recording_store(requests):
+    """A scripted frontend that records each request and answers like a store where every
+    write the session read became stable since (a get answers the version in its dep,
+    stable; without one, not found), and a new write is on position 1, not yet stable."""
+
+    async def answer(req):
+        requests.append(req)
+        if req.op == "attach":
+            return {"ok": True, "dc": 0}
+        if req.op == "settle":
+            return {"ok": True, "dc": 0, "past": [[0, 7]], "floor": 50}
+        if req.op == "get":
+            if not req.deps:
+                return {"ok": True, "found": False, "dc": 0}
+            return {"ok": True, "found": True, "value": b"x", "version": req.deps[0].version,
+                    "chain_index": 3, "stable": True, "dc": 0}
+        return {"ok": True, "version": Version(100 + len(requests), 0), "chain_index": 1,
+                "stable": False, "dc": 0}
+
+    return answer
+
+
+BAD_INPUTS = [
+    ("k" * 1025, b"v", "key_too_large"),
+    ("\u00e9" * 513, b"v", "key_too_large"),  # 1026 UTF-8 bytes
+    ("", b"v", "bad_request"),
+    ("a\ud800", b"v", "bad_request"),  # a lone surrogate has no UTF-8 form
+    ("k", b"v" * (512 * 1024 + 1), "value_too_large"),
+]
+BAD_IDS = ["long-key", "long-utf8-key", "empty-key", "surrogate-key", "large-value"]
+
+
+@pytest.mark.parametrize("key,value,code", BAD_INPUTS, ids=BAD_IDS)
+async def test_bad_keys_and_values_are_refused_with_the_protocols_code_before_sending(
+        nursery, key, value, code):
+    requests = []
+    url = await scripted_frontend(nursery, recording_store(requests))
+    async with Session([url], timeout_s=2.0) as session:
+        written = await session.put("before", b"1")
+        calls = [lambda: session.put(key, value)]
+        if value == b"v":  # the key is the problem: every op refuses it
+            calls += [lambda: session.get(key), lambda: session.delete(key)]
+        for call in calls:
+            with pytest.raises(InvalidRequest) as caught:
+                await call()
+            assert caught.value.code == code
+            assert isinstance(caught.value, ChainReactionError)
+        assert [r.key for r in requests] == ["before"]  # nothing else reached the frontend
+        # The session is as it was: its next write still depends on the first one.
+        await session.put("after", b"2")
+        assert [(d.key, d.version) for d in requests[-1].deps] == [("before", written.version)]
+
+
+async def test_the_frontends_refusal_of_a_request_is_an_invalid_request_too(nursery):
+    async def answer(req):
+        return {"ok": False, "error": "bad_request", "message": "floor too far ahead"}
+
+    url = await scripted_frontend(nursery, answer)
+    async with Session([url], timeout_s=2.0) as session:
+        with pytest.raises(InvalidRequest) as caught:
+            await session.put("k", b"v")
+        assert caught.value.code == "bad_request" and session.retries == 0
+
+
+def unstable_entries(n):
+    return {(f"r{i}", 0): Entry(Version(10 + i, 0), {0: 1}) for i in range(n)}
+
+
+async def test_a_session_with_many_entries_settles_them_before_it_writes(nursery):
+    """Reads of versions not yet stable pile up entries; from SETTLE_AT the SDK trades
+    them for ``past`` (op settle, at most MAX_DEPS entries a request) before the next
+    operation, so the session never gets stuck on its own metadata."""
+    requests = []
+    url = await scripted_frontend(nursery, recording_store(requests))
+    async with Session([url], timeout_s=2.0) as session:
+        session.state.metadata.update(unstable_entries(1500))  # reads of 1500 unstable keys
+        written = await session.put("k", b"v")
+        settles = [r for r in requests if r.op == "settle"]
+        assert [len(r.deps) for r in settles] == [1000, 500]
+        assert requests[-1].op == "put" and requests[-1].deps == ()
+        assert requests[-1].past == ((0, 7),) and requests[-1].floor == 50
+        assert list(session.metadata) == [("k", 0)]
+        assert session.metadata[("k", 0)].version == written.version
+
+
+async def test_a_write_over_max_deps_whose_settle_fails_is_refused_and_nothing_is_lost(
+        nursery):
+    requests = []
+    settled = trio.Event()
+
+    async def answer(req):
+        requests.append(req)
+        if req.op == "settle" and not settled.is_set():
+            return {"ok": False, "error": "dependency_timeout", "message": "not yet"}
+        return await recording_store([])(req)
+
+    url = await scripted_frontend(nursery, answer)
+    async with Session([url], timeout_s=0.5) as session:
+        session.state.metadata.update(unstable_entries(1001))
+        with pytest.raises(InvalidRequest) as caught:
+            await session.put("k", b"v")
+        assert caught.value.code == "bad_request" and "1001" in caught.value.message
+        assert {r.op for r in requests} == {"settle"}  # the write itself was never sent
+        assert len(session.metadata) == 1001  # nothing dropped
+        settled.set()  # the DC recovered: the next write settles, then goes
+        await session.put("k", b"v")
+        assert requests[-1].op == "put" and len(session.metadata) == 1
+
+
+async def test_a_session_with_a_large_causal_past_attaches_in_parts_on_a_new_connection(nursery):
+    requests = []
+    url = await scripted_frontend(nursery, recording_store(requests))
+    session = Session([url], timeout_s=2.0)
+    session.state.metadata.update(unstable_entries(2500))
+    await session.get("r7")  # first request on the connection: attach first
+    attaches = [r for r in requests if r.op == "attach"]
+    assert [len(a.deps) for a in attaches] == [1000, 1000, 500]
+    assert {d.key for a in attaches for d in a.deps} == {f"r{i}" for i in range(2500)}
+    assert [r.op for r in requests[3:]] == ["settle", "settle", "settle", "get"]
+    await session.aclose()

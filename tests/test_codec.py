@@ -55,7 +55,9 @@ FIELD_STRATEGIES = {
     **{f: dc_ids for f in ("dc", "origin_dc")},
     "vclock": vclocks,
     "entries": st.lists(ship_entries, max_size=3).map(tuple),
-    "blocked": st.lists(dc_ids, max_size=3).map(tuple),
+    # disjoint ranges: a DC cannot be both cut and healed in one WanControl
+    "cut": st.lists(st.integers(0, 2**15 - 1), max_size=3).map(tuple),
+    "heal": st.lists(st.integers(2**15, 2**16 - 1), max_size=3).map(tuple),
     "cut_off": st.lists(st.text(max_size=10), max_size=3).map(tuple),
     "clock_skew_ms": st.integers(-3_600_000, 3_600_000),
     **{f: st.booleans() for f in ("stable", "found", "ok", "done", "partial_ok",
@@ -121,7 +123,8 @@ def example_of(cls):
         "applied": ((0, 1),), "global_stable": ((0, 1),), "needs": ((1, 2),), "vector": ((0, 3),),
         "collectable": ((0, 1),), "gc_floor": Version(3, 0),
         "collected_floor": None, "rids": ((b"r", "k", Version(1, 0)),),
-        "vclock": VClock({1: 7}), "blocked": (1,), "cut_off": ("n1",), "clock_skew_ms": -5,
+        "vclock": VClock({1: 7}), "cut": (1,), "heal": (2,), "cut_off": ("n1",),
+        "clock_skew_ms": -5,
         "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0, ((0, 3),)),),
     }
     missing = [f for f in cls.FIELDS if f not in sample]
@@ -258,6 +261,8 @@ def test_wrong_field_type_is_bad_request(cls, field, bad):
         (m.PutAck, "stable", 1),
         (m.FaultControl, "clock_skew_ms", 3_600_001),
         (m.FaultControl, "cut_off", ["n1", 2]),
+        (m.WanControl, "cut", [2]),
+        (m.WanControl, "heal", [1, 2**16]),
         (m.RingUpdate, "ring", [1, [["a", "x"], ["a", "y"]], 3, 4]),
         (m.RingUpdate, "ring", [1, [], 0, 4]),
         (m.SyncRequest, "ranges", [[1, 2, 3]]),
@@ -267,6 +272,7 @@ def test_wrong_field_type_is_bad_request(cls, field, bad):
     ],
     ids=["role", "empty-key", "long-key", "big-value", "empty-rid", "long-rid", "epoch-2^63",
          "dc-2^16", "short-version", "int-as-bool", "skew-over-an-hour", "int-in-names",
+         "cut-and-healed", "dc-2^16-healed",
          "dup-members", "replication-0",
          "3-bound-range", "4-field-item", "bytes-name", "text-value"],
 )
@@ -603,3 +609,84 @@ def test_any_client_map_decodes_or_is_a_protocol_error(payload):
                             m.VALUE_TOO_LARGE)
     else:
         assert req.op in m.CLIENT_OPS
+
+
+# -- self-described CBOR (tag 55799, RFC 8949 §3.4.6) ------------------------------------------
+
+SELF_DESCRIBED = b"\xd9\xd9\xf7"  # the tag's preferred head
+
+
+@pytest.mark.parametrize("times", [1, 3])
+@pytest.mark.parametrize("cls", CLASSES, ids=CLASS_IDS)
+def test_internal_frame_in_self_described_tags_decodes_as_without(cls, times):
+    msg = example_of(cls)
+    assert codec.decode(SELF_DESCRIBED * times + codec.encode(msg)) == msg
+
+
+@pytest.mark.parametrize("times", [1, 3])
+def test_client_request_in_self_described_tags_is_served(times):
+    plain = client(op="put", id=2, key="k", value=b"v", rid=b"r1", deps=[DEP])
+    tagged = cbor2.dumps(cbor2.CBORTag(55799, cbor2.loads(plain)))
+    for _ in range(times - 1):
+        tagged = SELF_DESCRIBED + tagged
+    assert codec.decode_client_request(tagged) == codec.decode_client_request(plain)
+
+
+@pytest.mark.parametrize("head", [b"\xda\x00\x00\xd9\xf7", b"\xdb" + (55799).to_bytes(8, "big")],
+                         ids=["4-byte", "8-byte"])
+def test_self_described_tag_with_a_longer_head_is_stripped_too(head):
+    assert codec.decode_client_request(head + client(op="ping", id=1)) == m.ClientRequest("ping", 1)
+
+
+def test_a_refused_tagged_request_still_gets_its_id_back():
+    data = SELF_DESCRIBED + client(op="get", id=7, key="")
+    expect_error(m.BAD_REQUEST, codec.decode_client_request, data)
+    assert codec.request_id_of(data) == 7
+
+
+def test_replies_in_self_described_tags_decode_on_the_client_side():
+    reply = codec.encode_client({"id": 1, "ok": True, "version": Version(5, 1)})
+    assert codec.decode_client(SELF_DESCRIBED + reply)["version"] == Version(5, 1)
+
+
+@pytest.mark.parametrize("data", [
+    SELF_DESCRIBED,  # a tag around nothing
+    SELF_DESCRIBED + b"\xd9",  # a truncated second tag
+    b"\xd9\xd9",  # a truncated tag head
+    SELF_DESCRIBED + cbor2.dumps(cbor2.CBORTag(1, {"op": "ping", "id": 1})),  # another tag
+    cbor2.dumps(cbor2.CBORTag(24, client(op="ping", id=1))),  # embedded CBOR is not it
+], ids=["bare", "truncated", "short-head", "other-tag", "tag-24"])
+def test_other_tags_and_truncated_ones_stay_bad_frames(data):
+    expect_error(m.BAD_FRAME, codec.decode_client_request, data)
+    expect_error(m.BAD_FRAME, codec.decode, data)
+
+
+# -- keys: one rule for the SDK, the client decoder and internal messages ---------------------
+
+
+def with_raw_key(payload: dict, raw_key: bytes) -> bytes:
+    """``payload`` as CBOR whose ``key`` text holds ``raw_key``'s bytes, valid UTF-8 or not."""
+    placeholder = "\x01" * len(raw_key)
+    return cbor2.dumps({**payload, "key": placeholder}).replace(placeholder.encode(), raw_key)
+
+
+@pytest.mark.parametrize("key,code", [
+    ("", m.BAD_REQUEST), ("a\ud800", m.BAD_REQUEST), ("k" * 1025, m.KEY_TOO_LARGE),
+    ("k" * 1024, None), ("\U0001f600", None),
+], ids=["empty", "surrogate", "long", "at-limit", "emoji"])
+def test_key_error_names_the_wire_code(key, code):
+    problem = m.key_error(key)
+    assert (problem[0] if problem else None) == code
+
+
+def test_a_key_that_is_not_utf8_is_bad_frame_for_clients_and_peers():
+    lone_surrogate = b"a\xed\xa0\x80"  # "a\ud800" encoded as if it were UTF-8
+    expect_error(m.BAD_FRAME, codec.decode_client_request,
+                 with_raw_key({"op": "get", "id": 1}, lone_surrogate))
+    body = codec.encode(m.Stable("aXYZ", Version(1, 0), 0, 0)).replace(b"aXYZ", lone_surrogate)
+    expect_error(m.BAD_FRAME, codec.decode, body)
+
+
+def test_an_internal_message_refuses_a_lone_surrogate_key_as_a_value_error():
+    with pytest.raises(ValueError, match="lone surrogate"):
+        m.Stable("a\ud800", Version(1, 0))

@@ -12,6 +12,8 @@ import pytest
 import trio
 
 from chainreaction.client import connect
+from chainreaction.cluster import ClusterConfig, LocalCluster
+from chainreaction.runtime.probe import process_stats
 from tests.e2e_helpers import free_base_port
 
 pytestmark = pytest.mark.e2e
@@ -77,3 +79,49 @@ async def test_demo_runs_and_loses_nothing():
     assert "kill -9" in out and "restart" in out
     assert ", 0 acknowledged writes lost" in out
     assert "3/3 DCs hold the write" in out  # concurrent writes converged by LWW
+
+
+async def test_wan_cuts_add_up_and_heal_removes_one_link(tmp_path):
+    config = ClusterConfig(dcs=3, data_dir=str(tmp_path / "geo"))
+    config.base_port = free_base_port(config.dcs * config.ports_per_dc)
+    cluster = LocalCluster(config)
+    proxies = {dc: cluster.processes[cluster.name(dc, "proxy")] for dc in range(3)}
+    try:
+        for proxy in proxies.values():  # the WAN lives in the proxies: nothing else needed
+            cluster.spawn(proxy.name)
+
+        async def cut_links() -> dict:
+            return {dc: (await process_stats(p.addr, timeout_s=2))["wan_blocked"]
+                    for dc, p in proxies.items()}
+
+        with trio.fail_after(30):
+            while True:
+                try:
+                    assert await cut_links() == {0: [], 1: [], 2: []}
+                    break
+                except (trio.TooSlowError, OSError):
+                    await trio.sleep(0.1)  # sleep-ok: until the new processes listen
+
+        async def wan(*args):
+            result = await trio.run_process(
+                [sys.executable, "-m", "chainreaction", "wan", *args, "--cluster",
+                 config.data_dir], capture_stdout=True, capture_stderr=True, check=False)
+            return result.returncode, result.stdout.decode() + result.stderr.decode()
+
+        for a, b in (("0", "1"), ("0", "2"), ("1", "2")):
+            assert (await wan("cut", a, b))[0] == 0
+        assert await cut_links() == {0: [1, 2], 1: [0, 2], 2: [0, 1]}  # a full partition
+
+        code, out = await wan("heal", "0", "1")
+        assert code == 0 and "dc0: WAN links cut to dc2" in out
+        assert await cut_links() == {0: [2], 1: [2], 2: [0, 1]}  # only 0-1 healed
+
+        code, out = await wan("heal")  # healing everything takes --all
+        assert code == 2 and "--all" in out
+        assert await cut_links() == {0: [2], 1: [2], 2: [0, 1]}
+
+        code, out = await wan("heal", "--all")
+        assert code == 0 and out.count("no WAN link cut") == 3
+        assert await cut_links() == {0: [], 1: [], 2: []}
+    finally:
+        cluster.stop()

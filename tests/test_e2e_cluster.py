@@ -11,7 +11,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from chainreaction.client import ChainReactionError, Session, connect
+from chainreaction.client import ChainReactionError, InvalidRequest, Session, connect
 from tests.e2e_helpers import chain_of, running_cluster, wait_serving
 
 pytestmark = pytest.mark.e2e
@@ -104,16 +104,26 @@ async def test_bad_input_gets_error_replies_and_the_frontend_keeps_serving(tmp_p
             big_value = await ask(cbor2.dumps({"op": "put", "id": 4, "key": "big",
                                                "value": b"v" * (600 * 1024), "rid": b"r"}))
             assert big_value["error"] == "value_too_large"
+            empty_key = await ask(cbor2.dumps({"op": "get", "id": 6, "key": ""}))
+            assert empty_key["error"] == "bad_request" and empty_key["id"] == 6
+            # A lone surrogate written as UTF-8 anyway ("a\ud800"): not valid CBOR text.
+            surrogate = cbor2.dumps({"op": "get", "id": 7, "key": "aXYZ"}).replace(
+                b"aXYZ", b"a\xed\xa0\x80")
+            assert (await ask(surrogate))["error"] == "bad_frame"
             text = await ask("not binary")
             assert text["error"] == "bad_frame"
+            tagged = await ask(b"\xd9\xd9\xf7" + cbor2.dumps({"op": "ping", "id": 8}))
+            assert tagged == {"id": 8, "ok": True}  # self-described CBOR (RFC 8949 §3.4.6)
             stats = await ask(cbor2.dumps({"op": "stats", "id": 5}))
-            assert stats["ok"] and stats["stats"]["client_bad_request_bad_frame"] == 2
+            assert stats["ok"] and stats["stats"]["client_bad_request_bad_frame"] == 3
         async with await connect([url]) as session:
             assert await session.get("big") is None  # nothing was stored
             await session.put("after", b"still serving")
             assert await session.get("after") == b"still serving"
-            with pytest.raises(ValueError):
+            with pytest.raises(InvalidRequest) as refused:
                 await session.put("", b"empty keys are refused by the SDK")
+            assert refused.value.code == "bad_request"
+            assert await session.get("after") == b"still serving"
 
 
 async def test_session_fails_over_to_another_frontend_without_losing_causality(tmp_path):

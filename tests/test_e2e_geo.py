@@ -89,7 +89,7 @@ async def test_proxy_kill_and_wan_partition_lose_nothing(tmp_path):
             await trio.sleep(1.5)  # sleep-ok: writes keep being acknowledged meanwhile
             cluster.spawn("dc0-proxy")
             await trio.sleep(1.0)  # sleep-ok
-            await control_wan(str(cluster.data_dir), "heal", [])
+            await control_wan(str(cluster.data_dir), "heal", [1, 2])
             await trio.sleep(1.0)  # sleep-ok
             stop.set()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chainreaction import messages as m
 from chainreaction.effects import Send
 from chainreaction.node import NodeConfig, NodeCore
@@ -224,6 +226,55 @@ def test_chain_repair_after_middle_dies_redrives_unstable_updates():
     c.send("a", [e for e in redrive if isinstance(e.msg, m.Update)])
     assert c.stores["c"].get(key).value == b"v"
     assert c.stores["a"].get(key).stable
+
+
+# -- what an acknowledgement promises (README, "What an acknowledged write survives") --------
+
+
+def acknowledged_and_no_further(c, key):
+    """A put at head a, delivered down the chain only until its PutAck: then it is on
+    exactly the first k nodes. Returns those nodes."""
+    effects, sender = c.nodes["a"].handle("fe", put(key=key, value=b"acked"), 1.0), "a"
+    while not any(isinstance(e.msg, m.PutAck) for e in effects):
+        (update,) = [e for e in effects if isinstance(e.msg, m.Update)]
+        effects, sender = c.nodes[update.to].handle(sender, update.msg, 1.0), update.to
+    return [n for n in "abc" if c.stores[n].get(key) is not None]
+
+
+def lose_for_good(c, lost):
+    """``lost`` nodes die with their disks; the others get a ring without them and run a
+    redrive tick. Returns the survivors."""
+    for name in lost:
+        del c.nodes[name]
+    survivors = [n for n in "abc" if n in c.nodes]
+    ring2 = Ring(2, [mb for mb in MEMBERS if mb[0] in survivors], 3, 8)
+    c.send("manager", [Send(n, m.RingUpdate(ring2, c.ring)) for n in survivors], 2.0)
+    for n in survivors:
+        c.send(n, c.nodes[n].tick(3.5), 3.5)
+    return survivors
+
+
+@pytest.mark.parametrize("eager", [1, 2, 3])
+def test_an_acknowledged_write_survives_losing_any_k_minus_1_nodes_for_good(eager):
+    c = Chain(eager=eager)
+    key = c.key_with_chain(["a", "b", "c"])
+    holders = acknowledged_and_no_further(c, key)
+    assert holders == list("abc"[:eager])
+    for n in lose_for_good(c, holders[:eager - 1]):  # k = 3: only c is left, and has it
+        assert c.stores[n].get(key).value == b"acked", n
+        assert c.stores[n].get(key).stable, n
+
+
+@pytest.mark.parametrize("eager", [1, 2])
+def test_an_acknowledged_write_dies_with_the_k_nodes_that_held_it(eager):
+    # With k = 1: the head acknowledges, then dies for good before passing the write on.
+    # Inherent to acknowledging after k nodes; nodes that come back with their disks bring
+    # it back (test_restarted_node_reinjects_an_acknowledged_write_only_it_had).
+    c = Chain(eager=eager)
+    key = c.key_with_chain(["a", "b", "c"])
+    holders = acknowledged_and_no_further(c, key)
+    for n in lose_for_good(c, holders):
+        assert c.stores[n].get(key) is None, n
 
 
 def restart_a_after_it_alone_acked_a_write(c, key, at, config=None):

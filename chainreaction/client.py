@@ -159,6 +159,7 @@ class Session:
         self.state = SessionState()
         self.failovers = 0
         self.retries = 0
+        self.settles = 0  # entries traded for ``past`` (see _settle_if_needed)
         self.retry_delay_s = 0.1
         self._url_index = 0
         self._conn: _Connection | None = None
@@ -339,6 +340,7 @@ class Session:
             except ChainReactionError:
                 return  # the operation goes on with what it can carry; a later one settles
             self.state.on_settle(reply)
+            self.settles += 1
 
     async def read(self, key: str) -> ReadResult:
         """Read ``key`` with its version metadata."""

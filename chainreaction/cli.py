@@ -198,8 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     jep.add_argument("--dcs", type=_positive_int, default=3)
     jep.add_argument("--nodes", type=_positive_int, default=3, help="per DC")
     jep.add_argument("--time", type=_positive_float, default=60.0, help="seconds of workload")
-    jep.add_argument("--nemesis", default="kill,pause,partition,clock",
-                     help="comma-separated: kill, pause, partition, clock; 'all'; '' for none")
+    jep.add_argument("--nemesis", default="kill,pause,partition,clock,isolate",
+                     help="comma-separated: kill, pause, partition, clock, isolate (cut one "
+                     "DC off from all others, heal its links one at a time, and run a "
+                     "session that writes there, sees a concurrent write from the DC healed "
+                     "first and moves to one still cut off; 3+ DCs); 'all'; '' for none")
     jep.add_argument("--seed", type=int, default=1, help="draws the faults and the workload")
     jep.add_argument("--sessions", type=_positive_int, default=3, help="sessions per DC")
     jep.add_argument("--keys", type=_positive_int, default=6)

@@ -10,6 +10,7 @@ folder holds ``history.jsonl``, ``check.txt`` (the checker's words), ``faults.js
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -27,7 +28,7 @@ from .demo import ClusterFailed, wait_ready
 from .history import HistoryWriter
 from .runtime.probe import ask, process_stats
 
-NEMESES = ("kill", "pause", "partition", "clock")
+NEMESES = ("kill", "pause", "partition", "clock", "isolate")
 
 
 @attrs.frozen
@@ -61,11 +62,14 @@ class JepsenConfig:
 
 @attrs.frozen
 class Fault:
-    kind: str  # kill | pause | partition | clock
+    kind: str  # kill | pause | partition | clock | isolate
     start: float  # seconds after the workload began
     end: float
-    targets: tuple  # process names (partition: both sides; DC partitions: ("dc0", "dc2"))
+    # process names (partition: both sides; DC partitions: ("dc0", "dc2"); isolate: the
+    # DC cut off from all others, the DC its link heals to first, then the rest)
+    targets: tuple
     skew_ms: int = 0
+    stage: float = 0.0  # isolate: when the first link heals (the others at ``end``)
 
     @property
     def between_dcs(self) -> bool:
@@ -75,7 +79,11 @@ class Fault:
 
     def describe(self) -> str:
         what = {"kill": "kill -9, restart", "pause": "SIGSTOP, SIGCONT",
-                "partition": "cut links between", "clock": f"clock {self.skew_ms:+d} ms on"}
+                "partition": "cut links between", "clock": f"clock {self.skew_ms:+d} ms on",
+                "isolate": "cut every WAN link of"}
+        if self.kind == "isolate":
+            return (f"{self.start:6.1f}-{self.end:6.1f} s  {what[self.kind]} {self.targets[0]}"
+                    f", healing {self.targets[1]} first at {self.stage:.1f} s")
         return f"{self.start:6.1f}-{self.end:6.1f} s  {what[self.kind]} {' / '.join(self.targets)}"
 
 
@@ -88,11 +96,13 @@ def plan_faults(config: JepsenConfig, cluster: LocalCluster) -> list[Fault]:
                for role in ("node", "frontend", "proxy", "manager")}
     faults: list[Fault] = []
     t = rng.uniform(*config.fault_gap_s)
-    while config.nemeses:
+    # isolating one DC and healing its links one at a time needs three of them
+    nemeses = [n for n in config.nemeses if n != "isolate" or config.dcs >= 3]
+    while nemeses:
         length = rng.uniform(*config.fault_length_s)
         if t + length > config.time_s - 1.0:
             break
-        kind = rng.choice(config.nemeses)
+        kind = rng.choice(nemeses)
         if kind in ("kill", "pause"):
             role = rng.choice([r for r in by_role if by_role[r]])
             faults.append(Fault(kind, t, t + length, (rng.choice(by_role[role]),)))
@@ -100,6 +110,12 @@ def plan_faults(config: JepsenConfig, cluster: LocalCluster) -> list[Fault]:
             target = rng.choice(by_role["frontend"] + by_role["node"])
             skew = rng.choice([-1, 1]) * rng.randint(100, 2000)
             faults.append(Fault(kind, t, t + length, (target,), skew))
+        elif kind == "isolate":
+            length = max(length, 3.0)  # room for the moved-reader probe of each stage
+            order = rng.sample(range(config.dcs), config.dcs)
+            stage = t + rng.uniform(0.35, 0.5) * length
+            faults.append(Fault(kind, t, t + length, tuple(f"dc{d}" for d in order),
+                                stage=stage))
         else:
             if config.dcs > 1 and (config.nodes < 2 or rng.random() < 0.5):
                 a, b = rng.sample(range(config.dcs), 2)
@@ -148,10 +164,24 @@ class Nemesis:
                 ok = False
         return ok
 
-    async def apply(self, fault: Fault, heal: bool = False) -> None:
-        """Start ``fault``, or with ``heal`` end it."""
+    async def apply(self, fault: Fault, heal: bool = False, stage: bool = False) -> None:
+        """Start ``fault``, or with ``heal`` end it (``stage``: an isolated DC's first link
+        heals)."""
         target = fault.targets[0]
         ok = True
+        if fault.kind == "isolate":
+            a, first, *rest = (int(t[2:]) for t in fault.targets)
+            others = (first,) if stage else tuple(rest) if heal else (first, *rest)
+            action = "heal" if heal or stage else "cut"
+            controls = {a: m.WanControl(1, cut=() if action == "heal" else others,
+                                        heal=others if action == "heal" else ())}
+            controls.update({d: m.WanControl(1, cut=() if action == "heal" else (a,),
+                                             heal=(a,) if action == "heal" else ())
+                             for d in others})
+            ok = await self._wan(controls)
+            self._note(fault, "stage" if stage else "heal" if heal else "start", ok,
+                       f"links to {', '.join(f'dc{d}' for d in others)}")
+            return
         if fault.kind == "kill":
             if heal:
                 self.cluster.restart(target)
@@ -190,12 +220,22 @@ class Nemesis:
         dcs = {spec.dc for spec in self.cluster.processes.values() if spec.role == "proxy"}
         await self._wan({dc: m.WanControl(1, cut=(), heal=tuple(dcs - {dc})) for dc in dcs})
 
-    async def run(self, faults: list[Fault]) -> None:
+    async def run(self, faults: list[Fault], probe=None, probe_lead_s: float = 1.0) -> None:
+        """Every fault in turn; ``probe(fault)`` runs beside each isolate fault, from
+        ``probe_lead_s`` before it starts."""
         for fault in faults:
-            await _sleep_until(self.t0 + fault.start)
-            await self.apply(fault)
-            await _sleep_until(self.t0 + fault.end)
-            await self.apply(fault, heal=True)
+            lead = probe_lead_s if fault.kind == "isolate" and probe is not None else 0.0
+            await _sleep_until(self.t0 + fault.start - lead)
+            async with trio.open_nursery() as nursery:
+                if lead:
+                    nursery.start_soon(probe, fault)
+                await _sleep_until(self.t0 + fault.start)
+                await self.apply(fault)
+                if fault.stage:
+                    await _sleep_until(self.t0 + fault.stage)
+                    await self.apply(fault, stage=True)
+                await _sleep_until(self.t0 + fault.end)
+                await self.apply(fault, heal=True)
 
 
 async def _sleep_until(monotonic_deadline: float) -> None:
@@ -214,8 +254,14 @@ class Workload:
         self.history = history
         self.dc_of_url = {p.url: p.dc for p in cluster.processes.values() if p.url}
         self.keys = [f"k{i}" for i in range(config.keys)]
+        self.probe_keys: list[str] = []
         self._next_process = 0
         self.moves = 0
+        self.probes = 0
+        # a DC whose sessions only read for a while (a probe's DC cut off last): its log
+        # stands still, so the DC healed first can hand the isolated one writes that do not
+        # depend on anything the isolated DC cannot get yet
+        self.quiet_dc: int | None = None
 
     def _urls_from(self, dc: int) -> list[str]:
         """This DC's frontends first, then the others' (failover may change DC)."""
@@ -232,32 +278,87 @@ class Workload:
         rng = random.Random(self.config.seed * 7919 + index)
         session = self.new_session(dc)
         written = 0
+        mine: list[str] = []  # keys this session wrote: it reads one back after a move
         try:
             while time.monotonic() < stop_at:
+                read_back = False
                 if self.config.dcs > 1 and rng.random() < self.config.move_probability:
-                    dc = rng.choice([d for d in range(self.config.dcs) if d != dc])
+                    dc = rng.choice([d for d in range(self.config.dcs)
+                                     if d not in (dc, self.quiet_dc)])
                     await session.switch(self._urls_from(dc))
                     self.moves += 1
-                key = rng.choice(self.keys)
+                    read_back = bool(mine)
+                key = rng.choice(mine if read_back else self.keys)
                 roll = rng.random()
+                if dc == self.quiet_dc:
+                    roll /= 2  # reads only
                 try:
-                    if roll < 0.5:
+                    if roll < 0.5 or read_back:
                         await session.read(key)
                     elif roll < 0.95:
                         written += 1
+                        mine = [k for k in mine if k != key][-3:] + [key]
                         await session.put(key, f"{session.process}-{written}".encode())
                     else:
                         await session.delete(key)
                 except ChainReactionError as exc:
-                    if exc.code not in ("bad_request",) and roll >= 0.5:
+                    if exc.code not in ("bad_request",) and roll >= 0.5 and not read_back:
                         await session.aclose()  # unknown outcome: start a new process
                         session = self.new_session(dc)
                         written = 0
+                        mine = []
                     await trio.sleep(0.05)
                 await trio.sleep(rng.uniform(0, 0.02))
         finally:
             with trio.CancelScope(shield=True):
                 await session.aclose()
+
+    async def probe_isolation(self, fault: Fault, t0: float) -> None:
+        """The moved-reader pattern (issue 12) beside an ``isolate`` fault: S in the
+        isolated DC writes y then x; T in the DC healed first writes x after it
+        (concurrent, larger stamp); once that link heals S reads x until T's write shows,
+        then moves to a DC still cut off and reads y (a correct store makes it wait, never
+        answer an older y); after the heal S reads y again. All of it goes in the history."""
+        a, b, c = (int(t[2:]) for t in fault.targets[:3])
+        self.probes += 1
+        tag = f"probe{self.probes}"
+        y, x = f"{tag}-y", f"{tag}-x"
+        self.probe_keys += [y, x]
+
+        def session(dc: int, role: str) -> Session:
+            return Session(self.cluster.urls_of(dc), timeout_s=3.0, connect_timeout_s=2.0,
+                           history=self.history, process=f"{tag}-{role}",
+                           dc_of_url=self.dc_of_url)
+
+        s, t = session(a, "S"), session(b, "T")
+        self.quiet_dc = c
+        try:
+            await _sleep_until(t0 + fault.start + 0.2)  # the cut is in place
+            await s.put(y, b"ynew")
+            await s.put(x, b"x1")
+            await trio.sleep(0.01)  # sleep-ok: T's write comes later, with a larger stamp
+            await t.put(x, b"x0")
+            await _sleep_until(t0 + fault.stage + 0.05)
+            while time.monotonic() < t0 + fault.end - 0.5:
+                seen = await s.read(x)
+                if seen.version is not None and seen.version.dc != a:
+                    break
+                await trio.sleep(0.05)  # sleep-ok: waiting for the WAN
+            await s.switch(self.cluster.urls_of(c))
+            with contextlib.suppress(ChainReactionError):
+                await s.read(y)  # waits (c lacks y), fails retryably; never an older y
+            await _sleep_until(t0 + fault.end + 0.5)
+            for _ in range(5):
+                with contextlib.suppress(ChainReactionError):
+                    await s.read(y)
+                    break
+        except ChainReactionError:
+            pass  # a fault in the way: the history holds what happened
+        finally:
+            self.quiet_dc = None
+            with trio.CancelScope(shield=True):
+                await s.aclose()
+                await t.aclose()
 
     async def final_reads(self) -> int:
         """After healing: every key in every DC, by fresh sessions (no metadata)."""
@@ -267,7 +368,7 @@ class Workload:
                               process=f"final-dc{dc}", dc_of_url=self.dc_of_url)
             session.final_reads = True
             try:
-                for key in self.keys:
+                for key in self.keys + self.probe_keys:
                     try:
                         await session.read(key)
                     except ChainReactionError:
@@ -365,7 +466,8 @@ async def _run_jepsen(config: JepsenConfig) -> int:
                         for i in range(config.sessions_per_dc):
                             load.start_soon(workload.run_session, dc,
                                             dc * config.sessions_per_dc + i, stop_at)
-                    load.start_soon(nemesis.run, faults)
+                    load.start_soon(nemesis.run, faults,
+                                    lambda fault: workload.probe_isolation(fault, t0))
             if guard.cancelled_caught:
                 print("jepsen: warning: sessions still busy 30 s after the end were cancelled",
                       flush=True)
@@ -406,7 +508,8 @@ async def _run_jepsen(config: JepsenConfig) -> int:
         "check_s": round(check_s, 2), "history": history.counts,
         "faults_planned": len(faults),
         "faults_injected": {k: sum(1 for e in applied if e["kind"] == k) for k in NEMESES},
-        "moves": workload.moves, "final_read_errors": final_errors,
+        "moves": workload.moves, "probes": workload.probes,
+        "final_read_errors": final_errors,
         "quiescent": not still_busy, "still_busy": still_busy,
         "tombstones_collected": sum(st.get("tombstones_collected", 0)
                                     for st in stats.values()),
@@ -491,7 +594,7 @@ def plot_timeline(history_path: str, nemesis_log: list, report, out_path: str) -
         color, marker, size = style[kind]
         ax.scatter(xs, ys, s=size, c=color, marker=marker, label=kind, linewidths=0.8)
     colors = {"kill": "tab:red", "pause": "tab:purple", "partition": "tab:green",
-              "clock": "tab:olive"}
+              "clock": "tab:olive", "isolate": "tab:cyan"}
     t_hist = max(time_of.values(), default=0.0)
     open_faults: dict = {}
     for e in nemesis_log:

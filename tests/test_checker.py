@@ -407,6 +407,35 @@ def test_read_of_smaller_version_with_larger_in_causal_past_is_not_arbitration()
     assert LWW_NOT_ARBITRATION in kinds(check(h.events))
 
 
+def test_a_moved_session_reading_an_older_concurrent_value_of_its_own_write_breaks_ryw():
+    """Issue 12's scenario as a history: S wrote ynew in dc1, read dc0's concurrent x0
+    there, moved to dc2 and read W's older yold. No write of y is causally before yold's
+    reader except S's own ynew, which has the larger stamp: the checker must say which
+    session guarantee that breaks, not only that last-writer-wins was not followed."""
+    h = History()
+    h.write("W", "y", "yold", version=[10, 2], dc=2)
+    h.write("W", "x", "xold", version=[11, 2], dc=2)
+    h.write("S", "y", "ynew", version=[20, 1], dc=1)
+    h.write("S", "x", "x1", version=[21, 1], dc=1)
+    h.write("T", "x", "x0", version=[22, 0], dc=0)
+    h.read("S", "x", "x0", dc=1)
+    h.read("S", "y", "yold", dc=2)
+    anomaly = only(check(h.events), LWW_NOT_ARBITRATION)
+    assert anomaly.guarantee == "read-your-writes"
+    assert "its own write y = \"ynew\"" in anomaly.explanation
+    assert "read-your-writes violated" in anomaly.explanation
+
+
+def test_a_stale_read_of_a_value_seen_before_names_monotonic_reads():
+    h = History()
+    h.write("A", "x", "a", version=[5, 0], dc=0)
+    h.write("B", "x", "b", version=[9, 1], dc=1)
+    h.read("S", "x", "b", dc=1)
+    h.read("S", "x", "a", dc=0)  # older by the store's own order, after seeing b
+    anomaly = only(check(h.events), LWW_NOT_ARBITRATION)
+    assert anomaly.guarantee == "monotonic reads"
+
+
 def test_concurrent_writes_resolved_by_lww_pass():
     h = History()
     h.write("s1", "x", "a", version=[5, 0], dc=0)

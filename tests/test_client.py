@@ -214,3 +214,53 @@ async def test_a_session_with_a_large_causal_past_attaches_in_parts_on_a_new_con
     assert {d.key for a in attaches for d in a.deps} == {f"r{i}" for i in range(2500)}
     assert [r.op for r in requests[3:]] == ["settle", "settle", "settle", "get"]
     await session.aclose()
+
+
+# -- the session rules (chainreaction/session.py), without a frontend --------------------------
+
+
+def _reply(version, stable=False, dc=1, chain_index=2, seq=0):
+    return {"ok": True, "version": version, "stable": stable, "dc": dc,
+            "chain_index": chain_index, "seq": seq}
+
+
+def test_another_dcs_newer_version_neither_replaces_nor_retires_the_sessions_own():
+    from chainreaction.session import SessionState
+
+    state = SessionState()
+    state.on_write("x", _reply(Version(21, 1), chain_index=1))
+    state.on_read("x", _reply(Version(22, 0)))  # dc0's concurrent winner, not stable
+    assert set(state.metadata) == {("x", 1), ("x", 0)}
+    assert state.entry("x").version == Version(22, 0)  # reads go where the newest is
+    state.on_read("x", _reply(Version(23, 0), stable=True))  # stable, still dc0's
+    assert set(state.metadata) == {("x", 1)}  # x1 still stands for the session's past
+    deps = state.write_request("put", "z", b"v", b"r").deps
+    assert [(d.key, d.version) for d in deps] == [("x", Version(21, 1))]
+
+
+def test_the_same_dcs_newer_version_replaces_and_its_stability_retires_the_entry():
+    from chainreaction.session import SessionState
+
+    state = SessionState()
+    state.on_write("x", _reply(Version(21, 1), chain_index=1))
+    state.on_read("x", _reply(Version(25, 1), chain_index=3, seq=4))
+    assert state.metadata[("x", 1)].version == Version(25, 1)
+    assert state.metadata[("x", 1)].seq == 4
+    state.on_read("x", _reply(Version(25, 1), stable=True))
+    assert state.metadata == {} and not state.has_past
+
+
+def test_a_settle_trades_the_entries_it_sent_for_past_and_a_floor():
+    from chainreaction.session import SessionState
+
+    state = SessionState()
+    for i in range(3):
+        state.on_read(f"k{i}", _reply(Version(10 + i, i % 2), seq=i + 1))
+    request = state.settle_request()
+    assert request.op == "settle" and len(request.deps) == 3
+    state.on_settle({"ok": True, "dc": 1, "past": [[0, 9], [1, 4]], "floor": 99})
+    assert state.metadata == {} and state.past == {0: 9, 1: 4} and state.floor == 99
+    assert state.has_past  # a new connection still attaches with the past
+    assert state.attach_request().past == ((0, 9), (1, 4))
+    state.on_write("k", _reply(Version(100, 1)))
+    assert state.past == {}  # the write stands for it now

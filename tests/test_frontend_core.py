@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import random
 
+import attrs
+
 from chainreaction import messages as m
 from chainreaction.effects import Send, ToClient
 from chainreaction.ring import Ring
@@ -143,3 +145,51 @@ def test_late_replies_from_a_previous_incarnation_are_ignored():
     new.client_request(1, get(key="other"), 200.0)
     late = m.ReadReply(stale.msg.op, KEY, True, b"old", Version(1), 1, True)
     assert new.handle(stale.to, late, 200.1) == []
+
+
+# -- sessions' past and settle (several DCs) ---------------------------------------------------
+
+
+def geo_frontend(dc=0):
+    return frontend(geo=True, dc=dc, proxy="proxy")
+
+
+def test_a_put_checks_each_dc_of_the_sessions_past_with_the_proxy_and_raises_its_floor():
+    fe = geo_frontend()
+    req = attrs.evolve(put(), past=((0, 4), (1, 7)))
+    effects = fe.client_request(1, req, 0.0)
+    checks = {e.msg.origin_dc: e.msg for e in effects if isinstance(e.msg, m.LogCheck)}
+    assert {dc: c.seq for dc, c in checks.items()} == {0: 4, 1: 7}  # own DC too: the clock
+    assert [e for e in effects if isinstance(e.msg, m.Put)] == []  # not before they answer
+    fe.handle("proxy", m.LogReply(checks[1].op, True, ((0, 9), (1, 7)), 500), 0.1)
+    (send,) = fe.handle("proxy", m.LogReply(checks[0].op, True, ((0, 9), (1, 8)), 900), 0.1)
+    assert isinstance(send.msg, m.Put) and send.msg.floor >= 900
+    # what the proxy said it holds is remembered: the same past needs no check again
+    (send,) = fe.client_request(1, attrs.evolve(put(id=2), past=((0, 4), (1, 7))), 0.2)
+    assert isinstance(send.msg, m.Put)
+
+
+def test_an_attach_waits_for_other_dcs_past_only():
+    fe = geo_frontend(dc=2)
+    req = m.ClientRequest(op="attach", id=3, past=((1, 5), (2, 9)))
+    (check,) = fe.client_request(1, req, 0.0)
+    assert check.to == "proxy" and (check.msg.origin_dc, check.msg.seq) == (1, 5)
+    (reply,) = fe.handle("proxy", m.LogReply(check.msg.op, True, ((1, 5),), 1), 0.1)
+    assert reply == ToClient(1, {"id": 3, "ok": True, "dc": 2})
+
+
+def test_a_settle_confirms_every_entry_then_answers_what_the_dc_holds():
+    fe = geo_frontend()
+    local, remote = m.Dep(DEP_KEY, Version(5, 0), 1), m.Dep("r", Version(6, 1), 2, 3)
+    effects = fe.client_request(1, m.ClientRequest(op="settle", id=4, deps=(local, remote)),
+                                0.0)
+    by_type = {type(e.msg): e for e in effects}
+    assert by_type[m.DepCheck].to == "b" and by_type[m.RemoteDepCheck].to == "proxy"
+    assert m.LogCheck not in by_type  # asked only once every entry is confirmed
+    assert fe.handle("b", m.DepReply(by_type[m.DepCheck].msg.op, DEP_KEY, True, 40), 0.1) == []
+    (holds,) = fe.handle("proxy", m.DepReply(by_type[m.RemoteDepCheck].msg.op, "r", True, 41),
+                         0.1)
+    assert (holds.msg.origin_dc, holds.msg.seq) == (0, 0)
+    (reply,) = fe.handle("proxy", m.LogReply(holds.msg.op, True, ((0, 12), (1, 3)), 77), 0.2)
+    assert reply.payload == {"id": 4, "ok": True, "dc": 0, "floor": 77,
+                             "past": [[0, 12], [1, 3]]}

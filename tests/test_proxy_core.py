@@ -276,6 +276,34 @@ def test_a_dependency_from_an_unknown_dc_is_refused():
     assert reply.msg.code == m.BAD_REQUEST
 
 
+def test_a_log_check_waits_for_that_dcs_log_and_answers_what_this_dc_holds():
+    core = proxy()
+    ship(core, "own", 1_000, 0.01)  # our own log is 1 long
+    assert core.handle("fe", m.LogCheck(7, 1, 2), 0.02) == []  # DC 1's log through 2
+    effects = receive(core, 1, 1, [entry("a", 5), entry("b", 6)], 0.1)
+    replies = apply_fully(core, effects, 0.2)
+    assert [(r.to, r.msg.op, r.msg.ok, r.msg.vector) for r in sent(replies, m.LogReply)] == [
+        ("fe", 7, True, ((0, 1), (1, 2), (2, 0)))]
+    assert sent(replies, m.LogReply)[0].msg.clock == core.clock.last > 1_000
+
+
+def test_a_log_check_of_the_proxys_own_dc_is_answered_at_once_with_its_clock():
+    core = proxy()
+    shipped = ship(core, "own", 1_000, 0.01)
+    (reply,) = core.handle("fe", m.LogCheck(7, 0, 0), 0.02)
+    assert reply.msg.ok and dict(reply.msg.vector)[0] == 1
+    assert reply.msg.clock >= shipped.logged_at  # a write after it gets a larger stamp
+
+
+def test_a_log_check_times_out_negatively_and_an_unknown_dc_is_refused():
+    core = proxy()
+    core.handle("fe", m.LogCheck(7, 2, 5), 0.0)
+    (reply,) = sent(core.tick(CONFIG.dep_wait_s + 0.1), m.LogReply)
+    assert not reply.msg.ok and reply.msg.vector == ()
+    (refused,) = core.handle("fe", m.LogCheck(8, 9, 1), 0.0)
+    assert refused.msg.code == m.BAD_REQUEST
+
+
 # -- tombstone collection ------------------------------------------------------------------------
 
 

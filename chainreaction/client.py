@@ -236,6 +236,7 @@ class Session:
         data = codec.encode_client_request(req)
         deadline = trio.current_time() + self.timeout_s
         connection_failures = 0
+        last_error: dict | None = None  # the last retryable refusal, to explain a timeout
         while True:
             if self._ws is None:
                 await self._open()
@@ -269,9 +270,14 @@ class Session:
                 continue
             if reply is None:  # the deadline cancelled the wait
                 await self._close_ws()
+                if last_error is not None:  # say why the retries did not succeed
+                    raise ChainReactionError(last_error.get("error", "error"),
+                                             f"{last_error.get('message', '')} (retried for "
+                                             f"{self.timeout_s}s)")
                 raise ChainReactionError("timeout", f"no reply in {self.timeout_s}s")
             if not reply.get("ok"):
                 code = reply.get("error", "error")
+                last_error = reply
                 if code in RETRYABLE and trio.current_time() + self.retry_delay_s < deadline:
                     # Transient (chain repair, overload): same request, same rid, so a
                     # write still applies once.

@@ -130,6 +130,7 @@ class _Op:
     min_version: Version | None = None
     chain_index: int = 0
     candidates: list = attrs.Factory(list)
+    older_misses: int = 0  # nodes that held only versions older than min_version
     # put
     value: bytes | None = None
     rid: bytes = b""
@@ -248,7 +249,7 @@ class FrontendCore:
             if now >= op.deadline:
                 out += self._fail(op_id, op, m.UNAVAILABLE if op.kind == "get" or not op.deps
                                   else m.DEPENDENCY_TIMEOUT, {
-                                      "get": "no safe replica answered in time",
+                                      "get": self._get_failure(op),
                                       "put": "the write could not be completed in time",
                                       "attach": "this DC has not yet applied the session's "
                                                 "dependencies from other DCs",
@@ -263,6 +264,18 @@ class FrontendCore:
                 out += self._next_candidate(op_id, op, now) if op.kind == "get" else \
                     self._restart(op_id, op, now)
         return out
+
+    @staticmethod
+    def _get_failure(op: _Op) -> str:
+        if not op.older_misses:
+            return "no safe replica answered in time"
+        # Every node asked holds only older versions: the version the session saw is on no
+        # live replica (a write acknowledged with --eager 1 by a head that died before
+        # passing it on). Reading an older one would break the session's causality.
+        return (f"no live replica of this key's chain holds version {op.min_version!r} or "
+                "newer, which this session has read or written; it may have been "
+                "acknowledged by a node that died before passing it on (possible with "
+                "--eager 1) and comes back if that node restarts with its disk")
 
     def client_gone(self, conn: int) -> None:
         """The client disconnected: its operations finish silently (writes still apply)."""
@@ -419,6 +432,8 @@ class FrontendCore:
             self.counters["stale_reply"] += 1
             return []
         self.counters["read_miss_" + msg.reason] += 1
+        if msg.reason == "older":
+            op.older_misses += 1
         return self._next_candidate(msg.op, op, now)
 
     # -- put --------------------------------------------------------------------------------

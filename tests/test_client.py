@@ -264,3 +264,22 @@ def test_a_settle_trades_the_entries_it_sent_for_past_and_a_floor():
     assert state.attach_request().past == ((0, 9), (1, 4))
     state.on_write("k", _reply(Version(100, 1)))
     assert state.past == {}  # the write stands for it now
+
+
+async def test_a_timeout_after_refusals_says_why_the_retries_failed(nursery):
+    """The frontend refused (retryably) and then went quiet: the SDK reports the refusal's
+    reason rather than a bare timeout, so a user learns what the store was waiting for."""
+    calls = []
+
+    async def answer(req):
+        calls.append(req)
+        if len(calls) == 1:
+            return {"ok": False, "error": "unavailable", "message": "no live replica holds it"}
+        await trio.sleep_forever()  # sleep-ok: this frontend never answers again
+
+    url = await scripted_frontend(nursery, answer)
+    async with Session([url], timeout_s=0.5) as session:
+        with pytest.raises(ChainReactionError) as caught:
+            await session.get("k")
+    assert caught.value.code == "unavailable" and "no live replica" in caught.value.message
+    assert len(calls) == 2  # refused once, re-sent, then no answer within the budget

@@ -72,6 +72,25 @@ def test_a_miss_walks_up_the_chain_towards_the_head():
                                      "seq": 0, "dc": 0})
 
 
+def test_a_version_no_replica_holds_fails_with_an_error_that_says_so():
+    """k=1: a write acknowledged by a head that died before passing it on is gone from
+    every live replica. The session that wrote it must not read older, and must learn why
+    its reads fail, not just that they time out."""
+    fe = frontend(read_from="tail", request_timeout_s=1.0)
+    (send,) = fe.client_request(1, get(version=Version(5), chain_index=1), 0.0)
+    now = 0.0
+    while send is not None:
+        now += 0.01
+        out = fe.handle(send.to, m.ReadMiss(send.msg.op, KEY, "older"), now)
+        while not out and now < 1.2:  # a round ended: the retry comes from a tick
+            now += 0.05
+            out = fe.tick(now)
+        send = out[0] if out and isinstance(out[0], Send) else None
+    (reply,) = out
+    assert reply.payload["error"] == m.UNAVAILABLE
+    assert "v5.0" in reply.payload["message"] and "--eager 1" in reply.payload["message"]
+
+
 def test_a_put_waits_for_its_dependencies_to_be_stable_then_goes_to_the_head():
     fe = frontend()
     dep = m.Dep(DEP_KEY, Version(7), 1)

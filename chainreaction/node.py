@@ -649,10 +649,14 @@ class NodeCore:
                 continue
             chain = ring.chain(key)
             pos = chain.index(self.name) + 1 if self.name in chain else 0
-            if pending.orphan and self._tombstones.outlived(pending.version, now):
+            if pending.orphan and pos != 1 and self._tombstones.outlived(pending.version, now):
                 # Not reinjected all that time: a newer tombstone may be collected by now,
                 # and reinjected it could bring a deleted key back. Stop; the record stays
-                # until a copy or a newer write replaces it.
+                # until a copy or a newer write replaces it. (At the head the orphan is the
+                # key's current version, served to readers already: it goes down the chain
+                # like any write, and a node that collected a newer delete drops it by its
+                # floor. Kept there undriven, it would hold back every older write of
+                # another DC, whose proxy waits for the tail to have it or newer.)
                 del self._unstable[key]
                 self.counters["orphans_expired"] += 1
                 continue

@@ -262,6 +262,25 @@ def test_a_node_restarted_after_half_the_tombstone_grace_drops_its_old_orphans()
     assert c.stores["b"].get(key) is None and c.stores["c"].get(key) is None
 
 
+def test_a_restarted_head_drives_its_orphan_down_the_chain_even_past_half_the_grace():
+    """Found by sim fuzz (seed 24). A head acknowledged a write whose update to the next
+    node was lost, was killed, and came back just under half the grace after the write:
+    kept as an orphan, then "expired" by its first redrive. It stayed at the head,
+    unstable, forever: never shipped to the other DCs, and every older write of another
+    DC to the key waited for the tail to have it or newer (and the proxy's whole queue of
+    that DC waited behind it)."""
+    r = ring()
+    key = next(f"k{i}" for i in range(1000) if r.chain(f"k{i}")[0] == "a")
+    store = MemoryStore()
+    lone = Version(1_000_000, 0)
+    store.put(key, Record(lone, b"only-on-a", False, b"rid"))
+    config = NodeConfig(require_lease=False, tombstone_grace_s=1.0)
+    node = NodeCore("a", store, config, 1.4)  # back 0.4 s after the write: kept
+    out = node.handle("manager", m.RingUpdate(r, None), 1.6)  # 0.6 s: over half the grace
+    assert [(e.to, e.msg.version) for e in out if isinstance(e.msg, m.Update)] == [
+        (r.chain(key)[1], lone)]
+
+
 def test_node_never_dies_on_unexpected_messages():
     c = Chain()
     out = c.nodes["a"].handle("x", m.Heartbeat("x", "node", "y", 1, 1), 1.0)

@@ -672,3 +672,16 @@ NOT_READY = "not_ready"
 UNAVAILABLE = "unavailable"
 DEPENDENCY_TIMEOUT = "dependency_timeout"
 OVERLOADED = "overloaded"
+INTERNAL = "internal"
+
+# Whether the same request may succeed if sent again unchanged (same ``rid``): the store was
+# busy, repairing a chain or waiting for a dependency. The others need a different request
+# (or a fixed client, or a bug report). Every client error reply says which (``retryable``).
+RETRYABLE = frozenset({WRONG_EPOCH, NOT_HEAD, NOT_TAIL, NOT_IN_CHAIN, NOT_READY, UNAVAILABLE,
+                       DEPENDENCY_TIMEOUT, OVERLOADED})
+
+
+def client_error(client_id: int | None, code: str, message: str) -> dict:
+    """A client error reply: ``{id, ok: false, error, message, retryable}``."""
+    return {"id": client_id, "ok": False, "error": code, "message": message,
+            "retryable": code in RETRYABLE}

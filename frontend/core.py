@@ -255,7 +255,7 @@ class FrontendCore:
 
     def _client_error(self, conn: int, client_id: int, code: str, detail: str) -> ToClient:
         self.counters["client_error_" + code] += 1
-        return ToClient(conn, {"id": client_id, "ok": False, "error": code, "message": detail})
+        return ToClient(conn, m.client_error(client_id, code, detail))
 
     def _finish(self, op_id: int, payload: dict) -> list:
         op = self._ops.pop(op_id)

@@ -202,8 +202,10 @@ class Hello:
 
 @message(2)
 class Heartbeat:
-    """node/frontend -> manager, every heartbeat interval. ``epoch`` is the sender's ring;
-    ``sent_at_us`` the sender's clock when sending (echoed in ``HeartbeatAck``)."""
+    """node/frontend/proxy -> manager, every heartbeat interval. ``epoch`` is the sender's
+    ring; ``sent_at_us`` the sender's clock when sending (echoed in ``HeartbeatAck``; the
+    manager also measures the sender's clock with it); ``clock_us`` the largest hybrid
+    clock the sender has made or seen (0: none)."""
 
     name: str = attrs.field(validator=_str)
     role: str = attrs.field(validator=_role)
@@ -211,6 +213,7 @@ class Heartbeat:
     incarnation: int = attrs.field(validator=_int)
     epoch: int = attrs.field(validator=_int)
     sent_at_us: int = attrs.field(default=0, validator=_int)
+    clock_us: int = attrs.field(default=0, validator=_int)
 
 
 @message(68)
@@ -220,11 +223,20 @@ class HeartbeatAck:
     the node may act as head and tail; the manager declares it failed no earlier than
     twice that after. A node that was paused or cut off therefore stops assigning
     versions and answering dependency checks before anyone replaces it, and does not
-    resume before it hears from the manager again."""
+    resume before it hears from the manager again. (``lease_ms`` is 0 for a process that is
+    not a member of that ring: frontends, proxies, nodes not in it.)
+
+    ``ahead_us``: how far the heartbeat's ``sent_at_us`` was ahead of the median clock of
+    the DC's processes (0 if not ahead); the receiver stamps with its clock held back to at
+    most ``versions.MAX_CLOCK_AHEAD_S`` ahead of that (``versions.DcTime``).
+    ``store_clock_us``: the largest hybrid clock any process of the DC has reported, so a
+    frontend knows a session's floor up to there was made by the store."""
 
     epoch: int = attrs.field(validator=_int)
     sent_at_us: int = attrs.field(validator=_int)
     lease_ms: int = attrs.field(validator=_int)
+    ahead_us: int = attrs.field(default=0, validator=_int)
+    store_clock_us: int = attrs.field(default=0, validator=_int)
 
 
 @message(3)

@@ -30,7 +30,7 @@ from .session import SessionState
 from .versions import Version
 
 
-RETRYABLE = frozenset({"unavailable", "dependency_timeout", "overloaded", "not_ready"})
+RETRYABLE = m.RETRYABLE  # for a frontend whose error replies predate ``retryable``
 
 
 class ChainReactionError(Exception):
@@ -278,7 +278,8 @@ class Session:
             if not reply.get("ok"):
                 code = reply.get("error", "error")
                 last_error = reply
-                if code in RETRYABLE and trio.current_time() + self.retry_delay_s < deadline:
+                retryable = reply.get("retryable", code in RETRYABLE)
+                if retryable and trio.current_time() + self.retry_delay_s < deadline:
                     # Transient (chain repair, overload): same request, same rid, so a
                     # write still applies once.
                     self.retries += 1

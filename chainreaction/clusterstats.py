@@ -12,7 +12,7 @@ from .client import ChainReactionError, connect
 from .runtime.probe import ask, process_stats
 
 NODE_COLUMNS = ("epoch", "serving", "put_applied", "msg_Update", "msg_Read", "unstable",
-                "syncing_ranges", "dep_waiters", "redrive", "sync_done")
+                "syncing_ranges", "dep_waiters", "redrive", "sync_done", "clock_ahead_ms")
 FRONTEND_COLUMNS = ("epoch", "client_get", "client_put", "in_flight", "node_timeout",
                     "read_round_exhausted", "dep_check_retry")
 

@@ -17,6 +17,16 @@ they know. The manager
 * answers a heartbeat or ``GetRing`` that shows an older epoch with the current ring, so a
   process that missed a broadcast catches up on its next heartbeat.
 
+**Clocks.** Every heartbeat carries the sender's clock (``sent_at_us``) and the largest
+hybrid clock it has made or seen (``clock_us``). The manager measures each process's
+offset (``sent_at_us`` minus its own clock on arrival: network delay only makes a clock look
+behind) and answers each heartbeat with ``HeartbeatAck``: how far the sender runs ahead of
+the lower median offset of the DC's live processes and its own (``ahead_us``), and the
+largest clock any of them reported (``store_clock_us``). A median, so neither one bad
+clock nor the manager's own shifts the reference; the lower one, so a tie holds clocks
+back rather than letting one run ahead. What the processes do with it: docs/protocol.md
+§3.1 ("Clocks").
+
 A restarted node at the same address is not a ring change: it re-learns the ring from the
 heartbeat reply and copies its ranges from its chain peers (see ``node.py``).
 
@@ -50,6 +60,7 @@ class _Peer:
     addr: str
     incarnation: int
     last_seen: float
+    offset_us: int | None = None  # its clock minus ours, at its last heartbeat
 
 
 class ManagerCore:
@@ -63,6 +74,7 @@ class ManagerCore:
         self._grace_until = now + config.startup_grace_s
         self._dirty = False
         self._last_tick = now
+        self._store_clock_us = 0  # the largest hybrid clock any process reported
 
     def handle(self, src: str, msg, now: float) -> list:
         if isinstance(msg, m.Heartbeat):
@@ -92,12 +104,24 @@ class ManagerCore:
         return self._publish_if_dirty(now)
 
     def stats(self) -> dict:
+        median = self._median_offset_us()
         return {
             "epoch": self.ring.epoch,
             "nodes": [n for n, p in sorted(self._peers.items()) if p.role == "node"],
             "frontends": [n for n, p in sorted(self._peers.items()) if p.role == "frontend"],
+            # how far each process's clock ran ahead of the DC's median (negative: behind)
+            "clock_offset_ms": {n: round((p.offset_us - median) / 1000)
+                                for n, p in sorted(self._peers.items())
+                                if p.offset_us is not None},
+            "store_clock_us": self._store_clock_us,
             **self.counters,
         }
+
+    def _median_offset_us(self) -> int:
+        """The lower median of every live process's clock offset, ours (0) included."""
+        offsets = sorted([0] + [p.offset_us for p in self._peers.values()
+                                if p.offset_us is not None])
+        return offsets[(len(offsets) - 1) // 2]
 
     def _on_heartbeat(self, msg: m.Heartbeat, now: float) -> list:
         self._epoch_floor = max(self._epoch_floor, msg.epoch)
@@ -107,20 +131,29 @@ class ManagerCore:
             self.counters[f"{msg.role}_joined"] += 1
             if msg.role == "node" or (peer is not None and peer.role == "node"):
                 self._dirty = True
+            peer = self._peers[msg.name]
         else:
             if peer.incarnation != msg.incarnation:
                 self.counters[f"{msg.role}_restarted"] += 1
                 peer.incarnation = msg.incarnation
             peer.last_seen = now
+        if msg.sent_at_us:
+            peer.offset_us = msg.sent_at_us - int(now * 1_000_000)
+        self._store_clock_us = max(self._store_clock_us, msg.clock_us)
         out = self._publish_if_dirty(now)
         if not out and msg.epoch < self.ring.epoch:
             out.append(Send(msg.name, m.RingUpdate(self.ring, self.previous)))
-        elif (msg.role == "node" and msg.epoch == self.ring.epoch
-              and msg.name in self.ring.names):
-            # Half the failure timeout: the lease ends well before we may replace it.
-            lease_ms = int(self.config.failure_timeout_s * 500)
+        elif msg.epoch == self.ring.epoch and self.ring.epoch:
+            lease_ms = 0
+            if msg.role == "node" and msg.name in self.ring.names:
+                # Half the failure timeout: the lease ends well before we may replace it.
+                lease_ms = int(self.config.failure_timeout_s * 500)
+            ahead_us = 0
+            if peer.offset_us is not None:
+                ahead_us = max(0, peer.offset_us - self._median_offset_us())
             out.append(Send(msg.name, m.HeartbeatAck(self.ring.epoch, msg.sent_at_us,
-                                                     lease_ms)))
+                                                     lease_ms, ahead_us,
+                                                     self._store_clock_us)))
         return out
 
     def _publish_if_dirty(self, now: float) -> list:

@@ -216,8 +216,10 @@ class Hello:
 
 @message(2)
 class Heartbeat:
-    """node/frontend -> manager, every heartbeat interval. ``epoch`` is the sender's ring;
-    ``sent_at_us`` the sender's clock when sending (echoed in ``HeartbeatAck``)."""
+    """node/frontend/proxy -> manager, every heartbeat interval. ``epoch`` is the sender's
+    ring; ``sent_at_us`` the sender's clock when sending (echoed in ``HeartbeatAck``; the
+    manager also measures the sender's clock with it); ``clock_us`` the largest hybrid
+    clock the sender has made or seen (0: none)."""
 
     name: str = attrs.field(validator=_str)
     role: str = attrs.field(validator=_role)
@@ -225,6 +227,7 @@ class Heartbeat:
     incarnation: int = attrs.field(validator=_int)
     epoch: int = attrs.field(validator=_int)
     sent_at_us: int = attrs.field(default=0, validator=_int)
+    clock_us: int = attrs.field(default=0, validator=_int)
 
 
 @message(68)
@@ -234,11 +237,20 @@ class HeartbeatAck:
     the node may act as head and tail; the manager declares it failed no earlier than
     twice that after. A node that was paused or cut off therefore stops assigning
     versions and answering dependency checks before anyone replaces it, and does not
-    resume before it hears from the manager again."""
+    resume before it hears from the manager again. (``lease_ms`` is 0 for a process that is
+    not a member of that ring: frontends, proxies, nodes not in it.)
+
+    ``ahead_us``: how far the heartbeat's ``sent_at_us`` was ahead of the median clock of
+    the DC's processes (0 if not ahead); the receiver stamps with its clock held back to at
+    most ``versions.MAX_CLOCK_AHEAD_S`` ahead of that (``versions.DcTime``).
+    ``store_clock_us``: the largest hybrid clock any process of the DC has reported, so a
+    frontend knows a session's floor up to there was made by the store."""
 
     epoch: int = attrs.field(validator=_int)
     sent_at_us: int = attrs.field(validator=_int)
     lease_ms: int = attrs.field(validator=_int)
+    ahead_us: int = attrs.field(default=0, validator=_int)
+    store_clock_us: int = attrs.field(default=0, validator=_int)
 
 
 @message(3)
@@ -726,3 +738,16 @@ NOT_READY = "not_ready"
 UNAVAILABLE = "unavailable"
 DEPENDENCY_TIMEOUT = "dependency_timeout"
 OVERLOADED = "overloaded"
+INTERNAL = "internal"
+
+# Whether the same request may succeed if sent again unchanged (same ``rid``): the store was
+# busy, repairing a chain or waiting for a dependency. The others need a different request
+# (or a fixed client, or a bug report). Every client error reply says which (``retryable``).
+RETRYABLE = frozenset({WRONG_EPOCH, NOT_HEAD, NOT_TAIL, NOT_IN_CHAIN, NOT_READY, UNAVAILABLE,
+                       DEPENDENCY_TIMEOUT, OVERLOADED})
+
+
+def client_error(client_id: int | None, code: str, message: str) -> dict:
+    """A client error reply: ``{id, ok: false, error, message, retryable}``."""
+    return {"id": client_id, "ok": False, "error": code, "message": message,
+            "retryable": code in RETRYABLE}

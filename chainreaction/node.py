@@ -33,6 +33,13 @@ A restarted node reloads its unstable records as *orphans* and reinjects them at
 of their chain: an acknowledged write that only reached this node before it crashed is
 not lost.
 
+Clocks (docs/protocol.md §3.1). Versions come from a hybrid clock whose physical part is
+held back to at most ``max_clock_ahead_s`` ahead of the DC's median clock, as the manager
+measures it with every lease (``HeartbeatAck.ahead_us``): a node whose clock runs ahead
+keeps serving, without pushing every later version in every DC ahead. A floor is never
+refused here (the frontend decides which floors the store made). A clock that goes back
+drops the lease: it ends at a time on our clock.
+
 Several DCs (``config.geo``). A local write reaching the tail is sent to the DC's remote
 proxy (``Ship``); it is DC-Write-Stable once the proxy has logged it (``Shipped`` gives its
 log position ``seq``), so whatever a later write waited for is already in the shipping log.
@@ -56,7 +63,7 @@ from .effects import Send
 from .ring import Ring, hash_point, segments
 from .storage import Record, Store
 from .tombstones import Tombstones
-from .versions import HybridClock, VClock, Version
+from .versions import MAX_CLOCK_AHEAD_S, DcTime, HybridClock, VClock, Version
 
 
 @attrs.frozen
@@ -64,7 +71,9 @@ class NodeConfig:
     eager: int = 1  # k: acknowledge once the first k nodes of the chain hold the write
     dc: int = 0
     manager: str = "manager"
-    max_clock_skew_s: float = 60.0  # refuse session floors further ahead than this
+    # Stamp at most this far ahead of the DC's median clock (the manager measures ours:
+    # HeartbeatAck.ahead_us); further ahead, the clock is held back (versions.DcTime).
+    max_clock_ahead_s: float = MAX_CLOCK_AHEAD_S
     dep_wait_s: float = 2.0  # how long the tail holds a dependency check
     resend_after_s: float = 1.0  # redrive an unstable version not stable after this
     sync_retry_s: float = 1.0
@@ -172,6 +181,7 @@ class NodeCore:
         self.config = config
         self.ring: Ring | None = None
         self.clock = HybridClock()
+        self.dc_time = DcTime(config.max_clock_ahead_s)
         self.counters: collections.Counter = collections.Counter()
         self._unstable: dict[str, _Unstable] = {}
         # rid -> (key, version) of writes seen, so a retried put applies once
@@ -188,6 +198,7 @@ class NodeCore:
         self._next_sync_id = int(now * 1_000_000) % 2**62  # distinct across restarts
         self._ring_asked_at = float("-inf")
         self._lease_until = float("-inf")
+        self._last_now = now
         self._tombstones = Tombstones(store, config.tombstone_grace_s)
         for rid, key, version in store.rids():  # a retry after our restart applies once
             self._remember(rid, key, version, persist=False)
@@ -226,6 +237,7 @@ class NodeCore:
     # -- entry points -----------------------------------------------------------------------
 
     def handle(self, src: str, msg, now: float) -> list:
+        self._note_time(now)
         handler = self._handlers.get(type(msg))
         if handler is None:
             self.counters["unexpected_message"] += 1
@@ -234,6 +246,7 @@ class NodeCore:
         return handler(src, msg, now)
 
     def tick(self, now: float) -> list:
+        self._note_time(now)
         out: list = []
         out += self._expire_waiters(now)
         out += self._expire_held_puts(now)
@@ -247,7 +260,8 @@ class NodeCore:
                                           sync.refusals, sync.partial_ok, sync.keys)
         if self.ring is not None and self.ring.members:
             out += self._redrive(now, force=False)
-        self.counters["tombstones_collected"] += self._tombstones.sweep(now, self._key_busy)
+        self.counters["tombstones_collected"] += self._tombstones.sweep(
+            self.dc_time.now(now), self._key_busy)
         return out
 
     def _key_busy(self, key: str) -> bool:
@@ -280,8 +294,14 @@ class NodeCore:
             "held_puts": len(self._held_puts),
             "dep_waiters": self._waiter_count,
             "tombstones": len(self._tombstones.keys),
+            "clock_ahead_ms": round(self.dc_time.ahead_s * 1000),
             **self.counters,
         }
+
+    @property
+    def store_clock_us(self) -> int:
+        """The largest hybrid clock we made or saw (heartbeats carry it to the manager)."""
+        return self.clock.last
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -307,10 +327,23 @@ class NodeCore:
         self._ring_asked_at = now
         return [Send(self.config.manager, m.GetRing(self.epoch))]
 
+    def _note_time(self, now: float) -> None:
+        """Our clock went back (a skew removed, an NTP step): the lease, which ends at a
+        time on our clock, would last that much longer than the manager counts on. Drop it;
+        the next ``HeartbeatAck`` renews it on the clock as it is now."""
+        if now < self._last_now and self._lease_until > now:
+            self.counters["lease_dropped_clock_back"] += 1
+            self._lease_until = float("-inf")
+        self._last_now = now
+
     def _on_heartbeat_ack(self, src: str, msg: m.HeartbeatAck, now: float) -> list:
-        if self.ring is not None and msg.epoch == self.ring.epoch:
-            self._lease_until = max(self._lease_until,
-                                    msg.sent_at_us / 1e6 + msg.lease_ms / 1000)
+        # The measure of our clock comes with every lease: after a jump ahead our old lease
+        # has run out (by our clock), and the ack renewing it measured the jump.
+        self.dc_time.note(msg.ahead_us, msg.sent_at_us)
+        sent_at = msg.sent_at_us / 1e6
+        if (self.ring is not None and msg.epoch == self.ring.epoch and msg.lease_ms
+                and sent_at <= now):  # (a heartbeat "sent later" was sent before a jump back)
+            self._lease_until = max(self._lease_until, sent_at + msg.lease_ms / 1000)
         return []
 
     def _check_lease(self, src: str, op: int, now: float) -> list | None:
@@ -388,8 +421,8 @@ class NodeCore:
         refused = self._check_lease(src, msg.op, now)
         if refused:
             return refused
-        if msg.floor > (now + self.config.max_clock_skew_s) * 1_000_000:
-            return self._error(src, msg.op, m.BAD_REQUEST, "session floor is ahead of our clock")
+        # (No check of msg.floor here: the frontend refuses floors the store did not make,
+        # docs/protocol.md §3.1 "Clocks"; a floor made by the store must be honoured.)
         if arc in self._syncing_arcs:
             if len(self._held_puts) >= self.config.max_held_puts:
                 return self._error(src, msg.op, m.OVERLOADED, "too many writes held during sync")
@@ -418,7 +451,9 @@ class NodeCore:
         # we collected (the key may have been one of them).
         gc_floor = self._tombstones.floor.clock if self._tombstones.floor else 0
         floor = max(msg.floor, current.version.clock if current else gc_floor)
-        version = Version(self.clock.next(now, floor), self.config.dc)
+        if self.dc_time.held_back_s:
+            self.counters["stamps_held_back"] += 1  # our clock runs ahead of the DC's
+        version = Version(self.clock.next(self.dc_time.now(now), floor), self.config.dc)
         vclock = (current.vclock if current else VClock()).advance(self.config.dc, version.clock)
         record = Record(version, msg.value, False, msg.rid, vclock=vclock)
         self.counters["put_applied"] += 1
@@ -649,10 +684,15 @@ class NodeCore:
                 continue
             chain = ring.chain(key)
             pos = chain.index(self.name) + 1 if self.name in chain else 0
-            if pending.orphan and self._tombstones.outlived(pending.version, now):
+            if pending.orphan and pos != 1 and self._tombstones.outlived(
+                    pending.version, self.dc_time.now(now)):
                 # Not reinjected all that time: a newer tombstone may be collected by now,
                 # and reinjected it could bring a deleted key back. Stop; the record stays
-                # until a copy or a newer write replaces it.
+                # until a copy or a newer write replaces it. (At the head the orphan is the
+                # key's current version, served to readers already: it goes down the chain
+                # like any write, and a node that collected a newer delete drops it by its
+                # floor. Kept there undriven, it would hold back every older write of
+                # another DC, whose proxy waits for the tail to have it or newer.)
                 del self._unstable[key]
                 self.counters["orphans_expired"] += 1
                 continue

@@ -82,6 +82,48 @@ class HybridClock:
             self._last = clock
 
 
+MAX_CLOCK_AHEAD_S = 1.0  # how far a process may stamp ahead of its DC's median clock
+
+
+class DcTime:
+    """This process's clock, held back to at most ``bound_s`` ahead of its datacenter's.
+
+    The manager measures every process's clock against the median of the DC's processes
+    (``HeartbeatAck.ahead_us``, docs/protocol.md §3.1 "Clocks"): a median, so one bad
+    clock, the manager's included, does not move it. A process that runs ahead by more
+    than ``bound_s`` takes its time from here wherever the time ends up in a stamp (a
+    head's versions, a proxy's log times) or is compared with one (tombstone grace, the
+    frontend's floor check), so its clock does not push every later version in every DC
+    ahead. A jump since the last measure is not measured yet: the time given runs at most
+    ``bound_s`` past the measured heartbeat's departure, so a jump ahead stamps at most
+    that far ahead until the next measure (every heartbeat, 0.2 s). Holding a hybrid
+    clock's physical part back is always safe: versions still grow by logical increments
+    above the key's version and the session's floor.
+    """
+
+    __slots__ = ("bound_s", "ahead_s", "_measured_at")
+
+    def __init__(self, bound_s: float = MAX_CLOCK_AHEAD_S) -> None:
+        self.bound_s = bound_s
+        self.ahead_s = 0.0  # the manager's last measure
+        self._measured_at: float | None = None  # our clock when that heartbeat left
+
+    def note(self, ahead_us: int, sent_at_us: int) -> None:
+        self.ahead_s = ahead_us / 1e6
+        self._measured_at = sent_at_us / 1e6 if sent_at_us else None
+
+    @property
+    def held_back_s(self) -> float:
+        return max(0.0, self.ahead_s - self.bound_s)
+
+    def now(self, now: float) -> float:
+        """``now`` (our own clock), at most ``bound_s`` ahead of the DC's."""
+        t = now - self.held_back_s
+        if self._measured_at is not None:
+            t = min(t, self._measured_at - self.held_back_s + self.bound_s)
+        return t
+
+
 def _vclock_entries(value) -> tuple:
     if isinstance(value, dict):
         value = value.items()

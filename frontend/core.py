@@ -21,6 +21,16 @@ The frontend turns one client request into requests to chain nodes and back.
 Every client operation has a deadline; every node request is resent after
 ``node_timeout_s`` without an answer (nodes treat duplicates idempotently).
 
+**Floors** (docs/protocol.md §3.1 "Clocks"). A put's version must exceed its floor, so a
+floor from the far future would push every later version towards the end of the clock's
+range. The frontend is the edge that decides which floors the store made: one within
+``max_clock_skew_s`` of the DC's time, or at most a clock the store is known to have made
+(versions and log times in answers, the largest clock of the DC's processes that the
+manager reports), goes ahead once the dependencies are checked; a higher one waits for the
+manager's reports, and is refused (``bad_request``) only once they show, ``floor_proof_s``
+later, that no process of the DC has seen it. A clock the store made is never refused.
+Error replies say whether a retry can help (``retryable``).
+
 Several DCs (``config.geo``)
 ----------------------------
 * A dependency written in this DC is checked at its tail as above; a dependency written in
@@ -54,7 +64,7 @@ import attrs
 from chainreaction import messages as m
 from chainreaction.effects import Send, ToClient, dispatch
 from chainreaction.ring import Ring
-from chainreaction.versions import Version
+from chainreaction.versions import MAX_CLOCK_AHEAD_S, DcTime, Version
 
 # chain: ChainReaction (any position the session proved safe); head, tail: always there
 # (tail = classic chain replication); craq: any position, which answers only with a
@@ -69,7 +79,13 @@ class FrontendConfig:
     request_timeout_s: float = 10.0
     node_timeout_s: float = 1.0
     dep_timeout_s: float = 3.0  # > the tail's dependency wait, so checks don't pile up
-    max_clock_skew_s: float = 60.0  # refuse session clocks further ahead of ours
+    # A session's floor (and its dependencies' clocks) up to this far ahead of the DC's time
+    # is taken as is; above, only once some process of the DC has made or seen a clock that
+    # high (the store made it), and refused as not the store's once the manager has
+    # reported the DC's clocks for ``floor_proof_s`` without one (docs/protocol.md §3.1).
+    max_clock_skew_s: float = 60.0
+    floor_proof_s: float = 1.0
+    max_clock_ahead_s: float = MAX_CLOCK_AHEAD_S
     retry_delay_s: float = 0.05
     ring_refresh_s: float = 0.2
     max_ops: int = 100_000
@@ -135,6 +151,8 @@ class _Op:
     value: bytes | None = None
     rid: bytes = b""
     floor: int = 0
+    floor_ok: bool = False  # known to have come from the store (or within the skew)
+    floor_unproven_at: float | None = None  # since when it waits for that
     deps: dict = attrs.Factory(dict)  # sub-request id -> Dep or PastCheck still to confirm
     vector: tuple | None = None  # settle: what this DC holds per origin, once known
     # progress
@@ -165,6 +183,10 @@ class FrontendCore:
         self._logged_clock = 0  # newest log time of a dependency we learned about
         # origin DC -> how far its log is known applied here (our own: logged), from LogReply
         self._log_here: dict[int, int] = {}
+        # Clocks the store made: the largest we saw in a version or the manager reported.
+        self._seen_clock = 0
+        self._clock_heard_at = float("-inf")  # when the manager last reported
+        self.dc_time = DcTime(config.max_clock_ahead_s)
         self._last_ring_request = float("-inf")
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
@@ -175,6 +197,7 @@ class FrontendCore:
             m.Error: self._on_error,
             m.StableNotice: self._on_stable_notice,
             m.LogReply: self._on_log_reply,
+            m.HeartbeatAck: self._on_heartbeat_ack,
         }
 
     # -- entry points -----------------------------------------------------------------------
@@ -215,12 +238,6 @@ class FrontendCore:
             if slot not in latest or d.version > latest[slot].version:
                 latest[slot] = d
         floor = max([req.floor, self._logged_clock] + [d.version.clock for d in req.deps])
-        if floor > (now + self.config.max_clock_skew_s) * 1_000_000:
-            # A clock from the far future would push every version after it to the end of
-            # the clock's range: refuse it at the edge.
-            return [self._client_error(conn, req.id, m.BAD_REQUEST,
-                                       "the session's clock (floor or a dependency's version) "
-                                       "is far ahead of the cluster's; check client clocks")]
         kind = req.op if req.op in ("attach", "settle") else "put"
         op = _Op(conn, req.id, kind, req.key or "", deadline,
                  value=req.value if req.op == "put" else None, rid=req.rid or b"", floor=floor)
@@ -286,7 +303,14 @@ class FrontendCore:
     def stats(self) -> dict:
         return {"name": self.name, "epoch": self.ring.epoch if self.ring else 0,
                 "ring_members": list(self.ring.names) if self.ring else [],
-                "in_flight": len(self._ops), **self.counters}
+                "in_flight": len(self._ops),
+                "clock_ahead_ms": round(self.dc_time.ahead_s * 1000), **self.counters}
+
+    @property
+    def store_clock_us(self) -> int:
+        """The largest clock we know the store made (heartbeats carry it to the manager):
+        versions and log times in its answers, and what the manager reported."""
+        return max(self._seen_clock, self._logged_clock)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -297,7 +321,7 @@ class FrontendCore:
 
     def _client_error(self, conn: int, client_id: int, code: str, detail: str) -> ToClient:
         self.counters["client_error_" + code] += 1
-        return ToClient(conn, {"id": client_id, "ok": False, "error": code, "message": detail})
+        return ToClient(conn, m.client_error(client_id, code, detail))
 
     def _finish(self, op_id: int, payload: dict) -> list:
         op = self._ops.pop(op_id)
@@ -325,13 +349,19 @@ class FrontendCore:
             return self._start_get(op_id, op, now)
         return self._advance_put(op_id, op, now)
 
+    def _saw(self, version: Version) -> None:
+        """``version`` was made by the store (a node holds it or newer)."""
+        self._seen_clock = max(self._seen_clock, version.clock)
+
     def _note_stable(self, key: str, version: Version) -> None:
+        self._saw(version)
         self._known_stable.note(key, version)
 
     def _is_remote(self, dep: m.Dep) -> bool:
         return self.config.geo and dep.version.dc != self.config.dc
 
     def _note_applied(self, key: str, version: Version) -> None:
+        self._saw(version)
         self._known_applied.note((key, version.dc), version)
 
     def _is_known_applied(self, key: str, version: Version) -> bool:
@@ -413,6 +443,8 @@ class FrontendCore:
             self.counters["stale_reply"] += 1
             return []
         self.counters["read_position_%d" % msg.position] += 1
+        if msg.version is not None:
+            self._saw(msg.version)
         if msg.stable and msg.version is not None:
             self._note_stable(msg.key, msg.version)
             if self.config.geo:  # globally stable: applied in every DC with its past
@@ -458,6 +490,8 @@ class FrontendCore:
         if op.kind == "settle":
             return self._finish(op_id, {"dc": self.config.dc, "floor": op.floor,
                                         "past": [list(e) for e in op.vector or ()]})
+        if not self._floor_from_store(op, now):
+            return self._wait_for_floor(op_id, op, now)
         op.target = ring.chain(op.key)[0]
         return [Send(op.target, m.Put(op_id, op.rid, op.key, op.value, op.floor, ring.epoch))]
 
@@ -520,7 +554,48 @@ class FrontendCore:
             op.vector = msg.vector
         return self._confirmed(parent, op, msg.op, now)
 
+    def _floor_from_store(self, op: _Op, now: float) -> bool:
+        """Whether the put's floor (the session's, its dependencies' clocks, our log
+        clock) can have come from the store: within ``max_clock_skew_s`` of the DC's time
+        (other DCs' clocks may run a little ahead), or at most a clock some process of the
+        DC made or saw. Only a clock from elsewhere is refused: honoured, it would push
+        every later version towards the end of the clock's range."""
+        if not op.floor_ok:
+            in_time = int((self.dc_time.now(now) + self.config.max_clock_skew_s) * 1_000_000)
+            op.floor_ok = op.floor <= max(in_time, self.store_clock_us)
+        return op.floor_ok
+
+    def _wait_for_floor(self, op_id: int, op: _Op, now: float) -> list:
+        """The floor is above every clock we know of. It may still be the store's: a
+        version the session read in another DC (or from another frontend), applied here a
+        moment ago. The manager reports the largest clock of the DC's processes with each
+        heartbeat's ack; once a report at least ``floor_proof_s`` later (every process has
+        heartbeated several times since) still shows nothing that high, no process of this
+        DC has seen it, though the session's past is here (its dependencies are checked, a
+        version it dropped was stable in every DC): not the store's. Without reports, the
+        deadline answers ``unavailable`` (retryable): we could not tell."""
+        if op.floor_unproven_at is None:
+            op.floor_unproven_at = now
+            self.counters["floor_waited"] += 1
+        elif self._clock_heard_at >= op.floor_unproven_at + self.config.floor_proof_s:
+            self.counters["floor_refused"] += 1
+            return self._fail(op_id, op, m.BAD_REQUEST,
+                              "the session's floor (or a dependency's version) is ahead of "
+                              "every clock this datacenter made or saw and of its time by "
+                              f"more than {self.config.max_clock_skew_s:g} s: the store did "
+                              "not make it; check the client's floor and deps")
+        self._park(op, now)
+        return []
+
+    def _on_heartbeat_ack(self, src: str, msg: m.HeartbeatAck, now: float) -> list:
+        """The manager's measure of our clock and the largest clock of the DC."""
+        self.dc_time.note(msg.ahead_us, msg.sent_at_us)
+        self._seen_clock = max(self._seen_clock, msg.store_clock_us)
+        self._clock_heard_at = now
+        return []
+
     def _on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
+        self._saw(msg.version)
         op = self._ops.get(msg.op)
         if op is None or op.kind != "put" or op.deps or op.key != msg.key:
             self.counters["stale_reply"] += 1

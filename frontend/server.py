@@ -76,8 +76,7 @@ class FrontendDriver(Driver):
             except codec.ProtocolError as exc:
                 self.core.counters["client_bad_request_" + exc.code] += 1
                 rid = codec.request_id_of(data) if isinstance(data, (bytes, bytearray)) else None
-                self.other_effect(ToClient(conn, {"id": rid, "ok": False, "error": exc.code,
-                                                  "message": exc.detail}))
+                self.other_effect(ToClient(conn, m.client_error(rid, exc.code, exc.detail)))
                 continue
             if req.op == "stats":
                 stats = {**self.transport.counters, **self.core.stats()}
@@ -90,8 +89,8 @@ class FrontendDriver(Driver):
             except Exception:
                 self.core.counters["handler_crash"] += 1
                 log.exception("handling client request %r", req)
-                self.other_effect(ToClient(conn, {"id": req.id, "ok": False,
-                                                  "error": "internal", "message": "see log"}))
+                self.other_effect(ToClient(conn, m.client_error(req.id, m.INTERNAL,
+                                                                "see the frontend's log")))
 
     async def _writer(self, ws, receive_channel, cancel_scope) -> None:
         try:

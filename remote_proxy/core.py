@@ -55,6 +55,11 @@ A frontend checking a dependency written in another DC asks the proxy
 (``RemoteDepCheck``): it answers once that DC's log is applied here up to the write's
 position (known from the client, or from the ``seen`` index of received entries).
 
+Log times come from a hybrid clock held back to at most ``max_clock_ahead_s`` ahead of the
+DC's median clock (``HeartbeatAck.ahead_us``, docs/protocol.md §3.1 "Clocks"): they
+become floors of later writes, and a proxy clock far ahead would push their versions ahead
+in every DC.
+
 Everything durable is in ``ProxyLog``; after kill -9 the proxy reloads its log and
 counters, peers resend what it had not applied, and re-applying is harmless (a version is
 applied once at the head, whatever the number of deliveries).
@@ -72,7 +77,7 @@ from chainreaction import messages as m
 from chainreaction.effects import Send, dispatch
 from chainreaction.ring import Ring
 from chainreaction.stats import LatencyRecorder
-from chainreaction.versions import HybridClock, Version
+from chainreaction.versions import MAX_CLOCK_AHEAD_S, DcTime, HybridClock, Version
 
 from .log import LoggedWrite, ProxyLog
 
@@ -96,6 +101,9 @@ class ProxyConfig:
     dep_wait_s: float = 2.0
     max_dep_waiters: int = 100_000
     max_cached_entries: int = 100_000  # log entries kept in memory; older ones are re-read
+    # Log times at most this far ahead of the DC's median clock (HeartbeatAck.ahead_us):
+    # they end up in the floors of later writes.
+    max_clock_ahead_s: float = MAX_CLOCK_AHEAD_S
 
 
 # phases of an incoming entry: causal past not applied yet; sent to the head; at the head,
@@ -144,6 +152,7 @@ class ProxyCore:
         self.ring: Ring | None = None
         self.counters: collections.Counter = collections.Counter()
         self.clock = HybridClock()
+        self.dc_time = DcTime(config.max_clock_ahead_s)
         self.peers = {dc: _Peer(name) for dc, name in config.peers}
         if config.dc in self.peers:
             raise ValueError(f"dc {config.dc} is listed as its own peer")
@@ -197,6 +206,7 @@ class ProxyCore:
             m.LogCheck: self._on_log_check,
             m.StableNotice: self._on_stable_notice,
             m.StatsRequest: self._on_stats_request,
+            m.HeartbeatAck: self._on_heartbeat_ack,
         }
 
     # -- entry points -----------------------------------------------------------------------
@@ -285,6 +295,7 @@ class ProxyCore:
             "updates_waiting_on_dependencies": waiting,
             "updates_in_flight": sum(len(box) for box in self._inbox.values()),
             "dep_waiters": len(self._waiters),
+            "clock_ahead_ms": round(self.dc_time.ahead_s * 1000),
             **self.counters,
         }
         def percentiles(name: str, rec: LatencyRecorder) -> None:
@@ -311,6 +322,15 @@ class ProxyCore:
             return []
         self._ring_asked_at = now
         return [Send(self.config.manager, m.GetRing(self.epoch))]
+
+    @property
+    def store_clock_us(self) -> int:
+        """The largest log time we gave (heartbeats carry it to the manager)."""
+        return self.clock.last
+
+    def _on_heartbeat_ack(self, src: str, msg: m.HeartbeatAck, now: float) -> list:
+        self.dc_time.note(msg.ahead_us, msg.sent_at_us)
+        return []
 
     def _on_stats_request(self, src: str, msg: m.StatsRequest, now: float) -> list:
         reply = [Send(src, m.StatsReply(msg.op, self.stats()))]
@@ -348,7 +368,9 @@ class ProxyCore:
             self.counters["ship_duplicate"] += 1
             return [Send(src, m.Shipped(msg.key, msg.version, known[1], known[2]))]
         seq = self._next_seq
-        logged_at = self.clock.next(now, msg.version.clock)
+        # (Our clock held back if it runs ahead of the DC's: log times end up in the floors
+        # of later writes, and would push their versions ahead in every DC.)
+        logged_at = self.clock.next(self.dc_time.now(now), msg.version.clock)
         # Everything logged before this write's version clock may be in its causal past.
         logged_before = bisect.bisect_left(self._times, msg.version.clock)
         after = self._first_seq - 1 + logged_before

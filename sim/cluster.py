@@ -383,7 +383,7 @@ class SimCluster:
                 role = self.role_of[name]
                 epoch = core.ring.epoch if core.ring is not None else 0
                 hb = m.Heartbeat(name, role, f"sim:{name}", self._incarnation.get(name, 0), epoch,
-                                 int(self.clock_of(name) * 1e6))
+                                 int(self.clock_of(name) * 1e6), core.store_clock_us)
                 self._apply(name, [Send(self.managers[self.dc_of[name]], hb)])
             self._schedule(self.heartbeat_s, event)
         elif kind == "call":

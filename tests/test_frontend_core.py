@@ -104,6 +104,15 @@ def test_a_put_waits_for_its_dependencies_to_be_stable_then_goes_to_the_head():
     assert reply.payload["ok"] and reply.payload["version"] == Version(9)
 
 
+def test_every_error_reply_says_whether_a_retry_can_help():
+    (reply,) = frontend(max_ops=0).client_request(1, put(), 0.0)
+    assert reply.payload["error"] == m.OVERLOADED and reply.payload["retryable"] is True
+    fe = frontend()
+    (check,) = fe.client_request(1, put(deps=(m.Dep(DEP_KEY, Version(7), 1),)), 0.0)
+    (reply,) = fe.handle("b", m.Error(check.msg.op, m.BAD_REQUEST, "bad", 1), 0.1)
+    assert reply.payload["error"] == m.BAD_REQUEST and reply.payload["retryable"] is False
+
+
 def test_a_put_without_answer_is_resent_with_the_same_request_id():
     fe = frontend()
     (write,) = fe.client_request(1, put(), 0.0)

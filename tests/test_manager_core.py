@@ -107,10 +107,12 @@ def test_a_ring_member_at_the_current_epoch_gets_a_lease_of_half_the_failure_tim
     beat_at_1 = m.Heartbeat("a", "node", "sim:a", 1, mgr.ring.epoch, 1_000_000)
     (ack,) = mgr.handle("a", beat_at_1, 1.0)
     assert (ack.to, ack.msg) == ("a", m.HeartbeatAck(1, 1_000_000, int(TIMEOUT * 500)))
-    # Not for a stale ring (it gets the ring instead), nor for frontends.
+    # Not for a stale ring (it gets the ring instead); frontends get the ack (its clock
+    # report) without a lease.
     assert not any(isinstance(e.msg, m.HeartbeatAck) for e in mgr.handle("a", hb("a"), 1.1))
     mgr.handle("f", hb("f", role="frontend"), 1.2)
-    assert mgr.handle("f", hb("f", role="frontend", epoch=1), 1.3) == []
+    ((to, ack),) = [(e.to, e.msg) for e in mgr.handle("f", hb("f", role="frontend", epoch=1), 1.3)]
+    assert to == "f" and ack.lease_ms == 0
 
 
 def test_node_moving_to_a_new_address_is_a_ring_change():

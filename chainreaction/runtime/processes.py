@@ -94,7 +94,8 @@ async def start_member(nursery: trio.Nursery, transport: Transport, driver: Driv
 
     def heartbeat():
         transport.send(MANAGER, m.Heartbeat(transport.name, transport.role, transport.addr,
-                                            incarnation, epoch(), int(driver.clock() * 1e6)))
+                                            incarnation, epoch(), int(driver.clock() * 1e6),
+                                            driver.core.store_clock_us))
 
     install_stop_handler(nursery)
     await nursery.start(transport.serve)

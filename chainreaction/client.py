@@ -160,6 +160,8 @@ class Session:
         self.failovers = 0
         self.retries = 0
         self.settles = 0  # entries traded for ``past`` (see _settle_if_needed)
+        self.settle_backoff_s = 30.0  # after a settle failed, before the next try
+        self._settle_after = float("-inf")
         self.retry_delay_s = 0.1
         self._url_index = 0
         self._conn: _Connection | None = None
@@ -341,11 +343,15 @@ class Session:
     async def _settle_if_needed(self) -> None:
         """A session that reads many versions not yet stable gathers entries; trade them for
         ``past`` before they grow too many to send (chainreaction/session.py)."""
-        while self.state.needs_settle:
+        while self.state.needs_settle and trio.current_time() >= self._settle_after:
             try:
                 reply = await self._call(self.state.settle_request())
             except ChainReactionError:
-                return  # the operation goes on with what it can carry; a later one settles
+                # The operation goes on with what it can carry. The DC cannot confirm
+                # everything now (an entry may be unconfirmable for long: a version lost
+                # with k=1): don't spend every operation's budget on it; try again later.
+                self._settle_after = trio.current_time() + self.settle_backoff_s
+                return
             self.state.on_settle(reply)
             self.settles += 1
 

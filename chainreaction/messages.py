@@ -543,12 +543,15 @@ class LogCheck:
 class LogReply:
     """proxy -> frontend. ``ok`` false: not applied within the proxy's wait bound.
     ``vector``: what this DC holds now, per origin DC (applied other DCs' logs, its own
-    log's length); ``clock``: the proxy's hybrid clock, past every log time it has seen."""
+    log's length); ``clock``: the proxy's hybrid clock, past every log time it has seen;
+    ``started``: per other DC, how far the proxy has started applying its log (a version
+    at a head or on its way down a chain here may be from up to there)."""
 
     op: int = attrs.field(validator=_int)
     ok: bool = attrs.field(validator=_bool)
     vector: tuple = attrs.field(default=(), converter=_dc_vector)
     clock: int = attrs.field(default=0, validator=_int)
+    started: tuple = attrs.field(default=(), converter=_dc_vector)
 
 
 @attrs.frozen(slots=True)

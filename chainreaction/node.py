@@ -79,6 +79,7 @@ class NodeConfig:
     sync_retry_s: float = 1.0
     held_put_timeout_s: float = 5.0
     max_held_puts: int = 10_000
+    max_overtaken_ships: int = 10_000  # local writes replaced before logged, resent until logged
     max_waiters: int = 100_000
     dedup_size: int = 200_000
     sync_chunk_items: int = 256
@@ -184,6 +185,10 @@ class NodeCore:
         self.dc_time = DcTime(config.max_clock_ahead_s)
         self.counters: collections.Counter = collections.Counter()
         self._unstable: dict[str, _Unstable] = {}
+        # (key, version) -> Ship of a local write replaced here by another DC's write before
+        # it was logged: resent with the redrive until the proxy answers (_ship_if_overtaken)
+        self._overtaken: dict[tuple, m.Ship] = {}
+        self._overtaken_sent_at = float("-inf")
         # rid -> (key, version) of writes seen, so a retried put applies once
         self._dedup: collections.OrderedDict[bytes, tuple] = collections.OrderedDict()
         self._waiters: dict[str, list[_Waiter]] = {}
@@ -442,8 +447,11 @@ class NodeCore:
             self.counters["put_duplicate"] += 1
             eager = min(self.config.eager, len(chain))
             if current is None or current.version != known or current.stable or eager == 1:
-                # Superseded (the newer version travels the chain) or already stable.
-                stable = current is not None and current.stable and current.version == known
+                # Superseded (the newer version travels the chain) or already stable, as
+                # clients mean it (with several DCs: everywhere; a session drops its whole
+                # past on a stable write, so DC stability must not be reported as that).
+                stable = (current is not None and current.version == known
+                          and self._client_stable(current))
                 return [Send(src, m.PutAck(msg.op, msg.key, known, 1, stable))]
             # Not yet acknowledged by k nodes for sure: drive it again, ack at position k.
             return [Send(chain[1], self._update_of(msg.key, current, src, msg.op, eager))]
@@ -511,8 +519,10 @@ class NodeCore:
                 or newer.dc == self.config.dc):
             return []
         self.counters["ship_overtaken"] += 1
-        return [Send(self.config.proxy, m.Ship(key, current.version, current.value,
-                                               current.rid, current.vclock))]
+        ship = m.Ship(key, current.version, current.value, current.rid, current.vclock)
+        if len(self._overtaken) < self.config.max_overtaken_ships:
+            self._overtaken[(key, current.version)] = ship
+        return [Send(self.config.proxy, ship)]
 
     def _on_update(self, src: str, msg: m.Update, now: float) -> list:
         if self.ring is None:
@@ -613,6 +623,7 @@ class NodeCore:
     def _on_shipped(self, src: str, msg: m.Shipped, now: float) -> list:
         """Our proxy logged a local write we sent as tail: now it is DC-Write-Stable."""
         self.clock.observe(msg.logged_at)
+        self._overtaken.pop((msg.key, msg.version), None)
         record = self.store.get(msg.key)
         if record is None or record.version != msg.version or record.seq:
             self.counters["shipped_stale"] += 1  # superseded meanwhile, or a duplicate
@@ -675,6 +686,13 @@ class NodeCore:
     def _redrive(self, now: float, force: bool) -> list:
         out: list = []
         ring = self.ring
+        due = now - self._overtaken_sent_at >= self.config.resend_after_s
+        if self._overtaken and (force or due):
+            # Until logged: a session holding such a write waits for it in other DCs, and
+            # the only Ship of it may have been lost (proxy down, broken connection).
+            self._overtaken_sent_at = now
+            self.counters["ship_overtaken_resent"] += len(self._overtaken)
+            out += [Send(self.config.proxy, ship) for ship in self._overtaken.values()]
         for key, pending in list(self._unstable.items()):
             if not force and now - pending.sent_at < self.config.resend_after_s:
                 continue

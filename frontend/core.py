@@ -551,7 +551,14 @@ class FrontendCore:
         self._logged_clock = max(self._logged_clock, msg.clock)
         op.floor = max(op.floor, msg.clock)
         if op.kind == "settle" and check.origin == self.config.dc:
-            op.vector = msg.vector
+            # A settled entry may have been confirmed by a newer version of another DC
+            # that a tail here holds before the proxy counts it applied (and the local
+            # write it replaced may never be logged): cover what was started, as a write's
+            # ``needs`` does, not only what was applied.
+            covered = dict(msg.vector)
+            for dc, seq in msg.started:
+                covered[dc] = max(covered.get(dc, 0), seq)
+            op.vector = tuple(sorted(covered.items()))
         return self._confirmed(parent, op, msg.op, now)
 
     def _floor_from_store(self, op: _Op, now: float) -> bool:

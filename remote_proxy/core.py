@@ -33,10 +33,13 @@ applied when the origin's log is applied here up to ``after`` and every other DC
 last writer wins there), and it is *applied* once the key's tail holds it stable: the tail
 says so (``StableNotice``), as it does to a frontend. When the head already held a newer
 version, or the notice does not come within ``node_timeout_s``, the proxy asks the tail
-instead until it holds that version or a newer one, stable (``DepCheck``). The applied
-prefix per origin is persisted, reported to the origin and to every DC (``ShipAck``), and a write is
-**Global-Write-Stable** once every DC's applied prefix of its origin covers it. The proxy
-tells its nodes (``GeoProgress``), which then report such versions as stable to clients.
+instead until it holds that version or a newer one, stable (``DepCheck``); a tail that
+waited its bound without it makes the proxy put it again (the chain may have lost it: a
+head that took it died and came back without it; a head that has it or newer says so).
+The applied prefix per origin is persisted, reported to the origin and to every DC
+(``ShipAck``), and a write is **Global-Write-Stable** once every DC's applied prefix of its
+origin covers it. The proxy tells its nodes (``GeoProgress``), which then report such
+versions as stable to clients.
 
 **Tombstones** may be collected once they are Global-Write-Stable *and* no older write
 that could be concurrent with them can still arrive (``collectable`` in ``GeoProgress``).
@@ -582,8 +585,11 @@ class ProxyCore:
             self.counters["stale_reply"] += 1
             return []
         if not msg.ok:
+            # The tail waited its bound without that version or a newer one: the chain may
+            # have lost it (a head that took it, then died and came back without it). Put it
+            # again: a head holding it or newer says so (chain_index 0) and we check again.
             self.counters["apply_check_retry"] += 1
-            return self._send_check(inc, now)
+            return self._send_put(inc, now)
         return self._applied_here(inc, now)
 
     def _applied_here(self, inc: _Incoming, now: float) -> list:
@@ -624,8 +630,8 @@ class ProxyCore:
                 self.counters["stable_notice_missed" if inc.phase == _STABILIZING
                               else "apply_resent"] += 1
                 self._ops.pop(inc.op, None)
-                out += self._send_put(inc, now) if inc.phase == _PUTTING else \
-                    self._send_check(inc, now)
+                out += self._send_check(inc, now) if inc.phase == _STABILIZING else \
+                    self._send_put(inc, now)
         return out
 
     def _advance(self, origin: int, now: float) -> list:
@@ -684,7 +690,9 @@ class ProxyCore:
             if not ok:
                 return Send(w.src, m.LogReply(w.op, False))
             vector = tuple(sorted(self.applied_vector().items()))
-            return Send(w.src, m.LogReply(w.op, True, vector, self.clock.last))
+            started = tuple(sorted((dc, max(n, self.applied[dc]))
+                                   for dc, n in self._started.items()))
+            return Send(w.src, m.LogReply(w.op, True, vector, self.clock.last, started))
         return Send(w.src, m.DepReply(w.op, w.key, ok, self.clock.last if ok else 0))
 
     def _satisfied(self, w: _DepWaiter) -> bool:

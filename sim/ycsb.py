@@ -158,6 +158,7 @@ class _Client:
     stage: str = ""  # rmw: "read" then "write"; a move: "attach"
     ops: int = 0
     written: list = attrs.Factory(list)  # the keys it wrote last (read_back_after_moves)
+    settle_failed: bool = False  # its last settle failed: run one operation first
 
 
 class ClosedLoop:
@@ -254,10 +255,12 @@ class ClosedLoop:
             client.session.reconnect(self.rng.choice(self.cluster.frontends_of(dc)))
             self._send(client, "attach", client.session.frontend)
             return
-        if client.session.state.needs_settle:  # as the SDK does (chainreaction/session.py)
+        if client.session.state.needs_settle and not client.settle_failed:
+            # as the SDK does (chainreaction/client.py); after a failed settle it goes on
             client.kind, client.stage = "move", "settle"
             self._send(client, "settle", "")
             return
+        client.settle_failed = False
         kind = self.mix.choose(self.rng)
         client.kind, client.stage, client.started = kind, "", self.cluster.now
         if kind == "read":
@@ -322,7 +325,8 @@ class ClosedLoop:
             if client.stage not in ("attach", "settle"):
                 self._account(client, payload, ok)
             return
-        if client.stage == "settle":  # failed or not, go on: the next op asks again
+        if client.stage == "settle":  # failed or not, the operation goes on
+            client.settle_failed = not ok
             self._next(client)
             return
         if client.stage == "attach":

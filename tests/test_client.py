@@ -192,6 +192,7 @@ async def test_a_write_over_max_deps_whose_settle_fails_is_refused_and_nothing_i
 
     url = await scripted_frontend(nursery, answer)
     async with Session([url], timeout_s=0.5) as session:
+        session.settle_backoff_s = 0.0  # (default: a failed settle waits 30 s to retry)
         session.state.metadata.update(unstable_entries(1001))
         with pytest.raises(InvalidRequest) as caught:
             await session.put("k", b"v")

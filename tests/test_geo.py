@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chainreaction import messages as m
 from remote_proxy.core import ProxyConfig
 from sim.cluster import SimCluster
 from sim.workload import Op, Workload
@@ -427,3 +428,100 @@ def test_a_settled_session_still_carries_its_past_to_another_dc():
     cluster.heal_dcs(1, 2)
     assert s.call("attach", cluster.frontends_of(2)[0], timeout_s=20)["ok"]
     assert s.call("get", "y")["value"] == b"ynew"
+
+
+def _dropping_first(cluster, wanted) -> list:
+    """Drop the first message ``wanted(src, effect)`` picks (returns the dropped list)."""
+    dropped: list = []
+    deliver = cluster._apply
+
+    def lossy(src, effects, delay=0.0):
+        kept = []
+        for effect in effects:
+            if not dropped and hasattr(effect, "msg") and wanted(src, effect):
+                dropped.append(effect.msg)
+                continue
+            kept.append(effect)
+        return deliver(src, kept, delay)
+
+    cluster._apply = lossy
+    return dropped
+
+
+def test_a_retried_put_answered_by_the_head_is_not_stable_before_every_dc_has_it():
+    """Found in review: the head's duplicate-put answer said "stable" for a write stable in
+    its own DC only; the session then dropped its whole past and, in a DC without the
+    write, read the older value."""
+    cluster = geo_cluster(5)
+    fe = lambda dc: cluster.frontends_of(dc)[0]  # noqa: E731
+    assert cluster.session(fe(2)).call("put", "k", b"old")["ok"]
+    settle(cluster)
+    dropped = _dropping_first(cluster, lambda src, e: isinstance(e.msg, m.PutAck)
+                              and e.msg.key == "k" and e.to == fe(1))
+    cluster.partition_dcs(1, 2)
+    s = cluster.session(fe(1))
+    mine = s.call("put", "k", b"mine")  # the first ack is lost: the frontend resends
+    assert dropped and mine["ok"] and not mine["stable"], mine
+    assert s.state.has_past
+    assert not s.call("attach", fe(2), timeout_s=15)["ok"]  # dc2 lacks it: wait
+    cluster.heal_dcs(1, 2)
+    assert s.call("attach", fe(2), timeout_s=15)["ok"]
+    assert s.call("get", "k")["version"] >= mine["version"]
+
+
+def _overtaken_unlogged_write(seed: int, lose_ship: bool):
+    """S writes x1 in dc1; the update from x's head is cut off, dc0's x0 (larger stamp)
+    replaces x1 at the head before x1 was logged, so the head ships x1 itself; with
+    ``lose_ship`` that Ship is lost."""
+    cluster = geo_cluster(seed)
+    fe = lambda dc: cluster.frontends_of(dc)[0]  # noqa: E731
+    assert cluster.session(fe(2)).call("put", "x", b"xold")["ok"]
+    settle(cluster)
+    head, second = cluster.chain("x", 1)[:2]
+    lost = _dropping_first(cluster, lambda src, e: lose_ship and src == head
+                           and isinstance(e.msg, m.Ship) and e.msg.key == "x")
+    s = cluster.session(fe(1))
+    cluster.partition(head, second)
+    x1 = s.call("put", "x", b"x1")
+    x0 = cluster.session(fe(0)).call("put", "x", b"x0")
+    assert x1["ok"] and x0["version"] > x1["version"]
+    return cluster, s, head, second, x1, lost
+
+
+def test_an_overtaken_write_whose_ship_was_lost_is_logged_and_its_session_can_move():
+    """Found in review: the head shipped an overtaken write once; lost, the write was never
+    logged and its session could never attach in another DC, even after every fault
+    healed."""
+    cluster, s, head, second, x1, lost = _overtaken_unlogged_write(21, lose_ship=True)
+    cluster.run_for(0.5)
+    cluster.heal()
+    settle(cluster)
+    assert lost and cluster.node(head).counters["ship_overtaken_resent"] >= 1
+    for dc in (0, 2):
+        assert s.call("attach", cluster.frontends_of(dc)[0], timeout_s=15)["ok"]
+        assert s.call("get", "x")["version"] > x1["version"]
+
+
+def test_a_settle_covers_another_dcs_version_that_replaced_the_sessions_write():
+    """Found in review: a settle confirmed by dc0's x0 at dc1's tail, before dc1's proxy
+    counted x0 applied, answered a past without x0; x1 itself was never logged; the session
+    moved to dc2, which had neither, and read xold. The past now covers what the proxy
+    started applying, so the move waits for x0."""
+    cluster, s, head, second, x1, lost = _overtaken_unlogged_write(21, lose_ship=True)
+    cluster.partition_dcs(0, 2)
+    assert cluster.run_until(
+        lambda: cluster.node(head).store.get("x").version > x1["version"], 5)
+    cluster.crash("d1.proxy")
+    cluster.run_for(0.05)
+    cluster.partition_dcs(0, 1)
+    cluster.restart("d1.proxy")
+    cluster.cut.discard(frozenset((head, second)))
+    tail = cluster.chain("x", 1)[-1]
+    assert cluster.run_until(lambda: (r := cluster.node(tail).store.get("x")) is not None
+                             and r.version > x1["version"] and r.stable, 5)
+    assert s.call("settle", None)["ok"]
+    assert not s.state.metadata and s.state.past.get(0, 0) > 0
+    assert not s.call("attach", cluster.frontends_of(2)[0], timeout_s=15)["ok"]
+    cluster.heal()
+    assert s.call("attach", cluster.frontends_of(2)[0], timeout_s=15)["ok"]
+    assert s.call("get", "x")["version"] > x1["version"]

@@ -213,6 +213,22 @@ def test_a_lost_stable_notice_falls_back_to_asking_the_tail():
     assert core.applied[1] == 1
 
 
+def test_a_write_the_chain_lost_is_put_again_when_the_tail_does_not_get_it():
+    """Found by sim fuzz (seed 70771): the head acknowledged the remote write, was killed
+    before passing it on and came back without it (down longer than half the tombstone
+    grace, it dropped it). The proxy only asked the tail, forever: the DC stopped applying
+    that origin's log and the DCs diverged. A negative answer now puts it again."""
+    core = proxy()
+    (put,) = sent(receive(core, 1, 1, [entry("a", 5)], 0.1), m.Put)
+    core.handle(put.to, m.PutAck(put.msg.op, "a", put.msg.version, 1, False), 0.2)
+    (check,) = sent(core.tick(0.2 + CONFIG.node_timeout_s), m.DepCheck)
+    (again,) = sent(core.handle(check.to, m.DepReply(check.msg.op, "a", False, 0), 3.5),
+                    m.Put)
+    assert again.to == RING.chain("a")[0] and again.msg.version == Version(5, 1)
+    apply_fully(core, [again], 3.6)
+    assert core.applied[1] == 1
+
+
 def test_an_entry_waits_for_its_causal_past_in_the_origins_log():
     core = proxy()
     effects = receive(core, 1, 1, [entry("a", 5), entry("b", 6, after=1)], 0.1)

@@ -134,8 +134,10 @@ def _fuzz(args) -> int:
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     mode = " (UNSAFE frontends)" if args.unsafe else ""
-    print(f"{len(seeds)} seeds{mode}: {len(failures)} failing, "
-          f"{time.monotonic() - started:.0f} s")
+    beyond = sum(1 for f in failures if f.case.beyond_r_minus_1)
+    print(f"{len(seeds)} seeds{mode}: {len(failures)} failing"
+          + (f" ({beyond} with R or more nodes of one DC down at once)" if beyond else "")
+          + f", {time.monotonic() - started:.0f} s")
     return 1 if failures else 0
 
 

@@ -77,6 +77,29 @@ class Case:
                 + (", UNSAFE" if self.unsafe else ""))
         return "\n".join([head] + ["  " + f.describe() for f in self.faults])
 
+    def most_nodes_out(self) -> int:
+        """The most nodes of one DC that are killed or stopped at the same time. From R on,
+        a chain may have lost every replica at once: beyond chain replication's classic
+        fault model, where recovery still loses writes (the outages issue)."""
+        most = 0
+        for fault in self.faults:
+            if fault.kind not in ("crash", "pause") or fault.target[0] not in _nodes(self):
+                continue
+            out = {(f.target[0]) for f in self.faults
+                   if f.kind in ("crash", "pause") and f.target[0] in _nodes(self)
+                   and _dc_of(f.target[0], self.dcs) == _dc_of(fault.target[0], self.dcs)
+                   and f.at <= fault.at < f.at + f.length}
+            most = max(most, len(out))
+        return most
+
+    @property
+    def beyond_r_minus_1(self) -> bool:
+        return self.most_nodes_out() >= self.replication
+
+
+def _nodes(case: Case) -> set:
+    return set(_process_names(case.dcs, case.nodes)["node"])
+
 
 def make_case(seed: int, unsafe: bool = False, partial: bool = True) -> Case:
     """The case of ``seed``. ``partial=False``: without the staged partitions drawn since
@@ -329,6 +352,9 @@ def fuzz(seeds: list, unsafe: bool = False, out_dir: str | None = None,
             failures.append(outcome)
             kinds = ", ".join(f"{n} {k}" for k, n in sorted(outcome.anomalies.items()))
             why = kinds or "did not quiesce (a DC never applied everything)"
+            if outcome.case.beyond_r_minus_1:
+                why += (f" [{outcome.case.most_nodes_out()} nodes of one DC down at once, "
+                        f"R={outcome.case.replication}: beyond R-1]")
             report(f"seed {seed}: {why}\n  replay: {outcome.replay}")
             if out_dir:
                 os.makedirs(out_dir, exist_ok=True)

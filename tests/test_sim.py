@@ -383,3 +383,19 @@ def test_the_fuzzer_finds_the_moved_reader_bug_when_its_fix_is_reverted(monkeypa
     assert found.case.partial and found.anomalies, found.anomalies
     guarantees = {anomaly.guarantee for anomaly in run_case(found.case).report.anomalies}
     assert "read-your-writes" in guarantees, guarantees
+
+
+def test_fuzz_cases_say_when_r_nodes_of_one_dc_are_down_at_once():
+    """Failures there are the outages issue's (recovery beyond R-1): the report names them."""
+    import attrs
+
+    from sim.fuzz import Fault
+
+    case = attrs.evolve(make_case(3, partial=False), dcs=2, nodes=4, replication=2, faults=(
+        Fault(0.1, "crash", ("d0.n1",), 1.0), Fault(0.5, "pause", ("d0.n2",), 0.2),
+        Fault(0.6, "crash", ("d1.n3",), 1.0), Fault(0.9, "crash", ("d0.manager",), 1.0)))
+    assert case.most_nodes_out() == 2 and case.beyond_r_minus_1
+    apart = attrs.evolve(case, faults=(Fault(0.1, "crash", ("d0.n1",), 0.3),
+                                       Fault(0.5, "pause", ("d0.n2",), 0.2),
+                                       Fault(0.2, "crash", ("d1.n2",), 1.0)))
+    assert apart.most_nodes_out() == 1 and not apart.beyond_r_minus_1

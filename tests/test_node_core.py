@@ -491,3 +491,22 @@ def test_a_lease_for_an_older_ring_is_ignored():
     key = Chain().key_with_chain(["a", "b", "c"])
     (refused,) = node.handle("fe", put(key=key, epoch=2), 1.0)
     assert refused.msg.code == m.NOT_READY
+
+
+def test_a_node_that_missed_rings_copies_its_ranges_even_from_a_restarted_managers_ring():
+    """Sim fuzz seed 81642: a tail stopped while the manager evicted it; the manager then
+    restarted and its first ring (empty ``previous``) took the node back. The node thought
+    it had served its ranges all along and kept an older version as tail while the newer
+    ones had gone past it: that DC never applied the key again. An epoch gap now means
+    "copy from the chain", as a restart does."""
+    def syncs(node, epoch):
+        out = node.handle("manager", m.RingUpdate(ring(epoch=epoch), Ring(0, (), 3, 8)), 1.0)
+        return [e for e in out if isinstance(e.msg, m.SyncRequest)]
+
+    gap, next_one = (NodeCore(n, MemoryStore(), NodeConfig(require_lease=False), 0.0)
+                     for n in ("a", "b"))
+    assert syncs(gap, 1) == [] and syncs(next_one, 1) == []  # the cluster's first ring
+    requests = syncs(gap, 3)  # epoch 2 never reached it
+    assert requests and {e.to for e in requests} <= {"b", "c"}
+    assert gap.counters["ring_missed"] == 1 and gap.syncing()
+    assert syncs(next_one, 2) == [] and not next_one.syncing()  # no gap: nothing to copy

@@ -445,6 +445,16 @@ class NodeCore:
         if known is not None:
             # A retry of a put we already applied: answer with the same version, apply once.
             self.counters["put_duplicate"] += 1
+            floor = self._tombstones.floor
+            if (current.version < known if current is not None
+                    else floor is None or floor < known):
+                # Neither it nor anything newer is here: it was lost (the only copy, an
+                # orphan kept past half the tombstone grace, was dropped at our restart).
+                # Acknowledging it would promise a write nobody holds (sim fuzz seed 91368);
+                # applying it again might apply it twice, were a copy still somewhere.
+                self.counters["put_duplicate_lost"] += 1
+                return self._error(src, msg.op, m.UNAVAILABLE,
+                                   "this write was applied once and has since been lost")
             eager = min(self.config.eager, len(chain))
             if current is None or current.version != known or current.stable or eager == 1:
                 # Superseded (the newer version travels the chain) or already stable, as

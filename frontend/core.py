@@ -300,6 +300,11 @@ class FrontendCore:
             if op.conn == conn:
                 op.conn = -1
 
+    @property
+    def in_flight(self) -> int:
+        """Client operations not answered yet (each ends by its deadline at the latest)."""
+        return len(self._ops)
+
     def stats(self) -> dict:
         return {"name": self.name, "epoch": self.ring.epoch if self.ring else 0,
                 "ring_members": list(self.ring.names) if self.ring else [],

@@ -314,6 +314,21 @@ def test_a_node_restarted_after_half_the_tombstone_grace_drops_its_old_orphans()
     assert c.stores["b"].get(key) is None and c.stores["c"].get(key) is None
 
 
+def test_a_retry_of_a_write_dropped_as_an_old_orphan_is_not_acknowledged():
+    """Sim fuzz seed 91368: the head took a put (eager 2) and died before passing it on;
+    back after half the grace, it dropped the orphan; the frontend's retry (same rid) was
+    answered from the duplicate table with the lost version: acknowledged, and lost."""
+    c = Chain(eager=2)
+    key = c.key_with_chain(["a", "b", "c"])
+    config = NodeConfig(eager=2, require_lease=False, tombstone_grace_s=4.0)
+    c.send("a", restart_a_after_it_alone_acked_a_write(c, key, 3.5, config))
+    assert c.nodes["a"].counters["orphans_expired"] == 1
+    (reply,) = c.nodes["a"].handle("fe", put(key=key, value=b"only-on-a", epoch=3), 3.6)
+    assert isinstance(reply.msg, m.Error) and reply.msg.code == m.UNAVAILABLE
+    assert c.nodes["a"].counters["put_duplicate_lost"] == 1
+    assert all(c.stores[n].get(key) is None for n in "abc")
+
+
 def test_a_restarted_head_drives_its_orphan_down_the_chain_even_past_half_the_grace():
     """Found by sim fuzz (seed 24). A head acknowledged a write whose update to the next
     node was lost, was killed, and came back just under half the grace after the write:

@@ -1046,6 +1046,7 @@ class NodeCore:
                                                  logged_at=item.logged_at))
                 self._drop_unstable(item.key, item.version)
         self.counters["sync_items_received"] += len(msg.items)
+        self.counters["sync_chunks_received"] += 1
         out: list = []
         for item in msg.items:
             out += self._wake_waiters(item.key)

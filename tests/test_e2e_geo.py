@@ -7,6 +7,7 @@ every DC ends with the same versions.
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from chainreaction.client import ChainReactionError, connect
@@ -15,6 +16,8 @@ from chainreaction.demo import read_until
 from chainreaction.runtime.probe import process_stats
 
 from .e2e_helpers import running_cluster
+
+pytestmark = pytest.mark.e2e
 
 GEO = dict(dcs=3, nodes=3, replication=3, frontends=1, wan_delay_ms=20.0)
 

@@ -185,6 +185,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_rocks_store_keeps_every_record_after_kill_9_of_the_writer(tmp_path):
     path = str(tmp_path / "db")
     n = 2000

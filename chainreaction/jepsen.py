@@ -268,11 +268,15 @@ class Workload:
         order = [dc] + [d for d in range(self.config.dcs) if d != dc]
         return [u for d in order for u in self.cluster.urls_of(d)]
 
-    def new_session(self, dc: int) -> Session:
-        self._next_process += 1
-        return Session(self._urls_from(dc), timeout_s=5.0, connect_timeout_s=2.0,
-                       history=self.history, process=f"s{self._next_process}",
-                       dc_of_url=self.dc_of_url)
+    def new_session(self, dc: int, process: str | None = None, only_dc: bool = False,
+                    timeout_s: float = 5.0) -> Session:
+        """A recorded session starting in ``dc`` (``only_dc``: no failover to the others)."""
+        if process is None:
+            self._next_process += 1
+            process = f"s{self._next_process}"
+        urls = self.cluster.urls_of(dc) if only_dc else self._urls_from(dc)
+        return Session(urls, timeout_s=timeout_s, connect_timeout_s=2.0,
+                       history=self.history, process=process, dc_of_url=self.dc_of_url)
 
     async def run_session(self, dc: int, index: int, stop_at: float) -> None:
         rng = random.Random(self.config.seed * 7919 + index)
@@ -325,12 +329,8 @@ class Workload:
         y, x = f"{tag}-y", f"{tag}-x"
         self.probe_keys += [y, x]
 
-        def session(dc: int, role: str) -> Session:
-            return Session(self.cluster.urls_of(dc), timeout_s=3.0, connect_timeout_s=2.0,
-                           history=self.history, process=f"{tag}-{role}",
-                           dc_of_url=self.dc_of_url)
-
-        s, t = session(a, "S"), session(b, "T")
+        s, t = (self.new_session(dc, f"{tag}-{role}", only_dc=True, timeout_s=3.0)
+                for dc, role in ((a, "S"), (b, "T")))
         self.quiet_dc = c
         try:
             await _sleep_until(t0 + fault.start + 0.2)  # the cut is in place

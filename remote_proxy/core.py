@@ -653,35 +653,31 @@ class ProxyCore:
     # -- dependency checks from frontends ------------------------------------------------------
 
     def _on_remote_dep_check(self, src: str, msg: m.RemoteDepCheck, now: float) -> list:
-        origin = msg.version.dc
-        if origin == self.dc:  # our own writes are here once stable: the tails answer that
-            return [Send(src, m.DepReply(msg.op, msg.key, True, self.clock.last))]
-        if origin not in self.peers:
-            return [Send(src, m.Error(msg.op, m.BAD_REQUEST, f"no DC {origin} in this cluster",
-                                      self.epoch))]
-        if len(self._waiters) >= self.config.max_dep_waiters:
-            return [Send(src, m.Error(msg.op, m.OVERLOADED, "too many dependency checks",
-                                      self.epoch))]
         waiter = _DepWaiter(src, msg.op, msg.key, msg.version, msg.seq,
                             now + self.config.dep_wait_s)
-        if self._satisfied(waiter):
-            return [Send(src, m.DepReply(msg.op, msg.key, True, self.clock.last))]
-        self.counters["dep_check_waited"] += 1
-        self._waiters.append(waiter)
-        return []
+        if msg.version.dc == self.dc:  # our own writes are here once stable: tails answer that
+            return [self._answer(waiter)]
+        return self._wait_for_log(waiter, "dep_check_waited")
 
     def _on_log_check(self, src: str, msg: m.LogCheck, now: float) -> list:
-        if msg.origin_dc != self.dc and msg.origin_dc not in self.peers:
-            return [Send(src, m.Error(msg.op, m.BAD_REQUEST, f"no DC {msg.origin_dc} in this "
-                                      "cluster", self.epoch))]
         waiter = _DepWaiter(src, msg.op, "", Version(0, msg.origin_dc), msg.seq,
                             now + self.config.dep_wait_s, log_check=True)
-        if msg.origin_dc == self.dc or self._satisfied(waiter):
+        if msg.origin_dc == self.dc:  # our own log is here
+            return [self._answer(waiter)]
+        return self._wait_for_log(waiter, "log_check_waited")
+
+    def _wait_for_log(self, waiter: _DepWaiter, counter: str) -> list:
+        """Answer once the waiter's DC's log is applied here far enough (bounded)."""
+        origin = waiter.version.dc
+        if origin not in self.peers:
+            return [Send(waiter.src, m.Error(waiter.op, m.BAD_REQUEST,
+                                             f"no DC {origin} in this cluster", self.epoch))]
+        if self._satisfied(waiter):
             return [self._answer(waiter)]
         if len(self._waiters) >= self.config.max_dep_waiters:
-            return [Send(src, m.Error(msg.op, m.OVERLOADED, "too many dependency checks",
-                                      self.epoch))]
-        self.counters["log_check_waited"] += 1
+            return [Send(waiter.src, m.Error(waiter.op, m.OVERLOADED,
+                                             "too many dependency checks", self.epoch))]
+        self.counters[counter] += 1
         self._waiters.append(waiter)
         return []
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Generator
 
 from .cluster import SimCluster, SimSession
-from .ycsb import reply_fields
+from .ycsb import record, record_completion
 
 _F = {"get": "read", "put": "write", "delete": "delete"}
 
@@ -74,23 +74,14 @@ class Script:
                     if session.frontend in self.cluster.frontends_of(dc))
 
     def _record(self, process: str, session: SimSession, kind: str, op: str, key: str,
-                value: bytes | None, **extra) -> dict:
-        event = {"index": len(self.history), "time": round(self.cluster.now, 6),
-                 "process": process, "dc": self._dc(session), "type": kind, "f": _F[op],
-                 "key": key, "value": None if value is None else value.decode(), **extra}
-        self.history.append(event)
-        return event
+                value: bytes | None) -> dict:
+        return record(self.history, self.cluster.now, process, self._dc(session), kind,
+                      _F[op], key, value)
 
     def _complete(self, process: str, session: SimSession, op: str, key: str,
                   value: bytes | None, reply: dict | None) -> None:
-        if reply is None or not reply.get("ok"):
-            error = "timeout" if reply is None else reply.get("error", "error")
-            kind = "fail" if op == "get" else "info"
-            self._record(process, session, kind, op, key, None if op == "get" else value,
-                         error=error)
-            return
-        got = reply.get("value") if op == "get" else value
-        self._record(process, session, "ok", op, key, got, **reply_fields(reply))
+        record_completion(self.history, self.cluster.now, process, self._dc(session), _F[op],
+                          key, value, reply)
 
 
 def moved_reader(cluster: SimCluster, a: int, b: int, c: int, b_heals_at: float,

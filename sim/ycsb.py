@@ -367,24 +367,39 @@ class ClosedLoop:
 
     def _record(self, client: _Client, kind: str, f: str, key: str,
                 value: bytes | None, **extra) -> dict:
-        event = {"index": len(self.history), "time": round(self.cluster.now, 6),
-                 "process": client.process, "dc": client.dc, "type": kind, "f": f,
-                 "key": key, "value": None if value is None else value.decode(), **extra}
-        self.history.append(event)
-        return event
+        return record(self.history, self.cluster.now, client.process, client.dc, kind, f, key,
+                      value, **extra)
 
     def _record_completion(self, client: _Client, payload: dict | None) -> None:
         invoked = client.invoked
-        f = invoked["f"]
-        if payload is None or not payload.get("ok"):
-            error = "timeout" if payload is None else payload.get("error", "error")
-            kind = "fail" if f == "read" or error in REFUSED else "info"
-            self._record(client, kind, f, invoked["key"], client.value
-                         if f != "read" else None, error=error)
-            return
-        value = payload.get("value") if f == "read" else client.value
-        self._record(client, "ok", f, invoked["key"], value, dc=payload.get("dc", client.dc),
-                     **reply_fields(payload))
+        record_completion(self.history, self.cluster.now, client.process, client.dc,
+                          invoked["f"], invoked["key"], client.value, payload)
+
+
+def record(history: list, now: float, process: str, dc: int, kind: str, f: str, key: str,
+           value: bytes | None, **extra) -> dict:
+    """Append one history line in the checker's format (chainreaction/history.py)."""
+    event = {"index": len(history), "time": round(now, 6), "process": process, "dc": dc,
+             "type": kind, "f": f, "key": key,
+             "value": None if value is None else value.decode(), **extra}
+    history.append(event)
+    return event
+
+
+def record_completion(history: list, now: float, process: str, dc: int, f: str, key: str,
+                      value: bytes | None, payload: dict | None) -> None:
+    """The completion line of an operation ``f`` on ``key`` (``value``: what a write
+    wrote) from its reply, ``None`` when the client gave up: a failed read or a refused
+    write did nothing (fail); any other failed write may have happened (info)."""
+    if payload is None or not payload.get("ok"):
+        error = "timeout" if payload is None else payload.get("error", "error")
+        kind = "fail" if f == "read" or error in REFUSED else "info"
+        record(history, now, process, dc, kind, f, key, value if f != "read" else None,
+               error=error)
+        return
+    got = payload.get("value") if f == "read" else value
+    record(history, now, process, payload.get("dc", dc), "ok", f, key, got,
+           **reply_fields(payload))
 
 
 def reply_fields(payload: dict) -> dict:

@@ -288,10 +288,10 @@ def _settle(cluster: SimCluster, timeout_s: float = 60.0) -> bool:
     """Until nothing is in flight: a write its client gave up on may still be retried by
     its frontend (up to the frontend's deadline) and applied after the final reads of one
     DC and before those of another (seed 91039 read that as divergence)."""
-    cluster.run_for(2.0)
     frontends = [name for dc in range(cluster.dcs) for name in cluster.frontends_of(dc)]
     idle = cluster.run_until(lambda: all(not cluster.processes[name].in_flight
                                          for name in frontends), timeout_s)
+    cluster.run_for(2.0)  # the last of them down their chains and into the shipping logs
     if cluster.dcs > 1:
         return idle and cluster.run_until(cluster.geo_quiet, timeout_s)
     return idle

@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="delay what we send to other DCs by MS milliseconds (one way)")
     px.add_argument("--wan-jitter", type=_non_negative_float, default=0.0, metavar="MS",
                     help="plus a uniform random 0..MS (order per link is kept)")
+    px.add_argument("--wan-seed", type=int, default=0, metavar="N",
+                    help="seed of the emulated WAN's delays (with the proxy's name): the same "
+                         "seed draws the same delays")
     px.add_argument("--batch-interval", type=_positive_float, default=5.0, metavar="MS",
                     help="at most one batch per MS to each peer DC: a write on an idle link "
                          "leaves at once, on a busy one it waits at most MS")
@@ -415,7 +418,7 @@ def _run_process(args) -> int:
         peers = {name: addr for _, name, addr in args.peer}
         trio.run(lambda: run_proxy(args.name, args.listen, args.manager, args.data_dir, config,
                                    peers, args.wan_delay / 1000, args.wan_jitter / 1000,
-                                   fsync=args.fsync))
+                                   fsync=args.fsync, wan_seed=args.wan_seed))
     else:
         from frontend.core import FrontendConfig
         from frontend.server import run_frontend

@@ -24,16 +24,9 @@ class Send:
 
 @attrs.frozen(slots=True)
 class ToClient:
-    """Frontend only: send ``payload`` (a client map) on client connection ``conn``."""
+    """Frontend only: send ``reply`` (one of ``messages.CLIENT_REPLIES``) on client
+    connection ``conn``."""
 
     conn: int
-    payload: dict
+    reply: object
 
-
-def dispatch(handlers: dict, counters, src: str, msg, now: float) -> list:
-    """Call the core's handler for ``type(msg)``; an unexpected message is only counted."""
-    handler = handlers.get(type(msg))
-    if handler is None:
-        counters["unexpected_message"] += 1
-        return []
-    return handler(src, msg, now)

@@ -37,11 +37,11 @@ so epochs never go backwards.
 
 from __future__ import annotations
 
-import collections
 
 import attrs
 
 from . import messages as m
+from .core import Core
 from .effects import Send
 from .ring import Member, Ring
 
@@ -52,6 +52,7 @@ class ManagerConfig:
     vnodes: int = 16
     failure_timeout_s: float = 1.5
     startup_grace_s: float = 0.0
+    tick_s: float = 0.05  # how often silence is checked (failure detection)
 
 
 @attrs.define(slots=True)
@@ -63,32 +64,34 @@ class _Peer:
     offset_us: int | None = None  # its clock minus ours, at its last heartbeat
 
 
-class ManagerCore:
-    def __init__(self, config: ManagerConfig, now: float) -> None:
+class ManagerCore(Core):
+    role = "manager"
+
+    def __init__(self, config: ManagerConfig, now: float, name: str = "manager") -> None:
+        super().__init__(name, now)
         self.config = config
         self.ring = Ring(0, (), config.replication, config.vnodes)
         self.previous: Ring | None = None
-        self.counters: collections.Counter = collections.Counter()
         self._peers: dict[str, _Peer] = {}
         self._epoch_floor = 0
         self._grace_until = now + config.startup_grace_s
         self._dirty = False
         self._last_tick = now
         self._store_clock_us = 0  # the largest hybrid clock any process reported
+        self._handlers = {m.Heartbeat: self._on_heartbeat, m.GetRing: self._on_get_ring}
+        self.timers.add("housekeeping", self._housekeeping, now + config.tick_s)
 
-    def handle(self, src: str, msg, now: float) -> list:
-        if isinstance(msg, m.Heartbeat):
-            return self._on_heartbeat(msg, now)
-        if isinstance(msg, m.GetRing):
-            if self.ring.epoch <= msg.epoch:
-                return []  # nothing newer to tell (e.g. still in the start-up grace)
-            return [Send(src, m.RingUpdate(self.ring, self.previous))]
-        if isinstance(msg, m.StatsRequest):
-            return [Send(src, m.StatsReply(msg.op, self.stats()))]
-        self.counters["unexpected_message"] += 1
-        return []
+    def _on_get_ring(self, src: str, msg: m.GetRing, now: float) -> list:
+        if self.ring.epoch <= msg.epoch:
+            return []  # nothing newer to tell (e.g. still in the start-up grace)
+        return [Send(src, m.RingUpdate(self.ring, self.previous))]
+
+    def _housekeeping(self, now: float) -> list:
+        self.timers.set("housekeeping", now + self.config.tick_s)
+        return self.tick(now)
 
     def tick(self, now: float) -> list:
+        """Failure detection: evict members silent for the failure timeout."""
         stalled = now - self._last_tick > self.config.failure_timeout_s / 2
         self._last_tick = now
         if stalled:
@@ -123,7 +126,7 @@ class ManagerCore:
                                 if p.offset_us is not None])
         return offsets[(len(offsets) - 1) // 2]
 
-    def _on_heartbeat(self, msg: m.Heartbeat, now: float) -> list:
+    def _on_heartbeat(self, src: str, msg: m.Heartbeat, now: float) -> list:
         self._epoch_floor = max(self._epoch_floor, msg.epoch)
         peer = self._peers.get(msg.name)
         if peer is None or peer.addr != msg.addr or peer.role != msg.role:

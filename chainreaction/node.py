@@ -59,6 +59,7 @@ from typing import Callable
 import attrs
 
 from . import messages as m
+from .core import Core, Identity
 from .effects import Send
 from .ring import Ring, hash_point, segments
 from .storage import Record, Store
@@ -98,6 +99,8 @@ class NodeConfig:
     # drops the unstable writes it held that are older than half of it instead of
     # reinjecting them (chainreaction/tombstones.py).
     tombstone_grace_s: float = 600.0
+    tick_s: float = 0.05  # housekeeping: expiries, redrive, copy pacing, tombstones
+    heartbeat_s: float = 0.2  # to the manager, which renews the lease in its answer
 
     def __attrs_post_init__(self):
         if self.eager < 1:
@@ -172,18 +175,21 @@ class _RangeSet:
         return i >= 0 and point <= self._ends[i]
 
 
-class NodeCore:
-    """One backend node. Feed it ``handle(src, msg, now)`` and ``tick(now)``; send what
-    they return. ``store`` is injected (RocksStore in production, MemoryStore in tests)."""
+class NodeCore(Core):
+    """One backend node (the contract: core.py). ``store`` is injected (RocksStore in
+    production, MemoryStore in tests); with an ``identity`` it heartbeats its manager."""
 
-    def __init__(self, name: str, store: Store, config: NodeConfig, now: float) -> None:
-        self.name = name
+    role = "node"
+
+    def __init__(self, name: str, store: Store, config: NodeConfig, now: float,
+                 identity: Identity | None = None) -> None:
+        super().__init__(name, now, manager=config.manager, identity=identity,
+                         heartbeat_s=config.heartbeat_s)
         self.store = store
         self.config = config
         self.ring: Ring | None = None
         self.clock = HybridClock()
         self.dc_time = DcTime(config.max_clock_ahead_s)
-        self.counters: collections.Counter = collections.Counter()
         self._unstable: dict[str, _Unstable] = {}
         # (key, version) -> Ship of a local write replaced here by another DC's write before
         # it was logged: resent with the redrive until the proxy answers (_ship_if_overtaken)
@@ -236,22 +242,19 @@ class NodeCore:
             m.Shipped: self._on_shipped,
             m.GeoProgress: self._on_geo_progress,
             m.Error: self._on_error,
-            m.StatsRequest: self._on_stats_request,
         }
+        self.timers.add("housekeeping", self._housekeeping, now + config.tick_s)
 
-    # -- entry points -----------------------------------------------------------------------
+    # -- timers -----------------------------------------------------------------------------
 
-    def handle(self, src: str, msg, now: float) -> list:
-        self._note_time(now)
-        handler = self._handlers.get(type(msg))
-        if handler is None:
-            self.counters["unexpected_message"] += 1
-            return []
-        self.counters["msg_" + type(msg).__name__] += 1
-        return handler(src, msg, now)
+    def _housekeeping(self, now: float) -> list:
+        self.timers.set("housekeeping", now + self.config.tick_s)
+        return self.tick(now)
 
     def tick(self, now: float) -> list:
-        self._note_time(now)
+        """Expire waiters and held puts, pace copies, resend silent sync requests, redrive
+        unstable writes, collect tombstones."""
+        self.observe_time(now)
         out: list = []
         out += self._expire_waiters(now)
         out += self._expire_held_puts(now)
@@ -332,7 +335,7 @@ class NodeCore:
         self._ring_asked_at = now
         return [Send(self.config.manager, m.GetRing(self.epoch))]
 
-    def _note_time(self, now: float) -> None:
+    def observe_time(self, now: float) -> None:
         """Our clock went back (a skew removed, an NTP step): the lease, which ends at a
         time on our clock, would last that much longer than the manager counts on. Drop it;
         the next ``HeartbeatAck`` renews it on the clock as it is now."""
@@ -655,9 +658,6 @@ class NodeCore:
         self._global_stable = dict(msg.global_stable)
         self._tombstones.collectable = dict(msg.collectable)
         return []
-
-    def _on_stats_request(self, src: str, msg: m.StatsRequest, now: float) -> list:
-        return [Send(src, m.StatsReply(msg.op, self.stats()))]
 
     def _ignore(self, src: str, msg, now: float) -> list:
         return []

@@ -62,7 +62,8 @@ from typing import Callable
 import attrs
 
 from chainreaction import messages as m
-from chainreaction.effects import Send, ToClient, dispatch
+from chainreaction.core import Core, Identity
+from chainreaction.effects import Send, ToClient
 from chainreaction.ring import Ring
 from chainreaction.versions import MAX_CLOCK_AHEAD_S, DcTime, Version
 
@@ -97,6 +98,9 @@ class FrontendConfig:
     # anomalies: writes and attaches do not wait for dependencies, reads ignore the
     # session's versions (any chain node, any version). Never for real use.
     unsafe_skip_dependency_checks: bool = False
+    tick_s: float = 0.05  # while operations are in flight: deadlines, retries, resends
+    heartbeat_s: float = 0.2
+    geo_stats_s: float = 1.0  # how often the proxy's stats are fetched (the ``geo`` field)
 
     def __attrs_post_init__(self):
         if self.read_from not in READ_POLICIES:
@@ -161,12 +165,15 @@ class _Op:
     retry_at: float | None = None  # parked until then (or until a ring arrives)
 
 
-class FrontendCore:
-    def __init__(self, name: str, rng: Random, config: FrontendConfig, now: float):
-        self.name = name
+class FrontendCore(Core):
+    role = "frontend"
+
+    def __init__(self, name: str, rng: Random, config: FrontendConfig, now: float,
+                 identity: Identity | None = None):
+        super().__init__(name, now, manager=config.manager, identity=identity,
+                         heartbeat_s=config.heartbeat_s)
         self.config = config
         self.ring: Ring | None = None
-        self.counters: collections.Counter = collections.Counter()
         self._rng = rng
         self._ops: dict[int, _Op] = {}
         self._sub: dict[int, int] = {}  # dependency-check id -> parent op id
@@ -198,18 +205,26 @@ class FrontendCore:
             m.StableNotice: self._on_stable_notice,
             m.LogReply: self._on_log_reply,
             m.HeartbeatAck: self._on_heartbeat_ack,
+            m.StatsReply: self._on_proxy_stats,
         }
+        self.geo_stats: dict | None = None  # the DC's proxy's, shown in client stats
+        self.timers.add("sweep", self._sweep, None)
+        self.timers.add("geo_stats", self._ask_proxy_stats, now if config.geo else None)
 
     # -- entry points -----------------------------------------------------------------------
 
     def client_request(self, conn: int, req: m.ClientRequest, now: float) -> list:
         self.counters["client_" + req.op] += 1
         if req.op == "ping":
-            return [ToClient(conn, {"id": req.id, "ok": True})]
+            return [ToClient(conn, m.Pong(req.id))]
         if req.op == "stats":
-            return [ToClient(conn, {"id": req.id, "ok": True, "stats": self.stats()})]
+            stats = self.stats_answer()
+            if self.geo_stats is not None:
+                stats["geo"] = self.geo_stats
+            return [ToClient(conn, m.StatsAnswer(req.id, stats))]
         if len(self._ops) >= self.config.max_ops:
             return [self._client_error(conn, req.id, m.OVERLOADED, "too many requests in flight")]
+        self.timers.set_earlier("sweep", now + self.config.tick_s)
         op_id = self._new_id()
         deadline = now + self.config.request_timeout_s
         if self.config.unsafe_skip_dependency_checks:
@@ -257,10 +272,26 @@ class FrontendCore:
         return [PastCheck(dc, seq) for dc, seq in req.past
                 if seq > self._log_here.get(dc, 0) and not (dc == own and req.op == "attach")]
 
-    def handle(self, src: str, msg, now: float) -> list:
-        return dispatch(self._handlers, self.counters, src, msg, now)
+    # -- timers -----------------------------------------------------------------------------
+
+    def _sweep(self, now: float) -> list:
+        out = self.tick(now)
+        if self._ops:
+            self.timers.set("sweep", now + self.config.tick_s)
+        return out
+
+    def _ask_proxy_stats(self, now: float) -> list:
+        self.timers.set("geo_stats", now + self.config.geo_stats_s)
+        return [Send(self.config.proxy, m.StatsRequest(0))]
+
+    def _on_proxy_stats(self, src: str, msg: m.StatsReply, now: float) -> list:
+        if src == self.config.proxy:
+            self.geo_stats = msg.stats  # visibility latencies etc.
+        return []
 
     def tick(self, now: float) -> list:
+        """Fail operations past their deadline, restart parked ones, resend to nodes that
+        did not answer in time."""
         out: list = []
         for op_id, op in list(self._ops.items()):
             if now >= op.deadline:
@@ -294,11 +325,12 @@ class FrontendCore:
                 "acknowledged by a node that died before passing it on (possible with "
                 "--eager 1) and comes back if that node restarts with its disk")
 
-    def client_gone(self, conn: int) -> None:
+    def client_gone(self, conn: int, now: float) -> list:
         """The client disconnected: its operations finish silently (writes still apply)."""
         for op in self._ops.values():
             if op.conn == conn:
                 op.conn = -1
+        return []
 
     @property
     def in_flight(self) -> int:
@@ -326,15 +358,16 @@ class FrontendCore:
 
     def _client_error(self, conn: int, client_id: int, code: str, detail: str) -> ToClient:
         self.counters["client_error_" + code] += 1
-        return ToClient(conn, m.client_error(client_id, code, detail))
+        return ToClient(conn, m.ErrorReply(client_id, code, detail))
 
-    def _finish(self, op_id: int, payload: dict) -> list:
+    def _finish(self, op_id: int, reply: Callable[..., object], **fields) -> list:
+        """Answer the client of ``op_id`` with ``reply(client id, **fields)``."""
         op = self._ops.pop(op_id)
         for sub in op.deps:
             self._sub.pop(sub, None)
         if op.conn < 0:
             return []
-        return [ToClient(op.conn, {"id": op.client_id, "ok": True, **payload})]
+        return [ToClient(op.conn, reply(op.client_id, **fields))]
 
     def _fail(self, op_id: int, op: _Op, code: str, detail: str) -> list:
         self._ops.pop(op_id)
@@ -454,14 +487,10 @@ class FrontendCore:
             self._note_stable(msg.key, msg.version)
             if self.config.geo:  # globally stable: applied in every DC with its past
                 self._note_applied(msg.key, msg.version)
-        payload = {
-            "found": msg.found, "value": msg.value, "version": msg.version,
-            "chain_index": msg.position, "stable": msg.stable, "seq": msg.seq,
-            "dc": self.config.dc,
-        }
-        if msg.collected_floor is not None and msg.version is None:
-            payload["collected_floor"] = msg.collected_floor
-        return self._finish(msg.op, payload)
+        return self._finish(
+            msg.op, m.GetReply, found=msg.found, value=msg.value, version=msg.version,
+            chain_index=msg.position, stable=msg.stable, seq=msg.seq, dc=self.config.dc,
+            collected_floor=msg.collected_floor if msg.version is None else None)
 
     def _on_read_miss(self, src: str, msg: m.ReadMiss, now: float) -> list:
         op = self._ops.get(msg.op)
@@ -491,10 +520,10 @@ class FrontendCore:
             op.target = "deps"
             return [self._dep_check(sub, dep) for sub, dep in op.deps.items()]
         if op.kind == "attach":
-            return self._finish(op_id, {"dc": self.config.dc})
+            return self._finish(op_id, m.AttachReply, dc=self.config.dc)
         if op.kind == "settle":
-            return self._finish(op_id, {"dc": self.config.dc, "floor": op.floor,
-                                        "past": [list(e) for e in op.vector or ()]})
+            return self._finish(op_id, m.SettleReply, dc=self.config.dc, floor=op.floor,
+                                past=tuple(op.vector or ()))
         if not self._floor_from_store(op, now):
             return self._wait_for_floor(op_id, op, now)
         op.target = ring.chain(op.key)[0]
@@ -612,10 +641,8 @@ class FrontendCore:
         if op is None or op.kind != "put" or op.deps or op.key != msg.key:
             self.counters["stale_reply"] += 1
             return []
-        return self._finish(msg.op, {
-            "version": msg.version, "chain_index": msg.chain_index, "stable": msg.stable,
-            "dc": self.config.dc,
-        })
+        return self._finish(msg.op, m.PutReply, version=msg.version,
+                            chain_index=msg.chain_index, stable=msg.stable, dc=self.config.dc)
 
     def _on_stable_notice(self, src: str, msg: m.StableNotice, now: float) -> list:
         self._note_stable(msg.key, msg.version)

@@ -77,7 +77,8 @@ from typing import Callable
 import attrs
 
 from chainreaction import messages as m
-from chainreaction.effects import Send, dispatch
+from chainreaction.core import Core, Identity
+from chainreaction.effects import Send
 from chainreaction.ring import Ring
 from chainreaction.stats import LatencyRecorder
 from chainreaction.versions import MAX_CLOCK_AHEAD_S, DcTime, HybridClock, Version
@@ -107,6 +108,8 @@ class ProxyConfig:
     # Log times at most this far ahead of the DC's median clock (HeartbeatAck.ahead_us):
     # they end up in the floors of later writes.
     max_clock_ahead_s: float = MAX_CLOCK_AHEAD_S
+    tick_s: float = 0.05  # housekeeping: resends, retries, expiries, progress reports
+    heartbeat_s: float = 0.2
 
 
 # phases of an incoming entry: causal past not applied yet; sent to the head; at the head,
@@ -146,14 +149,20 @@ class _Peer:
     applied: dict = attrs.Factory(dict)  # its applied vector, as it last reported it
 
 
-class ProxyCore:
-    def __init__(self, name: str, log: ProxyLog, config: ProxyConfig, now: float) -> None:
-        self.name = name
+class ProxyCore(Core):
+    """The remote proxy of one DC (the contract: core.py). Batches leave when due (timer
+    ``ship``), not on the next housekeeping tick."""
+
+    role = "proxy"
+
+    def __init__(self, name: str, log: ProxyLog, config: ProxyConfig, now: float,
+                 identity: Identity | None = None) -> None:
+        super().__init__(name, now, manager=config.manager, identity=identity,
+                         heartbeat_s=config.heartbeat_s)
         self.log = log
         self.config = config
         self.dc = config.dc
         self.ring: Ring | None = None
-        self.counters: collections.Counter = collections.Counter()
         self.clock = HybridClock()
         self.dc_time = DcTime(config.max_clock_ahead_s)
         self.peers = {dc: _Peer(name) for dc, name in config.peers}
@@ -208,16 +217,20 @@ class ProxyCore:
             m.RemoteDepCheck: self._on_remote_dep_check,
             m.LogCheck: self._on_log_check,
             m.StableNotice: self._on_stable_notice,
-            m.StatsRequest: self._on_stats_request,
             m.HeartbeatAck: self._on_heartbeat_ack,
         }
+        self.timers.add("housekeeping", self._housekeeping, now + config.tick_s)
+        self.timers.add("ship", self._ship, None)
 
-    # -- entry points -----------------------------------------------------------------------
+    # -- timers -----------------------------------------------------------------------------
 
-    def handle(self, src: str, msg, now: float) -> list:
-        return dispatch(self._handlers, self.counters, src, msg, now)
+    def _housekeeping(self, now: float) -> list:
+        self.timers.set("housekeeping", now + self.config.tick_s)
+        return self.tick(now)
 
     def tick(self, now: float) -> list:
+        """Ship what is due (and resend to silent peers), retry and pump incoming entries,
+        expire dependency waiters, report progress."""
         out: list = []
         out += self._ship(now)
         out += self._retry_incoming(now)
@@ -237,19 +250,16 @@ class ProxyCore:
         self.arrived, self.first_visible, self.visibility = (
             per_origin(), per_origin(), per_origin())
 
-    def ship_due(self) -> float | None:
-        """When the next batch is due (the driver calls ``ship`` then, between ticks, so a
-        batch leaves when due, not on the next tick)."""
-        if not self._due_at:
-            return None
-        return min(self._due_at.values())
+    def _arm_ship(self) -> None:
+        """The ``ship`` timer follows the earliest batch due."""
+        if self._due_at:
+            self.timers.set("ship", min(self._due_at.values()))
+        else:
+            self.timers.cancel("ship")
 
     def _next_batch_at(self, dc: int, now: float) -> float:
         return max(now, self._last_batch_at.get(dc, float("-inf"))
                    + self.config.batch_interval_s)
-
-    def ship(self, now: float) -> list:
-        return self._ship(now)
 
     @property
     def epoch(self) -> int:
@@ -312,6 +322,9 @@ class ProxyCore:
             out[f"visibility_from_dc{dc}_count"] = self.visibility[dc].count
             percentiles(f"first_visible_from_dc{dc}", self.first_visible[dc])
             percentiles(f"arrived_from_dc{dc}", self.arrived[dc])
+        wan_bytes = self.io_counters.get("wan_bytes_sent", 0)  # counted by the WAN driver
+        if wan_bytes and self.counters["entries_sent"]:
+            out["wan_bytes_per_update"] = round(wan_bytes / self.counters["entries_sent"], 1)
         return out
 
     # -- helpers ----------------------------------------------------------------------------
@@ -334,12 +347,6 @@ class ProxyCore:
     def _on_heartbeat_ack(self, src: str, msg: m.HeartbeatAck, now: float) -> list:
         self.dc_time.note(msg.ahead_us, msg.sent_at_us)
         return []
-
-    def _on_stats_request(self, src: str, msg: m.StatsRequest, now: float) -> list:
-        reply = [Send(src, m.StatsReply(msg.op, self.stats()))]
-        if msg.reset_latencies:
-            self.reset_latencies()
-        return reply
 
     def _on_ring_update(self, src: str, msg: m.RingUpdate, now: float) -> list:
         if self.ring is not None and msg.ring.epoch <= self.ring.epoch:
@@ -386,6 +393,7 @@ class ProxyCore:
         for dc in self.peers:
             if dc not in self._due_at:
                 self._due_at[dc] = self._next_batch_at(dc, now)
+        self._arm_ship()
         self.counters["entries_logged"] += 1
         self.log_lag.record(max(0.0, now - msg.version.clock / 1e6))
         return [Send(src, m.Shipped(msg.key, msg.version, seq, logged_at))]
@@ -422,6 +430,7 @@ class ProxyCore:
                 self._due_at.pop(dc, None)
             else:  # held back by max_unacked_entries: try again an interval later
                 self._due_at[dc] = now + cfg.batch_interval_s
+        self._arm_ship()
         return out
 
     def _batch(self, first: int) -> m.ShipBatch | None:

@@ -4,8 +4,11 @@ Theory of operation
 -------------------
 One ``random.Random(seed)`` and one heap of timed events ``(time, seq, event)``. Events are
 message deliveries (latency drawn per message, so messages may overtake each other:
-stronger than TCP's per-link FIFO), client deliveries, periodic ticks and heartbeats of
-every process, and faults (crash, restart). Effects returned by a core are turned into
+stronger than TCP's per-link FIFO), client deliveries, the timers every core asks for
+(``next_deadline``: heartbeats, leases, batch pacing, resends, housekeeping are all the
+cores' own) and faults (crash, restart). Every core is driven through the one contract of
+``chainreaction/core.py``, exactly as ``chainreaction/runtime/driver.py`` drives it on real
+sockets; the loop has no role-specific code. Effects returned by a core are turned into
 future events; nothing else happens. Same seed, same calls, same trace.
 
 With a ``ServiceModel`` (sim/service.py) every process has one CPU: a message (or client
@@ -37,6 +40,7 @@ import attrs
 
 from chainreaction import codec
 from chainreaction import messages as m
+from chainreaction.core import Core, Identity
 from chainreaction.effects import Send, ToClient
 from chainreaction.manager import ManagerConfig, ManagerCore
 from chainreaction.node import NodeConfig, NodeCore
@@ -46,7 +50,7 @@ from frontend.core import FrontendConfig, FrontendCore
 from remote_proxy.core import ProxyConfig, ProxyCore
 from remote_proxy.log import MemoryLog
 
-from .network import Latency, NetworkModel
+from .network import FifoLinks, Latency, NetworkModel
 from .service import ServiceModel
 
 MANAGER = "manager"
@@ -139,8 +143,6 @@ class SimCluster:
         self.network = network or NetworkModel(Latency.between(*latency_s),
                                                Latency.between(*wan_latency_s))
         self.service = service
-        self.tick_s = tick_s
-        self.heartbeat_s = heartbeat_s
         self.dcs = dcs
         geo = dcs > 1
         prefix = (lambda dc: f"d{dc}.") if geo else (lambda dc: "")
@@ -150,16 +152,18 @@ class SimCluster:
         self.node_configs, self.frontend_configs, self.proxy_configs = {}, {}, {}
         self.node_names, self.frontend_names = [], []
         base_proxy = proxy_config or ProxyConfig()
+        timing = dict(tick_s=tick_s, heartbeat_s=heartbeat_s)
         for dc in range(dcs):
             names = dict(manager=self.managers[dc], proxy=prefix(dc) + "proxy")
             self.node_configs[dc] = NodeConfig(eager=eager, dc=dc, geo=geo,
-                                               tombstone_grace_s=tombstone_grace_s, **names)
+                                               tombstone_grace_s=tombstone_grace_s,
+                                               **names, **timing)
             self.frontend_configs[dc] = FrontendConfig(
                 read_from=read_from, dc=dc, geo=geo, unsafe_skip_dependency_checks=unsafe,
-                **names, **(frontend_config or {}))
+                **names, **{**timing, **(frontend_config or {})})
             peers = tuple((d, prefix(d) + "proxy") for d in range(dcs) if d != dc)
             self.proxy_configs[dc] = attrs.evolve(base_proxy, dc=dc, peers=peers,
-                                                  manager=names["manager"])
+                                                  manager=names["manager"], **timing)
             for i in range(1, nodes + 1):
                 self.node_names.append(prefix(dc) + f"n{i}")
             for i in range(1, frontends + 1):
@@ -176,7 +180,7 @@ class SimCluster:
         self.stores = {name: (store_factory or (lambda _name: MemoryStore()))(name)
                        for name in self.node_names}
         self.logs = {name: MemoryLog() for name in self.proxies}
-        self.processes: dict[str, object] = {}
+        self.processes: dict[str, Core] = {}
         self.down: set[str] = set()
         self.paused: dict[str, list] = {}  # name -> messages held while it is stopped
         self.cut: set[frozenset] = set()
@@ -188,25 +192,18 @@ class SimCluster:
         self._cpu_queue: dict[str, collections.deque] = {}
         self._cpu_busy_s: dict[str, float] = collections.defaultdict(float)
         self._link_free: dict[tuple, float] = {}
-        self._link_last: dict[tuple, float] = {}  # fifo: last arrival planned per link
-        self._ship_at: dict[str, float] = {}  # proxy -> when its next batch is planned
+        self._fifo = FifoLinks()  # with ``network.fifo``
+        self._wake_at: dict[str, float] = {}  # process -> when its next timer event is planned
         self._trace_hash = hashlib.sha256() if trace else None
         self._queue: list = []
         self._seq = 0
         self._sessions: dict[int, SimSession] = {}
         self._incarnation: dict[str, int] = {}
         self._manager_config = ManagerConfig(replication=replication, vnodes=8,
-                                             failure_timeout_s=failure_timeout_s)
-        for name in self.managers:
-            self.processes[name] = ManagerCore(self._manager_config, self.now)
-        for name in self.node_names:
-            self._start_node(name)
-        for name in self.frontend_names + self.proxies:
-            self._start_other(name)
-        for name in self.processes:
-            self._schedule(self.rng.uniform(0, tick_s), ("tick", name))
-            if name not in self.managers:
-                self._schedule(self.rng.uniform(0, heartbeat_s), ("heartbeat", name))
+                                             failure_timeout_s=failure_timeout_s, tick_s=tick_s)
+        for name in [*self.managers, *self.node_names, *self.frontend_names, *self.proxies]:
+            # Processes come up at slightly different times, as ``cluster up`` starts them.
+            self._start(name, restarted=False, boot_s=self.rng.uniform(0, heartbeat_s))
 
     # -- event loop ---------------------------------------------------------------------------
 
@@ -234,13 +231,12 @@ class SimCluster:
                     if net.wan_bandwidth is not None:
                         latency += self._serialise(src, to, effect.msg, delay)
                 if net.fifo:
-                    link = (src, to)
-                    latency = max(latency, self._link_last.get(link, 0.0) - self.now - delay)
-                    self._link_last[link] = self.now + delay + latency
+                    start = self.now + delay
+                    latency = self._fifo.arrival((src, to), start + latency) - start
                 self._schedule(delay + latency, ("msg", src, to, effect.msg))
             elif isinstance(effect, ToClient):
                 self._schedule(delay + net.intra_dc.sample(rng),
-                               ("client", effect.conn, effect.payload))
+                               ("client", effect.conn, effect.reply.to_wire()))
             else:  # pragma: no cover - cores only return these
                 raise TypeError(effect)
 
@@ -265,8 +261,7 @@ class SimCluster:
             _, dst, conn, req = work
             if self._trace_hash is not None:
                 self._trace_hash.update(f"{self.now:.9f} c{conn}>{dst} {req!r}\n".encode())
-            effects = self.processes[dst].client_request(
-                conn, req, self.clock_of(dst))
+            effects = self.processes[dst].client_request(conn, req, self.clock_of(dst))
             kind, msg = "client", req
         cost = 0.0
         if self.service is not None:
@@ -274,34 +269,33 @@ class SimCluster:
             self._busy_until[dst] = self.now + cost
             self._cpu_busy_s[dst] += cost
         self._apply(dst, effects, cost)
-        if dst in self.logs:
-            self._plan_ship(dst)
+        self._plan_timer(dst)
         return cost
 
-    def _plan_ship(self, name: str, just_shipped: bool = False) -> None:
-        """A proxy sends each batch when it is due, between ticks (remote_proxy/server.py's
-        shipper does the same). A due time that shipping left in the past (a blocked link)
-        waits for the next tick or message instead of spinning."""
-        due = self.processes[name].ship_due()
-        if due is None:
+    def _plan_timer(self, name: str, not_before: float = 0.0) -> None:
+        """Plan a timer event at the deadline ``name``'s core asked for (on its clock), unless
+        one is planned no later already."""
+        deadline = self.processes[name].next_deadline()
+        if deadline is None:
             return
-        at = max(self.now, due - self.skew.get(name, 0.0))
-        if just_shipped and at <= self.now:
-            return
-        planned = self._ship_at.get(name)
+        at = max(self.now, not_before, deadline - self.skew.get(name, 0.0))
+        planned = self._wake_at.get(name)
         if planned is not None and planned <= at:
             return
-        self._ship_at[name] = at
-        self._schedule(at - self.now, ("ship", name, at))
+        self._wake_at[name] = at
+        self._schedule(at - self.now, ("timer", name, at, deadline))
 
-    def _on_ship_due(self, name: str, at: float) -> None:
-        if self._ship_at.get(name) != at:
-            return  # replanned earlier
-        del self._ship_at[name]
+    def _on_timer(self, name: str, at: float, deadline: float) -> None:
+        if self._wake_at.get(name) != at:
+            return  # replanned earlier, or the process crashed or restarted since
+        del self._wake_at[name]
         if name in self.down or name in self.paused:
-            return
-        self._apply(name, self.processes[name].ship(self.clock_of(name)))
-        self._plan_ship(name, just_shipped=True)
+            return  # planned again on restart or resume
+        # (max: the deadline, converted to simulated time and back, may come out a hair
+        # before itself)
+        now = max(self.clock_of(name), deadline)
+        self._apply(name, self.processes[name].on_timer(now))
+        self._plan_timer(name)
 
     def _arrive(self, dst: str, work: tuple) -> None:
         """Work for ``dst`` arrives now: handle it, or queue it behind what keeps its CPU
@@ -367,25 +361,8 @@ class SimCluster:
             self._arrive(dst, event)
         elif kind == "cpu":
             self._on_cpu_free(event[1])
-        elif kind == "ship":
-            self._on_ship_due(event[1], event[2])
-        elif kind == "tick":
-            name = event[1]
-            if name not in self.down and name not in self.paused:
-                self._apply(name, self.processes[name].tick(self.clock_of(name)))
-                if name in self.logs:
-                    self._plan_ship(name)
-            self._schedule(self.tick_s, event)
-        elif kind == "heartbeat":
-            name = event[1]
-            if name not in self.down and name not in self.paused:
-                core = self.processes[name]
-                role = self.role_of[name]
-                epoch = core.ring.epoch if core.ring is not None else 0
-                hb = m.Heartbeat(name, role, f"sim:{name}", self._incarnation.get(name, 0), epoch,
-                                 int(self.clock_of(name) * 1e6), core.store_clock_us)
-                self._apply(name, [Send(self.managers[self.dc_of[name]], hb)])
-            self._schedule(self.heartbeat_s, event)
+        elif kind == "timer":
+            self._on_timer(*event[1:])
         elif kind == "call":
             event[1]()
         return True
@@ -415,25 +392,35 @@ class SimCluster:
 
     # -- processes and faults -------------------------------------------------------------------
 
-    def _start_node(self, name: str) -> None:
+    def _start(self, name: str, restarted: bool, boot_s: float = 0.0) -> None:
+        """A fresh core for process ``name`` (on its surviving store or log), as its
+        command would start it; its timers begin ``boot_s`` later."""
         self._incarnation[name] = self._incarnation.get(name, 0) + 1
-        self.processes[name] = NodeCore(name, self.stores[name],
-                                        self.node_configs[self.dc_of[name]],
-                                        self.clock_of(name))
-
-    def _start_other(self, name: str) -> None:
-        dc = self.dc_of[name]
-        if name in self.logs:
-            self.processes[name] = ProxyCore(name, self.logs[name], self.proxy_configs[dc],
-                                             self.clock_of(name))
+        identity = Identity(f"sim:{name}", self._incarnation[name])
+        dc, role, now = self.dc_of[name], self.role_of[name], self.clock_of(name)
+        if role == "manager":
+            # As ``chainreaction manager`` does: a restarted manager first waits a failure
+            # timeout to hear the live nodes, so its first ring holds them all.
+            config = self._manager_config
+            if restarted:
+                config = attrs.evolve(config, startup_grace_s=config.failure_timeout_s)
+            core: Core = ManagerCore(config, now, name)
+        elif role == "node":
+            core = NodeCore(name, self.stores[name], self.node_configs[dc], now, identity)
+        elif role == "proxy":
+            core = ProxyCore(name, self.logs[name], self.proxy_configs[dc], now, identity)
         else:
-            self.processes[name] = FrontendCore(name, random.Random(self.rng.random()),
-                                                self.frontend_configs[dc], self.clock_of(name))
+            core = FrontendCore(name, random.Random(self.rng.random()),
+                                self.frontend_configs[dc], now, identity)
+        self.processes[name] = core
+        self._wake_at.pop(name, None)
+        self._plan_timer(name, not_before=self.now + boot_s)
 
     def crash(self, name: str) -> None:
         self.down.add(name)
         self._cpu_queue.pop(name, None)
         self._busy_until.pop(name, None)
+        self._wake_at.pop(name, None)
 
     def set_clock_skew(self, name: str, seconds: float) -> None:
         """From now on process ``name``'s clock is ``seconds`` off (0 heals it)."""
@@ -444,31 +431,25 @@ class SimCluster:
             self.skew[name] = seconds
         else:
             self.skew.pop(name, None)
+        if name in self.processes and name not in self.down and name not in self.paused:
+            self._wake_at.pop(name, None)  # its deadlines fall at other simulated times now
+            self._plan_timer(name)
 
     def pause(self, name: str) -> None:
         """SIGSTOP: no ticks, no heartbeats; messages to it wait, in order, until resume."""
         self.paused.setdefault(name, [])
 
     def resume(self, name: str) -> None:
-        self._ship_at.pop(name, None)
         for i, event in enumerate(self.paused.pop(name, [])):
             self._seq += 1
             heapq.heappush(self._queue, (self.now + i * 1e-9, self._seq, event))
+        self._wake_at.pop(name, None)
+        self._plan_timer(name)
 
     def restart(self, name: str) -> None:
         """Start a fresh core on the crashed process's surviving store."""
         self.down.discard(name)
-        self._ship_at.pop(name, None)
-        if name in self.stores:
-            self._start_node(name)
-        elif name in self.managers:
-            # As ``chainreaction manager`` does: a restarted manager first waits a failure
-            # timeout to hear the live nodes, so its first ring holds them all.
-            config = attrs.evolve(self.processes[name].config,
-                                  startup_grace_s=self.processes[name].config.failure_timeout_s)
-            self.processes[name] = ManagerCore(config, self.clock_of(name))
-        else:
-            self._start_other(name)
+        self._start(name, restarted=True)
 
     def partition(self, a: str, b: str) -> None:
         self.cut.add(frozenset((a, b)))

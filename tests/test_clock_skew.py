@@ -152,7 +152,7 @@ def test_a_floor_from_another_dc_waits_until_this_dc_has_seen_that_clock():
     (sent,) = fe.tick(1.2)
     assert isinstance(sent.msg, m.Put) and sent.msg.floor == floor
     (reply,) = fe.handle("a", m.PutAck(sent.msg.op, KEY, Version(floor + 4, 0), 1, False), 1.3)
-    assert reply.payload["ok"]
+    assert reply.reply.to_wire()["ok"]
 
 
 def test_a_floor_no_process_of_the_dc_has_seen_is_refused_as_not_made_by_the_store():
@@ -164,7 +164,7 @@ def test_a_floor_no_process_of_the_dc_has_seen_is_refused_as_not_made_by_the_sto
         fe.handle("manager", m.HeartbeatAck(1, int(now * S), 0, 0, 2 * S), now)
         replies = [e for e in fe.tick(now + 0.05) if isinstance(e, ToClient)]
     (reply,) = replies
-    assert reply.payload["error"] == m.BAD_REQUEST and reply.payload["retryable"] is False
+    assert reply.reply.to_wire()["error"] == m.BAD_REQUEST and reply.reply.to_wire()["retryable"] is False
     assert now <= 1.0 + FrontendConfig().floor_proof_s + 0.3
 
     # Without reports we cannot tell: the deadline answers, retryably.
@@ -172,7 +172,7 @@ def test_a_floor_no_process_of_the_dc_has_seen_is_refused_as_not_made_by_the_sto
     assert fe.client_request(1, client_put(floor=10**15), 1.0) == []
     (reply,) = [e for e in fe.tick(1.0 + FrontendConfig().request_timeout_s)
                 if isinstance(e, ToClient)]
-    assert reply.payload["error"] == m.UNAVAILABLE and reply.payload["retryable"] is True
+    assert reply.reply.to_wire()["error"] == m.UNAVAILABLE and reply.reply.to_wire()["retryable"] is True
 
 
 # -- the whole store, simulated: issue 12's scenario ---------------------------------------------

@@ -67,9 +67,10 @@ def test_a_miss_walks_up_the_chain_towards_the_head():
     assert third.to == "a"
     (reply,) = fe.handle("a", m.ReadReply(first.msg.op, KEY, True, b"v", Version(5), 1, False),
                          0.3)
-    assert reply == ToClient(1, {"id": 1, "ok": True, "found": True, "value": b"v",
-                                 "version": Version(5), "chain_index": 1, "stable": False,
-                                     "seq": 0, "dc": 0})
+    assert reply == ToClient(1, m.GetReply(1, True, b"v", Version(5), 1, False, 0, 0))
+    assert reply.reply.to_wire() == {"id": 1, "ok": True, "found": True, "value": b"v",
+                                     "version": Version(5), "chain_index": 1, "stable": False,
+                                     "seq": 0, "dc": 0}
 
 
 def test_a_version_no_replica_holds_fails_with_an_error_that_says_so():
@@ -87,8 +88,8 @@ def test_a_version_no_replica_holds_fails_with_an_error_that_says_so():
             out = fe.tick(now)
         send = out[0] if out and isinstance(out[0], Send) else None
     (reply,) = out
-    assert reply.payload["error"] == m.UNAVAILABLE
-    assert "v5.0" in reply.payload["message"] and "--eager 1" in reply.payload["message"]
+    assert reply.reply.to_wire()["error"] == m.UNAVAILABLE
+    assert "v5.0" in reply.reply.to_wire()["message"] and "--eager 1" in reply.reply.to_wire()["message"]
 
 
 def test_a_put_waits_for_its_dependencies_to_be_stable_then_goes_to_the_head():
@@ -101,16 +102,16 @@ def test_a_put_waits_for_its_dependencies_to_be_stable_then_goes_to_the_head():
     assert write.to == "a" and isinstance(write.msg, m.Put)
     assert write.msg.floor >= 7  # the new version will be above everything it depends on
     (reply,) = fe.handle("a", m.PutAck(write.msg.op, KEY, Version(9), 1, False), 0.2)
-    assert reply.payload["ok"] and reply.payload["version"] == Version(9)
+    assert reply.reply.to_wire()["ok"] and reply.reply.to_wire()["version"] == Version(9)
 
 
 def test_every_error_reply_says_whether_a_retry_can_help():
     (reply,) = frontend(max_ops=0).client_request(1, put(), 0.0)
-    assert reply.payload["error"] == m.OVERLOADED and reply.payload["retryable"] is True
+    assert reply.reply.to_wire()["error"] == m.OVERLOADED and reply.reply.to_wire()["retryable"] is True
     fe = frontend()
     (check,) = fe.client_request(1, put(deps=(m.Dep(DEP_KEY, Version(7), 1),)), 0.0)
     (reply,) = fe.handle("b", m.Error(check.msg.op, m.BAD_REQUEST, "bad", 1), 0.1)
-    assert reply.payload["error"] == m.BAD_REQUEST and reply.payload["retryable"] is False
+    assert reply.reply.to_wire()["error"] == m.BAD_REQUEST and reply.reply.to_wire()["retryable"] is False
 
 
 def test_a_put_without_answer_is_resent_with_the_same_request_id():
@@ -145,7 +146,7 @@ def test_unanswerable_reads_fail_at_the_deadline_with_a_clear_error():
             if isinstance(e, Send):
                 fe.handle(e.to, m.ReadMiss(e.msg.op, KEY, "older"), t)
     (reply,) = [e for e in out if isinstance(e, ToClient)]
-    assert reply.payload["ok"] is False and reply.payload["error"] == m.UNAVAILABLE
+    assert reply.reply.to_wire()["ok"] is False and reply.reply.to_wire()["error"] == m.UNAVAILABLE
     assert 2.0 <= t < 2.2
 
 
@@ -203,7 +204,7 @@ def test_an_attach_waits_for_other_dcs_past_only():
     (check,) = fe.client_request(1, req, 0.0)
     assert check.to == "proxy" and (check.msg.origin_dc, check.msg.seq) == (1, 5)
     (reply,) = fe.handle("proxy", m.LogReply(check.msg.op, True, ((1, 5),), 1), 0.1)
-    assert reply == ToClient(1, {"id": 3, "ok": True, "dc": 2})
+    assert reply == ToClient(1, m.AttachReply(3, 2))
 
 
 def test_a_settle_confirms_every_entry_then_answers_what_the_dc_holds():
@@ -219,5 +220,5 @@ def test_a_settle_confirms_every_entry_then_answers_what_the_dc_holds():
                          0.1)
     assert (holds.msg.origin_dc, holds.msg.seq) == (0, 0)
     (reply,) = fe.handle("proxy", m.LogReply(holds.msg.op, True, ((0, 12), (1, 3)), 77), 0.2)
-    assert reply.payload == {"id": 4, "ok": True, "dc": 0, "floor": 77,
+    assert reply.reply.to_wire() == {"id": 4, "ok": True, "dc": 0, "floor": 77,
                              "past": [[0, 12], [1, 3]]}

@@ -55,21 +55,18 @@ class ReviewCluster(SimCluster):
     overrides and clients that notice their frontend dying."""
 
     def __init__(self, seed: int, *, node_overrides: dict | None = None, loss: float = 0.0,
-                 manager_grace_s: float | None = None, **kwargs) -> None:
+                 **kwargs) -> None:
         self.rules: list = []  # rule(src, dst, msg) -> extra delay (s), or None to drop
         self._node_overrides = node_overrides or {}
         self._loss = loss
         self._loss_rng = random.Random(seed ^ 0x5EED)
         super().__init__(seed, **kwargs)
-        if manager_grace_s is not None:  # as the real runtime: grace = failure timeout
-            manager = self.processes[MANAGER]
-            manager.config = attrs.evolve(manager.config, startup_grace_s=manager_grace_s)
 
-    def _start_node(self, name: str) -> None:
-        if self._node_overrides:  # SimCluster starts each node with its DC's config
-            dc = self.dc_of[name]
+    def _start(self, name: str, restarted: bool, boot_s: float = 0.0) -> None:
+        if self._node_overrides and self.role_of[name] == "node":
+            dc = self.dc_of[name]  # SimCluster starts each node with its DC's config
             self.node_configs[dc] = attrs.evolve(self.node_configs[dc], **self._node_overrides)
-        super()._start_node(name)
+        super()._start(name, restarted, boot_s)
 
     def _apply(self, src: str, effects: list, delay: float = 0.0) -> None:
         for effect in effects:
@@ -374,7 +371,7 @@ def test_manager_restart_with_startup_grace(seed, sessions, eager, restart_at, d
     sessions run, possibly while a node is down too: the rebuilt ring keeps every node's
     data reachable and sessions causal."""
     cluster = ReviewCluster(seed, nodes=3, eager=eager, frontends=2,
-                            latency_s=(0.0001, 0.01), manager_grace_s=0.6)
+                            latency_s=(0.0001, 0.01))
     cluster.wait_ready()
     cluster.at(restart_at, lambda: cluster.crash(MANAGER))
     cluster.at(restart_at + down_for, lambda: cluster.restart(MANAGER))
@@ -655,7 +652,7 @@ def test_manager_restart_does_not_quarantine_the_cluster():
     it as missed only if ``new.epoch > self.ring.epoch + 1`` (the restarted manager's epoch
     is max(reported epochs) + 1, so a node at the newest epoch missed nothing), or have the
     manager persist / re-learn the previous ring."""
-    cluster = ReviewCluster(1, nodes=3, frontends=2, manager_grace_s=0.6)
+    cluster = ReviewCluster(1, nodes=3, frontends=2)
     cluster.wait_ready()
     session = cluster.session()
     for key in "abcdef":
@@ -688,7 +685,7 @@ def test_manager_restart_while_a_readded_node_copies_loses_nothing():
     every node) meets the give-up of the open bug above: n3, n1 and n2 all copy, all refuse
     each other, all give up; n3 never copied K=new (a stable version, never redriven).
     On a328870 this passed: n1 and n2 kept serving and n3's copy completed."""
-    cluster = ReviewCluster(1, nodes=3, read_from="tail", manager_grace_s=0.6,
+    cluster = ReviewCluster(1, nodes=3, read_from="tail",
                             node_overrides=dict(sync_chunk_items=1, sync_chunks_per_step=1))
     key, new = readd_n3_after_a_write_it_missed(cluster)
     cluster.crash(MANAGER)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chainreaction import messages as m
+from chainreaction.core import Identity
 from chainreaction.effects import Send
 from chainreaction.ring import Ring
 from chainreaction.versions import VClock, Version
@@ -77,18 +78,31 @@ def test_a_write_on_an_idle_link_leaves_at_once_then_one_batch_per_interval():
     assert sent(core.tick(0.03), m.ShipBatch) == []  # nothing new, nothing resent yet
 
 
-def test_the_driver_learns_when_the_next_batch_is_due():
+def test_the_next_deadline_is_when_the_next_batch_is_due():
     core = proxy()
-    assert core.ship_due() is None
+    housekeeping = core.next_deadline()
+    assert housekeeping == CONFIG.tick_s  # nothing logged: only the periodic work
     ship(core, "a", 1_000, 0.001)
-    assert core.ship_due() == 0.001  # idle link: now
-    assert len(sent(core.ship(0.001), m.ShipBatch)) == 2
-    assert core.ship_due() is None
+    assert core.next_deadline() == 0.001  # idle link: now
+    assert len(sent(core.on_timer(0.001), m.ShipBatch)) == 2
+    assert core.next_deadline() == housekeeping
     ship(core, "b", 2_000, 0.004)
     ship(core, "c", 3_000, 0.006)
-    assert core.ship_due() == 0.001 + CONFIG.batch_interval_s  # spaced from the last batch
-    assert len(sent(core.ship(core.ship_due()), m.ShipBatch)) == 2
-    assert core.ship_due() is None
+    assert core.next_deadline() == 0.001 + CONFIG.batch_interval_s  # spaced from the last batch
+    assert len(sent(core.on_timer(core.next_deadline()), m.ShipBatch)) == 2
+    assert core.next_deadline() == housekeeping
+
+
+def test_a_member_heartbeats_its_manager_on_its_own_timer():
+    core = ProxyCore("p0", MemoryLog(), CONFIG, 0.0, Identity("127.0.0.1:9", 7))
+    assert core.next_deadline() == 0.0  # the first heartbeat at start
+    (hb,) = core.on_timer(0.0)
+    assert hb.to == CONFIG.manager and hb.msg == m.Heartbeat(
+        "p0", "proxy", "127.0.0.1:9", 7, 0, 0, 0)
+    assert core.next_deadline() == CONFIG.tick_s  # housekeeping comes first
+    assert sent(core.on_timer(CONFIG.tick_s), m.Heartbeat) == []
+    (hb,) = sent(core.on_timer(CONFIG.heartbeat_s), m.Heartbeat)
+    assert hb.msg.sent_at_us == 200_000
 
 
 def test_a_peer_without_progress_gets_the_unacked_log_again():

@@ -74,7 +74,7 @@ async def test_garbage_is_counted_and_answered_and_the_listener_keeps_serving():
 
 
 def test_a_drivers_stats_reply_merges_its_counters_and_resets_latencies_when_asked():
-    from chainreaction.runtime.processes import Driver
+    from chainreaction.runtime.driver import Driver
     from remote_proxy.core import ProxyConfig, ProxyCore
     from remote_proxy.log import MemoryLog
 

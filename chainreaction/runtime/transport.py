@@ -285,10 +285,3 @@ class Transport:
             log.exception("handling %r from %s", msg, peer)
         return peer
 
-
-async def ticker(interval_s: float, fn) -> None:
-    """Call ``fn()`` every ``interval_s`` forever."""
-    while True:
-        await trio.sleep(interval_s)
-        fn()
-

@@ -1,0 +1,190 @@
+"""The one contract every protocol core follows (node, manager, frontend, remote proxy).
+
+A core is a plain object. Everything it learns comes in through four calls, each given
+the time on the process's clock; everything it wants done comes out as a list of effects
+(``effects.py``: ``Send`` to a process, ``ToClient`` with a reply from the messages
+module):
+
+* ``handle(src, msg, now)``: a message from another process;
+* ``client_request(conn, req, now)`` and ``client_gone(conn, now)``: a client's request,
+  or its connection closing (only a frontend serves clients; others refuse);
+* ``on_timer(now)``: the time is ``next_deadline()`` or later.
+
+After every call the driver asks ``next_deadline()``, the time at which the core wants
+``on_timer``; it is never in the past once ``on_timer`` has run. There is no fixed tick
+in a driver: every interval (heartbeats, lease renewal, batch pacing, resends,
+housekeeping) is the core's own, in ``Timers``. ``stats()`` is the core's counters; a
+``StatsRequest`` is answered here with them and the driver's own (``io_counters``), so a
+process's stats come from one place, in production and in the simulator alike.
+
+Two drivers interpret the effects: ``chainreaction/runtime/driver.py`` on real sockets
+and ``sim/cluster.py`` on a simulated network and clock. Neither knows what a role does.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Callable
+
+import attrs
+
+from . import messages as m
+from .effects import Send, ToClient
+
+
+@attrs.frozen
+class Identity:
+    """Who a member process is, for its heartbeats to the manager: the address peers
+    reach it at and an incarnation that changes at every start (a restart is noticed)."""
+
+    addr: str
+    incarnation: int
+
+
+class Timers:
+    """A core's named deadlines on its own clock, and what to call at each."""
+
+    def __init__(self) -> None:
+        self._at: dict[str, float] = {}
+        self._handler: dict[str, Callable[[float], list]] = {}
+
+    def add(self, name: str, handler: Callable[[float], list], at: float | None) -> None:
+        """Register ``handler`` as timer ``name``, armed at ``at`` (None: not armed)."""
+        self._handler[name] = handler
+        if at is not None:
+            self._at[name] = at
+
+    def set(self, name: str, at: float) -> None:
+        assert name in self._handler, name
+        self._at[name] = at
+
+    def set_earlier(self, name: str, at: float) -> None:
+        """Arm ``name`` at ``at`` unless it is armed earlier already."""
+        current = self._at.get(name)
+        if current is None or at < current:
+            self.set(name, at)
+
+    def cancel(self, name: str) -> None:
+        self._at.pop(name, None)
+
+    def armed(self, name: str) -> bool:
+        return name in self._at
+
+    def next(self) -> float | None:
+        return min(self._at.values()) if self._at else None
+
+    def run_due(self, now: float) -> list:
+        """Call every handler whose deadline has come, earliest first (and any a handler
+        armed for now); a handler re-arms its timer itself if it is periodic."""
+        out: list = []
+        for _ in range(len(self._handler) + 1):
+            due = sorted((at, name) for name, at in self._at.items() if at <= now)
+            if not due:
+                break
+            for at, name in due:
+                if self._at.get(name) == at:  # not moved by a handler that ran before it
+                    del self._at[name]
+                    out += self._handler[name](now)
+        return out
+
+
+class Core:
+    """Base of every protocol core: dispatch by message type, timers, stats answers and,
+    for members of a DC (not the manager), heartbeats to the DC's manager."""
+
+    role = "core"
+
+    def __init__(self, name: str, now: float, *, manager: str | None = None,
+                 identity: Identity | None = None, heartbeat_s: float = 0.2) -> None:
+        self.name = name
+        self.counters: collections.Counter = collections.Counter()
+        # The driver's own counters (transport, WAN), shown in stats answers; set by it.
+        self.io_counters: dict = {}
+        self.timers = Timers()
+        self._handlers: dict[type, Callable] = {}
+        self._manager = manager
+        self._identity: Identity | None = None
+        self._heartbeat_s = heartbeat_s
+        if identity is not None:
+            self.join(identity, now)
+
+    # -- the contract ----------------------------------------------------------------------
+
+    def handle(self, src: str, msg, now: float) -> list:
+        self.observe_time(now)
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            if type(msg) is m.StatsRequest:
+                return self._on_stats_request(src, msg, now)
+            self.counters["unexpected_message"] += 1
+            return []
+        self.counters["msg_" + type(msg).__name__] += 1
+        return handler(src, msg, now)
+
+    def join(self, identity: Identity, now: float) -> None:
+        """Start heartbeating the manager as ``identity`` (the driver knows the address only
+        once it listens)."""
+        assert self._manager is not None, f"a {self.role} is no member of a DC"
+        self._identity = identity
+        self.timers.add("heartbeat", self._heartbeat, now)
+
+    def client_request(self, conn: int, req: m.ClientRequest, now: float) -> list:
+        self.counters["client_request_refused"] += 1
+        return [ToClient(conn, m.ErrorReply(req.id, m.BAD_REQUEST,
+                                            f"{self.name} is a {self.role}, not a frontend"))]
+
+    def client_gone(self, conn: int, now: float) -> list:
+        return []
+
+    def on_timer(self, now: float) -> list:
+        self.observe_time(now)
+        out = self.timers.run_due(now)
+        after = self.timers.next()
+        assert after is None or after > now, (self.name, after, now)
+        return out
+
+    def next_deadline(self) -> float | None:
+        return self.timers.next()
+
+    def stats(self) -> dict:
+        return dict(self.counters)
+
+    def reset_latencies(self) -> None:
+        """Start the latency recorders afresh (a benchmark's measured phase begins)."""
+
+    # -- what subclasses may refine ----------------------------------------------------------
+
+    def observe_time(self, now: float) -> None:
+        """Called with the time of every event before it is handled."""
+
+    @property
+    def epoch(self) -> int:
+        """The ring epoch this process knows (heartbeats report it)."""
+        ring = getattr(self, "ring", None)
+        return ring.epoch if ring is not None else 0
+
+    @property
+    def store_clock_us(self) -> int:
+        """The largest hybrid clock this process made or saw (heartbeats report it)."""
+        return 0
+
+    # -- shared behaviour ------------------------------------------------------------------
+
+    def stats_answer(self) -> dict:
+        """What a stats request is answered with: the driver's counters and the core's."""
+        return {**self.io_counters, **self.stats()}
+
+    def _on_stats_request(self, src: str, msg: m.StatsRequest, now: float) -> list:
+        reply = [Send(src, m.StatsReply(msg.op, self.stats_answer()))]
+        if msg.reset_latencies:
+            self.reset_latencies()
+        return reply
+
+    def _heartbeat(self, now: float) -> list:
+        """Tell the manager we are alive, which ring we know and how our clock reads; its
+        ``HeartbeatAck`` renews a node's lease and measures our clock (manager.py)."""
+        self.timers.set("heartbeat", now + self._heartbeat_s)
+        assert self._identity is not None and self._manager is not None
+        return [Send(self._manager, m.Heartbeat(
+            self.name, self.role, self._identity.addr, self._identity.incarnation,
+            self.epoch, int(now * 1_000_000), self.store_clock_us))]

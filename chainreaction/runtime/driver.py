@@ -1,0 +1,144 @@
+"""The one trio driver: runs any protocol core (core.py's contract) on real sockets.
+
+What it does, and all it does: hand the core each message from the transport and the
+time on the process's clock; call ``on_timer`` when the core's ``next_deadline`` comes;
+send the effects the core returns (``Send`` to the transport, ``ToClient`` to a client
+connection, which a frontend's server registers); learn peers' addresses from ring
+updates and heartbeats; apply fault injection (``FaultControl``: clock skew, cut links),
+which is about this process's I/O, not the protocol. It knows no role.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Callable
+
+import trio
+
+from .. import messages as m
+from ..core import Core, Identity
+from ..effects import Send, ToClient
+from .transport import Transport
+
+log = logging.getLogger(__name__)
+
+MANAGER = "manager"
+
+
+def wall_clock() -> float:
+    return time.time()
+
+
+class Driver:
+    """``transport`` may come later (``attach``): it needs ``on_message`` to deliver to."""
+
+    def __init__(self, core: Core, transport: Transport | None, clock=wall_clock) -> None:
+        self.core = core
+        self.transport: Transport = None  # type: ignore[assignment]
+        if transport is not None:
+            self.attach(transport)
+        self._base_clock = clock
+        self.clock_skew_s = 0.0  # set by FaultControl (fault injection only)
+        # client connection -> what sends its replies (a frontend's WebSocket writer)
+        self.clients: dict[int, Callable[[object], None]] = {}
+        self._timer_target: float | None = None  # the deadline the timer task sleeps to
+        self._timer_wakeup = trio.Event()
+
+    def attach(self, transport: Transport) -> None:
+        self.transport = transport
+        self.core.io_counters = transport.counters
+
+    def clock(self) -> float:
+        return self._base_clock() + self.clock_skew_s
+
+    # -- into the core -------------------------------------------------------------------------
+
+    def on_message(self, src: str, msg) -> None:
+        if isinstance(msg, m.RingUpdate) and msg.ring.epoch > self.core.epoch:
+            for member in msg.ring.members:  # not from stale rings
+                self.transport.learn(member.name, member.addr)
+        elif isinstance(msg, m.Heartbeat):
+            self.transport.learn(msg.name, msg.addr)
+        elif isinstance(msg, m.FaultControl):
+            self._on_fault_control(src, msg)
+            return
+        self.run(self.core.handle(src, msg, self.clock()))
+
+    def client_request(self, conn: int, req: m.ClientRequest) -> None:
+        self.run(self.core.client_request(conn, req, self.clock()))
+
+    def client_gone(self, conn: int) -> None:
+        self.clients.pop(conn, None)
+        self.run(self.core.client_gone(conn, self.clock()))
+
+    async def run_timers(self) -> None:
+        """Call ``on_timer`` at every deadline the core asks for."""
+        while True:
+            deadline = self.core.next_deadline()
+            self._timer_target = deadline
+            wait = float("inf") if deadline is None else deadline - self.clock()
+            if wait > 0:
+                with trio.move_on_after(wait):
+                    await self._timer_wakeup.wait()
+                self._timer_wakeup = trio.Event()
+                continue
+            self.run(self.core.on_timer(self.clock()))
+            await trio.sleep(0)  # let the transport run between timers
+
+    # -- out of the core -----------------------------------------------------------------------
+
+    def run(self, effects: list) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self.send(effect.to, effect.msg)
+            elif isinstance(effect, ToClient):
+                reply_to = self.clients.get(effect.conn)
+                if reply_to is not None:
+                    reply_to(effect.reply)
+            else:  # pragma: no cover - cores only return these
+                raise TypeError(f"unexpected effect {effect!r}")
+        deadline = self.core.next_deadline()
+        if deadline is not None and (self._timer_target is None or deadline < self._timer_target):
+            self._timer_target = deadline
+            self._timer_wakeup.set()  # the timer task sleeps to a later deadline
+
+    def send(self, to: str, msg) -> None:
+        self.transport.send(to, msg)
+
+    # -- fault injection -----------------------------------------------------------------------
+
+    def _on_fault_control(self, src: str, msg: m.FaultControl) -> None:
+        self.clock_skew_s = msg.clock_skew_ms / 1000
+        self.transport.blocked = set(msg.cut_off)
+        log.warning("fault injection: clock skew %+d ms, links to %s %s",
+                    msg.clock_skew_ms, sorted(msg.cut_off) or "all",
+                    "cut" if msg.cut_off else "healed")
+        self.transport.send(src, m.StatsReply(msg.op, {
+            "clock_skew_ms": msg.clock_skew_ms, "blocked": sorted(msg.cut_off)}))
+        self.run([])  # the core's deadlines fall at other times on the new clock
+
+
+async def serve(nursery: trio.Nursery, driver: Driver, member: bool = True) -> None:
+    """Start a process around ``driver``: stop on SIGTERM/SIGINT, listen, join the DC (a
+    member heartbeats its manager from the address it listens on), run the core's
+    timers."""
+    install_stop_handler(nursery)
+    await nursery.start(driver.transport.serve)
+    if member:
+        incarnation = int(time.time() * 1000)  # differs at every start
+        driver.core.join(Identity(driver.transport.addr, incarnation), driver.clock())
+    nursery.start_soon(driver.run_timers)
+
+
+def install_stop_handler(nursery: trio.Nursery) -> None:
+    """SIGTERM and SIGINT cancel the process's nursery: a clean shutdown."""
+
+    async def watch():
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                return
+
+    nursery.start_soon(watch)

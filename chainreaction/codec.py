@@ -183,9 +183,9 @@ def request_id_of(data) -> int | None:
         raw = _loads(data)
     except Exception:
         return None
-    if isinstance(raw, dict) and type(raw.get("id")) is int:
+    if isinstance(raw, dict) and type(raw.get("id")) is int and 0 <= raw["id"] < 2**63:
         return raw["id"]
-    return None
+    return None  # no id, or one the doc's reply format cannot carry (never echoed)
 
 
 def encode_client(payload: dict) -> bytes:

@@ -565,11 +565,16 @@ def test_wrong_types_in_fields_the_op_ignores_are_bad_request(fields):
         (client(op="get", id="7"), None),
         (client(op="get", id=True), None),
         (client(op="get"), None),
+        (client(op="get", id=-1), None),
+        (client(op="get", id=2**63), None),
+        (client(op="get", id=2**63 - 1), 2**63 - 1),
+        (client(op="get", id=1.0), None),
         (cbor2.dumps([1, 2]), None),
         (b"\xff\x00", None),
         ("text frame", None),
     ],
-    ids=["unknown-op", "bad-key", "id-text", "id-bool", "no-id", "array", "garbage", "text"],
+    ids=["unknown-op", "bad-key", "id-text", "id-bool", "no-id", "id-negative", "id-2^63",
+         "id-max", "id-float", "array", "garbage", "text"],
 )
 def test_request_id_of(data, expected):
     assert codec.request_id_of(data) == expected

@@ -22,17 +22,19 @@ Conflict order is only built when versions cannot rule out a CyclicCF.
 
 Layout: ``events`` reads and validates a history and pairs its events into ops cut into
 sessions; ``causal_order`` gives those ops vector clocks and answers causal order queries;
-``anomalies`` holds the checks themselves (bad patterns, last-writer-wins, lost writes,
-divergence) and names the session guarantee each stale read breaks; ``report`` runs them
-(``check``) and presents the result (text, JSON, ``chainreaction check``).
+``kinds`` names what can be found; ``anomalies`` holds the checks (bad patterns,
+last-writer-wins, lost writes, divergence) and names the session guarantee each stale read
+breaks, except the cycle checks (CyclicCO, CyclicCF and the conflict order), which are in
+``cycles``; ``explain`` words every anomaly; ``report`` runs the checks (``check``) and
+presents the result (text, JSON, ``chainreaction check``).
 """
 
-from .anomalies import (
+from .events import EVENT_TYPES, FUNCTIONS, Event, HistoryError, load_history
+from .kinds import (
     CAUSAL, CYCLIC_CF, CYCLIC_CO, DIVERGENCE, KINDS, LOST_WRITE, LWW_NOT_ARBITRATION,
     MAX_CYCLES_REPORTED, MAX_OPS_LISTED, MONOTONIC_READS, MONOTONIC_WRITES, READ_YOUR_WRITES,
     THIN_AIR_READ, WRITE_CO_INIT_READ, WRITE_CO_READ, WRITES_FOLLOW_READS, Anomaly,
 )
-from .events import EVENT_TYPES, FUNCTIONS, Event, HistoryError, load_history
 from .report import Report, check, format_report, main
 
 __all__ = [

@@ -1,93 +1,38 @@
-"""The checks: the CCv bad patterns (ThinAirRead, CyclicCO, WriteCOInitRead, WriteCORead,
-CyclicCF), last-writer-wins arbitration, lost writes and divergence of final reads; for
-stale reads, which session guarantee they break; and the wording of every explanation.
+"""The checks other than cycles: ThinAirRead, WriteCOInitRead and WriteCORead of the CCv
+bad patterns, last-writer-wins arbitration, lost writes and divergence of final reads, and
+for each stale read the session guarantee it breaks. ``Analysis`` runs every check over one
+history; the cycle checks (``cycles``) and the wording (``explain``) are its mixins.
 """
 
 from __future__ import annotations
 
-import json
 from array import array
-from bisect import bisect_right
-from collections import defaultdict, deque
-from dataclasses import dataclass
+from collections import defaultdict
 from itertools import compress
-from operator import gt, ne
+from operator import gt
 from typing import Iterable, Sequence
 
-from .causal_order import (
-    _add_to_frontier, _CausalOrder, _find_cycle, _topological_order, _WriteIndex,
+from .causal_order import CausalOrder, WriteIndex
+from .cycles import CycleSearch
+from .events import Event, HistoryError, Op, Sessions, pair_operations
+from .explain import Explanations
+from .kinds import (
+    CAUSAL, DIVERGENCE, KINDS, LOST_WRITE, LWW_NOT_ARBITRATION, MONOTONIC_READS,
+    MONOTONIC_WRITES, READ_YOUR_WRITES, THIN_AIR_READ, WRITE_CO_INIT_READ, WRITE_CO_READ,
+    WRITES_FOLLOW_READS, Anomaly, Classification,
 )
-from .events import Event, HistoryError, _Op, _pair_operations, _Sessions
 
 
-THIN_AIR_READ = "ThinAirRead"
-CYCLIC_CO = "CyclicCO"
-WRITE_CO_INIT_READ = "WriteCOInitRead"
-WRITE_CO_READ = "WriteCORead"
-CYCLIC_CF = "CyclicCF"
-LWW_NOT_ARBITRATION = "LWWNotArbitration"
-LOST_WRITE = "LostWrite"
-DIVERGENCE = "Divergence"
-KINDS = (THIN_AIR_READ, CYCLIC_CO, WRITE_CO_INIT_READ, WRITE_CO_READ, CYCLIC_CF,
-         LWW_NOT_ARBITRATION, LOST_WRITE, DIVERGENCE)
-
-READ_YOUR_WRITES = "read-your-writes"
-MONOTONIC_READS = "monotonic reads"
-MONOTONIC_WRITES = "monotonic writes"
-WRITES_FOLLOW_READS = "writes-follow-reads"
-CAUSAL = "causal"
-
-MAX_CYCLES_REPORTED = 100  # per kind; beyond that the rest are summed up in one anomaly
-MAX_OPS_LISTED = 50
-
-
-@dataclass(frozen=True, slots=True)
-class Anomaly:
-    """One violation. ``ops`` are the history indexes of the completion lines involved."""
-
-    kind: str
-    guarantee: str | None
-    ops: tuple[int, ...]
-    explanation: str
-
-    def as_dict(self) -> dict:
-        return {"kind": self.kind, "guarantee": self.guarantee, "ops": list(self.ops),
-                "explanation": self.explanation}
-
-
-# --------------------------------------------------------------------------- analysis
-
-
-@dataclass(slots=True)
-class _KeyView:
-    """What a session knows about one key: the CO-maximal writes of it in its past, as of
-    the clock ``base``."""
-
-    base: array
-    frontier: list[_Op]
-    counts: array  # per session: how many of its writes of the key were seen
-
-
-@dataclass(slots=True)
-class _Classification:
-    """Which session guarantee a stale read breaks, and the ops that show it."""
-
-    guarantee: str
-    entry: _Op | None = None  # first op of the reader's session whose past holds the write
-    carrier: _Op | None = None  # write that ``entry`` read (it brought the newer write along)
-    hop: _Op | None = None  # read in the carrier's session that first saw the newer write
-
-
-class _Analysis(_CausalOrder, _Sessions):
+class Analysis(CausalOrder, Sessions, CycleSearch, Explanations):
     """All checks over one history. ``run`` returns the anomalies in kind order."""
 
     def __init__(self, events: Sequence[Event]) -> None:
-        self.all_ops = _pair_operations(events)
-        self.nodes: list[_Op] = []
-        self.sessions: list[list[_Op]] = []
+        self.all_ops = pair_operations(events)
+        self.nodes: list[Op] = []
+        self.sessions: list[list[Op]] = []
         self.session_names: list[str] = []
         self.found: dict[str, list[Anomaly]] = {kind: [] for kind in KINDS}
-        self.write_index: dict[str, list[_WriteIndex | None]] = {}
+        self.write_index: dict[str, list[WriteIndex | None]] = {}
         self.slow_keys: set[str] = set()  # unversioned writes may be in causal pasts
         self.broken_keys: set[str] = set()  # some write is out of LWW order (LWW (a))
         self.key_slots: dict[str, int] = {}
@@ -98,25 +43,23 @@ class _Analysis(_CausalOrder, _Sessions):
         self.nothing_known = array("i")
         self.cf_succ: dict[int, set[int]] = defaultdict(set)
         self.cf_pred: dict[int, set[int]] = defaultdict(set)
-        self.cf_witness: dict[tuple[int, int], _Op] = {}
+        self.cf_witness: dict[tuple[int, int], Op] = {}
         self.cf_by_witness: dict[int, list[tuple[int, int]]] = defaultdict(list)
         self.flagged_reads: set[int] = set()  # reads already reported as anomalous
         self.shortest_cycle_searches = 20  # each costs a graph search: only the first few
 
     def run(self) -> list[Anomaly]:
-        self._split_sessions()
+        self.split_sessions()
         self._resolve_reads()
         self._learn_versions()
         self._index_writes()
         self._assign_vector_clocks()
         self._check_reads()
-        if self._conflicts_possible():
-            self._collect_conflicts()
-            self._check_conflict_cycles()
+        self.check_conflict_cycles()
         self._check_final_reads()
         return [anomaly for kind in KINDS for anomaly in self.found[kind]]
 
-    def report(self, kind: str, guarantee: str | None, ops: Iterable[_Op],
+    def report(self, kind: str, guarantee: str | None, ops: Iterable[Op],
                explanation: str) -> None:
         indexes = tuple(dict.fromkeys(op.index for op in ops))
         self.found[kind].append(Anomaly(kind, guarantee, indexes, explanation))
@@ -125,11 +68,11 @@ class _Analysis(_CausalOrder, _Sessions):
 
     def _resolve_reads(self) -> None:
         """Map each read to the write it returned; reads of nothing anyone wrote are thin air."""
-        by_value: dict[tuple[str, str], _Op] = {}
-        failed_by_value: dict[tuple[str, str], _Op] = {}
-        deletes_by_version: dict[tuple[str, tuple[int, int]], _Op] = {}
-        unversioned_deletes: dict[str, list[_Op]] = defaultdict(list)
-        failed_deletes: dict[str, _Op] = {}
+        by_value: dict[tuple[str, str], Op] = {}
+        failed_by_value: dict[tuple[str, str], Op] = {}
+        deletes_by_version: dict[tuple[str, tuple[int, int]], Op] = {}
+        unversioned_deletes: dict[str, list[Op]] = defaultdict(list)
+        failed_deletes: dict[str, Op] = {}
         for op in self.all_ops:
             if op.f == "write":
                 if op.status == "fail":
@@ -173,27 +116,11 @@ class _Analysis(_CausalOrder, _Sessions):
                 failed = failed_deletes.get(read.key)
             if write is None:
                 read.outcome = "thin-air"
-                self._report_thin_air(read, failed)
+                self.report(THIN_AIR_READ, None, (read,) if failed is None else (read, failed),
+                            self.explain_thin_air(read, failed))
             else:
                 read.outcome, read.rf = "write", write
                 write.readers.append(read)
-
-    def _report_thin_air(self, read: _Op, failed: _Op | None) -> None:
-        head = f"session {self.name(read)} read"
-        result = f"{self.describe_result(read)} {self.where(read)}"
-        if failed is not None:
-            self.report(THIN_AIR_READ, None, (read, failed),
-                        f"{head} a write that failed: {result} was written at line "
-                        f"{failed.index} by {self.name(failed)}, which was reported as "
-                        "failed, so it must not have taken effect")
-        elif read.value is None:
-            self.report(THIN_AIR_READ, None, (read,),
-                        f"{head} {result} with version {_show_version(read.version)}, but no "
-                        f"delete of {read.key} made that version: a value out of thin air")
-        else:
-            self.report(THIN_AIR_READ, None, (read,),
-                        f"{head} {result}, a value no write of {read.key} wrote: a value out "
-                        "of thin air")
 
     def _learn_versions(self) -> None:
         """Writes without a version (e.g. info writes) take it from a read that returned them."""
@@ -231,65 +158,25 @@ class _Analysis(_CausalOrder, _Sessions):
         self.nothing_known = array("i", bytes(4 * len(self.key_slots)))
         self.slots_of_keys = range(len(self.key_slots))
 
-    def _write_entry(self, write: _Op) -> _WriteIndex:
+    def _write_entry(self, write: Op) -> WriteIndex:
         index = self.write_index.get(write.key)
         if index is None:
             index = self.write_index[write.key] = [None] * len(self.sessions)
         entry = index[write.session]
         if entry is None:
-            entry = index[write.session] = _WriteIndex()
+            entry = index[write.session] = WriteIndex()
         return entry
 
     # ------------------------------------------------------------------ causal order
 
     def _assign_vector_clocks(self) -> None:
         """Visit so ∪ rf topologically (breaking and reporting cycles), then give clocks."""
-        indegree = [(op.pos > 1) + (op.rf is not None) for op in self.nodes]
-        order = _topological_order(indegree, self._co_successors, self._break_co_cycle)
-        for node in order:
+        for node in self.co_topological_order():
             op = self.nodes[node]
-            self._assign_clock(op)
+            self.assign_clock(op)
             self._assign_knowledge(op)
 
-    def _break_co_cycle(self, start: int, done: list[bool]) -> list[int]:
-        """Report a cycle of so ∪ rf through ``start``'s ancestry; cut one rf edge of it."""
-        if len(self.found[CYCLIC_CO]) >= MAX_CYCLES_REPORTED:
-            return self._cut_remaining_reads(done)
-        cycle = _find_cycle(start, done, self._co_predecessors)
-        for kind, write, read in self._cycle_edges(cycle):
-            if kind == "rf" and not self._session_before(write, read):
-                read.rf_cut = True
-                self._report_co_cycle(cycle)
-                return [read.id]
-        raise AssertionError("a causal cycle without a backward read-from edge")
-
-    def _cut_remaining_reads(self, done: list[bool]) -> list[int]:
-        """Too many cycles to walk one by one: cut every read-from edge left among the
-        unvisited ops at once (only session order remains, which has no cycle)."""
-        cut = [op for op in self.nodes if not done[op.id] and op.rf is not None
-               and not op.rf_cut and not done[op.rf.id]]
-        for read in cut:
-            read.rf_cut = True
-        self.report(CYCLIC_CO, None, cut[:MAX_OPS_LISTED],
-                    f"causal order has more cycles than the {MAX_CYCLES_REPORTED} reported; "
-                    f"{len(cut)} more reads in or after them were not checked")
-        return [read.id for read in cut]
-
-    def _report_co_cycle(self, cycle: list[tuple[int, str]]) -> None:
-        steps, ops = [], []
-        for kind, a, b in _collapse_runs(self._cycle_edges(cycle), {"so"}):
-            if kind == "rf":
-                steps.append(f"{self.describe_write(a)} was read by session {self.name(b)} "
-                             f"at line {b.index}")
-            else:
-                steps.append(f"session {self.name(a)} did line {a.index} before line "
-                             f"{b.index}")
-            ops += [a, b]
-        self.report(CYCLIC_CO, None, ops,
-                    "causal order has a cycle, so an op causally precedes itself: "
-                    + "; ".join(_abridged(steps)))
-
-    def _assign_knowledge(self, op: _Op) -> None:
+    def _assign_knowledge(self, op: Op) -> None:
         """Per key, the largest version rank in op's causal past; checks LWW (a) on writes.
 
         Joined exactly when the vector clock was: otherwise the read's write was already
@@ -342,82 +229,14 @@ class _Analysis(_CausalOrder, _Sessions):
                   or read.known[slot] > read.rf.rank):
                 self._check_read_from(read)
 
-    def _conflicts_possible(self) -> bool:
-        """Whether (CO ∪ CF) can have a cycle. Not if versions order every write after its
-        causal past (any key) and every read returned the largest version in its past: then
-        the largest rank in an op's past never decreases along CO and grows along CF."""
-        return bool(self.found[WRITE_CO_READ] or self.found[LWW_NOT_ARBITRATION]
-                    or self.slow_keys or self.version_ties or self.inversions)
-
-    # ------------------------------------------------------------------ conflict order
-
-    def _collect_conflicts(self) -> None:
-        """Walk each session in order, keeping per key the CO-maximal writes in its past;
-        a read adds CF edges from those concurrent with the write it read.
-
-        A frontier is brought up to date lazily, only at reads of a write and only from the
-        clock slots that changed since; a write replaces it (its past is below it).
-        """
-        for ops in self.sessions:
-            views: dict[str, _KeyView] = {}
-            for op in ops:
-                view = views.get(op.key)
-                if op.is_write:
-                    if view is None:
-                        view = views[op.key] = _KeyView(op.base, [op], array("i", self.zero))
-                    view.base, view.frontier = op.base, [op]
-                elif op.outcome == "write" and not op.rf_cut:
-                    if view is None:
-                        view = views[op.key] = _KeyView(self.zero, [], array("i", self.zero))
-                    if view.base is not op.base:
-                        self._sync(view, op)
-                    self._add_conflicts(op, view.frontier)
-
-    def _sync(self, view: _KeyView, op: _Op) -> None:
-        """Bring ``view`` up to op's clock: add the newly visible last writes per session.
-
-        ``counts`` holds, per session, how many of its writes of the key were looked at; it
-        may lag behind (after a write reset the frontier), which only costs a wasted try.
-        """
-        index = self.write_index.get(op.key)
-        old, new, counts = view.base, op.base, view.counts
-        if index is not None:
-            for slot in compress(self.slots, map(ne, old, new)):
-                entry = index[slot]
-                if entry is None or slot == op.session:
-                    continue
-                after = bisect_right(entry.positions, new[slot])
-                if after > counts[slot]:
-                    counts[slot] = after
-                    _add_to_frontier(view.frontier, entry.writes[after - 1])
-        view.base = new
-
-    def _add_conflicts(self, read: _Op, frontier: list[_Op]) -> None:
-        """CF edges into the write ``read`` returned, from the maximal writes of its past.
-
-        Writes below a maximal one reach the read's write through it, unless that maximal
-        one is causally after the read's write (a WriteCORead): then scan every session.
-        """
-        source = read.rf
-        if any(known is not source and self.co_before(source, known) for known in frontier):
-            frontier = []
-            for write in self.last_writes_before(read):
-                if write is not source and self.co_before(source, write):
-                    write = self._last_write_not_after(write, source)
-                if write is not None:
-                    frontier.append(write)
-        for known in frontier:
-            if known is not source and not self.co_before(known, source):
-                self._add_conflict_edge(known, source, read)
-
     # ------------------------------------------------------------------ slow read checks
 
-    def _check_init_read(self, read: _Op) -> None:
+    def _check_init_read(self, read: Op) -> None:
         newer = list(self.last_writes_before(read))
         if newer:
             self._report_stale(WRITE_CO_INIT_READ, read, None, newer)
 
-    def _check_read_from(self, read: _Op) -> None:
+    def _check_read_from(self, read: Op) -> None:
         """WriteCORead, else LWW (b), by scanning each session's last write of the key."""
         source = read.rf
         newer = [write for write in self.last_writes_before(read)
@@ -430,39 +249,21 @@ class _Analysis(_CausalOrder, _Sessions):
             if larger:
                 self._report_read_arbitration(read, source, max(larger, key=_version_of))
 
-    def _report_read_arbitration(self, read: _Op, source: _Op, larger: _Op) -> None:
+    def _report_read_arbitration(self, read: Op, source: Op, larger: Op) -> None:
         """LWW (b): no write CO-before the read may carry a larger version than the one read.
         The read is stale then, so it also breaks a session guarantee: its own write
         (read-your-writes), a version it read before (monotonic reads), and so on."""
         self.flagged_reads.add(read.id)
         verdict = self._classify(read, larger)
-        if verdict.guarantee == READ_YOUR_WRITES:
-            how = f"its own write {_short_key(larger)} (line {larger.index})"
-        else:
-            how = self.describe_write(larger)
         ops = [read, source, larger] + [op for op in (verdict.entry, verdict.carrier, verdict.hop)
                                         if op is not None]
-        self.report(
-            LWW_NOT_ARBITRATION, verdict.guarantee, ops,
-            f"session {self.name(read)} read {self.describe_result(read)} {self.where(read)}, "
-            f"written with version {_show_version(source.version)}, although "
-            f"{how} with the larger version "
-            f"{_show_version(larger.version)} is in its causal past: last-writer-wins would "
-            f"have returned the larger one; {verdict.guarantee} violated")
-
-    def _add_conflict_edge(self, older: _Op, newer: _Op, witness: _Op) -> None:
-        """CF: ``older`` must be arbitrated before ``newer`` since ``witness`` saw both."""
-        successors = self.cf_succ[older.id]
-        if newer.id not in successors:
-            successors.add(newer.id)
-            self.cf_pred[newer.id].add(older.id)
-            self.cf_witness[(older.id, newer.id)] = witness
-            self.cf_by_witness[witness.id].append((older.id, newer.id))
+        self.report(LWW_NOT_ARBITRATION, verdict.guarantee, ops,
+                    self.explain_read_arbitration(read, source, larger, verdict))
 
     # ------------------------------------------------------------------ session guarantees
 
-    def _report_stale(self, kind: str, read: _Op, source: _Op | None,
-                      candidates: list[_Op]) -> None:
+    def _report_stale(self, kind: str, read: Op, source: Op | None,
+                      candidates: list[Op]) -> None:
         """Report one stale read, blaming the newer write that reached the session first."""
         verdicts = [(self._classify(read, write), write) for write in candidates]
         verdict, newer = min(verdicts, key=lambda pair: self._blame_rank(read, *pair))
@@ -470,73 +271,33 @@ class _Analysis(_CausalOrder, _Sessions):
         ops = [read] + ([source] if source else []) + [newer]
         ops += [op for op in (verdict.entry, verdict.carrier, verdict.hop) if op is not None]
         self.report(kind, verdict.guarantee, ops,
-                    self._explain_stale(read, source, newer, verdict))
+                    self.explain_stale(read, source, newer, verdict))
 
-    def _blame_rank(self, read: _Op, verdict: _Classification, write: _Op) -> tuple[int, int]:
+    def _blame_rank(self, read: Op, verdict: Classification, write: Op) -> tuple[int, int]:
         if verdict.guarantee == READ_YOUR_WRITES:
             return (0, -write.pos)
         return (1, verdict.entry.pos if verdict.entry else read.pos)
 
-    def _classify(self, read: _Op, newer: _Op) -> _Classification:
+    def _classify(self, read: Op, newer: Op) -> Classification:
         if newer.session == read.session:
-            return _Classification(READ_YOUR_WRITES)
-        entry = self._first_seeing(self.sessions[read.session], newer)
+            return Classification(READ_YOUR_WRITES)
+        entry = self.first_seeing(self.sessions[read.session], newer)
         carrier = entry.rf if entry is not None and entry.is_read else None
         if entry is None or carrier is None:
-            return _Classification(CAUSAL, entry)
+            return Classification(CAUSAL, entry)
         if entry.key == read.key:
-            return _Classification(MONOTONIC_READS, entry, carrier)
+            return Classification(MONOTONIC_READS, entry, carrier)
         if carrier.session == newer.session and newer.pos < carrier.pos:
-            return _Classification(MONOTONIC_WRITES, entry, carrier)
-        hop = self._first_seeing(self.sessions[carrier.session], newer, carrier.pos - 1)
+            return Classification(MONOTONIC_WRITES, entry, carrier)
+        hop = self.first_seeing(self.sessions[carrier.session], newer, carrier.pos - 1)
         if hop is not None and hop.rf is not None and (
-                hop.rf is newer or self._session_before(newer, hop.rf)):
-            return _Classification(WRITES_FOLLOW_READS, entry, carrier, hop)
-        return _Classification(CAUSAL, entry, carrier, hop)
-
-    def _explain_stale(self, read: _Op, source: _Op | None, newer: _Op,
-                       verdict: _Classification) -> str:
-        me = self.name(read)
-        head = f"session {me} read {self.describe_result(read)} {self.where(read)}"
-        if source is not None:
-            order = (f"; {_short(newer)} was written after {_short(source)} in causal order "
-                     f"(line {source.index} -> line {newer.index})")
-        else:
-            order = f"; {read.key} was therefore no longer in its initial state"
-        guarantee = verdict.guarantee
-        entry, carrier, hop = verdict.entry, verdict.carrier, verdict.hop
-        if guarantee == READ_YOUR_WRITES:
-            body = f" after {_writing(newer)} itself (line {newer.index})"
-        elif guarantee == MONOTONIC_READS:
-            body = self._already_seen(entry, carrier, newer)
-        elif guarantee == MONOTONIC_WRITES:
-            body = (f" after reading {self.describe_write(carrier)} at line {entry.index}; "
-                    f"session {self.name(carrier)} wrote that after {_writing(newer)} "
-                    f"(line {newer.index})")
-        elif guarantee == WRITES_FOLLOW_READS:
-            body = (f" after reading {self.describe_write(carrier)} at line {entry.index}; "
-                    f"session {self.name(carrier)} wrote that after reading "
-                    f"{self.describe_write(hop.rf)} at line {hop.index}"
-                    + ("" if hop.rf is newer else
-                       f", which came after {_short(newer)} (line {newer.index})"))
-        else:
-            via = (f" (it arrived with line {entry.index}, which read "
-                   f"{self.describe_write(carrier)})" if carrier is not None else "")
-            body = (f" although {self.describe_write(newer)} is in its causal past"
-                    f"{via} through a chain of sessions")
-        return f"{head}{body}{order}: {guarantee} violated"
-
-    def _already_seen(self, entry: _Op, carrier: _Op, newer: _Op) -> str:
-        written = f"written by {self.name(newer)} at line {newer.index}"
-        if carrier is newer:
-            return (f" after it had already seen {_short_key(newer)} at line "
-                    f"{entry.index} ({written})")
-        return (f" after it had already seen {_short_key(newer)} ({written}) through line "
-                f"{entry.index}, which read {_short(carrier)}")
+                hop.rf is newer or self.session_before(newer, hop.rf)):
+            return Classification(WRITES_FOLLOW_READS, entry, carrier, hop)
+        return Classification(CAUSAL, entry, carrier, hop)
 
     # ------------------------------------------------------------------ arbitration
 
-    def _check_write_order(self, write: _Op) -> None:
+    def _check_write_order(self, write: Op) -> None:
         """LWW (a) broken for ``write``: find and report the earlier write with the largest
         version (each session's last one first; all of them if that does not show it)."""
         self.broken_keys.add(write.key)
@@ -546,144 +307,14 @@ class _Analysis(_CausalOrder, _Sessions):
             older = [earlier for earlier in self.versioned_writes_before(write)
                      if earlier.version >= write.version]
         if older:
-            self._report_write_order(max(older, key=_version_of), write)
-
-    def _report_write_order(self, earlier: _Op, write: _Op) -> None:
-        self.report(
-            LWW_NOT_ARBITRATION, None, (earlier, write),
-            f"{self.describe_write(earlier)} has version {_show_version(earlier.version)}, "
-            f"not smaller than {_show_version(write.version)} of "
-            f"{self.describe_write(write)}, although it is causally before it: "
-            "last-writer-wins would let the older write win")
-
-    def _check_conflict_cycles(self) -> None:
-        """CyclicCF: (CO ∪ CF)+ must be acyclic, else no total order of writes fits the reads."""
-        if not self.cf_succ:
-            return
-        indegree = [(op.pos > 1) + (op.rf is not None and not op.rf_cut)
-                    + len(self.cf_pred.get(op.id, ())) for op in self.nodes]
-        _topological_order(indegree, self._cf_successors, self._break_cf_cycle)
-
-    def _cf_successors(self, node: int) -> Iterable[int]:
-        yield from self._co_successors(node)
-        yield from self.cf_succ.get(node, ())
-
-    def _cf_predecessors(self, node: int) -> list[tuple[int, str]]:
-        preds = [(source, "cf") for source in self.cf_pred.get(node, ())]
-        return preds + self._co_predecessors(node)
-
-    def _break_cf_cycle(self, start: int, done: list[bool]) -> list[int]:
-        """Report a cycle of CO ∪ CF, then drop every CF edge its chosen read witnessed.
-
-        One bad read can close thousands of cycles; dropping all of its edges reports it
-        once. Reads already reported for something else are chosen first.
-        """
-        if len(self.found[CYCLIC_CF]) >= MAX_CYCLES_REPORTED:
-            return self._drop_remaining_conflicts(done)
-        edges = self._cycle_edges(_find_cycle(start, done, self._cf_predecessors))
-        conflicts = [(a, b) for kind, a, b in edges if kind == "cf"]
-        if not conflicts:
-            raise AssertionError("a cycle of causal order alone after causal cycles were cut")
-        older, newer = min(conflicts, key=lambda edge: self.cf_witness[
-            (edge[0].id, edge[1].id)].id not in self.flagged_reads)
-        if self.shortest_cycle_searches > 0:
-            self.shortest_cycle_searches -= 1
-            edges = self._shortest_cycle(older, newer, done)
-        self._report_cf_cycle(edges, (older, newer))
-        return self._drop_conflicts_of(self.cf_witness[(older.id, newer.id)], done)
-
-    def _drop_remaining_conflicts(self, done: list[bool]) -> list[int]:
-        """Too many cycles: drop every CF edge left among the unvisited ops at once."""
-        targets, witnesses = [], {}
-        for source, successors in self.cf_succ.items():
-            if done[source]:
-                continue
-            for target in list(successors):
-                if not done[target]:
-                    successors.discard(target)
-                    self.cf_pred[target].discard(source)
-                    targets.append(target)
-                    witness = self.cf_witness[(source, target)]
-                    witnesses[witness.id] = witness
-        self.report(CYCLIC_CF, None, list(witnesses.values())[:MAX_OPS_LISTED],
-                    f"conflict order has more cycles than the {MAX_CYCLES_REPORTED} reported; "
-                    f"{len(witnesses)} more reads take part in them")
-        return targets
-
-    def _drop_conflicts_of(self, witness: _Op, done: list[bool]) -> list[int]:
-        """Remove the CF edges ``witness`` brought; return the targets whose in-degree the
-        removal lowers (edges from visited nodes were already counted down)."""
-        targets = []
-        for source, target in self.cf_by_witness.pop(witness.id, ()):
-            if target in self.cf_succ[source]:
-                self.cf_succ[source].discard(target)
-                self.cf_pred[target].discard(source)
-                if not done[source]:
-                    targets.append(target)
-        return targets
-
-    def _shortest_cycle(self, older: _Op, newer: _Op,
-                        done: list[bool]) -> list[tuple[str, _Op, _Op]]:
-        """The cycle through CF edge older -> newer with the fewest other CF edges (0-1 BFS
-        among unvisited nodes: CO edges cost 0, CF edges 1), for a readable explanation."""
-        goal, parent = older.id, {newer.id: (-1, "")}
-        queue = deque([newer.id])
-        while queue:
-            node = queue.popleft()
-            if node == goal:
-                break
-            for successor, kind in self._cf_successors_with_kind(node):
-                if done[successor] or successor in parent:
-                    continue
-                parent[successor] = (node, kind)
-                if kind == "cf":
-                    queue.append(successor)
-                else:
-                    queue.appendleft(successor)
-        path = []
-        node = goal
-        while node != newer.id:
-            pred, kind = parent[node]
-            path.append((kind, self.nodes[pred], self.nodes[node]))
-            node = pred
-        return [("cf", older, newer)] + path[::-1]
-
-    def _cf_successors_with_kind(self, node: int) -> Iterable[tuple[int, str]]:
-        op = self.nodes[node]
-        session = self.sessions[op.session]
-        if op.pos < len(session):
-            yield session[op.pos].id, "so"
-        for reader in op.readers:
-            if not reader.rf_cut:
-                yield reader.id, "rf"
-        for successor in self.cf_succ.get(node, ()):
-            yield successor, "cf"
-
-    def _report_cf_cycle(self, edges: list[tuple[str, _Op, _Op]],
-                         first: tuple[_Op, _Op]) -> None:
-        start = next(i for i, (kind, a, b) in enumerate(edges)
-                     if kind == "cf" and (a, b) == first)
-        edges = edges[start:] + edges[:start]
-        steps, ops = [], []
-        for kind, a, b in _collapse_runs(edges, {"so", "rf"}):
-            if kind == "cf":
-                witness = self.cf_witness[(a.id, b.id)]
-                steps.append(f"{self.describe_write(a)} must be ordered before "
-                             f"{self.describe_write(b)} because session {self.name(witness)} "
-                             f"read {_short(b)} at line {witness.index} with {_short(a)} "
-                             "in its causal past")
-                ops += [a, b, witness]
-            else:
-                steps.append(f"line {a.index} is causally before line {b.index}")
-                ops += [a, b]
-        self.report(CYCLIC_CF, None, ops,
-                    "no order of the writes explains every read (causal convergence "
-                    "violated): " + "; ".join(_abridged(steps)) + ", which closes a cycle")
+            earlier = max(older, key=_version_of)
+            self.report(LWW_NOT_ARBITRATION, None, (earlier, write),
+                        self.explain_write_order(earlier, write))
 
     # ------------------------------------------------------------------ final reads
 
     def _check_final_reads(self) -> None:
-        finals: dict[str, list[_Op]] = defaultdict(list)
+        finals: dict[str, list[Op]] = defaultdict(list)
         for read in self.nodes:
             if read.is_read and read.final:
                 finals[read.key].append(read)
@@ -691,94 +322,51 @@ class _Analysis(_CausalOrder, _Sessions):
             self._check_lost_writes(key, reads)
             self._check_divergence(key, reads)
 
-    def _check_lost_writes(self, key: str, finals: list[_Op]) -> None:
+    def _check_lost_writes(self, key: str, finals: list[Op]) -> None:
         for entry in self.write_index.get(key, ()):
             for write in entry.writes if entry is not None else ():
                 if write.status != "ok":
                     continue
                 for final in finals:
-                    why = self._loses(write, final)
-                    if why:
+                    loss = self._loss(write, final)
+                    if loss:
                         self.report(LOST_WRITE, None, (write, final),
-                                    f"acknowledged {self.describe_write(write)} is lost: the "
-                                    f"final read {self.where(final)} returned {why}")
+                                    self.explain_lost_write(write, final, loss))
                         break
 
-    def _loses(self, write: _Op, final: _Op) -> str:
-        """Why ``final`` shows that ``write`` was lost, or "" if it does not."""
+    def _loss(self, write: Op, final: Op) -> str:
+        """How ``final`` shows that ``write`` was lost (see ``explain_lost_write``), or ""
+        if it does not."""
         if final.outcome == "init":
-            return f"{write.key} as never written"
+            return "init"
         if final.outcome == "collected":
             if write.version is not None and write.version > final.collected_floor:
-                return (f"{write.key} as deleted and collected at or below "
-                        f"{_show_version(final.collected_floor)}, older than this write")
+                return "collected"
             return ""
         seen = final.rf
         if seen is None or final.rf_cut or seen is write:
             return ""
         if (seen.version is not None and write.version is not None
                 and seen.version < write.version):
-            return (f"{self.describe_write(seen)} with the smaller version "
-                    f"{_show_version(seen.version)} < {_show_version(write.version)}")
+            return "version"
         if self.co_before(seen, write):
-            return f"{self.describe_write(seen)}, which is causally before it"
+            return "before"
         return ""
 
-    def _check_divergence(self, key: str, finals: list[_Op]) -> None:
+    def _check_divergence(self, key: str, finals: list[Op]) -> None:
         first = finals[0]
         if all(_same_state(first, other) for other in finals[1:]):
             return
-        states = "; ".join(
-            f"{self.describe_result(read)}"
-            f"{'' if read.version is None else ' ' + _show_version(read.version)} "
-            f"{self.where(read)}" for read in finals)
-        self.report(DIVERGENCE, None, finals,
-                    f"final reads of {key} disagree after healing: {states}")
-
-    # ------------------------------------------------------------------ wording
-
-    def name(self, op: _Op) -> str:
-        return self.session_names[op.session] if op.session >= 0 else op.process
-
-    def describe_write(self, write: _Op) -> str:
-        status = "" if write.status == "ok" else f", {write.status}"
-        return f"{_short_key(write)} (line {write.index}, by {self.name(write)}{status})"
-
-    @staticmethod
-    def describe_result(read: _Op) -> str:
-        if read.value is not None:
-            return f"{read.key} = {json.dumps(read.value)}"
-        return f"{read.key} as never written" if read.version is None else f"{read.key} as deleted"
-
-    @staticmethod
-    def where(op: _Op) -> str:
-        return f"(line {op.index})" if op.dc is None else f"(line {op.index}, dc{op.dc})"
+        self.report(DIVERGENCE, None, finals, self.explain_divergence(key, finals))
 
 
-def _short(write: _Op) -> str:
-    return "a delete" if write.value is None else json.dumps(write.value)
-
-
-def _writing(write: _Op) -> str:
-    return f"deleting {write.key}" if write.value is None else f"writing {_short(write)}"
-
-
-def _short_key(write: _Op) -> str:
-    return (f"the delete of {write.key}" if write.value is None
-            else f"{write.key} = {json.dumps(write.value)}")
-
-
-def _show_version(version: tuple[int, int] | None) -> str:
-    return "?" if version is None else f"[{version[0]}, {version[1]}]"
-
-
-def _same_state(a: _Op, b: _Op) -> bool:
+def _same_state(a: Op, b: Op) -> bool:
     if a.value != b.value:
         return False
     return a.version is None or b.version is None or a.version == b.version
 
 
-def _match_delete(candidates: list[_Op], version: tuple[int, int]) -> _Op | None:
+def _match_delete(candidates: list[Op], version: tuple[int, int]) -> Op | None:
     """Which unversioned (mostly info) delete a read of a delete with ``version`` saw: one
     already matched to that version, else one not matched yet (it now takes the version),
     else any. The history cannot tell them apart better."""
@@ -792,24 +380,5 @@ def _match_delete(candidates: list[_Op], version: tuple[int, int]) -> _Op | None
     return candidates[0] if candidates else None
 
 
-def _version_of(write: _Op) -> tuple[int, int]:
+def _version_of(write: Op) -> tuple[int, int]:
     return write.version
-
-
-def _abridged(steps: list[str], keep: int = 12) -> list[str]:
-    """At most ``keep`` steps of a long cycle: the start, a count, and the closing step."""
-    if len(steps) <= keep:
-        return steps
-    return steps[:keep - 2] + [f"... {len(steps) - keep + 1} more steps ..."] + steps[-1:]
-
-
-def _collapse_runs(edges: list[tuple[str, _Op, _Op]],
-                   kinds: set[str]) -> list[tuple[str, _Op, _Op]]:
-    """Merge consecutive edges whose kinds are in ``kinds`` into one edge (a path)."""
-    merged: list[tuple[str, _Op, _Op]] = []
-    for kind, a, b in edges:
-        if kind in kinds and merged and merged[-1][0] == "path":
-            merged[-1] = ("path", merged[-1][1], b)
-        else:
-            merged.append(("path" if kind in kinds else kind, a, b))
-    return merged

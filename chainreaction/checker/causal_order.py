@@ -1,6 +1,6 @@
-"""Causal order (CO = (so ∪ rf)+) without materialising it: the so ∪ rf graph, a
-topological order with cycle search, vector clocks over sessions, and the CO queries the
-checks ask ("is a CO-before b", "the last writes of a key in an op's past")."""
+"""Causal order (CO = (so ∪ rf)+) without materialising it: the so ∪ rf graph, vector
+clocks over sessions, and the CO queries the checks ask ("is a CO-before b", "the last
+writes of a key in an op's past")."""
 
 from __future__ import annotations
 
@@ -9,26 +9,26 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import gt
-from typing import Callable, Iterable
+from typing import Iterable
 
-from .events import _Op
+from .events import Op
 
 
 @dataclass(slots=True)
-class _WriteIndex:
+class WriteIndex:
     """One session's writes of one key, in session order, for bisection by position."""
 
     positions: list[int] = field(default_factory=list)
-    writes: list[_Op] = field(default_factory=list)
+    writes: list[Op] = field(default_factory=list)
     versioned_positions: list[int] = field(default_factory=list)
-    versioned_writes: list[_Op] = field(default_factory=list)
+    versioned_writes: list[Op] = field(default_factory=list)
 
 
-class _CausalOrder:
-    """Mixin of ``_Analysis``, which sets the state read here in ``__init__``: ``nodes``,
+class CausalOrder:
+    """Mixin of ``Analysis``, which sets the state read here in ``__init__``: ``nodes``,
     ``sessions`` and ``write_index``, and the clock helpers ``slots`` and ``zero``."""
 
-    def _co_successors(self, node: int) -> Iterable[int]:
+    def co_successors(self, node: int) -> Iterable[int]:
         op = self.nodes[node]
         session = self.sessions[op.session]
         if op.pos < len(session):
@@ -37,7 +37,7 @@ class _CausalOrder:
             if not reader.rf_cut:
                 yield reader.id
 
-    def _co_predecessors(self, node: int) -> list[tuple[int, str]]:
+    def co_predecessors(self, node: int) -> list[tuple[int, str]]:
         op = self.nodes[node]
         preds = []
         if op.rf is not None and not op.rf_cut:
@@ -47,15 +47,10 @@ class _CausalOrder:
         return preds
 
     @staticmethod
-    def _session_before(a: _Op, b: _Op) -> bool:
+    def session_before(a: Op, b: Op) -> bool:
         return a.session == b.session and a.pos < b.pos
 
-    def _cycle_edges(self, cycle: list[tuple[int, str]]) -> list[tuple[str, _Op, _Op]]:
-        """(kind, source, target) for each edge of a cycle given as (node, entering kind)."""
-        return [(kind, self.nodes[source], self.nodes[target])
-                for (source, _), (target, kind) in zip(cycle, cycle[1:] + cycle[:1])]
-
-    def _assign_clock(self, op: _Op) -> None:
+    def assign_clock(self, op: Op) -> None:
         """vc(op) = join(vc(session predecessor), vc(write read from)); own slot is pos.
 
         Ops share their predecessor's array unless the read brings something new, so a
@@ -77,14 +72,14 @@ class _CausalOrder:
         op.base = base
 
     @staticmethod
-    def seen(op: _Op, session: int) -> int:
+    def seen(op: Op, session: int) -> int:
         """How many ops of ``session`` are in op's causal past (op itself included)."""
         return op.pos if op.session == session else op.base[session]
 
-    def co_before(self, a: _Op, b: _Op) -> bool:
+    def co_before(self, a: Op, b: Op) -> bool:
         return a is not b and self.seen(b, a.session) >= a.pos
 
-    def last_writes_before(self, op: _Op, versioned: bool = False) -> Iterable[_Op]:
+    def last_writes_before(self, op: Op, versioned: bool = False) -> Iterable[Op]:
         """Per session, the last write of op's key that is CO-before op (the slow way)."""
         for session, entry in enumerate(self.write_index.get(op.key, ())):
             if entry is None:
@@ -95,7 +90,7 @@ class _CausalOrder:
             if found:
                 yield (entry.versioned_writes if versioned else entry.writes)[found - 1]
 
-    def versioned_writes_before(self, op: _Op) -> Iterable[_Op]:
+    def versioned_writes_before(self, op: Op) -> Iterable[Op]:
         """Every versioned write of op's key that is CO-before op."""
         for session, entry in enumerate(self.write_index.get(op.key, ())):
             if entry is not None:
@@ -103,7 +98,7 @@ class _CausalOrder:
                 yield from entry.versioned_writes[:bisect_right(entry.versioned_positions,
                                                                 bound)]
 
-    def _last_write_not_after(self, write: _Op, source: _Op) -> _Op | None:
+    def last_write_not_after(self, write: Op, source: Op) -> Op | None:
         """The last write of ``write``'s key in its session before it that is not CO-after
         ``source`` (clock entries only grow along a session, so bisect)."""
         entry = self.write_index[write.key][write.session]
@@ -112,7 +107,7 @@ class _CausalOrder:
                             key=lambda op: self.seen(op, source.session))
         return entry.writes[found - 1] if found else None
 
-    def _first_seeing(self, ops: list[_Op], write: _Op, limit: int | None = None) -> _Op | None:
+    def first_seeing(self, ops: list[Op], write: Op, limit: int | None = None) -> Op | None:
         """First of the first ``limit`` ops of a session whose causal past holds ``write``.
 
         Bisection works because a session's clock entries only grow along the session.
@@ -122,7 +117,7 @@ class _CausalOrder:
         return ops[found] if found < limit else None
 
 
-def _add_to_frontier(frontier: list[_Op], write: _Op) -> None:
+def add_to_frontier(frontier: list[Op], write: Op) -> None:
     """Keep ``frontier`` the CO-maximal writes: add ``write`` unless one is after it, and
     drop those before it (the vector clock test is inlined: this is the hot loop)."""
     session, pos = write.session, write.pos
@@ -139,57 +134,7 @@ def _add_to_frontier(frontier: list[_Op], write: _Op) -> None:
     frontier[:] = kept
 
 
-def _extended_clock(write: _Op) -> array:
+def _extended_clock(write: Op) -> array:
     clock = array("i", write.base)
     clock[write.session] = write.pos
     return clock
-
-
-# --------------------------------------------------------------------------- graph helpers
-
-
-def _topological_order(indegree: list[int], successors: Callable[[int], Iterable[int]],
-                       break_cycle: Callable[[int, list[bool]], list[int]]) -> list[int]:
-    """Kahn's algorithm. When stuck, ``break_cycle`` removes edges (at least one of a cycle
-    among the unvisited nodes) and returns the targets of those from unvisited nodes."""
-    count = len(indegree)
-    done = [False] * count
-    ready = [node for node in range(count) if indegree[node] == 0]
-    order: list[int] = []
-    unvisited = 0
-    while len(order) < count:
-        while ready:
-            node = ready.pop()
-            done[node] = True
-            order.append(node)
-            for successor in successors(node):
-                indegree[successor] -= 1
-                if indegree[successor] == 0:
-                    ready.append(successor)
-        if len(order) == count:
-            break
-        while done[unvisited]:
-            unvisited += 1
-        for target in break_cycle(unvisited, done):
-            indegree[target] -= 1
-            if indegree[target] == 0:
-                ready.append(target)
-    return order
-
-
-def _find_cycle(start: int, done: list[bool],
-                predecessors: Callable[[int], list[tuple[int, str]]]) -> list[tuple[int, str]]:
-    """Walk unvisited predecessors back from ``start`` until a node repeats.
-
-    Every unvisited node has an unvisited predecessor once Kahn's algorithm is stuck. Returns
-    the cycle in forward order as (node, kind of the edge that enters it).
-    """
-    seen: dict[int, int] = {}
-    path: list[tuple[int, str]] = []  # (node, kind of edge from its predecessor)
-    node = start
-    while node not in seen:
-        seen[node] = len(path)
-        pred, kind = next((p, k) for p, k in predecessors(node) if not done[p])
-        path.append((node, kind))
-        node = pred
-    return path[seen[node]:][::-1]

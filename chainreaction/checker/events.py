@@ -1,7 +1,7 @@
 """Reading a history: parse and validate its events, pair each invocation with its
 completion into an op, and cut each process's ops into sessions at ``info`` ops.
 
-The rest of the package sees the input only as ``Event``s and the ``_Op``s made of them.
+The rest of the package sees the input only as ``Event``s and the ``Op``s made of them.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def _flag(value: Any, where: str) -> bool:
 # --------------------------------------------------------------------------- operations
 
 
-class _Op:
+class Op:
     """An invocation paired with its completion, plus what the analysis learns about it."""
 
     __slots__ = ("id", "index", "line", "process", "f", "key", "value", "version", "dc", "status",
@@ -216,11 +216,11 @@ class _Op:
         self.final = invoke.final or bool(completion and completion.final)
         self.session = -1
         self.pos = 0  # 1-based position in the session
-        self.rf: _Op | None = None  # for reads: the write read from
+        self.rf: Op | None = None  # for reads: the write read from
         self.rf_cut = False  # rf edge removed to break a causal cycle
         self.outcome = ""  # for reads: "init", "write", "thin-air" or "collected"
         self.base: array | None = None  # vector clock; own slot is ``pos``, not base[session]
-        self.readers: list[_Op] = []
+        self.readers: list[Op] = []
         self.rank = 0  # order of the version among all versions, 0 if unknown
         self.known: array | None = None  # per key, the largest rank in the causal past
         self.top = 0  # the largest rank in the causal past, any key
@@ -254,10 +254,10 @@ def _completed_value(invoke: Event, completion: Event | None) -> str | None:
     return invoke.value
 
 
-def _pair_operations(events: Sequence[Event]) -> list[_Op]:
+def pair_operations(events: Sequence[Event]) -> list[Op]:
     """Match each invoke with its process's next completion; unfinished ops become info."""
     pending: dict[str, Event] = {}
-    ops: list[_Op] = []
+    ops: list[Op] = []
     for event in events:
         running = pending.get(event.process)
         if event.type == "invoke":
@@ -274,20 +274,20 @@ def _pair_operations(events: Sequence[Event]) -> list[_Op]:
                                f"match the invoke on line {running.line} ({running.f} "
                                f"{running.key})")
         del pending[event.process]
-        ops.append(_Op(running, event))
+        ops.append(Op(running, event))
     # A process's ops complete in the order it invoked them: that is session order.
-    ops.extend(_Op(invoke, None) for invoke in pending.values())
+    ops.extend(Op(invoke, None) for invoke in pending.values())
     return ops
 
 
 # --------------------------------------------------------------------------- sessions
 
 
-class _Sessions:
-    """Mixin of ``_Analysis`` (which sets the lists it fills in ``__init__``): cuts
+class Sessions:
+    """Mixin of ``Analysis`` (which sets the lists it fills in ``__init__``): cuts
     ``all_ops`` into ``sessions`` and numbers the ops that are nodes of the causal graph."""
 
-    def _split_sessions(self) -> None:
+    def split_sessions(self) -> None:
         """Sessions are processes cut after each info op (an info op ends its session)."""
         current: dict[str, int] = {}
         splits: dict[str, int] = defaultdict(int)

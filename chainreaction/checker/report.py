@@ -12,8 +12,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from .anomalies import KINDS, Anomaly, _Analysis
+from .anomalies import Analysis
 from .events import Event, HistoryError, load_history
+from .kinds import KINDS, Anomaly
 
 
 @dataclass(slots=True)
@@ -48,12 +49,12 @@ def check(history: Sequence[Event] | str | os.PathLike | Iterable[str | dict]) -
     started = time.perf_counter()
     if not (isinstance(history, list) and all(isinstance(e, Event) for e in history)):
         history = load_history(history)
-    analysis = _Analysis(history)
+    analysis = Analysis(history)
     anomalies = analysis.run()
     return Report(anomalies, _counts(analysis), time.perf_counter() - started)
 
 
-def _counts(analysis: _Analysis) -> dict[str, int]:
+def _counts(analysis: Analysis) -> dict[str, int]:
     nodes = analysis.nodes
     return {
         "ops": len(nodes),

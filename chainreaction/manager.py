@@ -169,6 +169,9 @@ class ManagerCore(Core):
         epoch = max(self.ring.epoch, self._epoch_floor) + 1
         self.previous = self.ring
         self.ring = Ring(epoch, members, self.config.replication, self.config.vnodes)
+        # Epochs never go backwards, not even across our restarts (the floor is the
+        # largest epoch any member reported): a node ignores rings not newer than its own.
+        assert self.ring.epoch > self.previous.epoch and self.ring.epoch > self._epoch_floor
         self.counters["ring_published"] += 1
         update = m.RingUpdate(self.ring, self.previous)
         return [Send(name, update) for name in sorted(self._peers)]

@@ -225,6 +225,7 @@ class FrontendCore(Core):
         if len(self._ops) >= self.config.max_ops:
             return [self._client_error(conn, req.id, m.OVERLOADED, "too many requests in flight")]
         self.timers.set_earlier("sweep", now + self.config.tick_s)
+        assert self.timers.armed("sweep")  # every operation is swept until it ends
         op_id = self._new_id()
         deadline = now + self.config.request_timeout_s
         if self.config.unsafe_skip_dependency_checks:

@@ -387,8 +387,11 @@ class ProxyCore(Core):
         needs = tuple(sorted((dc, n) for dc, n in self._started.items() if n))
         entry = m.ShipEntry(msg.key, msg.version, msg.value, msg.rid, msg.vclock, after, needs)
         write = LoggedWrite(seq, entry, logged_at)
+        # Log times strictly increase along the log: ``after`` is found by bisecting them.
+        assert not self._times or logged_at > self._times[-1], (logged_at, self._times[-1])
         self.log.append(write)
         self._next_seq += 1
+        assert self.log.last_seq() == seq == self.last_logged
         self._retain(write)
         for dc in self.peers:
             if dc not in self._due_at:
@@ -430,6 +433,7 @@ class ProxyCore(Core):
                 self._due_at.pop(dc, None)
             else:  # held back by max_unacked_entries: try again an interval later
                 self._due_at[dc] = now + cfg.batch_interval_s
+            assert peer.acked <= peer.sent <= self.last_logged, (dc, peer, self.last_logged)
         self._arm_ship()
         return out
 
@@ -654,6 +658,7 @@ class ProxyCore(Core):
             self.applied[origin] = seq
         if self.applied[origin] == before:
             return []
+        assert self.applied[origin] > before  # the applied prefix only grows
         self.log.put_meta(f"applied:{origin}", self.applied[origin])
         out = self._pump(now)
         out += self._on_progress(now)

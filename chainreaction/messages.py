@@ -6,8 +6,9 @@ declaration order below and is part of the protocol (docs/protocol.md). Each cla
 validates its fields on construction, so a decoded frame is either a well-formed message
 or a ``ValueError``/``TypeError`` that the edge turns into an error reply.
 
-Client messages (SDK <-> frontend) are CBOR maps with named fields; they are described by
-the ``Client*`` classes at the end and converted in ``codec.py``.
+Client messages (SDK <-> frontend) are CBOR maps with named fields: ``ClientRequest`` and
+the reply classes at the end, converted in ``codec.py``. Limits, error codes and field
+validators are in ``fields.py``.
 
 Don't subclass these; add a new class with a new tag instead.
 """
@@ -16,167 +17,23 @@ from __future__ import annotations
 
 import attrs
 
+from .fields import (  # noqa: F401 (re-exported: limits, error codes and key_error)
+    MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_DEPS, MAX_RID_BYTES, MAX_FRAME_BYTES, ROLES,
+    key_error, BAD_FRAME, BAD_REQUEST, UNKNOWN_OP, KEY_TOO_LARGE, VALUE_TOO_LARGE,
+    WRONG_EPOCH, NOT_HEAD, NOT_TAIL, NOT_IN_CHAIN, NOT_READY, UNAVAILABLE,
+    DEPENDENCY_TIMEOUT, OVERLOADED, INTERNAL, RETRYABLE,
+)
+from .fields import (
+    dc_list, dc_vector, is_bool, is_dc, is_key, is_rid, is_role, is_skew_ms, is_text, is_uint,
+    is_value, name_list, optional_version_field, ranges, rid_entries, ring_optional,
+    vclock_field, version_field,
+)
 from .ring import Ring
 from .versions import VClock, Version
-
-# -- limits (documented in docs/protocol.md) -----------------------------------------------
-MAX_KEY_BYTES = 1024
-MAX_VALUE_BYTES = 512 * 1024
-MAX_DEPS = 1_000
-MAX_RID_BYTES = 64
-MAX_FRAME_BYTES = 16 * 1024 * 1024
-
-ROLES = ("node", "frontend", "manager", "client", "proxy")
-
-# -- field validators -------------------------------------------------------------------------
-
-
-def _str(_i, a, v):
-    if type(v) is not str:
-        raise TypeError(f"{a.name} must be a text string, got {type(v).__name__}")
-
-
-def _int(_i, a, v):
-    if type(v) is not int or v < 0 or v >= 2**63:
-        raise TypeError(f"{a.name} must be a non-negative 64-bit int, got {v!r}")
-
-
-def _skew_ms(_i, a, v):
-    if type(v) is not int or abs(v) > 3_600_000:
-        raise TypeError(f"{a.name} must be an int within an hour, got {v!r}")
-
-
-def _name_list(v) -> tuple:
-    if not isinstance(v, (list, tuple)) or len(v) > 1024 or any(
-            type(x) is not str or len(x) > 256 for x in v):
-        raise TypeError("cut_off must be a list of process names")
-    return tuple(v)
-
-
-def _bool(_i, a, v):
-    if type(v) is not bool:
-        raise TypeError(f"{a.name} must be a bool, got {type(v).__name__}")
-
-
-def key_error(key: str) -> tuple[str, str] | None:
-    """Why text ``key`` cannot be a key, as ``(wire error code, message)``; None if it can.
-    One rule for the SDK (before it sends anything), the frontend's decoder and every
-    message's validator, so all three refuse the same keys with the same code."""
-    try:
-        size = len(key.encode())
-    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 form, so no CBOR text form
-        return BAD_REQUEST, "key must be valid Unicode text (it holds a lone surrogate)"
-    if size == 0:
-        return BAD_REQUEST, "key must not be empty"
-    if size > MAX_KEY_BYTES:
-        return KEY_TOO_LARGE, f"key is {size} UTF-8 bytes, over the limit of {MAX_KEY_BYTES}"
-    return None
-
-
-def _key(_i, a, v):
-    if type(v) is not str:
-        raise TypeError(f"{a.name} must be a text string, got {type(v).__name__}")
-    problem = key_error(v)
-    if problem is not None:
-        raise ValueError(problem[1])
-
-
-def _value(_i, a, v):
-    if v is None:
-        return
-    if type(v) is not bytes:
-        raise TypeError(f"{a.name} must be bytes or null, got {type(v).__name__}")
-    if len(v) > MAX_VALUE_BYTES:
-        raise ValueError(f"value is larger than {MAX_VALUE_BYTES} bytes")
-
-
-def _rid(_i, a, v):
-    if type(v) is not bytes or not 1 <= len(v) <= MAX_RID_BYTES:
-        raise ValueError(f"{a.name} must be 1..{MAX_RID_BYTES} bytes")
-
-
-def _dc(_i, a, v):
-    if type(v) is not int or not 0 <= v < 2**16:
-        raise ValueError(f"{a.name} must be a dc id in [0, 65536), got {v!r}")
-
-
-def _role(_i, a, v):
-    if v not in ROLES:
-        raise ValueError(f"{a.name} must be one of {ROLES}, got {v!r}")
-
-
-def _ranges(value) -> tuple:
-    out = []
-    for r in value:
-        if not isinstance(r, (list, tuple)) or len(r) != 2:
-            raise ValueError(f"a range is [start, end], got {r!r}")
-        start, end = r
-        if type(start) is not int or type(end) is not int:
-            raise TypeError("range bounds must be ints")
-        out.append((start, end))
-    return tuple(out)
 
 
 def _sync_items(value) -> tuple:
     return tuple(SyncItem.coerce(v) for v in value)
-
-
-def _rid_entries(value) -> tuple:
-    """``[[rid, key, Version], ...]``: request ids a node applied (its dedup table)."""
-    if not isinstance(value, (list, tuple)):
-        raise ValueError(f"rids must be a list, got {type(value).__name__}")
-    out = []
-    for entry in value:
-        if not isinstance(entry, (list, tuple)) or len(entry) != 3:
-            raise ValueError(f"a rid entry is [rid, key, version], got {entry!r}")
-        rid, key, version = entry
-        if type(rid) is not bytes or not 1 <= len(rid) <= MAX_RID_BYTES:
-            raise ValueError(f"rid must be 1..{MAX_RID_BYTES} bytes")
-        if not isinstance(key, str) or len(key.encode()) > MAX_KEY_BYTES:
-            raise ValueError("a rid entry's key must be text of at most "
-                             f"{MAX_KEY_BYTES} bytes")
-        out.append((rid, key, Version.coerce(version)))
-    return tuple(out)
-
-
-def _ring_optional(value):
-    return None if value is None else Ring.coerce(value)
-
-
-def _version():
-    return attrs.field(converter=Version.coerce)
-
-
-def _version_opt():
-    return attrs.field(converter=Version.coerce_optional)
-
-
-def _vclock():
-    return attrs.field(default=VClock(), converter=VClock.coerce)
-
-
-def _dc_vector(value) -> tuple:
-    """``[[dc, n], ...]`` as sorted ``((dc, n), ...)``: per-DC log positions."""
-    if not isinstance(value, (list, tuple)):
-        raise ValueError(f"a vector is [[dc, n], ...], got {value!r}")
-    out = {}
-    for pair in value:
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise ValueError(f"a vector entry is [dc, n], got {pair!r}")
-        dc, n = pair
-        if type(dc) is not int or not 0 <= dc < 2**16:
-            raise ValueError(f"dc must be an int in [0, 65536), got {dc!r}")
-        if type(n) is not int or not 0 <= n < 2**63:
-            raise ValueError(f"vector entry must be a non-negative 64-bit int, got {n!r}")
-        out[dc] = n
-    return tuple(sorted(out.items()))
-
-
-def _dc_list(value) -> tuple:
-    if not isinstance(value, (list, tuple)) or not all(
-            type(d) is int and 0 <= d < 2**16 for d in value):
-        raise ValueError(f"expected a list of dc ids, got {value!r}")
-    return tuple(value)
 
 
 def _ship_entries(value) -> tuple:
@@ -208,10 +65,10 @@ class Hello:
     per process start: a new one tells the receiver the peer restarted, so its own
     connection to it is dead even if nothing showed it yet."""
 
-    name: str = attrs.field(validator=_str)
-    role: str = attrs.field(validator=_role)
-    addr: str = attrs.field(validator=_str)
-    incarnation: int = attrs.field(default=0, validator=_int)
+    name: str = attrs.field(validator=is_text)
+    role: str = attrs.field(validator=is_role)
+    addr: str = attrs.field(validator=is_text)
+    incarnation: int = attrs.field(default=0, validator=is_uint)
 
 
 @message(2)
@@ -221,13 +78,13 @@ class Heartbeat:
     manager also measures the sender's clock with it); ``clock_us`` the largest hybrid
     clock the sender has made or seen (0: none)."""
 
-    name: str = attrs.field(validator=_str)
-    role: str = attrs.field(validator=_role)
-    addr: str = attrs.field(validator=_str)
-    incarnation: int = attrs.field(validator=_int)
-    epoch: int = attrs.field(validator=_int)
-    sent_at_us: int = attrs.field(default=0, validator=_int)
-    clock_us: int = attrs.field(default=0, validator=_int)
+    name: str = attrs.field(validator=is_text)
+    role: str = attrs.field(validator=is_role)
+    addr: str = attrs.field(validator=is_text)
+    incarnation: int = attrs.field(validator=is_uint)
+    epoch: int = attrs.field(validator=is_uint)
+    sent_at_us: int = attrs.field(default=0, validator=is_uint)
+    clock_us: int = attrs.field(default=0, validator=is_uint)
 
 
 @message(68)
@@ -246,11 +103,11 @@ class HeartbeatAck:
     ``store_clock_us``: the largest hybrid clock any process of the DC has reported, so a
     frontend knows a session's floor up to there was made by the store."""
 
-    epoch: int = attrs.field(validator=_int)
-    sent_at_us: int = attrs.field(validator=_int)
-    lease_ms: int = attrs.field(validator=_int)
-    ahead_us: int = attrs.field(default=0, validator=_int)
-    store_clock_us: int = attrs.field(default=0, validator=_int)
+    epoch: int = attrs.field(validator=is_uint)
+    sent_at_us: int = attrs.field(validator=is_uint)
+    lease_ms: int = attrs.field(validator=is_uint)
+    ahead_us: int = attrs.field(default=0, validator=is_uint)
+    store_clock_us: int = attrs.field(default=0, validator=is_uint)
 
 
 @message(3)
@@ -258,14 +115,14 @@ class RingUpdate:
     """manager -> everyone: the current ring (and the one before it, for state transfer)."""
 
     ring: Ring = attrs.field(converter=Ring.coerce)
-    previous: Ring | None = attrs.field(default=None, converter=_ring_optional)
+    previous: Ring | None = attrs.field(default=None, converter=ring_optional)
 
 
 @message(4)
 class GetRing:
     """frontend/node -> manager: send me the ring, I only know ``epoch``."""
 
-    epoch: int = attrs.field(validator=_int)
+    epoch: int = attrs.field(validator=is_uint)
 
 
 # -- writes -------------------------------------------------------------------------------------
@@ -276,16 +133,16 @@ class Put:
     """frontend -> head. ``value`` None is a delete (tombstone). ``rid`` makes retries
     idempotent; ``floor`` is the largest clock the session has seen."""
 
-    op: int = attrs.field(validator=_int)
-    rid: bytes = attrs.field(validator=_rid)
-    key: str = attrs.field(validator=_key)
-    value: bytes | None = attrs.field(validator=_value)
-    floor: int = attrs.field(validator=_int)
-    epoch: int = attrs.field(validator=_int)
+    op: int = attrs.field(validator=is_uint)
+    rid: bytes = attrs.field(validator=is_rid)
+    key: str = attrs.field(validator=is_key)
+    value: bytes | None = attrs.field(validator=is_value)
+    floor: int = attrs.field(validator=is_uint)
+    epoch: int = attrs.field(validator=is_uint)
     # Set by the remote proxy only: apply a write of another DC with its own version.
     version: Version | None = attrs.field(default=None, converter=Version.coerce_optional)
-    vclock: VClock = _vclock()
-    seq: int = attrs.field(default=0, validator=_int)  # its position in the origin's log
+    vclock: VClock = vclock_field()
+    seq: int = attrs.field(default=0, validator=is_uint)  # its position in the origin's log
 
 
 @message(11)
@@ -294,11 +151,11 @@ class PutAck:
     To a proxy's remote put, ``chain_index`` 0 means the head already held ``version``, this
     write's or a newer one, and applied nothing."""
 
-    op: int = attrs.field(validator=_int)
-    key: str = attrs.field(validator=_key)
-    version: Version = _version()
-    chain_index: int = attrs.field(validator=_int)
-    stable: bool = attrs.field(validator=_bool)
+    op: int = attrs.field(validator=is_uint)
+    key: str = attrs.field(validator=is_key)
+    version: Version = version_field()
+    chain_index: int = attrs.field(validator=is_uint)
+    stable: bool = attrs.field(validator=is_bool)
 
 
 @message(12)
@@ -308,17 +165,17 @@ class Update:
     ring is older than ``epoch`` drops it (the sender redrives) rather than act on a stale
     chain, e.g. believe itself the tail when a new tail was appended."""
 
-    key: str = attrs.field(validator=_key)
-    version: Version = _version()
-    value: bytes | None = attrs.field(validator=_value)
-    rid: bytes = attrs.field(validator=_rid)
-    origin: str = attrs.field(validator=_str)
-    op: int = attrs.field(validator=_int)
-    ack_at: int = attrs.field(validator=_int)
-    epoch: int = attrs.field(default=0, validator=_int)  # the sender's ring
-    vclock: VClock = _vclock()
-    seq: int = attrs.field(default=0, validator=_int)  # origin log position, 0 = not logged
-    logged_at: int = attrs.field(default=0, validator=_int)
+    key: str = attrs.field(validator=is_key)
+    version: Version = version_field()
+    value: bytes | None = attrs.field(validator=is_value)
+    rid: bytes = attrs.field(validator=is_rid)
+    origin: str = attrs.field(validator=is_text)
+    op: int = attrs.field(validator=is_uint)
+    ack_at: int = attrs.field(validator=is_uint)
+    epoch: int = attrs.field(default=0, validator=is_uint)  # the sender's ring
+    vclock: VClock = vclock_field()
+    seq: int = attrs.field(default=0, validator=is_uint)  # origin log position, 0 = not logged
+    logged_at: int = attrs.field(default=0, validator=is_uint)
 
 
 @message(13)
@@ -326,20 +183,20 @@ class Stable:
     """node -> predecessor: the tail holds ``version`` of ``key`` (DC-Write-Stable); with
     several DCs it is also in the origin's shipping log at ``seq`` (at ``logged_at``)."""
 
-    key: str = attrs.field(validator=_key)
-    version: Version = _version()
-    seq: int = attrs.field(default=0, validator=_int)
-    logged_at: int = attrs.field(default=0, validator=_int)
+    key: str = attrs.field(validator=is_key)
+    version: Version = version_field()
+    seq: int = attrs.field(default=0, validator=is_uint)
+    logged_at: int = attrs.field(default=0, validator=is_uint)
 
 
 @message(14)
 class StableNotice:
     """tail -> frontend that wrote it: ``version`` of ``key`` is DC-Write-Stable."""
 
-    key: str = attrs.field(validator=_key)
-    version: Version = _version()
-    rid: bytes = attrs.field(validator=_rid)
-    logged_at: int = attrs.field(default=0, validator=_int)
+    key: str = attrs.field(validator=is_key)
+    version: Version = version_field()
+    rid: bytes = attrs.field(validator=is_rid)
+    logged_at: int = attrs.field(default=0, validator=is_uint)
 
 
 # -- reads and dependency checks ---------------------------------------------------------------
@@ -349,25 +206,25 @@ class StableNotice:
 class Read:
     """frontend -> chain node: the newest version, which must be >= ``min_version``."""
 
-    op: int = attrs.field(validator=_int)
-    key: str = attrs.field(validator=_key)
-    min_version: Version | None = _version_opt()
-    epoch: int = attrs.field(validator=_int)
+    op: int = attrs.field(validator=is_uint)
+    key: str = attrs.field(validator=is_key)
+    min_version: Version | None = optional_version_field()
+    epoch: int = attrs.field(validator=is_uint)
     # CRAQ-style read (a baseline): serve only a version the tail has (DC-Write-Stable),
     # else answer ReadMiss "dirty" so the frontend asks the tail
-    clean_only: bool = attrs.field(default=False, validator=_bool)
+    clean_only: bool = attrs.field(default=False, validator=is_bool)
 
 
 @message(21)
 class ReadReply:
-    op: int = attrs.field(validator=_int)
-    key: str = attrs.field(validator=_key)
-    found: bool = attrs.field(validator=_bool)
-    value: bytes | None = attrs.field(validator=_value)
-    version: Version | None = _version_opt()
-    position: int = attrs.field(validator=_int)
-    stable: bool = attrs.field(validator=_bool)  # Global-Write-Stable (= DC with one DC)
-    seq: int = attrs.field(default=0, validator=_int)  # origin log position, 0 = unknown
+    op: int = attrs.field(validator=is_uint)
+    key: str = attrs.field(validator=is_key)
+    found: bool = attrs.field(validator=is_bool)
+    value: bytes | None = attrs.field(validator=is_value)
+    version: Version | None = optional_version_field()
+    position: int = attrs.field(validator=is_uint)
+    stable: bool = attrs.field(validator=is_bool)  # Global-Write-Stable (= DC with one DC)
+    seq: int = attrs.field(default=0, validator=is_uint)  # origin log position, 0 = unknown
     # with found false and no version: this node collected tombstones up to there, so the
     # key may have been deleted (at or below it) rather than never written
     collected_floor: Version | None = attrs.field(default=None,
@@ -378,19 +235,19 @@ class ReadReply:
 class ReadMiss:
     """The node cannot serve this read safely (older version, or the range is syncing)."""
 
-    op: int = attrs.field(validator=_int)
-    key: str = attrs.field(validator=_key)
-    reason: str = attrs.field(validator=_str)
+    op: int = attrs.field(validator=is_uint)
+    key: str = attrs.field(validator=is_key)
+    reason: str = attrs.field(validator=is_text)
 
 
 @message(23)
 class DepCheck:
     """frontend -> tail: answer when you hold ``version`` of ``key`` or newer, stable."""
 
-    op: int = attrs.field(validator=_int)
-    key: str = attrs.field(validator=_key)
-    version: Version = _version()
-    epoch: int = attrs.field(validator=_int)
+    op: int = attrs.field(validator=is_uint)
+    key: str = attrs.field(validator=is_key)
+    version: Version = version_field()
+    epoch: int = attrs.field(validator=is_uint)
 
 
 @message(24)
@@ -398,20 +255,20 @@ class DepReply:
     """``clock``: the replier's hybrid clock, past the time the dependency was logged for
     shipping; the write that waited for it gets a larger version (see remote_proxy)."""
 
-    op: int = attrs.field(validator=_int)
-    key: str = attrs.field(validator=_key)
-    ok: bool = attrs.field(validator=_bool)
-    clock: int = attrs.field(default=0, validator=_int)
+    op: int = attrs.field(validator=is_uint)
+    key: str = attrs.field(validator=is_key)
+    ok: bool = attrs.field(validator=is_bool)
+    clock: int = attrs.field(default=0, validator=is_uint)
 
 
 @message(30)
 class Error:
     """Reply to a request that was refused. ``epoch`` is the replier's ring epoch."""
 
-    op: int = attrs.field(validator=_int)
-    code: str = attrs.field(validator=_str)
-    detail: str = attrs.field(validator=_str)
-    epoch: int = attrs.field(validator=_int)
+    op: int = attrs.field(validator=is_uint)
+    code: str = attrs.field(validator=is_text)
+    detail: str = attrs.field(validator=is_text)
+    epoch: int = attrs.field(validator=is_uint)
 
 
 # -- state transfer ----------------------------------------------------------------------------
@@ -419,14 +276,14 @@ class Error:
 
 @attrs.frozen(slots=True)
 class SyncItem:
-    key: str = attrs.field(validator=_key)
-    version: Version = _version()
-    value: bytes | None = attrs.field(validator=_value)
-    stable: bool = attrs.field(validator=_bool)
-    rid: bytes = attrs.field(validator=_rid)
-    seq: int = attrs.field(default=0, validator=_int)
-    logged_at: int = attrs.field(default=0, validator=_int)
-    vclock: VClock = _vclock()
+    key: str = attrs.field(validator=is_key)
+    version: Version = version_field()
+    value: bytes | None = attrs.field(validator=is_value)
+    stable: bool = attrs.field(validator=is_bool)
+    rid: bytes = attrs.field(validator=is_rid)
+    seq: int = attrs.field(default=0, validator=is_uint)
+    logged_at: int = attrs.field(default=0, validator=is_uint)
+    vclock: VClock = vclock_field()
 
     def to_wire(self) -> list:
         return [self.key, self.version.to_wire(), self.value, self.stable, self.rid,
@@ -448,10 +305,10 @@ class SyncRequest:
     ``partial_ok``: serve even if you are copying part of it yourself (the requester merges
     the copies of every candidate source)."""
 
-    sync_id: int = attrs.field(validator=_int)
-    epoch: int = attrs.field(validator=_int)
-    ranges: tuple = attrs.field(converter=_ranges)
-    partial_ok: bool = attrs.field(default=False, validator=_bool)
+    sync_id: int = attrs.field(validator=is_uint)
+    epoch: int = attrs.field(validator=is_uint)
+    ranges: tuple = attrs.field(converter=ranges)
+    partial_ok: bool = attrs.field(default=False, validator=is_bool)
 
 
 @message(41)
@@ -459,16 +316,16 @@ class SyncChunk:
     """One of ``total`` chunks (``seq`` 0..total-1) answering a SyncRequest; chunks may
     arrive in any order, the copy is complete when all ``total`` have arrived."""
 
-    sync_id: int = attrs.field(validator=_int)
-    seq: int = attrs.field(validator=_int)
-    total: int = attrs.field(validator=_int)
+    sync_id: int = attrs.field(validator=is_uint)
+    seq: int = attrs.field(validator=is_uint)
+    total: int = attrs.field(validator=is_uint)
     items: tuple = attrs.field(converter=_sync_items)
     # the newest tombstone the source has collected: what it no longer sends may have been
     # deleted up to there (the requester keeps it as its own floor)
     gc_floor: Version | None = attrs.field(default=None, converter=Version.coerce_optional)
     # request ids the source applied to keys of these ranges, newest and overwritten alike:
     # a retried put reaching the requester as head is then applied once
-    rids: tuple = attrs.field(default=(), converter=_rid_entries)
+    rids: tuple = attrs.field(default=(), converter=rid_entries)
 
 
 # -- operations --------------------------------------------------------------------------------
@@ -486,21 +343,21 @@ def _stats_map(_i, a, v):
 class Ship:
     """tail -> its DC's remote proxy: log this local write for shipping (then it is stable)."""
 
-    key: str = attrs.field(validator=_key)
-    version: Version = _version()
-    value: bytes | None = attrs.field(validator=_value)
-    rid: bytes = attrs.field(validator=_rid)
-    vclock: VClock = _vclock()
+    key: str = attrs.field(validator=is_key)
+    version: Version = version_field()
+    value: bytes | None = attrs.field(validator=is_value)
+    rid: bytes = attrs.field(validator=is_rid)
+    vclock: VClock = vclock_field()
 
 
 @message(61)
 class Shipped:
     """proxy -> tail: ``version`` of ``key`` (or a newer one) is in the log at ``seq``."""
 
-    key: str = attrs.field(validator=_key)
-    version: Version = _version()
-    seq: int = attrs.field(validator=_int)
-    logged_at: int = attrs.field(validator=_int)
+    key: str = attrs.field(validator=is_key)
+    version: Version = version_field()
+    seq: int = attrs.field(validator=is_uint)
+    logged_at: int = attrs.field(validator=is_uint)
 
 
 @message(62)
@@ -511,9 +368,9 @@ class GeoProgress:
     (Global-Write-Stable, and every write that could be concurrent with it and older is
     applied here: see remote_proxy/core.py)."""
 
-    applied: tuple = attrs.field(converter=_dc_vector)
-    global_stable: tuple = attrs.field(converter=_dc_vector)
-    collectable: tuple = attrs.field(default=(), converter=_dc_vector)
+    applied: tuple = attrs.field(converter=dc_vector)
+    global_stable: tuple = attrs.field(converter=dc_vector)
+    collectable: tuple = attrs.field(default=(), converter=dc_vector)
 
 
 @message(63)
@@ -522,10 +379,10 @@ class RemoteDepCheck:
     made in DC ``version.dc``, and everything before it in that DC's log, are applied here.
     ``seq``: its log position when the client knows it, else 0."""
 
-    op: int = attrs.field(validator=_int)
-    key: str = attrs.field(validator=_key)
-    version: Version = _version()
-    seq: int = attrs.field(validator=_int)
+    op: int = attrs.field(validator=is_uint)
+    key: str = attrs.field(validator=is_key)
+    version: Version = version_field()
+    seq: int = attrs.field(validator=is_uint)
 
 
 @message(69)
@@ -534,9 +391,9 @@ class LogCheck:
     here through position ``seq`` (a session's causal past summarised per DC, ``past``).
     For its own DC the proxy answers at once: its log is here."""
 
-    op: int = attrs.field(validator=_int)
-    origin_dc: int = attrs.field(validator=_dc)
-    seq: int = attrs.field(validator=_int)
+    op: int = attrs.field(validator=is_uint)
+    origin_dc: int = attrs.field(validator=is_dc)
+    seq: int = attrs.field(validator=is_uint)
 
 
 @message(70)
@@ -547,11 +404,11 @@ class LogReply:
     ``started``: per other DC, how far the proxy has started applying its log (a version
     at a head or on its way down a chain here may be from up to there)."""
 
-    op: int = attrs.field(validator=_int)
-    ok: bool = attrs.field(validator=_bool)
-    vector: tuple = attrs.field(default=(), converter=_dc_vector)
-    clock: int = attrs.field(default=0, validator=_int)
-    started: tuple = attrs.field(default=(), converter=_dc_vector)
+    op: int = attrs.field(validator=is_uint)
+    ok: bool = attrs.field(validator=is_bool)
+    vector: tuple = attrs.field(default=(), converter=dc_vector)
+    clock: int = attrs.field(default=0, validator=is_uint)
+    started: tuple = attrs.field(default=(), converter=dc_vector)
 
 
 @attrs.frozen(slots=True)
@@ -562,13 +419,13 @@ class ShipEntry:
     ``needs`` empty = the same as the previous entry of the batch (the batch's ``needs``
     for the first)."""
 
-    key: str = attrs.field(validator=_key)
-    version: Version = _version()
-    value: bytes | None = attrs.field(validator=_value)
-    rid: bytes = attrs.field(validator=_rid)
-    vclock: VClock = _vclock()
-    after: int = attrs.field(default=0, validator=_int)
-    needs: tuple = attrs.field(default=(), converter=_dc_vector)
+    key: str = attrs.field(validator=is_key)
+    version: Version = version_field()
+    value: bytes | None = attrs.field(validator=is_value)
+    rid: bytes = attrs.field(validator=is_rid)
+    vclock: VClock = vclock_field()
+    after: int = attrs.field(default=0, validator=is_uint)
+    needs: tuple = attrs.field(default=(), converter=dc_vector)
 
     def to_wire(self) -> list:
         return [self.key, self.version.to_wire(), self.value, self.rid, self.vclock.to_wire(),
@@ -589,9 +446,9 @@ class ShipBatch:
     """proxy of DC ``origin_dc`` -> a peer proxy: its log entries ``first_seq``.. in order.
     ``needs``: the first entry's (see ShipEntry)."""
 
-    origin_dc: int = attrs.field(validator=_dc)
-    first_seq: int = attrs.field(validator=_int)
-    needs: tuple = attrs.field(converter=_dc_vector)
+    origin_dc: int = attrs.field(validator=is_dc)
+    first_seq: int = attrs.field(validator=is_uint)
+    needs: tuple = attrs.field(converter=dc_vector)
     entries: tuple = attrs.field(converter=_ship_entries)
 
 
@@ -601,9 +458,9 @@ class ShipAck:
     origin's log received; ``applied`` = the receiver's whole applied vector (every DC
     learns every DC's progress: Global-Write-Stable)."""
 
-    dc: int = attrs.field(validator=_dc)
-    received: int = attrs.field(validator=_int)
-    applied: tuple = attrs.field(converter=_dc_vector)
+    dc: int = attrs.field(validator=is_dc)
+    received: int = attrs.field(validator=is_uint)
+    applied: tuple = attrs.field(converter=dc_vector)
 
 
 @message(66)
@@ -613,9 +470,9 @@ class WanControl:
     commands (or tools) that cut different links do not undo each other. Answered with
     StatsReply ``{blocked}``, the links cut now. For partition tests on one machine."""
 
-    op: int = attrs.field(validator=_int)
-    cut: tuple = attrs.field(converter=lambda v: _dc_list(v))
-    heal: tuple = attrs.field(converter=lambda v: _dc_list(v))
+    op: int = attrs.field(validator=is_uint)
+    cut: tuple = attrs.field(converter=lambda v: dc_list(v))
+    heal: tuple = attrs.field(converter=lambda v: dc_list(v))
 
     def __attrs_post_init__(self):
         if set(self.cut) & set(self.heal):
@@ -628,9 +485,9 @@ class FaultControl:
     frame to and from the processes named in ``cut_off`` (empty: heal). Answered with
     StatsReply. For fault-injection tests on one machine (``chainreaction jepsen``)."""
 
-    op: int = attrs.field(validator=_int)
-    clock_skew_ms: int = attrs.field(validator=_skew_ms)
-    cut_off: tuple = attrs.field(converter=lambda v: _name_list(v))
+    op: int = attrs.field(validator=is_uint)
+    clock_skew_ms: int = attrs.field(validator=is_skew_ms)
+    cut_off: tuple = attrs.field(converter=lambda v: name_list(v))
 
 
 @message(50)
@@ -638,13 +495,13 @@ class StatsRequest:
     """operator tool -> any process: report your counters. ``reset_latencies``: then start
     the latency percentiles afresh (a bench run's numbers exclude its warm-up)."""
 
-    op: int = attrs.field(validator=_int)
-    reset_latencies: bool = attrs.field(default=False, validator=_bool)
+    op: int = attrs.field(validator=is_uint)
+    reset_latencies: bool = attrs.field(default=False, validator=is_bool)
 
 
 @message(51)
 class StatsReply:
-    op: int = attrs.field(validator=_int)
+    op: int = attrs.field(validator=is_uint)
     stats: dict = attrs.field(validator=_stats_map)
 
 
@@ -664,10 +521,10 @@ class Dep:
     """One entry of session metadata: (key, version, chain_index in the frontend's DC,
     seq = the version's position in its origin DC's log, 0 if not known)."""
 
-    key: str = attrs.field(validator=_key)
-    version: Version = _version()
-    chain_index: int = attrs.field(validator=_int)
-    seq: int = attrs.field(default=0, validator=_int)
+    key: str = attrs.field(validator=is_key)
+    version: Version = version_field()
+    chain_index: int = attrs.field(validator=is_uint)
+    seq: int = attrs.field(default=0, validator=is_uint)
 
     def to_wire(self) -> list:
         if self.seq:
@@ -690,7 +547,7 @@ MAX_PAST = 1024  # entries of a request's ``past`` vector (one per DC)
 def _past(value) -> tuple:
     if isinstance(value, (list, tuple)) and len(value) > MAX_PAST:
         raise ValueError(f"more than {MAX_PAST} past entries")
-    return _dc_vector(value)
+    return dc_vector(value)
 
 
 @attrs.frozen(slots=True)
@@ -701,11 +558,11 @@ class ClientRequest:
     its log (``((dc, seq), ...)``) the session depends on (session.py)."""
 
     op: str = attrs.field()
-    id: int = attrs.field(validator=_int)
+    id: int = attrs.field(validator=is_uint)
     key: str | None = attrs.field(default=None)
-    value: bytes | None = attrs.field(default=None, validator=_value)
+    value: bytes | None = attrs.field(default=None, validator=is_value)
     deps: tuple = attrs.field(default=(), converter=_deps)
-    floor: int = attrs.field(default=0, validator=_int)
+    floor: int = attrs.field(default=0, validator=is_uint)
     rid: bytes | None = attrs.field(default=None)
     past: tuple = attrs.field(default=(), converter=_past)
 
@@ -716,63 +573,42 @@ class ClientRequest:
 
     def __attrs_post_init__(self):
         if self.op in ("get", "put", "delete"):
-            _key(self, attrs.fields(ClientRequest).key, self.key)
+            is_key(self, attrs.fields(ClientRequest).key, self.key)
         elif self.key is not None:
             raise ValueError(f"{self.op} takes no key")
         if self.rid is not None:
-            _rid(self, attrs.fields(ClientRequest).rid, self.rid)
+            is_rid(self, attrs.fields(ClientRequest).rid, self.rid)
         if self.op == "put" and self.value is None:
             raise ValueError("put needs a value (bytes)")
         if self.op in ("put", "delete"):
-            _rid(self, attrs.fields(ClientRequest).rid, self.rid)
-
-
-# Error codes (docs/protocol.md lists them with their meaning).
-BAD_FRAME = "bad_frame"
-BAD_REQUEST = "bad_request"
-UNKNOWN_OP = "unknown_op"
-KEY_TOO_LARGE = "key_too_large"
-VALUE_TOO_LARGE = "value_too_large"
-WRONG_EPOCH = "wrong_epoch"
-NOT_HEAD = "not_head"
-NOT_TAIL = "not_tail"
-NOT_IN_CHAIN = "not_in_chain"
-NOT_READY = "not_ready"
-UNAVAILABLE = "unavailable"
-DEPENDENCY_TIMEOUT = "dependency_timeout"
-OVERLOADED = "overloaded"
-INTERNAL = "internal"
-
-# Whether the same request may succeed if sent again unchanged (same ``rid``): the store was
-# busy, repairing a chain or waiting for a dependency. The others need a different request
-# (or a fixed client, or a bug report). Every client error reply says which (``retryable``).
-RETRYABLE = frozenset({WRONG_EPOCH, NOT_HEAD, NOT_TAIL, NOT_IN_CHAIN, NOT_READY, UNAVAILABLE,
-                       DEPENDENCY_TIMEOUT, OVERLOADED})
+            is_rid(self, attrs.fields(ClientRequest).rid, self.rid)
 
 
 # -- client replies (CBOR maps over WebSocket; docs/protocol.md 2.2) -----------------------------
 # Built by the frontend core, turned into the wire map by ``to_wire`` (the codec encodes it).
 
 
+class _Success:
+    __slots__ = ()
+
+    def to_wire(self) -> dict:
+        """The reply's fields, with ``ok: true``."""
+        return {"ok": True, **attrs.asdict(self, recurse=False)}
+
+
 @attrs.frozen(slots=True)
-class Pong:
+class Pong(_Success):
     """Reply to ``ping``."""
 
     id: int
 
-    def to_wire(self) -> dict:
-        return {"id": self.id, "ok": True}
-
 
 @attrs.frozen(slots=True)
-class StatsAnswer:
+class StatsAnswer(_Success):
     """Reply to ``stats``: the frontend's counters (and its DC's proxy's, under ``geo``)."""
 
     id: int
     stats: dict
-
-    def to_wire(self) -> dict:
-        return {"id": self.id, "ok": True, "stats": self.stats}
 
 
 @attrs.frozen(slots=True)
@@ -801,7 +637,7 @@ class GetReply:
 
 
 @attrs.frozen(slots=True)
-class PutReply:
+class PutReply(_Success):
     """Reply to ``put``/``delete``: the new version, on the first ``chain_index`` nodes."""
 
     id: int
@@ -810,20 +646,13 @@ class PutReply:
     stable: bool
     dc: int
 
-    def to_wire(self) -> dict:
-        return {"id": self.id, "ok": True, "version": self.version,
-                "chain_index": self.chain_index, "stable": self.stable, "dc": self.dc}
-
 
 @attrs.frozen(slots=True)
-class AttachReply:
+class AttachReply(_Success):
     """Reply to ``attach``: the session's past is applied in DC ``dc``."""
 
     id: int
     dc: int
-
-    def to_wire(self) -> dict:
-        return {"id": self.id, "ok": True, "dc": self.dc}
 
 
 @attrs.frozen(slots=True)

@@ -1,0 +1,188 @@
+"""Limits, error codes and field validators of the wire messages (``messages.py``, which
+re-exports the public names: ``m.MAX_KEY_BYTES``, ``m.BAD_REQUEST``, ``m.key_error``...).
+Kept apart so the messages module reads as the list of messages."""
+
+from __future__ import annotations
+
+import attrs
+
+from .ring import Ring
+from .versions import VClock, Version
+
+# -- limits (documented in docs/protocol.md) -----------------------------------------------
+MAX_KEY_BYTES = 1024
+MAX_VALUE_BYTES = 512 * 1024
+MAX_DEPS = 1_000
+MAX_RID_BYTES = 64
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+ROLES = ("node", "frontend", "manager", "client", "proxy")
+
+# -- field validators -------------------------------------------------------------------------
+
+
+def is_text(_i, a, v):
+    if type(v) is not str:
+        raise TypeError(f"{a.name} must be a text string, got {type(v).__name__}")
+
+
+def is_uint(_i, a, v):
+    if type(v) is not int or v < 0 or v >= 2**63:
+        raise TypeError(f"{a.name} must be a non-negative 64-bit int, got {v!r}")
+
+
+def is_skew_ms(_i, a, v):
+    if type(v) is not int or abs(v) > 3_600_000:
+        raise TypeError(f"{a.name} must be an int within an hour, got {v!r}")
+
+
+def name_list(v) -> tuple:
+    if not isinstance(v, (list, tuple)) or len(v) > 1024 or any(
+            type(x) is not str or len(x) > 256 for x in v):
+        raise TypeError("cut_off must be a list of process names")
+    return tuple(v)
+
+
+def is_bool(_i, a, v):
+    if type(v) is not bool:
+        raise TypeError(f"{a.name} must be a bool, got {type(v).__name__}")
+
+
+def key_error(key: str) -> tuple[str, str] | None:
+    """Why text ``key`` cannot be a key, as ``(wire error code, message)``; None if it can.
+    One rule for the SDK (before it sends anything), the frontend's decoder and every
+    message's validator, so all three refuse the same keys with the same code."""
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 form, so no CBOR text form
+        return BAD_REQUEST, "key must be valid Unicode text (it holds a lone surrogate)"
+    if size == 0:
+        return BAD_REQUEST, "key must not be empty"
+    if size > MAX_KEY_BYTES:
+        return KEY_TOO_LARGE, f"key is {size} UTF-8 bytes, over the limit of {MAX_KEY_BYTES}"
+    return None
+
+
+def is_key(_i, a, v):
+    if type(v) is not str:
+        raise TypeError(f"{a.name} must be a text string, got {type(v).__name__}")
+    problem = key_error(v)
+    if problem is not None:
+        raise ValueError(problem[1])
+
+
+def is_value(_i, a, v):
+    if v is None:
+        return
+    if type(v) is not bytes:
+        raise TypeError(f"{a.name} must be bytes or null, got {type(v).__name__}")
+    if len(v) > MAX_VALUE_BYTES:
+        raise ValueError(f"value is larger than {MAX_VALUE_BYTES} bytes")
+
+
+def is_rid(_i, a, v):
+    if type(v) is not bytes or not 1 <= len(v) <= MAX_RID_BYTES:
+        raise ValueError(f"{a.name} must be 1..{MAX_RID_BYTES} bytes")
+
+
+def is_dc(_i, a, v):
+    if type(v) is not int or not 0 <= v < 2**16:
+        raise ValueError(f"{a.name} must be a dc id in [0, 65536), got {v!r}")
+
+
+def is_role(_i, a, v):
+    if v not in ROLES:
+        raise ValueError(f"{a.name} must be one of {ROLES}, got {v!r}")
+
+
+def ranges(value) -> tuple:
+    out = []
+    for r in value:
+        if not isinstance(r, (list, tuple)) or len(r) != 2:
+            raise ValueError(f"a range is [start, end], got {r!r}")
+        start, end = r
+        if type(start) is not int or type(end) is not int:
+            raise TypeError("range bounds must be ints")
+        out.append((start, end))
+    return tuple(out)
+
+
+def ring_optional(value):
+    return None if value is None else Ring.coerce(value)
+
+
+def version_field():
+    return attrs.field(converter=Version.coerce)
+
+
+def optional_version_field():
+    return attrs.field(converter=Version.coerce_optional)
+
+
+def vclock_field():
+    return attrs.field(default=VClock(), converter=VClock.coerce)
+
+
+def dc_vector(value) -> tuple:
+    """``[[dc, n], ...]`` as sorted ``((dc, n), ...)``: per-DC log positions."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"a vector is [[dc, n], ...], got {value!r}")
+    out = {}
+    for pair in value:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"a vector entry is [dc, n], got {pair!r}")
+        dc, n = pair
+        if type(dc) is not int or not 0 <= dc < 2**16:
+            raise ValueError(f"dc must be an int in [0, 65536), got {dc!r}")
+        if type(n) is not int or not 0 <= n < 2**63:
+            raise ValueError(f"vector entry must be a non-negative 64-bit int, got {n!r}")
+        out[dc] = n
+    return tuple(sorted(out.items()))
+
+
+def dc_list(value) -> tuple:
+    if not isinstance(value, (list, tuple)) or not all(
+            type(d) is int and 0 <= d < 2**16 for d in value):
+        raise ValueError(f"expected a list of dc ids, got {value!r}")
+    return tuple(value)
+
+
+# Error codes (docs/protocol.md lists them with their meaning).
+BAD_FRAME = "bad_frame"
+BAD_REQUEST = "bad_request"
+UNKNOWN_OP = "unknown_op"
+KEY_TOO_LARGE = "key_too_large"
+VALUE_TOO_LARGE = "value_too_large"
+WRONG_EPOCH = "wrong_epoch"
+NOT_HEAD = "not_head"
+NOT_TAIL = "not_tail"
+NOT_IN_CHAIN = "not_in_chain"
+NOT_READY = "not_ready"
+UNAVAILABLE = "unavailable"
+DEPENDENCY_TIMEOUT = "dependency_timeout"
+OVERLOADED = "overloaded"
+INTERNAL = "internal"
+
+# Whether the same request may succeed if sent again unchanged (same ``rid``): the store was
+# busy, repairing a chain or waiting for a dependency. The others need a different request
+# (or a fixed client, or a bug report). Every client error reply says which (``retryable``).
+RETRYABLE = frozenset({WRONG_EPOCH, NOT_HEAD, NOT_TAIL, NOT_IN_CHAIN, NOT_READY, UNAVAILABLE,
+                       DEPENDENCY_TIMEOUT, OVERLOADED})
+
+
+def rid_entries(value) -> tuple:
+    """``[[rid, key, Version], ...]``: request ids a node applied (its dedup table)."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"rids must be a list, got {type(value).__name__}")
+    out = []
+    for entry in value:
+        if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+            raise ValueError(f"a rid entry is [rid, key, version], got {entry!r}")
+        rid, key, version = entry
+        if type(rid) is not bytes or not 1 <= len(rid) <= MAX_RID_BYTES:
+            raise ValueError(f"rid must be 1..{MAX_RID_BYTES} bytes")
+        if not isinstance(key, str) or len(key.encode()) > MAX_KEY_BYTES:
+            raise ValueError("a rid entry's key must be text of at most "
+                             f"{MAX_KEY_BYTES} bytes")
+        out.append((rid, key, Version.coerce(version)))
+    return tuple(out)

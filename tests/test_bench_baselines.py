@@ -10,8 +10,8 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from chainreaction import baselines
 from chainreaction.codec import FrameDecoder
+from chainreaction.tools import baselines
 
 pytestmark = pytest.mark.e2e
 
@@ -67,8 +67,8 @@ def test_only_loopback_addresses():
 def test_bench_against_nothing_is_a_one_line_error(capsys):
     import socket
 
-    from chainreaction.bench import run_bench
-    from chainreaction.cli import build_parser
+    from chainreaction.tools.bench import run_bench
+    from chainreaction.tools.cli import build_parser
 
     with socket.socket() as s:  # a port nobody listens on (free a moment ago)
         s.bind(("127.0.0.1", baselines.pick_port()))

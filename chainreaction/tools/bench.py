@@ -14,7 +14,7 @@ Phases (each ``--duration`` seconds, each with ``--clients`` sequential clients 
    most an R-node chain could do.
 
 With ``--processes N > 1`` each phase runs N worker processes
-(``python -m chainreaction.bench worker --spec JSON``). A worker opens its connections,
+(``python -m chainreaction.tools.bench worker --spec JSON``). A worker opens its connections,
 prints ``READY``, starts on ``GO`` (so all workers start together), prints ``P {...}``
 progress lines, and finally ``RESULT {...}`` with its raw latency samples (microseconds),
 which the parent merges. Workers and baseline servers stop when their stdin closes, so
@@ -37,10 +37,11 @@ import cbor2
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
-from . import baselines, codec
-from . import messages as m
-from .client import ChainReactionError, Session, connect
-from .stats import LatencyRecorder
+from .. import codec
+from .. import messages as m
+from ..client import ChainReactionError, Session, connect
+from ..latency import LatencyRecorder
+from . import baselines
 
 KEY_PREFIX = "bench/"
 SESSION_TIMEOUT_S = 5.0  # per request (the SDK's own default is 15 s)
@@ -271,7 +272,7 @@ class Load:
 
 def _worker_main(argv: list[str]) -> int:
     if len(argv) != 3 or argv[0] != "worker" or argv[1] != "--spec":
-        print("usage: python -m chainreaction.bench worker --spec JSON", file=sys.stderr)
+        print("usage: python -m chainreaction.tools.bench worker --spec JSON", file=sys.stderr)
         return 2
     spec = json.loads(argv[2])
     try:
@@ -424,7 +425,7 @@ async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup,
     for j, n in enumerate(_split(cfg["clients"], processes)):
         spec = {**base, "clients": n, "client_offset": offset, "seed": cfg["seed"] + 7919 * j}
         offset += n
-        argv = [sys.executable, "-m", "chainreaction.bench", "worker", "--spec",
+        argv = [sys.executable, "-m", "chainreaction.tools.bench", "worker", "--spec",
                 json.dumps(spec)]
         proc, reader, _ = await group.spawn(argv, ready_timeout_s=30 + n * 0.5)
         workers.append((proc, reader))
@@ -786,8 +787,8 @@ def _leaves(exc: BaseException):
 
 async def _proxy_stats(data_dir: str, reset_latencies: bool = False) -> dict:
     """name -> stats of every remote proxy of the cluster (several DCs only)."""
+    from ..runtime.probe import process_stats
     from .clusterstats import read_manifest
-    from .runtime.probe import process_stats
 
     proxies = [p for p in read_manifest(data_dir)["processes"] if p["role"] == "proxy"]
     stats = {}

@@ -24,7 +24,7 @@ from chainreaction.runtime.processes import MANAGER, Driver, learn_ring, start_m
 from chainreaction.runtime.transport import Transport
 
 from .core import ProxyConfig, ProxyCore
-from .log import RocksLog
+from .rocks_log import RocksLog
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from .. import messages as m
 from ..effects import Send
 from ..manager import ManagerConfig, ManagerCore
 from ..node import NodeConfig, NodeCore
-from ..storage import RocksStore
+from ..rocks_store import RocksStore
 from .transport import Transport, ticker
 
 log = logging.getLogger(__name__)

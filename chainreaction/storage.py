@@ -3,7 +3,8 @@
 ``Store`` is the interface, ``MemoryStore`` the store of tests and the simulator. The
 durable ``RocksStore`` the real servers use is in ``rocks_store.py``, which only the
 process drivers import (``runtime/processes.py``; the proxy's log through
-``remote_proxy/rocks_log.py``), so the cores and the simulator never depend on rocksdict. Cores receive a store; they never open one.
+``remote_proxy/rocks_log.py``), so the cores and the simulator never depend on rocksdict.
+Cores receive a store; they never open one.
 """
 
 from __future__ import annotations

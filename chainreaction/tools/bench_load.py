@@ -273,7 +273,7 @@ class Load:
 
 def _worker_main(argv: list[str]) -> int:
     if len(argv) != 3 or argv[0] != "worker" or argv[1] != "--spec":
-        print("usage: python -m chainreaction.tools.bench worker --spec JSON", file=sys.stderr)
+        print("usage: python -m chainreaction.tools.bench_load worker --spec JSON", file=sys.stderr)
         return 2
     spec = json.loads(argv[2])
     try:
@@ -426,7 +426,7 @@ async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup,
     for j, n in enumerate(_split(cfg["clients"], processes)):
         spec = {**base, "clients": n, "client_offset": offset, "seed": cfg["seed"] + 7919 * j}
         offset += n
-        argv = [sys.executable, "-m", "chainreaction.tools.bench", "worker", "--spec",
+        argv = [sys.executable, "-m", "chainreaction.tools.bench_load", "worker", "--spec",
                 json.dumps(spec)]
         proc, reader, _ = await group.spawn(argv, ready_timeout_s=30 + n * 0.5)
         workers.append((proc, reader))

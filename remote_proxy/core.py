@@ -79,8 +79,8 @@ import attrs
 from chainreaction import messages as m
 from chainreaction.core import Core, Identity
 from chainreaction.effects import Send
+from chainreaction.latency import LatencyRecorder
 from chainreaction.ring import Ring
-from chainreaction.stats import LatencyRecorder
 from chainreaction.versions import MAX_CLOCK_AHEAD_S, DcTime, HybridClock, Version
 
 from .log import LoggedWrite, ProxyLog

@@ -7,24 +7,24 @@
 * **seen**: ``(origin dc, key) -> (newest version received from that dc, its seq)``, so a
   dependency whose log position the client does not know can still be checked exactly.
 
-``RocksLog`` (rocksdict column families) for the real proxy, ``MemoryLog`` for tests and
-the simulator (it survives a simulated crash, as RocksDB's WAL survives kill -9).
+``ProxyLog`` is the interface, ``MemoryLog`` the log of tests and the simulator (it
+survives a simulated crash, as RocksDB's WAL survives kill -9). The real proxy's
+``RocksLog`` (rocksdict column families) is in ``rocks_log.py``, which only the process
+driver (``server.py``) and tests import, so the core and the simulator never depend on
+rocksdict.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import Iterator, Protocol
 
 import attrs
 import cbor2
 
 from chainreaction.messages import ShipEntry
-from chainreaction.storage import open_rocks
 from chainreaction.versions import Version
 
-_SEQ = struct.Struct(">Q")
-_TRUNCATED = "truncated"  # meta: the last seq ever truncated (the log may be empty)
+TRUNCATED = "truncated"  # meta: the last seq ever truncated (the log may be empty)
 
 
 @attrs.frozen(slots=True)
@@ -81,12 +81,12 @@ class MemoryLog:
                 yield self._log[seq]
 
     def truncate(self, upto: int) -> None:
-        self._meta[_TRUNCATED] = max(upto, self._meta.get(_TRUNCATED, 0))
+        self._meta[TRUNCATED] = max(upto, self._meta.get(TRUNCATED, 0))
         for seq in [s for s in self._log if s <= upto]:
             del self._log[seq]
 
     def last_seq(self) -> int:
-        return max(self._log, default=self._meta.get(_TRUNCATED, 0))
+        return max(self._log, default=self._meta.get(TRUNCATED, 0))
 
     def first_seq(self) -> int:
         return min(self._log, default=0)
@@ -105,62 +105,3 @@ class MemoryLog:
 
     def close(self) -> None:
         pass
-
-
-class RocksLog:
-    """rocksdict-backed ProxyLog in ``path`` (created if missing)."""
-
-    FAMILIES = ("log", "meta", "seen")
-
-    def __init__(self, path: str, fsync: bool = False) -> None:
-        self._db, self._cf = open_rocks(path, self.FAMILIES, fsync)
-
-    def append(self, write: LoggedWrite) -> None:
-        self._cf["log"][_SEQ.pack(write.seq)] = write.encode()
-
-    def read(self, first: int, last: int) -> Iterator[LoggedWrite]:
-        log = self._cf["log"]
-        for raw_seq, data in log.items(from_key=_SEQ.pack(first)):
-            (seq,) = _SEQ.unpack(raw_seq)
-            if seq > last:
-                break
-            yield LoggedWrite.decode(seq, data)
-
-    def truncate(self, upto: int) -> None:
-        # The mark first: a log emptied by truncation still knows where it ended.
-        self.put_meta(_TRUNCATED, max(upto, self.get_meta(_TRUNCATED, 0)))
-        first = self.first_seq()
-        if first and first <= upto:
-            self._cf["log"].delete_range(_SEQ.pack(first), _SEQ.pack(upto + 1))
-
-    def _edge(self, backwards: bool) -> int:
-        for raw_seq in self._cf["log"].keys(backwards=backwards):
-            return _SEQ.unpack(raw_seq)[0]
-        return 0
-
-    def last_seq(self) -> int:
-        return self._edge(backwards=True) or self.get_meta(_TRUNCATED, 0)
-
-    def first_seq(self) -> int:
-        return self._edge(backwards=False)
-
-    def get_meta(self, name: str, default=None):
-        raw = self._cf["meta"].get(name.encode())
-        return default if raw is None else cbor2.loads(raw)
-
-    def put_meta(self, name: str, value) -> None:
-        self._cf["meta"][name.encode()] = cbor2.dumps(value)
-
-    def seen(self, dc: int, key: str):
-        raw = self._cf["seen"].get(cbor2.dumps([dc, key]))
-        if raw is None:
-            return None
-        clock, vdc, seq = cbor2.loads(raw)
-        return Version(clock, vdc), seq
-
-    def put_seen(self, dc: int, key: str, version: Version, seq: int) -> None:
-        self._cf["seen"][cbor2.dumps([dc, key])] = cbor2.dumps([version.clock, version.dc, seq])
-
-    def close(self) -> None:
-        self._cf.clear()
-        self._db.close()

@@ -25,7 +25,7 @@ from chainreaction.runtime.driver import MANAGER, Driver, serve, wall_clock
 from chainreaction.runtime.transport import Transport
 
 from .core import ProxyConfig, ProxyCore
-from .log import RocksLog
+from .rocks_log import RocksLog
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ import socket
 
 import trio
 
-from chainreaction.cluster import ClusterConfig, LocalCluster
-from chainreaction.demo import wait_ready
 from chainreaction.ring import Ring
 from chainreaction.runtime.probe import process_stats
+from chainreaction.tools.cluster import ClusterConfig, LocalCluster
+from chainreaction.tools.demo import wait_ready
 
 
 def _ephemeral_ports() -> range:

@@ -10,8 +10,8 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from chainreaction import baselines
 from chainreaction.codec import FrameDecoder
+from chainreaction.tools import baselines
 
 pytestmark = pytest.mark.e2e
 
@@ -67,8 +67,8 @@ def test_only_loopback_addresses():
 def test_bench_against_nothing_is_a_one_line_error(capsys):
     import socket
 
-    from chainreaction.bench import run_bench
-    from chainreaction.cli import build_parser
+    from chainreaction.tools.bench import run_bench
+    from chainreaction.tools.cli import build_parser
 
     with socket.socket() as s:  # a port nobody listens on (free a moment ago)
         s.bind(("127.0.0.1", baselines.pick_port()))
@@ -79,3 +79,20 @@ def test_bench_against_nothing_is_a_one_line_error(capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("chainreaction bench: error: cannot reach the cluster")
     assert "\n" not in err and "Traceback" not in err
+
+
+async def test_a_phase_runs_in_worker_processes():
+    """``--processes 2``: the parent spawns ``bench_load`` workers by module name, waits
+    for READY, sends GO and merges their RESULT lines (here against the echo baseline,
+    so no cluster is needed)."""
+    from chainreaction.tools.bench_load import run_phase
+
+    cfg = {"processes": 2, "clients": 2, "duration": 0.5, "read_ratio": 0.95,
+           "value_size": 10, "keys": 10, "seed": 1, "rate": 0.0}
+    async with baselines.ProcessGroup() as group:
+        with trio.fail_after(60):
+            procs, url = await baselines.start_echo(group)
+            merged = await run_phase(cfg, "echo", url, group, tuple(p.pid for p in procs))
+    assert merged["recorders"]["echo"].count > 0
+    assert merged["errors"]["echo"] == 0 and merged["first_error"] is None
+    assert merged["cpu"] > 0

@@ -74,7 +74,7 @@ async def test_after_attaching_in_another_dc_a_get_carries_that_dcs_chain_index(
 
 
 async def test_bench_rate_offers_the_asked_load_not_what_the_store_absorbs(nursery):
-    from chainreaction.bench import Load
+    from chainreaction.tools.bench_load import Load
 
     async def answer(req):  # an instant store: a closed loop would run thousands of ops
         if req.op == "get":

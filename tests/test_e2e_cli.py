@@ -12,8 +12,8 @@ import pytest
 import trio
 
 from chainreaction.client import connect
-from chainreaction.cluster import ClusterConfig, LocalCluster
 from chainreaction.runtime.probe import process_stats
+from chainreaction.tools.cluster import ClusterConfig, LocalCluster
 from tests.e2e_helpers import free_base_port
 
 pytestmark = pytest.mark.e2e

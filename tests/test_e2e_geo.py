@@ -11,9 +11,9 @@ import pytest
 import trio
 
 from chainreaction.client import ChainReactionError, connect
-from chainreaction.clusterstats import control_wan
-from chainreaction.demo import read_until
 from chainreaction.runtime.probe import process_stats
+from chainreaction.tools.clusterstats import control_wan
+from chainreaction.tools.demo import read_until
 
 from .e2e_helpers import running_cluster
 

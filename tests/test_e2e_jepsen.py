@@ -50,8 +50,8 @@ def test_the_unsafe_switch_is_caught(tmp_path):
 
 
 def test_fault_plans_name_their_targets_for_one_and_several_dcs():
-    from chainreaction.cluster import ClusterConfig, LocalCluster
-    from chainreaction.jepsen import JepsenConfig, plan_faults
+    from chainreaction.tools.cluster import ClusterConfig, LocalCluster
+    from chainreaction.tools.jepsen import JepsenConfig, plan_faults
 
     for dcs in (1, 3):
         cluster = LocalCluster(ClusterConfig(nodes=5, dcs=dcs, data_dir="/nonexistent"))

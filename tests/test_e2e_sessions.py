@@ -9,9 +9,9 @@ import pytest
 import trio
 
 from chainreaction.client import ChainReactionError, connect
-from chainreaction.clusterstats import control_wan
-from chainreaction.demo import read_until
 from chainreaction.session import SETTLE_AT
+from chainreaction.tools.clusterstats import control_wan
+from chainreaction.tools.demo import read_until
 
 from .e2e_helpers import running_cluster
 

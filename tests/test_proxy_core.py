@@ -10,7 +10,8 @@ from chainreaction.effects import Send
 from chainreaction.ring import Ring
 from chainreaction.versions import VClock, Version
 from remote_proxy.core import ProxyConfig, ProxyCore
-from remote_proxy.log import MemoryLog, RocksLog
+from remote_proxy.log import MemoryLog
+from remote_proxy.rocks_log import RocksLog
 
 RING = Ring(1, [("n1", "a"), ("n2", "b"), ("n3", "c")], 3, 4)
 CONFIG = ProxyConfig(dc=0, peers=((1, "p1"), (2, "p2")), batch_interval_s=0.01)

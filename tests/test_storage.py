@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainreaction.storage import MemoryStore, Record, RocksStore
+from chainreaction.rocks_store import RocksStore
+from chainreaction.storage import MemoryStore, Record
 from chainreaction.versions import CLOCK_MAX, Version
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,7 +173,8 @@ def test_rocks_store_keeps_records_across_close_and_reopen(tmp_path):
 WRITER = textwrap.dedent(
     """
     import sys
-    from chainreaction.storage import Record, RocksStore
+    from chainreaction.rocks_store import RocksStore
+    from chainreaction.storage import Record
     from chainreaction.versions import Version
 
     path, n = sys.argv[1], int(sys.argv[2])

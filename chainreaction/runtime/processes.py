@@ -11,7 +11,7 @@ import trio
 
 from ..manager import ManagerConfig, ManagerCore
 from ..node import NodeConfig, NodeCore
-from ..storage import RocksStore
+from ..rocks_store import RocksStore
 from .driver import MANAGER, Driver, serve, wall_clock
 from .transport import Transport
 

@@ -369,7 +369,7 @@ def _dispatch(args) -> int:
             if not args.data_dir:
                 shutil.rmtree(data_dir, ignore_errors=True)
     if cmd == "check":
-        from . import checker
+        from .. import checker
 
         argv = [args.history, *(["--json"] if args.json else []), "--max", str(args.max)]
         return checker.main(argv)
@@ -391,16 +391,16 @@ def _run_process(args) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     if args.command == "node":
-        from .node import NodeConfig
-        from .runtime.processes import run_node
+        from ..node import NodeConfig
+        from ..runtime.processes import run_node
 
         config = NodeConfig(eager=args.eager, dc=args.dc, geo=bool(args.proxy),
                             proxy=args.proxy_name, tombstone_grace_s=args.tombstone_grace)
         trio.run(lambda: run_node(args.name, args.listen, args.manager, args.data_dir,
                                   config, fsync=args.fsync, proxy_addr=args.proxy))
     elif args.command == "manager":
-        from .manager import ManagerConfig
-        from .runtime.processes import run_manager
+        from ..manager import ManagerConfig
+        from ..runtime.processes import run_manager
 
         config = ManagerConfig(replication=args.replication, vnodes=args.vnodes,
                                failure_timeout_s=args.failure_timeout,
@@ -436,7 +436,7 @@ def _run_process(args) -> int:
 
 
 async def _one_shot(args) -> int:
-    from .client import ChainReactionError, connect
+    from ..client import ChainReactionError, connect
 
     urls = args.url or [os.environ.get("CHAINREACTION_URL", DEFAULT_URL)]
     try:

@@ -13,8 +13,8 @@ Two tiny servers, each meant to run in its own OS process, on 127.0.0.1 only:
 
 ::
 
-    python -m chainreaction.baselines echo  --listen 127.0.0.1:0
-    python -m chainreaction.baselines relay --listen 127.0.0.1:0 --next 127.0.0.1:17001
+    python -m chainreaction.tools.baselines echo  --listen 127.0.0.1:0
+    python -m chainreaction.tools.baselines relay --listen 127.0.0.1:0 --next 127.0.0.1:17001
 
 Port 0 lets the kernel choose. Once listening, a server prints ``READY 127.0.0.1:PORT``
 on stdout (flushed), so whoever started it waits for that line instead of sleeping or
@@ -41,8 +41,8 @@ import cbor2
 import trio
 from trio_websocket import ConnectionClosed, serve_websocket
 
-from . import messages as m
-from .codec import FrameDecoder, ProtocolError
+from .. import messages as m
+from ..codec import FrameDecoder, ProtocolError
 
 LOCALHOST = "127.0.0.1"
 READY = "READY"
@@ -219,7 +219,7 @@ async def serve_relay(port: int, next_addr: tuple[str, int] | None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m chainreaction.baselines",
+    p = argparse.ArgumentParser(prog="python -m chainreaction.tools.baselines",
                                 description="raw baseline servers for chainreaction bench "
                                 "(127.0.0.1 only); print 'READY 127.0.0.1:PORT' once listening")
     sub = p.add_subparsers(dest="kind", required=True)
@@ -368,7 +368,7 @@ class ProcessGroup:
 
 
 def _server_argv(kind: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "chainreaction.baselines", kind,
+    return [sys.executable, "-m", "chainreaction.tools.baselines", kind,
             "--listen", f"{LOCALHOST}:{pick_port()}", "--exit-on-stdin-eof", *extra]
 
 

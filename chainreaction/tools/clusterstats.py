@@ -7,9 +7,9 @@ import os
 
 import trio
 
-from . import messages as m
-from .client import ChainReactionError, connect
-from .runtime.probe import ask, process_stats
+from .. import messages as m
+from ..client import ChainReactionError, connect
+from ..runtime.probe import ask, process_stats
 
 NODE_COLUMNS = ("epoch", "serving", "put_applied", "msg_Update", "msg_Read", "unstable",
                 "syncing_ranges", "dep_waiters", "redrive", "sync_done", "clock_ahead_ms")

@@ -21,12 +21,12 @@ import time
 import attrs
 import trio
 
-from . import messages as m
-from .client import ChainReactionError, Session
+from .. import messages as m
+from ..client import ChainReactionError, Session
+from ..history import HistoryWriter
+from ..runtime.probe import ask, process_stats
 from .cluster import ClusterConfig, LocalCluster
 from .demo import ClusterFailed, wait_ready
-from .history import HistoryWriter
-from .runtime.probe import ask, process_stats
 
 NEMESES = ("kill", "pause", "partition", "clock", "isolate")
 
@@ -494,7 +494,7 @@ async def _run_jepsen(config: JepsenConfig) -> int:
             cluster.kill(name, signal.SIGCONT)  # a stopped process would ignore SIGTERM
         cluster.stop()
     took = time.monotonic() - started
-    from . import checker
+    from .. import checker
 
     check_started = time.monotonic()
     report = checker.check(checker.load_history(history_path))

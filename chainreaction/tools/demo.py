@@ -10,9 +10,9 @@ import time
 
 import trio
 
-from .client import ChainReactionError, connect
+from ..client import ChainReactionError, connect
+from ..latency import LatencyRecorder
 from .cluster import ClusterConfig, LocalCluster
-from .stats import LatencyRecorder
 
 
 class ClusterFailed(Exception):
@@ -265,8 +265,8 @@ async def _demo(cluster: LocalCluster, duration_s: float, clients: int, kill_nod
               f"{rec.percentile(99) * 1e3:8.2f} {rec.percentile(99.9) * 1e3:9.2f}")
     print(f"  errors (timeouts/unavailable while the chain was repaired): {errors[0]}")
     if dcs > 1:
+        from ..runtime.probe import process_stats
         from .clusterstats import visibility_lines
-        from .runtime.probe import process_stats
 
         stats = []
         for dc in range(dcs):

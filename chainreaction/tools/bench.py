@@ -1,0 +1,419 @@
+"""``chainreaction bench``: load a running cluster, then measure raw baselines in the same
+run on the same machine, and print both as tables with percentiles.
+
+Phases (each ``--duration`` seconds, each with ``--clients`` sequential clients spread over
+``--processes`` client processes; run by ``bench_load``):
+
+1. **store**: preload ``--keys`` keys of ``--value-size`` bytes, then causal sessions
+   (``client.Session``) doing gets (``--read-ratio``) and puts over uniformly random keys.
+2. **echo** baseline: a WebSocket + CBOR echo server (``baselines.py``, same stack as the
+   frontend: trio-websocket + cbor2) in its own process; clients send a CBOR map shaped
+   like a get request and await the echo. The most a frontend could do per connection.
+3. **relay** baseline: ``--relay-hops`` relay processes forwarding length-prefixed frames
+   of ``--value-size`` bytes over TCP, the last hop answering back along the chain. The
+   most an R-node chain could do.
+
+This module is the command around them: it checks the cluster, preloads, alternates the
+phases in rounds, and reports (percentile tables, store/baseline ratios, CPU per
+operation, remote visibility with several DCs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import signal
+import sys
+import time
+
+import trio
+
+from .. import codec
+from .. import messages as m
+from ..client import ChainReactionError, Session, connect
+from ..latency import LatencyRecorder
+from . import baselines
+from .bench_load import (CONNECT_TIMEOUT_S, KEY_PREFIX, SESSION_TIMEOUT_S, BenchError,
+                         combine_rounds, exception_leaves, run_phase)
+
+PRELOAD_SESSIONS = 16
+
+
+# -- parent: cluster checks, preload ------------------------------------------------------------
+
+
+async def _probe(url: str) -> str | None:
+    """None if something accepts TCP at the URL's address, else why not (one line)."""
+    hostport = url.split("://", 1)[1].split("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not port.isdigit():
+        return "no port in the URL"
+    try:
+        with trio.fail_after(CONNECT_TIMEOUT_S):
+            stream = await trio.open_tcp_stream(host.strip("[]"), int(port))
+    except trio.TooSlowError:
+        return f"no answer in {CONNECT_TIMEOUT_S:g}s"
+    except OSError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, BaseExceptionGroup):  # trio: one error per address tried
+            cause = next(exception_leaves(cause), None)
+        text = getattr(cause, "strerror", None) or exc.strerror or str(exc)
+        return (text or type(exc).__name__).lower()
+    await stream.aclose()
+    return None
+
+
+async def check_cluster(urls: list[str]) -> dict:
+    """Fail with one line unless some frontend answers and has a ring."""
+    problems = []
+    for url in urls:
+        why = await _probe(url)
+        if why is None:
+            break
+        problems.append(f"{url}: {why}")
+    else:
+        raise BenchError(f"cannot reach the cluster ({'; '.join(problems)}); start one with "
+                         f"`chainreaction cluster up` or pass --url")
+    try:
+        with trio.fail_after(CONNECT_TIMEOUT_S * len(urls) + SESSION_TIMEOUT_S + 1):
+            async with await connect(urls, timeout_s=SESSION_TIMEOUT_S,
+                                     connect_timeout_s=CONNECT_TIMEOUT_S) as session:
+                stats = await session.stats()
+                url = session.url
+    except (ChainReactionError, trio.TooSlowError) as exc:
+        raise BenchError(f"the cluster at {', '.join(urls)} does not answer "
+                         f"({getattr(exc, 'message', None) or 'timed out'})") from None
+    if not stats.get("ring_members"):
+        raise BenchError(f"the frontend at {url} has no ring yet; is the cluster "
+                         "still starting?")
+    return stats
+
+
+async def preload(cfg: dict) -> float:
+    """Write every key once (values of --value-size bytes); seconds taken."""
+    keys, urls = cfg["keys"], cfg["urls"]
+    n = min(PRELOAD_SESSIONS, keys, cfg["clients"])
+    value = random.Random(cfg["seed"]).randbytes(cfg["value_size"])
+    t0 = time.perf_counter()
+
+    async def writer(j: int):
+        session = Session(urls[j % len(urls):] + urls[:j % len(urls)],
+                          timeout_s=SESSION_TIMEOUT_S, connect_timeout_s=CONNECT_TIMEOUT_S)
+        try:
+            for k in range(j, keys, n):
+                try:
+                    await session.put(f"{KEY_PREFIX}{k}", value)
+                except ChainReactionError as exc:
+                    raise BenchError(f"preload of {KEY_PREFIX}{k} failed: {exc}") from None
+        finally:
+            await session.aclose()
+
+    try:
+        with trio.fail_after(60 + keys * 0.05):
+            async with trio.open_nursery() as nursery:
+                for j in range(n):
+                    nursery.start_soon(writer, j)
+    except trio.TooSlowError:
+        raise BenchError(f"preloading {keys} keys timed out") from None
+    return time.perf_counter() - t0
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def op_stats(rec: LatencyRecorder, errors: int, elapsed: float) -> dict:
+    samples = rec.samples
+    return {
+        "count": rec.count,
+        "errors": errors,
+        "ops_per_s": rec.count / elapsed if elapsed > 0 else 0.0,
+        "p50_ms": rec.percentile(50) * 1e3,
+        "p99_ms": rec.percentile(99) * 1e3,
+        "p99_9_ms": rec.percentile(99.9) * 1e3,
+        "mean_ms": (sum(samples) / len(samples) * 1e3) if samples else 0.0,
+        "max_ms": (max(samples) * 1e3) if samples else 0.0,
+    }
+
+
+def _phase_stats(merged: dict) -> dict:
+    out = {op: op_stats(rec, merged["errors"][op], merged["elapsed"])
+           for op, rec in merged["recorders"].items()}
+    if len(out) > 1:
+        both = LatencyRecorder()
+        for rec in merged["recorders"].values():
+            both.extend(rec)
+        out["all"] = op_stats(both, sum(merged["errors"].values()), merged["elapsed"])
+    return out
+
+
+_HEADER = (f"  {'':28} {'count':>9} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
+           f"{'errors':>7}")
+
+
+def _row(name: str, s: dict) -> str:
+    return (f"  {name:28} {s['count']:9d} {s['ops_per_s']:9.0f} {s['p50_ms']:8.2f} "
+            f"{s['p99_ms']:8.2f} {s['p99_9_ms']:9.2f} {s['errors']:7d}")
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def _fmt_ratio(x: float | None, suffix: str = "") -> str:
+    return "n/a" if x is None else f"{x:.3f}{suffix}"
+
+
+# -- entry point --------------------------------------------------------------------------------
+
+
+def _config(args) -> dict:
+    from .cli import DEFAULT_URL
+
+    urls = args.url or [os.environ.get("CHAINREACTION_URL", DEFAULT_URL)]
+    for url in urls:
+        if not url.startswith(("ws://", "wss://")):
+            raise ValueError(f"frontend URLs look like ws://HOST:PORT, got {url!r}")
+    return {
+        "urls": urls, "clients": args.clients, "duration": args.duration,
+        "read_ratio": args.read_ratio, "value_size": args.value_size, "keys": args.keys,
+        "read_from": args.read_from, "relay_hops": args.relay_hops,
+        "baseline": not args.no_baseline, "processes": min(args.processes, args.clients),
+        "seed": int(os.environ.get("CHAINREACTION_BENCH_SEED", "1")),
+        "rounds": args.rounds, "rate": args.rate,
+        "cluster_pids": _cluster_pids(args.cluster), "cluster_dir": args.cluster,
+    }
+
+
+def _cluster_pids(data_dir: str | None) -> tuple:
+    if not data_dir:
+        return ()
+    path = os.path.join(data_dir, "cluster.json")
+    try:
+        with open(path) as f:
+            return tuple(p["pid"] for p in json.load(f)["processes"] if p.get("pid"))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"--cluster: cannot read {path}: {exc}") from None
+
+
+async def _main(cfg: dict, groups: list) -> dict:
+    with trio.open_signal_receiver(signal.SIGTERM) as sigterm:
+        async with trio.open_nursery() as nursery:
+            result: dict = {}
+
+            async def on_sigterm():
+                async for _ in sigterm:
+                    result["interrupted"] = "SIGTERM"
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(on_sigterm)
+            await _bench(cfg, groups, result)
+            nursery.cancel_scope.cancel()
+    return result
+
+
+async def _bench(cfg: dict, groups: list, result: dict) -> None:
+    urls = cfg["urls"]
+    procs_note = (f"{cfg['processes']} client processes" if cfg["processes"] > 1
+                  else "1 client process")
+    stats = await check_cluster(urls)
+    print(f"bench: cluster at {', '.join(urls)}: ring {stats.get('ring_members')} "
+          f"(epoch {stats.get('epoch')}); read-from: {cfg['read_from'] or 'not given'} (label)",
+          flush=True)
+    pace = (f"offered load {cfg['rate']:g} ops/s (baselines unpaced)" if cfg["rate"]
+            else "closed loop")
+    print(f"bench: {cfg['clients']} clients in {procs_note}, {pace}, {cfg['duration']:g} s per run, "
+          f"{cfg['read_ratio'] * 100:g}% reads, {cfg['value_size']} B values, {cfg['keys']} keys; "
+          f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}", flush=True)
+    print(f"bench: preloading {cfg['keys']} keys ...", flush=True)
+    took = await preload(cfg)
+    print(f"bench: preloaded in {took:.2f} s ({cfg['keys'] / took:.0f} puts/s)", flush=True)
+
+    result.update({"config": cfg, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   "machine": {"cpus": os.cpu_count(),
+                   "python": platform.python_version(), "platform": platform.platform()},
+                   "preload_s": took})
+    rounds = cfg["rounds"]
+    round_cfg = dict(cfg, duration=cfg["duration"] / rounds)
+    store = echo = relay = None
+    async with baselines.ProcessGroup() as group:
+        groups.append(group)
+        if cfg["baseline"]:
+            echo_procs, echo_url = await baselines.start_echo(group)
+            relay_procs, relay_addr = await baselines.start_relay_chain(group, cfg["relay_hops"])
+        # Rounds alternate store and baselines so drift in machine speed (other tenants,
+        # CPU frequency) hits both sides of each ratio alike.
+        if cfg["cluster_dir"]:
+            await _proxy_stats(cfg["cluster_dir"], reset_latencies=True)  # drop the preload's
+        for i in range(rounds):
+            if rounds > 1:
+                print(f"bench: round {i + 1}/{rounds}", file=sys.stderr, flush=True)
+            store = combine_rounds(store, await run_phase(round_cfg, "store", urls, group,
+                                                    cfg["cluster_pids"]))
+            if cfg["baseline"]:
+                echo = combine_rounds(echo, await run_phase(round_cfg, "echo", echo_url, group,
+                                                      tuple(p.pid for p in echo_procs)))
+                relay = combine_rounds(relay, await run_phase(round_cfg, "relay", relay_addr, group,
+                                                        tuple(p.pid for p in relay_procs)))
+        if cfg["baseline"]:
+            for p in (*echo_procs, *relay_procs):
+                await group.stop(p)
+        s = _phase_stats(store)
+        result["store"] = s
+        result["store_error_codes"] = dict(store["error_codes"])
+        print(f"\nstore: {cfg['clients']} causal sessions, {store['elapsed']:.1f} s")
+        print(_HEADER)
+        for op in ("get", "put", "all"):
+            print(_row(op, s[op]))
+        if store["first_error"]:
+            print(f"  errors by code: {dict(store['error_codes'])}; first: {store['first_error']}")
+        if store["retries"] or store["failovers"]:
+            print(f"  the SDK retried {store['retries']} requests and failed over "
+                  f"{store['failovers']} times (included in the latencies above)")
+        result["store_sdk"] = {"retries": store["retries"], "failovers": store["failovers"]}
+        sys.stdout.flush()
+        if not cfg["baseline"]:
+            return
+
+    e = _phase_stats(echo)["echo"]
+    r = _phase_stats(relay)["relay"]
+    result["baselines"] = {"echo": e, "relay": r}
+    get_size = len(codec.encode_client_request(m.ClientRequest(op="get", id=1,
+                                                               key=f"{KEY_PREFIX}{cfg['keys']}")))
+    echo_name = f"ws+cbor echo ({get_size} B map)"
+    relay_name = f"tcp relay {cfg['relay_hops']} hops ({cfg['value_size']} B)"
+    print(f"\nraw baselines: same machine, same clients and client processes, "
+          f"{cfg['duration']:g} s each, interleaved with the store in {rounds} rounds")
+    print(_HEADER)
+    print(_row(echo_name, e))
+    print(_row(relay_name, r))
+    for name, merged in (("echo", echo), ("relay", relay)):
+        if merged["first_error"]:
+            print(f"  {name} errors: {dict(merged['error_codes'])}; first: {merged['first_error']}")
+    ratios = {
+        "get_throughput_over_echo": _ratio(s["get"]["ops_per_s"], e["ops_per_s"]),
+        "put_throughput_over_relay": _ratio(s["put"]["ops_per_s"], r["ops_per_s"]),
+        "all_throughput_over_echo": _ratio(s["all"]["ops_per_s"], e["ops_per_s"]),
+        "get_p50_over_echo_p50": _ratio(s["get"]["p50_ms"], e["p50_ms"]),
+        "put_p50_over_relay_p50": _ratio(s["put"]["p50_ms"], r["p50_ms"]),
+    }
+    result["ratios"] = ratios
+    print("\nratios (store / raw baseline):")
+    lines = (
+        ("get throughput / echo throughput", ratios["get_throughput_over_echo"], "",
+         f"all store ops / echo: {_fmt_ratio(ratios['all_throughput_over_echo'])}"),
+        ("put throughput / relay throughput", ratios["put_throughput_over_relay"], "",
+         f"puts are {(1 - cfg['read_ratio']) * 100:g}% of the store mix"),
+        ("get p50 / echo p50", ratios["get_p50_over_echo_p50"], "x", ""),
+        ("put p50 / relay p50", ratios["put_p50_over_relay_p50"], "x", ""),
+    )
+    for label, value, suffix, note in lines:
+        print(f"  {label:36} {_fmt_ratio(value, suffix):>7}" + (f"   ({note})" if note else ""))
+    _print_cpu(cfg, s, e, r, store, echo, relay, result)
+    sys.stdout.flush()
+
+
+def _print_cpu(cfg, s, e, r, store, echo, relay, result) -> None:
+    """CPU per operation: the machine's capacity, insensitive to other tenants' load."""
+    if not cfg["cluster_pids"]:
+        print("\n(pass --cluster DIR to also measure CPU per operation of the cluster's "
+              "processes: a comparison that other load on the machine does not skew)")
+        return
+
+    def per_op(merged, stats, op):
+        count = stats[op]["count"]
+        return merged["cpu"] / count * 1e6 if count else None
+
+    store_us = per_op(store, s, "all")
+    echo_us = per_op(echo, {"echo": e}, "echo")
+    relay_us = per_op(relay, {"relay": r}, "relay")
+    result["cpu_us_per_op"] = {"store": store_us, "echo": echo_us, "relay": relay_us}
+    print("\nCPU per operation (servers + client processes, user + system):")
+    for name, value in (("store (all ops)", store_us), ("ws+cbor echo", echo_us),
+                        (f"tcp relay {cfg['relay_hops']} hops", relay_us)):
+        print(f"  {name:36} {value:7.0f} us" if value else f"  {name:36}       -")
+    if store_us and echo_us:
+        eff = {"echo_over_store": echo_us / store_us,
+               "relay_over_store": relay_us / store_us if relay_us else None}
+        result["cpu_efficiency"] = eff
+        print(f"  store throughput per CPU / echo's       {_fmt_ratio(eff['echo_over_store'])}"
+              f"   (a {cfg['read_ratio'] * 100:g}% read mix)")
+        if eff["relay_over_store"] is not None:
+            print(f"  store throughput per CPU / relay's      "
+                  f"{_fmt_ratio(eff['relay_over_store'])}")
+
+
+
+async def _proxy_stats(data_dir: str, reset_latencies: bool = False) -> dict:
+    """name -> stats of every remote proxy of the cluster (several DCs only)."""
+    from ..runtime.probe import process_stats
+    from .clusterstats import read_manifest
+
+    proxies = [p for p in read_manifest(data_dir)["processes"] if p["role"] == "proxy"]
+    stats = {}
+    for proxy in proxies:
+        try:
+            stats[proxy["name"]] = await process_stats(proxy["address"], 3, reset_latencies)
+        except (trio.TooSlowError, OSError):
+            print(f"  {proxy['name']}: no answer")
+    return stats
+
+
+async def _print_geo(data_dir: str) -> dict:
+    """With several DCs: remote visibility and WAN bytes per update, from every proxy."""
+    from .clusterstats import visibility_lines
+
+    stats = await _proxy_stats(data_dir)
+    if stats:
+        print("\ngeo-replication (from the remote proxies; latencies since the store run began, "
+              "counts over the whole run)")
+        print("  " + "\n  ".join(visibility_lines(list(stats.values()))))
+        for name, st in sorted(stats.items()):
+            print(f"  {name}: {st.get('entries_sent', 0)} updates shipped, "
+                  f"{st.get('wan_bytes_per_update', 0)} WAN bytes per update (batches + acks), "
+                  f"{st.get('lww_conflicts', 0)} conflicts seen here")
+    return stats
+
+
+def run_bench(args) -> int:
+    try:
+        cfg = _config(args)
+    except ValueError as exc:
+        print(f"chainreaction bench: error: {exc}", file=sys.stderr)
+        return 2
+    groups: list[baselines.ProcessGroup] = []
+    try:
+        result = trio.run(_main, cfg, groups)
+    except BaseException as exc:  # noqa: BLE001 - sorted below, unknown ones re-raised
+        leaves = list(exception_leaves(exc))
+        if any(isinstance(x, KeyboardInterrupt) for x in leaves):
+            print("chainreaction bench: interrupted; stopped every process it started",
+                  file=sys.stderr)
+            return 130
+        known = [x for x in leaves if isinstance(x, (BenchError, baselines.ChildFailed,
+                                                    trio.TooSlowError))]
+        if known:
+            x = known[0]
+            text = str(x) or "a phase did not finish in time"
+            print(f"chainreaction bench: error: {text}", file=sys.stderr)
+            return 1
+        raise
+    finally:
+        for group in groups:
+            group.kill_all()
+    if result.get("interrupted"):
+        print(f"chainreaction bench: stopped by {result['interrupted']}", file=sys.stderr)
+        return 143
+    if args.cluster:
+        result["geo"] = trio.run(_print_geo, args.cluster)
+    if cfg_json := getattr(args, "json", None):
+        try:
+            with open(cfg_json, "w") as f:
+                json.dump(result, f, indent=2, sort_keys=True)
+                f.write("\n")
+        except OSError as exc:
+            print(f"chainreaction bench: error: cannot write {cfg_json}: {exc}", file=sys.stderr)
+            return 1
+        print(f"\nresults written to {cfg_json}")

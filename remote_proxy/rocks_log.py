@@ -1,0 +1,79 @@
+"""The real proxy's durable log: ``RocksLog``, a ``ProxyLog`` (``log.py``) in rocksdict
+column families, one per part of the proxy's state (log, meta, seen).
+
+A module of its own so that only the process driver (``server.py``) and tests import
+rocksdict: the core and the simulator take a ``ProxyLog``.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Iterator
+
+import cbor2
+
+from chainreaction.rocks_store import open_rocks
+from chainreaction.versions import Version
+
+from .log import TRUNCATED, LoggedWrite
+
+_SEQ = struct.Struct(">Q")
+
+
+class RocksLog:
+    """rocksdict-backed ProxyLog in ``path`` (created if missing)."""
+
+    FAMILIES = ("log", "meta", "seen")
+
+    def __init__(self, path: str, fsync: bool = False) -> None:
+        self._db, self._cf = open_rocks(path, self.FAMILIES, fsync)
+
+    def append(self, write: LoggedWrite) -> None:
+        self._cf["log"][_SEQ.pack(write.seq)] = write.encode()
+
+    def read(self, first: int, last: int) -> Iterator[LoggedWrite]:
+        log = self._cf["log"]
+        for raw_seq, data in log.items(from_key=_SEQ.pack(first)):
+            (seq,) = _SEQ.unpack(raw_seq)
+            if seq > last:
+                break
+            yield LoggedWrite.decode(seq, data)
+
+    def truncate(self, upto: int) -> None:
+        # The mark first: a log emptied by truncation still knows where it ended.
+        self.put_meta(TRUNCATED, max(upto, self.get_meta(TRUNCATED, 0)))
+        first = self.first_seq()
+        if first and first <= upto:
+            self._cf["log"].delete_range(_SEQ.pack(first), _SEQ.pack(upto + 1))
+
+    def _edge(self, backwards: bool) -> int:
+        for raw_seq in self._cf["log"].keys(backwards=backwards):
+            return _SEQ.unpack(raw_seq)[0]
+        return 0
+
+    def last_seq(self) -> int:
+        return self._edge(backwards=True) or self.get_meta(TRUNCATED, 0)
+
+    def first_seq(self) -> int:
+        return self._edge(backwards=False)
+
+    def get_meta(self, name: str, default=None):
+        raw = self._cf["meta"].get(name.encode())
+        return default if raw is None else cbor2.loads(raw)
+
+    def put_meta(self, name: str, value) -> None:
+        self._cf["meta"][name.encode()] = cbor2.dumps(value)
+
+    def seen(self, dc: int, key: str):
+        raw = self._cf["seen"].get(cbor2.dumps([dc, key]))
+        if raw is None:
+            return None
+        clock, vdc, seq = cbor2.loads(raw)
+        return Version(clock, vdc), seq
+
+    def put_seen(self, dc: int, key: str, version: Version, seq: int) -> None:
+        self._cf["seen"][cbor2.dumps([dc, key])] = cbor2.dumps([version.clock, version.dc, seq])
+
+    def close(self) -> None:
+        self._cf.clear()
+        self._db.close()

@@ -24,14 +24,12 @@ and retries updates lost with a broken connection. Versions are applied by "newe
 so re-sending is always harmless.
 
 A node that becomes a chain member of a range it did not serve (a node appended at the
-tail after a failure, a restarted node rejoining) is in *quarantine* for that range: it
-copies the range from a member of the previous chain (``SyncRequest``/``SyncChunk``),
-meanwhile it stores and forwards updates flowing through it, holds writes (if head),
-makes dependency checks wait (if tail) and refuses reads. When the copy is done it serves.
+tail after a failure, a restarted node rejoining) is in *quarantine* for that range while
+it copies the range from a member of the previous chain: ``state_transfer.RangeCopier``.
 
 A restarted node reloads its unstable records as *orphans* and reinjects them at the head
-of their chain: an acknowledged write that only reached this node before it crashed is
-not lost.
+of their chain (``NodeCore.recover``): an acknowledged write that only reached this node
+before it crashed is not lost.
 
 Clocks (docs/protocol.md §3.1). Versions come from a hybrid clock whose physical part is
 held back to at most ``max_clock_ahead_s`` ahead of the DC's median clock, as the manager
@@ -52,7 +50,6 @@ for its DC; that, not DC stability, is what reads report to clients as "stable".
 
 from __future__ import annotations
 
-import bisect
 import collections
 from typing import Callable
 
@@ -60,10 +57,13 @@ import attrs
 
 from . import messages as m
 from .effects import Send
-from .ring import Ring, hash_point, segments
+from .ring import Ring
+from .ring_requests import RingRequests
+from .state_transfer import RangeCopier
 from .storage import Record, Store
 from .tombstones import Tombstones
 from .versions import MAX_CLOCK_AHEAD_S, DcTime, HybridClock, VClock, Version
+from .waiters import Waiters
 
 
 @attrs.frozen
@@ -114,62 +114,11 @@ class _Unstable:
 
 @attrs.define(slots=True)
 class _Waiter:
+    """A dependency check the tail holds until it has ``version`` (or newer), stable."""
+
     src: str
     op: int
     version: Version
-    deadline: float
-
-
-@attrs.define(slots=True)
-class _Sync:
-    sources: list  # candidates, first is asked; rotated when it refuses
-    ranges: tuple
-    arcs: set
-    sent_at: float
-    received: set = attrs.Factory(set)  # chunk seqs received
-    total: int = 0  # number of chunks, known once the last one arrived
-    refusals: int = 0
-    partial_ok: bool = False  # one of several copies merged (every candidate was syncing)
-    keys: set = attrs.Factory(set)  # keys the source sent, or that we stored meanwhile
-    gc_floor: Version | None = None  # the newest tombstone the source had collected
-
-
-@attrs.define(slots=True)
-class _Stream:
-    """A copy we are sending: the rest of a store scan, emitted a few chunks per step."""
-
-    dst: str
-    sync_id: int
-    ranges: tuple
-    items: object  # iterator of (key, Record) restricted to the requested ranges
-    rids: list = attrs.Factory(list)  # (rid, key, version) of our dedup table, same ranges
-    seq: int = 0
-
-
-class _RangeSet:
-    """Point membership over (start, end] ranges: split wrapping ones, merge, bisect."""
-
-    def __init__(self, ranges) -> None:
-        flat = []
-        for start, end in ranges:
-            if start < end:
-                flat.append((start, end))
-            else:
-                flat.append((start, 2**64))
-                flat.append((-1, end))
-        flat.sort()
-        merged: list[list[int]] = []
-        for start, end in flat:
-            if merged and start <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], end)
-            else:
-                merged.append([start, end])
-        self._starts = [s for s, _ in merged]
-        self._ends = [e for _, e in merged]
-
-    def __contains__(self, point: int) -> bool:
-        i = bisect.bisect_left(self._starts, point) - 1
-        return i >= 0 and point <= self._ends[i]
 
 
 class NodeCore:
@@ -191,36 +140,15 @@ class NodeCore:
         self._overtaken_sent_at = float("-inf")
         # rid -> (key, version) of writes seen, so a retried put applies once
         self._dedup: collections.OrderedDict[bytes, tuple] = collections.OrderedDict()
-        self._waiters: dict[str, list[_Waiter]] = {}
-        self._waiter_count = 0
-        self._syncs: dict[int, _Sync] = {}
-        self._syncing_arcs: dict[int, set] = {}
-        # newest request per (requester, ranges), served once we have its ring
-        self._held_sync_requests: dict[tuple, m.SyncRequest] = {}
-        self._streams: list[_Stream] = []
-        self._held_puts: list[tuple[str, m.Put, float]] = []
+        self._waiters = Waiters(config.max_waiters)  # key -> dependency checks (_Waiter)
+        self._held_puts = Waiters(config.max_held_puts)  # (src, Put) held during a copy
         self._global_stable: dict[int, int] = {}  # dc -> its log is applied everywhere to here
-        self._next_sync_id = int(now * 1_000_000) % 2**62  # distinct across restarts
-        self._ring_asked_at = float("-inf")
+        self._ring_requests = RingRequests(config.manager)
         self._lease_until = float("-inf")
         self._last_now = now
         self._tombstones = Tombstones(store, config.tombstone_grace_s)
-        for rid, key, version in store.rids():  # a retry after our restart applies once
-            self._remember(rid, key, version, persist=False)
-        if self._tombstones.floor is not None:
-            self.clock.observe(self._tombstones.floor.clock)
-        for key, rec in store.items():
-            self.clock.observe(rec.version.clock)
-            if not rec.stable and self._tombstones.outlived(rec.version, now):
-                # Down that long: a tombstone newer than this write, acknowledged by us
-                # alone, may have been collected meanwhile; reinjected, it could bring a
-                # deleted key back. It goes (the copy from our chain peers follows).
-                store.delete(key)
-                self.counters["orphans_expired"] += 1
-                continue
-            self._tombstones.note(key, rec)
-            if not rec.stable:
-                self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)
+        self.copier = RangeCopier(name, store, self._tombstones, config, self.counters, now)
+        self.recover(now)
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
             m.HeartbeatAck: self._on_heartbeat_ack,
@@ -239,6 +167,29 @@ class NodeCore:
             m.StatsRequest: self._on_stats_request,
         }
 
+    def recover(self, now: float) -> None:
+        """Take back what the store holds after a restart (nothing, on a first start): the
+        request ids applied (a retry after our restart applies once), a clock above every
+        version and collected tombstone, the tombstones to collect, and the unstable
+        records as *orphans*, which the redrive reinjects at the head of their chain.
+        Their ranges are copied again from our chain peers once the ring comes."""
+        for rid, key, version in self.store.rids():
+            self._remember(rid, key, version, persist=False)
+        if self._tombstones.floor is not None:
+            self.clock.observe(self._tombstones.floor.clock)
+        for key, rec in self.store.items():
+            self.clock.observe(rec.version.clock)
+            if not rec.stable and self._tombstones.outlived(rec.version, now):
+                # Down that long: a tombstone newer than this write, acknowledged by us
+                # alone, may have been collected meanwhile; reinjected, it could bring a
+                # deleted key back. It goes (the copy from our chain peers follows).
+                self.store.delete(key)
+                self.counters["orphans_expired"] += 1
+                continue
+            self._tombstones.note(key, rec)
+            if not rec.stable:
+                self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)
+
     # -- entry points -----------------------------------------------------------------------
 
     def handle(self, src: str, msg, now: float) -> list:
@@ -255,14 +206,8 @@ class NodeCore:
         out: list = []
         out += self._expire_waiters(now)
         out += self._expire_held_puts(now)
-        out += self._pump_streams()
-        for sid, sync in list(self._syncs.items()):
-            # sent_at moves with every chunk received: only a silent source is asked again.
-            if now - sync.sent_at >= self.config.sync_retry_s:
-                self.counters["sync_request_resent"] += 1
-                self._drop_sync(sid)
-                out += self._request_sync(sync.sources, sync.ranges, sync.arcs, now,
-                                          sync.refusals, sync.partial_ok, sync.keys)
+        out += self.copier.pump()
+        out += self.copier.retry(now, self.epoch)
         if self.ring is not None and self.ring.members:
             out += self._redrive(now, force=False)
         self.counters["tombstones_collected"] += self._tombstones.sweep(
@@ -272,32 +217,29 @@ class NodeCore:
     def _key_busy(self, key: str) -> bool:
         """Something still depends on the record of ``key`` being there."""
         return (key in self._unstable or key in self._waiters
-                or (self.ring is not None and self.ring.arc_of(key) in self._syncing_arcs))
+                or (self.ring is not None and self.copier.copying(self.ring.arc_of(key))))
 
     def _put(self, key: str, record: Record) -> None:
         self.store.put(key, record)
         self._tombstones.note(key, record)
-        for sync in self._syncs.values():
-            # Stored during the copy (from the chain or a remote proxy): current, whatever
-            # the source holds; a source that fell behind may lack it (_drop_collected).
-            sync.keys.add(key)
+        self.copier.note_stored(key)
 
     @property
     def epoch(self) -> int:
         return self.ring.epoch if self.ring is not None else 0
 
     def syncing(self) -> bool:
-        return bool(self._syncs)
+        return self.copier.syncing()
 
     def stats(self) -> dict:
         return {
             "name": self.name,
             "epoch": self.epoch,
-            "serving": self.ring is not None and self.name in self.ring and not self._syncs,
+            "serving": self.ring is not None and self.name in self.ring and not self.syncing(),
             "unstable": len(self._unstable),
-            "syncing_ranges": len(self._syncing_arcs),
+            "syncing_ranges": self.copier.arcs_in_quarantine(),
             "held_puts": len(self._held_puts),
-            "dep_waiters": self._waiter_count,
+            "dep_waiters": len(self._waiters),
             "tombstones": len(self._tombstones.keys),
             "clock_ahead_ms": round(self.dc_time.ahead_s * 1000),
             **self.counters,
@@ -324,13 +266,6 @@ class NodeCore:
         if len(self._dedup) > self.config.dedup_size:
             old, _ = self._dedup.popitem(last=False)
             self.store.forget_rid(old)
-
-    def _want_ring(self, now: float) -> list:
-        """Ask the manager for the ring (rate limited)."""
-        if now - self._ring_asked_at < 0.2:
-            return []
-        self._ring_asked_at = now
-        return [Send(self.config.manager, m.GetRing(self.epoch))]
 
     def _note_time(self, now: float) -> None:
         """Our clock went back (a skew removed, an NTP step): the lease, which ends at a
@@ -428,11 +363,10 @@ class NodeCore:
             return refused
         # (No check of msg.floor here: the frontend refuses floors the store did not make,
         # docs/protocol.md §3.1 "Clocks"; a floor made by the store must be honoured.)
-        if arc in self._syncing_arcs:
-            if len(self._held_puts) >= self.config.max_held_puts:
+        if self.copier.copying(arc):
+            if not self._held_puts.add((src, msg), now + self.config.held_put_timeout_s):
                 return self._error(src, msg.op, m.OVERLOADED, "too many writes held during sync")
             self.counters["put_held_for_sync"] += 1
-            self._held_puts.append((src, msg, now + self.config.held_put_timeout_s))
             return []
         return self._write_at_head(src, msg, chain, now)
 
@@ -542,7 +476,7 @@ class NodeCore:
             # Our chain may be stale (a tail may have been appended after us): don't act
             # on it. Fetch the ring; the sender redrives the update.
             self.counters["update_from_newer_ring"] += 1
-            return self._want_ring(now)
+            return self._ring_requests.ask(self.epoch, now)
         chain = self.ring.chain(msg.key)
         if self.name not in chain:
             self.counters["update_not_in_chain"] += 1
@@ -663,27 +597,8 @@ class NodeCore:
         return []
 
     def _on_error(self, src: str, msg: m.Error, now: float) -> list:
-        """A source refused our SyncRequest (it is syncing that range itself): ask the
-        next candidate at the next retry."""
-        sync = self._syncs.get(msg.op)
-        if sync is None or sync.sources[0] != src or msg.code != m.NOT_READY:
-            return []  # (a busy source says "overloaded": the retry timer asks again)
-        self.counters["sync_refused"] += 1
-        sync.refusals += 1
-        sync.sources.append(sync.sources.pop(0))
-        if sync.refusals < 2 * len(sync.sources):
-            return []
-        # Every candidate is itself copying this range (several members restarted at
-        # once). No single copy is known complete, but together they hold everything the
-        # chain acknowledged: copy from all of them and keep the newest of each key. The
-        # range stays in quarantine until every one of those copies is done.
-        self.counters["sync_merged_copies"] += 1
-        self._drop_sync(msg.op)
-        out: list = []
-        for source in sync.sources:
-            out += self._request_sync([source], sync.ranges, sync.arcs, now, partial_ok=True,
-                                      keys=sync.keys)
-        return out
+        """Errors come to a node only from a source refusing our SyncRequest."""
+        return self.copier.on_refused(src, msg, now, self.epoch)
 
     def _on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
         """Ack of an orphan we reinjected at the head: the chain has it now."""
@@ -743,19 +658,14 @@ class NodeCore:
 
     def _expire_held_puts(self, now: float) -> list:
         out: list = []
-        keep = []
-        for src, put, deadline in self._held_puts:
-            if now >= deadline:
-                out += self._error(src, put.op, m.UNAVAILABLE, "range still syncing")
-            else:
-                keep.append((src, put, deadline))
-        self._held_puts = keep
+        for _slot, (src, put) in self._held_puts.expire(now):
+            out += self._error(src, put.op, m.UNAVAILABLE, "range still syncing")
         return out
 
     def _release_held_puts(self, now: float) -> list:
-        held, self._held_puts = self._held_puts, []
+        """After a copy or a ring change: try them again (a put may be held anew)."""
         out: list = []
-        for src, put, _deadline in held:
+        for src, put in self._held_puts.pop():
             out += self._on_put(src, put, now)
         return out
 
@@ -770,7 +680,7 @@ class NodeCore:
         if self.name not in chain:
             return self._error(src, msg.op, m.NOT_IN_CHAIN, f"{self.name} is not in the chain")
         pos = chain.index(self.name) + 1
-        if arc in self._syncing_arcs:
+        if self.copier.copying(arc):
             self.counters["read_miss_syncing"] += 1
             return [Send(src, m.ReadMiss(msg.op, msg.key, "syncing"))]
         record = self.store.get(msg.key)
@@ -807,229 +717,68 @@ class NodeCore:
         if record is not None and record.stable and record.version >= msg.version or (
                 record is None and self._tombstones.covers(msg.version)):
             return [Send(src, m.DepReply(msg.op, msg.key, True, self.clock.last))]
-        if self._waiter_count >= self.config.max_waiters:
+        if not self._waiters.add(_Waiter(src, msg.op, msg.version),
+                                 now + self.config.dep_wait_s, slot=msg.key):
             return self._error(src, msg.op, m.OVERLOADED, "too many dependency checks waiting")
         self.counters["dep_check_waited"] += 1
-        self._waiters.setdefault(msg.key, []).append(
-            _Waiter(src, msg.op, msg.version, now + self.config.dep_wait_s)
-        )
-        self._waiter_count += 1
         return []
 
     def _wake_waiters(self, key: str) -> list:
-        waiters = self._waiters.get(key)
-        if not waiters:
+        if key not in self._waiters:
             return []
         record = self.store.get(key)
         if record is None or not record.stable:
             return []
-        out, keep = [], []
-        for w in waiters:
-            if record.version >= w.version:
-                out.append(Send(w.src, m.DepReply(w.op, key, True, self.clock.last)))
-            else:
-                keep.append(w)
-        self._waiter_count -= len(waiters) - len(keep)
-        if keep:
-            self._waiters[key] = keep
-        else:
-            del self._waiters[key]
-        return out
+        woken = self._waiters.wake(lambda w: record.version >= w.version, slot=key)
+        return [Send(w.src, m.DepReply(w.op, key, True, self.clock.last)) for w in woken]
 
     def _expire_waiters(self, now: float) -> list:
         out: list = []
-        for key in list(self._waiters):
-            waiters = self._waiters[key]
-            keep = [w for w in waiters if w.deadline > now]
-            for w in waiters:
-                if w.deadline <= now:
-                    self.counters["dep_check_timeout"] += 1
-                    out.append(Send(w.src, m.DepReply(w.op, key, False)))
-            self._waiter_count -= len(waiters) - len(keep)
-            if keep:
-                self._waiters[key] = keep
-            else:
-                del self._waiters[key]
+        for key, w in self._waiters.expire(now):
+            self.counters["dep_check_timeout"] += 1
+            out.append(Send(w.src, m.DepReply(w.op, key, False)))
         return out
 
     def _redirect_waiters(self) -> list:
         """After a ring change: waiters at a node that is no longer the tail must retry."""
         out: list = []
-        for key in list(self._waiters):
+        for key in self._waiters.slots():
             if self.ring.chain(key)[-1] != self.name:
                 for w in self._waiters.pop(key):
-                    self._waiter_count -= 1
                     out += self._error(w.src, w.op, m.NOT_TAIL, "ring changed")
-        for key in list(self._waiters):
+        for key in self._waiters.slots():
             out += self._wake_waiters(key)
         return out
 
     # -- membership and state transfer ----------------------------------------------------------
 
     def _on_ring_update(self, src: str, msg: m.RingUpdate, now: float) -> list:
-        new = msg.ring
-        if self.ring is not None and new.epoch <= self.ring.epoch:
+        if self.ring is not None and msg.ring.epoch <= self.ring.epoch:
             return []
-        # A ring we never saw in between (partitioned from the manager, or stopped): we may
-        # have been removed and re-added meanwhile, so what we hold can be stale: copy as a
-        # restart. A restarted manager's first ring has an empty ``previous``; then only an
-        # epoch gap tells: a node stopped while it was evicted, back after the manager
-        # restarted, kept serving as tail a range whose writes went past it (sim fuzz seed
-        # 81642: the DC never applied that key again).
-        missed = self.ring is not None and (
-            msg.previous.epoch != self.ring.epoch
-            if msg.previous is not None and msg.previous.members
-            else new.epoch > self.ring.epoch + 1)
-        if missed:
-            self.counters["ring_missed"] += 1
-        fresh = self.ring is None or missed
-        if not fresh:
-            old = self.ring
-        elif msg.previous is None or new.epoch <= 1:
-            old = None  # first ring of the cluster: nobody has anything to copy from
-        elif msg.previous.members and self.name not in msg.previous:
-            old = msg.previous  # we are being (re)added: copy from the previous chains
-        else:
-            # Restarted while still a member (or the manager restarted too and forgot the
-            # previous ring): copy from our chain peers.
-            old = new
-        old_syncing = set(self._syncing_arcs)
-        old_ring = self.ring
-        self.ring = new
+        previous, self.ring = self.ring, msg.ring
         self.counters["ring_changes"] += 1
-
-        wanted: dict[str, list] = {}
-        for start, end, old_chain, new_chain, new_arc in segments(old, new):
-            if self.name not in new_chain:
-                continue
-            served_before = (
-                not fresh
-                and self.name in old_chain
-                and old_ring.arc_of_point(end) not in old_syncing
-            )
-            if served_before:
-                continue
-            sources = tuple(n for n in old_chain if n != self.name and n in new)
-            if not sources:
-                continue  # no previous member to copy from: what we hold is all there is
-            wanted.setdefault(sources, []).append(((start, end), new_arc))
-
-        self._syncs.clear()
-        self._syncing_arcs.clear()
-        out: list = []
-        for sources, parts in sorted(wanted.items()):
-            self.counters["sync_started"] += 1
-            out += self._request_sync(list(sources), tuple(r for r, _ in parts),
-                                      {a for _, a in parts}, now)
-
-        held, self._held_sync_requests = self._held_sync_requests, {}
-        for (requester, _ranges), request in held.items():
-            out += self._on_sync_request(requester, request, now)
-        if new.members:
+        out = self.copier.on_new_ring(previous, msg, now)
+        out += self.copier.serve_held(self.ring, self._dedup)
+        if self.ring.members:
             out += self._redrive(now, force=True)
             out += self._redirect_waiters()
         out += self._release_held_puts(now)
         return out
 
-    def _request_sync(self, sources: list, ranges: tuple, arcs: set, now: float,
-                      refusals: int = 0, partial_ok: bool = False,
-                      keys: set | None = None) -> list:
-        """Ask ``sources[0]`` for ``ranges``. A retry passes on the ``keys`` the attempts
-        before it stored: they stay, whatever the next source lacks."""
-        sid = self._next_sync_id
-        self._next_sync_id += 1
-        self._syncs[sid] = _Sync(sources, ranges, arcs, now, refusals=refusals,
-                                 partial_ok=partial_ok, keys=set(keys or ()))
-        for arc in arcs:
-            self._syncing_arcs.setdefault(arc, set()).add(sid)
-        return [Send(sources[0], m.SyncRequest(sid, self.ring.epoch, ranges, partial_ok))]
-
-    def _drop_sync(self, sid: int) -> None:
-        sync = self._syncs.pop(sid)
-        for arc in sync.arcs:
-            ids = self._syncing_arcs.get(arc)
-            if ids is not None:
-                ids.discard(sid)
-                if not ids:
-                    del self._syncing_arcs[arc]
-
-    def _syncing_overlaps(self, ranges: tuple) -> bool:
-        """Whether any (start, end] in ``ranges`` overlaps a range we are copying."""
-        if not self._syncs:
-            return False
-        mine = _RangeSet(r for sync in self._syncs.values() for r in sync.ranges)
-        theirs = _RangeSet(ranges)
-        return any(end in mine for _, end in ranges) or any(
-            end in theirs for sync in self._syncs.values() for _, end in sync.ranges)
-
     def _on_sync_request(self, src: str, msg: m.SyncRequest, now: float) -> list:
-        if self.ring is None or msg.epoch > self.ring.epoch:
-            # Serve once we have that ring; a retry replaces the request it retries.
-            self._held_sync_requests[(src, msg.ranges)] = msg
-            return []
-        if not msg.partial_ok and self._syncing_overlaps(msg.ranges):
-            # We are still copying part of that range ourselves: not a complete source.
-            return self._error(src, msg.sync_id, m.NOT_READY, "source is syncing that range")
-        wanted = _RangeSet(msg.ranges)
-        items = ((k, r) for k, r in self.store.items() if hash_point(k) in wanted)
-        # A retry (same requester, same ranges) supersedes the copy it retries.
-        self._streams = [s for s in self._streams
-                         if s.dst != src or s.ranges != msg.ranges or s.sync_id > msg.sync_id]
-        if len(self._streams) >= self.config.max_sync_streams:
-            return self._error(src, msg.sync_id, m.OVERLOADED, "too many copies in progress")
-        # Also the request ids we applied there, overwritten writes included: if the
-        # requester becomes head, a late retry of one of them (its ack was lost) must not
-        # be applied a second time with a new version.
-        rids = [(rid, key, version) for rid, (key, version) in self._dedup.items()
-                if hash_point(key) in wanted]
-        self._streams.append(_Stream(src, msg.sync_id, msg.ranges, items, rids))
-        self.counters["sync_served"] += 1
-        return self._pump_streams()
-
-    def _pump_streams(self) -> list:
-        """Emit the next chunks of every copy in progress; the last has ``total`` set."""
-        out: list = []
-        cfg = self.config
-        for stream in list(self._streams):
-            for _ in range(cfg.sync_chunks_per_step):
-                chunk, size, last = [], 0, True
-                for key, rec in stream.items:
-                    chunk.append(m.SyncItem(key, rec.version, rec.value, rec.stable, rec.rid,
-                                            rec.seq, rec.logged_at, rec.vclock))
-                    size += len(key.encode()) + len(rec.value or b"") + len(rec.rid) + 32
-                    if len(chunk) >= cfg.sync_chunk_items or size >= cfg.sync_chunk_bytes:
-                        last = False
-                        break
-                rids = stream.rids[:cfg.sync_chunk_items]
-                del stream.rids[:cfg.sync_chunk_items]
-                last = last and not stream.rids
-                total = stream.seq + 1 if last else 0
-                out.append(Send(stream.dst, m.SyncChunk(stream.sync_id, stream.seq, total,
-                                                        tuple(chunk), self._tombstones.floor,
-                                                        tuple(rids))))
-                self.counters["sync_items_sent"] += len(chunk)
-                stream.seq += 1
-                if last:
-                    self._streams.remove(stream)
-                    break
-        return out
+        return self.copier.serve(src, msg, self.ring, self._dedup)
 
     def _on_sync_chunk(self, src: str, msg: m.SyncChunk, now: float) -> list:
-        sync = self._syncs.get(msg.sync_id)
+        """Apply a chunk of a copy (``RangeCopier.accept`` says whether it is one in
+        progress): each record newer than ours is stored as it is, the request ids are
+        remembered; the last chunk ends the quarantine."""
+        sync = self.copier.accept(src, msg, now)
         if sync is None:
-            self.counters["sync_chunk_stale"] += 1
             return []
-        if src != sync.sources[0] or (msg.total and msg.seq >= msg.total):
-            self.counters["sync_chunk_bad"] += 1
-            return []
-        sync.sent_at = now  # progress: the retry timer restarts
         for rid, key, version in msg.rids:
             if rid not in self._dedup:
                 self._remember(rid, key, version)
-        if msg.gc_floor is not None and (sync.gc_floor is None or msg.gc_floor > sync.gc_floor):
-            sync.gc_floor = msg.gc_floor
         for item in msg.items:
-            sync.keys.add(item.key)
             current = self.store.get(item.key)
             if current is None or item.version > current.version:
                 self._put(item.key, Record(item.version, item.value, item.stable, item.rid,
@@ -1050,29 +799,9 @@ class NodeCore:
         out: list = []
         for item in msg.items:
             out += self._wake_waiters(item.key)
-        sync.received.add(msg.seq)
-        if msg.total:
-            sync.total = msg.total
-        if not sync.total or len(sync.received) < sync.total:
+        if not self.copier.complete(sync, msg):
             return out
-        self._drop_sync(msg.sync_id)
-        self.counters["sync_done"] += 1
-        self._drop_collected(sync)
+        for key in self.copier.drop_collected(sync):
+            self._unstable.pop(key, None)
         out += self._release_held_puts(now)
         return out
-
-    def _drop_collected(self, sync: _Sync) -> None:
-        """After a complete copy: a record we held before it started that the source no
-        longer holds, at or below the source's collected floor, was deleted there meanwhile
-        (we were away), or is a write older than the grace period that never made it along
-        the chain. (What we stored during the copy is newer than that: kept.)"""
-        self._tombstones.raise_floor(sync.gc_floor)
-        if sync.gc_floor is None or sync.partial_ok:
-            return  # (a merged partial copy says nothing of what its sources lack)
-        wanted = _RangeSet(sync.ranges)
-        for key, record in self.store.items():
-            if (key not in sync.keys and record.version <= sync.gc_floor
-                    and hash_point(key) in wanted):
-                self.store.delete(key)
-                self._unstable.pop(key, None)
-                self.counters["stale_records_dropped"] += 1

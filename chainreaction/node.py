@@ -58,6 +58,7 @@ import attrs
 from . import messages as m
 from .effects import Send
 from .ring import Ring
+from .request_ids import RequestIds
 from .ring_requests import RingRequests
 from .state_transfer import RangeCopier
 from .storage import Record, Store
@@ -138,8 +139,7 @@ class NodeCore:
         # it was logged: resent with the redrive until the proxy answers (_ship_if_overtaken)
         self._overtaken: dict[tuple, m.Ship] = {}
         self._overtaken_sent_at = float("-inf")
-        # rid -> (key, version) of writes seen, so a retried put applies once
-        self._dedup: collections.OrderedDict[bytes, tuple] = collections.OrderedDict()
+        self._rids = RequestIds(store, config.dedup_size)  # a retried put applies once
         self._waiters = Waiters(config.max_waiters)  # key -> dependency checks (_Waiter)
         self._held_puts = Waiters(config.max_held_puts)  # (src, Put) held during a copy
         self._global_stable: dict[int, int] = {}  # dc -> its log is applied everywhere to here
@@ -173,8 +173,7 @@ class NodeCore:
         version and collected tombstone, the tombstones to collect, and the unstable
         records as *orphans*, which the redrive reinjects at the head of their chain.
         Their ranges are copied again from our chain peers once the ring comes."""
-        for rid, key, version in self.store.rids():
-            self._remember(rid, key, version, persist=False)
+        self._rids.load()
         if self._tombstones.floor is not None:
             self.clock.observe(self._tombstones.floor.clock)
         for key, rec in self.store.items():
@@ -255,17 +254,6 @@ class NodeCore:
     def _error(self, src: str, op: int, code: str, detail: str) -> list:
         self.counters["error_" + code] += 1
         return [Send(src, m.Error(op, code, detail, self.epoch))]
-
-    def _remember(self, rid: bytes, key: str, version: Version, persist: bool = True) -> None:
-        entry = (key, version)
-        if self._dedup.get(rid) == entry:
-            return
-        self._dedup[rid] = entry
-        if persist:
-            self.store.put_rid(rid, key, version)
-        if len(self._dedup) > self.config.dedup_size:
-            old, _ = self._dedup.popitem(last=False)
-            self.store.forget_rid(old)
 
     def _note_time(self, now: float) -> None:
         """Our clock went back (a skew removed, an NTP step): the lease, which ends at a
@@ -373,7 +361,7 @@ class NodeCore:
     def _write_at_head(self, src: str, msg: m.Put, chain: tuple, now: float) -> list:
         if msg.version is not None:
             return self._apply_remote_at_head(src, msg, chain, now)
-        seen = self._dedup.get(msg.rid)
+        seen = self._rids.get(msg.rid)
         known = seen[1] if seen is not None and seen[0] == msg.key else None
         current = self.store.get(msg.key)
         if known is not None:
@@ -417,7 +405,7 @@ class NodeCore:
         if alone:
             record = self._at_tail(record)
         self._put(msg.key, record)
-        self._remember(msg.rid, msg.key, record.version)
+        self._rids.remember(msg.rid, msg.key, record.version)
         eager = min(self.config.eager, len(chain))
         out: list = []
         if eager == 1:
@@ -494,7 +482,7 @@ class NodeCore:
             # collected here, e.g. redriven by a head that was cut off for the grace period:
             # it would bring a deleted key back.)
             self.counters["late_write_dropped" if late else "update_superseded"] += 1
-            self._remember(msg.rid, msg.key, msg.version)
+            self._rids.remember(msg.rid, msg.key, msg.version)
             if msg.ack_at:
                 out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, False)))
             return out
@@ -506,7 +494,7 @@ class NodeCore:
             out += self._ship_if_overtaken(msg.key, current, msg.version)
             self._put(msg.key, record)
             self.clock.observe(max(msg.version.clock, msg.logged_at))
-            self._remember(msg.rid, msg.key, msg.version)
+            self._rids.remember(msg.rid, msg.key, msg.version)
         elif current.stable:
             # Already known stable here: a redrive; tell the sender instead of forwarding,
             # and our successor too: a node that joined the chain since may hold this
@@ -758,7 +746,7 @@ class NodeCore:
         previous, self.ring = self.ring, msg.ring
         self.counters["ring_changes"] += 1
         out = self.copier.on_new_ring(previous, msg, now)
-        out += self.copier.serve_held(self.ring, self._dedup)
+        out += self.copier.serve_held(self.ring, self._rids)
         if self.ring.members:
             out += self._redrive(now, force=True)
             out += self._redirect_waiters()
@@ -766,7 +754,7 @@ class NodeCore:
         return out
 
     def _on_sync_request(self, src: str, msg: m.SyncRequest, now: float) -> list:
-        return self.copier.serve(src, msg, self.ring, self._dedup)
+        return self.copier.serve(src, msg, self.ring, self._rids)
 
     def _on_sync_chunk(self, src: str, msg: m.SyncChunk, now: float) -> list:
         """Apply a chunk of a copy (``RangeCopier.accept`` says whether it is one in
@@ -776,15 +764,15 @@ class NodeCore:
         if sync is None:
             return []
         for rid, key, version in msg.rids:
-            if rid not in self._dedup:
-                self._remember(rid, key, version)
+            if rid not in self._rids:
+                self._rids.remember(rid, key, version)
         for item in msg.items:
             current = self.store.get(item.key)
             if current is None or item.version > current.version:
                 self._put(item.key, Record(item.version, item.value, item.stable, item.rid,
                                            item.seq, item.logged_at, item.vclock))
                 self.clock.observe(max(item.version.clock, item.logged_at))
-                self._remember(item.rid, item.key, item.version)
+                self._rids.remember(item.rid, item.key, item.version)
                 if not item.stable:
                     # Copied, not received from our predecessor: we cannot vouch for the
                     # chain prefix, so drive it like an orphan (reinject at the head). The

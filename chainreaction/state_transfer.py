@@ -30,12 +30,11 @@ chunk) and its counters.
 
 from __future__ import annotations
 
-from typing import Mapping
-
 import attrs
 
 from . import messages as m
 from .effects import Send
+from .request_ids import RequestIds
 from .ring import RangeSet, Ring, hash_point, segments
 from .storage import Store
 from .tombstones import Tombstones
@@ -66,7 +65,7 @@ class _Stream:
     sync_id: int
     ranges: tuple
     items: object  # iterator of (key, Record) restricted to the requested ranges
-    rids: list = attrs.Factory(list)  # (rid, key, version) of our dedup table, same ranges
+    rids: list = attrs.Factory(list)  # (rid, key, version) we applied, same ranges
     seq: int = 0
 
 
@@ -278,9 +277,9 @@ class RangeCopier:
     # -- source side ------------------------------------------------------------------------
 
     def serve(self, src: str, msg: m.SyncRequest, ring: Ring | None,
-              rids: Mapping[bytes, tuple]) -> list:
-        """Start streaming ``msg.ranges`` to ``src`` under ``ring`` (our current one);
-        ``rids`` is the node's dedup table, rid -> (key, version)."""
+              rids: RequestIds) -> list:
+        """Start streaming ``msg.ranges`` to ``src`` under ``ring`` (our current one)
+        with their records and ``rids`` (the request ids the node applied there)."""
         if ring is None or msg.epoch > ring.epoch:
             # Serve once we have that ring; a retry replaces the request it retries.
             self._held_requests[(src, msg.ranges)] = msg
@@ -300,13 +299,11 @@ class RangeCopier:
         # Also the request ids we applied there, overwritten writes included: if the
         # requester becomes head, a late retry of one of them (its ack was lost) must not
         # be applied a second time with a new version.
-        rid_items = [(rid, key, version) for rid, (key, version) in rids.items()
-                     if hash_point(key) in wanted]
-        self._streams.append(_Stream(src, msg.sync_id, msg.ranges, items, rid_items))
+        self._streams.append(_Stream(src, msg.sync_id, msg.ranges, items, rids.within(wanted)))
         self.counters["sync_served"] += 1
         return self.pump()
 
-    def serve_held(self, ring: Ring, rids: Mapping[bytes, tuple]) -> list:
+    def serve_held(self, ring: Ring, rids: RequestIds) -> list:
         """The requests that came before we had ``ring`` (just installed)."""
         held, self._held_requests = self._held_requests, {}
         out: list = []

@@ -38,14 +38,11 @@ keeps serving, without pushing every later version in every DC ahead. A floor is
 refused here (the frontend decides which floors the store made). A clock that goes back
 drops the lease: it ends at a time on our clock.
 
-Several DCs (``config.geo``). A local write reaching the tail is sent to the DC's remote
-proxy (``Ship``); it is DC-Write-Stable once the proxy has logged it (``Shipped`` gives its
-log position ``seq``), so whatever a later write waited for is already in the shipping log.
-Until then the tail redrives the ``Ship``. A write of another DC arrives from our proxy as
-a ``Put`` carrying its version: the head keeps it if it is newer (last writer wins; a
-concurrent one is counted as a conflict) and it travels the chain as usual. A version is
-Global-Write-Stable once its ``seq`` is within the proxy's ``GeoProgress.global_stable``
-for its DC; that, not DC stability, is what reads report to clients as "stable".
+Several DCs (``config.geo``). A write of another DC arrives from our proxy as a ``Put``
+carrying its version: the head keeps it if it is newer (last writer wins; a concurrent one
+is counted as a conflict) and it travels the chain as usual. At the tail a local write is
+DC-Write-Stable once the DC's proxy has logged it for shipping, and "stable" for clients
+means Global-Write-Stable: ``shipping.Shipping``.
 """
 
 from __future__ import annotations
@@ -60,6 +57,7 @@ from .effects import Send
 from .ring import Ring
 from .request_ids import RequestIds
 from .ring_requests import RingRequests
+from .shipping import Shipping
 from .state_transfer import RangeCopier
 from .storage import Record, Store
 from .tombstones import Tombstones
@@ -135,14 +133,10 @@ class NodeCore:
         self.dc_time = DcTime(config.max_clock_ahead_s)
         self.counters: collections.Counter = collections.Counter()
         self._unstable: dict[str, _Unstable] = {}
-        # (key, version) -> Ship of a local write replaced here by another DC's write before
-        # it was logged: resent with the redrive until the proxy answers (_ship_if_overtaken)
-        self._overtaken: dict[tuple, m.Ship] = {}
-        self._overtaken_sent_at = float("-inf")
+        self.shipping = Shipping(config, self.counters)
         self._rids = RequestIds(store, config.dedup_size)  # a retried put applies once
         self._waiters = Waiters(config.max_waiters)  # key -> dependency checks (_Waiter)
         self._held_puts = Waiters(config.max_held_puts)  # (src, Put) held during a copy
-        self._global_stable: dict[int, int] = {}  # dc -> its log is applied everywhere to here
         self._ring_requests = RingRequests(config.manager)
         self._lease_until = float("-inf")
         self._last_now = now
@@ -305,32 +299,15 @@ class NodeCore:
         out += self._wake_waiters(key)
         return out
 
-    def _needs_ship(self, record: Record) -> bool:
-        """A local write our proxy has not logged yet (several DCs only)."""
-        return self.config.geo and record.seq == 0 and record.version.dc == self.config.dc
-
-    def _at_tail(self, record: Record) -> Record:
-        """What the tail stores: stable, unless it must be logged for shipping first."""
-        stable = not self._needs_ship(record)
-        return record if record.stable == stable else attrs.evolve(record, stable=stable)
-
     def _settle_at_tail(self, key: str, record: Record, chain: tuple, pos: int, origin: str,
                         now: float) -> list:
-        """The tail stored ``record`` (from ``_at_tail``): announce it stable, or ship it."""
+        """The tail stored ``record`` (from ``Shipping.at_tail``): announce it stable, or
+        ship it (several DCs)."""
         if not record.stable:
             self._unstable[key] = _Unstable(record.version, now, orphan=False, origin=origin)
-            self.counters["ship_sent"] += 1
-            return [Send(self.config.proxy, m.Ship(key, record.version, record.value,
-                                                   record.rid, record.vclock))]
+            return self.shipping.ship(key, record)
         self._drop_unstable(key, record.version)
         return self._became_stable(key, record, chain, pos, origin)
-
-    def _client_stable(self, record: Record) -> bool:
-        """Stable as clients mean it: Global-Write-Stable (DC stable with one DC)."""
-        if not self.config.geo:
-            return record.stable
-        return (record.stable and record.seq > 0
-                and record.seq <= self._global_stable.get(record.version.dc, 0))
 
     def _update_of(self, key: str, record: Record, origin: str, op: int, ack_at: int) -> m.Update:
         return m.Update(key, record.version, record.value, record.rid, origin, op, ack_at,
@@ -383,7 +360,7 @@ class NodeCore:
                 # clients mean it (with several DCs: everywhere; a session drops its whole
                 # past on a stable write, so DC stability must not be reported as that).
                 stable = (current is not None and current.version == known
-                          and self._client_stable(current))
+                          and self.shipping.client_stable(current))
                 return [Send(src, m.PutAck(msg.op, msg.key, known, 1, stable))]
             # Not yet acknowledged by k nodes for sure: drive it again, ack at position k.
             return [Send(chain[1], self._update_of(msg.key, current, src, msg.op, eager))]
@@ -403,7 +380,7 @@ class NodeCore:
                        now: float) -> list:
         alone = len(chain) == 1
         if alone:
-            record = self._at_tail(record)
+            record = self.shipping.at_tail(record)
         self._put(msg.key, record)
         self._rids.remember(msg.rid, msg.key, record.version)
         eager = min(self.config.eager, len(chain))
@@ -438,23 +415,8 @@ class NodeCore:
         vclock = msg.vclock.merge(current.vclock) if current is not None else msg.vclock
         record = Record(msg.version, msg.value, False, msg.rid, msg.seq, 0, vclock)
         self.counters["remote_applied"] += 1
-        overtaken = self._ship_if_overtaken(msg.key, current, msg.version)
+        overtaken = self.shipping.overtaken(msg.key, current, msg.version)
         return overtaken + self._store_at_head(src, msg, record, chain, now)
-
-    def _ship_if_overtaken(self, key: str, current: Record | None, newer: Version) -> list:
-        """A local write not logged yet, replaced here by another DC's write: log it now.
-        Normally the tail ships it, but if its update to the next node was lost, the
-        redrive carries only the newer version and the write would never be logged: a
-        session holding it would wait forever on it in other DCs (their proxy waits for
-        it, or a later write of its DC to the key). The proxy logs a write once."""
-        if (current is None or current.stable or not self._needs_ship(current)
-                or newer.dc == self.config.dc):
-            return []
-        self.counters["ship_overtaken"] += 1
-        ship = m.Ship(key, current.version, current.value, current.rid, current.vclock)
-        if len(self._overtaken) < self.config.max_overtaken_ships:
-            self._overtaken[(key, current.version)] = ship
-        return [Send(self.config.proxy, ship)]
 
     def _on_update(self, src: str, msg: m.Update, now: float) -> list:
         if self.ring is None:
@@ -490,8 +452,8 @@ class NodeCore:
             record = Record(msg.version, msg.value, False, msg.rid, msg.seq, msg.logged_at,
                             msg.vclock)
             if tail:
-                record = self._at_tail(record)
-            out += self._ship_if_overtaken(msg.key, current, msg.version)
+                record = self.shipping.at_tail(record)
+            out += self.shipping.overtaken(msg.key, current, msg.version)
             self._put(msg.key, record)
             self.clock.observe(max(msg.version.clock, msg.logged_at))
             self._rids.remember(msg.rid, msg.key, msg.version)
@@ -514,7 +476,7 @@ class NodeCore:
             if msg.seq and not current.seq:
                 record = attrs.evolve(current, seq=msg.seq, logged_at=msg.logged_at)
             if tail:
-                record = self._at_tail(record)
+                record = self.shipping.at_tail(record)
             if record is not current:
                 self._put(msg.key, record)
         if wants_ack:
@@ -555,7 +517,7 @@ class NodeCore:
     def _on_shipped(self, src: str, msg: m.Shipped, now: float) -> list:
         """Our proxy logged a local write we sent as tail: now it is DC-Write-Stable."""
         self.clock.observe(msg.logged_at)
-        self._overtaken.pop((msg.key, msg.version), None)
+        self.shipping.logged(msg.key, msg.version)
         record = self.store.get(msg.key)
         if record is None or record.version != msg.version or record.seq:
             self.counters["shipped_stale"] += 1  # superseded meanwhile, or a duplicate
@@ -567,14 +529,14 @@ class NodeCore:
             # No longer the tail: keep the log position; the redrive carries it onwards.
             self._put(msg.key, record)
             return []
-        record = self._at_tail(record)
+        record = self.shipping.at_tail(record)
         self._put(msg.key, record)
         pending = self._unstable.get(msg.key)
         origin = pending.origin if pending is not None else ""
         return self._settle_at_tail(msg.key, record, chain, len(chain), origin, now)
 
     def _on_geo_progress(self, src: str, msg: m.GeoProgress, now: float) -> list:
-        self._global_stable = dict(msg.global_stable)
+        self.shipping.on_progress(msg)
         self._tombstones.collectable = dict(msg.collectable)
         return []
 
@@ -597,15 +559,8 @@ class NodeCore:
         return []
 
     def _redrive(self, now: float, force: bool) -> list:
-        out: list = []
         ring = self.ring
-        due = now - self._overtaken_sent_at >= self.config.resend_after_s
-        if self._overtaken and (force or due):
-            # Until logged: a session holding such a write waits for it in other DCs, and
-            # the only Ship of it may have been lost (proxy down, broken connection).
-            self._overtaken_sent_at = now
-            self.counters["ship_overtaken_resent"] += len(self._overtaken)
-            out += [Send(self.config.proxy, ship) for ship in self._overtaken.values()]
+        out = self.shipping.resend(now, force)
         for key, pending in list(self._unstable.items()):
             if not force and now - pending.sent_at < self.config.resend_after_s:
                 continue
@@ -635,7 +590,7 @@ class NodeCore:
             elif pos == 0:
                 del self._unstable[key]  # no longer ours; the chain members redrive it
             elif pos == len(chain):
-                record = self._at_tail(record)
+                record = self.shipping.at_tail(record)
                 if record.stable:
                     self._put(key, record)
                 out += self._settle_at_tail(key, record, chain, pos, pending.origin, now)
@@ -688,7 +643,7 @@ class NodeCore:
             self.counters["read_miss_dirty"] += 1
             return [Send(src, m.ReadMiss(msg.op, msg.key, "dirty"))]
         return [Send(src, m.ReadReply(msg.op, msg.key, record.value is not None, record.value,
-                                      record.version, pos, self._client_stable(record),
+                                      record.version, pos, self.shipping.client_stable(record),
                                       record.seq))]
 
     def _on_dep_check(self, src: str, msg: m.DepCheck, now: float) -> list:

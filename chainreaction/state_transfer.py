@@ -30,6 +30,9 @@ chunk) and its counters.
 
 from __future__ import annotations
 
+import collections
+from typing import TYPE_CHECKING
+
 import attrs
 
 from . import messages as m
@@ -39,6 +42,9 @@ from .ring import RangeSet, Ring, hash_point, segments
 from .storage import Store
 from .tombstones import Tombstones
 from .versions import Version
+
+if TYPE_CHECKING:  # (node.py imports this module)
+    from .node import NodeConfig
 
 
 @attrs.define(slots=True)
@@ -70,11 +76,11 @@ class _Stream:
 
 
 class RangeCopier:
-    """Copies in both directions for node ``name``. ``config`` is its ``NodeConfig``
-    (``sync_*``, ``max_sync_streams``); ``counters`` its stats counters."""
+    """Copies in both directions for node ``name`` (``config``: ``sync_*``,
+    ``max_sync_streams``; ``counters``: the node's stats counters, shared)."""
 
-    def __init__(self, name: str, store: Store, tombstones: Tombstones, config,
-                 counters, now: float) -> None:
+    def __init__(self, name: str, store: Store, tombstones: Tombstones, config: NodeConfig,
+                 counters: collections.Counter, now: float) -> None:
         self.name = name
         self.store = store
         self.tombstones = tombstones

@@ -10,7 +10,8 @@ head, the last position the tail (DESIGN.md "Ring").
 The circle between two consecutive tokens is an *arc*: every point in an arc has the same
 chain, so chains are computed once per arc and looked up with a bisect. When the ring
 changes, the union of both rings' tokens cuts the circle into *segments* on which both the
-old and the new chain are constant: that is what state transfer works on.
+old and the new chain are constant: that is what state transfer works on, and a
+``RangeSet`` of such ``(start, end]`` ranges tells which keys fall in a copy.
 
 A ring is immutable and carries an ``epoch``; the manager makes a new one for every change.
 """

@@ -24,14 +24,12 @@ and retries updates lost with a broken connection. Versions are applied by "newe
 so re-sending is always harmless.
 
 A node that becomes a chain member of a range it did not serve (a node appended at the
-tail after a failure, a restarted node rejoining) is in *quarantine* for that range: it
-copies the range from a member of the previous chain (``SyncRequest``/``SyncChunk``),
-meanwhile it stores and forwards updates flowing through it, holds writes (if head),
-makes dependency checks wait (if tail) and refuses reads. When the copy is done it serves.
+tail after a failure, a restarted node rejoining) is in *quarantine* for that range while
+it copies the range from a member of the previous chain: ``state_transfer.RangeCopier``.
 
 A restarted node reloads its unstable records as *orphans* and reinjects them at the head
-of their chain: an acknowledged write that only reached this node before it crashed is
-not lost.
+of their chain (``NodeCore.recover``): an acknowledged write that only reached this node
+before it crashed is not lost.
 
 Clocks (docs/protocol.md §3.1). Versions come from a hybrid clock whose physical part is
 held back to at most ``max_clock_ahead_s`` ahead of the DC's median clock, as the manager
@@ -40,20 +38,15 @@ keeps serving, without pushing every later version in every DC ahead. A floor is
 refused here (the frontend decides which floors the store made). A clock that goes back
 drops the lease: it ends at a time on our clock.
 
-Several DCs (``config.geo``). A local write reaching the tail is sent to the DC's remote
-proxy (``Ship``); it is DC-Write-Stable once the proxy has logged it (``Shipped`` gives its
-log position ``seq``), so whatever a later write waited for is already in the shipping log.
-Until then the tail redrives the ``Ship``. A write of another DC arrives from our proxy as
-a ``Put`` carrying its version: the head keeps it if it is newer (last writer wins; a
-concurrent one is counted as a conflict) and it travels the chain as usual. A version is
-Global-Write-Stable once its ``seq`` is within the proxy's ``GeoProgress.global_stable``
-for its DC; that, not DC stability, is what reads report to clients as "stable".
+Several DCs (``config.geo``). A write of another DC arrives from our proxy as a ``Put``
+carrying its version: the head keeps it if it is newer (last writer wins; a concurrent one
+is counted as a conflict) and it travels the chain as usual. At the tail a local write is
+DC-Write-Stable once the DC's proxy has logged it for shipping, and "stable" for clients
+means Global-Write-Stable: ``shipping.Shipping``.
 """
 
 from __future__ import annotations
 
-import bisect
-import collections
 from typing import Callable
 
 import attrs
@@ -61,10 +54,15 @@ import attrs
 from . import messages as m
 from .core import Core, Identity
 from .effects import Send
-from .ring import Ring, hash_point, segments
+from .ring import Ring
+from .request_ids import RequestIds
+from .ring_requests import RingRequests
+from .shipping import Shipping
+from .state_transfer import RangeCopier
 from .storage import Record, Store
 from .tombstones import Tombstones
 from .versions import MAX_CLOCK_AHEAD_S, DcTime, HybridClock, VClock, Version
+from .waiters import Waiters
 
 
 @attrs.frozen
@@ -117,62 +115,11 @@ class _Unstable:
 
 @attrs.define(slots=True)
 class _Waiter:
+    """A dependency check the tail holds until it has ``version`` (or newer), stable."""
+
     src: str
     op: int
     version: Version
-    deadline: float
-
-
-@attrs.define(slots=True)
-class _Sync:
-    sources: list  # candidates, first is asked; rotated when it refuses
-    ranges: tuple
-    arcs: set
-    sent_at: float
-    received: set = attrs.Factory(set)  # chunk seqs received
-    total: int = 0  # number of chunks, known once the last one arrived
-    refusals: int = 0
-    partial_ok: bool = False  # one of several copies merged (every candidate was syncing)
-    keys: set = attrs.Factory(set)  # keys the source sent, or that we stored meanwhile
-    gc_floor: Version | None = None  # the newest tombstone the source had collected
-
-
-@attrs.define(slots=True)
-class _Stream:
-    """A copy we are sending: the rest of a store scan, emitted a few chunks per step."""
-
-    dst: str
-    sync_id: int
-    ranges: tuple
-    items: object  # iterator of (key, Record) restricted to the requested ranges
-    rids: list = attrs.Factory(list)  # (rid, key, version) of our dedup table, same ranges
-    seq: int = 0
-
-
-class _RangeSet:
-    """Point membership over (start, end] ranges: split wrapping ones, merge, bisect."""
-
-    def __init__(self, ranges) -> None:
-        flat = []
-        for start, end in ranges:
-            if start < end:
-                flat.append((start, end))
-            else:
-                flat.append((start, 2**64))
-                flat.append((-1, end))
-        flat.sort()
-        merged: list[list[int]] = []
-        for start, end in flat:
-            if merged and start <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], end)
-            else:
-                merged.append([start, end])
-        self._starts = [s for s, _ in merged]
-        self._ends = [e for _, e in merged]
-
-    def __contains__(self, point: int) -> bool:
-        i = bisect.bisect_left(self._starts, point) - 1
-        return i >= 0 and point <= self._ends[i]
 
 
 class NodeCore(Core):
@@ -191,42 +138,16 @@ class NodeCore(Core):
         self.clock = HybridClock()
         self.dc_time = DcTime(config.max_clock_ahead_s)
         self._unstable: dict[str, _Unstable] = {}
-        # (key, version) -> Ship of a local write replaced here by another DC's write before
-        # it was logged: resent with the redrive until the proxy answers (_ship_if_overtaken)
-        self._overtaken: dict[tuple, m.Ship] = {}
-        self._overtaken_sent_at = float("-inf")
-        # rid -> (key, version) of writes seen, so a retried put applies once
-        self._dedup: collections.OrderedDict[bytes, tuple] = collections.OrderedDict()
-        self._waiters: dict[str, list[_Waiter]] = {}
-        self._waiter_count = 0
-        self._syncs: dict[int, _Sync] = {}
-        self._syncing_arcs: dict[int, set] = {}
-        # newest request per (requester, ranges), served once we have its ring
-        self._held_sync_requests: dict[tuple, m.SyncRequest] = {}
-        self._streams: list[_Stream] = []
-        self._held_puts: list[tuple[str, m.Put, float]] = []
-        self._global_stable: dict[int, int] = {}  # dc -> its log is applied everywhere to here
-        self._next_sync_id = int(now * 1_000_000) % 2**62  # distinct across restarts
-        self._ring_asked_at = float("-inf")
+        self.shipping = Shipping(config, self.counters)
+        self._rids = RequestIds(store, config.dedup_size)  # a retried put applies once
+        self._waiters = Waiters(config.max_waiters)  # key -> dependency checks (_Waiter)
+        self._held_puts = Waiters(config.max_held_puts)  # (src, Put) held during a copy
+        self._ring_requests = RingRequests(config.manager)
         self._lease_until = float("-inf")
         self._last_now = now
         self._tombstones = Tombstones(store, config.tombstone_grace_s)
-        for rid, key, version in store.rids():  # a retry after our restart applies once
-            self._remember(rid, key, version, persist=False)
-        if self._tombstones.floor is not None:
-            self.clock.observe(self._tombstones.floor.clock)
-        for key, rec in store.items():
-            self.clock.observe(rec.version.clock)
-            if not rec.stable and self._tombstones.outlived(rec.version, now):
-                # Down that long: a tombstone newer than this write, acknowledged by us
-                # alone, may have been collected meanwhile; reinjected, it could bring a
-                # deleted key back. It goes (the copy from our chain peers follows).
-                store.delete(key)
-                self.counters["orphans_expired"] += 1
-                continue
-            self._tombstones.note(key, rec)
-            if not rec.stable:
-                self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)
+        self.copier = RangeCopier(name, store, self._tombstones, config, self.counters, now)
+        self.recover(now)
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
             m.HeartbeatAck: self._on_heartbeat_ack,
@@ -245,6 +166,28 @@ class NodeCore(Core):
         }
         self.timers.add("housekeeping", self._housekeeping, now + config.tick_s)
 
+    def recover(self, now: float) -> None:
+        """Take back what the store holds after a restart (nothing, on a first start): the
+        request ids applied (a retry after our restart applies once), a clock above every
+        version and collected tombstone, the tombstones to collect, and the unstable
+        records as *orphans*, which the redrive reinjects at the head of their chain.
+        Their ranges are copied again from our chain peers once the ring comes."""
+        self._rids.load()
+        if self._tombstones.floor is not None:
+            self.clock.observe(self._tombstones.floor.clock)
+        for key, rec in self.store.items():
+            self.clock.observe(rec.version.clock)
+            if not rec.stable and self._tombstones.outlived(rec.version, now):
+                # Down that long: a tombstone newer than this write, acknowledged by us
+                # alone, may have been collected meanwhile; reinjected, it could bring a
+                # deleted key back. It goes (the copy from our chain peers follows).
+                self.store.delete(key)
+                self.counters["orphans_expired"] += 1
+                continue
+            self._tombstones.note(key, rec)
+            if not rec.stable:
+                self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)
+
     # -- timers -----------------------------------------------------------------------------
 
     def _housekeeping(self, now: float) -> list:
@@ -258,14 +201,8 @@ class NodeCore(Core):
         out: list = []
         out += self._expire_waiters(now)
         out += self._expire_held_puts(now)
-        out += self._pump_streams()
-        for sid, sync in list(self._syncs.items()):
-            # sent_at moves with every chunk received: only a silent source is asked again.
-            if now - sync.sent_at >= self.config.sync_retry_s:
-                self.counters["sync_request_resent"] += 1
-                self._drop_sync(sid)
-                out += self._request_sync(sync.sources, sync.ranges, sync.arcs, now,
-                                          sync.refusals, sync.partial_ok, sync.keys)
+        out += self.copier.pump()
+        out += self.copier.retry(now, self.epoch)
         if self.ring is not None and self.ring.members:
             out += self._redrive(now, force=False)
         self.counters["tombstones_collected"] += self._tombstones.sweep(
@@ -275,32 +212,29 @@ class NodeCore(Core):
     def _key_busy(self, key: str) -> bool:
         """Something still depends on the record of ``key`` being there."""
         return (key in self._unstable or key in self._waiters
-                or (self.ring is not None and self.ring.arc_of(key) in self._syncing_arcs))
+                or (self.ring is not None and self.copier.copying(self.ring.arc_of(key))))
 
     def _put(self, key: str, record: Record) -> None:
         self.store.put(key, record)
         self._tombstones.note(key, record)
-        for sync in self._syncs.values():
-            # Stored during the copy (from the chain or a remote proxy): current, whatever
-            # the source holds; a source that fell behind may lack it (_drop_collected).
-            sync.keys.add(key)
+        self.copier.note_stored(key)
 
     @property
     def epoch(self) -> int:
         return self.ring.epoch if self.ring is not None else 0
 
     def syncing(self) -> bool:
-        return bool(self._syncs)
+        return self.copier.syncing()
 
     def stats(self) -> dict:
         return {
             "name": self.name,
             "epoch": self.epoch,
-            "serving": self.ring is not None and self.name in self.ring and not self._syncs,
+            "serving": self.ring is not None and self.name in self.ring and not self.syncing(),
             "unstable": len(self._unstable),
-            "syncing_ranges": len(self._syncing_arcs),
+            "syncing_ranges": self.copier.arcs_in_quarantine(),
             "held_puts": len(self._held_puts),
-            "dep_waiters": self._waiter_count,
+            "dep_waiters": len(self._waiters),
             "tombstones": len(self._tombstones.keys),
             "clock_ahead_ms": round(self.dc_time.ahead_s * 1000),
             **self.counters,
@@ -316,24 +250,6 @@ class NodeCore(Core):
     def _error(self, src: str, op: int, code: str, detail: str) -> list:
         self.counters["error_" + code] += 1
         return [Send(src, m.Error(op, code, detail, self.epoch))]
-
-    def _remember(self, rid: bytes, key: str, version: Version, persist: bool = True) -> None:
-        entry = (key, version)
-        if self._dedup.get(rid) == entry:
-            return
-        self._dedup[rid] = entry
-        if persist:
-            self.store.put_rid(rid, key, version)
-        if len(self._dedup) > self.config.dedup_size:
-            old, _ = self._dedup.popitem(last=False)
-            self.store.forget_rid(old)
-
-    def _want_ring(self, now: float) -> list:
-        """Ask the manager for the ring (rate limited)."""
-        if now - self._ring_asked_at < 0.2:
-            return []
-        self._ring_asked_at = now
-        return [Send(self.config.manager, m.GetRing(self.epoch))]
 
     def observe_time(self, now: float) -> None:
         """Our clock went back (a skew removed, an NTP step): the lease, which ends at a
@@ -385,32 +301,15 @@ class NodeCore(Core):
         out += self._wake_waiters(key)
         return out
 
-    def _needs_ship(self, record: Record) -> bool:
-        """A local write our proxy has not logged yet (several DCs only)."""
-        return self.config.geo and record.seq == 0 and record.version.dc == self.config.dc
-
-    def _at_tail(self, record: Record) -> Record:
-        """What the tail stores: stable, unless it must be logged for shipping first."""
-        stable = not self._needs_ship(record)
-        return record if record.stable == stable else attrs.evolve(record, stable=stable)
-
     def _settle_at_tail(self, key: str, record: Record, chain: tuple, pos: int, origin: str,
                         now: float) -> list:
-        """The tail stored ``record`` (from ``_at_tail``): announce it stable, or ship it."""
+        """The tail stored ``record`` (from ``Shipping.at_tail``): announce it stable, or
+        ship it (several DCs)."""
         if not record.stable:
             self._unstable[key] = _Unstable(record.version, now, orphan=False, origin=origin)
-            self.counters["ship_sent"] += 1
-            return [Send(self.config.proxy, m.Ship(key, record.version, record.value,
-                                                   record.rid, record.vclock))]
+            return self.shipping.ship(key, record)
         self._drop_unstable(key, record.version)
         return self._became_stable(key, record, chain, pos, origin)
-
-    def _client_stable(self, record: Record) -> bool:
-        """Stable as clients mean it: Global-Write-Stable (DC stable with one DC)."""
-        if not self.config.geo:
-            return record.stable
-        return (record.stable and record.seq > 0
-                and record.seq <= self._global_stable.get(record.version.dc, 0))
 
     def _update_of(self, key: str, record: Record, origin: str, op: int, ack_at: int) -> m.Update:
         return m.Update(key, record.version, record.value, record.rid, origin, op, ack_at,
@@ -431,18 +330,17 @@ class NodeCore(Core):
             return refused
         # (No check of msg.floor here: the frontend refuses floors the store did not make,
         # docs/protocol.md §3.1 "Clocks"; a floor made by the store must be honoured.)
-        if arc in self._syncing_arcs:
-            if len(self._held_puts) >= self.config.max_held_puts:
+        if self.copier.copying(arc):
+            if not self._held_puts.add((src, msg), now + self.config.held_put_timeout_s):
                 return self._error(src, msg.op, m.OVERLOADED, "too many writes held during sync")
             self.counters["put_held_for_sync"] += 1
-            self._held_puts.append((src, msg, now + self.config.held_put_timeout_s))
             return []
         return self._write_at_head(src, msg, chain, now)
 
     def _write_at_head(self, src: str, msg: m.Put, chain: tuple, now: float) -> list:
         if msg.version is not None:
             return self._apply_remote_at_head(src, msg, chain, now)
-        seen = self._dedup.get(msg.rid)
+        seen = self._rids.get(msg.rid)
         known = seen[1] if seen is not None and seen[0] == msg.key else None
         current = self.store.get(msg.key)
         if known is not None:
@@ -464,7 +362,7 @@ class NodeCore(Core):
                 # clients mean it (with several DCs: everywhere; a session drops its whole
                 # past on a stable write, so DC stability must not be reported as that).
                 stable = (current is not None and current.version == known
-                          and self._client_stable(current))
+                          and self.shipping.client_stable(current))
                 return [Send(src, m.PutAck(msg.op, msg.key, known, 1, stable))]
             # Not yet acknowledged by k nodes for sure: drive it again, ack at position k.
             return [Send(chain[1], self._update_of(msg.key, current, src, msg.op, eager))]
@@ -484,9 +382,9 @@ class NodeCore(Core):
                        now: float) -> list:
         alone = len(chain) == 1
         if alone:
-            record = self._at_tail(record)
+            record = self.shipping.at_tail(record)
         self._put(msg.key, record)
-        self._remember(msg.rid, msg.key, record.version)
+        self._rids.remember(msg.rid, msg.key, record.version)
         eager = min(self.config.eager, len(chain))
         out: list = []
         if eager == 1:
@@ -519,23 +417,8 @@ class NodeCore(Core):
         vclock = msg.vclock.merge(current.vclock) if current is not None else msg.vclock
         record = Record(msg.version, msg.value, False, msg.rid, msg.seq, 0, vclock)
         self.counters["remote_applied"] += 1
-        overtaken = self._ship_if_overtaken(msg.key, current, msg.version)
+        overtaken = self.shipping.overtaken(msg.key, current, msg.version)
         return overtaken + self._store_at_head(src, msg, record, chain, now)
-
-    def _ship_if_overtaken(self, key: str, current: Record | None, newer: Version) -> list:
-        """A local write not logged yet, replaced here by another DC's write: log it now.
-        Normally the tail ships it, but if its update to the next node was lost, the
-        redrive carries only the newer version and the write would never be logged: a
-        session holding it would wait forever on it in other DCs (their proxy waits for
-        it, or a later write of its DC to the key). The proxy logs a write once."""
-        if (current is None or current.stable or not self._needs_ship(current)
-                or newer.dc == self.config.dc):
-            return []
-        self.counters["ship_overtaken"] += 1
-        ship = m.Ship(key, current.version, current.value, current.rid, current.vclock)
-        if len(self._overtaken) < self.config.max_overtaken_ships:
-            self._overtaken[(key, current.version)] = ship
-        return [Send(self.config.proxy, ship)]
 
     def _on_update(self, src: str, msg: m.Update, now: float) -> list:
         if self.ring is None:
@@ -545,7 +428,7 @@ class NodeCore(Core):
             # Our chain may be stale (a tail may have been appended after us): don't act
             # on it. Fetch the ring; the sender redrives the update.
             self.counters["update_from_newer_ring"] += 1
-            return self._want_ring(now)
+            return self._ring_requests.ask(self.epoch, now)
         chain = self.ring.chain(msg.key)
         if self.name not in chain:
             self.counters["update_not_in_chain"] += 1
@@ -563,7 +446,7 @@ class NodeCore(Core):
             # collected here, e.g. redriven by a head that was cut off for the grace period:
             # it would bring a deleted key back.)
             self.counters["late_write_dropped" if late else "update_superseded"] += 1
-            self._remember(msg.rid, msg.key, msg.version)
+            self._rids.remember(msg.rid, msg.key, msg.version)
             if msg.ack_at:
                 out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, False)))
             return out
@@ -571,11 +454,11 @@ class NodeCore(Core):
             record = Record(msg.version, msg.value, False, msg.rid, msg.seq, msg.logged_at,
                             msg.vclock)
             if tail:
-                record = self._at_tail(record)
-            out += self._ship_if_overtaken(msg.key, current, msg.version)
+                record = self.shipping.at_tail(record)
+            out += self.shipping.overtaken(msg.key, current, msg.version)
             self._put(msg.key, record)
             self.clock.observe(max(msg.version.clock, msg.logged_at))
-            self._remember(msg.rid, msg.key, msg.version)
+            self._rids.remember(msg.rid, msg.key, msg.version)
         elif current.stable:
             # Already known stable here: a redrive; tell the sender instead of forwarding,
             # and our successor too: a node that joined the chain since may hold this
@@ -595,7 +478,7 @@ class NodeCore(Core):
             if msg.seq and not current.seq:
                 record = attrs.evolve(current, seq=msg.seq, logged_at=msg.logged_at)
             if tail:
-                record = self._at_tail(record)
+                record = self.shipping.at_tail(record)
             if record is not current:
                 self._put(msg.key, record)
         if wants_ack:
@@ -636,7 +519,7 @@ class NodeCore(Core):
     def _on_shipped(self, src: str, msg: m.Shipped, now: float) -> list:
         """Our proxy logged a local write we sent as tail: now it is DC-Write-Stable."""
         self.clock.observe(msg.logged_at)
-        self._overtaken.pop((msg.key, msg.version), None)
+        self.shipping.logged(msg.key, msg.version)
         record = self.store.get(msg.key)
         if record is None or record.version != msg.version or record.seq:
             self.counters["shipped_stale"] += 1  # superseded meanwhile, or a duplicate
@@ -648,14 +531,14 @@ class NodeCore(Core):
             # No longer the tail: keep the log position; the redrive carries it onwards.
             self._put(msg.key, record)
             return []
-        record = self._at_tail(record)
+        record = self.shipping.at_tail(record)
         self._put(msg.key, record)
         pending = self._unstable.get(msg.key)
         origin = pending.origin if pending is not None else ""
         return self._settle_at_tail(msg.key, record, chain, len(chain), origin, now)
 
     def _on_geo_progress(self, src: str, msg: m.GeoProgress, now: float) -> list:
-        self._global_stable = dict(msg.global_stable)
+        self.shipping.on_progress(msg)
         self._tombstones.collectable = dict(msg.collectable)
         return []
 
@@ -663,27 +546,8 @@ class NodeCore(Core):
         return []
 
     def _on_error(self, src: str, msg: m.Error, now: float) -> list:
-        """A source refused our SyncRequest (it is syncing that range itself): ask the
-        next candidate at the next retry."""
-        sync = self._syncs.get(msg.op)
-        if sync is None or sync.sources[0] != src or msg.code != m.NOT_READY:
-            return []  # (a busy source says "overloaded": the retry timer asks again)
-        self.counters["sync_refused"] += 1
-        sync.refusals += 1
-        sync.sources.append(sync.sources.pop(0))
-        if sync.refusals < 2 * len(sync.sources):
-            return []
-        # Every candidate is itself copying this range (several members restarted at
-        # once). No single copy is known complete, but together they hold everything the
-        # chain acknowledged: copy from all of them and keep the newest of each key. The
-        # range stays in quarantine until every one of those copies is done.
-        self.counters["sync_merged_copies"] += 1
-        self._drop_sync(msg.op)
-        out: list = []
-        for source in sync.sources:
-            out += self._request_sync([source], sync.ranges, sync.arcs, now, partial_ok=True,
-                                      keys=sync.keys)
-        return out
+        """Errors come to a node only from a source refusing our SyncRequest."""
+        return self.copier.on_refused(src, msg, now, self.epoch)
 
     def _on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
         """Ack of an orphan we reinjected at the head: the chain has it now."""
@@ -694,15 +558,8 @@ class NodeCore(Core):
         return []
 
     def _redrive(self, now: float, force: bool) -> list:
-        out: list = []
         ring = self.ring
-        due = now - self._overtaken_sent_at >= self.config.resend_after_s
-        if self._overtaken and (force or due):
-            # Until logged: a session holding such a write waits for it in other DCs, and
-            # the only Ship of it may have been lost (proxy down, broken connection).
-            self._overtaken_sent_at = now
-            self.counters["ship_overtaken_resent"] += len(self._overtaken)
-            out += [Send(self.config.proxy, ship) for ship in self._overtaken.values()]
+        out = self.shipping.resend(now, force)
         for key, pending in list(self._unstable.items()):
             if not force and now - pending.sent_at < self.config.resend_after_s:
                 continue
@@ -732,7 +589,7 @@ class NodeCore(Core):
             elif pos == 0:
                 del self._unstable[key]  # no longer ours; the chain members redrive it
             elif pos == len(chain):
-                record = self._at_tail(record)
+                record = self.shipping.at_tail(record)
                 if record.stable:
                     self._put(key, record)
                 out += self._settle_at_tail(key, record, chain, pos, pending.origin, now)
@@ -743,19 +600,14 @@ class NodeCore(Core):
 
     def _expire_held_puts(self, now: float) -> list:
         out: list = []
-        keep = []
-        for src, put, deadline in self._held_puts:
-            if now >= deadline:
-                out += self._error(src, put.op, m.UNAVAILABLE, "range still syncing")
-            else:
-                keep.append((src, put, deadline))
-        self._held_puts = keep
+        for _slot, (src, put) in self._held_puts.expire(now):
+            out += self._error(src, put.op, m.UNAVAILABLE, "range still syncing")
         return out
 
     def _release_held_puts(self, now: float) -> list:
-        held, self._held_puts = self._held_puts, []
+        """After a copy or a ring change: try them again (a put may be held anew)."""
         out: list = []
-        for src, put, _deadline in held:
+        for src, put in self._held_puts.pop():
             out += self._on_put(src, put, now)
         return out
 
@@ -770,7 +622,7 @@ class NodeCore(Core):
         if self.name not in chain:
             return self._error(src, msg.op, m.NOT_IN_CHAIN, f"{self.name} is not in the chain")
         pos = chain.index(self.name) + 1
-        if arc in self._syncing_arcs:
+        if self.copier.copying(arc):
             self.counters["read_miss_syncing"] += 1
             return [Send(src, m.ReadMiss(msg.op, msg.key, "syncing"))]
         record = self.store.get(msg.key)
@@ -790,7 +642,7 @@ class NodeCore(Core):
             self.counters["read_miss_dirty"] += 1
             return [Send(src, m.ReadMiss(msg.op, msg.key, "dirty"))]
         return [Send(src, m.ReadReply(msg.op, msg.key, record.value is not None, record.value,
-                                      record.version, pos, self._client_stable(record),
+                                      record.version, pos, self.shipping.client_stable(record),
                                       record.seq))]
 
     def _on_dep_check(self, src: str, msg: m.DepCheck, now: float) -> list:
@@ -807,235 +659,74 @@ class NodeCore(Core):
         if record is not None and record.stable and record.version >= msg.version or (
                 record is None and self._tombstones.covers(msg.version)):
             return [Send(src, m.DepReply(msg.op, msg.key, True, self.clock.last))]
-        if self._waiter_count >= self.config.max_waiters:
+        if not self._waiters.add(_Waiter(src, msg.op, msg.version),
+                                 now + self.config.dep_wait_s, slot=msg.key):
             return self._error(src, msg.op, m.OVERLOADED, "too many dependency checks waiting")
         self.counters["dep_check_waited"] += 1
-        self._waiters.setdefault(msg.key, []).append(
-            _Waiter(src, msg.op, msg.version, now + self.config.dep_wait_s)
-        )
-        self._waiter_count += 1
         return []
 
     def _wake_waiters(self, key: str) -> list:
-        waiters = self._waiters.get(key)
-        if not waiters:
+        if key not in self._waiters:
             return []
         record = self.store.get(key)
         if record is None or not record.stable:
             return []
-        out, keep = [], []
-        for w in waiters:
-            if record.version >= w.version:
-                out.append(Send(w.src, m.DepReply(w.op, key, True, self.clock.last)))
-            else:
-                keep.append(w)
-        self._waiter_count -= len(waiters) - len(keep)
-        if keep:
-            self._waiters[key] = keep
-        else:
-            del self._waiters[key]
-        return out
+        woken = self._waiters.wake(lambda w: record.version >= w.version, slot=key)
+        return [Send(w.src, m.DepReply(w.op, key, True, self.clock.last)) for w in woken]
 
     def _expire_waiters(self, now: float) -> list:
         out: list = []
-        for key in list(self._waiters):
-            waiters = self._waiters[key]
-            keep = [w for w in waiters if w.deadline > now]
-            for w in waiters:
-                if w.deadline <= now:
-                    self.counters["dep_check_timeout"] += 1
-                    out.append(Send(w.src, m.DepReply(w.op, key, False)))
-            self._waiter_count -= len(waiters) - len(keep)
-            if keep:
-                self._waiters[key] = keep
-            else:
-                del self._waiters[key]
+        for key, w in self._waiters.expire(now):
+            self.counters["dep_check_timeout"] += 1
+            out.append(Send(w.src, m.DepReply(w.op, key, False)))
         return out
 
     def _redirect_waiters(self) -> list:
         """After a ring change: waiters at a node that is no longer the tail must retry."""
         out: list = []
-        for key in list(self._waiters):
+        for key in self._waiters.slots():
             if self.ring.chain(key)[-1] != self.name:
                 for w in self._waiters.pop(key):
-                    self._waiter_count -= 1
                     out += self._error(w.src, w.op, m.NOT_TAIL, "ring changed")
-        for key in list(self._waiters):
+        for key in self._waiters.slots():
             out += self._wake_waiters(key)
         return out
 
     # -- membership and state transfer ----------------------------------------------------------
 
     def _on_ring_update(self, src: str, msg: m.RingUpdate, now: float) -> list:
-        new = msg.ring
-        if self.ring is not None and new.epoch <= self.ring.epoch:
+        if self.ring is not None and msg.ring.epoch <= self.ring.epoch:
             return []
-        # A ring we never saw in between (partitioned from the manager, or stopped): we may
-        # have been removed and re-added meanwhile, so what we hold can be stale: copy as a
-        # restart. A restarted manager's first ring has an empty ``previous``; then only an
-        # epoch gap tells: a node stopped while it was evicted, back after the manager
-        # restarted, kept serving as tail a range whose writes went past it (sim fuzz seed
-        # 81642: the DC never applied that key again).
-        missed = self.ring is not None and (
-            msg.previous.epoch != self.ring.epoch
-            if msg.previous is not None and msg.previous.members
-            else new.epoch > self.ring.epoch + 1)
-        if missed:
-            self.counters["ring_missed"] += 1
-        fresh = self.ring is None or missed
-        if not fresh:
-            old = self.ring
-        elif msg.previous is None or new.epoch <= 1:
-            old = None  # first ring of the cluster: nobody has anything to copy from
-        elif msg.previous.members and self.name not in msg.previous:
-            old = msg.previous  # we are being (re)added: copy from the previous chains
-        else:
-            # Restarted while still a member (or the manager restarted too and forgot the
-            # previous ring): copy from our chain peers.
-            old = new
-        old_syncing = set(self._syncing_arcs)
-        old_ring = self.ring
-        self.ring = new
+        previous, self.ring = self.ring, msg.ring
         self.counters["ring_changes"] += 1
-
-        wanted: dict[str, list] = {}
-        for start, end, old_chain, new_chain, new_arc in segments(old, new):
-            if self.name not in new_chain:
-                continue
-            served_before = (
-                not fresh
-                and self.name in old_chain
-                and old_ring.arc_of_point(end) not in old_syncing
-            )
-            if served_before:
-                continue
-            sources = tuple(n for n in old_chain if n != self.name and n in new)
-            if not sources:
-                continue  # no previous member to copy from: what we hold is all there is
-            wanted.setdefault(sources, []).append(((start, end), new_arc))
-
-        self._syncs.clear()
-        self._syncing_arcs.clear()
-        out: list = []
-        for sources, parts in sorted(wanted.items()):
-            self.counters["sync_started"] += 1
-            out += self._request_sync(list(sources), tuple(r for r, _ in parts),
-                                      {a for _, a in parts}, now)
-
-        held, self._held_sync_requests = self._held_sync_requests, {}
-        for (requester, _ranges), request in held.items():
-            out += self._on_sync_request(requester, request, now)
-        if new.members:
+        out = self.copier.on_new_ring(previous, msg, now)
+        out += self.copier.serve_held(self.ring, self._rids)
+        if self.ring.members:
             out += self._redrive(now, force=True)
             out += self._redirect_waiters()
         out += self._release_held_puts(now)
         return out
 
-    def _request_sync(self, sources: list, ranges: tuple, arcs: set, now: float,
-                      refusals: int = 0, partial_ok: bool = False,
-                      keys: set | None = None) -> list:
-        """Ask ``sources[0]`` for ``ranges``. A retry passes on the ``keys`` the attempts
-        before it stored: they stay, whatever the next source lacks."""
-        sid = self._next_sync_id
-        self._next_sync_id += 1
-        self._syncs[sid] = _Sync(sources, ranges, arcs, now, refusals=refusals,
-                                 partial_ok=partial_ok, keys=set(keys or ()))
-        for arc in arcs:
-            self._syncing_arcs.setdefault(arc, set()).add(sid)
-        return [Send(sources[0], m.SyncRequest(sid, self.ring.epoch, ranges, partial_ok))]
-
-    def _drop_sync(self, sid: int) -> None:
-        sync = self._syncs.pop(sid)
-        for arc in sync.arcs:
-            ids = self._syncing_arcs.get(arc)
-            if ids is not None:
-                ids.discard(sid)
-                if not ids:
-                    del self._syncing_arcs[arc]
-
-    def _syncing_overlaps(self, ranges: tuple) -> bool:
-        """Whether any (start, end] in ``ranges`` overlaps a range we are copying."""
-        if not self._syncs:
-            return False
-        mine = _RangeSet(r for sync in self._syncs.values() for r in sync.ranges)
-        theirs = _RangeSet(ranges)
-        return any(end in mine for _, end in ranges) or any(
-            end in theirs for sync in self._syncs.values() for _, end in sync.ranges)
-
     def _on_sync_request(self, src: str, msg: m.SyncRequest, now: float) -> list:
-        if self.ring is None or msg.epoch > self.ring.epoch:
-            # Serve once we have that ring; a retry replaces the request it retries.
-            self._held_sync_requests[(src, msg.ranges)] = msg
-            return []
-        if not msg.partial_ok and self._syncing_overlaps(msg.ranges):
-            # We are still copying part of that range ourselves: not a complete source.
-            return self._error(src, msg.sync_id, m.NOT_READY, "source is syncing that range")
-        wanted = _RangeSet(msg.ranges)
-        items = ((k, r) for k, r in self.store.items() if hash_point(k) in wanted)
-        # A retry (same requester, same ranges) supersedes the copy it retries.
-        self._streams = [s for s in self._streams
-                         if s.dst != src or s.ranges != msg.ranges or s.sync_id > msg.sync_id]
-        if len(self._streams) >= self.config.max_sync_streams:
-            return self._error(src, msg.sync_id, m.OVERLOADED, "too many copies in progress")
-        # Also the request ids we applied there, overwritten writes included: if the
-        # requester becomes head, a late retry of one of them (its ack was lost) must not
-        # be applied a second time with a new version.
-        rids = [(rid, key, version) for rid, (key, version) in self._dedup.items()
-                if hash_point(key) in wanted]
-        self._streams.append(_Stream(src, msg.sync_id, msg.ranges, items, rids))
-        self.counters["sync_served"] += 1
-        return self._pump_streams()
-
-    def _pump_streams(self) -> list:
-        """Emit the next chunks of every copy in progress; the last has ``total`` set."""
-        out: list = []
-        cfg = self.config
-        for stream in list(self._streams):
-            for _ in range(cfg.sync_chunks_per_step):
-                chunk, size, last = [], 0, True
-                for key, rec in stream.items:
-                    chunk.append(m.SyncItem(key, rec.version, rec.value, rec.stable, rec.rid,
-                                            rec.seq, rec.logged_at, rec.vclock))
-                    size += len(key.encode()) + len(rec.value or b"") + len(rec.rid) + 32
-                    if len(chunk) >= cfg.sync_chunk_items or size >= cfg.sync_chunk_bytes:
-                        last = False
-                        break
-                rids = stream.rids[:cfg.sync_chunk_items]
-                del stream.rids[:cfg.sync_chunk_items]
-                last = last and not stream.rids
-                total = stream.seq + 1 if last else 0
-                out.append(Send(stream.dst, m.SyncChunk(stream.sync_id, stream.seq, total,
-                                                        tuple(chunk), self._tombstones.floor,
-                                                        tuple(rids))))
-                self.counters["sync_items_sent"] += len(chunk)
-                stream.seq += 1
-                if last:
-                    self._streams.remove(stream)
-                    break
-        return out
+        return self.copier.serve(src, msg, self.ring, self._rids)
 
     def _on_sync_chunk(self, src: str, msg: m.SyncChunk, now: float) -> list:
-        sync = self._syncs.get(msg.sync_id)
+        """Apply a chunk of a copy (``RangeCopier.accept`` says whether it is one in
+        progress): each record newer than ours is stored as it is, the request ids are
+        remembered; the last chunk ends the quarantine."""
+        sync = self.copier.accept(src, msg, now)
         if sync is None:
-            self.counters["sync_chunk_stale"] += 1
             return []
-        if src != sync.sources[0] or (msg.total and msg.seq >= msg.total):
-            self.counters["sync_chunk_bad"] += 1
-            return []
-        sync.sent_at = now  # progress: the retry timer restarts
         for rid, key, version in msg.rids:
-            if rid not in self._dedup:
-                self._remember(rid, key, version)
-        if msg.gc_floor is not None and (sync.gc_floor is None or msg.gc_floor > sync.gc_floor):
-            sync.gc_floor = msg.gc_floor
+            if rid not in self._rids:
+                self._rids.remember(rid, key, version)
         for item in msg.items:
-            sync.keys.add(item.key)
             current = self.store.get(item.key)
             if current is None or item.version > current.version:
                 self._put(item.key, Record(item.version, item.value, item.stable, item.rid,
                                            item.seq, item.logged_at, item.vclock))
                 self.clock.observe(max(item.version.clock, item.logged_at))
-                self._remember(item.rid, item.key, item.version)
+                self._rids.remember(item.rid, item.key, item.version)
                 if not item.stable:
                     # Copied, not received from our predecessor: we cannot vouch for the
                     # chain prefix, so drive it like an orphan (reinject at the head). The
@@ -1050,29 +741,9 @@ class NodeCore(Core):
         out: list = []
         for item in msg.items:
             out += self._wake_waiters(item.key)
-        sync.received.add(msg.seq)
-        if msg.total:
-            sync.total = msg.total
-        if not sync.total or len(sync.received) < sync.total:
+        if not self.copier.complete(sync, msg):
             return out
-        self._drop_sync(msg.sync_id)
-        self.counters["sync_done"] += 1
-        self._drop_collected(sync)
+        for key in self.copier.drop_collected(sync):
+            self._unstable.pop(key, None)
         out += self._release_held_puts(now)
         return out
-
-    def _drop_collected(self, sync: _Sync) -> None:
-        """After a complete copy: a record we held before it started that the source no
-        longer holds, at or below the source's collected floor, was deleted there meanwhile
-        (we were away), or is a write older than the grace period that never made it along
-        the chain. (What we stored during the copy is newer than that: kept.)"""
-        self._tombstones.raise_floor(sync.gc_floor)
-        if sync.gc_floor is None or sync.partial_ok:
-            return  # (a merged partial copy says nothing of what its sources lack)
-        wanted = _RangeSet(sync.ranges)
-        for key, record in self.store.items():
-            if (key not in sync.keys and record.version <= sync.gc_floor
-                    and hash_point(key) in wanted):
-                self.store.delete(key)
-                self._unstable.pop(key, None)
-                self.counters["stale_records_dropped"] += 1

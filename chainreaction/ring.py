@@ -10,7 +10,8 @@ head, the last position the tail (DESIGN.md "Ring").
 The circle between two consecutive tokens is an *arc*: every point in an arc has the same
 chain, so chains are computed once per arc and looked up with a bisect. When the ring
 changes, the union of both rings' tokens cuts the circle into *segments* on which both the
-old and the new chain are constant: that is what state transfer works on.
+old and the new chain are constant: that is what state transfer works on, and a
+``RangeSet`` of such ``(start, end]`` ranges tells which keys fall in a copy.
 
 A ring is immutable and carries an ``epoch``; the manager makes a new one for every change.
 """
@@ -191,12 +192,34 @@ def segments(old: Ring | None, new: Ring) -> Iterator[tuple[int, int, tuple, tup
         yield start, end, old_chain, new.chain_of_arc(new_arc), new_arc
 
 
+class RangeSet:
+    """Point membership over ``(start, end]`` ranges (wrapping when start >= end), for many
+    lookups against the same ranges: wrapping ones are split, overlapping ones merged, a
+    lookup is a bisect (a state transfer tests every key of a store against its ranges)."""
+
+    def __init__(self, ranges: Iterable[tuple[int, int]]) -> None:
+        flat = []
+        for start, end in ranges:
+            if start < end:
+                flat.append((start, end))
+            else:
+                flat.append((start, HASH_SPACE))
+                flat.append((-1, end))
+        flat.sort()
+        merged: list[list[int]] = []
+        for start, end in flat:
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        self._starts = [s for s, _ in merged]
+        self._ends = [e for _, e in merged]
+
+    def __contains__(self, point: int) -> bool:
+        i = bisect.bisect_left(self._starts, point) - 1
+        return i >= 0 and point <= self._ends[i]
+
+
 def in_ranges(point: int, ranges: Iterable[tuple[int, int]]) -> bool:
     """Whether ``point`` lies in any ``(start, end]`` range (wrapping when start >= end)."""
-    for start, end in ranges:
-        if start < end:
-            if start < point <= end:
-                return True
-        elif point > start or point <= end:
-            return True
-    return False
+    return point in RangeSet(ranges)

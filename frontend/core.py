@@ -65,6 +65,7 @@ from chainreaction import messages as m
 from chainreaction.core import Core, Identity
 from chainreaction.effects import Send, ToClient
 from chainreaction.ring import Ring
+from chainreaction.ring_requests import RingRequests
 from chainreaction.versions import MAX_CLOCK_AHEAD_S, DcTime, Version
 
 # chain: ChainReaction (any position the session proved safe); head, tail: always there
@@ -194,7 +195,7 @@ class FrontendCore(Core):
         self._seen_clock = 0
         self._clock_heard_at = float("-inf")  # when the manager last reported
         self.dc_time = DcTime(config.max_clock_ahead_s)
-        self._last_ring_request = float("-inf")
+        self._ring_requests = RingRequests(config.manager, config.ring_refresh_s)
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
             m.ReadReply: self._on_read_reply,
@@ -415,13 +416,11 @@ class FrontendCore(Core):
             return True
         return False
 
-    def _want_ring(self, now: float, epoch: int = 0) -> list:
-        """Ask the manager for the ring (rate limited)."""
-        if now - self._last_ring_request < self.config.ring_refresh_s:
-            return []
-        self._last_ring_request = now
-        self.counters["ring_requested"] += 1
-        return [Send(self.config.manager, m.GetRing(self.ring.epoch if self.ring else 0))]
+    def _want_ring(self, now: float) -> list:
+        out = self._ring_requests.ask(self.ring.epoch if self.ring else 0, now)
+        if out:
+            self.counters["ring_requested"] += 1
+        return out
 
     def _on_ring_update(self, src: str, msg: m.RingUpdate, now: float) -> list:
         if self.ring is not None and msg.ring.epoch <= self.ring.epoch:

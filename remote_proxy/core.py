@@ -81,7 +81,9 @@ from chainreaction.core import Core, Identity
 from chainreaction.effects import Send
 from chainreaction.latency import LatencyRecorder
 from chainreaction.ring import Ring
+from chainreaction.ring_requests import RingRequests
 from chainreaction.versions import MAX_CLOCK_AHEAD_S, DcTime, HybridClock, Version
+from chainreaction.waiters import Waiters
 
 from .log import LoggedWrite, ProxyLog
 
@@ -136,7 +138,6 @@ class _DepWaiter:
     key: str
     version: Version
     seq: int  # 0 = not known yet
-    deadline: float
     log_check: bool = False  # a LogCheck (answer LogReply): only ``seq`` of the origin counts
 
 
@@ -173,7 +174,7 @@ class ProxyCore(Core):
         self._reports: dict[int, list] = {dc: [] for dc in self.peers}
         self._covered: dict[int, dict] = {dc: {} for dc in self.peers}
         self._next_op = int(now * 1_000_000) % 2**62 + 1
-        self._ring_asked_at = float("-inf")
+        self._ring_requests = RingRequests(config.manager)
         # -- origin side
         self._next_seq = log.last_seq() + 1
         self._cache: collections.OrderedDict[int, LoggedWrite] = collections.OrderedDict()
@@ -201,7 +202,8 @@ class ProxyCore(Core):
             dc: collections.OrderedDict() for dc in self.peers}
         self._ops: dict[int, _Incoming] = {}
         self._at_head: dict[tuple, _Incoming] = {}  # (key, version) -> entry sent to the head
-        self._waiters: list[_DepWaiter] = []
+        # dependency and log checks (_DepWaiter), one slot: any progress may answer any
+        self._waiters = Waiters(config.max_dep_waiters)
         self._global: dict[int, int] = {}
         self._progress_sent_at = float("-inf")
         self._reported: tuple = ()
@@ -334,10 +336,7 @@ class ProxyCore(Core):
         return self._next_op
 
     def _want_ring(self, now: float) -> list:
-        if now - self._ring_asked_at < 0.2:
-            return []
-        self._ring_asked_at = now
-        return [Send(self.config.manager, m.GetRing(self.epoch))]
+        return self._ring_requests.ask(self.epoch, now)
 
     @property
     def store_clock_us(self) -> int:
@@ -667,20 +666,19 @@ class ProxyCore(Core):
     # -- dependency checks from frontends ------------------------------------------------------
 
     def _on_remote_dep_check(self, src: str, msg: m.RemoteDepCheck, now: float) -> list:
-        waiter = _DepWaiter(src, msg.op, msg.key, msg.version, msg.seq,
-                            now + self.config.dep_wait_s)
+        waiter = _DepWaiter(src, msg.op, msg.key, msg.version, msg.seq)
         if msg.version.dc == self.dc:  # our own writes are here once stable: tails answer that
             return [self._answer(waiter)]
-        return self._wait_for_log(waiter, "dep_check_waited")
+        return self._wait_for_log(waiter, "dep_check_waited", now)
 
     def _on_log_check(self, src: str, msg: m.LogCheck, now: float) -> list:
         waiter = _DepWaiter(src, msg.op, "", Version(0, msg.origin_dc), msg.seq,
-                            now + self.config.dep_wait_s, log_check=True)
+                            log_check=True)
         if msg.origin_dc == self.dc:  # our own log is here
             return [self._answer(waiter)]
-        return self._wait_for_log(waiter, "log_check_waited")
+        return self._wait_for_log(waiter, "log_check_waited", now)
 
-    def _wait_for_log(self, waiter: _DepWaiter, counter: str) -> list:
+    def _wait_for_log(self, waiter: _DepWaiter, counter: str, now: float) -> list:
         """Answer once the waiter's DC's log is applied here far enough (bounded)."""
         origin = waiter.version.dc
         if origin not in self.peers:
@@ -688,11 +686,10 @@ class ProxyCore(Core):
                                              f"no DC {origin} in this cluster", self.epoch))]
         if self._satisfied(waiter):
             return [self._answer(waiter)]
-        if len(self._waiters) >= self.config.max_dep_waiters:
+        if not self._waiters.add(waiter, now + self.config.dep_wait_s):
             return [Send(waiter.src, m.Error(waiter.op, m.OVERLOADED,
                                              "too many dependency checks", self.epoch))]
         self.counters[counter] += 1
-        self._waiters.append(waiter)
         return []
 
     def _answer(self, w: _DepWaiter, ok: bool = True) -> Send:
@@ -716,26 +713,13 @@ class ProxyCore(Core):
         return self.applied[origin] >= w.seq
 
     def _wake_waiters(self, now: float) -> list:
-        if not self._waiters:
-            return []
-        out, keep = [], []
-        for w in self._waiters:
-            if self._satisfied(w):
-                out.append(self._answer(w))
-            else:
-                keep.append(w)
-        self._waiters = keep
-        return out
+        return [self._answer(w) for w in self._waiters.wake(self._satisfied)]
 
     def _expire_waiters(self, now: float) -> list:
-        out, keep = [], []
-        for w in self._waiters:
-            if now >= w.deadline:
-                self.counters["dep_check_timeout"] += 1
-                out.append(self._answer(w, ok=False))
-            else:
-                keep.append(w)
-        self._waiters = keep
+        out: list = []
+        for _slot, w in self._waiters.expire(now):
+            self.counters["dep_check_timeout"] += 1
+            out.append(self._answer(w, ok=False))
         return out
 
     # -- progress reports ------------------------------------------------------------------------

@@ -390,6 +390,47 @@ def test_sync_copies_the_range_and_quarantine_refuses_reads_until_done():
     assert isinstance(served[0].msg, m.ReadReply) and served[0].msg.found
 
 
+def test_a_head_in_quarantine_holds_writes_until_its_copy_is_done_or_they_time_out():
+    """Bounded (``max_held_puts``); released when the copy completes, refused after
+    ``held_put_timeout_s`` if it does not."""
+    ring_ab, ring_abc = Ring(1, MEMBERS[:2], 2, 8), Ring(2, MEMBERS, 2, 8)
+    config = NodeConfig(require_lease=False, max_held_puts=2, held_put_timeout_s=5.0)
+
+    def joining_c():
+        stores = {n: MemoryStore() for n in "abc"}
+        nodes = {n: NodeCore(n, stores[n], NodeConfig(require_lease=False), 0.0) for n in "ab"}
+        for n in "ab":
+            nodes[n].handle("manager", m.RingUpdate(ring_ab, None), 0.0)
+        nodes["c"] = NodeCore("c", stores["c"], config, 1.0)
+        requests = nodes["c"].handle("manager", m.RingUpdate(ring_abc, ring_ab), 1.0)
+        for n in "ab":
+            nodes[n].handle("manager", m.RingUpdate(ring_abc, ring_ab), 1.0)
+        return nodes, requests
+
+    keys = [k for k in (f"k{i}" for i in range(10_000)) if ring_abc.chain(k)[0] == "c"][:3]
+    nodes, requests = joining_c()
+    c = nodes["c"]
+    assert c.handle("fe", put(op=1, key=keys[0], rid=b"r1", epoch=2), 1.1) == []
+    assert c.handle("fe", put(op=2, key=keys[1], rid=b"r2", epoch=2), 1.1) == []
+    (full,) = c.handle("fe", put(op=3, key=keys[2], rid=b"r3", epoch=2), 1.1)
+    assert full.msg.code == m.OVERLOADED
+    assert c.stats()["held_puts"] == 2 and c.counters["put_held_for_sync"] == 2
+    released = []
+    for req in requests:
+        for chunk in nodes[req.to].handle("c", req.msg, 1.2):
+            released += c.handle(req.to, chunk.msg, 1.2)
+    assert not c.syncing() and c.stats()["held_puts"] == 0
+    assert sorted(e.msg.op for e in released if isinstance(e.msg, m.PutAck)) == [1, 2]
+
+    nodes, _requests = joining_c()  # this time the copy never comes
+    c = nodes["c"]
+    assert c.handle("fe", put(op=1, key=keys[0], rid=b"r1", epoch=2), 1.1) == []
+    assert not [e for e in c.tick(6.0) if isinstance(e.msg, m.Error)]
+    (gave_up,) = [e for e in c.tick(6.1) if isinstance(e.msg, m.Error)]
+    assert (gave_up.to, gave_up.msg.op, gave_up.msg.code) == ("fe", 1, m.UNAVAILABLE)
+    assert c.stats()["held_puts"] == 0
+
+
 def test_a_node_that_copies_a_range_knows_the_request_ids_applied_there_before():
     """Found by jepsen: a frontend's ack got lost, and its retry reached a head that had
     copied the range meanwhile. The copy carried only each key's newest request id, so a

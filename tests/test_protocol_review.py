@@ -342,8 +342,8 @@ def test_crash_in_the_middle_of_a_paced_state_transfer(seed, eager, second, seco
         node = cluster.node(victim)
         if second == "joiner":
             target = victim
-        elif second == "source" and node._syncs:
-            target = next(iter(node._syncs.values())).sources[0]
+        elif second == "source" and node.syncing():
+            target = next(iter(node.copier._syncs.values())).sources[0]
         else:
             target = next(n for n in cluster.node_names if n != victim)
         cluster.crash(target)
@@ -479,7 +479,7 @@ def test_stale_tail_does_not_declare_stable_past_a_newly_appended_tail():
     joiner = cluster.node(victim)
     assert cluster.run_until(
         lambda: joiner.ring is not None and joiner.ring.epoch == readded
-        and joiner.ring.arc_of(key) not in joiner._syncing_arcs
+        and not joiner.copier.copying(joiner.ring.arc_of(key))
         and cluster.processes["f1"].ring.epoch == readded
         and cluster.node(a).ring.epoch == readded, 2)
     new = writer.call("put", key, b"new")

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainreaction.ring import HASH_SPACE, Member, Ring, hash_point, in_ranges, segments
+from chainreaction.ring import (HASH_SPACE, Member, RangeSet, Ring, hash_point, in_ranges,
+                                segments)
 
 POINTS = st.integers(0, HASH_SPACE - 1)
 KEYS = st.text(max_size=12)
@@ -230,6 +231,26 @@ def test_in_ranges_bounds_are_open_start_closed_end():
     assert not in_ranges(6, [(100, 5)])
     assert not in_ranges(100, [(100, 5)])
     assert not in_ranges(7, [])
+
+
+def _in_one_of(point, ranges):
+    return any(start < point <= end if start < end else point > start or point <= end
+               for start, end in ranges)
+
+
+# a few distinct values near zero and near the top, so ranges overlap, touch and wrap
+EDGE_POINTS = st.sampled_from([0, 1, 2, 5, 9, 10, 11, 50, HASH_SPACE - 2, HASH_SPACE - 1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(ranges=st.lists(st.tuples(EDGE_POINTS, EDGE_POINTS), max_size=5),
+       points=st.lists(EDGE_POINTS | POINTS, max_size=12))
+def test_range_set_merges_overlapping_and_wrapping_ranges(ranges, points):
+    """State transfer tests every key of a store against a ``RangeSet`` of the copied
+    ranges: merged and bisected, it must say what each range alone says."""
+    merged = RangeSet(ranges)
+    for p in points:
+        assert (p in merged) == _in_one_of(p, ranges)
 
 
 # -- wire form -------------------------------------------------------------------------------

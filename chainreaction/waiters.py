@@ -41,6 +41,7 @@ class Waiters:
             return False
         self._slots.setdefault(slot, []).append((deadline, waiter))
         self._count += 1
+        assert self._count <= self.limit
         return True
 
     def wake(self, ready: Callable[[object], bool], slot: Hashable = None) -> list:
@@ -73,8 +74,10 @@ class Waiters:
         return [waiter for _deadline, waiter in parked]
 
     def _replace(self, slot: Hashable, keep: list, before: int) -> None:
+        assert len(keep) <= before
         self._count -= before - len(keep)
         if keep:
             self._slots[slot] = keep
         else:
             del self._slots[slot]
+        assert 0 <= self._count <= self.limit, (self._count, self.limit)

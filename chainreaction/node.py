@@ -14,7 +14,8 @@ A node's role for a key follows from its position in the key's chain on the curr
   ``min_version`` and whose range is not being synced; otherwise ``ReadMiss`` and the
   frontend walks up the chain.
 * **Dependency checks** are answered by the tail, which waits (bounded) until it holds
-  that version or a newer one, stable.
+  that version or a newer one, stable: ``dependency_checks.DependencyChecks``, after the
+  node's epoch, tail and lease checks.
 
 Failures and membership changes. Every node keeps ``_unstable``: the keys whose newest
 version it has not yet seen reach the tail. On every ring change, and periodically, it
@@ -43,6 +44,8 @@ carrying its version: the head keeps it if it is newer (last writer wins; a conc
 is counted as a conflict) and it travels the chain as usual. At the tail a local write is
 DC-Write-Stable once the DC's proxy has logged it for shipping, and "stable" for clients
 means Global-Write-Stable: ``shipping.Shipping``.
+
+The settings of a node and of these parts: ``node_config.NodeConfig`` (importable from here).
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ import attrs
 
 from . import messages as m
 from .core import Core, Identity
+from .dependency_checks import DependencyChecks
 from .effects import Send
+from .node_config import NodeConfig
 from .ring import Ring
 from .request_ids import RequestIds
 from .ring_requests import RingRequests
@@ -61,48 +66,8 @@ from .shipping import Shipping
 from .state_transfer import RangeCopier
 from .storage import Record, Store
 from .tombstones import Tombstones
-from .versions import MAX_CLOCK_AHEAD_S, DcTime, HybridClock, VClock, Version
+from .versions import DcTime, HybridClock, VClock, Version
 from .waiters import Waiters
-
-
-@attrs.frozen
-class NodeConfig:
-    eager: int = 1  # k: acknowledge once the first k nodes of the chain hold the write
-    dc: int = 0
-    manager: str = "manager"
-    # Stamp at most this far ahead of the DC's median clock (the manager measures ours:
-    # HeartbeatAck.ahead_us); further ahead, the clock is held back (versions.DcTime).
-    max_clock_ahead_s: float = MAX_CLOCK_AHEAD_S
-    dep_wait_s: float = 2.0  # how long the tail holds a dependency check
-    resend_after_s: float = 1.0  # redrive an unstable version not stable after this
-    sync_retry_s: float = 1.0
-    held_put_timeout_s: float = 5.0
-    max_held_puts: int = 10_000
-    max_overtaken_ships: int = 10_000  # local writes replaced before logged, resent until logged
-    max_waiters: int = 100_000
-    dedup_size: int = 200_000
-    sync_chunk_items: int = 256
-    sync_chunk_bytes: int = 1024 * 1024  # well under the transport's frame limit
-    sync_chunks_per_step: int = 8  # paces a large copy over ticks (bounded link buffers)
-    max_sync_streams: int = 16
-    # Several DCs: a local write becomes DC-Write-Stable only once the DC's remote proxy
-    # has logged it for shipping (``Ship``/``Shipped``); "stable" for clients means
-    # Global-Write-Stable, which the proxy reports (``GeoProgress``).
-    geo: bool = False
-    proxy: str = "proxy"
-    # Act as head (assign versions) or tail (answer dependency checks) only under a current
-    # ring lease from the manager (``HeartbeatAck``). Off only in single-core transcripts.
-    require_lease: bool = True
-    # Tombstones are collected no sooner than this after their stamp, and a restarted node
-    # drops the unstable writes it held that are older than half of it instead of
-    # reinjecting them (chainreaction/tombstones.py).
-    tombstone_grace_s: float = 600.0
-    tick_s: float = 0.05  # housekeeping: expiries, redrive, copy pacing, tombstones
-    heartbeat_s: float = 0.2  # to the manager, which renews the lease in its answer
-
-    def __attrs_post_init__(self):
-        if self.eager < 1:
-            raise ValueError("eager (k) must be >= 1")
 
 
 @attrs.define(slots=True)
@@ -111,15 +76,6 @@ class _Unstable:
     sent_at: float
     orphan: bool  # reloaded after a restart: reinject at the head, don't trust position
     origin: str = ""  # frontend that wrote it (the tail's StableNotice goes there)
-
-
-@attrs.define(slots=True)
-class _Waiter:
-    """A dependency check the tail holds until it has ``version`` (or newer), stable."""
-
-    src: str
-    op: int
-    version: Version
 
 
 class NodeCore(Core):
@@ -140,13 +96,14 @@ class NodeCore(Core):
         self._unstable: dict[str, _Unstable] = {}
         self.shipping = Shipping(config, self.counters)
         self._rids = RequestIds(store, config.dedup_size)  # a retried put applies once
-        self._waiters = Waiters(config.max_waiters)  # key -> dependency checks (_Waiter)
         self._held_puts = Waiters(config.max_held_puts)  # (src, Put) held during a copy
         self._ring_requests = RingRequests(config.manager)
         self._lease_until = float("-inf")
         self._last_now = now
         self._tombstones = Tombstones(store, config.tombstone_grace_s)
         self.copier = RangeCopier(name, store, self._tombstones, config, self.counters, now)
+        self.dep_checks = DependencyChecks(name, store, self._tombstones, self.clock, config,
+                                           self.counters)
         self.recover(now)
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
@@ -199,7 +156,7 @@ class NodeCore(Core):
         unstable writes, collect tombstones."""
         self.observe_time(now)
         out: list = []
-        out += self._expire_waiters(now)
+        out += self.dep_checks.expire(now)
         out += self._expire_held_puts(now)
         out += self.copier.pump()
         out += self.copier.retry(now, self.epoch)
@@ -211,7 +168,7 @@ class NodeCore(Core):
 
     def _key_busy(self, key: str) -> bool:
         """Something still depends on the record of ``key`` being there."""
-        return (key in self._unstable or key in self._waiters
+        return (key in self._unstable or key in self.dep_checks
                 or (self.ring is not None and self.copier.copying(self.ring.arc_of(key))))
 
     def _put(self, key: str, record: Record) -> None:
@@ -234,7 +191,7 @@ class NodeCore(Core):
             "unstable": len(self._unstable),
             "syncing_ranges": self.copier.arcs_in_quarantine(),
             "held_puts": len(self._held_puts),
-            "dep_waiters": len(self._waiters),
+            "dep_waiters": len(self.dep_checks),
             "tombstones": len(self._tombstones.keys),
             "clock_ahead_ms": round(self.dc_time.ahead_s * 1000),
             **self.counters,
@@ -298,7 +255,7 @@ class NodeCore(Core):
         if origin:
             out.append(Send(origin, m.StableNotice(key, record.version, record.rid,
                                                    record.logged_at)))
-        out += self._wake_waiters(key)
+        out += self.dep_checks.wake(key)
         return out
 
     def _settle_at_tail(self, key: str, record: Record, chain: tuple, pos: int, origin: str,
@@ -655,42 +612,7 @@ class NodeCore(Core):
         refused = self._check_lease(src, msg.op, now)
         if refused:
             return refused
-        record = self.store.get(msg.key)
-        if record is not None and record.stable and record.version >= msg.version or (
-                record is None and self._tombstones.covers(msg.version)):
-            return [Send(src, m.DepReply(msg.op, msg.key, True, self.clock.last))]
-        if not self._waiters.add(_Waiter(src, msg.op, msg.version),
-                                 now + self.config.dep_wait_s, slot=msg.key):
-            return self._error(src, msg.op, m.OVERLOADED, "too many dependency checks waiting")
-        self.counters["dep_check_waited"] += 1
-        return []
-
-    def _wake_waiters(self, key: str) -> list:
-        if key not in self._waiters:
-            return []
-        record = self.store.get(key)
-        if record is None or not record.stable:
-            return []
-        woken = self._waiters.wake(lambda w: record.version >= w.version, slot=key)
-        return [Send(w.src, m.DepReply(w.op, key, True, self.clock.last)) for w in woken]
-
-    def _expire_waiters(self, now: float) -> list:
-        out: list = []
-        for key, w in self._waiters.expire(now):
-            self.counters["dep_check_timeout"] += 1
-            out.append(Send(w.src, m.DepReply(w.op, key, False)))
-        return out
-
-    def _redirect_waiters(self) -> list:
-        """After a ring change: waiters at a node that is no longer the tail must retry."""
-        out: list = []
-        for key in self._waiters.slots():
-            if self.ring.chain(key)[-1] != self.name:
-                for w in self._waiters.pop(key):
-                    out += self._error(w.src, w.op, m.NOT_TAIL, "ring changed")
-        for key in self._waiters.slots():
-            out += self._wake_waiters(key)
-        return out
+        return self.dep_checks.check(src, msg, now)
 
     # -- membership and state transfer ----------------------------------------------------------
 
@@ -703,7 +625,7 @@ class NodeCore(Core):
         out += self.copier.serve_held(self.ring, self._rids)
         if self.ring.members:
             out += self._redrive(now, force=True)
-            out += self._redirect_waiters()
+            out += self.dep_checks.redirect(self.ring)
         out += self._release_held_puts(now)
         return out
 
@@ -740,7 +662,7 @@ class NodeCore(Core):
         self.counters["sync_chunks_received"] += 1
         out: list = []
         for item in msg.items:
-            out += self._wake_waiters(item.key)
+            out += self.dep_checks.wake(item.key)
         if not self.copier.complete(sync, msg):
             return out
         for key in self.copier.drop_collected(sync):

@@ -13,17 +13,14 @@ off) none of this applies: stable at the tail is stable.
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING
 
 import attrs
 
 from . import messages as m
 from .effects import Send
+from .node_config import NodeConfig
 from .storage import Record
 from .versions import Version
-
-if TYPE_CHECKING:  # (node.py imports this module)
-    from .node import NodeConfig
 
 
 class Shipping:

@@ -31,20 +31,17 @@ chunk) and its counters.
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING
 
 import attrs
 
 from . import messages as m
 from .effects import Send
+from .node_config import NodeConfig
 from .request_ids import RequestIds
 from .ring import RangeSet, Ring, hash_point, segments
 from .storage import Store
 from .tombstones import Tombstones
 from .versions import Version
-
-if TYPE_CHECKING:  # (node.py imports this module)
-    from .node import NodeConfig
 
 
 @attrs.define(slots=True)

@@ -215,6 +215,32 @@ def test_dependency_check_at_a_non_tail_is_refused():
     assert out[0].msg.code == m.NOT_TAIL
 
 
+def test_waiting_dependency_checks_are_bounded_and_redirected_by_a_new_ring():
+    """A tail holds at most ``max_waiters`` checks (``overloaded`` beyond); a new ring refuses
+    (``not_tail``, at its epoch) those of keys it no longer is the tail of, and the others
+    keep waiting until their deadline."""
+    ring_abcd = Ring(2, MEMBERS + [("d", "sim:d")], 3, 8)
+    tail_c = [f"k{i}" for i in range(10_000) if ring().chain(f"k{i}")[-1] == "c"]
+    stays = next(k for k in tail_c if ring_abcd.chain(k)[-1] == "c")
+    moves = next(k for k in tail_c if ring_abcd.chain(k)[-1] != "c")
+    node = NodeCore("c", MemoryStore(), NodeConfig(require_lease=False, max_waiters=2), 0.0)
+    node.handle("manager", m.RingUpdate(ring(), Ring(0, (), 3, 8)), 0.0)
+    assert node.handle("fe", m.DepCheck(1, stays, Version(9), 1), 1.0) == []
+    assert node.handle("fe", m.DepCheck(2, moves, Version(9), 1), 1.0) == []
+    (full,) = node.handle("fe", m.DepCheck(3, stays, Version(9), 1), 1.0)
+    assert (full.msg.op, full.msg.code, full.msg.epoch) == (3, m.OVERLOADED, 1)
+    assert node.stats()["dep_waiters"] == 2 and node.counters["dep_check_waited"] == 2
+    refused = [e for e in node.handle("manager", m.RingUpdate(ring_abcd, ring()), 1.5)
+               if isinstance(e.msg, m.Error)]
+    assert [(e.to, e.msg.op, e.msg.code, e.msg.detail, e.msg.epoch) for e in refused] == [
+        ("fe", 2, m.NOT_TAIL, "ring changed", 2)]
+    assert node.stats()["dep_waiters"] == 1
+    out = node.tick(1.0 + NodeConfig().dep_wait_s)
+    assert [(e.msg.op, e.msg.key, e.msg.ok) for e in out if isinstance(e.msg, m.DepReply)] == [
+        (1, stays, False)]
+    assert node.counters["dep_check_timeout"] == 1
+
+
 def test_chain_repair_after_middle_dies_redrives_unstable_updates():
     c = Chain()
     key = c.key_with_chain(["a", "b", "c"])

@@ -1,0 +1,51 @@
+"""A backend node's settings: ``NodeConfig``, read by ``NodeCore`` (node.py) and by the
+parts it owns (``shipping.Shipping``, ``state_transfer.RangeCopier``,
+``dependency_checks.DependencyChecks``), each of which names the fields it uses.
+``chainreaction.node`` re-exports it.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from .versions import MAX_CLOCK_AHEAD_S
+
+
+@attrs.frozen
+class NodeConfig:
+    eager: int = 1  # k: acknowledge once the first k nodes of the chain hold the write
+    dc: int = 0
+    manager: str = "manager"
+    # Stamp at most this far ahead of the DC's median clock (the manager measures ours:
+    # HeartbeatAck.ahead_us); further ahead, the clock is held back (versions.DcTime).
+    max_clock_ahead_s: float = MAX_CLOCK_AHEAD_S
+    dep_wait_s: float = 2.0  # how long the tail holds a dependency check
+    resend_after_s: float = 1.0  # redrive an unstable version not stable after this
+    sync_retry_s: float = 1.0
+    held_put_timeout_s: float = 5.0
+    max_held_puts: int = 10_000
+    max_overtaken_ships: int = 10_000  # local writes replaced before logged, resent until logged
+    max_waiters: int = 100_000
+    dedup_size: int = 200_000
+    sync_chunk_items: int = 256
+    sync_chunk_bytes: int = 1024 * 1024  # well under the transport's frame limit
+    sync_chunks_per_step: int = 8  # paces a large copy over ticks (bounded link buffers)
+    max_sync_streams: int = 16
+    # Several DCs: a local write becomes DC-Write-Stable only once the DC's remote proxy
+    # has logged it for shipping (``Ship``/``Shipped``); "stable" for clients means
+    # Global-Write-Stable, which the proxy reports (``GeoProgress``).
+    geo: bool = False
+    proxy: str = "proxy"
+    # Act as head (assign versions) or tail (answer dependency checks) only under a current
+    # ring lease from the manager (``HeartbeatAck``). Off only in single-core transcripts.
+    require_lease: bool = True
+    # Tombstones are collected no sooner than this after their stamp, and a restarted node
+    # drops the unstable writes it held that are older than half of it instead of
+    # reinjecting them (chainreaction/tombstones.py).
+    tombstone_grace_s: float = 600.0
+    tick_s: float = 0.05  # housekeeping: expiries, redrive, copy pacing, tombstones
+    heartbeat_s: float = 0.2  # to the manager, which renews the lease in its answer
+
+    def __attrs_post_init__(self):
+        if self.eager < 1:
+            raise ValueError("eager (k) must be >= 1")

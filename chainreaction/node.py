@@ -172,6 +172,9 @@ class NodeCore(Core):
                 or (self.ring is not None and self.copier.copying(self.ring.arc_of(key))))
 
     def _put(self, key: str, record: Record) -> None:
+        current = self.store.get(key)
+        # Last writer wins on every replica: a key's version never goes backwards here.
+        assert current is None or record.version >= current.version, (key, current, record)
         self.store.put(key, record)
         self._tombstones.note(key, record)
         self.copier.note_stored(key)

@@ -117,8 +117,7 @@ async def run_proxy(name: str, listen: str, manager_addr: str, data_dir: str,
             await serve(nursery, driver)
             nursery.start_soon(driver.run_wan_delay)
             log.info("proxy %s (dc %d) listening on %s; log holds %d entries, peers %s",
-                     name, config.dc, listen, core.last_logged - core._first_seq + 1,
-                     sorted(peer_addrs))
+                     name, config.dc, listen, core.shipper.retained, sorted(peer_addrs))
             task_status.started()
     finally:
         proxy_log.close()

@@ -6,12 +6,13 @@ following imports between the project's own modules, so that an indirect depende
 caught as well as a direct one.
 
 The rule: the core modules of ``chainreaction/`` (all but ``tools/`` and ``runtime/``),
-``frontend/core.py``, ``remote_proxy/core.py``, ``remote_proxy/log.py`` and everything in
-``sim/`` import, directly or through other project modules, nothing from
-``chainreaction.tools``, ``chainreaction.runtime``, ``frontend.server``,
-``remote_proxy.server``, ``remote_proxy.rocks_log``, ``chainreaction.rocks_store``, nor
-``trio``, ``trio_websocket``, ``rocksdict`` or ``socket``. The cores are sans-IO and the
-simulator runs them on a simulated clock; I/O belongs to the drivers and tools.
+``frontend/core.py``, the remote proxy's (``core.py``, ``shipper.py``, ``receiver.py``,
+``stability.py``, ``log.py``) and everything in ``sim/`` import, directly or through
+other project modules, nothing from ``chainreaction.tools``, ``chainreaction.runtime``,
+``frontend.server``, ``remote_proxy.server``, ``remote_proxy.rocks_log``,
+``chainreaction.rocks_store``, nor ``trio``, ``trio_websocket``, ``rocksdict`` or
+``socket``. The cores are sans-IO and the simulator runs them on a simulated clock; I/O
+belongs to the drivers and tools.
 
 Three modules of ``chainreaction/`` are not held to all of it, on purpose:
 
@@ -44,6 +45,8 @@ FORBIDDEN = ("chainreaction.tools", "chainreaction.runtime", "frontend.server",
 SDK_MAY_IMPORT = ("trio", "trio_websocket")
 ENTRY_POINT = "chainreaction.__main__"
 SDK = "chainreaction.client"
+PROXY_CORES = ("remote_proxy.core", "remote_proxy.log", "remote_proxy.shipper",
+               "remote_proxy.receiver", "remote_proxy.stability")
 
 
 def _module_files() -> dict[str, Path]:
@@ -114,7 +117,7 @@ def restricted_modules() -> dict[str, tuple[str, ...]]:
     rules = {}
     for module in MODULES:
         if module.startswith("sim") or module in (
-                "frontend.core", "remote_proxy.core", "remote_proxy.log"):
+                "frontend.core", *PROXY_CORES):
             rules[module] = FORBIDDEN
         elif _matches(module, "chainreaction") and not any(
                 _matches(module, p) for p in ("chainreaction.tools", "chainreaction.runtime",
@@ -147,8 +150,7 @@ def test_the_rule_covers_what_it_means_to():
     rules = restricted_modules()
     for module in ("chainreaction.node", "chainreaction.manager", "chainreaction.storage",
                    "chainreaction.latency", "chainreaction.checker.report",
-                   "frontend.core", "remote_proxy.core", "remote_proxy.log",
-                   "sim.cluster", "sim.__main__"):
+                   "frontend.core", *PROXY_CORES, "sim.cluster", "sim.__main__"):
         assert rules.get(module) == FORBIDDEN, module
     assert "trio" not in rules[SDK] and "rocksdict" in rules[SDK]
     for module in ("chainreaction.tools.cli", "chainreaction.runtime.processes",

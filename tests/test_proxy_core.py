@@ -379,7 +379,7 @@ def test_a_peer_reporting_faster_than_we_apply_still_lets_tombstones_go():
     core.handle("p1", m.ShipAck(1, 0, ((0, 0), (1, 1), (2, 0))), 0.2)
     for n in range(1, 301):  # DC 2 keeps logging; it applied the delete from the start
         core.handle("p2", m.ShipAck(2, 0, ((0, 0), (1, 1), (2, n))), 0.2 + n / 1000)
-    assert len(core._reports[2]) <= 64
+    assert len(core.stability._reports[2]) <= 64
     entries = [entry(f"x{i}", 10 + i, dc=2) for i in range(1, 4)]
     apply_fully(core, receive(core, 2, 1, entries, 1.0), 1.0)
     assert core.collectable()[1] == 1  # the oldest report (DC 2 at 1) is covered

@@ -1,0 +1,285 @@
+"""The receiving side of a remote proxy: applying other DCs' log entries here, each once
+its causal past is applied (sans-IO; the theory of operation is in ``core.py``). Owned
+by ``ProxyCore``; apart from the shipping side, of whose log it needs only the length
+(``logged``). The proxy checks that a batch comes from the peer's proxy, keeps the ring
+(``on_new_ring``) and hears (``on_applied``) whenever a DC's applied prefix grows.
+
+An entry arrives in its origin's order (``on_batch``) and waits until the origin's log is
+applied here up to its ``after`` and every other DC's up to its ``needs`` (our own: what
+we have logged, ``logged``); then it is sent to the key's head with its own version
+(``Put``), and it is applied once the key's tail holds it, or a newer version, stable:
+the tail's ``StableNotice``, or its answer to a ``DepCheck`` when the head held a newer
+version or the notice did not come. What is applied, and how far each DC's log was
+started (the ``needs`` of the writes this DC logs), survive a restart in the log's meta.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING, Callable
+
+import attrs
+
+from chainreaction import messages as m
+from chainreaction.effects import Send
+from chainreaction.latency import LatencyRecorder
+from chainreaction.ring import Ring
+from chainreaction.ring_requests import RingRequests
+
+from .log import ProxyLog
+
+if TYPE_CHECKING:  # (core.py imports this module)
+    from .core import ProxyConfig
+
+
+# phases of an incoming entry: causal past not applied yet; sent to the head; at the head,
+# waiting for the tail's StableNotice; asking the tail (DepCheck); applied
+_WAITING, _PUTTING, _STABILIZING, _CHECKING, _DONE = range(5)
+
+
+@attrs.define(slots=True)
+class _Incoming:
+    origin: int
+    seq: int
+    entry: m.ShipEntry
+    needs: tuple
+    phase: int = _WAITING
+    op: int = 0
+    sent_at: float = 0.0
+    retry_at: float | None = None
+
+
+class Receiver:
+    """Other DCs' logs, applied here (``config``: ``dc``, ``peers``, ``manager``,
+    ``node_timeout_s``, ``retry_delay_s``; ``counters``: the proxy's stats counters,
+    shared; ``logged()``: how far our own log goes; ``on_applied(now)``: the effects of a
+    DC's applied prefix growing)."""
+
+    def __init__(self, log: ProxyLog, config: ProxyConfig, counters: collections.Counter,
+                 now: float, logged: Callable[[], int],
+                 on_applied: Callable[[float], list]) -> None:
+        self.log = log
+        self.config = config
+        self.counters = counters
+        self._logged = logged
+        self._on_applied = on_applied
+        self.ring: Ring | None = None
+        self._ring_requests = RingRequests(config.manager)
+        self._next_op = int(now * 1_000_000) % 2**62 + 1
+        self.origins = [dc for dc, _name in config.peers]  # the other DCs
+        # per origin: how far its log is applied here; how far we started applying it
+        # (sent to the head: readable here); the last contiguous seq received
+        self.applied: dict[int, int] = {
+            dc: log.get_meta(f"applied:{dc}", 0) for dc in self.origins}
+        self.started: dict[int, int] = {
+            dc: log.get_meta(f"started:{dc}", 0) for dc in self.origins}
+        self._started_saved = dict(self.started)
+        self.received = dict(self.applied)
+        self.inbox: dict[int, collections.OrderedDict] = {
+            dc: collections.OrderedDict() for dc in self.origins}
+        # the inbox entries not started yet (their ``after``/``needs`` not applied here)
+        self._waiting: dict[int, collections.OrderedDict] = {
+            dc: collections.OrderedDict() for dc in self.origins}
+        self._ops: dict[int, _Incoming] = {}
+        self._at_head: dict[tuple, _Incoming] = {}  # (key, version) -> entry sent to the head
+        self.reset_latencies()
+
+    def reset_latencies(self) -> None:
+        """Stages of remote visibility, per origin DC, from a write's version clock there:
+        its batch arrived here (``arrived``); applied at our head, i.e. first readable here
+        (``first_visible``); stable at our tail, i.e. readable at every replica here
+        (``visibility``)."""
+        def per_origin():
+            return {dc: LatencyRecorder(max_samples=200_000) for dc in self.origins}
+        self.arrived, self.first_visible, self.visibility = (
+            per_origin(), per_origin(), per_origin())
+
+    @property
+    def epoch(self) -> int:
+        return self.ring.epoch if self.ring is not None else 0
+
+    def waiting(self) -> int:
+        """Entries received whose causal past is not applied here yet."""
+        return sum(len(box) for box in self._waiting.values())
+
+    def in_flight(self) -> int:
+        """Entries received and not applied yet."""
+        return sum(len(box) for box in self.inbox.values())
+
+    def needs(self) -> tuple:
+        """What a write logged here now must find applied in another DC before it is
+        applied there: how far we started applying each DC's log."""
+        return tuple(sorted((dc, n) for dc, n in self.started.items() if n))
+
+    def on_new_ring(self, ring: Ring, now: float) -> list:
+        """The proxy's ring changed (it keeps it; entries go to its chains)."""
+        self.ring = ring
+        return self.pump(now)
+
+    def on_batch(self, msg: m.ShipBatch, now: float) -> list:
+        """Entries of another DC's log (its proxy's, checked by ours), in order."""
+        origin = msg.origin_dc
+        self.counters["batches_received"] += 1
+        box = self.inbox[origin]
+        needs = msg.needs
+        out: list = []
+        for i, entry in enumerate(msg.entries):
+            seq = msg.first_seq + i
+            if entry.needs:
+                needs = entry.needs
+            if seq <= self.received[origin]:
+                continue  # a resend of what we have
+            if seq != self.received[origin] + 1:
+                self.counters["batch_gap"] += 1  # an earlier batch was lost: ack asks again
+                break
+            self.received[origin] = seq
+            box[seq] = self._waiting[origin][seq] = _Incoming(origin, seq, entry, needs)
+            known = self.log.seen(origin, entry.key)
+            if known is None or known[0] < entry.version:
+                self.log.put_seen(origin, entry.key, entry.version, seq)
+            self.counters["entries_received"] += 1
+            self.arrived[origin].record(max(0.0, now - entry.version.clock / 1e6))
+        out += self.pump(now)
+        return out
+
+    def pump(self, now: float) -> list:
+        """Start every waiting entry whose causal past is applied here."""
+        if self.ring is None or not self.ring.members:
+            return self._want_ring(now) if any(self.inbox.values()) else []
+        out: list = []
+        applied = {**self.applied, self.config.dc: self._logged()}
+        for origin, waiting in self._waiting.items():
+            ready = [inc for inc in waiting.values()
+                     if applied[origin] >= inc.entry.after
+                     and all(applied.get(dc, 0) >= n for dc, n in inc.needs if dc != origin)]
+            for inc in ready:
+                del waiting[inc.seq]
+                out += self._start(inc, now)
+        return out
+
+    def _start(self, inc: _Incoming, now: float) -> list:
+        if inc.seq > self._started_saved[inc.origin]:
+            # Persist (ahead of need) how far we started: after a restart, ``needs`` of
+            # the writes we log must still cover what clients could have read here.
+            self._started_saved[inc.origin] = self.received[inc.origin]
+            self.log.put_meta(f"started:{inc.origin}", self.received[inc.origin])
+        self.started[inc.origin] = max(self.started[inc.origin], inc.seq)
+        return self._send_put(inc, now)
+
+    def _send_put(self, inc: _Incoming, now: float) -> list:
+        e = inc.entry
+        inc.phase, inc.op, inc.sent_at, inc.retry_at = _PUTTING, self._new_op(), now, None
+        self._ops[inc.op] = inc
+        self._at_head[e.key, e.version] = inc
+        head = self.ring.chain(e.key)[0]
+        return [Send(head, m.Put(inc.op, e.rid, e.key, e.value, 0, self.epoch, e.version,
+                                 e.vclock, inc.seq))]
+
+    def _send_check(self, inc: _Incoming, now: float) -> list:
+        e = inc.entry
+        self._ops.pop(inc.op, None)
+        inc.phase, inc.op, inc.sent_at, inc.retry_at = _CHECKING, self._new_op(), now, None
+        self._ops[inc.op] = inc
+        tail = self.ring.chain(e.key)[-1]
+        return [Send(tail, m.DepCheck(inc.op, e.key, e.version, self.epoch))]
+
+    def on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
+        inc = self._ops.get(msg.op)
+        if inc is None or inc.phase != _PUTTING:
+            self.counters["stale_reply"] += 1
+            return []
+        self.first_visible[inc.origin].record(max(0.0, now - inc.entry.version.clock / 1e6))
+        if msg.chain_index == 0:
+            # The head held this version or a newer one already: no notice will come.
+            return self._send_check(inc, now)
+        inc.phase, inc.sent_at = _STABILIZING, now
+        return []
+
+    def on_stable_notice(self, src: str, msg: m.StableNotice, now: float) -> list:
+        inc = self._at_head.get((msg.key, msg.version))
+        if inc is None or inc.phase == _DONE:
+            self.counters["stable_notice_unmatched"] += 1
+            return []
+        if inc.phase == _PUTTING:  # the notice overtook the head's ack
+            self.first_visible[inc.origin].record(max(0.0, now - inc.entry.version.clock / 1e6))
+        return self._applied_here(inc, now)
+
+    def on_dep_reply(self, src: str, msg: m.DepReply, now: float) -> list:
+        inc = self._ops.get(msg.op)
+        if inc is None or inc.phase != _CHECKING:
+            self.counters["stale_reply"] += 1
+            return []
+        if not msg.ok:
+            # The tail waited its bound without that version or a newer one: the chain may
+            # have lost it (a head that took it, then died and came back without it). Put it
+            # again: a head holding it or newer says so (chain_index 0) and we check again.
+            self.counters["apply_check_retry"] += 1
+            return self._send_put(inc, now)
+        return self._applied_here(inc, now)
+
+    def _applied_here(self, inc: _Incoming, now: float) -> list:
+        """``inc`` is DC-Write-Stable here (or superseded by a newer stable version)."""
+        self._ops.pop(inc.op, None)
+        self._at_head.pop((inc.entry.key, inc.entry.version), None)
+        inc.phase = _DONE
+        self.visibility[inc.origin].record(max(0.0, now - inc.entry.version.clock / 1e6))
+        self.counters["entries_applied"] += 1
+        return self._advance(inc.origin, now)
+
+    def on_error(self, src: str, msg: m.Error, now: float) -> list:
+        inc = self._ops.pop(msg.op, None)
+        self.counters["node_error_" + msg.code] += 1
+        if inc is None:
+            return []
+        out: list = []
+        if msg.code in (m.WRONG_EPOCH, m.NOT_HEAD, m.NOT_TAIL, m.NOT_IN_CHAIN):
+            if self.ring is None or msg.epoch > self.ring.epoch:
+                out += self._want_ring(now)
+        # Retry the phase from its start shortly (a Put is idempotent by version).
+        inc.retry_at = now + self.config.retry_delay_s
+        return out
+
+    def retry(self, now: float) -> list:
+        """Entries whose node did not answer in ``node_timeout_s``, or whose retry is due."""
+        if self.ring is None or not self.ring.members:
+            return []
+        out: list = []
+        for box in self.inbox.values():
+            for inc in box.values():
+                if inc.phase in (_DONE, _WAITING):
+                    continue
+                if inc.retry_at is not None:
+                    if now < inc.retry_at:
+                        continue
+                elif now - inc.sent_at < self.config.node_timeout_s:
+                    continue
+                self.counters["stable_notice_missed" if inc.phase == _STABILIZING
+                              else "apply_resent"] += 1
+                self._ops.pop(inc.op, None)
+                out += self._send_check(inc, now) if inc.phase == _STABILIZING else \
+                    self._send_put(inc, now)
+        return out
+
+    def _advance(self, origin: int, now: float) -> list:
+        box = self.inbox[origin]
+        before = self.applied[origin]
+        while box:
+            seq, inc = next(iter(box.items()))
+            if inc.phase != _DONE:
+                break
+            del box[seq]
+            self.applied[origin] = seq
+        if self.applied[origin] == before:
+            return []
+        assert self.applied[origin] > before  # the applied prefix only grows
+        self.log.put_meta(f"applied:{origin}", self.applied[origin])
+        out = self.pump(now)
+        out += self._on_applied(now)
+        return out
+
+    def _new_op(self) -> int:
+        self._next_op += 1
+        return self._next_op
+
+    def _want_ring(self, now: float) -> list:
+        return self._ring_requests.ask(self.epoch, now)

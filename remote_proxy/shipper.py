@@ -1,0 +1,229 @@
+"""The origin side of a remote proxy: this DC's shipping log and its batches to every
+peer DC (sans-IO; the theory of operation is in ``core.py``). Owned by ``ProxyCore``;
+apart from the receiving side, of which it needs only the ``needs`` of each entry (the
+proxy passes them in, with the log time from its clock).
+
+A chain's tail sends every local write to the proxy (``Ship``) before it calls it
+DC-Write-Stable; ``append`` logs it, durably, and gives its position. Each entry's
+``after`` is found here: the last position logged before the write's version clock (log
+times strictly increase along the log, so it is a bisection); ``needs`` comes from the
+receiver side, which knows how far other DCs' logs were started here.
+
+``ship`` sends the log to every peer in order (``ShipBatch``: up to ``max_batch_entries``
+entries or ``max_batch_bytes``; at most one batch per ``batch_interval_s`` per peer, so a
+write on an idle link leaves at once and one on a busy link waits at most that interval;
+at most ``max_unacked_entries`` ahead of the peer's acknowledgement), and resends from
+the peer's acknowledged position (``on_ack``) when a link was down or the peer restarted
+(``resend_after_s`` without progress). ``truncate`` drops what every DC has applied.
+
+The proxy keeps its timers: ``next_due`` says when the ``ship`` timer should next fire.
+In memory: the newest ``max_cached_entries`` entries (older ones are re-read from the
+log), and for every entry not truncated its log time and, per key, the newest position
+(a repeated ``Ship`` keeps its position).
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+from typing import TYPE_CHECKING
+
+import attrs
+
+from chainreaction import messages as m
+from chainreaction.effects import Send
+from chainreaction.versions import Version
+
+from .log import LoggedWrite, ProxyLog
+
+if TYPE_CHECKING:  # (core.py imports this module)
+    from .core import ProxyConfig
+
+
+@attrs.define(slots=True)
+class Peer:
+    """The link to one peer DC's proxy, as the shipper sees it."""
+
+    name: str
+    sent: int = 0  # last seq sent
+    acked: int = 0  # last contiguous seq it received
+    acked_at: float = 0.0  # when ``acked`` last moved (or shipping resumed)
+
+
+class Shipper:
+    """This DC's log and its shipping (``config``: ``dc``, ``peers``, ``batch_*``,
+    ``max_batch_*``, ``max_unacked_entries``, ``resend_after_s``, ``max_cached_entries``;
+    ``counters``: the proxy's stats counters, shared)."""
+
+    def __init__(self, log: ProxyLog, config: ProxyConfig,
+                 counters: collections.Counter) -> None:
+        self.log = log
+        self.config = config
+        self.counters = counters
+        self.peers = {dc: Peer(name) for dc, name in config.peers}
+        self._next_seq = log.last_seq() + 1
+        self._cache: collections.OrderedDict[int, LoggedWrite] = collections.OrderedDict()
+        self._index: dict[str, tuple] = {}  # key -> (version, seq, logged_at), recent log
+        self._times: list[int] = []  # logged_at of retained seqs _first_seq.. (ascending)
+        self._first_seq = log.first_seq() or self._next_seq
+        for write in log.read(self._first_seq, self._next_seq - 1):
+            self._retain(write)
+        # peer dc -> when its next batch may leave (unsent entries only); one batch per
+        # batch_interval_s per peer, the first after an idle spell at once
+        self._due_at: dict[int, float] = {}
+        self._last_batch_at: dict[int, float] = {}
+        for peer in self.peers.values():  # what was truncated, every DC had applied
+            peer.sent = peer.acked = self._first_seq - 1
+
+    @property
+    def last_logged(self) -> int:
+        return self._next_seq - 1
+
+    @property
+    def retained(self) -> int:
+        """How many entries the log holds (not truncated yet)."""
+        return self.last_logged - self._first_seq + 1
+
+    @property
+    def last_logged_at(self) -> int:
+        """The log time of the newest entry retained (0: none); a restarted proxy's clock
+        moves past it."""
+        return self._times[-1] if self._times else 0
+
+    def next_due(self) -> float | None:
+        """When the earliest batch is due (the proxy's ``ship`` timer), if any is."""
+        return min(self._due_at.values()) if self._due_at else None
+
+    # -- the log ------------------------------------------------------------------------------
+
+    def find(self, key: str, version: Version) -> tuple[int, int] | None:
+        """``(seq, logged_at)`` if ``version`` of ``key``, or a newer one, is in the recent
+        log: a repeated ``Ship`` keeps its position."""
+        known = self._index.get(key)
+        if known is not None and known[0] >= version:
+            return known[1], known[2]
+        return None
+
+    def append(self, msg: m.Ship, logged_at: int, needs: tuple, now: float) -> int:
+        """Log a local write at log time ``logged_at`` (the proxy's clock) and make its
+        batches due; its position."""
+        seq = self._next_seq
+        # Everything logged before this write's version clock may be in its causal past.
+        logged_before = bisect.bisect_left(self._times, msg.version.clock)
+        after = self._first_seq - 1 + logged_before
+        entry = m.ShipEntry(msg.key, msg.version, msg.value, msg.rid, msg.vclock, after, needs)
+        write = LoggedWrite(seq, entry, logged_at)
+        # Log times strictly increase along the log: ``after`` is found by bisecting them.
+        assert not self._times or logged_at > self._times[-1], (logged_at, self._times[-1])
+        self.log.append(write)
+        self._next_seq += 1
+        assert self.log.last_seq() == seq == self.last_logged
+        self._retain(write)
+        for dc in self.peers:
+            if dc not in self._due_at:
+                self._due_at[dc] = self._next_batch_at(dc, now)
+        return seq
+
+    def truncate(self, upto: int) -> None:
+        """Every DC has applied our log up to ``upto``: drop it."""
+        if upto < self._first_seq:
+            return
+        self.log.truncate(upto)
+        drop = upto - self._first_seq + 1
+        del self._times[:drop]
+        for seq in range(self._first_seq, upto + 1):
+            write = self._cache.pop(seq, None)
+            if write is not None:
+                known = self._index.get(write.entry.key)
+                if known is not None and known[1] == seq:
+                    del self._index[write.entry.key]
+        self._first_seq = upto + 1
+
+    def _retain(self, write: LoggedWrite) -> None:
+        self._cache[write.seq] = write
+        if len(self._cache) > self.config.max_cached_entries:
+            self._cache.popitem(last=False)
+        self._index[write.entry.key] = (write.entry.version, write.seq, write.logged_at)
+        self._times.append(write.logged_at)
+
+    def _write_at(self, seq: int) -> LoggedWrite | None:
+        write = self._cache.get(seq)
+        if write is None:
+            write = next(iter(self.log.read(seq, seq)), None)
+            self.counters["log_reread"] += 1
+        return write
+
+    # -- shipping -----------------------------------------------------------------------------
+
+    def ship(self, now: float) -> list:
+        """The batches due now, and resends to peers silent for ``resend_after_s``."""
+        out: list = []
+        cfg = self.config
+        for dc, peer in self.peers.items():
+            if peer.sent > peer.acked and now - peer.acked_at >= cfg.resend_after_s:
+                # No progress: the link was down, the batch lost or the peer restarted.
+                self.counters["resend_from_ack"] += 1
+                peer.sent = peer.acked
+                peer.acked_at = now
+                self._due_at[dc] = float("-inf")  # overdue: send at once
+            pending = self.last_logged - peer.sent
+            if pending <= 0:
+                self._due_at.pop(dc, None)
+                continue
+            due = self._due_at.setdefault(dc, self._next_batch_at(dc, now))
+            if pending < cfg.max_batch_entries and now < due:
+                continue
+            while peer.sent < self.last_logged and peer.sent - peer.acked < cfg.max_unacked_entries:
+                batch = self._batch(peer.sent + 1)
+                if batch is None:
+                    break
+                if peer.sent == peer.acked:
+                    peer.acked_at = now  # resend timer starts with the first unacked batch
+                out.append(Send(peer.name, batch))
+                self._last_batch_at[dc] = now
+                peer.sent = batch.first_seq + len(batch.entries) - 1
+                self.counters["batches_sent"] += 1
+                self.counters["entries_sent"] += len(batch.entries)
+            if peer.sent >= self.last_logged:
+                self._due_at.pop(dc, None)
+            else:  # held back by max_unacked_entries: try again an interval later
+                self._due_at[dc] = now + cfg.batch_interval_s
+            assert peer.acked <= peer.sent <= self.last_logged, (dc, peer, self.last_logged)
+        return out
+
+    def on_ack(self, dc: int, received: int, now: float) -> None:
+        """Peer ``dc`` has received our log up to ``received`` (``ShipAck``)."""
+        peer = self.peers[dc]
+        if received != peer.acked:
+            peer.acked_at = now
+        if received < peer.acked:
+            # The peer restarted and lost what it had not applied: ship it again.
+            self.counters["peer_rewound"] += 1
+            peer.sent = min(peer.sent, received)
+        peer.acked = received
+        peer.sent = max(peer.sent, peer.acked)
+
+    def _next_batch_at(self, dc: int, now: float) -> float:
+        return max(now, self._last_batch_at.get(dc, float("-inf"))
+                   + self.config.batch_interval_s)
+
+    def _batch(self, first: int) -> m.ShipBatch | None:
+        entries, size, needs = [], 0, None
+        batch_needs = ()
+        for seq in range(first, self.last_logged + 1):
+            write = self._write_at(seq)
+            if write is None:  # truncated: every DC applied it (a stale resend)
+                return None
+            entry = write.entry
+            if needs is None:
+                batch_needs = entry.needs
+            elif entry.needs == needs:
+                entry = attrs.evolve(entry, needs=())
+            needs = write.entry.needs
+            entries.append(entry)
+            size += len(entry.key) + len(entry.value or b"") + 64
+            if len(entries) >= self.config.max_batch_entries or size >= self.config.max_batch_bytes:
+                break
+        if not entries:
+            return None
+        return m.ShipBatch(self.config.dc, first, batch_needs, tuple(entries))

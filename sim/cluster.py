@@ -50,10 +50,13 @@ from frontend.core import FrontendConfig, FrontendCore
 from remote_proxy.core import ProxyConfig, ProxyCore
 from remote_proxy.log import MemoryLog
 
+from .invariants import Invariants, Violation
 from .network import FifoLinks, Latency, NetworkModel
 from .service import ServiceModel
 
 MANAGER = "manager"
+# what may change a node's role in its chains (sim/invariants.py looks again after them)
+_MEMBERSHIP = (m.RingUpdate, m.HeartbeatAck, m.SyncChunk)
 
 
 class SimSession:
@@ -137,7 +140,9 @@ class SimCluster:
                  tombstone_grace_s: float = 600.0, network: NetworkModel | None = None,
                  service: ServiceModel | None = None, unsafe: bool = False,
                  frontend_config: dict | None = None,
-                 store_factory: Callable[[str], MemoryStore] | None = None) -> None:
+                 store_factory: Callable[[str], MemoryStore] | None = None,
+                 check_invariants: bool = False) -> None:
+        self.seed = seed
         self.rng = random.Random(seed)
         self.now = 0.0
         self.network = network or NetworkModel(Latency.between(*latency_s),
@@ -179,6 +184,11 @@ class SimCluster:
         self.frontend_config = self.frontend_configs[0]
         self.stores = {name: (store_factory or (lambda _name: MemoryStore()))(name)
                        for name in self.node_names}
+        # sim/invariants.py: checked after every step (the stores are wrapped to see writes)
+        self.invariants = Invariants(self, seed) if check_invariants else None
+        if self.invariants is not None:
+            self.stores = {name: self.invariants.wrap(store, name)
+                           for name, store in self.stores.items()}
         self.logs = {name: MemoryLog() for name in self.proxies}
         self.processes: dict[str, Core] = {}
         self.down: set[str] = set()
@@ -257,6 +267,8 @@ class SimCluster:
                 self._trace_hash.update(f"{self.now:.9f} {src}>{dst} {msg!r}\n".encode())
             effects = self.processes[dst].handle(src, msg, self.clock_of(dst))
             kind = type(msg).__name__
+            if self.invariants is not None and type(msg) in _MEMBERSHIP:
+                self.invariants.membership_changed(dst, msg)
         else:
             _, dst, conn, req = work
             if self._trace_hash is not None:
@@ -334,17 +346,23 @@ class SimCluster:
         at, _seq, event = heapq.heappop(self._queue)
         self.now = at
         self.events += 1
+        self._event(event)
+        if self.invariants is not None:
+            self.invariants.after_step()
+        return True
+
+    def _event(self, event: tuple) -> None:
         kind = event[0]
         if kind == "msg":
             _, src, dst, msg = event
             if dst in self.down or src in self.down or (
                     self.cut and frozenset((src, dst)) in self.cut):
-                return True
+                return
             if dst in self.paused:  # SIGSTOP: the kernel keeps it; handled on resume
                 self.paused[dst].append(event)
-                return True
+                return
             if dst not in self.processes:
-                return True
+                return
             self._arrive(dst, event)
         elif kind == "client":
             _, conn, payload = event
@@ -354,10 +372,10 @@ class SimCluster:
         elif kind == "req":
             dst = event[1]
             if dst in self.down:
-                return True
+                return
             if dst in self.paused:
                 self.paused[dst].append(event)
-                return True
+                return
             self._arrive(dst, event)
         elif kind == "cpu":
             self._on_cpu_free(event[1])
@@ -365,7 +383,6 @@ class SimCluster:
             self._on_timer(*event[1:])
         elif kind == "call":
             event[1]()
-        return True
 
     def run_until(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
         deadline = self.now + timeout_s
@@ -384,6 +401,11 @@ class SimCluster:
     def at(self, delay: float, fn: Callable[[], None]) -> None:
         """Run ``fn`` after ``delay`` seconds of simulated time (fault schedules)."""
         self._schedule(delay, ("call", fn))
+
+    @property
+    def invariant_violations(self) -> list[Violation]:
+        """What the invariant checks found (sim/invariants.py); empty without them."""
+        return self.invariants.violations if self.invariants is not None else []
 
     @property
     def trace_hash(self) -> str:
@@ -406,13 +428,20 @@ class SimCluster:
                 config = attrs.evolve(config, startup_grace_s=config.failure_timeout_s)
             core: Core = ManagerCore(config, now, name)
         elif role == "node":
-            core = NodeCore(name, self.stores[name], self.node_configs[dc], now, identity)
+            store = self.stores[name]
+            if self.invariants is not None:
+                store.restarting = restarted  # what a new core drops from its store
+            core = NodeCore(name, store, self.node_configs[dc], now, identity)
+            if self.invariants is not None:
+                store.restarting = False
         elif role == "proxy":
             core = ProxyCore(name, self.logs[name], self.proxy_configs[dc], now, identity)
         else:
             core = FrontendCore(name, random.Random(self.rng.random()),
                                 self.frontend_configs[dc], now, identity)
         self.processes[name] = core
+        if self.invariants is not None:
+            self.invariants.membership_changed(name)
         self._wake_at.pop(name, None)
         self._plan_timer(name, not_before=self.now + boot_s)
 
@@ -440,6 +469,8 @@ class SimCluster:
         self.paused.setdefault(name, [])
 
     def resume(self, name: str) -> None:
+        if self.invariants is not None and self.role_of.get(name) == "node":
+            self.invariants.membership_changed(name)  # a lease it held may still run
         for i, event in enumerate(self.paused.pop(name, [])):
             self._seq += 1
             heapq.heappush(self._queue, (self.now + i * 1e-9, self._seq, event))

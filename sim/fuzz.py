@@ -23,10 +23,12 @@ from chainreaction.checker import check
 
 from .choreography import Script, moved_reader
 from .cluster import SimCluster
+from .invariants import REPORT_ONLY
 from .network import Latency, NetworkModel
 from .ycsb import ClosedLoop, Keys, Mix, reply_fields
 
 FAULT_KINDS = ("crash", "pause", "partition", "wan", "skew")
+MAX_SHOWN = 3  # invariant violations shown per failing seed
 
 
 @attrs.frozen
@@ -206,6 +208,12 @@ class Outcome:
     report: object
     wall_s: float
     trace_hash: str | None = None  # with ``run_case(..., trace=True)``
+    # sim/invariants.py, checked after every step: the first violations, as text, and how
+    # many of each kind there were; report-only kinds (not failing the case) apart
+    violations: list = attrs.Factory(list)
+    violation_counts: dict = attrs.Factory(dict)
+    noted: dict = attrs.Factory(dict)
+    noted_examples: list = attrs.Factory(list)
 
     @property
     def replay(self) -> str:
@@ -234,14 +242,14 @@ def _inject(cluster: SimCluster, fault: Fault) -> None:
         cluster.at(fault.at + fault.length, lambda: cluster.set_clock_skew(name, 0.0))
 
 
-def run_case(case: Case, trace: bool = False) -> Outcome:
+def run_case(case: Case, trace: bool = False, check_invariants: bool = True) -> Outcome:
     started = time.perf_counter()
     network = NetworkModel(Latency.between(0.0002, 0.002), Latency.between(0.01, 0.04),
                            loss=case.loss, fifo=case.fifo)
     cluster = SimCluster(case.seed, dcs=case.dcs, nodes=case.nodes,
                          replication=case.replication, eager=case.eager, frontends=2,
                          network=network, unsafe=case.unsafe, trace=trace,
-                         tombstone_grace_s=2.0)
+                         tombstone_grace_s=2.0, check_invariants=check_invariants)
     cluster.wait_ready(30)
     history: list = []
     mix = Mix("fuzz", case.read, 1.0 - case.read - case.delete, delete=case.delete)
@@ -279,9 +287,16 @@ def run_case(case: Case, trace: bool = False) -> Outcome:
     quiet = _settle(cluster)
     _final_reads(cluster, loop, keys, history)
     report = check(history)
-    return Outcome(case, report.valid and quiet, report.kind_counts(),
+    counts, noted = {}, {}
+    if cluster.invariants is not None:
+        for kind, n in sorted(cluster.invariants.counts.items()):
+            (noted if kind in REPORT_ONLY else counts)[kind] = n
+    kept = cluster.invariant_violations
+    return Outcome(case, report.valid and quiet and not counts, report.kind_counts(),
                    sum(1 for e in history if e["type"] != "invoke"), quiet, history, report,
-                   time.perf_counter() - started, cluster.trace_hash if trace else None)
+                   time.perf_counter() - started, cluster.trace_hash if trace else None,
+                   [str(v) for v in kept if not v.report_only][:20], counts, noted,
+                   [str(v) for v in kept if v.report_only][:5])
 
 
 def _settle(cluster: SimCluster, timeout_s: float = 60.0) -> bool:
@@ -348,20 +363,30 @@ def _outcomes(seeds: list, unsafe: bool, jobs: int):
 def fuzz(seeds: list, unsafe: bool = False, out_dir: str | None = None,
          report: Callable[[str], None] = print,
          progress: Callable[[int, int, int], None] | None = None,
-         stop_after: int | None = None, jobs: int = 1) -> list:
+         stop_after: int | None = None, jobs: int = 1, noted: dict | None = None) -> list:
     """Run every seed (over ``jobs`` processes); print each failing one with its replay
-    command. Returns the failing outcomes, in seed order."""
+    command. Returns the failing outcomes, in seed order. ``noted`` (if given) collects the
+    report-only invariant violations (sim/invariants.py ``REPORT_ONLY``): kind -> {seed:
+    count}."""
     failures = []
     for i, outcome in enumerate(_outcomes(seeds, unsafe, jobs)):
         seed = outcome.case.seed
+        if noted is not None:
+            for kind, n in outcome.noted.items():
+                noted.setdefault(kind, {})[seed] = n
         if not outcome.valid:
             failures.append(outcome)
             kinds = ", ".join(f"{n} {k}" for k, n in sorted(outcome.anomalies.items()))
-            why = kinds or "did not quiesce (a DC never applied everything)"
+            broken = ", ".join(f"{n} {k}" for k, n in outcome.violation_counts.items())
+            why = "; ".join(
+                ([f"history: {kinds}"] if kinds else [])
+                + ([] if outcome.quiet else ["did not quiesce (a DC never applied everything)"])
+                + ([f"invariants: {broken}"] if broken else [])) or "?"
             if outcome.case.beyond_r_minus_1:
                 why += (f" [{outcome.case.most_nodes_out()} nodes of one DC down at once, "
                         f"R={outcome.case.replication}: beyond R-1]")
-            report(f"seed {seed}: {why}\n  replay: {outcome.replay}")
+            report(f"seed {seed}: {why}\n  replay: {outcome.replay}"
+                   + "".join(f"\n  {v}" for v in outcome.violations[:MAX_SHOWN]))
             if out_dir:
                 os.makedirs(out_dir, exist_ok=True)
                 path = os.path.join(out_dir, f"seed{seed}.jsonl")

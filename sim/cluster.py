@@ -21,6 +21,11 @@ A crash drops the process's in-memory state and every message addressed to it; i
 ``MemoryStore`` (a proxy's ``MemoryLog``) survives (as RocksDB's write-ahead log does under
 kill -9). A restart builds a fresh core on that store.
 
+With ``check_invariants=True`` every node's store is wrapped to report its writes, and
+after every event ``sim/invariants.py`` checks the protocol's invariants on what changed
+(``invariant_violations``); the loop tells it when a node handled a ring, a lease or a
+copy's chunk, restarted or resumed.
+
 With ``dcs > 1`` every DC gets its own manager, nodes, frontends and remote proxy, named
 ``d<dc>.<name>`` (``d1.n2``, ``d0.proxy``); messages between DCs take ``wan_latency_s``.
 
@@ -460,6 +465,8 @@ class SimCluster:
             self.skew[name] = seconds
         else:
             self.skew.pop(name, None)
+        if self.invariants is not None and self.role_of.get(name) == "node":
+            self.invariants.membership_changed(name)  # a lease ends at a time on its clock
         if name in self.processes and name not in self.down and name not in self.paused:
             self._wake_at.pop(name, None)  # its deadlines fall at other simulated times now
             self._plan_timer(name)

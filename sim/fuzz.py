@@ -5,7 +5,9 @@ nodes, chain length, k, keys, clients, mix, loss, the fault schedule) is drawn f
 seed, so ``chainreaction sim fuzz --seed N`` replays it exactly (``--unsafe`` as well when
 the run had it). A case runs its load with faults, heals every fault, waits until every
 DC has applied everything, reads every key in every DC (``final`` reads) and hands the
-history to ``chainreaction.checker``. A failing seed is printed with its replay command;
+history to ``chainreaction.checker``; all along, the simulator checks the protocol's
+invariants after every step (``sim/invariants.py``), and a violation fails the case too
+(report-only kinds are only counted). A failing seed is printed with its replay command;
 ``--out DIR`` keeps the failing histories (``seedN.jsonl``) for ``chainreaction check``.
 """
 

@@ -260,14 +260,16 @@ class Invariants:
             changed, self._membership = self._membership, {}
             for name, kind in sorted(changed.items()):
                 if kind & _ROLE:
+                    self._check_removed(name)
                     self.check_acting(name)
                 if kind & _CHAINS:
                     self.check_node_chains(name)
 
     def membership_changed(self, name: str, msg=None) -> None:
-        """``name`` handled a ring, a lease or a copy's chunk (no ``msg``: it restarted or
-        resumed). A ring or a lease may make it head or tail of new points; a ring or the
-        end of a copy may make chains through it checkable again (``check_node_chains``)."""
+        """``name`` handled a ring, a lease or a copy's chunk (no ``msg``: it restarted,
+        resumed, or its clock was set). A ring, a lease or a clock set back may make it
+        head or tail of new points; a ring or the end of a copy may make chains through it
+        checkable again (``check_node_chains``)."""
         if self.cluster.role_of.get(name) != "node":
             return
         node = self.cluster.processes[name]
@@ -416,12 +418,22 @@ class Invariants:
         if ring is None or not ring.members:
             return  # (a restarted manager's start-up grace: no ring yet)
         for name in cluster.node_names:
-            if cluster.dc_of[name] != dc or name in ring or name in cluster.down:
-                continue
-            if self.acting(name):
-                self._evicted_acting(name, ring)
-            elif cluster.processes[name]._lease_until > cluster.clock_of(name):
-                self._evicted[name] = ring
+            if cluster.dc_of[name] == dc:
+                self._check_removed(name)
+
+    def _check_removed(self, name: str) -> None:
+        """If the manager's ring leaves ``name`` out: it must not act, and it is watched
+        while its lease may still run (also after its clock moved, or it resumed: a clock
+        set back can make an ended lease look current again)."""
+        cluster = self.cluster
+        ring = cluster.processes[cluster.managers[cluster.dc_of[name]]].ring
+        if ring is None or not ring.members or name in ring or name in cluster.down:
+            return
+        if self.acting(name):
+            self._evicted.pop(name, None)
+            self._evicted_acting(name, ring)
+        elif cluster.processes[name]._lease_until > cluster.clock_of(name):
+            self._evicted[name] = ring
 
     def _watch_evicted(self) -> None:
         cluster = self.cluster

@@ -95,8 +95,16 @@ class Core:
     role = "core"
 
     def __init__(self, name: str, now: float, *, manager: str | None = None,
-                 identity: Identity | None = None, heartbeat_s: float = 0.2) -> None:
+                 identity: Identity | None = None, heartbeat_s: float = 0.2,
+                 monotonic: Callable[[], float] | None = None) -> None:
         self.name = name
+        # A clock that never steps (time.monotonic; the simulator's time), for durations
+        # that must hold in real time whatever the process's clock does: a node's lease.
+        # None in transcript tests: the event times are the only clock then.
+        self.monotonic = monotonic
+        # sent_at_us of our last heartbeats -> monotonic time they left (a lease counts
+        # from there)
+        self.heartbeats_sent: collections.OrderedDict[int, float] = collections.OrderedDict()
         self.counters: collections.Counter = collections.Counter()
         # The driver's own counters (transport, WAN), shown in stats answers; set by it.
         self.io_counters: dict = {}
@@ -185,6 +193,13 @@ class Core:
         ``HeartbeatAck`` renews a node's lease and measures our clock (manager.py)."""
         self.timers.set("heartbeat", now + self._heartbeat_s)
         assert self._identity is not None and self._manager is not None
+        sent_at_us = int(now * 1_000_000)
+        if self.monotonic is not None:
+            # (the earliest, if our clock went back to the same microsecond: a lease may
+            # only end too early, never too late)
+            self.heartbeats_sent.setdefault(sent_at_us, self.monotonic())
+            if len(self.heartbeats_sent) > 16:
+                self.heartbeats_sent.popitem(last=False)
         return [Send(self._manager, m.Heartbeat(
             self.name, self.role, self._identity.addr, self._identity.incarnation,
-            self.epoch, int(now * 1_000_000), self.store_clock_us))]
+            self.epoch, sent_at_us, self.store_clock_us))]

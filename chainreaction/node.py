@@ -59,6 +59,7 @@ from .core import Core, Identity
 from .dependency_checks import DependencyChecks
 from .effects import Send
 from .node_config import NodeConfig
+from .lease import RingLease
 from .ring import Ring
 from .request_ids import RequestIds
 from .ring_requests import RingRequests
@@ -85,9 +86,10 @@ class NodeCore(Core):
     role = "node"
 
     def __init__(self, name: str, store: Store, config: NodeConfig, now: float,
-                 identity: Identity | None = None) -> None:
+                 identity: Identity | None = None,
+                 monotonic: Callable[[], float] | None = None) -> None:
         super().__init__(name, now, manager=config.manager, identity=identity,
-                         heartbeat_s=config.heartbeat_s)
+                         heartbeat_s=config.heartbeat_s, monotonic=monotonic)
         self.store = store
         self.config = config
         self.ring: Ring | None = None
@@ -98,8 +100,7 @@ class NodeCore(Core):
         self._rids = RequestIds(store, config.dedup_size)  # a retried put applies once
         self._held_puts = Waiters(config.max_held_puts)  # (src, Put) held during a copy
         self._ring_requests = RingRequests(config.manager)
-        self._lease_until = float("-inf")
-        self._last_now = now
+        self.lease = RingLease(monotonic, config.require_lease, self.counters, now)
         self._tombstones = Tombstones(store, config.tombstone_grace_s)
         self.copier = RangeCopier(name, store, self._tombstones, config, self.counters, now)
         self.dep_checks = DependencyChecks(name, store, self._tombstones, self.clock, config,
@@ -211,30 +212,24 @@ class NodeCore(Core):
         self.counters["error_" + code] += 1
         return [Send(src, m.Error(op, code, detail, self.epoch))]
 
+    # -- the ring lease (lease.py) -------------------------------------------------------------
+
     def observe_time(self, now: float) -> None:
-        """Our clock went back (a skew removed, an NTP step): the lease, which ends at a
-        time on our clock, would last that much longer than the manager counts on. Drop it;
-        the next ``HeartbeatAck`` renews it on the clock as it is now."""
-        if now < self._last_now and self._lease_until > now:
-            self.counters["lease_dropped_clock_back"] += 1
-            self._lease_until = float("-inf")
-        self._last_now = now
+        self.lease.observe(now)
 
     def _on_heartbeat_ack(self, src: str, msg: m.HeartbeatAck, now: float) -> list:
         # The measure of our clock comes with every lease: after a jump ahead our old lease
         # has run out (by our clock), and the ack renewing it measured the jump.
         self.dc_time.note(msg.ahead_us, msg.sent_at_us)
-        sent_at = msg.sent_at_us / 1e6
-        if (self.ring is not None and msg.epoch == self.ring.epoch and msg.lease_ms
-                and sent_at <= now):  # (a heartbeat "sent later" was sent before a jump back)
-            self._lease_until = max(self._lease_until, sent_at + msg.lease_ms / 1000)
+        if self.ring is not None and msg.epoch == self.ring.epoch and msg.lease_ms:
+            self.lease.grant(msg.sent_at_us, msg.lease_ms, self.heartbeats_sent, now)
         return []
 
     def _check_lease(self, src: str, op: int, now: float) -> list | None:
         """Refuse to act as head or tail without a current ring lease: after a pause or a
         cut from the manager our ring may be stale and another node may have taken over
         (a delayed Put applied here would come back with a new version)."""
-        if not self.config.require_lease or now < self._lease_until:
+        if self.lease.holds(now):
             return None
         self.counters["refused_without_lease"] += 1
         return self._error(src, op, m.NOT_READY, "no current ring lease from the manager")

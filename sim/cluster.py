@@ -436,7 +436,9 @@ class SimCluster:
             store = self.stores[name]
             if self.invariants is not None:
                 store.restarting = restarted  # what a new core drops from its store
-            core = NodeCore(name, store, self.node_configs[dc], now, identity)
+            # (a node's lease runs on a clock that never steps: simulated time)
+            core = NodeCore(name, store, self.node_configs[dc], now, identity,
+                            monotonic=lambda: self.now)
             if self.invariants is not None:
                 store.restarting = False
         elif role == "proxy":

@@ -387,8 +387,8 @@ class Invariants:
 
     def acting(self, name: str) -> bool:
         """``name`` would act as head or tail of the chains its ring gives it now: up, not
-        stopped, in its own ring, under a current ring lease (``NodeCore._check_lease``:
-        ``now < _lease_until`` on its clock, unless the config needs none). A clock that
+        stopped, in its own ring, under a current ring lease (``RingLease.holds``, on
+        the monotonic clock, unless the config needs none). A clock that
         went back since its last event does not count: the node drops its lease before it
         handles anything (``observe_time``)."""
         cluster = self.cluster
@@ -397,10 +397,7 @@ class Invariants:
         node = cluster.processes.get(name)
         if node is None or node.ring is None or name not in node.ring:
             return False
-        if not node.config.require_lease:
-            return True
-        now = cluster.clock_of(name)
-        return now < node._lease_until and now >= getattr(node, "_last_now", now)
+        return node.lease.holds(cluster.clock_of(name))
 
     def check_evicted(self, dc: int) -> None:
         """The manager of ``dc`` published a ring: no node it left out may act under a
@@ -432,7 +429,7 @@ class Invariants:
         if self.acting(name):
             self._evicted.pop(name, None)
             self._evicted_acting(name, ring)
-        elif cluster.processes[name]._lease_until > cluster.clock_of(name):
+        elif cluster.processes[name].lease.may_run(cluster.clock_of(name)):
             self._evicted[name] = ring
 
     def _watch_evicted(self) -> None:
@@ -441,7 +438,7 @@ class Invariants:
             node = cluster.processes[name]
             if (name in cluster.down or name in cluster.processes[
                     cluster.managers[cluster.dc_of[name]]].ring
-                    or cluster.clock_of(name) >= node._lease_until):
+                    or not node.lease.may_run(cluster.clock_of(name))):
                 del self._evicted[name]
             elif self.acting(name):
                 del self._evicted[name]
@@ -454,10 +451,10 @@ class Invariants:
         self.violation(
             "lease_outlived_eviction", name, None,
             f"the manager's ring epoch {ring.epoch} leaves {name} out, but {name} (on its "
-            f"ring epoch {node.ring.epoch}) holds a lease to {node._lease_until:.3f} on its "
+            f"ring epoch {node.ring.epoch}) holds a lease to {node.lease.until:.3f} on its "
             f"clock, which reads {cluster.clock_of(name):.3f}"
             + (f" (skewed {skew:+.3f} s)" if skew else "")
-            + f"; its last event was at {getattr(node, '_last_now', float('nan')):.3f}",
+            + f"; its last event was at {node.lease.last_event_at:.3f}",
             dedup=(name, ring.epoch))
 
     def check_acting(self, name: str) -> None:
@@ -469,7 +466,7 @@ class Invariants:
         REPORT-ONLY (``REPORT_ONLY``): this fails on about a quarter of the fuzz seeds,
         for one known gap of the lease design: leases are not per ring epoch. A lease
         granted under one ring (``HeartbeatAck``) stays valid when the node takes the next
-        ring (``_on_ring_update`` keeps ``_lease_until``), and the manager grants leases
+        ring (``_on_ring_update`` keeps the lease), and the manager grants leases
         without waiting for the previous ones to end. So whenever a ring change moves a
         head or a tail, the node that got the new ring first acts on it at once, while the
         old head (tail) still acts on the old ring until its ``RingUpdate`` arrives: a
@@ -503,15 +500,15 @@ class Invariants:
             if not found:
                 continue
             # (each lease ends at a time on its holder's clock)
-            window = min(node._lease_until - cluster.clock_of(name),
-                         cluster.processes[other]._lease_until - cluster.clock_of(other))
+            window = min(node.lease.left(cluster.clock_of(name)),
+                         cluster.processes[other].lease.left(cluster.clock_of(other)))
             for kind, (start, end, mine, their_chain) in found.items():
                 role = "head" if kind == "two_heads" else "tail"
                 self.violation(
                     kind, name, None,
-                    f"{name} (epoch {node.ring.epoch}, lease to {node._lease_until:.3f}) and "
+                    f"{name} (epoch {node.ring.epoch}, lease to {node.lease.until:.3f}) and "
                     f"{other} (epoch {theirs.epoch}, lease to "
-                    f"{cluster.processes[other]._lease_until:.3f}) both act as {role} of "
+                    f"{cluster.processes[other].lease.until:.3f}) both act as {role} of "
                     f"points ({start}, {end}] (and maybe more), for up to "
                     f"{window * 1000:.0f} ms (the sooner lease's end) unless a ring reaches "
                     f"{other if theirs.epoch < node.ring.epoch else name} first",

@@ -592,3 +592,27 @@ def test_a_node_that_missed_rings_copies_its_ranges_even_from_a_restarted_manage
     assert requests and {e.to for e in requests} <= {"b", "c"}
     assert gap.counters["ring_missed"] == 1 and gap.syncing()
     assert syncs(next_one, 2) == [] and not next_one.syncing()  # no gap: nothing to copy
+
+
+def test_a_lease_runs_on_the_monotonic_clock_whatever_the_nodes_clock_does():
+    """Found by the simulator's invariant checks (seeds 85, 94, 125, 135, 169): a node's
+    clock stepped back while nothing reached it, so its heartbeats fell silent, the
+    manager removed it, and the lease it held, timed on that clock, still ran."""
+    from chainreaction.core import Identity
+
+    mono = [100.0]
+    node = NodeCore("a", MemoryStore(), NodeConfig(), 10.0, Identity("x:1", 1),
+                    monotonic=lambda: mono[0])
+    node.handle("manager", m.RingUpdate(ring()), 10.0)
+    (hb,) = [e.msg for e in node.on_timer(10.0) if isinstance(e.msg, m.Heartbeat)]
+    mono[0] = 100.01
+    node.handle("manager", m.HeartbeatAck(1, hb.sent_at_us, 300, 0, 0), 10.01)
+    assert node.lease.holds(10.01)
+    mono[0] = 100.29
+    assert node.lease.holds(9.0)  # the clock stepped back a second: the lease still ends...
+    mono[0] = 100.31
+    assert not node.lease.holds(9.3)  # ...300 ms after the heartbeat left, in real time
+    assert not node.lease.holds(50.0)
+    # An ack for a heartbeat we never sent (or forgot) grants nothing.
+    node.handle("manager", m.HeartbeatAck(1, hb.sent_at_us + 1, 300, 0, 0), 9.3)
+    assert not node.lease.holds(9.3)

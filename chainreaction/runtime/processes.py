@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import trio
 
@@ -22,7 +23,7 @@ async def run_node(name: str, listen: str, manager_addr: str, data_dir: str,
                    config: NodeConfig, fsync: bool = False, proxy_addr: str | None = None,
                    task_status=trio.TASK_STATUS_IGNORED):
     store = RocksStore(os.path.join(data_dir, name), fsync=fsync)
-    driver = Driver(NodeCore(name, store, config, wall_clock()), None)
+    driver = Driver(NodeCore(name, store, config, wall_clock(), monotonic=time.monotonic), None)
     transport = Transport(name, "node", listen, driver.on_message)
     transport.learn(MANAGER, manager_addr)
     if proxy_addr:

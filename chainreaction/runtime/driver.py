@@ -84,7 +84,12 @@ class Driver:
                     await self._timer_wakeup.wait()
                 self._timer_wakeup = trio.Event()
                 continue
-            self.run(self.core.on_timer(self.clock()))
+            try:
+                self.run(self.core.on_timer(self.clock()))
+            except Exception:  # a core bug must not kill the process (as for messages)
+                self.transport.counters["timer_crash"] += 1
+                log.exception("core timer of %s", self.core.name)
+                await trio.sleep(0.05)  # not a spin on a deadline left in the past
             await trio.sleep(0)  # let the transport run between timers
 
     # -- out of the core -----------------------------------------------------------------------

@@ -42,27 +42,48 @@ class Identity:
 
 
 class Timers:
-    """A core's named deadlines on its own clock, and what to call at each."""
+    """A core's named deadlines, and what to call at each.
 
-    def __init__(self) -> None:
+    Deadlines run on the monotonic clock the core was given (``time.monotonic``; the
+    simulator's time): a heartbeat or a resend is due an interval later in real time,
+    whatever the process's wall clock does meanwhile (a wall clock stepped back a minute
+    must not silence a node's heartbeats for a minute). Without one (transcript tests)
+    they run on the event times. Handlers still get the wall clock's ``now``.
+    """
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self._clock = clock
         self._at: dict[str, float] = {}
         self._handler: dict[str, Callable[[float], list]] = {}
 
-    def add(self, name: str, handler: Callable[[float], list], at: float | None) -> None:
-        """Register ``handler`` as timer ``name``, armed at ``at`` (None: not armed)."""
+    def time(self, now: float) -> float:
+        """The timers' time at the event of wall time ``now``."""
+        return self._clock() if self._clock is not None else now
+
+    def add(self, name: str, handler: Callable[[float], list], now: float,
+            delay: float | None = None) -> None:
+        """Register ``handler`` as timer ``name``, armed ``delay`` after ``now`` (None:
+        not armed)."""
         self._handler[name] = handler
-        if at is not None:
-            self._at[name] = at
+        if delay is not None:
+            self.after(name, delay, now)
 
-    def set(self, name: str, at: float) -> None:
+    def after(self, name: str, delay: float, now: float) -> None:
+        """Arm ``name`` ``delay`` seconds after the event at wall time ``now``."""
         assert name in self._handler, name
-        self._at[name] = at
+        self._at[name] = self.time(now) + delay
 
-    def set_earlier(self, name: str, at: float) -> None:
-        """Arm ``name`` at ``at`` unless it is armed earlier already."""
+    def at_wall(self, name: str, wall_at: float, now: float) -> None:
+        """Arm ``name`` for the moment the wall clock reads ``wall_at`` (now: ``now``)."""
+        self.after(name, max(0.0, wall_at - now), now)
+        if self._clock is None:
+            self._at[name] = max(now, wall_at)  # exact, on the event times
+
+    def sooner(self, name: str, delay: float, now: float) -> None:
+        """Arm ``name`` ``delay`` after ``now`` unless it is armed earlier already."""
         current = self._at.get(name)
-        if current is None or at < current:
-            self.set(name, at)
+        if current is None or self.time(now) + delay < current:
+            self.after(name, delay, now)
 
     def cancel(self, name: str) -> None:
         self._at.pop(name, None)
@@ -77,8 +98,9 @@ class Timers:
         """Call every handler whose deadline has come, earliest first (and any a handler
         armed for now); a handler re-arms its timer itself if it is periodic."""
         out: list = []
+        t = self.time(now)
         for _ in range(len(self._handler) + 1):
-            due = sorted((at, name) for name, at in self._at.items() if at <= now)
+            due = sorted((at, name) for name, at in self._at.items() if at <= t)
             if not due:
                 break
             for at, name in due:
@@ -108,7 +130,7 @@ class Core:
         self.counters: collections.Counter = collections.Counter()
         # The driver's own counters (transport, WAN), shown in stats answers; set by it.
         self.io_counters: dict = {}
-        self.timers = Timers()
+        self.timers = Timers(monotonic)
         self._handlers: dict[type, Callable] = {}
         self._manager = manager
         self._identity: Identity | None = None
@@ -134,7 +156,7 @@ class Core:
         once it listens)."""
         assert self._manager is not None, f"a {self.role} is no member of a DC"
         self._identity = identity
-        self.timers.add("heartbeat", self._heartbeat, now)
+        self.timers.add("heartbeat", self._heartbeat, now, delay=0.0)
 
     def client_request(self, conn: int, req: m.ClientRequest, now: float) -> list:
         self.counters["client_request_refused"] += 1
@@ -148,7 +170,7 @@ class Core:
         self.observe_time(now)
         out = self.timers.run_due(now)
         after = self.timers.next()
-        assert after is None or after > now, (self.name, after, now)
+        assert after is None or after > self.timers.time(now), (self.name, after, now)
         return out
 
     def next_deadline(self) -> float | None:
@@ -191,7 +213,7 @@ class Core:
     def _heartbeat(self, now: float) -> list:
         """Tell the manager we are alive, which ring we know and how our clock reads; its
         ``HeartbeatAck`` renews a node's lease and measures our clock (manager.py)."""
-        self.timers.set("heartbeat", now + self._heartbeat_s)
+        self.timers.after("heartbeat", self._heartbeat_s, now)
         assert self._identity is not None and self._manager is not None
         sent_at_us = int(now * 1_000_000)
         if self.monotonic is not None:

@@ -38,6 +38,8 @@ so epochs never go backwards.
 from __future__ import annotations
 
 
+from typing import Callable
+
 import attrs
 
 from . import messages as m
@@ -67,8 +69,9 @@ class _Peer:
 class ManagerCore(Core):
     role = "manager"
 
-    def __init__(self, config: ManagerConfig, now: float, name: str = "manager") -> None:
-        super().__init__(name, now)
+    def __init__(self, config: ManagerConfig, now: float, name: str = "manager",
+                 monotonic: Callable[[], float] | None = None) -> None:
+        super().__init__(name, now, monotonic=monotonic)
         self.config = config
         self.ring = Ring(0, (), config.replication, config.vnodes)
         self.previous: Ring | None = None
@@ -79,7 +82,7 @@ class ManagerCore(Core):
         self._last_tick = now
         self._store_clock_us = 0  # the largest hybrid clock any process reported
         self._handlers = {m.Heartbeat: self._on_heartbeat, m.GetRing: self._on_get_ring}
-        self.timers.add("housekeeping", self._housekeeping, now + config.tick_s)
+        self.timers.add("housekeeping", self._housekeeping, now, delay=config.tick_s)
 
     def _on_get_ring(self, src: str, msg: m.GetRing, now: float) -> list:
         if self.ring.epoch <= msg.epoch:
@@ -87,7 +90,7 @@ class ManagerCore(Core):
         return [Send(src, m.RingUpdate(self.ring, self.previous))]
 
     def _housekeeping(self, now: float) -> list:
-        self.timers.set("housekeeping", now + self.config.tick_s)
+        self.timers.after("housekeeping", self.config.tick_s, now)
         return self.tick(now)
 
     def tick(self, now: float) -> list:

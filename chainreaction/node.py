@@ -122,7 +122,7 @@ class NodeCore(Core):
             m.GeoProgress: self._on_geo_progress,
             m.Error: self._on_error,
         }
-        self.timers.add("housekeeping", self._housekeeping, now + config.tick_s)
+        self.timers.add("housekeeping", self._housekeeping, now, delay=config.tick_s)
 
     def recover(self, now: float) -> None:
         """Take back what the store holds after a restart (nothing, on a first start): the
@@ -149,7 +149,7 @@ class NodeCore(Core):
     # -- timers -----------------------------------------------------------------------------
 
     def _housekeeping(self, now: float) -> list:
-        self.timers.set("housekeeping", now + self.config.tick_s)
+        self.timers.after("housekeeping", self.config.tick_s, now)
         return self.tick(now)
 
     def tick(self, now: float) -> list:

@@ -170,9 +170,10 @@ class FrontendCore(Core):
     role = "frontend"
 
     def __init__(self, name: str, rng: Random, config: FrontendConfig, now: float,
-                 identity: Identity | None = None):
+                 identity: Identity | None = None,
+                 monotonic: Callable[[], float] | None = None):
         super().__init__(name, now, manager=config.manager, identity=identity,
-                         heartbeat_s=config.heartbeat_s)
+                         heartbeat_s=config.heartbeat_s, monotonic=monotonic)
         self.config = config
         self.ring: Ring | None = None
         self._rng = rng
@@ -209,8 +210,8 @@ class FrontendCore(Core):
             m.StatsReply: self._on_proxy_stats,
         }
         self.geo_stats: dict | None = None  # the DC's proxy's, shown in client stats
-        self.timers.add("sweep", self._sweep, None)
-        self.timers.add("geo_stats", self._ask_proxy_stats, now if config.geo else None)
+        self.timers.add("sweep", self._sweep, now)
+        self.timers.add("geo_stats", self._ask_proxy_stats, now, 0.0 if config.geo else None)
 
     # -- entry points -----------------------------------------------------------------------
 
@@ -225,7 +226,7 @@ class FrontendCore(Core):
             return [ToClient(conn, m.StatsAnswer(req.id, stats))]
         if len(self._ops) >= self.config.max_ops:
             return [self._client_error(conn, req.id, m.OVERLOADED, "too many requests in flight")]
-        self.timers.set_earlier("sweep", now + self.config.tick_s)
+        self.timers.sooner("sweep", self.config.tick_s, now)
         assert self.timers.armed("sweep")  # every operation is swept until it ends
         op_id = self._new_id()
         deadline = now + self.config.request_timeout_s
@@ -279,11 +280,11 @@ class FrontendCore(Core):
     def _sweep(self, now: float) -> list:
         out = self.tick(now)
         if self._ops:
-            self.timers.set("sweep", now + self.config.tick_s)
+            self.timers.after("sweep", self.config.tick_s, now)
         return out
 
     def _ask_proxy_stats(self, now: float) -> list:
-        self.timers.set("geo_stats", now + self.config.geo_stats_s)
+        self.timers.after("geo_stats", self.config.geo_stats_s, now)
         return [Send(self.config.proxy, m.StatsRequest(0))]
 
     def _on_proxy_stats(self, src: str, msg: m.StatsReply, now: float) -> list:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 
 import trio
 from trio_websocket import ConnectionClosed, serve_websocket
@@ -92,7 +93,8 @@ async def run_frontend(name: str, listen: str, ws_listen: str, manager_addr: str
                        config: FrontendConfig, seed: int | None = None,
                        proxy_addr: str | None = None,
                        task_status=trio.TASK_STATUS_IGNORED) -> None:
-    driver = Driver(FrontendCore(name, random.Random(seed), config, wall_clock()), None)
+    driver = Driver(FrontendCore(name, random.Random(seed), config, wall_clock(),
+                                 monotonic=time.monotonic), None)
     transport = Transport(name, "frontend", listen, driver.on_message)
     transport.learn(MANAGER, manager_addr)
     if proxy_addr:

@@ -121,9 +121,10 @@ class ProxyCore(Core):
     role = "proxy"
 
     def __init__(self, name: str, log: ProxyLog, config: ProxyConfig, now: float,
-                 identity: Identity | None = None) -> None:
+                 identity: Identity | None = None,
+                 monotonic: Callable[[], float] | None = None) -> None:
         super().__init__(name, now, manager=config.manager, identity=identity,
-                         heartbeat_s=config.heartbeat_s)
+                         heartbeat_s=config.heartbeat_s, monotonic=monotonic)
         self.log = log
         self.config = config
         self.dc = config.dc
@@ -160,13 +161,13 @@ class ProxyCore(Core):
             m.StableNotice: self.receiver.on_stable_notice,
             m.HeartbeatAck: self._on_heartbeat_ack,
         }
-        self.timers.add("housekeeping", self._housekeeping, now + config.tick_s)
-        self.timers.add("ship", self._ship, None)
+        self.timers.add("housekeeping", self._housekeeping, now, delay=config.tick_s)
+        self.timers.add("ship", self._ship, now)
 
     # -- timers -----------------------------------------------------------------------------
 
     def _housekeeping(self, now: float) -> list:
-        self.timers.set("housekeeping", now + self.config.tick_s)
+        self.timers.after("housekeeping", self.config.tick_s, now)
         return self.tick(now)
 
     def tick(self, now: float) -> list:
@@ -189,14 +190,14 @@ class ProxyCore(Core):
 
     def _ship(self, now: float) -> list:
         out = self.shipper.ship(now)
-        self._arm_ship()
+        self._arm_ship(now)
         return out
 
-    def _arm_ship(self) -> None:
-        """The ``ship`` timer follows the earliest batch due."""
+    def _arm_ship(self, now: float) -> None:
+        """The ``ship`` timer follows the earliest batch due (due times: our wall clock)."""
         due = self.shipper.next_due()
         if due is not None:
-            self.timers.set("ship", due)
+            self.timers.at_wall("ship", due, now)
         else:
             self.timers.cancel("ship")
 
@@ -294,7 +295,7 @@ class ProxyCore(Core):
         # of later writes, and would push their versions ahead in every DC.)
         logged_at = self.clock.next(self.dc_time.now(now), msg.version.clock)
         seq = self.shipper.append(msg, logged_at, self.receiver.needs(), now)
-        self._arm_ship()
+        self._arm_ship(now)
         self.counters["entries_logged"] += 1
         self.log_lag.record(max(0.0, now - msg.version.clock / 1e6))
         return [Send(src, m.Shipped(msg.key, msg.version, seq, logged_at))]

@@ -15,6 +15,7 @@ import heapq
 import logging
 import os
 import random
+import time
 
 import trio
 
@@ -103,7 +104,7 @@ async def run_proxy(name: str, listen: str, manager_addr: str, data_dir: str,
                     task_status=trio.TASK_STATUS_IGNORED) -> None:
     """``peer_addrs``: proxy name -> HOST:PORT of every other DC's proxy."""
     proxy_log = RocksLog(os.path.join(data_dir, name), fsync=fsync)
-    core = ProxyCore(name, proxy_log, config, wall_clock())
+    core = ProxyCore(name, proxy_log, config, wall_clock(), monotonic=time.monotonic)
     driver = ProxyDriver(core, wan_latency(wan_delay_s, wan_jitter_s),
                          random.Random(f"{wan_seed}:{name}"))
     transport = Transport(name, "proxy", listen, driver.on_message)

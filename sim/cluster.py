@@ -289,29 +289,31 @@ class SimCluster:
         self._plan_timer(dst)
         return cost
 
+    def _monotonic(self) -> float:
+        """Every core's monotonic clock (its timers, a node's lease): simulated time, which
+        no clock skew moves."""
+        return self.now
+
     def _plan_timer(self, name: str, not_before: float = 0.0) -> None:
-        """Plan a timer event at the deadline ``name``'s core asked for (on its clock), unless
-        one is planned no later already."""
+        """Plan a timer event at the deadline ``name``'s core asked for (on the monotonic
+        clock it was given), unless one is planned no later already."""
         deadline = self.processes[name].next_deadline()
         if deadline is None:
             return
-        at = max(self.now, not_before, deadline - self.skew.get(name, 0.0))
+        at = max(self.now, not_before, deadline)
         planned = self._wake_at.get(name)
         if planned is not None and planned <= at:
             return
         self._wake_at[name] = at
-        self._schedule(at - self.now, ("timer", name, at, deadline))
+        self._schedule(at - self.now, ("timer", name, at))
 
-    def _on_timer(self, name: str, at: float, deadline: float) -> None:
+    def _on_timer(self, name: str, at: float) -> None:
         if self._wake_at.get(name) != at:
             return  # replanned earlier, or the process crashed or restarted since
         del self._wake_at[name]
         if name in self.down or name in self.paused:
             return  # planned again on restart or resume
-        # (max: the deadline, converted to simulated time and back, may come out a hair
-        # before itself)
-        now = max(self.clock_of(name), deadline)
-        self._apply(name, self.processes[name].on_timer(now))
+        self._apply(name, self.processes[name].on_timer(self.clock_of(name)))
         self._plan_timer(name)
 
     def _arrive(self, dst: str, work: tuple) -> None:
@@ -431,21 +433,22 @@ class SimCluster:
             config = self._manager_config
             if restarted:
                 config = attrs.evolve(config, startup_grace_s=config.failure_timeout_s)
-            core: Core = ManagerCore(config, now, name)
+            core: Core = ManagerCore(config, now, name, monotonic=self._monotonic)
         elif role == "node":
             store = self.stores[name]
             if self.invariants is not None:
                 store.restarting = restarted  # what a new core drops from its store
-            # (a node's lease runs on a clock that never steps: simulated time)
             core = NodeCore(name, store, self.node_configs[dc], now, identity,
-                            monotonic=lambda: self.now)
+                            monotonic=self._monotonic)
             if self.invariants is not None:
                 store.restarting = False
         elif role == "proxy":
-            core = ProxyCore(name, self.logs[name], self.proxy_configs[dc], now, identity)
+            core = ProxyCore(name, self.logs[name], self.proxy_configs[dc], now, identity,
+                             monotonic=self._monotonic)
         else:
             core = FrontendCore(name, random.Random(self.rng.random()),
-                                self.frontend_configs[dc], now, identity)
+                                self.frontend_configs[dc], now, identity,
+                                monotonic=self._monotonic)
         self.processes[name] = core
         if self.invariants is not None:
             self.invariants.membership_changed(name)
@@ -468,10 +471,7 @@ class SimCluster:
         else:
             self.skew.pop(name, None)
         if self.invariants is not None and self.role_of.get(name) == "node":
-            self.invariants.membership_changed(name)  # a lease ends at a time on its clock
-        if name in self.processes and name not in self.down and name not in self.paused:
-            self._wake_at.pop(name, None)  # its deadlines fall at other simulated times now
-            self._plan_timer(name)
+            self.invariants.membership_changed(name)
 
     def pause(self, name: str) -> None:
         """SIGSTOP: no ticks, no heartbeats; messages to it wait, in order, until resume."""

@@ -76,7 +76,13 @@ async def test_a_head_skewed_120_s_ahead_costs_no_dc_its_writes(tmp_path):
                 await ask(cluster.processes[head].addr, m.FaultControl(1, 120_000, ()))
                 async with await connect([urls[0]]) as s:
                     written = await s.put(key, b"written by a skewed head")
-                stats = await process_stats(cluster.processes[head].addr)
+                # The head's next heartbeat (every 0.2 s) gets the manager's measure of the
+                # jump. (Its lease runs on the monotonic clock: the jump does not end it, so
+                # the put above need not wait for that answer.)
+                with trio.fail_after(3):
+                    while (stats := await process_stats(cluster.processes[head].addr))[
+                            "clock_ahead_ms"] <= 110_000:
+                        await trio.sleep(0.05)  # sleep-ok: polling the head's stats, bounded
                 await trio.sleep_until(t_skew + SKEW_S)  # sleep-ok: the skew window
                 await ask(cluster.processes[head].addr, m.FaultControl(1, 0, ()))
                 t_heal = trio.current_time()

@@ -300,19 +300,20 @@ def test_a_node_removed_while_stopped_or_crashed_is_no_violation():
     assert cluster.invariants.failing == []
 
 
-def test_a_clock_stepped_back_on_an_idle_node_no_longer_keeps_its_lease_past_its_removal():
+def test_a_clock_stepped_back_on_an_idle_node_neither_silences_it_nor_stretches_its_lease():
     """The bug the check found (fuzz seeds 85, 94, 125, 135, 169, 244, 274, 322, 300039,
     300111, 300117, 300119, 300121). A node's clock steps back by more than the failure
-    timeout less the lease while nothing reaches it: its timers, on that clock, fall
-    silent as long (no heartbeat, so the manager removes it), and the lease granted before
+    timeout less the lease while nothing reaches it: its timers, on that clock, fell
+    silent as long (no heartbeat, so the manager removed it), and the lease granted before
     the step, timed on that clock, ran that much longer in real time than the manager
-    counts on. Leases run on the monotonic clock now (``RingLease.holds``)."""
+    counts on. Timers and leases run on the monotonic clock now (``core.Timers``,
+    ``RingLease``; the lease half has its own test in test_node_core.py)."""
     cluster = _cluster(failure_timeout_s=0.6)
     cluster.set_clock_skew("n3", 0.9)
     cluster.run_for(1.0)  # leases granted on the skewed clock
     cluster.set_clock_skew("n3", 0.0)  # steps back 0.9 s, no client traffic
     cluster.run_for(1.5)
-    assert cluster.processes["manager"].counters["node_failed"] >= 1  # it was removed
+    assert cluster.processes["manager"].counters["node_failed"] == 0  # it kept heartbeating
     assert "lease_outlived_eviction" not in _kinds(cluster), cluster.invariant_violations
 
 

@@ -88,3 +88,19 @@ def test_a_member_core_heartbeats_with_its_identity_epoch_and_clocks():
     assert node.next_deadline() == 10.0 + node.config.tick_s
     assert node.on_timer(10.05) == []
     assert [e.msg.sent_at_us for e in node.on_timer(10.2)] == [10_200_000]
+
+
+def test_timers_run_on_the_monotonic_clock_whatever_the_wall_clock_does():
+    """A wall clock stepped back a minute must not silence a member for a minute (the
+    manager would remove it), nor one stepped ahead fire every timer at once."""
+    mono = [500.0]
+    core = proxy()
+    core = type(core)("p0", core.log, CONFIG, 100.0, Identity("x:1", 1),
+                      monotonic=lambda: mono[0])
+    assert core.next_deadline() == 500.0  # the first heartbeat, at once
+    assert len(core.on_timer(100.0)) == 1
+    mono[0] = 500.2
+    beats = [e for e in core.on_timer(40.2) if isinstance(e.msg, m.Heartbeat)]  # wall: -60 s
+    assert [b.msg.sent_at_us for b in beats] == [40_200_000]
+    assert core.next_deadline() == 500.25  # housekeeping, 50 ms on
+    assert [e for e in core.on_timer(9_999.0) if isinstance(e.msg, m.Heartbeat)] == []

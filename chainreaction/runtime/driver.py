@@ -53,6 +53,10 @@ class Driver:
     def clock(self) -> float:
         return self._base_clock() + self.clock_skew_s
 
+    def _timer_clock(self) -> float:
+        """The clock the core's deadlines are on: its monotonic one (``core.Timers``)."""
+        return self.core.monotonic() if self.core.monotonic is not None else self.clock()
+
     # -- into the core -------------------------------------------------------------------------
 
     def on_message(self, src: str, msg) -> None:
@@ -78,7 +82,7 @@ class Driver:
         while True:
             deadline = self.core.next_deadline()
             self._timer_target = deadline
-            wait = float("inf") if deadline is None else deadline - self.clock()
+            wait = float("inf") if deadline is None else deadline - self._timer_clock()
             if wait > 0:
                 with trio.move_on_after(wait):
                     await self._timer_wakeup.wait()
@@ -122,7 +126,6 @@ class Driver:
                     "cut" if msg.cut_off else "healed")
         self.transport.send(src, m.StatsReply(msg.op, {
             "clock_skew_ms": msg.clock_skew_ms, "blocked": sorted(msg.cut_off)}))
-        self.run([])  # the core's deadlines fall at other times on the new clock
 
 
 async def serve(nursery: trio.Nursery, driver: Driver, member: bool = True) -> None:

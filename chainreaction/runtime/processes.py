@@ -39,7 +39,7 @@ async def run_node(name: str, listen: str, manager_addr: str, data_dir: str,
 
 
 async def run_manager(listen: str, config: ManagerConfig, task_status=trio.TASK_STATUS_IGNORED):
-    driver = Driver(ManagerCore(config, wall_clock(), MANAGER), None)
+    driver = Driver(ManagerCore(config, wall_clock(), MANAGER, monotonic=time.monotonic), None)
     driver.attach(Transport(MANAGER, "manager", listen, driver.on_message))
     async with trio.open_nursery() as nursery:
         await serve(nursery, driver, member=False)

@@ -24,6 +24,7 @@ and ``sim/cluster.py`` on a simulated network and clock. Neither knows what a ro
 from __future__ import annotations
 
 import collections
+import math
 from typing import Callable
 
 import attrs
@@ -71,7 +72,11 @@ class Timers:
     def after(self, name: str, delay: float, now: float) -> None:
         """Arm ``name`` ``delay`` seconds after the event at wall time ``now``."""
         assert name in self._handler, name
-        self._at[name] = self.time(now) + delay
+        t = self.time(now)
+        at = t + delay
+        if delay > 0 and at <= t:  # (a delay below the float resolution at t)
+            at = math.nextafter(t, math.inf)
+        self._at[name] = at
 
     def at_wall(self, name: str, wall_at: float, now: float) -> None:
         """Arm ``name`` for the moment the wall clock reads ``wall_at`` (now: ``now``)."""

@@ -11,7 +11,8 @@ module):
 * ``on_timer(now)``: the time is ``next_deadline()`` or later.
 
 After every call the driver asks ``next_deadline()``, the time at which the core wants
-``on_timer``; it is never in the past once ``on_timer`` has run. There is no fixed tick
+``on_timer``, on the monotonic clock the core was given (``monotonic``; the event times
+without one); it is never in the past once ``on_timer`` has run. There is no fixed tick
 in a driver: every interval (heartbeats, lease renewal, batch pacing, resends,
 housekeeping) is the core's own, in ``Timers``. ``stats()`` is the core's counters; a
 ``StatsRequest`` is answered here with them and the driver's own (``io_counters``), so a

@@ -32,6 +32,7 @@ import attrs
 
 from . import messages as m
 from .effects import Send, ToClient
+from .ring import Ring
 
 
 @attrs.frozen
@@ -81,9 +82,11 @@ class Timers:
 
     def at_wall(self, name: str, wall_at: float, now: float) -> None:
         """Arm ``name`` for the moment the wall clock reads ``wall_at`` (now: ``now``)."""
-        self.after(name, max(0.0, wall_at - now), now)
-        if self._clock is None:
-            self._at[name] = max(now, wall_at)  # exact, on the event times
+        if self._clock is None:  # on the event times: exactly then
+            assert name in self._handler, name
+            self._at[name] = max(now, wall_at)
+        else:
+            self.after(name, max(0.0, wall_at - now), now)
 
     def sooner(self, name: str, delay: float, now: float) -> None:
         """Arm ``name`` ``delay`` after ``now`` unless it is armed earlier already."""
@@ -126,6 +129,7 @@ class Core:
                  identity: Identity | None = None, heartbeat_s: float = 0.2,
                  monotonic: Callable[[], float] | None = None) -> None:
         self.name = name
+        self.ring: Ring | None = None  # the newest ring this process knows (a manager: its own)
         # A clock that never steps (time.monotonic; the simulator's time), for durations
         # that must hold in real time whatever the process's clock does: a node's lease.
         # None in transcript tests: the event times are the only clock then.
@@ -196,8 +200,7 @@ class Core:
     @property
     def epoch(self) -> int:
         """The ring epoch this process knows (heartbeats report it)."""
-        ring = getattr(self, "ring", None)
-        return ring.epoch if ring is not None else 0
+        return self.ring.epoch if self.ring is not None else 0
 
     @property
     def store_clock_us(self) -> int:

@@ -60,7 +60,6 @@ from .dependency_checks import DependencyChecks
 from .effects import Send
 from .node_config import NodeConfig
 from .lease import RingLease
-from .ring import Ring
 from .request_ids import RequestIds
 from .ring_requests import RingRequests
 from .shipping import Shipping
@@ -92,7 +91,6 @@ class NodeCore(Core):
                          heartbeat_s=config.heartbeat_s, monotonic=monotonic)
         self.store = store
         self.config = config
-        self.ring: Ring | None = None
         self.clock = HybridClock()
         self.dc_time = DcTime(config.max_clock_ahead_s)
         self._unstable: dict[str, _Unstable] = {}
@@ -173,16 +171,9 @@ class NodeCore(Core):
                 or (self.ring is not None and self.copier.copying(self.ring.arc_of(key))))
 
     def _put(self, key: str, record: Record) -> None:
-        current = self.store.get(key)
-        # Last writer wins on every replica: a key's version never goes backwards here.
-        assert current is None or record.version >= current.version, (key, current, record)
         self.store.put(key, record)
         self._tombstones.note(key, record)
         self.copier.note_stored(key)
-
-    @property
-    def epoch(self) -> int:
-        return self.ring.epoch if self.ring is not None else 0
 
     def syncing(self) -> bool:
         return self.copier.syncing()

@@ -64,7 +64,6 @@ import attrs
 from chainreaction import messages as m
 from chainreaction.core import Core, Identity
 from chainreaction.effects import Send, ToClient
-from chainreaction.ring import Ring
 from chainreaction.ring_requests import RingRequests
 from chainreaction.versions import MAX_CLOCK_AHEAD_S, DcTime, Version
 
@@ -175,7 +174,6 @@ class FrontendCore(Core):
         super().__init__(name, now, manager=config.manager, identity=identity,
                          heartbeat_s=config.heartbeat_s, monotonic=monotonic)
         self.config = config
-        self.ring: Ring | None = None
         self._rng = rng
         self._ops: dict[int, _Op] = {}
         self._sub: dict[int, int] = {}  # dependency-check id -> parent op id

@@ -71,7 +71,6 @@ from chainreaction import messages as m
 from chainreaction.core import Core, Identity
 from chainreaction.effects import Send
 from chainreaction.latency import LatencyRecorder
-from chainreaction.ring import Ring
 from chainreaction.versions import MAX_CLOCK_AHEAD_S, DcTime, HybridClock, Version
 from chainreaction.waiters import Waiters
 
@@ -128,7 +127,6 @@ class ProxyCore(Core):
         self.log = log
         self.config = config
         self.dc = config.dc
-        self.ring: Ring | None = None
         self.clock = HybridClock()
         self.dc_time = DcTime(config.max_clock_ahead_s)
         if config.dc in dict(config.peers):
@@ -200,10 +198,6 @@ class ProxyCore(Core):
             self.timers.at_wall("ship", due, now)
         else:
             self.timers.cancel("ship")
-
-    @property
-    def epoch(self) -> int:
-        return self.ring.epoch if self.ring is not None else 0
 
     @property
     def last_logged(self) -> int:

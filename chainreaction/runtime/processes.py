@@ -38,7 +38,8 @@ async def run_node(name: str, listen: str, manager_addr: str, data_dir: str,
         store.close()
 
 
-async def run_manager(listen: str, config: ManagerConfig, task_status=trio.TASK_STATUS_IGNORED):
+async def run_manager(listen: str, config: ManagerConfig, data_dir: str | None = None,
+                      name: str = "manager", task_status=trio.TASK_STATUS_IGNORED):
     driver = Driver(ManagerCore(config, wall_clock(), MANAGER, monotonic=time.monotonic), None)
     driver.attach(Transport(MANAGER, "manager", listen, driver.on_message))
     async with trio.open_nursery() as nursery:

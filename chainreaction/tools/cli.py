@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     manager.add_argument("--vnodes", type=_positive_int, default=16)
     manager.add_argument("--failure-timeout", type=_failure_timeout, default=1.5,
                          help="seconds without heartbeat before a node leaves the ring")
+    manager.add_argument("--data-dir", default=None, metavar="DIR",
+                         help="keep the ring and which replicas hold each range in "
+                         "DIR/NAME.state, so a restarted manager continues from it (without: "
+                         "nothing kept, a restart starts from what the nodes report)")
+    manager.add_argument("--name", default="manager", help="names its state file")
 
     fe = sub.add_parser("frontend", help="run a client-facing frontend")
     fe.add_argument("--name", required=True)
@@ -405,7 +410,8 @@ def _run_process(args) -> int:
         config = ManagerConfig(replication=args.replication, vnodes=args.vnodes,
                                failure_timeout_s=args.failure_timeout,
                                startup_grace_s=args.failure_timeout)
-        trio.run(lambda: run_manager(args.listen, config))
+        trio.run(lambda: run_manager(args.listen, config, data_dir=args.data_dir,
+                                     name=args.name))
     elif args.command == "proxy":
         from remote_proxy.core import ProxyConfig
         from remote_proxy.server import run_proxy

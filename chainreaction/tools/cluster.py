@@ -116,7 +116,8 @@ class LocalCluster:
             self.processes[self.name(dc, "manager")] = ProcessSpec(
                 "manager", self.name(dc, "manager"), manager_addr, [
                     "manager", "--listen", manager_addr, "--replication", str(c.replication),
-                    "--failure-timeout", str(c.failure_timeout_s)], dc=dc)
+                    "--failure-timeout", str(c.failure_timeout_s),
+                    "--name", self.name(dc, "manager"), "--data-dir", self.data_dir], dc=dc)
             for i in range(1, c.nodes + 1):
                 name, addr = self.name(dc, f"n{i}"), f"{HOST}:{port + i}"
                 args = ["node", "--name", name, "--listen", addr, "--manager", manager_addr,

@@ -207,6 +207,12 @@ class Core:
         """The largest hybrid clock this process made or saw (heartbeats report it)."""
         return 0
 
+    def syncing_arcs(self) -> tuple:
+        """The arcs of our ring we are still copying (a node; heartbeats report them)."""
+        return ()
+
+    store_id = 0  # a node: the id of its store (heartbeats report it; custody.py)
+
     # -- shared behaviour ------------------------------------------------------------------
 
     def stats_answer(self) -> dict:
@@ -233,4 +239,4 @@ class Core:
                 self.heartbeats_sent.popitem(last=False)
         return [Send(self._manager, m.Heartbeat(
             self.name, self.role, self._identity.addr, self._identity.incarnation,
-            self.epoch, sent_at_us, self.store_clock_us))]
+            self.epoch, sent_at_us, self.store_clock_us, self.syncing_arcs(), self.store_id))]

@@ -111,6 +111,35 @@ def ring_optional(value):
     return None if value is None else Ring.coerce(value)
 
 
+def uint_list(value) -> tuple:
+    if not isinstance(value, (list, tuple)) or len(value) > 65536 or any(
+            type(x) is not int or x < 0 or x >= 2**63 for x in value):
+        raise TypeError("expected a list of non-negative ints")
+    return tuple(value)
+
+
+def custody_field(value):
+    """Per arc, the names of the nodes holding it (custody.py), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) > 65536:
+        raise TypeError("custody must be a list with one list of names per arc")
+    return tuple(tuple(sorted(set(name_list(holders)))) for holders in value)
+
+
+def store_id_list(value) -> tuple:
+    """[[node name, store id], ...]"""
+    if not isinstance(value, (list, tuple)) or len(value) > 65536:
+        raise TypeError("store_ids must be a list of [name, id] pairs")
+    out = []
+    for pair in value:
+        if (not isinstance(pair, (list, tuple)) or len(pair) != 2 or type(pair[0]) is not str
+                or type(pair[1]) is not int or not 0 <= pair[1] < 2**63):
+            raise TypeError(f"a store id is [name, non-negative int], got {pair!r}")
+        out.append((pair[0], pair[1]))
+    return tuple(out)
+
+
 def version_field():
     return attrs.field(converter=Version.coerce)
 

@@ -27,12 +27,21 @@ clock nor the manager's own shifts the reference; the lower one, so a tie holds 
 back rather than letting one run ahead. What the processes do with it: docs/protocol.md
 §3.1 ("Clocks").
 
-A restarted node at the same address is not a ring change: it re-learns the ring from the
-heartbeat reply and copies its ranges from its chain peers (see ``node.py``).
+A node silent for the failure timeout is marked *down*, not removed: its tokens stay and
+chains skip it, and when it heartbeats again it is back in its old chains. With every
+ring the manager hands out *custody*, per arc the nodes that hold it completely
+(``custody.py``): a chain member that holds an arc serves it at once (after a restart
+too), one that does not copies it from a holder first, and an arc whose holders are all
+down waits for one of them (requests for it get ``unavailable``). Nodes report the arcs
+they still copy with every heartbeat, which is how a copier becomes a holder; a node whose
+store id changed (an empty disk) holds nothing.
 
-The manager holds no durable state. After a restart it waits ``startup_grace_s`` to hear
-from the live nodes, then publishes a ring whose epoch is above every epoch they reported,
-so epochs never go backwards.
+State. With a ``StateFile`` (``--data-dir``) the ring, custody and store ids are saved on
+every change, and a restarted manager continues from them: it waits ``startup_grace_s``
+to hear from the live nodes, then marks the silent ones down. Without one, a restarted
+manager starts from an empty ring (every node it hears counts as a holder of its chains),
+and publishes a ring whose epoch is above every epoch the nodes reported, so epochs never
+go backwards.
 """
 
 from __future__ import annotations
@@ -42,10 +51,12 @@ from typing import Callable
 
 import attrs
 
+from . import custody
 from . import messages as m
 from .core import Core
 from .effects import Send
 from .ring import Member, Ring
+from .state_file import StateFile
 
 
 @attrs.frozen
@@ -70,24 +81,60 @@ class ManagerCore(Core):
     role = "manager"
 
     def __init__(self, config: ManagerConfig, now: float, name: str = "manager",
-                 monotonic: Callable[[], float] | None = None) -> None:
+                 monotonic: Callable[[], float] | None = None,
+                 state: StateFile | None = None) -> None:
         super().__init__(name, now, monotonic=monotonic)
         self.config = config
         self.ring = Ring(0, (), config.replication, config.vnodes)
         self.previous: Ring | None = None
+        self.custody: tuple = ()  # per arc of ``ring``: the nodes holding it (custody.py)
+        self._store_ids: dict[str, int] = {}
+        self._state = state
         self._peers: dict[str, _Peer] = {}
         self._epoch_floor = 0
+        self._force_publish = False  # custody lost a holder: every node must re-plan
         self._grace_until = now + config.startup_grace_s
         self._dirty = False
         self._last_tick = now
         self._store_clock_us = 0  # the largest hybrid clock any process reported
         self._handlers = {m.Heartbeat: self._on_heartbeat, m.GetRing: self._on_get_ring}
         self.timers.add("housekeeping", self._housekeeping, now, delay=config.tick_s)
+        saved = state.load() if state is not None else None
+        if saved is not None:
+            self._restore(saved)
+
+    # -- durable state ----------------------------------------------------------------------
+
+    def _restore(self, saved: dict) -> None:
+        """Continue from the saved ring: after the start-up grace, members we have not
+        heard from are marked down (``_dirty``)."""
+        self.ring = Ring.coerce(saved["ring"])
+        self.previous = None if saved.get("previous") is None else Ring.coerce(saved["previous"])
+        self.custody = custody.from_wire(saved["custody"])
+        self._store_ids = {name: int(sid) for name, sid in saved["store_ids"]}
+        self._epoch_floor = self.ring.epoch
+        self._dirty = bool(self.ring.members)
+        self.counters["state_restored"] += 1
+
+    def _save(self) -> None:
+        if self._state is None:
+            return
+        self._state.save({
+            "ring": self.ring.to_wire(),
+            "previous": None if self.previous is None else self.previous.to_wire(),
+            "custody": custody.to_wire(self.custody),
+            "store_ids": sorted(self._store_ids.items()),
+        })
+        self.counters["state_saved"] += 1
+
+    def ring_update(self) -> m.RingUpdate:
+        return m.RingUpdate(self.ring, self.previous, custody.to_wire(self.custody),
+                            tuple(sorted(self._store_ids.items())))
 
     def _on_get_ring(self, src: str, msg: m.GetRing, now: float) -> list:
         if self.ring.epoch <= msg.epoch:
             return []  # nothing newer to tell (e.g. still in the start-up grace)
-        return [Send(src, m.RingUpdate(self.ring, self.previous))]
+        return [Send(src, self.ring_update())]
 
     def _housekeeping(self, now: float) -> list:
         self.timers.after("housekeeping", self.config.tick_s, now)
@@ -120,6 +167,8 @@ class ManagerCore(Core):
                                 for n, p in sorted(self._peers.items())
                                 if p.offset_us is not None},
             "store_clock_us": self._store_clock_us,
+            "down": sorted(self.ring.down),
+            "arcs_without_holder": custody.unheld_arcs(self.custody),
             **self.counters,
         }
 
@@ -146,9 +195,11 @@ class ManagerCore(Core):
         if msg.sent_at_us:
             peer.offset_us = msg.sent_at_us - int(now * 1_000_000)
         self._store_clock_us = max(self._store_clock_us, msg.clock_us)
+        if msg.role == "node":
+            self._note_custody(msg)
         out = self._publish_if_dirty(now)
         if not out and msg.epoch < self.ring.epoch:
-            out.append(Send(msg.name, m.RingUpdate(self.ring, self.previous)))
+            out.append(Send(msg.name, self.ring_update()))
         elif msg.epoch == self.ring.epoch and self.ring.epoch:
             lease_ms = 0
             if msg.role == "node" and msg.name in self.ring.names:
@@ -162,19 +213,54 @@ class ManagerCore(Core):
                                                      self._store_clock_us)))
         return out
 
+    def _note_custody(self, msg: m.Heartbeat) -> None:
+        """What a node's heartbeat tells about what it holds: a new store id means an empty
+        disk (it holds nothing: every node re-plans its copies with the next ring); an arc
+        of the current ring it serves without copying, it holds."""
+        known = self._store_ids.get(msg.name)
+        if msg.store_id and known != msg.store_id:
+            self._store_ids[msg.name] = msg.store_id
+            if known is not None:
+                self.custody = custody.forget(self.custody, msg.name)
+                self.counters["replica_replaced"] += 1
+                self._force_publish = True
+                self._dirty = True
+            self._save()
+        if msg.epoch == self.ring.epoch and msg.store_id == self._store_ids.get(msg.name):
+            updated = custody.observe(self.custody, self.ring, msg.name, set(msg.syncing))
+            if updated is not None:
+                self.custody = updated
+                self.counters["custody_gained"] += 1
+                self._save()
+
+    def _next_members(self) -> tuple[tuple, frozenset]:
+        """Every member the ring had (at the address it heartbeats from now) and every node
+        we hear, sorted; the ones we do not hear are down."""
+        live = {name: p for name, p in self._peers.items() if p.role == "node"}
+        addrs = {member.name: member.addr for member in self.ring.members}
+        addrs.update((name, p.addr) for name, p in live.items())
+        members = tuple(Member(name, addrs[name]) for name in sorted(addrs))
+        return members, frozenset(name for name in addrs if name not in live)
+
     def _publish_if_dirty(self, now: float) -> list:
         if not self._dirty or now < self._grace_until:
             return []
         self._dirty = False
-        members = tuple(
-            Member(name, p.addr) for name, p in sorted(self._peers.items()) if p.role == "node"
-        )
+        members, down = self._next_members()
+        if (members == self.ring.members and down == self.ring.down
+                and not self._force_publish):
+            return []
+        self._force_publish = False
         epoch = max(self.ring.epoch, self._epoch_floor) + 1
-        self.previous = self.ring
-        self.ring = Ring(epoch, members, self.config.replication, self.config.vnodes)
+        ring = Ring(epoch, members, self.config.replication, self.config.vnodes, down)
+        self.custody = custody.carry(self.ring, self.custody, ring)
+        self.previous, self.ring = self.ring, ring
         # Epochs never go backwards, not even across our restarts (the floor is the
         # largest epoch any member reported): a node ignores rings not newer than its own.
         assert self.ring.epoch > self.previous.epoch and self.ring.epoch > self._epoch_floor
         self.counters["ring_published"] += 1
-        update = m.RingUpdate(self.ring, self.previous)
+        if custody.unheld_arcs(self.custody):
+            self.counters["rings_with_unheld_arcs"] += 1
+        self._save()
+        update = self.ring_update()
         return [Send(name, update) for name in sorted(self._peers)]

@@ -25,7 +25,8 @@ from .fields import (  # noqa: F401 (re-exported: limits, error codes and key_er
 )
 from .fields import (
     dc_list, dc_vector, is_bool, is_dc, is_key, is_rid, is_role, is_skew_ms, is_text, is_uint,
-    is_value, name_list, optional_version_field, ranges, rid_entries, ring_optional,
+    custody_field, is_value, name_list, optional_version_field, ranges, rid_entries,
+    ring_optional, store_id_list, uint_list,
     vclock_field, version_field,
 )
 from .ring import Ring
@@ -85,6 +86,10 @@ class Heartbeat:
     epoch: int = attrs.field(validator=is_uint)
     sent_at_us: int = attrs.field(default=0, validator=is_uint)
     clock_us: int = attrs.field(default=0, validator=is_uint)
+    # a node: the arcs of its ring it is still copying (custody.py), and the id of its
+    # store (a new one means an empty disk)
+    syncing: tuple = attrs.field(default=(), converter=uint_list)
+    store_id: int = attrs.field(default=0, validator=is_uint)
 
 
 @message(68)
@@ -112,10 +117,19 @@ class HeartbeatAck:
 
 @message(3)
 class RingUpdate:
-    """manager -> everyone: the current ring (and the one before it, for state transfer)."""
+    """manager -> everyone: the current ring (and the one before it, for state transfer);
+    ``custody``: for each arc of ``ring``, the nodes that hold it completely (custody.py;
+    None: not known), each with the id of the store it held it in (``store_ids``)."""
 
     ring: Ring = attrs.field(converter=Ring.coerce)
     previous: Ring | None = attrs.field(default=None, converter=ring_optional)
+    custody: tuple | None = attrs.field(default=None, converter=custody_field)
+    store_ids: tuple = attrs.field(default=(), converter=store_id_list)
+
+    def __attrs_post_init__(self) -> None:
+        if self.custody is not None and len(self.custody) != self.ring.arc_count:
+            raise ValueError(f"custody names {len(self.custody)} arcs, the ring has "
+                             f"{self.ring.arc_count}")
 
 
 @message(4)
@@ -584,112 +598,8 @@ class ClientRequest:
             is_rid(self, attrs.fields(ClientRequest).rid, self.rid)
 
 
-# -- client replies (CBOR maps over WebSocket; docs/protocol.md 2.2) -----------------------------
-# Built by the frontend core, turned into the wire map by ``to_wire`` (the codec encodes it).
+# -- client replies: replies.py ------------------------------------------------------------------
 
-
-class _Success:
-    __slots__ = ()
-
-    def to_wire(self) -> dict:
-        """The reply's fields, with ``ok: true``."""
-        return {"ok": True, **attrs.asdict(self, recurse=False)}
-
-
-@attrs.frozen(slots=True)
-class Pong(_Success):
-    """Reply to ``ping``."""
-
-    id: int
-
-
-@attrs.frozen(slots=True)
-class StatsAnswer(_Success):
-    """Reply to ``stats``: the frontend's counters (and its DC's proxy's, under ``geo``)."""
-
-    id: int
-    stats: dict
-
-
-@attrs.frozen(slots=True)
-class GetReply:
-    """Reply to ``get``: the version read, where (``chain_index`` in DC ``dc``), and its
-    log position ``seq``; ``collected_floor`` when the key is absent and deletes older
-    than it were collected."""
-
-    id: int
-    found: bool
-    value: bytes | None
-    version: Version | None
-    chain_index: int
-    stable: bool
-    seq: int
-    dc: int
-    collected_floor: Version | None = None
-
-    def to_wire(self) -> dict:
-        out = {"id": self.id, "ok": True, "found": self.found, "value": self.value,
-               "version": self.version, "chain_index": self.chain_index,
-               "stable": self.stable, "seq": self.seq, "dc": self.dc}
-        if self.collected_floor is not None:
-            out["collected_floor"] = self.collected_floor
-        return out
-
-
-@attrs.frozen(slots=True)
-class PutReply:
-    """Reply to ``put``/``delete``: the new version, on the first ``chain_index`` nodes."""
-
-    id: int
-    version: Version
-    chain_index: int
-    stable: bool
-    dc: int
-
-    def to_wire(self) -> dict:  # (spelled out: every write's reply, on the hot path)
-        return {"id": self.id, "ok": True, "version": self.version,
-                "chain_index": self.chain_index, "stable": self.stable, "dc": self.dc}
-
-
-@attrs.frozen(slots=True)
-class AttachReply(_Success):
-    """Reply to ``attach``: the session's past is applied in DC ``dc``."""
-
-    id: int
-    dc: int
-
-
-@attrs.frozen(slots=True)
-class SettleReply:
-    """Reply to ``settle``: the session's new ``past`` vector and a ``floor`` past every
-    log time it covers."""
-
-    id: int
-    dc: int
-    floor: int
-    past: tuple
-
-    def to_wire(self) -> dict:
-        return {"id": self.id, "ok": True, "dc": self.dc, "floor": self.floor,
-                "past": [list(e) for e in self.past]}
-
-
-@attrs.frozen(slots=True)
-class ErrorReply:
-    """A client error: ``{id, ok: false, error, message, retryable}`` (``id`` is null when
-    the frame had none)."""
-
-    id: int | None
-    error: str
-    message: str
-
-    @property
-    def retryable(self) -> bool:
-        return self.error in RETRYABLE
-
-    def to_wire(self) -> dict:
-        return {"id": self.id, "ok": False, "error": self.error, "message": self.message,
-                "retryable": self.retryable}
-
-
-CLIENT_REPLIES = (Pong, StatsAnswer, GetReply, PutReply, AttachReply, SettleReply, ErrorReply)
+from .replies import (  # noqa: E402,F401 (re-exported: every message is importable from here)
+    CLIENT_REPLIES, AttachReply, ErrorReply, GetReply, Pong, PutReply, SettleReply, StatsAnswer,
+)

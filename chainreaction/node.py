@@ -61,6 +61,7 @@ from .effects import Send
 from .node_config import NodeConfig
 from .lease import RingLease
 from .request_ids import RequestIds
+from .ring import hash_point
 from .ring_requests import RingRequests
 from .shipping import Shipping
 from .state_transfer import RangeCopier
@@ -68,6 +69,9 @@ from .storage import Record, Store
 from .tombstones import Tombstones
 from .versions import DcTime, HybridClock, VClock, Version
 from .waiters import Waiters
+
+
+STORE_ID = "store_id"  # store meta: the id made when the store was created
 
 
 @attrs.define(slots=True)
@@ -129,6 +133,7 @@ class NodeCore(Core):
         records as *orphans*, which the redrive reinjects at the head of their chain.
         Their ranges are copied again from our chain peers once the ring comes."""
         self._rids.load()
+        self._load_store_id(now)
         if self._tombstones.floor is not None:
             self.clock.observe(self._tombstones.floor.clock)
         for key, rec in self.store.items():
@@ -143,6 +148,22 @@ class NodeCore(Core):
             self._tombstones.note(key, rec)
             if not rec.stable:
                 self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)
+
+    def _load_store_id(self, now: float) -> None:
+        """The id of our store, made when it was created: the manager tells an empty disk
+        (a replacement, holding nothing) from the one it knew (custody.py)."""
+        raw = self.store.get_meta(STORE_ID)
+        if raw is None:
+            store_id = (int(now * 1_000_000) ^ hash_point(self.name)) % 2**63 or 1
+            self.store.put_meta(STORE_ID, store_id.to_bytes(8, "big"))
+            self.counters["store_created"] += 1
+        else:
+            store_id = int.from_bytes(raw, "big")
+        self.store_id = store_id
+        self.copier.store_id = store_id
+
+    def syncing_arcs(self) -> tuple:
+        return self.copier.syncing_arcs()
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -159,7 +180,7 @@ class NodeCore(Core):
         out += self._expire_held_puts(now)
         out += self.copier.pump()
         out += self.copier.retry(now, self.epoch)
-        if self.ring is not None and self.ring.members:
+        if self.ring is not None and self.ring.serving:
             out += self._redrive(now, force=False)
         self.counters["tombstones_collected"] += self._tombstones.sweep(
             self.dc_time.now(now), self._key_busy)
@@ -226,7 +247,7 @@ class NodeCore(Core):
         return self._error(src, op, m.NOT_READY, "no current ring lease from the manager")
 
     def _check_epoch(self, src: str, op: int, epoch: int) -> list | None:
-        if self.ring is None or not self.ring.members:
+        if self.ring is None or not self.ring.serving:
             return self._error(src, op, m.NOT_READY, "node has no ring yet")
         if epoch != self.ring.epoch:
             return self._error(
@@ -277,6 +298,9 @@ class NodeCore(Core):
         # (No check of msg.floor here: the frontend refuses floors the store did not make,
         # docs/protocol.md §3.1 "Clocks"; a floor made by the store must be honoured.)
         if self.copier.copying(arc):
+            if self.copier.no_holder_up(arc, self.ring):
+                return self._error(src, msg.op, m.UNAVAILABLE,
+                                   "every replica holding this range is down")
             if not self._held_puts.add((src, msg), now + self.config.held_put_timeout_s):
                 return self._error(src, msg.op, m.OVERLOADED, "too many writes held during sync")
             self.counters["put_held_for_sync"] += 1
@@ -612,7 +636,7 @@ class NodeCore(Core):
         self.counters["ring_changes"] += 1
         out = self.copier.on_new_ring(previous, msg, now)
         out += self.copier.serve_held(self.ring, self._rids)
-        if self.ring.members:
+        if self.ring.serving:
             out += self._redrive(now, force=True)
             out += self.dep_checks.redirect(self.ring)
         out += self._release_held_puts(now)

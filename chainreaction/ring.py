@@ -13,6 +13,10 @@ changes, the union of both rings' tokens cuts the circle into *segments* on whic
 old and the new chain are constant: that is what state transfer works on, and a
 ``RangeSet`` of such ``(start, end]`` ranges tells which keys fall in a copy.
 
+A member may be *down* (silent for the failure timeout): its tokens stay, so arcs keep
+their bounds and what each replica holds stays comparable across rings (``custody.py``),
+but chains skip it. A down member that comes back is in its old chains again.
+
 A ring is immutable and carries an ``epoch``; the manager makes a new one for every change.
 """
 
@@ -72,6 +76,7 @@ class Ring:
     members: tuple = attrs.field(converter=_members)
     replication: int = attrs.field(validator=_positive)
     vnodes: int = attrs.field(default=16, validator=_positive)
+    down: frozenset = attrs.field(default=frozenset(), converter=frozenset)
     # Derived lookup tables, not part of equality or the wire form.
     _tokens: tuple = attrs.field(init=False, eq=False, repr=False)
     _chains: tuple = attrs.field(init=False, eq=False, repr=False)
@@ -81,18 +86,20 @@ class Ring:
         names = [m.name for m in self.members]
         if len(set(names)) != len(names):
             raise ValueError(f"ring members must have distinct names: {names}")
+        if not self.down <= set(names) or not all(isinstance(n, str) for n in self.down):
+            raise ValueError(f"down members {sorted(map(str, self.down))} not all in {names}")
         owners = sorted(
             (hash_point(f"{name}#{i}"), name) for name in names for i in range(self.vnodes)
         )
         tokens = tuple(t for t, _ in owners)
         chains = []
-        length = min(self.replication, len(names))
+        length = min(self.replication, len(names) - len(self.down))
         for i in range(len(owners)):
             chain: list[str] = []
             j = i
             while len(chain) < length:
                 owner = owners[j % len(owners)][1]
-                if owner not in chain:
+                if owner not in chain and owner not in self.down:
                     chain.append(owner)
                 j += 1
             chains.append(tuple(chain))
@@ -101,20 +108,32 @@ class Ring:
         object.__setattr__(self, "_addrs", {m.name: m.addr for m in self.members})
 
     def __repr__(self) -> str:
-        names = ",".join(m.name for m in self.members)
+        names = ",".join(m.name + ("(down)" if m.name in self.down else "")
+                         for m in self.members)
         return f"Ring(e{self.epoch} R={self.replication} [{names}])"
 
     # -- lookups ----------------------------------------------------------------------
 
     @property
     def names(self) -> tuple:
+        """The members that serve: down ones left out."""
+        return tuple(m.name for m in self.members if m.name not in self.down)
+
+    @property
+    def all_names(self) -> tuple:
         return tuple(m.name for m in self.members)
 
     def addr(self, name: str) -> str | None:
         return self._addrs.get(name)
 
     def __contains__(self, name: str) -> bool:
-        return name in self._addrs
+        """Whether ``name`` is a member that serves (not down)."""
+        return name in self._addrs and name not in self.down
+
+    @property
+    def serving(self) -> bool:
+        """Whether any member serves: there are chains to look keys up in."""
+        return len(self.members) > len(self.down)
 
     def arc_of_point(self, point: int) -> int:
         """Index of the arc holding ``point``: the first token at or after it (wrapping)."""
@@ -160,15 +179,18 @@ class Ring:
     # -- wire form ----------------------------------------------------------------------
 
     def to_wire(self) -> list:
-        return [self.epoch, [m.to_wire() for m in self.members], self.replication, self.vnodes]
+        return [self.epoch, [m.to_wire() for m in self.members], self.replication, self.vnodes,
+                sorted(self.down)]
 
     @classmethod
     def coerce(cls, value) -> "Ring":
         if isinstance(value, Ring):
             return value
-        if isinstance(value, (list, tuple)) and len(value) == 4:
-            return cls(value[0], value[1], value[2], value[3])
-        raise ValueError(f"a ring is [epoch, members, replication, vnodes], got {value!r}")
+        if isinstance(value, (list, tuple)) and len(value) == 5:
+            if not isinstance(value[4], (list, tuple)):
+                raise ValueError(f"a ring's down members are a list, got {value[4]!r}")
+            return cls(value[0], value[1], value[2], value[3], value[4])
+        raise ValueError(f"a ring is [epoch, members, replication, vnodes, down], got {value!r}")
 
 
 def segments(old: Ring | None, new: Ring) -> Iterator[tuple[int, int, tuple, tuple, int]]:

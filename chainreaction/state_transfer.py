@@ -56,6 +56,7 @@ class Sync:
     total: int = 0  # number of chunks, known once the last one arrived
     refusals: int = 0
     partial_ok: bool = False  # one of several copies merged (every candidate was syncing)
+    from_holders: bool = False  # the sources are the range's holders (custody.py)
     keys: set = attrs.Factory(set)  # keys the source sent, or that we stored meanwhile
     gc_floor: Version | None = None  # the newest tombstone the source had collected
 
@@ -89,6 +90,7 @@ class RangeCopier:
         self._held_requests: dict[tuple, m.SyncRequest] = {}
         self._streams: list[_Stream] = []
         self._next_sync_id = int(now * 1_000_000) % 2**62  # distinct across restarts
+        self.store_id = 0  # the node's store (custody names holders with theirs)
 
     # -- requesting side --------------------------------------------------------------------
 
@@ -101,6 +103,17 @@ class RangeCopier:
 
     def arcs_in_quarantine(self) -> int:
         return len(self._syncing_arcs)
+
+    def syncing_arcs(self) -> tuple:
+        return tuple(sorted(self._syncing_arcs))
+
+    def no_holder_up(self, arc: int, ring: Ring) -> bool:
+        """Whether ``arc`` waits for a copy none of whose sources is up: every replica
+        that holds it is down (or its disk was lost), so it cannot be served safely."""
+        ids = self._syncing_arcs.get(arc)
+        if not ids:
+            return False
+        return all(not any(src in ring for src in self._syncs[sid].sources) for sid in ids)
 
     def note_stored(self, key: str) -> None:
         """Every record the node stores goes past here. Stored during a copy (from the
@@ -138,6 +151,7 @@ class RangeCopier:
             # previous ring): copy from our chain peers.
             old = new
         old_syncing = set(self._syncing_arcs)
+        holders = self._holders(msg)
 
         wanted: dict[str, list] = {}
         for start, end, old_chain, new_chain, new_arc in segments(old, new):
@@ -150,9 +164,14 @@ class RangeCopier:
             )
             if served_before:
                 continue
-            sources = tuple(n for n in old_chain if n != self.name and n in new)
-            if not sources:
-                continue  # no previous member to copy from: what we hold is all there is
+            if holders is None:  # (no custody known: the previous chain's members)
+                sources = tuple(n for n in old_chain if n != self.name and n in new)
+                if not sources:
+                    continue  # no previous member to copy from: what we hold is all there is
+            else:
+                sources = holders[new_arc]
+                if sources is None:
+                    continue  # we hold it, or nobody does: nothing to copy
             wanted.setdefault(sources, []).append(((start, end), new_arc))
 
         self._syncs.clear()
@@ -161,7 +180,27 @@ class RangeCopier:
         for sources, parts in sorted(wanted.items()):
             self.counters["sync_started"] += 1
             out += self._request(list(sources), tuple(r for r, _ in parts),
-                                 {a for _, a in parts}, now, new.epoch)
+                                 {a for _, a in parts}, now, new.epoch,
+                                 from_holders=holders is not None)
+        return out
+
+    def _holders(self, msg: m.RingUpdate) -> list | None:
+        """Per arc of ``msg.ring``, whom to copy it from: its holders (custody.py), those up
+        first; None where we hold it (listed with our store) or nobody does. (An empty
+        tuple: only we are listed, but with a store we no longer have; we wait for a new
+        ring.) None for the whole ring when the manager sent no custody."""
+        if msg.custody is None:
+            return None
+        ring = msg.ring
+        ours = dict(msg.store_ids).get(self.name) == self.store_id
+        out: list = []
+        for listed in msg.custody:
+            if not listed or (ours and self.name in listed):
+                out.append(None)
+                continue
+            others = [n for n in listed if n != self.name]
+            others.sort(key=lambda n: (n not in ring, n))  # the ones up first
+            out.append(tuple(others))
         return out
 
     def retry(self, now: float, epoch: int) -> list:
@@ -169,11 +208,14 @@ class RangeCopier:
         chunk received, so a slow but steady copy is left alone)."""
         out: list = []
         for sid, sync in list(self._syncs.items()):
-            if now - sync.sent_at >= self.config.sync_retry_s:
+            if sync.sources and now - sync.sent_at >= self.config.sync_retry_s:
                 self.counters["sync_request_resent"] += 1
                 self._drop(sid)
+                if sync.from_holders:  # it may be down: the next holder, in turn
+                    sync.sources.append(sync.sources.pop(0))
                 out += self._request(sync.sources, sync.ranges, sync.arcs, now, epoch,
-                                     sync.refusals, sync.partial_ok, sync.keys)
+                                     sync.refusals, sync.partial_ok, sync.keys,
+                                     sync.from_holders)
         return out
 
     def on_refused(self, src: str, msg: m.Error, now: float, epoch: int) -> list:
@@ -185,7 +227,9 @@ class RangeCopier:
         self.counters["sync_refused"] += 1
         sync.refusals += 1
         sync.sources.append(sync.sources.pop(0))
-        if sync.refusals < 2 * len(sync.sources):
+        if sync.from_holders or sync.refusals < 2 * len(sync.sources):
+            # (A holder refusing is not done installing the ring that says it holds the
+            # range: ask again, never merge copies from nodes that do not hold it.)
             return []
         # Every candidate is itself copying this range (several members restarted at
         # once). No single copy is known complete, but together they hold everything the
@@ -248,15 +292,20 @@ class RangeCopier:
 
     def _request(self, sources: list, ranges: tuple, arcs: set, now: float, epoch: int,
                  refusals: int = 0, partial_ok: bool = False,
-                 keys: set | None = None) -> list:
-        """Ask ``sources[0]`` for ``ranges``. A retry passes on the ``keys`` the attempts
-        before it stored: they stay, whatever the next source lacks."""
+                 keys: set | None = None, from_holders: bool = False) -> list:
+        """Ask ``sources[0]`` for ``ranges`` (no sources: the ranges wait in quarantine for
+        a ring naming a holder). A retry passes on the ``keys`` the attempts before it
+        stored: they stay, whatever the next source lacks."""
         sid = self._next_sync_id
         self._next_sync_id += 1
         self._syncs[sid] = Sync(sources, ranges, arcs, now, refusals=refusals,
-                                partial_ok=partial_ok, keys=set(keys or ()))
+                                partial_ok=partial_ok, keys=set(keys or ()),
+                                from_holders=from_holders)
         for arc in arcs:
             self._syncing_arcs.setdefault(arc, set()).add(sid)
+        if not sources:
+            self.counters["sync_waiting_for_holder"] += 1
+            return []
         return [Send(sources[0], m.SyncRequest(sid, epoch, ranges, partial_ok))]
 
     def _drop(self, sid: int) -> None:

@@ -436,7 +436,7 @@ class FrontendCore(Core):
 
     def _start_get(self, op_id: int, op: _Op, now: float) -> list:
         ring = self.ring
-        if ring is None or not ring.members:
+        if ring is None or not ring.serving:
             self._park(op, now, self.config.ring_refresh_s)
             return self._want_ring(now)
         chain = ring.chain(op.key)
@@ -505,7 +505,7 @@ class FrontendCore(Core):
 
     def _advance_put(self, op_id: int, op: _Op, now: float) -> list:
         ring = self.ring
-        if ring is None or not ring.members:
+        if ring is None or not ring.serving:
             self._park(op, now, self.config.ring_refresh_s)
             return self._want_ring(now)
         op.sent_at = now

@@ -144,7 +144,7 @@ class Receiver:
 
     def pump(self, now: float) -> list:
         """Start every waiting entry whose causal past is applied here."""
-        if self.ring is None or not self.ring.members:
+        if self.ring is None or not self.ring.serving:
             return self._want_ring(now) if any(self.inbox.values()) else []
         out: list = []
         applied = {**self.applied, self.config.dc: self._logged()}
@@ -241,7 +241,7 @@ class Receiver:
 
     def retry(self, now: float) -> list:
         """Entries whose node did not answer in ``node_timeout_s``, or whose retry is due."""
-        if self.ring is None or not self.ring.members:
+        if self.ring is None or not self.ring.serving:
             return []
         out: list = []
         for box in self.inbox.values():

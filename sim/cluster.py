@@ -18,7 +18,7 @@ once its service time has passed. Latency, loss and WAN bandwidth come from a
 is given, as ``FaultControl`` does to a real process.
 
 A crash drops the process's in-memory state and every message addressed to it; its
-``MemoryStore`` (a proxy's ``MemoryLog``) survives (as RocksDB's write-ahead log does under
+``MemoryStore`` (a proxy's ``MemoryLog``, a manager's ``MemoryState``) survives (as RocksDB's write-ahead log does under
 kill -9). A restart builds a fresh core on that store.
 
 With ``check_invariants=True`` every node's store is wrapped to report its writes, and
@@ -50,6 +50,7 @@ from chainreaction.effects import Send, ToClient
 from chainreaction.manager import ManagerConfig, ManagerCore
 from chainreaction.node import NodeConfig, NodeCore
 from chainreaction.session import SessionState
+from chainreaction.state_file import MemoryState
 from chainreaction.storage import MemoryStore
 from frontend.core import FrontendConfig, FrontendCore
 from remote_proxy.core import ProxyConfig, ProxyCore
@@ -187,6 +188,8 @@ class SimCluster:
         self.role_of.update({name: "proxy" for name in self.proxies})
         self.node_config = self.node_configs[0]
         self.frontend_config = self.frontend_configs[0]
+        # a manager's saved ring and custody (its --data-dir), surviving its crashes
+        self.manager_states: dict[str, MemoryState] = {}
         self.stores = {name: (store_factory or (lambda _name: MemoryStore()))(name)
                        for name in self.node_names}
         # sim/invariants.py: checked after every step (the stores are wrapped to see writes)
@@ -433,7 +436,8 @@ class SimCluster:
             config = self._manager_config
             if restarted:
                 config = attrs.evolve(config, startup_grace_s=config.failure_timeout_s)
-            core: Core = ManagerCore(config, now, name, monotonic=self._monotonic)
+            core: Core = ManagerCore(config, now, name, monotonic=self._monotonic,
+                                     state=self.manager_states.setdefault(name, MemoryState()))
         elif role == "node":
             store = self.stores[name]
             if self.invariants is not None:

@@ -304,7 +304,7 @@ class Invariants:
     def check_prefix(self, dc: int, key: str) -> None:
         cluster = self.cluster
         ring = cluster.processes[cluster.managers[dc]].ring
-        if ring is None or not ring.members:
+        if ring is None or not ring.serving:
             return
         chain = ring.chain(key)
         if len(chain) < 2 or not self._settled(dc, chain, ring.epoch):
@@ -412,7 +412,7 @@ class Invariants:
         ends, it is back in the ring, or it acts (``_watch_evicted``)."""
         cluster = self.cluster
         ring = cluster.processes[cluster.managers[dc]].ring
-        if ring is None or not ring.members:
+        if ring is None or not ring.serving:
             return  # (a restarted manager's start-up grace: no ring yet)
         for name in cluster.node_names:
             if cluster.dc_of[name] == dc:
@@ -424,7 +424,7 @@ class Invariants:
         set back can make an ended lease look current again)."""
         cluster = self.cluster
         ring = cluster.processes[cluster.managers[cluster.dc_of[name]]].ring
-        if ring is None or not ring.members or name in ring or name in cluster.down:
+        if ring is None or not ring.serving or name in ring or name in cluster.down:
             return
         if self.acting(name):
             self._evicted.pop(name, None)

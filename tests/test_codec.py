@@ -34,7 +34,8 @@ member_names = st.lists(st.text(min_size=1, max_size=6), unique=True, max_size=5
 def rings(draw):
     names = draw(member_names)
     members = [(n, draw(st.text(max_size=10))) for n in names]
-    return Ring(draw(U63), members, draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    down = draw(st.sets(st.sampled_from(names))) if names else set()
+    return Ring(draw(U63), members, draw(st.integers(1, 4)), draw(st.integers(1, 4)), down)
 
 
 dc_ids = st.integers(0, 2**16 - 1)
@@ -67,6 +68,11 @@ FIELD_STRATEGIES = {
     "role": st.sampled_from(m.ROLES),
     "ring": rings(),
     "previous": st.none() | rings(),
+    # (a custody names every arc of its ring: test_ring_update_with_custody_round_trips)
+    "custody": st.none(),
+    "store_ids": st.lists(st.tuples(st.text(max_size=6), U63), max_size=3).map(tuple),
+    "syncing": st.lists(U63, max_size=4).map(tuple),
+    "store_id": U63,
     "rid": rids,
     "key": keys,
     "value": values,
@@ -118,6 +124,7 @@ def example_of(cls):
         "position": 1, "ack_at": 1, "sync_id": 5, "stable": True, "found": True, "ok": True,
         "clean_only": False,
         "done": False, "partial_ok": False, "reset_latencies": False, "seq": 0, "total": 1, "stats": {"epoch": 3}, "role": "node", "ring": Ring(2, [("a", "x")], 3, 2), "previous": None,
+        "custody": (("a",), ()), "store_ids": (("a", 7),), "syncing": (1,), "store_id": 7,
         "rid": b"r", "key": "k", "value": b"v", "version": Version(7, 1),
         "min_version": Version(6, 0), "ranges": ((1, 2),),
         "items": (m.SyncItem("k", Version(1, 0), None, False, b"r"),),
@@ -185,6 +192,18 @@ def test_ring_update_keeps_ring_chains_across_the_wire():
     assert back.previous is None
     for key in ("k1", "k2", "k3", "other"):
         assert back.ring.chain(key) == ring.chain(key)
+
+
+def test_ring_update_with_custody_round_trips():
+    """A ring with a down member skips it in chains on both sides of the wire, and the
+    custody (per arc, who holds it) arrives as sent."""
+    ring = Ring(5, [("a", "x:1"), ("b", "x:2"), ("c", "x:3")], 2, 8, {"b"})
+    held = tuple(("a", "b") if arc % 2 else ("c",) for arc in range(ring.arc_count))
+    back = codec.decode(codec.encode(m.RingUpdate(ring, None, held, (("a", 1), ("c", 3)))))
+    assert back.ring == ring and back.ring.down == {"b"}
+    assert back.custody == held and back.store_ids == (("a", 1), ("c", 3))
+    for key in ("k1", "k2", "k3", "other"):
+        assert "b" not in back.ring.chain(key) and len(back.ring.chain(key)) == 2
 
 
 # -- malformed internal frames ------------------------------------------------------------------
@@ -265,8 +284,12 @@ def test_wrong_field_type_is_bad_request(cls, field, bad):
         (m.FaultControl, "cut_off", ["n1", 2]),
         (m.WanControl, "cut", [2]),
         (m.WanControl, "heal", [1, 2**16]),
-        (m.RingUpdate, "ring", [1, [["a", "x"], ["a", "y"]], 3, 4]),
-        (m.RingUpdate, "ring", [1, [], 0, 4]),
+        (m.RingUpdate, "ring", [1, [["a", "x"], ["a", "y"]], 3, 4, []]),
+        (m.RingUpdate, "ring", [1, [], 0, 4, []]),
+        (m.RingUpdate, "ring", [1, [["a", "x"]], 3, 4, ["b"]]),
+        (m.RingUpdate, "custody", [["a"]]),
+        (m.RingUpdate, "store_ids", [["a", -1]]),
+        (m.Heartbeat, "syncing", [1, -2]),
         (m.SyncRequest, "ranges", [[1, 2, 3]]),
         (m.SyncChunk, "items", [["k", [1, 0], None, True]]),
         (m.Hello, "name", b"n1"),
@@ -275,7 +298,8 @@ def test_wrong_field_type_is_bad_request(cls, field, bad):
     ids=["role", "empty-key", "long-key", "big-value", "empty-rid", "long-rid", "epoch-2^63",
          "dc-2^16", "short-version", "int-as-bool", "skew-over-an-hour", "int-in-names",
          "cut-and-healed", "dc-2^16-healed",
-         "dup-members", "replication-0",
+         "dup-members", "replication-0", "down-not-member", "custody-arcs", "store-id-neg",
+         "syncing-neg",
          "3-bound-range", "4-field-item", "bytes-name", "text-value"],
 )
 def test_out_of_range_fields_are_bad_request(cls, field, bad):

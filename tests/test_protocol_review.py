@@ -624,8 +624,9 @@ def test_joiner_whose_sources_are_all_syncing_never_serves_an_uncopied_range():
     cluster.crash("n1")
     cluster.run_for(0.2)
     cluster.restart("n1")
-    assert cluster.run_until(lambda: cluster.node("n1").ring is not None
-                             and cluster.node("n1").syncing(), 5)
+    # (Since custody.py n1, a holder of its ranges, serves them at once after its restart
+    # instead of re-copying them; n3 still copies.)
+    assert cluster.run_until(lambda: cluster.node("n1").ring is not None, 5)
     assert cluster.node("n3").syncing()
     cluster.crash("n2")
     cluster.run_for(10.0)  # n2 is removed; n1 and n3 refuse each other, then give up
@@ -673,7 +674,10 @@ def test_manager_restart_does_not_quarantine_the_cluster():
         assert session.call("put", "abcdef"[i % 6], b"2")["ok"]
         slowest = max(slowest, cluster.now - started)
         cluster.run_for(0.1)
-    assert cluster.processes[MANAGER].ring.epoch > epoch  # the ring was republished
+    # The manager continues from its saved ring (custody.py): nothing changed, nothing to
+    # republish.
+    manager = cluster.processes[MANAGER]
+    assert manager.ring.epoch == epoch and manager.counters["state_restored"] == 1
     counters = {n: cluster.node(n).counters for n in cluster.node_names}
     assert sum(c["sync_merged_copies"] for c in counters.values()) == 0
     assert sum(c["put_held_for_sync"] for c in counters.values()) == 0

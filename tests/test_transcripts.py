@@ -84,7 +84,8 @@ def test_a_member_core_heartbeats_with_its_identity_epoch_and_clocks():
     node.join(Identity("127.0.0.1:7001", 42), 10.0)
     # (housekeeping, due since 0.05, runs too and finds nothing to do)
     assert node.on_timer(10.0) == [Send("manager", m.Heartbeat(
-        "a", "node", "127.0.0.1:7001", 42, 1, 10_000_000, node.store_clock_us))]
+        "a", "node", "127.0.0.1:7001", 42, 1, 10_000_000, node.store_clock_us, (),
+        node.store_id))]
     assert node.next_deadline() == 10.0 + node.config.tick_s
     assert node.on_timer(10.05) == []
     assert [e.msg.sent_at_us for e in node.on_timer(10.2)] == [10_200_000]

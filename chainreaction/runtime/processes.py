@@ -11,6 +11,7 @@ import time
 import trio
 
 from ..manager import ManagerConfig, ManagerCore
+from ..state_file import FileState
 from ..node import NodeConfig, NodeCore
 from ..rocks_store import RocksStore
 from .driver import MANAGER, Driver, serve, wall_clock
@@ -40,7 +41,9 @@ async def run_node(name: str, listen: str, manager_addr: str, data_dir: str,
 
 async def run_manager(listen: str, config: ManagerConfig, data_dir: str | None = None,
                       name: str = "manager", task_status=trio.TASK_STATUS_IGNORED):
-    driver = Driver(ManagerCore(config, wall_clock(), MANAGER, monotonic=time.monotonic), None)
+    state = FileState(os.path.join(data_dir, name + ".state")) if data_dir else None
+    core = ManagerCore(config, wall_clock(), MANAGER, monotonic=time.monotonic, state=state)
+    driver = Driver(core, None)
     driver.attach(Transport(MANAGER, "manager", listen, driver.on_message))
     async with trio.open_nursery() as nursery:
         await serve(nursery, driver, member=False)

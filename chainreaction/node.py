@@ -138,13 +138,11 @@ class NodeCore(Core):
             self.clock.observe(self._tombstones.floor.clock)
         for key, rec in self.store.items():
             self.clock.observe(rec.version.clock)
-            if not rec.stable and self._tombstones.outlived(rec.version, now):
-                # Down that long: a tombstone newer than this write, acknowledged by us
-                # alone, may have been collected meanwhile; reinjected, it could bring a
-                # deleted key back. It goes (the copy from our chain peers follows).
-                self.store.delete(key)
-                self.counters["orphans_expired"] += 1
-                continue
+            # (An orphan is kept however long we were down: it may be an acknowledged write
+            # only we hold, or one the chain made stable after we crashed. If a newer
+            # tombstone was collected meanwhile, we were no longer a holder of its range
+            # (custody.py): the copy from a holder drops it (``drop_collected``) and every
+            # node that collected the tombstone drops it as a late write.)
             self._tombstones.note(key, rec)
             if not rec.stable:
                 self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)

@@ -439,13 +439,8 @@ class SimCluster:
             core: Core = ManagerCore(config, now, name, monotonic=self._monotonic,
                                      state=self.manager_states.setdefault(name, MemoryState()))
         elif role == "node":
-            store = self.stores[name]
-            if self.invariants is not None:
-                store.restarting = restarted  # what a new core drops from its store
-            core = NodeCore(name, store, self.node_configs[dc], now, identity,
+            core = NodeCore(name, self.stores[name], self.node_configs[dc], now, identity,
                             monotonic=self._monotonic)
-            if self.invariants is not None:
-                store.restarting = False
         elif role == "proxy":
             core = ProxyCore(name, self.logs[name], self.proxy_configs[dc], now, identity,
                              monotonic=self._monotonic)

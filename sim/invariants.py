@@ -105,7 +105,6 @@ class CheckedStore:
         raw = inner.get_meta(FLOOR_META)
         self.floor: Version | None = Version(*cbor2.loads(raw)) if raw else None
         # Set by the simulator while it builds this node's core (a restart).
-        self.restarting = False
 
     def __getattr__(self, name: str):  # anything else a store subclass offers (snapshot...)
         return getattr(self.inner, name)
@@ -206,13 +205,6 @@ class Invariants:
         """A node drops a record. The protocol's reasons, each a legitimate exception to
         "versions never go backwards":
 
-        * a restarted node drops, while its core is built (``NodeCore.recover``), the
-          unstable writes it held longer than half the tombstone grace
-          (``orphans_expired``; checked here too): reinjected, one could
-          bring back a key whose newer tombstone was collected meanwhile (§7.1 item 2).
-          Only unstable records: a stable one is held by the whole chain and stays. What
-          it held is forgotten: its chain peers' copy may well be older (the write was
-          acknowledged by this node alone, and is lost by design);
         * a tombstone is collected (``Tombstones.sweep``), or, after a complete copy, a
           record the source no longer holds is dropped (``_drop_collected``,
           ``stale_records_dropped``). Both happen only at or below the node's
@@ -220,27 +212,17 @@ class Invariants:
           "that version or newer, deleted" (§7.1), so nothing went backwards, and the
           node must not store an older version of the key later (``below_collected``).
 
-        Anything else (a record dropped above the floor, outside a restart) is a
+        Anything else (a record dropped above the floor; a restarted node drops nothing) is a
         violation."""
         name = store.name
         self._dirty.add((self.cluster.dc_of[name], key))
-        if store.restarting and not current.stable and self._outlived(name, current.version):
-            self._collected.pop((name, key), None)
-            return
         if store.floor is not None and current.version <= store.floor:
             self._collected[(name, key)] = current.version
             return
         self.violation("record_deleted", name, key,
                        f"dropped {describe(current)}, not covered by its collected-tombstone "
-                       f"floor {store.floor}" + (" (at restart)" if store.restarting else ""),
+                       f"floor {store.floor}",
                        versions=(describe(current),))
-
-    def _outlived(self, name: str, version: Version) -> bool:
-        """Older than half the tombstone grace on ``name``'s clock (``Tombstones.outlived``,
-        as a core just started, with no measure of its clock yet, sees it)."""
-        cluster = self.cluster
-        grace = cluster.node_configs[cluster.dc_of[name]].tombstone_grace_s
-        return cluster.clock_of(name) - version.clock / 1e6 > grace / 2
 
     # -- invariant 2: the chain prefix property ------------------------------------------------
 

@@ -107,9 +107,45 @@ def _nodes(case: Case) -> set:
 
 def make_case(seed: int, unsafe: bool = False, partial: bool = True) -> Case:
     """The case of ``seed``. ``partial=False``: without the staged partitions drawn since
-    issue 12 (the cases the seeds had before; regression tests replay those)."""
+    issue 12 and the group outages since issue 14 (the cases the seeds had before;
+    regression tests replay those)."""
     case = _classic_case(seed, unsafe)
-    return _partial_partitions(case) if partial else case
+    return _group_outages(_partial_partitions(case)) if partial else case
+
+
+def _group_outages(case: Case) -> Case:
+    """Outages beyond chain replication's classic model (issue 14), drawn from their own
+    RNG (the rest of every case stays what it was): a whole DC's nodes killed at once and
+    restarted in random order with random gaps (longer than the failure timeout too),
+    sometimes with its manager and a frontend; or R or more nodes of one DC killed or
+    stopped at overlapping times."""
+    rng = random.Random(f"fuzz-outage-{case.seed}")
+    if rng.random() >= 0.35:
+        return case
+    names = _process_names(case.dcs, case.nodes)
+    dc = rng.randrange(case.dcs)
+    nodes = [n for n in names["node"] if _dc_of(n, case.dcs) == dc]
+    at = round(rng.uniform(0.2, 0.6 * case.duration_s), 3)
+    faults = list(case.faults)
+    if rng.random() < 0.5:  # restart-dc
+        rng.shuffle(nodes)
+        back = at + rng.uniform(0.1, 0.6)
+        for node in nodes:
+            faults.append(Fault(at, "crash", (node,), round(back - at, 3)))
+            back += rng.uniform(0.05, 1.0)
+        extra = [p for p in names["manager"] + names["frontend"] if _dc_of(p, case.dcs) == dc]
+        extra = extra[:2]  # its manager and one frontend
+        for process in extra:
+            if rng.random() < 0.5:
+                faults.append(Fault(at, "crash", (process,), round(rng.uniform(0.1, back - at), 3)))
+    else:  # R or more nodes of the DC out at overlapping times
+        for node in rng.sample(nodes, rng.randint(case.replication, len(nodes))):
+            faults.append(Fault(round(at + rng.uniform(0.0, 0.3), 3),
+                                rng.choice(("crash", "crash", "pause")), (node,),
+                                round(rng.uniform(0.3, 1.5), 3)))
+    end = max(f.at + f.length for f in faults)
+    return attrs.evolve(case, faults=tuple(sorted(faults, key=lambda f: f.at)),
+                        duration_s=max(case.duration_s, end + 0.3))
 
 
 def _partial_partitions(case: Case) -> Case:

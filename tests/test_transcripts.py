@@ -105,3 +105,29 @@ def test_timers_run_on_the_monotonic_clock_whatever_the_wall_clock_does():
     assert [b.msg.sent_at_us for b in beats] == [40_200_000]
     assert core.next_deadline() == 500.25  # housekeeping, 50 ms on
     assert [e for e in core.on_timer(9_999.0) if isinstance(e.msg, m.Heartbeat)] == []
+
+
+def test_a_timer_run_slower_than_the_delay_it_rearms_keeps_its_effects():
+    """Found with the restart-dc nemesis: a housekeeping run that took longer than its own
+    50 ms period (a busy process) left its next deadline behind the clock, the
+    postcondition re-read the clock and failed, and the driver dropped every message the
+    run had produced (heartbeats, redrives, chunks). The run's effects are kept and the
+    timer is due again at once."""
+    mono = [500.0]
+    core = proxy()
+    core = type(core)("p0", core.log, CONFIG, 100.0, Identity("x:1", 1),
+                      monotonic=lambda: mono[0])
+    core.on_timer(100.0)  # first heartbeat; housekeeping armed for 500.05
+    slow = core._housekeeping
+
+    def housekeeping_that_takes_a_tenth_of_a_second(now):
+        out = slow(now)  # (re-arms itself 50 ms after the clock it reads)
+        mono[0] += 0.1
+        return out + [Send("somebody", m.StatsRequest(1))]
+
+    core.timers.add("housekeeping", housekeeping_that_takes_a_tenth_of_a_second, 100.0)
+    core.timers.after("housekeeping", 0.05, 100.0)
+    mono[0] = 500.05
+    out = core.on_timer(100.05)
+    assert Send("somebody", m.StatsRequest(1)) in out
+    assert core.next_deadline() <= mono[0]  # due again at once

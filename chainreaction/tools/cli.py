@@ -74,6 +74,27 @@ def build_parser() -> argparse.ArgumentParser:
                          "2): manager, nodes, frontends (internal, then WebSocket), proxy. "
                          "Writes DIR/cluster.json and logs to DIR/logs.")
     _cluster_options(up)
+    restart = csub.add_parser(
+        "restart", help="start one process of a running `cluster up` again, exactly as it "
+        "was started (its command line in DIR/cluster.json), with its data",
+        description="Reads DIR/cluster.json, stops NAME if it runs (SIGTERM, then SIGKILL), "
+        "starts its recorded command line in its recorded directory with its log appended "
+        "to, records the new pid, and returns once it accepts connections. `cluster up` "
+        "stops it with the rest at the end.")
+    restart.add_argument("name", metavar="NAME", help="a process name from cluster.json, "
+                         "e.g. n1 or dc1-n2")
+    restart.add_argument("--cluster", default="./cr-data", metavar="DIR",
+                         help="data dir of `cluster up` (default ./cr-data)")
+    kill = csub.add_parser("kill", help="send a signal to one process of a running "
+                           "`cluster up` (default SIGKILL: kill -9)",
+                           description="Reads DIR/cluster.json and signals NAME's recorded "
+                           "pid, if that pid still runs NAME's command line. KILL and TERM "
+                           "return once the process is gone.")
+    kill.add_argument("name", metavar="NAME")
+    kill.add_argument("--cluster", default="./cr-data", metavar="DIR",
+                      help="data dir of `cluster up` (default ./cr-data)")
+    kill.add_argument("--signal", default="KILL", choices=("KILL", "TERM", "STOP", "CONT"),
+                      help="KILL (default), TERM, STOP (pause) or CONT (resume)")
 
     node = sub.add_parser("node", help="run one backend node")
     node.add_argument("--name", required=True, help="unique node name, e.g. n1")
@@ -335,6 +356,14 @@ def _dispatch(args) -> int:
     if cmd in ("node", "manager", "frontend", "proxy"):
         _setup_logging(args.verbose)
         return _run_process(args)
+    if cmd == "cluster" and args.cluster_command in ("restart", "kill"):
+        from . import manifest
+
+        if args.cluster_command == "restart":
+            print(manifest.restart(args.cluster, args.name))
+        else:
+            print(manifest.send_signal(args.cluster, args.name, args.signal))
+        return 0
     if cmd == "cluster":
         from .cluster import ClusterConfig
         from .demo import run_cluster_foreground

@@ -220,18 +220,22 @@ def build_parser() -> argparse.ArgumentParser:
                          "concurrent causal sessions in every DC (some move between DCs), "
                          "injects faults on a schedule drawn from --seed (kill -9 and restart "
                          "of nodes, frontends, proxies, managers; SIGSTOP/SIGCONT; partitions "
-                         "between DCs and between nodes; clock skew), heals, waits for "
+                         "between DCs and between nodes; clock skew; a whole DC killed and "
+                         "restarted one process at a time), heals, waits for "
                          "quiescence, reads every key in every DC and runs the checker. Writes "
                          "a report folder: history.jsonl, check.txt, faults.json, summary.json,"
                          " timeline.png. Exit 0 when no anomaly was found, 1 otherwise.")
     jep.add_argument("--dcs", type=_positive_int, default=3)
     jep.add_argument("--nodes", type=_positive_int, default=3, help="per DC")
     jep.add_argument("--time", type=_positive_float, default=60.0, help="seconds of workload")
-    jep.add_argument("--nemesis", default="kill,pause,partition,clock,isolate",
+    jep.add_argument("--nemesis", default="all",
                      help="comma-separated: kill, pause, partition, clock, isolate (cut one "
                      "DC off from all others, heal its links one at a time, and run a "
                      "session that writes there, sees a concurrent write from the DC healed "
-                     "first and moves to one still cut off; 3+ DCs); 'all'; '' for none")
+                     "first and moves to one still cut off; 3+ DCs), restart-dc (kill -9 "
+                     "every node of one DC, restart them in random order 0.2-2 s apart), "
+                     "restart-dc-all (the same for every process of the DC); 'all' "
+                     "(default); '' for none")
     jep.add_argument("--seed", type=int, default=1, help="draws the faults and the workload")
     jep.add_argument("--sessions", type=_positive_int, default=3, help="sessions per DC")
     jep.add_argument("--keys", type=_positive_int, default=6)

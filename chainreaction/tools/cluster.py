@@ -191,11 +191,13 @@ class LocalCluster:
         for name in self.processes:
             self.spawn(name)
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+    def kill(self, name: str, sig: int = signal.SIGKILL, wait: bool = True) -> None:
+        """Signal ``name`` if it runs; KILL and TERM wait until it is gone, unless not
+        ``wait`` (to kill several at once: signal each, then kill each again to reap)."""
         spec = self.processes[name]
         if spec.alive():
             spec.popen.send_signal(sig)
-            if sig in (signal.SIGKILL, signal.SIGTERM):
+            if wait and sig in (signal.SIGKILL, signal.SIGTERM):
                 spec.popen.wait(timeout=10)
 
     def restart(self, name: str) -> None:
@@ -244,15 +246,23 @@ class LocalCluster:
             return []
 
     def restarted_by_others(self) -> dict:
-        """Name -> pid of the processes cluster.json says run, that are not our children."""
-        return {p["name"]: p["pid"] for p in self._recorded_processes()
-                if p.get("name") in self.processes and p.get("argv")
-                and p.get("pid") != self.processes[p["name"]].pid and manifest.running(p)}
+        """Name -> pid of every process running one of ours' command line that is not our
+        child: restarted by ``cluster restart`` or by hand."""
+        table = manifest.scan() or {}
+        found = {}
+        for name, spec in self.processes.items():
+            mine = spec.pid if spec.alive() else None
+            others = [pid for pid in table.get(tuple(spec.argv), []) if pid != mine]
+            if others:
+                found[name] = min(others)
+        return found
 
     def _stop_restarted_by_others(self, timeout_s: float) -> None:
         others = self.restarted_by_others()
-        manifest.stop_all([p for p in self._recorded_processes() if p["name"] in others],
-                          timeout_s)
+        if others:
+            mine = tuple(s.pid for s in self.processes.values() if s.alive())
+            manifest.stop_all([{"argv": self.processes[n].argv, "pid": pid}
+                               for n, pid in others.items()], timeout_s, spare=mine)
 
     def dead_processes(self) -> list[str]:
         return [p.name for p in self.processes.values() if p.popen and not p.alive()]

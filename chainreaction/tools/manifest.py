@@ -14,13 +14,15 @@ restarting it by hand takes:
 
 So an operator restarts a process exactly as ``cluster up`` did with
 ``cd CWD && ARGV... >>LOG 2>&1``, and ``chainreaction cluster restart NAME`` /
-``cluster kill NAME`` do it from the file alone, keeping its pid current. A pid is only
-signalled while ``/proc`` shows that process running the recorded command line: a pid the
-kernel has since given to another program is never touched.
+``cluster kill NAME`` do it from the file alone, keeping its pid current. They find a
+process by its recorded command line in ``/proc`` (which names its address and data, so
+nothing else matches): a pid the kernel has since given to another program is never
+touched, and a copy an operator started by hand is found too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -88,24 +90,43 @@ def entry(manifest: dict, name: str) -> dict:
     raise ValueError(f"no process named {name!r} in this cluster; its processes: {names}")
 
 
-def running(p: dict) -> bool:
-    """Whether the entry's pid is alive and still runs the recorded command line (a zombie,
-    exited but not yet reaped by ``cluster up``, is not)."""
-    pid = p.get("pid")
-    if not pid:
-        return False
+def scan() -> dict | None:
+    """Command line (a tuple) -> pids of every live process; None without ``/proc``. A
+    zombie (exited, not yet reaped by ``cluster up``) has an empty command line: not live."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: trust the pid
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    table: dict = {}
+    for pid in entries:
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = tuple(os.fsdecode(a) for a in f.read().split(b"\0")[:-1])
+            except OSError:
+                continue  # exited meanwhile, or not ours to read
+            if argv:
+                table.setdefault(argv, []).append(int(pid))
+    return table
+
+
+def pids_of(p: dict, table: dict | None = None) -> list:
+    """The live processes running ``p``'s recorded command line: its recorded pid, and any
+    copy started by hand since. The command line names the process, its address and its
+    data, so no unrelated program matches."""
+    table = scan() if table is None else table
+    if table is None:  # no /proc: trust the recorded pid
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return cmdline.split(b"\0")[:-1] == [os.fsencode(a) for a in p["argv"]]
+            os.kill(p["pid"], 0)
+        except (ProcessLookupError, TypeError):
+            return []
+        return [p["pid"]]
+    found = sorted(table.get(tuple(p["argv"]), []))
+    return sorted(found, key=lambda pid: pid != p.get("pid"))  # the recorded one first
+
+
+def running(p: dict) -> bool:
+    return bool(pids_of(p))
 
 
 def send_signal(data_dir: str, name: str, signame: str, timeout_s: float = 10.0) -> str:
@@ -113,18 +134,22 @@ def send_signal(data_dir: str, name: str, signame: str, timeout_s: float = 10.0)
     if signame not in SIGNALS:
         raise ValueError(f"unknown signal {signame!r}; choose from {', '.join(SIGNALS)}")
     p = entry(load(data_dir), name)
-    if not running(p):
+    pids = pids_of(p)
+    if not pids:
         raise ValueError(f"{name} is not running (pid {p['pid']} is gone); "
-                         f"`chainreaction cluster restart {name} --cluster {data_dir}` starts it")
-    os.kill(p["pid"], SIGNALS[signame])
-    if SIGNALS[signame] in (signal.SIGKILL, signal.SIGTERM):
+                         f"`chainreaction cluster restart {name} --cluster {data_dir}` "
+                         "starts it")
+    for pid in pids:
+        os.kill(pid, SIGNALS[signame])
         if signame == "TERM":
-            os.kill(p["pid"], signal.SIGCONT)  # a stopped process would never handle TERM
+            os.kill(pid, signal.SIGCONT)  # a stopped process would never handle TERM
+    which = f"pid{'s' if len(pids) > 1 else ''} {', '.join(map(str, pids))}"
+    if SIGNALS[signame] in (signal.SIGKILL, signal.SIGTERM):
         if not _wait_gone(p, timeout_s):
-            raise ValueError(f"{name} (pid {p['pid']}) still runs {timeout_s:g} s after "
+            raise ValueError(f"{name} ({which}) still runs {timeout_s:g} s after "
                              f"SIG{signame}")
-        return f"{name}: pid {p['pid']} ended by SIG{signame}"
-    return f"{name}: sent SIG{signame} to pid {p['pid']}"
+        return f"{name}: {which} ended by SIG{signame}"
+    return f"{name}: sent SIG{signame} to {which}"
 
 
 def restart(data_dir: str, name: str, timeout_s: float = 15.0) -> str:
@@ -132,9 +157,10 @@ def restart(data_dir: str, name: str, timeout_s: float = 15.0) -> str:
     command line, record the new pid, and return once it accepts connections."""
     p = entry(load(data_dir), name)
     notes = []
-    if running(p):
+    old = pids_of(p)
+    if old:
         stop_all([p], timeout_s=5.0)
-        notes.append(f"stopped pid {p['pid']}")
+        notes.append(f"stopped pid {', '.join(map(str, old))}")
     popen = launch(p["argv"], p["cwd"], p["env"], p["log"])
     set_pid(data_dir, name, popen.pid)
     if not _wait_listening(p["address"], popen, timeout_s):
@@ -153,24 +179,28 @@ def set_pid(data_dir: str, name: str, pid: int) -> None:
     write(data_dir, manifest)
 
 
-def stop_all(entries: list, timeout_s: float = 5.0) -> None:
-    """SIGTERM (and SIGCONT, for a stopped one) to each running entry, SIGKILL to any left
-    at the deadline."""
-    live = [p for p in entries if running(p)]
-    for p in live:
-        os.kill(p["pid"], signal.SIGTERM)
-        os.kill(p["pid"], signal.SIGCONT)
+def stop_all(entries: list, timeout_s: float = 5.0, spare: tuple = ()) -> None:
+    """SIGTERM (and SIGCONT, for a stopped one) to every process running an entry's
+    command line but the pids in ``spare``; SIGKILL to any left at the deadline."""
+    table = scan()
+    live = [(p, pid) for p in entries for pid in pids_of(p, table) if pid not in spare]
+    for _, pid in live:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + timeout_s
-    for p in live:
-        if not _wait_gone(p, max(0.0, deadline - time.monotonic())) and running(p):
-            os.kill(p["pid"], signal.SIGKILL)
-            _wait_gone(p, 5.0)
+    for p, pid in live:
+        if not _wait_gone(p, max(0.0, deadline - time.monotonic()), pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _wait_gone(p, 5.0, pid)
 
 
-def _wait_gone(p: dict, timeout_s: float) -> bool:
-    """Not our child, so no wait(): poll /proc until it has exited."""
+def _wait_gone(p: dict, timeout_s: float, pid: int | None = None) -> bool:
+    """Not our child, so no wait(): poll /proc until no process (or not ``pid``) runs
+    ``p``'s command line."""
     deadline = time.monotonic() + timeout_s
-    while running(p):
+    while (pids := pids_of(p)) and (pid is None or pid in pids):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)

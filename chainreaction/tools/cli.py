@@ -87,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="data dir of `cluster up` (default ./cr-data)")
     kill = csub.add_parser("kill", help="send a signal to one process of a running "
                            "`cluster up` (default SIGKILL: kill -9)",
-                           description="Reads DIR/cluster.json and signals NAME's recorded "
-                           "pid, if that pid still runs NAME's command line. KILL and TERM "
-                           "return once the process is gone.")
+                           description="Reads DIR/cluster.json and signals the process "
+                           "that runs NAME's recorded command line (a pid reused by another "
+                           "program is never signalled). KILL and TERM return once it is "
+                           "gone.")
     kill.add_argument("name", metavar="NAME")
     kill.add_argument("--cluster", default="./cr-data", metavar="DIR",
                       help="data dir of `cluster up` (default ./cr-data)")

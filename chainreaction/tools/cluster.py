@@ -207,7 +207,7 @@ class LocalCluster:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """SIGTERM everything, wait, then SIGKILL what is left; processes restarted by
-        ``cluster restart`` (not our children; their pids are in cluster.json) too."""
+        ``cluster restart`` or by hand (not our children: found by command line) too."""
         self._stop_restarted_by_others(timeout_s)
         for spec in self.processes.values():
             if spec.alive():
@@ -246,8 +246,8 @@ class LocalCluster:
             return []
 
     def restarted_by_others(self) -> dict:
-        """Name -> pid of every process running one of ours' command line that is not our
-        child: restarted by ``cluster restart`` or by hand."""
+        """Name -> pid of a process that runs the command line of one of ours but is not
+        our child: restarted by ``cluster restart`` or by hand."""
         table = manifest.scan() or {}
         found = {}
         for name, spec in self.processes.items():

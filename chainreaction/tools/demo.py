@@ -79,7 +79,7 @@ def run_cluster_foreground(config: ClusterConfig) -> int:
 
 async def _watch(cluster: LocalCluster) -> None:
     """Until Ctrl-C/SIGTERM; report processes that die meanwhile, and those that
-    ``cluster restart`` starts again (stopped with the rest at the end)."""
+    ``cluster restart`` or an operator starts again (stopped with the rest at the end)."""
     reported: set = set()
     restarted: dict = {}
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

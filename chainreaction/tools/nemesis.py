@@ -98,7 +98,7 @@ def plan_faults(config, cluster: LocalCluster) -> list[Fault]:
                 n for n, p in procs.items() if p.dc == dc]
             order = rng.sample(names, len(names))
             restarts = []
-            at = t
+            at = t  # the first gap is how long the whole DC stays down
             for _ in order:
                 at += rng.uniform(*config.restart_gap_s)
                 restarts.append(at)

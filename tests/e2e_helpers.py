@@ -69,14 +69,34 @@ def chain_of(cluster: LocalCluster, key: str) -> tuple:
 
 async def wait_serving(cluster: LocalCluster, name: str, timeout_s: float = 60.0) -> dict:
     """Until node ``name`` reports a ring with every node and no range left to copy."""
+    return await wait_node_serving(cluster.processes[name].addr,
+                                   cluster.processes["manager"].addr, len(cluster.nodes),
+                                   timeout_s)
+
+
+async def wait_node_serving(addr: str, manager_addr: str, nodes: int,
+                            timeout_s: float = 60.0) -> dict:
+    """Until the node at ``addr`` serves the manager's current ring of ``nodes`` nodes."""
     with trio.fail_after(timeout_s):
         while True:
             try:
-                stats = await process_stats(cluster.processes[name].addr, timeout_s=2)
-                manager = await process_stats(cluster.processes["manager"].addr, timeout_s=2)
+                stats = await process_stats(addr, timeout_s=2)
+                manager = await process_stats(manager_addr, timeout_s=2)
                 if stats.get("serving") and stats["epoch"] == manager["epoch"] \
-                        and len(manager["nodes"]) == len(cluster.nodes):
+                        and len(manager["nodes"]) == nodes:
                     return stats
+            except (trio.TooSlowError, OSError):
+                pass
+            await trio.sleep(0.1)  # sleep-ok: polling a real process we cannot drive
+
+
+async def wait_ring_size(manager_addr: str, nodes: int, timeout_s: float = 30.0) -> None:
+    """Until the manager's ring has ``nodes`` nodes (a killed one evicted, say)."""
+    with trio.fail_after(timeout_s):
+        while True:
+            try:
+                if len((await process_stats(manager_addr, timeout_s=2))["nodes"]) == nodes:
+                    return
             except (trio.TooSlowError, OSError):
                 pass
             await trio.sleep(0.1)  # sleep-ok: polling a real process we cannot drive

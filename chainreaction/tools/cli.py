@@ -74,6 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
                          "2): manager, nodes, frontends (internal, then WebSocket), proxy. "
                          "Writes DIR/cluster.json and logs to DIR/logs.")
     _cluster_options(up)
+    restart = csub.add_parser(
+        "restart", help="start one process of a running `cluster up` again, exactly as it "
+        "was started (its command line in DIR/cluster.json), with its data",
+        description="Reads DIR/cluster.json, stops NAME if it runs (SIGTERM, then SIGKILL), "
+        "starts its recorded command line in its recorded directory with its log appended "
+        "to, records the new pid, and returns once it accepts connections. `cluster up` "
+        "stops it with the rest at the end.")
+    restart.add_argument("name", metavar="NAME", help="a process name from cluster.json, "
+                         "e.g. n1 or dc1-n2")
+    restart.add_argument("--cluster", default="./cr-data", metavar="DIR",
+                         help="data dir of `cluster up` (default ./cr-data)")
+    kill = csub.add_parser("kill", help="send a signal to one process of a running "
+                           "`cluster up` (default SIGKILL: kill -9)",
+                           description="Reads DIR/cluster.json and signals the process "
+                           "that runs NAME's recorded command line (a pid reused by another "
+                           "program is never signalled). KILL and TERM return once it is "
+                           "gone.")
+    kill.add_argument("name", metavar="NAME")
+    kill.add_argument("--cluster", default="./cr-data", metavar="DIR",
+                      help="data dir of `cluster up` (default ./cr-data)")
+    kill.add_argument("--signal", default="KILL", choices=("KILL", "TERM", "STOP", "CONT"),
+                      help="KILL (default), TERM, STOP (pause) or CONT (resume)")
 
     node = sub.add_parser("node", help="run one backend node")
     node.add_argument("--name", required=True, help="unique node name, e.g. n1")
@@ -199,18 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
                          "concurrent causal sessions in every DC (some move between DCs), "
                          "injects faults on a schedule drawn from --seed (kill -9 and restart "
                          "of nodes, frontends, proxies, managers; SIGSTOP/SIGCONT; partitions "
-                         "between DCs and between nodes; clock skew), heals, waits for "
+                         "between DCs and between nodes; clock skew; a whole DC killed and "
+                         "restarted one process at a time), heals, waits for "
                          "quiescence, reads every key in every DC and runs the checker. Writes "
                          "a report folder: history.jsonl, check.txt, faults.json, summary.json,"
                          " timeline.png. Exit 0 when no anomaly was found, 1 otherwise.")
     jep.add_argument("--dcs", type=_positive_int, default=3)
     jep.add_argument("--nodes", type=_positive_int, default=3, help="per DC")
     jep.add_argument("--time", type=_positive_float, default=60.0, help="seconds of workload")
-    jep.add_argument("--nemesis", default="kill,pause,partition,clock,isolate",
+    jep.add_argument("--nemesis", default="all",
                      help="comma-separated: kill, pause, partition, clock, isolate (cut one "
                      "DC off from all others, heal its links one at a time, and run a "
                      "session that writes there, sees a concurrent write from the DC healed "
-                     "first and moves to one still cut off; 3+ DCs); 'all'; '' for none")
+                     "first and moves to one still cut off; 3+ DCs), restart-dc (kill -9 "
+                     "every node of one DC, restart them in random order 0.2-2 s apart), "
+                     "restart-dc-all (the same for every process of the DC); 'all' "
+                     "(default); '' for none")
     jep.add_argument("--seed", type=int, default=1, help="draws the faults and the workload")
     jep.add_argument("--sessions", type=_positive_int, default=3, help="sessions per DC")
     jep.add_argument("--keys", type=_positive_int, default=6)
@@ -335,6 +361,14 @@ def _dispatch(args) -> int:
     if cmd in ("node", "manager", "frontend", "proxy"):
         _setup_logging(args.verbose)
         return _run_process(args)
+    if cmd == "cluster" and args.cluster_command in ("restart", "kill"):
+        from . import manifest
+
+        if args.cluster_command == "restart":
+            print(manifest.restart(args.cluster, args.name))
+        else:
+            print(manifest.send_signal(args.cluster, args.name, args.signal))
+        return 0
     if cmd == "cluster":
         from .cluster import ClusterConfig
         from .demo import run_cluster_foreground

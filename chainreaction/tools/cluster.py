@@ -2,7 +2,9 @@
 
 Used by ``chainreaction cluster up``, the demo, the benchmark and the end-to-end tests.
 Every process is ``python -m chainreaction ROLE ...`` with its log in ``DIR/logs``;
-``DIR/cluster.json`` lists each one (role, name, dc, address, pid) for operators and tools.
+``DIR/cluster.json`` lists each one (role, name, dc, address, pid) with its exact command
+line, working directory, data and log, so that an operator, a test or ``chainreaction
+cluster restart NAME`` can start it again as it was started (``manifest.py``).
 
 With ``dcs > 1`` each DC gets a manager, nodes, frontends and a remote proxy, named
 ``dc<N>-<name>``; DC N's ports start at ``base_port + N * stride`` (``ports_per_dc``). The
@@ -21,6 +23,8 @@ import time
 
 import attrs
 
+from . import manifest
+
 HOST = "127.0.0.1"
 
 
@@ -32,7 +36,12 @@ class ProcessSpec:
     args: list
     url: str | None = None  # client WebSocket URL (frontends)
     dc: int = 0
+    data: str | None = None  # what it keeps on disk (manifest.py); frontends keep nothing
     popen: subprocess.Popen | None = None
+
+    @property
+    def argv(self) -> list:
+        return [sys.executable, "-m", "chainreaction", *self.args]
 
     @property
     def pid(self) -> int | None:
@@ -96,6 +105,8 @@ class LocalCluster:
         self.config = config
         self.data_dir = os.path.abspath(config.data_dir)
         self.log_dir = os.path.join(self.data_dir, "logs")
+        self.cwd = os.getcwd()
+        self.env = {k: os.environ[k] for k in manifest.ENV_KEPT if k in os.environ}
         self.processes: dict[str, ProcessSpec] = {}
         self._plan()
 
@@ -117,7 +128,8 @@ class LocalCluster:
                 "manager", self.name(dc, "manager"), manager_addr, [
                     "manager", "--listen", manager_addr, "--replication", str(c.replication),
                     "--failure-timeout", str(c.failure_timeout_s),
-                    "--name", self.name(dc, "manager"), "--data-dir", self.data_dir], dc=dc)
+                    "--name", self.name(dc, "manager"), "--data-dir", self.data_dir], dc=dc,
+                data=os.path.join(self.data_dir, f"{self.name(dc, 'manager')}.state"))
             for i in range(1, c.nodes + 1):
                 name, addr = self.name(dc, f"n{i}"), f"{HOST}:{port + i}"
                 args = ["node", "--name", name, "--listen", addr, "--manager", manager_addr,
@@ -125,7 +137,8 @@ class LocalCluster:
                         "--tombstone-grace", str(c.tombstone_grace_s), *geo_args]
                 if c.fsync:
                     args.append("--fsync")
-                self.processes[name] = ProcessSpec("node", name, addr, args, dc=dc)
+                self.processes[name] = ProcessSpec("node", name, addr, args, dc=dc,
+                                                   data=os.path.join(self.data_dir, name))
             for i in range(1, c.frontends + 1):
                 name = self.name(dc, f"f{i}")
                 addr = f"{HOST}:{port + c.nodes + i}"
@@ -147,7 +160,8 @@ class LocalCluster:
                         args += ["--peer", f"{peer_dc}={peer}@{peer_addr}"]
                 if c.fsync:
                     args.append("--fsync")
-                self.processes[name] = ProcessSpec("proxy", name, addr, args, dc=dc)
+                self.processes[name] = ProcessSpec("proxy", name, addr, args, dc=dc,
+                                                   data=os.path.join(self.data_dir, name))
 
     @property
     def urls(self) -> list[str]:
@@ -166,26 +180,24 @@ class LocalCluster:
     def spawn(self, name: str) -> None:
         spec = self.processes[name]
         assert not spec.alive(), f"{name} is already running"
-        os.makedirs(self.log_dir, exist_ok=True)
-        log = open(os.path.join(self.log_dir, f"{name}.log"), "ab")
-        spec.popen = subprocess.Popen(
-            [sys.executable, "-m", "chainreaction", *spec.args],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
+        spec.popen = manifest.launch(spec.argv, self.cwd, self.env, self.log_path(name))
         self.write_manifest()
+
+    def log_path(self, name: str) -> str:
+        return os.path.join(self.log_dir, f"{name}.log")
 
     def start(self) -> None:
         os.makedirs(self.data_dir, exist_ok=True)
         for name in self.processes:
             self.spawn(name)
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+    def kill(self, name: str, sig: int = signal.SIGKILL, wait: bool = True) -> None:
+        """Signal ``name`` if it runs; KILL and TERM wait until it is gone, unless not
+        ``wait`` (to kill several at once: signal each, then kill each again to reap)."""
         spec = self.processes[name]
         if spec.alive():
             spec.popen.send_signal(sig)
-            if sig in (signal.SIGKILL, signal.SIGTERM):
+            if wait and sig in (signal.SIGKILL, signal.SIGTERM):
                 spec.popen.wait(timeout=10)
 
     def restart(self, name: str) -> None:
@@ -194,7 +206,9 @@ class LocalCluster:
         self.spawn(name)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """SIGTERM everything, wait, then SIGKILL what is left."""
+        """SIGTERM everything, wait, then SIGKILL what is left; processes restarted by
+        ``cluster restart`` or by hand (not our children: found by command line) too."""
+        self._stop_restarted_by_others(timeout_s)
         for spec in self.processes.values():
             if spec.alive():
                 spec.popen.send_signal(signal.SIGTERM)
@@ -209,20 +223,46 @@ class LocalCluster:
                 spec.popen.wait()
 
     def write_manifest(self) -> None:
-        manifest = {
+        """Our children's pids; for a process we have no live child of, the pid the file
+        already holds (``cluster restart`` may have started it)."""
+        recorded = {p["name"]: p["pid"] for p in self._recorded_processes()}
+        manifest.write(self.data_dir, {
             "config": attrs.asdict(self.config),
             "urls": self.urls,
             "processes": [
                 {"role": p.role, "name": p.name, "dc": p.dc, "address": p.addr, "url": p.url,
-                 "pid": p.pid,
-                 "log": os.path.join(self.log_dir, f"{p.name}.log")}
+                 "pid": p.pid if p.alive() else recorded.get(p.name, p.pid),
+                 "argv": p.argv, "cwd": self.cwd, "env": self.env, "data": p.data,
+                 "log": self.log_path(p.name)}
                 for p in self.processes.values()
             ],
-        }
-        tmp = os.path.join(self.data_dir, "cluster.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(manifest, f, indent=2)
-        os.replace(tmp, os.path.join(self.data_dir, "cluster.json"))
+        })
+
+    def _recorded_processes(self) -> list:
+        try:
+            with open(os.path.join(self.data_dir, manifest.FILE)) as f:
+                return json.load(f)["processes"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+
+    def restarted_by_others(self) -> dict:
+        """Name -> pid of a process that runs the command line of one of ours but is not
+        our child: restarted by ``cluster restart`` or by hand."""
+        table = manifest.scan() or {}
+        found = {}
+        for name, spec in self.processes.items():
+            mine = spec.pid if spec.alive() else None
+            others = [pid for pid in table.get(tuple(spec.argv), []) if pid != mine]
+            if others:
+                found[name] = min(others)
+        return found
+
+    def _stop_restarted_by_others(self, timeout_s: float) -> None:
+        others = self.restarted_by_others()
+        if others:
+            mine = tuple(s.pid for s in self.processes.values() if s.alive())
+            manifest.stop_all([{"argv": self.processes[n].argv, "pid": pid}
+                               for n, pid in others.items()], timeout_s, spare=mine)
 
     def dead_processes(self) -> list[str]:
         return [p.name for p in self.processes.values() if p.popen and not p.alive()]

@@ -78,8 +78,10 @@ def run_cluster_foreground(config: ClusterConfig) -> int:
 
 
 async def _watch(cluster: LocalCluster) -> None:
-    """Until Ctrl-C/SIGTERM; report processes that die meanwhile."""
+    """Until Ctrl-C/SIGTERM; report processes that die meanwhile, and those that
+    ``cluster restart`` or an operator starts again (stopped with the rest at the end)."""
     reported: set = set()
+    restarted: dict = {}
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -95,6 +97,10 @@ async def _watch(cluster: LocalCluster) -> None:
                         reported.add(name)
                         print(f"warning: {name} exited; log: {cluster.log_dir}/{name}.log",
                               flush=True)
+                for name, pid in cluster.restarted_by_others().items():
+                    if restarted.get(name) != pid:
+                        restarted[name] = pid
+                        print(f"{name} restarted (pid {pid})", flush=True)
                 await trio.sleep(0.5)
 
 

@@ -21,14 +21,15 @@ import time
 import attrs
 import trio
 
-from .. import messages as m
 from ..client import ChainReactionError, Session
 from ..history import HistoryWriter
-from ..runtime.probe import ask, process_stats
+from ..runtime.probe import process_stats
 from .cluster import ClusterConfig, LocalCluster
 from .demo import ClusterFailed, wait_ready
+from .jepsen_report import fault_windows, format_windows, plot_timeline
+from .nemesis import NEMESES, Fault, Nemesis, plan_faults, sleep_until
 
-NEMESES = ("kill", "pause", "partition", "clock", "isolate")
+__all__ = ["NEMESES", "Fault", "JepsenConfig", "plan_faults", "run_jepsen", "main_args"]
 
 
 @attrs.frozen
@@ -48,6 +49,7 @@ class JepsenConfig:
     tombstone_grace_s: float = 20.0  # short, so a run collects tombstones under its faults
     fault_gap_s: tuple = (1.0, 3.0)  # quiet time between two faults
     fault_length_s: tuple = (1.0, 4.0)
+    restart_gap_s: tuple = (0.2, 2.0)  # restart-dc: before each restart (vs 1 s timeout)
     quiesce_timeout_s: float = 90.0
 
     def validate(self) -> None:
@@ -59,187 +61,6 @@ class JepsenConfig:
         if self.time_s <= 0 or self.sessions_per_dc < 1 or self.keys < 1:
             raise ValueError("--time, --sessions and --keys must be positive")
 
-
-@attrs.frozen
-class Fault:
-    kind: str  # kill | pause | partition | clock | isolate
-    start: float  # seconds after the workload began
-    end: float
-    # process names (partition: both sides; DC partitions: ("dc0", "dc2"); isolate: the
-    # DC cut off from all others, the DC its link heals to first, then the rest)
-    targets: tuple
-    skew_ms: int = 0
-    stage: float = 0.0  # isolate: when the first link heals (the others at ``end``)
-
-    @property
-    def between_dcs(self) -> bool:
-        """A WAN partition (targets "dc0", "dc2"), not one between two nodes."""
-        return self.kind == "partition" and all(
-            t.startswith("dc") and t[2:].isdigit() for t in self.targets)
-
-    def describe(self) -> str:
-        what = {"kill": "kill -9, restart", "pause": "SIGSTOP, SIGCONT",
-                "partition": "cut links between", "clock": f"clock {self.skew_ms:+d} ms on",
-                "isolate": "cut every WAN link of"}
-        if self.kind == "isolate":
-            return (f"{self.start:6.1f}-{self.end:6.1f} s  {what[self.kind]} {self.targets[0]}"
-                    f", healing {self.targets[1]} first at {self.stage:.1f} s")
-        return f"{self.start:6.1f}-{self.end:6.1f} s  {what[self.kind]} {' / '.join(self.targets)}"
-
-
-def plan_faults(config: JepsenConfig, cluster: LocalCluster) -> list[Fault]:
-    """The fault schedule: a pure function of the seed and the cluster's shape. One fault
-    at a time, so every fault is healed before the next and its effect is attributable."""
-    rng = random.Random(config.seed)
-    procs = cluster.processes
-    by_role = {role: sorted(n for n, p in procs.items() if p.role == role)
-               for role in ("node", "frontend", "proxy", "manager")}
-    faults: list[Fault] = []
-    t = rng.uniform(*config.fault_gap_s)
-    # isolating one DC and healing its links one at a time needs three of them
-    nemeses = [n for n in config.nemeses if n != "isolate" or config.dcs >= 3]
-    while nemeses:
-        length = rng.uniform(*config.fault_length_s)
-        if t + length > config.time_s - 1.0:
-            break
-        kind = rng.choice(nemeses)
-        if kind in ("kill", "pause"):
-            role = rng.choice([r for r in by_role if by_role[r]])
-            faults.append(Fault(kind, t, t + length, (rng.choice(by_role[role]),)))
-        elif kind == "clock":
-            target = rng.choice(by_role["frontend"] + by_role["node"])
-            skew = rng.choice([-1, 1]) * rng.randint(100, 2000)
-            faults.append(Fault(kind, t, t + length, (target,), skew))
-        elif kind == "isolate":
-            length = max(length, 3.0)  # room for the moved-reader probe of each stage
-            order = rng.sample(range(config.dcs), config.dcs)
-            stage = t + rng.uniform(0.35, 0.5) * length
-            faults.append(Fault(kind, t, t + length, tuple(f"dc{d}" for d in order),
-                                stage=stage))
-        else:
-            if config.dcs > 1 and (config.nodes < 2 or rng.random() < 0.5):
-                a, b = rng.sample(range(config.dcs), 2)
-                faults.append(Fault(kind, t, t + length, (f"dc{a}", f"dc{b}")))
-            else:
-                dc = rng.randrange(config.dcs)
-                a, b = rng.sample(cluster.of_dc(dc, "node"), 2)
-                faults.append(Fault(kind, t, t + length, (a, b)))
-        t += length + rng.uniform(*config.fault_gap_s)
-    return faults
-
-
-class Nemesis:
-    """Applies and heals faults on the running cluster, and logs what it did when."""
-
-    def __init__(self, cluster: LocalCluster, t0: float) -> None:
-        self.cluster = cluster
-        self.t0 = t0
-        self.log: list[dict] = []
-        self.paused: set[str] = set()
-
-    def _note(self, fault: Fault, action: str, ok: bool = True, detail: str = "") -> None:
-        self.log.append({"time": round(time.monotonic() - self.t0, 3), "kind": fault.kind,
-                         "action": action, "targets": list(fault.targets), "ok": ok,
-                         "detail": detail})
-        print(f"  [nemesis] t={time.monotonic() - self.t0:5.1f}s {action:5} "
-              f"{fault.kind} {' / '.join(fault.targets)}{' ' + detail if detail else ''}",
-              flush=True)
-
-    async def _control(self, name: str, skew_ms: int = 0, cut_off: tuple = ()) -> bool:
-        try:
-            await ask(self.cluster.processes[name].addr, m.FaultControl(1, skew_ms, cut_off),
-                      timeout_s=2)
-            return True
-        except (trio.TooSlowError, OSError):
-            return False  # down or paused: a restarted process starts without faults
-
-    async def _wan(self, controls: dict) -> bool:
-        """Send each DC's proxy its ``WanControl`` (dc -> message); False if one is silent."""
-        ok = True
-        for dc, control in controls.items():
-            (proxy,) = self.cluster.of_dc(dc, "proxy")
-            try:
-                await ask(self.cluster.processes[proxy].addr, control, timeout_s=2)
-            except (trio.TooSlowError, OSError):
-                ok = False
-        return ok
-
-    async def apply(self, fault: Fault, heal: bool = False, stage: bool = False) -> None:
-        """Start ``fault``, or with ``heal`` end it (``stage``: an isolated DC's first link
-        heals)."""
-        target = fault.targets[0]
-        ok = True
-        if fault.kind == "isolate":
-            a, first, *rest = (int(t[2:]) for t in fault.targets)
-            others = (first,) if stage else tuple(rest) if heal else (first, *rest)
-            action = "heal" if heal or stage else "cut"
-            controls = {a: m.WanControl(1, cut=() if action == "heal" else others,
-                                        heal=others if action == "heal" else ())}
-            controls.update({d: m.WanControl(1, cut=() if action == "heal" else (a,),
-                                             heal=(a,) if action == "heal" else ())
-                             for d in others})
-            ok = await self._wan(controls)
-            self._note(fault, "stage" if stage else "heal" if heal else "start", ok,
-                       f"links to {', '.join(f'dc{d}' for d in others)}")
-            return
-        if fault.kind == "kill":
-            if heal:
-                self.cluster.restart(target)
-            else:
-                self.cluster.kill(target, signal.SIGKILL)
-        elif fault.kind == "pause":
-            self.cluster.kill(target, signal.SIGCONT if heal else signal.SIGSTOP)
-            (self.paused.discard if heal else self.paused.add)(target)
-        elif fault.kind == "clock":
-            ok = await self._control(target, skew_ms=0 if heal else fault.skew_ms)
-        elif fault.between_dcs:
-            a, b = (int(t[2:]) for t in fault.targets)
-            if heal:  # that link only: the proxies keep any other cut
-                ok = await self._wan({a: m.WanControl(1, cut=(), heal=(b,)),
-                                      b: m.WanControl(1, cut=(), heal=(a,))})
-            else:
-                ok = await self._wan({a: m.WanControl(1, cut=(b,), heal=()),
-                                      b: m.WanControl(1, cut=(a,), heal=())})
-        else:
-            a, b = fault.targets
-            ok = (await self._control(a, cut_off=() if heal else (b,))
-                  & await self._control(b, cut_off=() if heal else (a,)))
-        self._note(fault, "heal" if heal else "start", ok)
-
-    async def heal_everything(self) -> None:
-        """Whatever state the schedule left: every process running, no cut, no skew."""
-        for name in list(self.paused):
-            self.cluster.kill(name, signal.SIGCONT)
-        self.paused.clear()
-        for name, spec in self.cluster.processes.items():
-            if not spec.alive():
-                self.cluster.spawn(name)
-        for name, spec in self.cluster.processes.items():
-            if spec.role != "manager":
-                await self._control(name)
-        dcs = {spec.dc for spec in self.cluster.processes.values() if spec.role == "proxy"}
-        await self._wan({dc: m.WanControl(1, cut=(), heal=tuple(dcs - {dc})) for dc in dcs})
-
-    async def run(self, faults: list[Fault], probe=None, probe_lead_s: float = 1.0) -> None:
-        """Every fault in turn; ``probe(fault)`` runs beside each isolate fault, from
-        ``probe_lead_s`` before it starts."""
-        for fault in faults:
-            lead = probe_lead_s if fault.kind == "isolate" and probe is not None else 0.0
-            await _sleep_until(self.t0 + fault.start - lead)
-            async with trio.open_nursery() as nursery:
-                if lead:
-                    nursery.start_soon(probe, fault)
-                await _sleep_until(self.t0 + fault.start)
-                await self.apply(fault)
-                if fault.stage:
-                    await _sleep_until(self.t0 + fault.stage)
-                    await self.apply(fault, stage=True)
-                await _sleep_until(self.t0 + fault.end)
-                await self.apply(fault, heal=True)
-
-
-async def _sleep_until(monotonic_deadline: float) -> None:
-    await trio.sleep(max(0.0, monotonic_deadline - time.monotonic()))
 
 
 class Workload:
@@ -333,12 +154,12 @@ class Workload:
                 for dc, role in ((a, "S"), (b, "T")))
         self.quiet_dc = c
         try:
-            await _sleep_until(t0 + fault.start + 0.2)  # the cut is in place
+            await sleep_until(t0 + fault.start + 0.2)  # the cut is in place
             await s.put(y, b"ynew")
             await s.put(x, b"x1")
             await trio.sleep(0.01)  # sleep-ok: T's write comes later, with a larger stamp
             await t.put(x, b"x0")
-            await _sleep_until(t0 + fault.stage + 0.05)
+            await sleep_until(t0 + fault.stage + 0.05)
             while time.monotonic() < t0 + fault.end - 0.5:
                 seen = await s.read(x)
                 if seen.version is not None and seen.version.dc != a:
@@ -347,7 +168,7 @@ class Workload:
             await s.switch(self.cluster.urls_of(c))
             with contextlib.suppress(ChainReactionError):
                 await s.read(y)  # waits (c lacks y), fails retryably; never an older y
-            await _sleep_until(t0 + fault.end + 0.5)
+            await sleep_until(t0 + fault.end + 0.5)
             for _ in range(5):
                 with contextlib.suppress(ChainReactionError):
                     await s.read(y)
@@ -503,6 +324,8 @@ async def _run_jepsen(config: JepsenConfig) -> int:
     with open(os.path.join(config.out_dir, "check.txt"), "w") as f:
         f.write(text + "\n")
     applied = [e for e in nemesis.log if e["action"] == "start"]
+    windows = fault_windows(history_path, nemesis.log, config.time_s,
+                            {name: spec.dc for name, spec in cluster.processes.items()})
     summary = {
         "config": attrs.asdict(config), "run_s": round(took, 1),
         "check_s": round(check_s, 2), "history": history.counts,
@@ -514,6 +337,7 @@ async def _run_jepsen(config: JepsenConfig) -> int:
         "tombstones_collected": sum(st.get("tombstones_collected", 0)
                                     for st in stats.values()),
         "anomalies": _by_kind(report.anomalies), "valid": report.valid,
+        "windows": windows,
     }
     with open(os.path.join(config.out_dir, "faults.json"), "w") as f:
         json.dump({"planned": [attrs.asdict(x) for x in faults], "log": nemesis.log}, f,
@@ -528,6 +352,8 @@ async def _run_jepsen(config: JepsenConfig) -> int:
     print()
     print(text)
     print()
+    if windows["faults"]:
+        print(format_windows(windows))
     print(f"jepsen: {history.counts['invoke']} operations ({history.counts['ok']} ok, "
           f"{history.counts['fail']} failed, {history.counts['info']} unknown), "
           f"{len(applied)} faults injected {summary['faults_injected']}, {workload.moves} "
@@ -565,62 +391,6 @@ async def _progress(history: HistoryWriter, t0: float, total_s: float) -> None:
         c = history.counts
         print(f"  [workload] t={time.monotonic() - t0:5.1f}/{total_s:g}s  ops {c['invoke']}  "
               f"ok {c['ok']}  fail {c['fail']}  info {c['info']}", flush=True)
-
-
-def plot_timeline(history_path: str, nemesis_log: list, report, out_path: str) -> None:
-    """Operations per process over time, fault intervals shaded, anomalies marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lanes: dict = {}
-    points = {"ok": ([], []), "fail": ([], []), "info": ([], [])}
-    time_of: dict = {}
-    with open(history_path) as f:
-        for line in f:
-            e = json.loads(line)
-            time_of[e["index"]] = e["time"]
-            if e["type"] == "invoke":
-                continue
-            lane = lanes.setdefault(e["process"], len(lanes))
-            xs, ys = points[e["type"]]
-            xs.append(e["time"])
-            ys.append(lane)
-    fig, ax = plt.subplots(figsize=(14, max(4, 0.18 * len(lanes) + 2)))
-    style = {"ok": ("tab:blue", ".", 2), "fail": ("tab:orange", "x", 12),
-             "info": ("tab:red", "x", 16)}
-    for kind, (xs, ys) in points.items():
-        color, marker, size = style[kind]
-        ax.scatter(xs, ys, s=size, c=color, marker=marker, label=kind, linewidths=0.8)
-    colors = {"kill": "tab:red", "pause": "tab:purple", "partition": "tab:green",
-              "clock": "tab:olive", "isolate": "tab:cyan"}
-    t_hist = max(time_of.values(), default=0.0)
-    open_faults: dict = {}
-    for e in nemesis_log:
-        key = (e["kind"], tuple(e["targets"]))
-        if e["action"] == "start":
-            open_faults[key] = e["time"]
-        elif key in open_faults:
-            start = open_faults.pop(key)
-            ax.axvspan(start, e["time"], color=colors[e["kind"]], alpha=0.15)
-            ax.text(start, len(lanes) + 0.3, f"{e['kind']} {'/'.join(e['targets'])}",
-                    fontsize=6, rotation=30, color=colors[e["kind"]])
-    for start in open_faults.values():
-        ax.axvspan(start, t_hist, color="grey", alpha=0.1)
-    for a in report.anomalies:
-        times = [time_of[i] for i in a.ops if i in time_of]
-        if times:
-            ax.axvline(max(times), color="red", linewidth=0.8, alpha=0.7)
-    ax.set_yticks(range(len(lanes)))
-    ax.set_yticklabels(list(lanes), fontsize=5)
-    ax.set_xlabel("seconds since the history began")
-    verdict = "no anomaly" if report.valid else f"{len(report.anomalies)} anomalies (red lines)"
-    ax.set_title(f"operations by process; faults shaded; {verdict}")
-    ax.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
 
 
 def main_args(args) -> int:

@@ -1,0 +1,164 @@
+"""The report of a ``chainreaction jepsen`` run beyond the checker's verdict: what each
+fault cost the workload (``fault_windows``, in ``summary.json`` and printed) and the
+timeline plot (``timeline.png``)."""
+
+from __future__ import annotations
+
+import json
+
+
+def _completions(history_path: str) -> list:
+    """(time, type, dc) of every completed workload operation (final reads left out)."""
+    done = []
+    with open(history_path) as f:
+        for line in f:
+            e = json.loads(line)
+            if e["type"] != "invoke" and not e.get("final"):
+                done.append((e["time"], e["type"], e["dc"]))
+    return done
+
+
+def _windows(nemesis_log: list, end_s: float) -> list:
+    """(kind, targets, start, heal) per fault, from the nemesis log; one never healed ends
+    at ``end_s``."""
+    found, opened = [], {}
+    for e in nemesis_log:
+        key = (e["kind"], tuple(e["targets"]))
+        if e["action"] == "start":
+            opened[key] = e["time"]
+        elif e["action"] == "heal" and key in opened:
+            found.append((*key, opened.pop(key), e["time"]))
+    found += [(*key, start, max(start, end_s)) for key, start in opened.items()]
+    return sorted(found, key=lambda w: w[2])
+
+
+def _dc_of_fault(kind: str, targets: tuple, dc_of: dict) -> int | None:
+    """The one DC a fault hits (a killed process's, a restarted DC, an isolated DC), or
+    None (a partition between DCs)."""
+    if kind == "isolate":
+        return int(targets[0][2:])
+    if not all(t in dc_of for t in targets):
+        return None  # "dc0" / "dc2": a partition between DCs
+    dcs = {dc_of[t] for t in targets}
+    return dcs.pop() if len(dcs) == 1 else None
+
+
+def fault_windows(history_path: str, nemesis_log: list, workload_s: float,
+                  dc_of: dict) -> dict:
+    """What each fault cost, from its start to its heal: operations completed ok per
+    second over all DCs and in the fault's DC, beside the same rates while no fault was
+    on; failed and unknown outcomes; and ``dc_outage_s``, the longest time from the fault's
+    start until the next fault (or the end of the workload) in which its DC completed no
+    operation at all: the outage as that DC's clients saw it, recovery included."""
+    done = [d for d in _completions(history_path) if d[0] <= workload_s]
+    windows = _windows(nemesis_log, workload_s)
+    dcs = sorted({d for _, _, d in done if d is not None})
+
+    def inside(t: float) -> bool:
+        return any(start <= t <= heal for _, _, start, heal in windows)
+
+    quiet_s = max(1e-9, workload_s - sum(min(heal, workload_s) - start
+                                         for _, _, start, heal in windows))
+    quiet = [d for d in done if d[1] == "ok" and not inside(d[0])]
+    report = {"quiet": {"ok_per_s": round(len(quiet) / quiet_s, 1),
+                        "by_dc": {str(dc): round(sum(d[2] == dc for d in quiet) / quiet_s, 1)
+                                  for dc in dcs}},
+              "faults": []}
+    for i, (kind, targets, start, heal) in enumerate(windows):
+        span = [d for d in done if start <= d[0] <= heal]
+        length = max(heal - start, 1e-9)
+        ok = [d for d in span if d[1] == "ok"]
+        entry = {"kind": kind, "targets": list(targets), "start": round(start, 2),
+                 "end": round(heal, 2), "ok": len(ok),
+                 "fail": sum(d[1] == "fail" for d in span),
+                 "info": sum(d[1] == "info" for d in span),
+                 "ok_per_s": round(len(ok) / length, 1)}
+        dc = _dc_of_fault(kind, targets, dc_of)
+        if dc is not None:
+            limit = windows[i + 1][2] if i + 1 < len(windows) else workload_s
+            served = sorted(t for t, type_, d in done
+                            if type_ == "ok" and d == dc and start <= t <= limit)
+            edges = [start, *served, limit]
+            entry.update(dc=dc, dc_ok_per_s=round(sum(d[2] == dc for d in ok) / length, 1),
+                         dc_outage_s=round(max(b - a for a, b in zip(edges, edges[1:])), 2),
+                         dc_back=any(t > heal for t in served))
+        report["faults"].append(entry)
+    return report
+
+
+def format_windows(windows: dict) -> str:
+    quiet = windows["quiet"]
+    by_dc = ", ".join(f"dc{dc} {rate:g}" for dc, rate in quiet["by_dc"].items())
+    lines = [f"fault windows (ok operations per second; with no fault on: {quiet['ok_per_s']:g}"
+             f"{', ' + by_dc if by_dc else ''}):"]
+    for w in windows["faults"]:
+        line = (f"  {w['start']:6.1f}-{w['end']:6.1f} s  {w['kind']:<14} "
+                f"{' / '.join(w['targets'])[:40]:<40}  ok/s {w['ok_per_s']:g}")
+        if "dc" in w:
+            line += (f" (dc{w['dc']} {w['dc_ok_per_s']:g})  fail {w['fail']}  unknown "
+                     f"{w['info']}  dc{w['dc']} completed nothing for {w['dc_outage_s']:.1f} s"
+                     + ("" if w["dc_back"] else " (nothing after the heal before the "
+                                                "next fault or the end)"))
+        else:
+            line += f"  fail {w['fail']}  unknown {w['info']}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def plot_timeline(history_path: str, nemesis_log: list, report, out_path: str) -> None:
+    """Operations per process over time, fault intervals shaded, anomalies marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lanes: dict = {}
+    points = {"ok": ([], []), "fail": ([], []), "info": ([], [])}
+    time_of: dict = {}
+    with open(history_path) as f:
+        for line in f:
+            e = json.loads(line)
+            time_of[e["index"]] = e["time"]
+            if e["type"] == "invoke":
+                continue
+            lane = lanes.setdefault(e["process"], len(lanes))
+            xs, ys = points[e["type"]]
+            xs.append(e["time"])
+            ys.append(lane)
+    fig, ax = plt.subplots(figsize=(14, max(4, 0.18 * len(lanes) + 2)))
+    style = {"ok": ("tab:blue", ".", 2), "fail": ("tab:orange", "x", 12),
+             "info": ("tab:red", "x", 16)}
+    for kind, (xs, ys) in points.items():
+        color, marker, size = style[kind]
+        ax.scatter(xs, ys, s=size, c=color, marker=marker, label=kind, linewidths=0.8)
+    colors = {"kill": "tab:red", "pause": "tab:purple", "partition": "tab:green",
+              "clock": "tab:olive", "isolate": "tab:cyan", "restart-dc": "tab:brown",
+              "restart-dc-all": "tab:pink"}
+    t_hist = max(time_of.values(), default=0.0)
+    open_faults: dict = {}
+    for e in nemesis_log:
+        key = (e["kind"], tuple(e["targets"]))
+        if e["action"] == "start":
+            open_faults[key] = e["time"]
+        elif e["action"] == "restart":  # one process of a restart-dc is back
+            ax.axvline(e["time"], color=colors[e["kind"]], linewidth=0.6, linestyle=":")
+        elif e["action"] == "heal" and key in open_faults:
+            start = open_faults.pop(key)
+            ax.axvspan(start, e["time"], color=colors[e["kind"]], alpha=0.15)
+            ax.text(start, len(lanes) + 0.3, f"{e['kind']} {'/'.join(e['targets'])}",
+                    fontsize=6, rotation=30, color=colors[e["kind"]])
+    for start in open_faults.values():
+        ax.axvspan(start, t_hist, color="grey", alpha=0.1)
+    for a in report.anomalies:
+        times = [time_of[i] for i in a.ops if i in time_of]
+        if times:
+            ax.axvline(max(times), color="red", linewidth=0.8, alpha=0.7)
+    ax.set_yticks(range(len(lanes)))
+    ax.set_yticklabels(list(lanes), fontsize=5)
+    ax.set_xlabel("seconds since the history began")
+    verdict = "no anomaly" if report.valid else f"{len(report.anomalies)} anomalies (red lines)"
+    ax.set_title(f"operations by process; faults shaded; {verdict}")
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,170 @@
+"""Restarts without processes: what ``cluster.json`` records and how its tools refuse bad
+input, the restart-dc fault plans, and the per-fault windows of the jepsen report. (The
+real thing, with processes killed and restarted, is in tests/test_e2e_restarts.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+from chainreaction.tools import manifest
+from chainreaction.tools.cli import build_parser, main
+from chainreaction.tools.cluster import ClusterConfig, LocalCluster
+from chainreaction.tools.jepsen import JepsenConfig, plan_faults
+from chainreaction.tools.jepsen_report import fault_windows, format_windows
+
+
+def planned_cluster(tmp_path, **options) -> LocalCluster:
+    cluster = LocalCluster(ClusterConfig(data_dir=str(tmp_path / "cluster"), **options))
+    os.makedirs(cluster.data_dir)
+    cluster.write_manifest()
+    return cluster
+
+
+def test_cluster_json_records_how_to_start_each_process_again(tmp_path):
+    cluster = planned_cluster(tmp_path, dcs=2, frontends=2)
+    entries = manifest.load(cluster.data_dir)["processes"]
+    assert [p["name"] for p in entries] == list(cluster.processes)
+    for p in entries:
+        spec = cluster.processes[p["name"]]
+        assert p["argv"] == [sys.executable, "-m", "chainreaction", *spec.args]
+        assert p["cwd"] == os.getcwd() and p["log"] == cluster.log_path(p["name"])
+        assert p["env"] == ({"PYTHONPATH": os.environ["PYTHONPATH"]}
+                            if "PYTHONPATH" in os.environ else {})
+        # ``data`` is where the process itself keeps its data, given that command line
+        args = build_parser().parse_args(p["argv"][3:])
+        expected = {"node": os.path.join(cluster.data_dir, p["name"]),
+                    "proxy": os.path.join(cluster.data_dir, p["name"]),
+                    "manager": os.path.join(cluster.data_dir, f"{p['name']}.state"),
+                    "frontend": None}[p["role"]]
+        assert p["data"] == expected
+        if p["role"] != "frontend":
+            assert args.data_dir == cluster.data_dir and args.name == p["name"]
+            assert p["data"].startswith(os.path.join(args.data_dir, args.name))
+
+
+def test_the_manifest_keeps_a_pid_recorded_by_cluster_restart(tmp_path):
+    """``cluster up`` rewrites cluster.json when it starts a process; a pid that ``cluster
+    restart`` recorded for a process it has no live child of stays."""
+    cluster = planned_cluster(tmp_path)
+    manifest.set_pid(cluster.data_dir, "n2", 4242)
+    cluster.write_manifest()
+    assert manifest.entry(manifest.load(cluster.data_dir), "n2")["pid"] == 4242
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "no "),
+    ("{not json", "not valid JSON"),
+    ('{"processes": 3}', "no list of processes"),
+    ('{"processes": [{"role": "node", "name": "n1", "address": "x", "pid": 1}]}',
+     "n1 lacks argv, cwd, env, data, log (written by an older"),
+    ('{"processes": [{"role": "node", "name": "n1", "address": "x", "pid": 1, "argv": [],'
+     ' "cwd": "/", "env": {}, "data": null, "log": "l"}]}', "n1 has no command line"),
+])
+def test_restart_and_kill_explain_a_missing_or_broken_cluster_json(tmp_path, capsys, content,
+                                                                     says):
+    if content is not None:
+        (tmp_path / "cluster.json").write_text(content)
+    for command in (["restart", "n1"], ["kill", "n1", "--signal", "STOP"]):
+        assert main(["cluster", *command, "--cluster", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("chainreaction: error: ") and says in err, err
+
+
+def test_restart_and_kill_name_the_processes_when_the_name_is_unknown(tmp_path, capsys):
+    cluster = planned_cluster(tmp_path)
+    assert main(["cluster", "restart", "n7", "--cluster", cluster.data_dir]) == 2
+    assert "no process named 'n7' in this cluster; its processes: manager, n1, n2, n3, f1" \
+        in capsys.readouterr().err
+
+
+def test_kill_refuses_a_process_that_does_not_run(tmp_path):
+    cluster = planned_cluster(tmp_path)  # planned, never started: no pid runs its argv
+    with pytest.raises(ValueError, match="n1 is not running .* cluster restart n1 --cluster"):
+        manifest.send_signal(cluster.data_dir, "n1", "KILL")
+    with pytest.raises(ValueError, match="unknown signal 'HUP'"):
+        manifest.send_signal(cluster.data_dir, "n1", "HUP")
+
+
+def test_a_process_is_found_by_its_whole_command_line_never_by_its_pid_alone():
+    with open("/proc/self/cmdline", "rb") as f:
+        argv = [os.fsdecode(a) for a in f.read().split(b"\0")[:-1]]
+    assert os.getpid() in manifest.pids_of({"pid": os.getpid(), "argv": argv})
+    assert manifest.pids_of({"pid": os.getpid(), "argv": argv})[0] == os.getpid()
+    # the pid is ours, but the command line is another's: a reused pid, not the process
+    assert manifest.pids_of({"pid": os.getpid(), "argv": [*argv, "--name", "n1"]}) == []
+    assert manifest.pids_of({"pid": None, "argv": [*argv, "--other"]}) == []
+
+
+def test_restart_dc_kills_one_whole_dc_and_restarts_it_in_a_drawn_order():
+    cluster = LocalCluster(ClusterConfig(nodes=3, dcs=3, data_dir="/nonexistent"))
+    dcs_hit = set()
+    for seed in range(1, 30):
+        config = JepsenConfig(dcs=3, nodes=3, time_s=60, seed=seed,
+                              nemeses=("restart-dc", "restart-dc-all"))
+        faults = plan_faults(config, cluster)
+        assert faults == plan_faults(config, cluster)  # a pure function of the seed
+        assert faults
+        for f in faults:
+            dcs_hit.add(f.dc)
+            roles = {"restart-dc": {"node"},
+                     "restart-dc-all": {"node", "manager", "frontend", "proxy"}}[f.kind]
+            assert sorted(f.targets) == sorted(n for n, p in cluster.processes.items()
+                                               if p.dc == f.dc and p.role in roles)
+            gaps = [b - a for a, b in zip((f.start, *f.restarts), f.restarts)]
+            assert all(config.restart_gap_s[0] <= g <= config.restart_gap_s[1] for g in gaps)
+            assert f.end == f.restarts[-1] <= config.time_s - 1.0
+            assert f"kill -9 every {'node' if f.kind == 'restart-dc' else 'process'} of " \
+                   f"dc{f.dc}" in f.describe()
+        assert all(a.end < b.start for a, b in zip(faults, faults[1:]))  # one at a time
+    assert dcs_hit == {0, 1, 2}
+
+
+def test_the_other_nemeses_draw_the_same_schedules_as_before_restart_dc():
+    """Adding nemeses changed no other schedule: the seeds of earlier reports still replay
+    (a schedule drawn before restart-dc existed, seed 1, 3 DCs, 15 s)."""
+    cluster = LocalCluster(ClusterConfig(nodes=3, dcs=3, data_dir="/nonexistent"))
+    config = JepsenConfig(time_s=15, seed=1,
+                          nemeses=("kill", "pause", "partition", "clock", "isolate"))
+    assert [(f.kind, f.targets, round(f.start, 2)) for f in plan_faults(config, cluster)] \
+        == BEFORE_SEED_1
+
+
+BEFORE_SEED_1 = [("kill", ("dc0-proxy",), 1.27), ("clock", ("dc0-n1",), 6.8),
+                 ("clock", ("dc2-n1",), 10.21)]
+
+
+def test_fault_windows_give_the_rate_in_each_fault_and_the_outage_of_its_dc(tmp_path):
+    history = tmp_path / "history.jsonl"
+    events = []
+    for i in range(100):  # one ok per 0.1 s in each of two DCs; dc1 dark from 2.0 to 3.5 s
+        t = i / 10 + 0.05
+        for dc in (0, 1):
+            if dc == 1 and 2.0 <= t < 3.5:
+                continue
+            events.append({"time": t, "type": "ok", "dc": dc})
+    events.append({"time": 2.5, "type": "info", "dc": 1})
+    events.append({"time": 10.5, "type": "ok", "dc": 1, "final": True})  # not workload
+    history.write_text("".join(json.dumps(e) + "\n" for e in events))
+    log = [{"time": 2.0, "kind": "restart-dc", "action": "start", "targets": ["b1", "b2"]},
+           {"time": 2.5, "kind": "restart-dc", "action": "restart", "targets": ["b1", "b2"]},
+           {"time": 3.0, "kind": "restart-dc", "action": "restart", "targets": ["b1", "b2"]},
+           {"time": 3.0, "kind": "restart-dc", "action": "heal", "targets": ["b1", "b2"]},
+           {"time": 6.0, "kind": "partition", "action": "start", "targets": ["dc0", "dc1"]},
+           {"time": 7.0, "kind": "partition", "action": "heal", "targets": ["dc0", "dc1"]}]
+    windows = fault_windows(str(history), log, 10.0, {"a1": 0, "b1": 1, "b2": 1})
+    quiet_s = 10.0 - 2 * 1.0  # the workload, less the two windows
+    assert windows["quiet"] == {"ok_per_s": round(155 / quiet_s, 1),
+                                "by_dc": {"0": 10.0, "1": round(75 / quiet_s, 1)}}
+    restart, partition = windows["faults"]
+    assert restart["kind"] == "restart-dc" and restart["dc"] == 1
+    assert (restart["start"], restart["end"], restart["info"]) == (2.0, 3.0, 1)
+    assert restart["ok_per_s"] == 10.0 and restart["dc_ok_per_s"] == 0.0  # all in dc0
+    assert restart["dc_outage_s"] == 1.55  # from the fault's start to dc1's next ok
+    assert restart["dc_back"]
+    assert "dc" not in partition and partition["ok_per_s"] == 20.0
+    text = format_windows(windows)
+    assert "restart-dc" in text and "dc1 completed nothing for 1.6 s" in text

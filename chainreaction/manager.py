@@ -226,6 +226,7 @@ class ManagerCore(Core):
                 self._force_publish = True
                 self._dirty = True
             self._save()
+            return  # (what it serves counts once it has a ring naming its new store)
         if msg.epoch == self.ring.epoch and msg.store_id == self._store_ids.get(msg.name):
             updated = custody.observe(self.custody, self.ring, msg.name, set(msg.syncing))
             if updated is not None:

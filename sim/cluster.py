@@ -485,6 +485,13 @@ class SimCluster:
         self._wake_at.pop(name, None)
         self._plan_timer(name)
 
+    def replace_disk(self, name: str) -> None:
+        """A crashed node's disk is lost: it restarts on an empty store (a replacement)."""
+        assert name in self.down and self.role_of[name] == "node", name
+        store = MemoryStore()
+        self.stores[name] = (self.invariants.wrap(store, name) if self.invariants is not None
+                             else store)
+
     def restart(self, name: str) -> None:
         """Start a fresh core on the crashed process's surviving store."""
         self.down.discard(name)

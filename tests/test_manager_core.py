@@ -412,3 +412,65 @@ def test_random_schedules_keep_the_ring_equal_to_the_live_nodes(schedule):
         if event[0] == "hb":
             # whoever heartbeats is up to date afterwards
             assert known.get(event[1], 0) == mgr.ring.epoch
+
+
+# -- saved state and custody (issue 14) -------------------------------------------------------
+
+
+def saving_manager(state, now=0.0, grace=0.0):
+    from chainreaction.manager import ManagerCore as Core
+
+    return Core(ManagerConfig(replication=2, vnodes=4, failure_timeout_s=TIMEOUT,
+                              startup_grace_s=grace), now, state=state)
+
+
+def test_a_restarted_manager_continues_from_its_saved_ring_and_marks_the_silent_down():
+    from chainreaction.state_file import MemoryState
+
+    state = MemoryState()
+    mgr = saving_manager(state)
+    for name in "abc":
+        mgr.handle(name, m.Heartbeat(name, "node", f"sim:{name}", 1, mgr.ring.epoch,
+                                     store_id=ord(name)), 0.0)
+    ring, held = mgr.ring, mgr.custody
+    assert ring.epoch == 3 and state.saves >= 3
+
+    # the manager restarts (its process killed); a and b come back within the grace, c not
+    mgr = saving_manager(state, now=10.0, grace=TIMEOUT)
+    assert mgr.ring == ring and mgr.custody == held and mgr.counters["state_restored"] == 1
+    for t in (10.0, 10.5, 11.0, 11.4):
+        for name in "ab":
+            mgr.handle(name, m.Heartbeat(name, "node", f"sim:{name}", 2, ring.epoch,
+                                         store_id=ord(name)), t)
+        assert mgr.tick(t) == []  # the grace: nothing changes yet
+    to, update = updates(without_leases(mgr.tick(11.6)))
+    assert to == ["a", "b"] and update.ring.epoch == 4
+    assert update.ring.down == {"c"} and member_names(update.ring) == ["a", "b"]
+    # c stays a holder where no other holder is left in the chain, so nobody takes its
+    # ranges over alone; elsewhere a and b hold them
+    assert custody_of(update) == mgr.custody
+    for arc in range(update.ring.arc_count):
+        assert mgr.custody[arc], arc
+
+
+def custody_of(update):
+    return tuple(frozenset(holders) for holders in update.custody)
+
+
+def test_an_empty_disk_holds_nothing_and_every_node_replans():
+    mgr = saving_manager(None)
+    for name in "ab":
+        mgr.handle(name, m.Heartbeat(name, "node", f"sim:{name}", 1, mgr.ring.epoch,
+                                     store_id=1), 0.0)
+    epoch = mgr.ring.epoch
+    assert all("a" in holders for holders in mgr.custody)
+    # a restarts on a new disk: a new store id, same address, same epoch
+    out = without_leases(mgr.handle("a", m.Heartbeat("a", "node", "sim:a", 2, epoch,
+                                                     store_id=2), 0.5))
+    to, update = updates(out)
+    assert update.ring.epoch == epoch + 1 and mgr.counters["replica_replaced"] == 1
+    assert all("a" not in holders for holders in custody_of(update))
+    assert dict(update.store_ids)["a"] == 2
+    # once it reports it serves everything without copying, it holds its arcs again
+    mgr.handle("a", m.Heartbeat("a", "node", "sim:a", 2, epoch + 1, store_id=2), 0.6)
+    assert all("a" in holders for holders in mgr.custody)

@@ -403,6 +403,12 @@ class NodeCore(Core):
             return []
         pos = chain.index(self.name) + 1
         tail = pos == len(chain)
+        if msg.origin == src and not msg.op and self.copier.copying(self.ring.arc_of(msg.key)):
+            # An orphan reinjected by a node back from a crash, however old: only a holder
+            # of the range knows whether a newer delete was collected meanwhile (custody.py);
+            # we are still copying it. Its owner sends it again.
+            self.counters["orphan_held_for_sync"] += 1
+            return []
         current = self.store.get(msg.key)
         out: list = []
         wants_ack = msg.ack_at and (pos == msg.ack_at or (tail and msg.ack_at > pos))
@@ -535,20 +541,14 @@ class NodeCore(Core):
             if record is None or record.version != pending.version or record.stable:
                 del self._unstable[key]
                 continue
-            chain = ring.chain(key)
-            pos = chain.index(self.name) + 1 if self.name in chain else 0
-            if pending.orphan and pos != 1 and self._tombstones.outlived(
-                    pending.version, self.dc_time.now(now)):
-                # Not reinjected all that time: a newer tombstone may be collected by now,
-                # and reinjected it could bring a deleted key back. Stop; the record stays
-                # until a copy or a newer write replaces it. (At the head the orphan is the
-                # key's current version, served to readers already: it goes down the chain
-                # like any write, and a node that collected a newer delete drops it by its
-                # floor. Kept there undriven, it would hold back every older write of
-                # another DC, whose proxy waits for the tail to have it or newer.)
-                del self._unstable[key]
-                self.counters["orphans_expired"] += 1
+            arc = ring.arc_of(key)
+            if self.copier.copying(arc):
+                # Not a holder of its range yet: we may be its only chain member and hold
+                # an orphan older than a delete the range's holder collected (custody.py).
+                # Driven once the copy is done.
                 continue
+            chain = ring.chain_of_arc(arc)
+            pos = chain.index(self.name) + 1 if self.name in chain else 0
             pending.sent_at = now
             self.counters["redrive"] += 1
             if pending.orphan and pos != 1:
@@ -678,5 +678,6 @@ class NodeCore(Core):
             return out
         for key in self.copier.drop_collected(sync):
             self._unstable.pop(key, None)
+        out += self._redrive(now, force=True)  # what waited for the copy (orphans among it)
         out += self._release_held_puts(now)
         return out

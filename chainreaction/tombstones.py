@@ -52,11 +52,6 @@ class Tombstones:
         """Whether a missing record may stand for ``version`` (collected at or above it)."""
         return self.floor is not None and version <= self.floor
 
-    def outlived(self, version: Version, now: float) -> bool:
-        """An unreplicated write older than half the grace: not to be reinjected, since a
-        newer tombstone of its key may be collected by the time it arrives."""
-        return now - version.clock / 1e6 > self.grace_s / 2
-
     def raise_floor(self, version: Version | None) -> None:
         if version is not None and not self.covers(version):
             self.floor = version

@@ -397,13 +397,18 @@ class NodeCore(Core):
             # on it. Fetch the ring; the sender redrives the update.
             self.counters["update_from_newer_ring"] += 1
             return self._ring_requests.ask(self.epoch, now)
-        chain = self.ring.chain(msg.key)
+        arc = self.ring.arc_of(msg.key)
+        chain = self.ring.chain_of_arc(arc)
         if self.name not in chain:
             self.counters["update_not_in_chain"] += 1
             return []
         pos = chain.index(self.name) + 1
-        tail = pos == len(chain)
-        if msg.origin == src and not msg.op and self.copier.copying(self.ring.arc_of(msg.key)):
+        copying = self.copier.copying(arc)
+        # A tail still copying the range does not make writes stable: the chain may be of
+        # nodes none of which holds the range (its holders down), and "stable" would keep
+        # the write from ever reaching them. It settles them once its copy is done.
+        tail = pos == len(chain) and not copying
+        if msg.origin == src and not msg.op and copying:
             # An orphan reinjected by a node back from a crash, however old: only a holder
             # of the range knows whether a newer delete was collected meanwhile (custody.py);
             # we are still copying it. Its owner sends it again.
@@ -411,7 +416,7 @@ class NodeCore(Core):
             return []
         current = self.store.get(msg.key)
         out: list = []
-        wants_ack = msg.ack_at and (pos == msg.ack_at or (tail and msg.ack_at > pos))
+        wants_ack = msg.ack_at and (pos == msg.ack_at or (pos == len(chain) and msg.ack_at > pos))
         late = current is None and self._tombstones.covers(msg.version)
         if late or current is not None and msg.version < current.version:
             # Superseded by a newer version that travels the same chain: positions 1..pos
@@ -444,7 +449,7 @@ class NodeCore(Core):
                                                      not self.config.geo)))
             stable = m.Stable(msg.key, msg.version, current.seq, current.logged_at)
             out.append(Send(src, stable))
-            if not tail:
+            if pos < len(chain):
                 out.append(Send(chain[pos], stable))
             return out
         else:
@@ -460,6 +465,8 @@ class NodeCore(Core):
             out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, stable)))
         if tail:
             out += self._settle_at_tail(msg.key, record, chain, pos, msg.origin, now)
+        elif pos == len(chain):
+            self._unstable[msg.key] = _Unstable(msg.version, now, orphan=False, origin=msg.origin)
         else:
             self._unstable[msg.key] = _Unstable(msg.version, now, orphan=False)
             if msg.epoch != self.ring.epoch or record is not current and record.seq != msg.seq:

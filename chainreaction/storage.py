@@ -5,6 +5,19 @@ durable ``RocksStore`` the real servers use is in ``rocks_store.py``, which only
 process drivers import (``runtime/processes.py``; the proxy's log through
 ``remote_proxy/rocks_log.py``), so the cores and the simulator never depend on rocksdict.
 Cores receive a store; they never open one.
+
+**Durability levels** (``DURABILITY_LEVELS``, the ``--durability`` option of nodes and
+proxies) say when a write reaches the disk itself rather than the page cache:
+
+* ``none``: never synced by us. A write survives kill -9 of the process (RocksDB's WAL is
+  in the page cache), not a crash of the machine or a power loss.
+* ``group``: group commit. Writes are not synced one by one; the driver syncs the store
+  once per pass (``unsynced``, ``sync``) before any message or reply the pass produced
+  leaves the process (``runtime/driver.py``), so nothing acknowledges or forwards a write
+  a power loss could still take back. One sync covers every write of the pass.
+* ``every``: each write synced on its own before it returns (the old ``--fsync``).
+
+The cores never sync: syncing is I/O, so the driver does it.
 """
 
 from __future__ import annotations
@@ -15,6 +28,11 @@ import attrs
 import cbor2
 
 from .versions import VClock, Version
+
+DURABILITY_LEVELS = ("none", "group", "every")
+# Group commit costs little over none under load (docs/experiments.md, "Durability
+# levels") and makes what is acknowledged survive a power loss of the whole DC.
+DEFAULT_DURABILITY = "group"
 
 
 @attrs.frozen(slots=True)
@@ -73,11 +91,20 @@ class Store(Protocol):
 
     def put_meta(self, name: str, value: bytes) -> None: ...
 
+    # Group commit: how many writes since the last ``sync`` a power loss could still undo,
+    # and ``sync``, which makes them all durable at once. The driver calls it, never a core.
+    unsynced: int
+
+    def sync(self) -> None: ...
+
     def close(self) -> None: ...
 
 
 class MemoryStore:
-    """Dict-backed store; ``snapshot()`` lets the simulator model a crash that keeps data."""
+    """Dict-backed store; ``snapshot()`` lets the simulator model a crash that keeps data.
+    Nothing to sync: ``unsynced`` stays 0."""
+
+    unsynced = 0
 
     def __init__(self, data: dict | None = None) -> None:
         self._data: dict[str, Record] = dict(data or {})
@@ -116,6 +143,9 @@ class MemoryStore:
 
     def snapshot(self) -> dict:
         return dict(self._data)
+
+    def sync(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -6,6 +6,15 @@ send the effects the core returns (``Send`` to the transport, ``ToClient`` to a 
 connection, which a frontend's server registers); learn peers' addresses from ring
 updates and heartbeats; apply fault injection (``FaultControl``: clock skew, cut links),
 which is about this process's I/O, not the protocol. It knows no role.
+
+Group commit (``durable``: the core's store, at durability ``group``; see
+``storage.py``). A *pass* is what the driver handles between two flushes of the transport:
+a chunk of frames read from one connection, or the timers and sends of one scheduler pass.
+While the store holds writes not yet synced, the effects the core returns are held; at the
+flush that ends the pass (``Transport.before_flush``) the driver syncs the store once and
+only then sends them, in order. So nothing that acknowledges or forwards a write leaves
+the process before the write is durable, and one sync covers every write of the pass. The
+cores never sync: that is I/O.
 """
 
 from __future__ import annotations
@@ -31,11 +40,27 @@ def wall_clock() -> float:
     return time.time()
 
 
-class Driver:
-    """``transport`` may come later (``attach``): it needs ``on_message`` to deliver to."""
+def group_commit(store, durability: str):
+    """What the driver syncs once per pass: the store at durability ``group``, else None
+    (``none`` never syncs, ``every`` has synced each write already)."""
+    return store if durability == "group" else None
 
-    def __init__(self, core: Core, transport: Transport | None, clock=wall_clock) -> None:
+
+class SyncFailed(RuntimeError):
+    """The store could not be synced: nothing held may be sent, the process must stop
+    (not an ``OSError``, which a connection's task would take for a broken link)."""
+
+
+class Driver:
+    """``transport`` may come later (``attach``): it needs ``on_message`` to deliver to.
+    ``durable``: the store to group-commit (``unsynced``, ``sync``), or None to send
+    effects as they come (durability ``none``, or ``every``: each write synced already)."""
+
+    def __init__(self, core: Core, transport: Transport | None, clock=wall_clock,
+                 durable=None) -> None:
         self.core = core
+        self.durable = durable
+        self._held: list = []  # effects waiting for the pass's sync (group commit)
         self.transport: Transport = None  # type: ignore[assignment]
         if transport is not None:
             self.attach(transport)
@@ -49,6 +74,8 @@ class Driver:
     def attach(self, transport: Transport) -> None:
         self.transport = transport
         self.core.io_counters = transport.counters
+        if self.durable is not None:
+            transport.before_flush = self.commit
 
     def clock(self) -> float:
         return self._base_clock() + self.clock_skew_s
@@ -99,6 +126,17 @@ class Driver:
     # -- out of the core -----------------------------------------------------------------------
 
     def run(self, effects: list) -> None:
+        if self.durable is not None and (self._held or self.durable.unsynced):
+            self._held += effects  # until the pass's sync (``commit``)
+            self.transport.flush_soon()
+        else:
+            self._perform(effects)
+        deadline = self.core.next_deadline()
+        if deadline is not None and (self._timer_target is None or deadline < self._timer_target):
+            self._timer_target = deadline
+            self._timer_wakeup.set()  # the timer task sleeps to a later deadline
+
+    def _perform(self, effects: list) -> None:
         for effect in effects:
             if isinstance(effect, Send):
                 self.send(effect.to, effect.msg)
@@ -108,10 +146,24 @@ class Driver:
                     reply_to(effect.reply)
             else:  # pragma: no cover - cores only return these
                 raise TypeError(f"unexpected effect {effect!r}")
-        deadline = self.core.next_deadline()
-        if deadline is not None and (self._timer_target is None or deadline < self._timer_target):
-            self._timer_target = deadline
-            self._timer_wakeup.set()  # the timer task sleeps to a later deadline
+
+    def commit(self) -> None:
+        """End of a pass (group commit): one sync covers the pass's writes, then its held
+        effects leave."""
+        while self._held:  # (effects sent to ourselves may hold more: loop)
+            unsynced = self.durable.unsynced
+            if unsynced:
+                try:
+                    self.durable.sync()
+                except Exception as exc:
+                    # Not retried: after a failed fsync the kernel may have dropped the
+                    # pages, and a second one can succeed without them (PostgreSQL's
+                    # "fsyncgate"). The process stops; what it held is never sent.
+                    raise SyncFailed(f"sync of {self.core.name}'s store failed: {exc}") from exc
+                self.transport.counters["group_commit_syncs"] += 1
+                self.transport.counters["group_commit_writes"] += unsynced
+            held, self._held = self._held, []
+            self._perform(held)
 
     def send(self, to: str, msg) -> None:
         self.transport.send(to, msg)

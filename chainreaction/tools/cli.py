@@ -256,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cluster", metavar="DIR",
                        help="data dir of `cluster up`: also measure the CPU time of its "
                        "processes, and print CPU per operation next to the baselines'")
+    bench.add_argument("--durability-levels", metavar="LEVELS",
+                       help="compare durability levels instead (comma-separated, e.g. "
+                       "none,group,every): start a local cluster per level (3 nodes, R=3, "
+                       "k=1) on ports from --base-port, run the store load against each in "
+                       "turn for --rounds rounds, print one table, stop them all; no "
+                       "baselines. Writes only: add --read-ratio 0")
+    bench.add_argument("--base-port", type=int, default=7700,
+                       help="with --durability-levels: the first level's cluster's ports "
+                       "start here, the next one's 10 higher, ...")
     return p
 
 

@@ -4,10 +4,11 @@ which the remote proxy's ``RocksLog`` opens its database with too.
 Every ``put`` goes to RocksDB's write-ahead log before it returns, so a node killed with
 ``kill -9`` and restarted still has every record it stored (and so everything it
 acknowledged). The durability level (``storage.py``) decides what survives a power loss:
-``every`` syncs each write (``WriteOptions.sync``); ``group`` writes without sync and
-counts the writes in ``unsynced`` until the driver's ``sync``, one ``flush_wal(sync=True)``
-for all of them (the WAL is shared by every column family, so one sync covers them all);
-``none`` never syncs.
+``every`` syncs each write (``WriteOptions.sync``: RocksDB fsyncs its WAL before the
+write returns, holding the GIL); ``group`` writes without sync and counts the writes in
+``writes`` for the driver, whose ``sync`` is one ``flush_wal(sync=True)`` for all of them
+(the WAL is shared by every column family, so one sync covers them all); ``none`` never
+syncs.
 A module of its own so that only process drivers and tools import rocksdict: the cores
 and the simulator take a ``Store`` (``storage.py``).
 """
@@ -55,9 +56,11 @@ def open_rocks(path: str, families: tuple, fsync: bool):
 
 class WalSync:
     """Group commit for a rocksdict database ``self._db`` opened at ``self.durability``:
-    ``_wrote`` after every write, ``sync`` to make them all durable with one WAL sync."""
+    ``_wrote`` after every write; ``sync`` makes all writes made before it durable with one
+    sync of the write-ahead log. rocksdict releases the GIL in ``flush_wal`` and RocksDB
+    takes writes from other threads meanwhile, so the driver runs it in a worker thread."""
 
-    unsynced = 0  # writes since the last sync that a power loss could undo
+    writes = 0  # made without a sync of their own (see storage.Store)
 
     def _open(self, path: str, families: tuple, durability: str) -> dict:
         if durability not in DURABILITY_LEVELS:
@@ -68,12 +71,10 @@ class WalSync:
 
     def _wrote(self) -> None:
         if self.durability != "every":  # each of those is durable when it returns
-            self.unsynced += 1
+            self.writes += 1
 
     def sync(self) -> None:
-        if self.unsynced:
-            self._db.flush_wal(True)
-            self.unsynced = 0
+        self._db.flush_wal(True)
 
 
 class RocksStore(WalSync):

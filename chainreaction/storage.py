@@ -11,10 +11,11 @@ proxies) say when a write reaches the disk itself rather than the page cache:
 
 * ``none``: never synced by us. A write survives kill -9 of the process (RocksDB's WAL is
   in the page cache), not a crash of the machine or a power loss.
-* ``group``: group commit. Writes are not synced one by one; the driver syncs the store
-  once per pass (``unsynced``, ``sync``) before any message or reply the pass produced
-  leaves the process (``runtime/driver.py``), so nothing acknowledges or forwards a write
-  a power loss could still take back. One sync covers every write of the pass.
+* ``group``: group commit. Writes are not synced one by one; the driver holds every
+  message and reply while writes are not yet synced, syncs the store once for all the
+  writes made so far (``writes``, ``sync``), then sends them (``runtime/driver.py``). So
+  nothing acknowledges or forwards a write a power loss could still take back, and one
+  sync covers many writes.
 * ``every``: each write synced on its own before it returns (the old ``--fsync``).
 
 The cores never sync: syncing is I/O, so the driver does it.
@@ -91,9 +92,11 @@ class Store(Protocol):
 
     def put_meta(self, name: str, value: bytes) -> None: ...
 
-    # Group commit: how many writes since the last ``sync`` a power loss could still undo,
-    # and ``sync``, which makes them all durable at once. The driver calls it, never a core.
-    unsynced: int
+    # Group commit (the driver's, never a core's): ``writes`` counts the writes made
+    # without a sync of their own (0 forever at durability every); ``sync`` makes every
+    # write made before it durable. Safe to call from a worker thread while the event
+    # loop goes on writing.
+    writes: int
 
     def sync(self) -> None: ...
 
@@ -102,9 +105,9 @@ class Store(Protocol):
 
 class MemoryStore:
     """Dict-backed store; ``snapshot()`` lets the simulator model a crash that keeps data.
-    Nothing to sync: ``unsynced`` stays 0."""
+    Nothing to sync: ``writes`` stays 0."""
 
-    unsynced = 0
+    writes = 0
 
     def __init__(self, data: dict | None = None) -> None:
         self._data: dict[str, Record] = dict(data or {})

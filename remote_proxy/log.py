@@ -63,9 +63,9 @@ class ProxyLog(Protocol):
 
     def put_seen(self, dc: int, key: str, version: Version, seq: int) -> None: ...
 
-    # Group commit, as for a node's ``Store`` (chainreaction/storage.py): writes since the
-    # last ``sync``, which makes them durable; the driver calls it, never the core.
-    unsynced: int
+    # Group commit, as for a node's ``Store`` (chainreaction/storage.py): writes made
+    # without a sync of their own; ``sync`` makes them durable (the driver, never the core).
+    writes: int
 
     def sync(self) -> None: ...
 
@@ -73,7 +73,7 @@ class ProxyLog(Protocol):
 
 
 class MemoryLog:
-    unsynced = 0  # nothing to sync
+    writes = 0  # nothing to sync
 
     def __init__(self) -> None:
         self._log: dict[int, LoggedWrite] = {}

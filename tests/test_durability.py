@@ -7,6 +7,8 @@ from __future__ import annotations
 import collections
 
 import pytest
+import trio
+from trio.testing import wait_all_tasks_blocked
 
 from chainreaction import messages as m
 from chainreaction.effects import Send
@@ -14,7 +16,6 @@ from chainreaction.node import NodeConfig
 from chainreaction.rocks_store import RocksStore
 from chainreaction.runtime.driver import Driver, SyncFailed
 from chainreaction.runtime.processes import build_node
-from chainreaction.runtime.transport import Transport
 from chainreaction.storage import DEFAULT_DURABILITY, MemoryStore, Record
 from chainreaction.tools.cli import build_parser
 from chainreaction.tools.cluster import ClusterConfig, LocalCluster
@@ -22,41 +23,36 @@ from chainreaction.versions import Version
 from remote_proxy.log import LoggedWrite
 from remote_proxy.rocks_log import RocksLog
 
-WRITE, READ = "write", "read"
-
-
 class Recorder:
-    """The store, the core and the transport of a driver at once, recording into one
-    list of events, so a test reads what happened in the order it happened."""
+    """The store (group commit's half) of a driver, recording into a list of events that
+    the fake transport records into too, so a test reads what happened in order."""
 
-    def __init__(self, fail_sync: bool = False) -> None:
+    def __init__(self) -> None:
         self.events: list = []
-        self.unsynced = 0
-        self.fail_sync = fail_sync
+        self.writes = 0
 
-    # -- the store (group commit) --
+    def put(self, key: str, record) -> None:
+        self.events.append(("put", key))
+        self.writes += 1
+
     def sync(self) -> None:
-        if self.fail_sync:
-            raise OSError(5, "Input/output error")
-        self.events.append(("sync", self.unsynced))
-        self.unsynced = 0
+        self.events.append(("sync", self.writes))
 
 
 class FakeCore:
-    """``StatsRequest(op)`` with an even op writes the store and answers; an odd op only
+    """``StatsRequest(op)`` with an even op writes key ``op`` and answers; an odd op only
     answers (a read)."""
 
     name = "n1"
     epoch = 0
     monotonic = None
 
-    def __init__(self, store: Recorder) -> None:
+    def __init__(self, store) -> None:
         self.store = store
 
     def handle(self, src, msg, now):
         if msg.op % 2 == 0:
-            self.store.events.append(("put", msg.op))
-            self.store.unsynced += 1
+            self.store.put(str(msg.op), Record(Version(msg.op, 0), b"v", False, b"r"))
         return [Send(src, m.StatsReply(msg.op, {}))]
 
     def next_deadline(self):
@@ -67,82 +63,115 @@ class FakeTransport:
     def __init__(self, events: list) -> None:
         self.events = events
         self.counters: collections.Counter = collections.Counter()
-        self.before_flush = None
 
     def send(self, to, msg) -> None:
         self.events.append(("send", to, msg.op))
 
-    def flush_soon(self) -> None:
-        pass
-
-    def flush(self) -> None:  # as Transport.flush: the hook first, then the sockets
-        if self.before_flush is not None:
-            self.before_flush()
+    def flush(self) -> None:
         self.events.append(("flush",))
 
 
-def group_driver(fail_sync: bool = False):
-    rec = Recorder(fail_sync)
-    transport = FakeTransport(rec.events)
-    driver = Driver(FakeCore(rec), transport, durable=rec)
-    return driver, rec, transport
+async def inline(fn):
+    """Runs the sync on the event loop: the test sees every step without threads."""
+    return fn()
 
 
-def test_group_commit_syncs_once_per_pass_and_sends_nothing_before_the_sync():
-    driver, rec, transport = group_driver()
-    for op in (2, 4, 6):  # one pass: three writes from two peers
-        driver.on_message("f1" if op != 4 else "f2", m.StatsRequest(op))
-    assert rec.events == [("put", 2), ("put", 4), ("put", 6)]  # nothing sent yet
-    transport.flush()  # the end of the pass
-    assert rec.events[3:] == [("sync", 3), ("send", "f1", 2), ("send", "f2", 4),
+def group_driver(store=None, run_sync=inline):
+    store = store if store is not None else Recorder()
+    events = store.events if isinstance(store, Recorder) else []
+    transport = FakeTransport(events)
+    driver = Driver(FakeCore(store), transport, durable=store)
+    driver.run_sync = run_sync
+    return driver, events, transport
+
+
+async def test_group_commit_syncs_once_per_pass_and_sends_nothing_before_the_sync():
+    driver, events, transport = group_driver()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(driver.run_group_commit)
+        for op in (2, 4, 6):  # one pass: three writes from two peers
+            driver.on_message("f1" if op != 4 else "f2", m.StatsRequest(op))
+        assert events == [("put", "2"), ("put", "4"), ("put", "6")]  # nothing sent yet
+        await wait_all_tasks_blocked()  # the group commit task runs after the pass
+        assert events[3:] == [("sync", 3), ("send", "f1", 2), ("send", "f2", 4),
                               ("send", "f1", 6), ("flush",)]
-    assert transport.counters["group_commit_syncs"] == 1
-    assert transport.counters["group_commit_writes"] == 3
-    # The next pass starts clean: a read leaves at once, and no sync is made for it.
-    del rec.events[:]
-    driver.on_message("f1", m.StatsRequest(7))
-    transport.flush()
-    assert rec.events == [("send", "f1", 7), ("flush",)]
+        assert transport.counters["group_commit_syncs"] == 1
+        assert transport.counters["group_commit_writes"] == 3
+        # Everything is synced now: a read leaves at once, and no sync is made for it.
+        del events[:]
+        driver.on_message("f1", m.StatsRequest(7))
+        await wait_all_tasks_blocked()
+        assert events == [("send", "f1", 7)]
+        nursery.cancel_scope.cancel()
 
 
-def test_a_reply_after_an_unsynced_write_waits_for_the_sync_too():
-    """A read answered after a write in the same pass could show that write: it waits, and
-    the order of what is sent is the order the core returned it in."""
-    driver, rec, transport = group_driver()
+async def test_what_arrives_during_a_sync_waits_for_the_next_one():
+    """The sync runs off the event loop (a worker thread): messages handled meanwhile
+    make the next group, and a read among them waits too (it could show a write of it)."""
+    gate = trio.Event()
+
+    async def gated(fn):
+        await gate.wait()
+        return fn()
+
+    driver, events, transport = group_driver(run_sync=gated)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(driver.run_group_commit)
+        driver.on_message("f1", m.StatsRequest(2))
+        await wait_all_tasks_blocked()  # the first group's sync is under way
+        driver.on_message("f2", m.StatsRequest(4))
+        driver.on_message("f2", m.StatsRequest(5))
+        assert events == [("put", "2"), ("put", "4")]
+        gate.set()
+        await wait_all_tasks_blocked()
+        assert events[2:] == [("sync", 2), ("send", "f1", 2), ("flush",),
+                              ("sync", 2), ("send", "f2", 4), ("send", "f2", 5), ("flush",)]
+        # The first sync covered the one write made before it began, the second the other.
+        assert transport.counters["group_commit_syncs"] == 2
+        assert transport.counters["group_commit_writes"] == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_read_before_any_unsynced_write_is_not_held():
+    driver, events, _ = group_driver()
     driver.on_message("f1", m.StatsRequest(1))  # read: nothing unsynced, sent at once
     driver.on_message("f1", m.StatsRequest(2))  # write: held
     driver.on_message("f2", m.StatsRequest(3))  # read after it: held behind it
-    assert rec.events == [("send", "f1", 1), ("put", 2)]
-    transport.flush()
-    assert rec.events[2:] == [("sync", 1), ("send", "f1", 2), ("send", "f2", 3), ("flush",)]
+    assert events == [("send", "f1", 1), ("put", "2")]
+    await driver.commit()
+    assert events[2:] == [("sync", 1), ("send", "f1", 2), ("send", "f2", 3), ("flush",)]
 
 
-def test_a_failed_sync_stops_the_process_and_sends_nothing():
-    driver, rec, transport = group_driver(fail_sync=True)
+async def test_a_failed_sync_stops_the_process_and_sends_nothing():
+    async def failing(fn):
+        raise OSError(5, "Input/output error")
+
+    driver, events, _ = group_driver(run_sync=failing)
     driver.on_message("f1", m.StatsRequest(2))
     with pytest.raises(SyncFailed, match="Input/output error"):
-        transport.flush()
-    assert rec.events == [("put", 2)]
-    assert not isinstance(SyncFailed("x"), OSError)  # a connection task does not swallow it
+        await driver.commit()
+    assert events == [("put", "2")]
+    assert not isinstance(SyncFailed("x"), OSError)  # a connection task would swallow it
 
 
-def test_without_group_commit_effects_leave_as_they_come_and_nothing_syncs():
-    rec = Recorder()
-    transport = FakeTransport(rec.events)
-    driver = Driver(FakeCore(rec), transport)  # durability none or every
+def test_without_group_commit_effects_leave_as_they_come():
+    store = Recorder()
+    transport = FakeTransport(store.events)
+    driver = Driver(FakeCore(store), transport)  # durability none or every
     driver.on_message("f1", m.StatsRequest(2))
-    transport.flush()
-    assert rec.events == [("put", 2), ("send", "f1", 2), ("flush",)]
+    assert store.events == [("put", "2"), ("send", "f1", 2)]
 
 
-def test_the_transport_runs_the_commit_hook_first_at_every_flush():
-    calls = []
-    transport = Transport("n1", "node", "127.0.0.1:0", lambda src, msg: None)
-    transport.flush()  # no hook: nothing to call
-    transport.before_flush = lambda: calls.append("commit")
-    transport.flush()
-    transport.flush_soon()
-    assert calls == ["commit"]
+async def test_group_commit_of_a_rocks_store_syncs_in_a_worker_thread(tmp_path):
+    store = RocksStore(str(tmp_path / "db"), durability="group")
+    driver, events, transport = group_driver(store, run_sync=trio.to_thread.run_sync)
+    for op in (2, 4, 6):
+        driver.on_message("f1", m.StatsRequest(op))
+    assert events == []
+    await driver.commit()
+    assert events == [("send", "f1", 2), ("send", "f1", 4), ("send", "f1", 6), ("flush",)]
+    assert transport.counters["group_commit_writes"] == store.writes == 3
+    store.close()
 
 
 # -- the stores ------------------------------------------------------------------------------
@@ -152,7 +181,7 @@ def rec_at(clock: int) -> Record:
     return Record(Version(clock, 0), b"v", False, b"r")
 
 
-def test_rocks_store_counts_unsynced_writes_at_group_and_none_not_at_every(tmp_path):
+def test_rocks_store_counts_writes_made_without_sync_at_group_and_none(tmp_path):
     for level, counted in (("group", True), ("none", True), ("every", False)):
         s = RocksStore(str(tmp_path / level), durability=level)
         s.put("a", rec_at(1))
@@ -160,12 +189,11 @@ def test_rocks_store_counts_unsynced_writes_at_group_and_none_not_at_every(tmp_p
         s.put_meta("floor", b"1")
         s.delete("b")
         s.forget_rid(b"x")
-        assert s.unsynced == (5 if counted else 0), level
+        assert s.writes == (5 if counted else 0), level
         s.sync()
-        assert s.unsynced == 0
         assert s.get("a") == rec_at(1)
         s.close()
-    assert MemoryStore().unsynced == 0
+    assert MemoryStore().writes == 0
     with pytest.raises(ValueError, match="durability"):
         RocksStore(str(tmp_path / "bad"), durability="sometimes")
 
@@ -178,14 +206,14 @@ def test_the_old_fsync_flag_of_the_stores_means_every(tmp_path):
     log.close()
 
 
-def test_rocks_log_counts_unsynced_writes(tmp_path):
+def test_rocks_log_counts_writes_made_without_sync(tmp_path):
     log = RocksLog(str(tmp_path / "log"), durability="group")
     log.append(LoggedWrite(1, m.ShipEntry("k", Version(1, 0), b"v", b"r"), 5))
     log.put_seen(1, "k", Version(1, 1), 1)
     log.truncate(1)  # the mark, then the range
-    assert log.unsynced == 4
+    assert log.writes == 4
     log.sync()
-    assert log.unsynced == 0 and log.last_seq() == 1
+    assert log.last_seq() == 1
     log.close()
 
 
@@ -223,7 +251,6 @@ def test_the_level_reaches_the_store_and_the_driver(tmp_path, level):
         assert driver.core.store.durability == level
         # Only group commit has the driver sync: none never does, every already has.
         assert (driver.durable is driver.core.store) == (level == "group")
-        assert (driver.transport.before_flush is not None) == (level == "group")
     finally:
         driver.core.store.close()
 

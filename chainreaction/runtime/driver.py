@@ -7,14 +7,16 @@ connection, which a frontend's server registers); learn peers' addresses from ri
 updates and heartbeats; apply fault injection (``FaultControl``: clock skew, cut links),
 which is about this process's I/O, not the protocol. It knows no role.
 
-Group commit (``durable``: the core's store, at durability ``group``; see
-``storage.py``). A *pass* is what the driver handles between two flushes of the transport:
-a chunk of frames read from one connection, or the timers and sends of one scheduler pass.
-While the store holds writes not yet synced, the effects the core returns are held; at the
-flush that ends the pass (``Transport.before_flush``) the driver syncs the store once and
-only then sends them, in order. So nothing that acknowledges or forwards a write leaves
-the process before the write is durable, and one sync covers every write of the pass. The
-cores never sync: that is I/O.
+Group commit (``durable``: the core's store at durability ``group``; ``storage.py``).
+While the store holds writes not yet synced, the effects the core returns are held, in
+order, and the group commit task (``run_group_commit``) is woken. It runs after every
+task the scheduler had ready, so one group holds what the driver handled in that pass
+(frames read from every connection, timers); it notes how many writes the store has made,
+syncs them in a worker thread (``Store.sync`` is thread-safe; the event loop goes on
+handling messages meanwhile, and their effects wait for the next group), then sends the
+group's effects. So nothing that acknowledges or forwards a write leaves the process
+before the write is durable, and one sync covers every write of a group, however many.
+The cores never sync: that is I/O.
 """
 
 from __future__ import annotations
@@ -53,14 +55,17 @@ class SyncFailed(RuntimeError):
 
 class Driver:
     """``transport`` may come later (``attach``): it needs ``on_message`` to deliver to.
-    ``durable``: the store to group-commit (``unsynced``, ``sync``), or None to send
-    effects as they come (durability ``none``, or ``every``: each write synced already)."""
+    ``durable``: the store to group-commit (``writes``, ``sync``), or None to send effects
+    as they come (durability ``none``, or ``every``: each write synced already)."""
 
     def __init__(self, core: Core, transport: Transport | None, clock=wall_clock,
                  durable=None) -> None:
         self.core = core
         self.durable = durable
-        self._held: list = []  # effects waiting for the pass's sync (group commit)
+        self._held: list = []  # effects waiting for the next group's sync
+        self._synced_writes = 0  # the store's ``writes`` the last sync covered
+        self._commit_wanted = trio.Event()
+        self.run_sync = trio.to_thread.run_sync  # how a sync runs off the event loop
         self.transport: Transport = None  # type: ignore[assignment]
         if transport is not None:
             self.attach(transport)
@@ -74,8 +79,6 @@ class Driver:
     def attach(self, transport: Transport) -> None:
         self.transport = transport
         self.core.io_counters = transport.counters
-        if self.durable is not None:
-            transport.before_flush = self.commit
 
     def clock(self) -> float:
         return self._base_clock() + self.clock_skew_s
@@ -126,15 +129,19 @@ class Driver:
     # -- out of the core -----------------------------------------------------------------------
 
     def run(self, effects: list) -> None:
-        if self.durable is not None and (self._held or self.durable.unsynced):
-            self._held += effects  # until the pass's sync (``commit``)
-            self.transport.flush_soon()
+        if self.durable is not None and (self._held or self.unsynced()):
+            self._held += effects  # until the group's sync (``run_group_commit``)
+            self._commit_wanted.set()
         else:
             self._perform(effects)
         deadline = self.core.next_deadline()
         if deadline is not None and (self._timer_target is None or deadline < self._timer_target):
             self._timer_target = deadline
             self._timer_wakeup.set()  # the timer task sleeps to a later deadline
+
+    def unsynced(self) -> int:
+        """Writes of the store that no finished sync covers yet (group commit)."""
+        return self.durable.writes - self._synced_writes
 
     def _perform(self, effects: list) -> None:
         for effect in effects:
@@ -147,23 +154,34 @@ class Driver:
             else:  # pragma: no cover - cores only return these
                 raise TypeError(f"unexpected effect {effect!r}")
 
-    def commit(self) -> None:
-        """End of a pass (group commit): one sync covers the pass's writes, then its held
-        effects leave."""
-        while self._held:  # (effects sent to ourselves may hold more: loop)
-            unsynced = self.durable.unsynced
-            if unsynced:
-                try:
-                    self.durable.sync()
-                except Exception as exc:
-                    # Not retried: after a failed fsync the kernel may have dropped the
-                    # pages, and a second one can succeed without them (PostgreSQL's
-                    # "fsyncgate"). The process stops; what it held is never sent.
-                    raise SyncFailed(f"sync of {self.core.name}'s store failed: {exc}") from exc
-                self.transport.counters["group_commit_syncs"] += 1
-                self.transport.counters["group_commit_writes"] += unsynced
-            held, self._held = self._held, []
-            self._perform(held)
+    async def run_group_commit(self) -> None:
+        """Group commit: sync what the store wrote, then send what waited for it; again."""
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted = trio.Event()
+            await self.commit()
+
+    async def commit(self) -> None:
+        """One group: the effects held so far leave after one sync of the writes made so
+        far (messages handled during the sync wait for the next group)."""
+        group, self._held = self._held, []
+        writes = self.durable.writes
+        if writes > self._synced_writes:
+            started = time.perf_counter()
+            try:
+                await self.run_sync(self.durable.sync)
+            except Exception as exc:
+                # Not retried: after a failed fsync the kernel may have dropped the pages,
+                # and a second one can succeed without them (PostgreSQL's "fsyncgate").
+                # The process stops; what it held is never sent.
+                raise SyncFailed(f"sync of {self.core.name}'s store failed: {exc}") from exc
+            counters = self.transport.counters
+            counters["group_commit_syncs"] += 1
+            counters["group_commit_writes"] += writes - self._synced_writes
+            counters["group_commit_sync_us"] += round((time.perf_counter() - started) * 1e6)
+            self._synced_writes = writes
+        self._perform(group)
+        self.transport.flush()  # now, not on the next scheduler pass
 
     def send(self, to: str, msg) -> None:
         self.transport.send(to, msg)
@@ -186,6 +204,8 @@ async def serve(nursery: trio.Nursery, driver: Driver, member: bool = True) -> N
     timers."""
     install_stop_handler(nursery)
     await nursery.start(driver.transport.serve)
+    if driver.durable is not None:
+        nursery.start_soon(driver.run_group_commit)
     if member:
         incarnation = int(time.time() * 1000)  # differs at every start
         driver.core.join(Identity(driver.transport.addr, incarnation), driver.clock())

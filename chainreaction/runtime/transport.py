@@ -175,9 +175,6 @@ class Transport:
         self.blocked: set[str] = set()  # peers cut off by fault injection (FaultControl)
         self._flush_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
-        # Runs first at every flush and may send: the driver's group commit syncs the
-        # store there and releases what it held (driver.py).
-        self.before_flush = None
 
     def learn(self, name: str, addr: str) -> None:
         if name != self.name:
@@ -207,14 +204,8 @@ class Transport:
             del self._links[link.peer]
         self._dirty.discard(link)
 
-    def flush_soon(self) -> None:
-        """Flush on the next scheduler pass at the latest (for ``before_flush``)."""
-        self._flush_wanted.set()
-
     def flush(self) -> None:
         """Write every link's pending frames now (non-blocking)."""
-        if self.before_flush is not None:
-            self.before_flush()
         dirty, self._dirty = self._dirty, set()
         for link in dirty:
             link.flush()

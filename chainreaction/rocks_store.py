@@ -57,8 +57,7 @@ def open_rocks(path: str, families: tuple, fsync: bool):
 class WalSync:
     """Group commit for a rocksdict database ``self._db`` opened at ``self.durability``:
     ``_wrote`` after every write; ``sync`` makes all writes made before it durable with one
-    sync of the write-ahead log. rocksdict releases the GIL in ``flush_wal`` and RocksDB
-    takes writes from other threads meanwhile, so the driver runs it in a worker thread."""
+    sync of the write-ahead log."""
 
     writes = 0  # made without a sync of their own (see storage.Store)
 

@@ -94,8 +94,7 @@ class Store(Protocol):
 
     # Group commit (the driver's, never a core's): ``writes`` counts the writes made
     # without a sync of their own (0 forever at durability every); ``sync`` makes every
-    # write made before it durable. Safe to call from a worker thread while the event
-    # loop goes on writing.
+    # write made before it durable.
     writes: int
 
     def sync(self) -> None: ...

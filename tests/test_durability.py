@@ -23,6 +23,7 @@ from chainreaction.versions import Version
 from remote_proxy.log import LoggedWrite
 from remote_proxy.rocks_log import RocksLog
 
+
 class Recorder:
     """The store (group commit's half) of a driver, recording into a list of events that
     the fake transport records into too, so a test reads what happened in order."""
@@ -72,17 +73,15 @@ class FakeTransport:
 
 
 async def inline(fn):
-    """Runs the sync on the event loop: the test sees every step without threads."""
     return fn()
 
 
-def group_driver(store=None, run_sync=inline):
-    store = store if store is not None else Recorder()
-    events = store.events if isinstance(store, Recorder) else []
-    transport = FakeTransport(events)
+def group_driver(run_sync=inline):
+    store = Recorder()
+    transport = FakeTransport(store.events)
     driver = Driver(FakeCore(store), transport, durable=store)
     driver.run_sync = run_sync
-    return driver, events, transport
+    return driver, store.events, transport
 
 
 async def test_group_commit_syncs_once_per_pass_and_sends_nothing_before_the_sync():
@@ -106,8 +105,9 @@ async def test_group_commit_syncs_once_per_pass_and_sends_nothing_before_the_syn
 
 
 async def test_what_arrives_during_a_sync_waits_for_the_next_one():
-    """The sync runs off the event loop (a worker thread): messages handled meanwhile
-    make the next group, and a read among them waits too (it could show a write of it)."""
+    """Were the sync to let other tasks run (a worker thread), the messages handled
+    meanwhile make the next group: the sync covers the writes made before it began. A read
+    among them waits too (it could show a write of that group)."""
     gate = trio.Event()
 
     async def gated(fn):
@@ -162,14 +162,17 @@ def test_without_group_commit_effects_leave_as_they_come():
     assert store.events == [("put", "2"), ("send", "f1", 2)]
 
 
-async def test_group_commit_of_a_rocks_store_syncs_in_a_worker_thread(tmp_path):
+async def test_group_commit_of_a_rocks_store(tmp_path):
     store = RocksStore(str(tmp_path / "db"), durability="group")
-    driver, events, transport = group_driver(store, run_sync=trio.to_thread.run_sync)
+    rec = Recorder()
+    transport = FakeTransport(rec.events)
+    driver = Driver(FakeCore(store), transport, durable=store)  # the real sync
     for op in (2, 4, 6):
         driver.on_message("f1", m.StatsRequest(op))
-    assert events == []
+    assert rec.events == []
     await driver.commit()
-    assert events == [("send", "f1", 2), ("send", "f1", 4), ("send", "f1", 6), ("flush",)]
+    assert rec.events == [("send", "f1", 2), ("send", "f1", 4), ("send", "f1", 6), ("flush",)]
+    assert transport.counters["group_commit_syncs"] == 1
     assert transport.counters["group_commit_writes"] == store.writes == 3
     store.close()
 

@@ -11,12 +11,13 @@ Group commit (``durable``: the core's store at durability ``group``; ``storage.p
 While the store holds writes not yet synced, the effects the core returns are held, in
 order, and the group commit task (``run_group_commit``) is woken. It runs after every
 task the scheduler had ready, so one group holds what the driver handled in that pass
-(frames read from every connection, timers); it notes how many writes the store has made,
-syncs them in a worker thread (``Store.sync`` is thread-safe; the event loop goes on
-handling messages meanwhile, and their effects wait for the next group), then sends the
-group's effects. So nothing that acknowledges or forwards a write leaves the process
-before the write is durable, and one sync covers every write of a group, however many.
-The cores never sync: that is I/O.
+(frames read from every connection, timers): it notes how many writes the store has made,
+syncs the store once, then sends the group's effects. So nothing that acknowledges or
+forwards a write leaves the process before the write is durable, and one sync covers
+every write of a group, however many. The sync runs on the event loop and blocks it:
+what arrives meanwhile waits in the sockets and makes the next group. (A worker thread
+would let the loop go on meanwhile; measured on a busy machine it cost more CPU than it
+saved: docs/experiments.md, "Durability levels".) The cores never sync: that is I/O.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def wall_clock() -> float:
     return time.time()
 
 
+async def _on_the_loop(fn):
+    return fn()
+
+
 def group_commit(store, durability: str):
     """What the driver syncs once per pass: the store at durability ``group``, else None
     (``none`` never syncs, ``every`` has synced each write already)."""
@@ -65,7 +70,7 @@ class Driver:
         self._held: list = []  # effects waiting for the next group's sync
         self._synced_writes = 0  # the store's ``writes`` the last sync covered
         self._commit_wanted = trio.Event()
-        self.run_sync = trio.to_thread.run_sync  # how a sync runs off the event loop
+        self.run_sync = _on_the_loop  # how a sync runs (tests gate it)
         self.transport: Transport = None  # type: ignore[assignment]
         if transport is not None:
             self.attach(transport)
@@ -163,7 +168,8 @@ class Driver:
 
     async def commit(self) -> None:
         """One group: the effects held so far leave after one sync of the writes made so
-        far (messages handled during the sync wait for the next group)."""
+        far. (Were the sync to let other tasks run, what they handle would wait for the
+        next group: the writes it counted are the ones made before it began.)"""
         group, self._held = self._held, []
         writes = self.durable.writes
         if writes > self._synced_writes:

@@ -271,3 +271,15 @@ def test_cluster_up_passes_the_level_to_nodes_and_proxies(tmp_path):
                 assert "--durability" not in spec.args
     with pytest.raises(ValueError, match="durability"):
         LocalCluster(ClusterConfig(data_dir=str(tmp_path), durability="sometimes"))
+
+
+def test_bench_durability_levels_option():
+    from chainreaction.tools.bench_levels import parse_levels
+
+    args = build_parser().parse_args(["bench", "--durability-levels", "none,group,every",
+                                      "--read-ratio", "0"])
+    assert parse_levels(args.durability_levels) == ["none", "group", "every"]
+    assert args.base_port == 7700
+    for bad in ("", "none,none", "none,sometimes"):
+        with pytest.raises(ValueError, match="durability-levels"):
+            parse_levels(bad)

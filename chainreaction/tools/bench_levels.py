@@ -45,7 +45,28 @@ def parse_levels(text: str) -> list[str]:
 
 
 def _stop_on_sigterm(signum, frame):
-    raise KeyboardInterrupt  # so the ``finally`` below stops the clusters
+    raise KeyboardInterrupt  # outside trio: so the ``finally`` below stops the clusters
+
+
+async def _main(cfg: dict, clusters: dict, groups: list) -> dict:
+    """Wait for the clusters, measure; a SIGTERM cancels it all (then ``run_levels``
+    stops the clusters)."""
+    result: dict = {}
+    with trio.open_signal_receiver(signal.SIGTERM) as sigterm:
+        async with trio.open_nursery() as nursery:
+
+            async def on_sigterm():
+                async for _ in sigterm:
+                    result["interrupted"] = True
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(on_sigterm)
+            for cluster in clusters.values():
+                await wait_ready(cluster)
+            result.update(await _measure(cfg, clusters, groups))
+            nursery.cancel_scope.cancel()
+    return result
 
 
 def run_levels(args, cfg: dict) -> int:
@@ -64,9 +85,7 @@ def run_levels(args, cfg: dict) -> int:
                 data_dir=os.path.join(tmp, level), base_port=args.base_port + i * STRIDE,
                 durability=level))
             clusters[level].start()
-        for cluster in clusters.values():
-            trio.run(wait_ready, cluster)
-        result = trio.run(_measure, cfg, clusters, groups)
+        result = trio.run(_main, cfg, clusters, groups)
     except BaseException as exc:  # noqa: BLE001 - sorted below, unknown ones re-raised
         leaves = list(exception_leaves(exc))
         if any(isinstance(x, KeyboardInterrupt) for x in leaves):
@@ -87,6 +106,10 @@ def run_levels(args, cfg: dict) -> int:
             cluster.stop()
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(tmp, ignore_errors=True)
+    if result.get("interrupted"):
+        print("chainreaction bench: stopped by SIGTERM; stopped every process it started",
+              file=sys.stderr)
+        return 143
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2, sort_keys=True)

@@ -5,6 +5,20 @@ durable ``RocksStore`` the real servers use is in ``rocks_store.py``, which only
 process drivers import (``runtime/processes.py``; the proxy's log through
 ``remote_proxy/rocks_log.py``), so the cores and the simulator never depend on rocksdict.
 Cores receive a store; they never open one.
+
+**Durability levels** (``DURABILITY_LEVELS``, the ``--durability`` option of nodes and
+proxies) say when a write reaches the disk itself rather than the page cache:
+
+* ``none``: never synced by us. A write survives kill -9 of the process (RocksDB's WAL is
+  in the page cache), not a crash of the machine or a power loss.
+* ``group``: group commit. Writes are not synced one by one; the driver holds every
+  message and reply while writes are not yet synced, syncs the store once for all the
+  writes made so far (``writes``, ``sync``), then sends them (``runtime/driver.py``). So
+  nothing acknowledges or forwards a write a power loss could still take back, and one
+  sync covers many writes.
+* ``every``: each write synced on its own before it returns (the old ``--fsync``).
+
+The cores never sync: syncing is I/O, so the driver does it.
 """
 
 from __future__ import annotations
@@ -15,6 +29,12 @@ import attrs
 import cbor2
 
 from .versions import VClock, Version
+
+DURABILITY_LEVELS = ("none", "group", "every")
+# Group commit makes what is acknowledged survive a power loss of a whole DC, as every
+# does, and keeps about two thirds of none's put throughput where every keeps 10-30 %
+# (docs/experiments.md, "Durability levels").
+DEFAULT_DURABILITY = "group"
 
 
 @attrs.frozen(slots=True)
@@ -73,11 +93,21 @@ class Store(Protocol):
 
     def put_meta(self, name: str, value: bytes) -> None: ...
 
+    # Group commit (the driver's, never a core's): ``writes`` counts the writes made
+    # without a sync of their own (0 forever at durability every); ``sync`` makes every
+    # write made before it durable.
+    writes: int
+
+    def sync(self) -> None: ...
+
     def close(self) -> None: ...
 
 
 class MemoryStore:
-    """Dict-backed store; ``snapshot()`` lets the simulator model a crash that keeps data."""
+    """Dict-backed store; ``snapshot()`` lets the simulator model a crash that keeps data.
+    Nothing to sync: ``writes`` stays 0."""
+
+    writes = 0
 
     def __init__(self, data: dict | None = None) -> None:
         self._data: dict[str, Record] = dict(data or {})
@@ -116,6 +146,9 @@ class MemoryStore:
 
     def snapshot(self) -> dict:
         return dict(self._data)
+
+    def sync(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -63,10 +63,18 @@ class ProxyLog(Protocol):
 
     def put_seen(self, dc: int, key: str, version: Version, seq: int) -> None: ...
 
+    # Group commit, as for a node's ``Store`` (chainreaction/storage.py): writes made
+    # without a sync of their own; ``sync`` makes them durable (the driver, never the core).
+    writes: int
+
+    def sync(self) -> None: ...
+
     def close(self) -> None: ...
 
 
 class MemoryLog:
+    writes = 0  # nothing to sync
+
     def __init__(self) -> None:
         self._log: dict[int, LoggedWrite] = {}
         self._meta: dict[str, object] = {}
@@ -102,6 +110,9 @@ class MemoryLog:
 
     def put_seen(self, dc: int, key: str, version: Version, seq: int) -> None:
         self._seen[(dc, key)] = (version, seq)
+
+    def sync(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

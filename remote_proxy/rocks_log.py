@@ -12,7 +12,7 @@ from typing import Iterator
 
 import cbor2
 
-from chainreaction.rocks_store import open_rocks
+from chainreaction.rocks_store import WalSync
 from chainreaction.versions import Version
 
 from .log import TRUNCATED, LoggedWrite
@@ -20,16 +20,18 @@ from .log import TRUNCATED, LoggedWrite
 _SEQ = struct.Struct(">Q")
 
 
-class RocksLog:
-    """rocksdict-backed ProxyLog in ``path`` (created if missing)."""
+class RocksLog(WalSync):
+    """rocksdict-backed ProxyLog in ``path`` (created if missing); ``durability`` as for a
+    node's ``RocksStore`` (``fsync=True``: ``every``)."""
 
     FAMILIES = ("log", "meta", "seen")
 
-    def __init__(self, path: str, fsync: bool = False) -> None:
-        self._db, self._cf = open_rocks(path, self.FAMILIES, fsync)
+    def __init__(self, path: str, fsync: bool = False, durability: str = "none") -> None:
+        self._cf = self._open(path, self.FAMILIES, "every" if fsync else durability)
 
     def append(self, write: LoggedWrite) -> None:
         self._cf["log"][_SEQ.pack(write.seq)] = write.encode()
+        self._wrote()
 
     def read(self, first: int, last: int) -> Iterator[LoggedWrite]:
         log = self._cf["log"]
@@ -45,6 +47,7 @@ class RocksLog:
         first = self.first_seq()
         if first and first <= upto:
             self._cf["log"].delete_range(_SEQ.pack(first), _SEQ.pack(upto + 1))
+            self._wrote()
 
     def _edge(self, backwards: bool) -> int:
         for raw_seq in self._cf["log"].keys(backwards=backwards):
@@ -63,6 +66,7 @@ class RocksLog:
 
     def put_meta(self, name: str, value) -> None:
         self._cf["meta"][name.encode()] = cbor2.dumps(value)
+        self._wrote()
 
     def seen(self, dc: int, key: str):
         raw = self._cf["seen"].get(cbor2.dumps([dc, key]))
@@ -73,6 +77,7 @@ class RocksLog:
 
     def put_seen(self, dc: int, key: str, version: Version, seq: int) -> None:
         self._cf["seen"][cbor2.dumps([dc, key])] = cbor2.dumps([version.clock, version.dc, seq])
+        self._wrote()
 
     def close(self) -> None:
         self._cf.clear()

@@ -22,7 +22,8 @@ import trio
 from chainreaction import codec
 from chainreaction import messages as m
 from chainreaction.netmodel import FifoLinks, Latency
-from chainreaction.runtime.driver import MANAGER, Driver, serve, wall_clock
+from chainreaction.runtime.driver import MANAGER, Driver, group_commit, serve, wall_clock
+from chainreaction.storage import DEFAULT_DURABILITY
 from chainreaction.runtime.transport import Transport
 
 from .core import ProxyConfig, ProxyCore
@@ -32,8 +33,9 @@ log = logging.getLogger(__name__)
 
 
 class ProxyDriver(Driver):
-    def __init__(self, core: ProxyCore, wan: Latency, rng: random.Random) -> None:
-        super().__init__(core, None)
+    def __init__(self, core: ProxyCore, wan: Latency, rng: random.Random,
+                 durable=None) -> None:
+        super().__init__(core, None, durable=durable)
         self.peer_dc = {name: dc for dc, name in core.config.peers}
         self.blocked: set[int] = set()
         self.wan = wan
@@ -100,13 +102,13 @@ def wan_latency(delay_s: float, jitter_s: float) -> Latency:
 
 async def run_proxy(name: str, listen: str, manager_addr: str, data_dir: str,
                     config: ProxyConfig, peer_addrs: dict, wan_delay_s: float = 0.0,
-                    wan_jitter_s: float = 0.0, fsync: bool = False, wan_seed: int = 0,
-                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+                    wan_jitter_s: float = 0.0, durability: str = DEFAULT_DURABILITY,
+                    wan_seed: int = 0, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """``peer_addrs``: proxy name -> HOST:PORT of every other DC's proxy."""
-    proxy_log = RocksLog(os.path.join(data_dir, name), fsync=fsync)
+    proxy_log = RocksLog(os.path.join(data_dir, name), durability=durability)
     core = ProxyCore(name, proxy_log, config, wall_clock(), monotonic=time.monotonic)
     driver = ProxyDriver(core, wan_latency(wan_delay_s, wan_jitter_s),
-                         random.Random(f"{wan_seed}:{name}"))
+                         random.Random(f"{wan_seed}:{name}"), group_commit(proxy_log, durability))
     transport = Transport(name, "proxy", listen, driver.on_message)
     transport.learn(MANAGER, manager_addr)
     for peer, addr in peer_addrs.items():
@@ -117,8 +119,9 @@ async def run_proxy(name: str, listen: str, manager_addr: str, data_dir: str,
         async with trio.open_nursery() as nursery:
             await serve(nursery, driver)
             nursery.start_soon(driver.run_wan_delay)
-            log.info("proxy %s (dc %d) listening on %s; log holds %d entries, peers %s",
-                     name, config.dc, listen, core.shipper.retained, sorted(peer_addrs))
+            log.info("proxy %s (dc %d) listening on %s; log holds %d entries, peers %s, "
+                     "durability %s", name, config.dc, listen, core.shipper.retained,
+                     sorted(peer_addrs), durability)
             task_status.started()
     finally:
         proxy_log.close()

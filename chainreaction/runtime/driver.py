@@ -6,6 +6,18 @@ send the effects the core returns (``Send`` to the transport, ``ToClient`` to a 
 connection, which a frontend's server registers); learn peers' addresses from ring
 updates and heartbeats; apply fault injection (``FaultControl``: clock skew, cut links),
 which is about this process's I/O, not the protocol. It knows no role.
+
+Group commit (``durable``: the core's store at durability ``group``; ``storage.py``).
+While the store holds writes not yet synced, the effects the core returns are held, in
+order, and the group commit task (``run_group_commit``) is woken. It runs after every
+task the scheduler had ready, so one group holds what the driver handled in that pass
+(frames read from every connection, timers): it notes how many writes the store has made,
+syncs the store once, then sends the group's effects. So nothing that acknowledges or
+forwards a write leaves the process before the write is durable, and one sync covers
+every write of a group, however many. The sync runs on the event loop and blocks it:
+what arrives meanwhile waits in the sockets and makes the next group. (A worker thread
+would let the loop go on meanwhile; measured on a busy machine it cost more CPU than it
+saved: docs/experiments.md, "Durability levels".) The cores never sync: that is I/O.
 """
 
 from __future__ import annotations
@@ -31,11 +43,34 @@ def wall_clock() -> float:
     return time.time()
 
 
-class Driver:
-    """``transport`` may come later (``attach``): it needs ``on_message`` to deliver to."""
+async def _on_the_loop(fn):
+    return fn()
 
-    def __init__(self, core: Core, transport: Transport | None, clock=wall_clock) -> None:
+
+def group_commit(store, durability: str):
+    """What the driver syncs once per pass: the store at durability ``group``, else None
+    (``none`` never syncs, ``every`` has synced each write already)."""
+    return store if durability == "group" else None
+
+
+class SyncFailed(RuntimeError):
+    """The store could not be synced: nothing held may be sent, the process must stop
+    (not an ``OSError``, which a connection's task would take for a broken link)."""
+
+
+class Driver:
+    """``transport`` may come later (``attach``): it needs ``on_message`` to deliver to.
+    ``durable``: the store to group-commit (``writes``, ``sync``), or None to send effects
+    as they come (durability ``none``, or ``every``: each write synced already)."""
+
+    def __init__(self, core: Core, transport: Transport | None, clock=wall_clock,
+                 durable=None) -> None:
         self.core = core
+        self.durable = durable
+        self._held: list = []  # effects waiting for the next group's sync
+        self._synced_writes = 0  # the store's ``writes`` the last sync covered
+        self._commit_wanted = trio.Event()
+        self.run_sync = _on_the_loop  # how a sync runs (tests gate it)
         self.transport: Transport = None  # type: ignore[assignment]
         if transport is not None:
             self.attach(transport)
@@ -99,6 +134,21 @@ class Driver:
     # -- out of the core -----------------------------------------------------------------------
 
     def run(self, effects: list) -> None:
+        if self.durable is not None and (self._held or self.unsynced()):
+            self._held += effects  # until the group's sync (``run_group_commit``)
+            self._commit_wanted.set()
+        else:
+            self._perform(effects)
+        deadline = self.core.next_deadline()
+        if deadline is not None and (self._timer_target is None or deadline < self._timer_target):
+            self._timer_target = deadline
+            self._timer_wakeup.set()  # the timer task sleeps to a later deadline
+
+    def unsynced(self) -> int:
+        """Writes of the store that no finished sync covers yet (group commit)."""
+        return self.durable.writes - self._synced_writes
+
+    def _perform(self, effects: list) -> None:
         for effect in effects:
             if isinstance(effect, Send):
                 self.send(effect.to, effect.msg)
@@ -108,10 +158,36 @@ class Driver:
                     reply_to(effect.reply)
             else:  # pragma: no cover - cores only return these
                 raise TypeError(f"unexpected effect {effect!r}")
-        deadline = self.core.next_deadline()
-        if deadline is not None and (self._timer_target is None or deadline < self._timer_target):
-            self._timer_target = deadline
-            self._timer_wakeup.set()  # the timer task sleeps to a later deadline
+
+    async def run_group_commit(self) -> None:
+        """Group commit: sync what the store wrote, then send what waited for it; again."""
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted = trio.Event()
+            await self.commit()
+
+    async def commit(self) -> None:
+        """One group: the effects held so far leave after one sync of the writes made so
+        far. (Were the sync to let other tasks run, what they handle would wait for the
+        next group: the writes it counted are the ones made before it began.)"""
+        group, self._held = self._held, []
+        writes = self.durable.writes
+        if writes > self._synced_writes:
+            started = time.perf_counter()
+            try:
+                await self.run_sync(self.durable.sync)
+            except Exception as exc:
+                # Not retried: after a failed fsync the kernel may have dropped the pages,
+                # and a second one can succeed without them (PostgreSQL's "fsyncgate").
+                # The process stops; what it held is never sent.
+                raise SyncFailed(f"sync of {self.core.name}'s store failed: {exc}") from exc
+            counters = self.transport.counters
+            counters["group_commit_syncs"] += 1
+            counters["group_commit_writes"] += writes - self._synced_writes
+            counters["group_commit_sync_us"] += round((time.perf_counter() - started) * 1e6)
+            self._synced_writes = writes
+        self._perform(group)
+        self.transport.flush()  # now, not on the next scheduler pass
 
     def send(self, to: str, msg) -> None:
         self.transport.send(to, msg)
@@ -134,6 +210,8 @@ async def serve(nursery: trio.Nursery, driver: Driver, member: bool = True) -> N
     timers."""
     install_stop_handler(nursery)
     await nursery.start(driver.transport.serve)
+    if driver.durable is not None:
+        nursery.start_soon(driver.run_group_commit)
     if member:
         incarnation = int(time.time() * 1000)  # differs at every start
         driver.core.join(Identity(driver.transport.addr, incarnation), driver.clock())

@@ -14,26 +14,37 @@ from ..manager import ManagerConfig, ManagerCore
 from ..state_file import FileState
 from ..node import NodeConfig, NodeCore
 from ..rocks_store import RocksStore
-from .driver import MANAGER, Driver, serve, wall_clock
+from ..storage import DEFAULT_DURABILITY
+from .driver import MANAGER, Driver, group_commit, serve, wall_clock
 from .transport import Transport
 
 log = logging.getLogger(__name__)
 
 
-async def run_node(name: str, listen: str, manager_addr: str, data_dir: str,
-                   config: NodeConfig, fsync: bool = False, proxy_addr: str | None = None,
-                   task_status=trio.TASK_STATUS_IGNORED):
-    store = RocksStore(os.path.join(data_dir, name), fsync=fsync)
-    driver = Driver(NodeCore(name, store, config, wall_clock(), monotonic=time.monotonic), None)
+def build_node(name: str, listen: str, manager_addr: str, data_dir: str, config: NodeConfig,
+               durability: str = DEFAULT_DURABILITY, proxy_addr: str | None = None) -> Driver:
+    """A node's store, core, driver and transport, not yet serving."""
+    store = RocksStore(os.path.join(data_dir, name), durability=durability)
+    driver = Driver(NodeCore(name, store, config, wall_clock(), monotonic=time.monotonic), None,
+                    durable=group_commit(store, durability))
     transport = Transport(name, "node", listen, driver.on_message)
     transport.learn(MANAGER, manager_addr)
     if proxy_addr:
         transport.learn(config.proxy, proxy_addr)
     driver.attach(transport)
+    return driver
+
+
+async def run_node(name: str, listen: str, manager_addr: str, data_dir: str,
+                   config: NodeConfig, durability: str = DEFAULT_DURABILITY,
+                   proxy_addr: str | None = None, task_status=trio.TASK_STATUS_IGNORED):
+    driver = build_node(name, listen, manager_addr, data_dir, config, durability, proxy_addr)
+    store = driver.core.store
     try:
         async with trio.open_nursery() as nursery:
             await serve(nursery, driver)
-            log.info("node %s listening on %s (%d keys on disk)", name, listen, len(store))
+            log.info("node %s listening on %s (%d keys on disk, durability %s)", name, listen,
+                     len(store), durability)
             task_status.started()
     finally:
         store.close()

@@ -380,6 +380,10 @@ async def _print_geo(data_dir: str) -> dict:
 def run_bench(args) -> int:
     try:
         cfg = _config(args)
+        if getattr(args, "durability_levels", None):
+            from .bench_levels import run_levels
+
+            return run_levels(args, cfg)
     except ValueError as exc:
         print(f"chainreaction bench: error: {exc}", file=sys.stderr)
         return 2

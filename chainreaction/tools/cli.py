@@ -15,6 +15,8 @@ import trio
 
 from frontend.core import READ_POLICIES
 
+from ..storage import DEFAULT_DURABILITY, DURABILITY_LEVELS
+
 
 DEFAULT_URL = "ws://127.0.0.1:7105"
 
@@ -105,9 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--eager", type=_positive_int, default=1,
                       help="k: acknowledge writes once the first k chain nodes have them "
                       "(an acknowledged write survives losing any k-1 nodes for good)")
-    node.add_argument("--fsync", action="store_true",
-                      help="fsync every write (survives power loss; slow). Without it a "
-                      "write survives kill -9 of the process")
+    _durability_options(node)
     node.add_argument("--tombstone-grace", type=_positive_float, default=600.0, metavar="S",
                       help="collect a delete's tombstone no sooner than S seconds after it, "
                       "once no older write can still arrive; a node restarted after kill -9 "
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "leaves at once, on a busy one it waits at most MS")
     px.add_argument("--batch-max", type=_positive_int, default=512,
                     help="at most this many writes per batch")
-    px.add_argument("--fsync", action="store_true")
+    _durability_options(px)
 
     wan = sub.add_parser("wan", help="cut or heal the WAN link between two DCs of a local "
                          "cluster (partition tests on one machine)",
@@ -282,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cluster", metavar="DIR",
                        help="data dir of `cluster up`: also measure the CPU time of its "
                        "processes, and print CPU per operation next to the baselines'")
+    bench.add_argument("--durability-levels", metavar="LEVELS",
+                       help="compare durability levels instead (comma-separated, e.g. "
+                       "none,group,every): start a local cluster per level (3 nodes, R=3, "
+                       "k=1) on ports from --base-port, run the store load against each in "
+                       "turn for --rounds rounds, print one table, stop them all; no "
+                       "baselines. Writes only: add --read-ratio 0")
+    bench.add_argument("--base-port", type=int, default=7700,
+                       help="with --durability-levels: the first level's cluster's ports "
+                       "start here, the next one's 10 higher, ...")
     return p
 
 
@@ -307,6 +316,19 @@ def _peer(text: str) -> tuple[int, str, str]:
     return int(dc), name, addr
 
 
+def _durability_options(p: argparse.ArgumentParser, whose: str = "") -> None:
+    p.add_argument("--durability", choices=DURABILITY_LEVELS, default=DEFAULT_DURABILITY,
+                   help=f"when {whose}writes reach the disk (default {DEFAULT_DURABILITY}). "
+                   "none: never synced; a write survives kill -9 of the process, not a power "
+                   "loss or OS crash. group: group commit; the writes handled in one pass are "
+                   "synced together, once, before anything that acknowledges or forwards "
+                   "them is sent; survives power loss too. every: each write synced on its "
+                   "own; survives the same as group. Measured (docs/experiments.md): group "
+                   "keeps about 2/3 of none's put throughput, every 10-30%%")
+    p.add_argument("--fsync", action="store_const", const="every", dest="durability",
+                   help="the same as --durability every")
+
+
 def _geo_member_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dc", type=_dc_id, default=0, help="this DC's id (several DCs)")
     p.add_argument("--proxy", metavar="HOST:PORT",
@@ -326,7 +348,7 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-from", choices=READ_POLICIES, default="chain")
     p.add_argument("--failure-timeout", type=_failure_timeout, default=1.5,
                    help="seconds without heartbeat before a node leaves the ring (>= 0.5)")
-    p.add_argument("--fsync", action="store_true")
+    _durability_options(p, "nodes' and proxies' ")
     p.add_argument("--tombstone-grace", type=_positive_float, default=600.0, metavar="S",
                    help="nodes collect a delete's tombstone no sooner than S seconds after it")
     p.add_argument("--dcs", type=_positive_int, default=1,
@@ -376,7 +398,8 @@ def _dispatch(args) -> int:
         config = ClusterConfig(nodes=args.nodes, replication=args.replication, eager=args.eager,
                                frontends=args.frontends, data_dir=args.data_dir,
                                base_port=args.base_port, read_from=args.read_from,
-                               failure_timeout_s=args.failure_timeout, fsync=args.fsync,
+                               failure_timeout_s=args.failure_timeout,
+                               durability=args.durability,
                                dcs=args.dcs, wan_delay_ms=args.wan_delay,
                                wan_jitter_ms=args.wan_jitter,
                                batch_interval_ms=args.batch_interval,
@@ -436,7 +459,8 @@ def _run_process(args) -> int:
         config = NodeConfig(eager=args.eager, dc=args.dc, geo=bool(args.proxy),
                             proxy=args.proxy_name, tombstone_grace_s=args.tombstone_grace)
         trio.run(lambda: run_node(args.name, args.listen, args.manager, args.data_dir,
-                                  config, fsync=args.fsync, proxy_addr=args.proxy))
+                                  config, durability=args.durability,
+                                  proxy_addr=args.proxy))
     elif args.command == "manager":
         from ..manager import ManagerConfig
         from ..runtime.processes import run_manager
@@ -458,7 +482,7 @@ def _run_process(args) -> int:
         peers = {name: addr for _, name, addr in args.peer}
         trio.run(lambda: run_proxy(args.name, args.listen, args.manager, args.data_dir, config,
                                    peers, args.wan_delay / 1000, args.wan_jitter / 1000,
-                                   fsync=args.fsync, wan_seed=args.wan_seed))
+                                   durability=args.durability, wan_seed=args.wan_seed))
     else:
         from frontend.core import FrontendConfig
         from frontend.server import run_frontend

@@ -23,6 +23,7 @@ import time
 
 import attrs
 
+from ..storage import DEFAULT_DURABILITY, DURABILITY_LEVELS
 from . import manifest
 
 HOST = "127.0.0.1"
@@ -61,13 +62,18 @@ class ClusterConfig:
     base_port: int = 7100
     read_from: str = "chain"
     failure_timeout_s: float = 1.5
-    fsync: bool = False
+    fsync: bool = False  # the old name of durability="every"
+    durability: str = DEFAULT_DURABILITY  # of nodes and proxies (storage.py)
     dcs: int = 1
     wan_delay_ms: float = 0.0
     wan_jitter_ms: float = 0.0
     batch_interval_ms: float = 5.0
     tombstone_grace_s: float = 600.0
     unsafe_skip_dependency_checks: bool = False  # frontends break causality (checker tests)
+
+    @property
+    def durability_level(self) -> str:
+        return "every" if self.fsync else self.durability
 
     @property
     def ports_per_dc(self) -> int:
@@ -88,6 +94,8 @@ class ClusterConfig:
             raise ValueError("--wan-delay and --wan-jitter must be >= 0")
         if self.batch_interval_ms <= 0:
             raise ValueError("--batch-interval must be > 0")
+        if self.durability not in DURABILITY_LEVELS:
+            raise ValueError(f"--durability must be one of {', '.join(DURABILITY_LEVELS)}")
         if self.tombstone_grace_s <= 0:
             raise ValueError("--tombstone-grace must be > 0")
         if self.failure_timeout_s < 0.5:
@@ -134,9 +142,8 @@ class LocalCluster:
                 name, addr = self.name(dc, f"n{i}"), f"{HOST}:{port + i}"
                 args = ["node", "--name", name, "--listen", addr, "--manager", manager_addr,
                         "--data-dir", self.data_dir, "--eager", str(c.eager),
-                        "--tombstone-grace", str(c.tombstone_grace_s), *geo_args]
-                if c.fsync:
-                    args.append("--fsync")
+                        "--tombstone-grace", str(c.tombstone_grace_s),
+                        "--durability", c.durability_level, *geo_args]
                 self.processes[name] = ProcessSpec("node", name, addr, args, dc=dc,
                                                    data=os.path.join(self.data_dir, name))
             for i in range(1, c.frontends + 1):
@@ -154,12 +161,11 @@ class LocalCluster:
                 args = ["proxy", "--name", name, "--dc", str(dc), "--listen", addr,
                         "--manager", manager_addr, "--data-dir", self.data_dir,
                         "--wan-delay", str(c.wan_delay_ms), "--wan-jitter", str(c.wan_jitter_ms),
-                        "--batch-interval", str(c.batch_interval_ms)]
+                        "--batch-interval", str(c.batch_interval_ms),
+                        "--durability", c.durability_level]
                 for peer_dc, (peer, peer_addr) in proxies.items():
                     if peer_dc != dc:
                         args += ["--peer", f"{peer_dc}={peer}@{peer_addr}"]
-                if c.fsync:
-                    args.append("--fsync")
                 self.processes[name] = ProcessSpec("proxy", name, addr, args, dc=dc,
                                                    data=os.path.join(self.data_dir, name))
 

@@ -5,10 +5,9 @@ A tombstone may go once three things hold:
 * its DC's proxy says so (``GeoProgress.collectable``): it is Global-Write-Stable and every
   write of any DC that could be concurrent with it and older is applied here, so none can
   arrive after it and come back to life;
-* it is older than the grace period (``grace_s`` by its stamp): a node restarted after
-  kill -9 reinjects the unstable writes it held, and drops those older than half the
-  grace instead (``outlived``), so none of them is older than a collected
-  tombstone either;
+* it is older than the grace period (``grace_s`` by its stamp): no write older than it is
+  still on its way. (A node back from a crash with older unstable writes hands them only
+  to a holder of their range, custody.py, which drops those its floor covers.)
 * it is stable here and nothing waits on the key.
 
 What it leaves behind is the **floor**: the newest version this node collected, persisted

@@ -24,9 +24,12 @@ stable. That repairs chains when a node dies (the predecessor now talks to the s
 and retries updates lost with a broken connection. Versions are applied by "newest wins",
 so re-sending is always harmless.
 
-A node that becomes a chain member of a range it did not serve (a node appended at the
-tail after a failure, a restarted node rejoining) is in *quarantine* for that range while
-it copies the range from a member of the previous chain: ``state_transfer.RangeCopier``.
+A node that becomes a chain member of a range it does not hold (a node appended at the
+tail after a failure, a node back after it was marked down, an empty disk) is in
+*quarantine* for that range while it copies it from a node that holds it (custody.py, the
+manager's record of who holds each range): ``state_transfer.RangeCopier``. In quarantine
+it neither settles writes of the range as tail nor redrives them: only a holder knows
+whether an old write was superseded by a delete collected meanwhile.
 
 A restarted node reloads its unstable records as *orphans* and reinjects them at the head
 of their chain (``NodeCore.recover``): an acknowledged write that only reached this node
@@ -131,7 +134,8 @@ class NodeCore(Core):
         request ids applied (a retry after our restart applies once), a clock above every
         version and collected tombstone, the tombstones to collect, and the unstable
         records as *orphans*, which the redrive reinjects at the head of their chain.
-        Their ranges are copied again from our chain peers once the ring comes."""
+        Once the ring comes we serve the ranges we hold and copy the others from their
+        holders (custody.py)."""
         self._rids.load()
         self._load_store_id(now)
         if self._tombstones.floor is not None:

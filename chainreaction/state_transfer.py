@@ -1,13 +1,15 @@
 """State transfer: both sides of copying key ranges between chain members (sans-IO).
 
-Theory of operation (docs/protocol.md §3.5, §6.4)
--------------------------------------------------
-A node that becomes a chain member of a range it did not serve (appended at the tail
-after a failure, a restarted node rejoining, a ring it missed) holds that range in
-*quarantine*: it copies it from a member of the previous chain (``SyncRequest``, answered
-by ``SyncChunk``s), and meanwhile the node stores and forwards updates flowing through
-it, holds writes (if head), makes dependency checks wait (if tail) and refuses reads.
-When every chunk has arrived the range leaves quarantine and the node serves it.
+Theory of operation (docs/protocol.md §3.5, §6.4, §6.6)
+-------------------------------------------------------
+A node that becomes a chain member of a range it does not hold (appended at the tail
+after a failure, back after it was marked down, on an empty disk) holds that range in
+*quarantine*: it copies it from a node that holds it (the ring's custody, custody.py; the
+ones up first, in turn) with ``SyncRequest``, answered by ``SyncChunk``s, and meanwhile
+the node stores and forwards updates flowing through it, holds writes (if head; refuses
+them while no holder is up), makes dependency checks wait (if tail) and refuses reads.
+When every chunk has arrived the range leaves quarantine and the node serves it. (Without
+custody in the ring update, the candidates are the previous chain's members.)
 
 ``RangeCopier`` is that machinery, owned by ``NodeCore`` and driven by it:
 

@@ -152,3 +152,17 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+
+STORE_ID = "store_id"  # store meta: the id made when the store was created
+
+
+def store_identity(store: Store, seed: int) -> tuple[int, bool]:
+    """The id of ``store``, made from ``seed`` (and kept) when it has none: a new, empty
+    store. Returns (id, whether it was made now)."""
+    raw = store.get_meta(STORE_ID)
+    if raw is not None:
+        return int.from_bytes(raw, "big"), False
+    store_id = seed % 2**63 or 1
+    store.put_meta(STORE_ID, store_id.to_bytes(8, "big"))
+    return store_id, True

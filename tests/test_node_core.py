@@ -175,6 +175,27 @@ def test_read_refuses_versions_older_than_the_session_has_seen():
     assert isinstance(free[0].msg, m.ReadReply) and not free[0].msg.found
 
 
+def test_with_k_2_the_head_does_not_show_a_write_before_it_reached_k_nodes():
+    """Fuzz seed 910438: with k = 2 a session read, at the head, a write not yet
+    acknowledged; the head died before passing it on, the client's retry applied the write
+    again at the new head with a larger version, above a write of the reading session
+    that depended on the first one: last-writer-wins then undid causality. Above position
+    k a write that is not stable may not be acknowledged yet; the reader is sent down the
+    chain, unless it already knows that version."""
+    c = Chain(eager=2)
+    key = c.key_with_chain(["a", "b", "c"])
+    out = c.nodes["a"].handle("fe", put(key=key), 1.0)  # not passed on yet
+    (update,) = [e for e in out if isinstance(e.msg, m.Update)]
+    fresh = c.nodes["a"].handle("fe", m.Read(5, key, None, 1), 1.0)
+    assert isinstance(fresh[0].msg, m.ReadMiss) and fresh[0].msg.reason == "unacknowledged"
+    replies = c.nodes["b"].handle("a", update.msg, 1.0)
+    (ack,) = [e for e in replies if isinstance(e.msg, m.PutAck)]  # position k: acknowledged
+    at_k = c.nodes["b"].handle("fe", m.Read(6, key, None, 1), 1.0)
+    assert isinstance(at_k[0].msg, m.ReadReply) and at_k[0].msg.version == ack.msg.version
+    knows = c.nodes["a"].handle("fe", m.Read(7, key, ack.msg.version, 1), 1.0)
+    assert isinstance(knows[0].msg, m.ReadReply) and knows[0].msg.version == ack.msg.version
+
+
 def test_a_craq_read_is_served_only_once_the_tail_has_the_version():
     c = Chain()
     key = c.key_with_chain(["a", "b", "c"])

@@ -534,7 +534,9 @@ def test_superseded_put_retried_after_head_fault_applies_once(head_fault):
     assert cluster.run_until(lambda: cluster.stores[head].get(key) is not None
                              and cluster.stores[head].get(key).value == b"a", 1)
     first = c.call("get", key)
-    assert first["value"] == b"a"
+    # (Since fuzz seed 910438 the head does not show a write it has not passed on to k
+    # nodes: C gets what the chain below it holds. The retry must still apply once.)
+    assert first["ok"] and first["value"] is None
     assert b.call("put", key, b"b")["ok"]
     assert c.call("get", key)["value"] == b"b"
     cluster.run_for(0.1)

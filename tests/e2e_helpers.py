@@ -10,6 +10,7 @@ import trio
 
 from chainreaction.ring import Ring
 from chainreaction.runtime.probe import process_stats
+from chainreaction.tools import manifest
 from chainreaction.tools.cluster import ClusterConfig, LocalCluster
 from chainreaction.tools.demo import wait_ready
 
@@ -100,3 +101,9 @@ async def wait_ring_size(manager_addr: str, nodes: int, timeout_s: float = 30.0)
             except (trio.TooSlowError, OSError):
                 pass
             await trio.sleep(0.1)  # sleep-ok: polling a real process we cannot drive
+
+
+def our_processes(data_dir: str) -> list[str]:
+    """Names of the processes of the cluster in ``data_dir`` that still run (found by the
+    command lines its ``cluster.json`` records, so restarted ones too)."""
+    return [p["name"] for p in manifest.load(data_dir)["processes"] if manifest.running(p)]

@@ -377,6 +377,23 @@ async def _print_geo(data_dir: str) -> dict:
     return stats
 
 
+def exit_code_of(exc: BaseException, known: tuple = ()) -> int | None:
+    """The exit code of a bench that failed with ``exc`` (said on stderr): 130 when
+    interrupted, 1 for a failure it knows (``known`` adds types); None: re-raise."""
+    leaves = list(exception_leaves(exc))
+    if any(isinstance(x, KeyboardInterrupt) for x in leaves):
+        print("chainreaction bench: interrupted; stopped every process it started",
+              file=sys.stderr)
+        return 130
+    failed = [x for x in leaves
+              if isinstance(x, (BenchError, baselines.ChildFailed, trio.TooSlowError) + known)]
+    if not failed:
+        return None
+    print(f"chainreaction bench: error: {str(failed[0]) or 'a phase did not finish in time'}",
+          file=sys.stderr)
+    return 1
+
+
 def run_bench(args) -> int:
     try:
         cfg = _config(args)
@@ -390,20 +407,11 @@ def run_bench(args) -> int:
     groups: list[baselines.ProcessGroup] = []
     try:
         result = trio.run(_main, cfg, groups)
-    except BaseException as exc:  # noqa: BLE001 - sorted below, unknown ones re-raised
-        leaves = list(exception_leaves(exc))
-        if any(isinstance(x, KeyboardInterrupt) for x in leaves):
-            print("chainreaction bench: interrupted; stopped every process it started",
-                  file=sys.stderr)
-            return 130
-        known = [x for x in leaves if isinstance(x, (BenchError, baselines.ChildFailed,
-                                                    trio.TooSlowError))]
-        if known:
-            x = known[0]
-            text = str(x) or "a phase did not finish in time"
-            print(f"chainreaction bench: error: {text}", file=sys.stderr)
-            return 1
-        raise
+    except BaseException as exc:  # noqa: BLE001 - sorted by exit_code_of, unknown re-raised
+        code = exit_code_of(exc)
+        if code is None:
+            raise
+        return code
     finally:
         for group in groups:
             group.kill_all()

@@ -27,8 +27,8 @@ import trio
 
 from ..storage import DURABILITY_LEVELS
 from . import baselines
-from .bench import _phase_stats, preload
-from .bench_load import BenchError, combine_rounds, exception_leaves, run_phase
+from .bench import _phase_stats, exit_code_of, preload
+from .bench_load import combine_rounds, run_phase
 from .cluster import ClusterConfig, LocalCluster
 from .demo import ClusterFailed, wait_ready
 
@@ -86,19 +86,11 @@ def run_levels(args, cfg: dict) -> int:
                 durability=level))
             clusters[level].start()
         result = trio.run(_main, cfg, clusters, groups)
-    except BaseException as exc:  # noqa: BLE001 - sorted below, unknown ones re-raised
-        leaves = list(exception_leaves(exc))
-        if any(isinstance(x, KeyboardInterrupt) for x in leaves):
-            print("chainreaction bench: interrupted; stopping every process it started",
-                  file=sys.stderr)
-            return 130
-        known = [x for x in leaves if isinstance(x, (BenchError, ClusterFailed,
-                                                    baselines.ChildFailed, trio.TooSlowError))]
-        if not known:
+    except BaseException as exc:  # noqa: BLE001 - sorted by exit_code_of, unknown re-raised
+        code = exit_code_of(exc, (ClusterFailed,))
+        if code is None:
             raise
-        print(f"chainreaction bench: error: {known[0] or 'a run did not finish in time'}",
-              file=sys.stderr)
-        return 1
+        return code
     finally:
         for group in groups:
             group.kill_all()

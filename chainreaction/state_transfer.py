@@ -194,14 +194,19 @@ class RangeCopier:
         if msg.custody is None:
             return None
         ring = msg.ring
+        old = msg.previous if msg.previous is not None and msg.previous.serving else None
         ours = dict(msg.store_ids).get(self.name) == self.store_id
         out: list = []
-        for listed in msg.custody:
+        for arc, listed in enumerate(msg.custody):
             if not listed or (ours and self.name in listed):
                 out.append(None)
                 continue
-            others = [n for n in listed if n != self.name]
-            others.sort(key=lambda n: (n not in ring, n))  # the ones up first
+            # The ones up first, and among them the earliest in the arc's previous chain:
+            # by the prefix property it holds what the later ones hold, and more (a write
+            # still on its way down, e.g. from a head now second; fuzz seed 1001587).
+            was = old.chain_at_point(ring.tokens[arc]) if old is not None else ()
+            others = sorted((n for n in listed if n != self.name), key=lambda n: (
+                n not in ring, was.index(n) if n in was else len(was), n))
             out.append(tuple(others))
         return out
 

@@ -124,3 +124,16 @@ def test_a_replica_back_on_an_empty_disk_copies_instead_of_serving_nothing():
         got = cluster.session().call("get", key)  # from the tail, whoever it is
         assert got["ok"] and got["version"] == version, (key, got)
     assert [v for v in cluster.invariant_violations if not v.report_only] == []
+
+
+@pytest.mark.parametrize("seed", [910400, 910583, 920199, 1001587, 1002067, 1002464])
+def test_fuzz_seeds_found_while_building_custody_stay_clean(seed):
+    """Cases the group outages (whole-DC restarts, R or more nodes down) found during this
+    work: an orphan settled by a node alone in its chain while the range's holder was down
+    (910400); a copied unstable record never driven because it had outlived half the
+    tombstone grace (910583: a DC stopped applying remote writes); a write made stable by a
+    tail still copying its range, never sent to the holder (920199); a new head copying
+    from a holder later in the old chain than the old head, missing a write on its way
+    down (1001587)."""
+    outcome = run_case(make_case(seed))
+    assert outcome.quiet and outcome.valid, (outcome.anomalies, outcome.violations[:3])

@@ -526,10 +526,13 @@ class NodeCore(Core):
         return self.copier.on_refused(src, msg, now, self.epoch)
 
     def _on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
-        """Ack of an orphan we reinjected at the head: the chain has it now."""
+        """Ack of an orphan we reinjected at the head: the head has it (or something newer)
+        and drives it down. It stays an orphan here (the chain before us may still lack
+        it, fuzz seed 1010157) until it is stable, superseded or no longer ours; the
+        redrive resends it meanwhile, no sooner than usual."""
         pending = self._unstable.get(msg.key)
         if pending is not None and pending.orphan and pending.version <= msg.version:
-            del self._unstable[msg.key]
+            pending.sent_at = now
             self.counters["orphan_reinjected"] += 1
         return []
 

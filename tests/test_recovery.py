@@ -126,7 +126,7 @@ def test_a_replica_back_on_an_empty_disk_copies_instead_of_serving_nothing():
     assert [v for v in cluster.invariant_violations if not v.report_only] == []
 
 
-@pytest.mark.parametrize("seed", [910400, 910583, 920199, 1001587, 1002067, 1002464])
+@pytest.mark.parametrize("seed", [910400, 910583, 920199, 1001587, 1002067, 1002464, 1010157])
 def test_fuzz_seeds_found_while_building_custody_stay_clean(seed):
     """Cases the group outages (whole-DC restarts, R or more nodes down) found during this
     work: an orphan settled by a node alone in its chain while the range's holder was down
@@ -134,6 +134,7 @@ def test_fuzz_seeds_found_while_building_custody_stay_clean(seed):
     tombstone grace (910583: a DC stopped applying remote writes); a write made stable by a
     tail still copying its range, never sent to the holder (920199); a new head copying
     from a holder later in the old chain than the old head, missing a write on its way
-    down (1001587)."""
+    down (1001587); a copied orphan the head acknowledged counted as vouched for while
+    its update was still on the way to the node before it (1010157)."""
     outcome = run_case(make_case(seed))
     assert outcome.quiet and outcome.valid, (outcome.anomalies, outcome.violations[:3])

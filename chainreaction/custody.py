@@ -59,15 +59,18 @@ def observe(held: tuple, ring: Ring, name: str, syncing: set) -> tuple | None:
     it holds them. The new custody, or None if nothing changed."""
     if name not in ring or len(held) != ring.arc_count:
         return None
-    changed = list(held)
+    changed: list | None = None  # (copied on the first change: every heartbeat comes here)
     for arc in range(ring.arc_count):
+        if arc in syncing or name in held[arc]:
+            continue
         chain = ring.chain_of_arc(arc)
-        if arc not in syncing and name not in held[arc] and name in chain:
+        if name in chain:
+            if changed is None:
+                changed = list(held)
             # Holders outside the chain (kept while no chain member held the arc) go: from
             # now on writes become stable in this chain without them.
             changed[arc] = (held[arc] & set(chain)) | {name}
-    out = tuple(changed)
-    return out if out != held else None
+    return None if changed is None else tuple(changed)
 
 
 def forget(held: tuple, name: str) -> tuple:

@@ -312,10 +312,10 @@ class NodeCore(Core):
             floor = self._tombstones.floor
             if (current.version < known if current is not None
                     else floor is None or floor < known):
-                # Neither it nor anything newer is here: it was lost (the only copy, an
-                # orphan kept past half the tombstone grace, was dropped at our restart).
-                # Acknowledging it would promise a write nobody holds (sim fuzz seed 91368);
-                # applying it again might apply it twice, were a copy still somewhere.
+                # Neither it nor anything newer is here (e.g. its rid came with a copy and
+                # its only copy is on a disk that was lost). Acknowledging it would promise
+                # a write nobody holds (sim fuzz seed 91368); applying it again might apply
+                # it twice, were a copy still somewhere.
                 self.counters["put_duplicate_lost"] += 1
                 return self._error(src, msg.op, m.UNAVAILABLE,
                                    "this write was applied once and has since been lost")
@@ -420,9 +420,11 @@ class NodeCore(Core):
             # collected here, e.g. redriven by a head that was cut off for the grace period:
             # it would bring a deleted key back.)
             self.counters["late_write_dropped" if late else "update_superseded"] += 1
-            self._rids.remember(msg.rid, msg.key, msg.version)
+            # Acknowledge the version the write is known by: a retry applied it again if
+            # this one was an orphan of a crashed head (request_ids.py, one version per rid).
+            known = self._rids.remember(msg.rid, msg.key, msg.version)
             if msg.ack_at:
-                out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos, False)))
+                out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, known, pos, False)))
             return out
         if current is None or msg.version > current.version:
             record = Record(msg.version, msg.value, False, msg.rid, msg.seq, msg.logged_at,
@@ -664,8 +666,7 @@ class NodeCore(Core):
         if sync is None:
             return []
         for rid, key, version in msg.rids:
-            if rid not in self._rids:
-                self._rids.remember(rid, key, version)
+            self._rids.remember(rid, key, version)
         for item in msg.items:
             current = self.store.get(item.key)
             if current is None or item.version > current.version:

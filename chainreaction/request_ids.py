@@ -7,6 +7,12 @@ applies, so a member that becomes head after a failure knows them too; a range c
 carries them to a new member (``SyncChunk.rids``), and they are persisted beside the data
 (``Store.put_rid``), so a restarted node still knows them. Bounded: the oldest are
 forgotten first (a retry comes within seconds, the bound is ``NodeConfig.dedup_size``).
+
+One version per rid: a head that crashed after applying a put, before anyone acknowledged
+it, still holds that version (an orphan) when the retry has been applied again, with a new
+version, by the head that took over (fuzz seed 1021255). Last-writer-wins keeps the larger
+of the two everywhere, so every table keeps the larger too: a retry is then answered with
+the version readers see, wherever it lands (docs/protocol.md §6.6).
 """
 
 from __future__ import annotations
@@ -31,16 +37,20 @@ class RequestIds:
         """``(key, version)`` the write with ``rid`` was applied as, if we know it."""
         return self._table.get(rid)
 
-    def remember(self, rid: bytes, key: str, version: Version, persist: bool = True) -> None:
+    def remember(self, rid: bytes, key: str, version: Version, persist: bool = True) -> Version:
+        """Note that the write ``rid`` was applied as ``version``; returns the version it
+        is known by (the larger, if it was applied twice)."""
+        known = self._table.get(rid)
+        if known is not None and known[0] == key and known[1] >= version:
+            return known[1]
         entry = (key, version)
-        if self._table.get(rid) == entry:
-            return
         self._table[rid] = entry
         if persist:
             self.store.put_rid(rid, key, version)
         if len(self._table) > self.limit:
             old, _ = self._table.popitem(last=False)
             self.store.forget_rid(old)
+        return version
 
     def load(self) -> None:
         """After a restart: the ones the store kept (a retry after it applies once)."""

@@ -512,6 +512,56 @@ def test_a_node_that_copies_a_range_knows_the_request_ids_applied_there_before()
     assert stores["c"].get(key).value == b"v2"
 
 
+def test_a_node_back_with_an_orphan_answers_a_retry_with_the_version_readers_see():
+    """Fuzz seed 1021255: head c applied a put (v1), crashed before forwarding it and
+    before anyone acknowledged it; the retry was applied again by the chain that served
+    meanwhile (v2, newer). Back with its disk, c copies the range; the retry that then
+    reaches it must be answered with v2, the version last-writer-wins keeps everywhere,
+    not with c's own v1 (the client would hold a version no reader ever sees)."""
+    stores = {n: MemoryStore() for n in "abc"}
+    ring_ab, ring_abc = Ring(1, MEMBERS[:2], 2, 8), Ring(2, MEMBERS, 2, 8)
+    key = next(k for k in (f"k{i}" for i in range(10_000)) if ring_abc.chain(k)[0] == "c")
+    lone = Version(1_000)
+    stores["c"].put(key, Record(lone, b"v", False, b"lost-ack"))
+    stores["c"].put_rid(b"lost-ack", key, lone)
+    nodes = {n: NodeCore(n, stores[n], NodeConfig(require_lease=False), 0.0) for n in "ab"}
+    for n in "ab":
+        nodes[n].handle("manager", m.RingUpdate(ring_ab, None), 0.0)
+    head = ring_ab.chain(key)[0]
+
+    def write(rid, value, now):
+        effects = nodes[head].handle("fe", put(key=key, value=value, rid=rid), now)
+        for e in effects:  # through the rest of the chain
+            if e.to in nodes:
+                nodes[e.to].handle(head, e.msg, now)
+        return next(e.msg for e in effects if isinstance(e.msg, m.PutAck))
+
+    first_ack = write(b"lost-ack", b"v", 2.0)  # the retry; its ack is lost too
+    assert first_ack.version > lone
+    write(b"later", b"w", 2.1)  # overwrites it: the copy carries the rid, not the record
+    nodes["c"] = NodeCore("c", stores["c"], NodeConfig(require_lease=False), 3.0)
+    requests = nodes["c"].handle("manager", m.RingUpdate(ring_abc, ring_ab), 3.0)
+    copy_to_c(nodes, requests, ring_abc, ring_ab, 3.0)
+    retry = nodes["c"].handle("fe", put(op=9, key=key, rid=b"lost-ack", epoch=2), 4.0)
+    (ack,) = [e.msg for e in retry if isinstance(e.msg, m.PutAck)]
+    assert ack.version == first_ack.version
+    assert stores["c"].get(key).value == b"w"
+
+
+def test_a_redriven_orphan_of_a_write_applied_again_is_acknowledged_as_the_newer():
+    """The orphan's owner drives its old version down again on a retry; the next node
+    knows the request id by the newer version and acknowledges that one."""
+    c = Chain(eager=2)
+    key = c.key_with_chain(["a", "b", "c"])
+    c.send("fe", [Send("a", put(key=key, rid=b"twice"))])
+    newer = c.stores["b"].get(key).version
+    older = Version(newer.clock - 500)
+    redrive = m.Update(key, older, b"v", b"twice", "fe", 9, 2, 1)
+    (ack,) = [e.msg for e in c.nodes["b"].handle("a", redrive, 2.0)
+              if isinstance(e.msg, m.PutAck)]
+    assert (ack.op, ack.version) == (9, newer)
+
+
 def test_a_large_copy_is_streamed_over_ticks_and_completes():
     CFG = NodeConfig(sync_chunk_items=16, require_lease=False)
     stores = {n: MemoryStore() for n in "abc"}

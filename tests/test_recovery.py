@@ -126,7 +126,8 @@ def test_a_replica_back_on_an_empty_disk_copies_instead_of_serving_nothing():
     assert [v for v in cluster.invariant_violations if not v.report_only] == []
 
 
-@pytest.mark.parametrize("seed", [910400, 910583, 920199, 1001587, 1002067, 1002464, 1010157])
+@pytest.mark.parametrize("seed", [910400, 910583, 920199, 1001587, 1002067, 1002464, 1010157,
+                                  1021255])
 def test_fuzz_seeds_found_while_building_custody_stay_clean(seed):
     """Cases the group outages (whole-DC restarts, R or more nodes down) found during this
     work: an orphan settled by a node alone in its chain while the range's holder was down
@@ -135,6 +136,8 @@ def test_fuzz_seeds_found_while_building_custody_stay_clean(seed):
     tail still copying its range, never sent to the holder (920199); a new head copying
     from a holder later in the old chain than the old head, missing a write on its way
     down (1001587); a copied orphan the head acknowledged counted as vouched for while
-    its update was still on the way to the node before it (1010157)."""
+    its update was still on the way to the node before it (1010157); a retry answered by
+    a head back from a crash with the version it had given the write before, when the
+    chain had applied the retry again, newer, meanwhile (1021255)."""
     outcome = run_case(make_case(seed))
     assert outcome.quiet and outcome.valid, (outcome.anomalies, outcome.violations[:3])

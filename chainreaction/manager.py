@@ -201,16 +201,11 @@ class ManagerCore(Core):
         if not out and msg.epoch < self.ring.epoch:
             out.append(Send(msg.name, self.ring_update()))
         elif msg.epoch == self.ring.epoch and self.ring.epoch:
-            lease_ms = 0
-            if msg.role == "node" and msg.name in self.ring.names:
-                # Half the failure timeout: the lease ends well before we may replace it.
-                lease_ms = int(self.config.failure_timeout_s * 500)
             ahead_us = 0
             if peer.offset_us is not None:
                 ahead_us = max(0, peer.offset_us - self._median_offset_us())
             out.append(Send(msg.name, m.HeartbeatAck(self.ring.epoch, msg.sent_at_us,
-                                                     lease_ms, ahead_us,
-                                                     self._store_clock_us)))
+                                                     ahead_us, self._store_clock_us)))
         return out
 
     def _note_custody(self, msg: m.Heartbeat) -> None:

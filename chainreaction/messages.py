@@ -94,25 +94,37 @@ class Heartbeat:
 
 @message(68)
 class HeartbeatAck:
-    """manager -> a ring member whose heartbeat named the current ``epoch``: the ring lease.
-    Until ``sent_at_us`` (its own heartbeat's send time, on its own clock) + ``lease_ms``
-    the node may act as head and tail; the manager declares it failed no earlier than
-    twice that after. A node that was paused or cut off therefore stops assigning
-    versions and answering dependency checks before anyone replaces it, and does not
-    resume before it hears from the manager again. (``lease_ms`` is 0 for a process that is
-    not a member of that ring: frontends, proxies, nodes not in it.)
-
-    ``ahead_us``: how far the heartbeat's ``sent_at_us`` was ahead of the median clock of
-    the DC's processes (0 if not ahead); the receiver stamps with its clock held back to at
-    most ``versions.MAX_CLOCK_AHEAD_S`` ahead of that (``versions.DcTime``).
+    """manager -> a process whose heartbeat named the current ``epoch``: a measure of its
+    clock. ``ahead_us``: how far the heartbeat's ``sent_at_us`` was ahead of the median
+    clock of the DC's processes (0 if not ahead); the receiver stamps with its clock held
+    back to at most ``versions.MAX_CLOCK_AHEAD_S`` ahead of that (``versions.DcTime``).
     ``store_clock_us``: the largest hybrid clock any process of the DC has reported, so a
-    frontend knows a session's floor up to there was made by the store."""
+    frontend knows a session's floor up to there was made by the store. (No lease: the
+    manager is off the data path; nodes lease each other, ``LeaseRequest``.)"""
 
     epoch: int = attrs.field(validator=is_uint)
     sent_at_us: int = attrs.field(validator=is_uint)
-    lease_ms: int = attrs.field(validator=is_uint)
     ahead_us: int = attrs.field(default=0, validator=is_uint)
     store_clock_us: int = attrs.field(default=0, validator=is_uint)
+
+
+@message(5)
+class LeaseRequest:
+    """node -> each of its chain peers, every lease renewal and on a new ring: vouch that
+    you are on ring ``epoch`` (chain_lease.py). ``stamp`` is the requester's own counter,
+    echoed: the lease runs from when this request left."""
+
+    epoch: int = attrs.field(validator=is_uint)
+    stamp: int = attrs.field(validator=is_uint)
+
+
+@message(6)
+class LeaseGrant:
+    """node -> a chain peer that asked: I am on ring ``epoch`` and have granted nothing on an
+    older one that still runs. No answer is the refusal."""
+
+    epoch: int = attrs.field(validator=is_uint)
+    stamp: int = attrs.field(validator=is_uint)
 
 
 @message(3)

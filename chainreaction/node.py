@@ -62,7 +62,7 @@ from .core import Core, Identity
 from .dependency_checks import DependencyChecks
 from .effects import Send
 from .node_config import NodeConfig
-from .lease import RingLease
+from .chain_lease import ChainLeases
 from .request_ids import RequestIds
 from .ring import hash_point
 from .ring_requests import RingRequests
@@ -96,13 +96,14 @@ class NodeCore(Core):
         self.store = store
         self.config = config
         self.clock = HybridClock()
-        self.dc_time = DcTime(config.max_clock_ahead_s)
+        self.dc_time = DcTime(config.max_clock_ahead_s, monotonic)
         self._unstable: dict[str, _Unstable] = {}
         self.shipping = Shipping(config, self.counters)
         self._rids = RequestIds(store, config.dedup_size)  # a retried put applies once
         self._held_puts = Waiters(config.max_held_puts)  # (src, Put) held during a copy
         self._ring_requests = RingRequests(config.manager)
-        self.lease = RingLease(monotonic, config.require_lease, self.counters, now)
+        self.leases = ChainLeases(name, config.lease_s, monotonic, config.require_lease,
+                                  self.counters, now)
         self._tombstones = Tombstones(store, config.tombstone_grace_s)
         self.copier = RangeCopier(name, store, self._tombstones, config, self.counters, now)
         self.dep_checks = DependencyChecks(name, store, self._tombstones, self.clock, config,
@@ -111,6 +112,8 @@ class NodeCore(Core):
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
             m.HeartbeatAck: self._on_heartbeat_ack,
+            m.LeaseRequest: self._on_lease_request,
+            m.LeaseGrant: self._on_lease_grant,
             m.Put: self._on_put,
             m.Update: self._on_update,
             m.Stable: self._on_stable,
@@ -125,6 +128,7 @@ class NodeCore(Core):
             m.Error: self._on_error,
         }
         self.timers.add("housekeeping", self._housekeeping, now, delay=config.tick_s)
+        self.timers.add("lease", self._renew_leases, now, delay=config.lease_renew_s)
 
     def recover(self, now: float) -> None:
         """Take back what the store holds after a restart (nothing, on a first start): the
@@ -217,27 +221,32 @@ class NodeCore(Core):
         self.counters["error_" + code] += 1
         return [Send(src, m.Error(op, code, detail, self.epoch))]
 
-    # -- the ring lease (lease.py) -------------------------------------------------------------
-
-    def observe_time(self, now: float) -> None:
-        self.lease.observe(now)
+    # -- chain leases (chain_lease.py) ---------------------------------------------------------
 
     def _on_heartbeat_ack(self, src: str, msg: m.HeartbeatAck, now: float) -> list:
-        # The measure of our clock comes with every lease: after a jump ahead our old lease
-        # has run out (by our clock), and the ack renewing it measured the jump.
-        self.dc_time.note(msg.ahead_us, msg.sent_at_us)
-        if self.ring is not None and msg.epoch == self.ring.epoch and msg.lease_ms:
-            self.lease.grant(msg.sent_at_us, msg.lease_ms, self.heartbeats_sent, now)
+        self.dc_time.note(msg.ahead_us, msg.sent_at_us,
+                          self.heartbeats_sent.get(msg.sent_at_us))
         return []
 
-    def _check_lease(self, src: str, op: int, now: float) -> list | None:
-        """Refuse to act as head or tail without a current ring lease: after a pause or a
-        cut from the manager our ring may be stale and another node may have taken over
-        (a delayed Put applied here would come back with a new version)."""
-        if self.lease.holds(now):
+    def _renew_leases(self, now: float) -> list:
+        self.timers.after("lease", self.config.lease_renew_s, now)
+        return self.leases.requests(now)
+
+    def _on_lease_request(self, src: str, msg: m.LeaseRequest, now: float) -> list:
+        return self.leases.on_request(src, msg, now)
+
+    def _on_lease_grant(self, src: str, msg: m.LeaseGrant, now: float) -> list:
+        self.leases.on_grant(src, msg, now)
+        return []
+
+    def _check_lease(self, src: str, op: int, chain: tuple, now: float) -> list | None:
+        """Refuse to act as head or tail of ``chain`` unless its other members vouch for our
+        ring: after a pause or a cut our ring may be stale and another node may have taken
+        over (a delayed Put applied here would come back with a new version)."""
+        if self.leases.holds(chain, now):
             return None
         self.counters["refused_without_lease"] += 1
-        return self._error(src, op, m.NOT_READY, "no current ring lease from the manager")
+        return self._error(src, op, m.NOT_READY, "no current lease from the chain's members")
 
     def _check_epoch(self, src: str, op: int, epoch: int) -> list | None:
         if self.ring is None or not self.ring.serving:
@@ -285,7 +294,7 @@ class NodeCore(Core):
         chain = self.ring.chain_of_arc(arc)
         if chain[0] != self.name:
             return self._error(src, msg.op, m.NOT_HEAD, f"head of {msg.key!r} is {chain[0]}")
-        refused = self._check_lease(src, msg.op, now)
+        refused = self._check_lease(src, msg.op, chain, now)
         if refused:
             return refused
         # (No check of msg.floor here: the frontend refuses floors the store did not make,
@@ -635,7 +644,7 @@ class NodeCore(Core):
         chain = self.ring.chain(msg.key)
         if chain[-1] != self.name:
             return self._error(src, msg.op, m.NOT_TAIL, f"tail of {msg.key!r} is {chain[-1]}")
-        refused = self._check_lease(src, msg.op, now)
+        refused = self._check_lease(src, msg.op, chain, now)
         if refused:
             return refused
         return self.dep_checks.check(src, msg, now)
@@ -647,7 +656,9 @@ class NodeCore(Core):
             return []
         previous, self.ring = self.ring, msg.ring
         self.counters["ring_changes"] += 1
-        out = self.copier.on_new_ring(previous, msg, now)
+        self.leases.on_ring(self.ring, now)
+        out = self.leases.requests(now)
+        out += self.copier.on_new_ring(previous, msg, now)
         out += self.copier.serve_held(self.ring, self._rids)
         if self.ring.serving:
             out += self._redrive(now, force=True)

@@ -37,14 +37,17 @@ class NodeConfig:
     geo: bool = False
     proxy: str = "proxy"
     # Act as head (assign versions) or tail (answer dependency checks) only under a current
-    # ring lease from the manager (``HeartbeatAck``). Off only in single-core transcripts.
+    # lease from the chain's other members (chain_lease.py). Off only in single-core
+    # transcripts. A lease runs ``lease_s`` from its request, renewed every
+    # ``lease_renew_s``; after a ring change a node grants none for up to ``lease_s``.
     require_lease: bool = True
-    # Tombstones are collected no sooner than this after their stamp, and a restarted node
-    # drops the unstable writes it held that are older than half of it instead of
-    # reinjecting them (chainreaction/tombstones.py).
+    lease_s: float = 0.5
+    lease_renew_s: float = 0.1
+    # Tombstones are collected no sooner than this after their stamp
+    # (chainreaction/tombstones.py).
     tombstone_grace_s: float = 600.0
     tick_s: float = 0.05  # housekeeping: expiries, redrive, copy pacing, tombstones
-    heartbeat_s: float = 0.2  # to the manager, which renews the lease in its answer
+    heartbeat_s: float = 0.2  # to the manager, which measures our clock in its answer
 
     def __attrs_post_init__(self):
         if self.eager < 1:

@@ -12,6 +12,8 @@ deterministic under the simulator.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import attrs
 
 CLOCK_MAX = 2**63 - 1
@@ -95,22 +97,27 @@ class DcTime:
     head's versions, a proxy's log times) or is compared with one (tombstone grace, the
     frontend's floor check), so its clock does not push every later version in every DC
     ahead. A jump since the last measure is not measured yet: the time given runs at most
-    ``bound_s`` past the measured heartbeat's departure, so a jump ahead stamps at most
-    that far ahead until the next measure (every heartbeat, 0.2 s). Holding a hybrid
-    clock's physical part back is always safe: versions still grow by logical increments
-    above the key's version and the session's floor.
+    ``bound_s`` ahead of the measured heartbeat's departure plus the real time since (on
+    the ``monotonic`` clock), so a jump ahead stamps at most that far ahead until the next
+    measure, and the time still runs while the manager is down. Holding a hybrid clock's
+    physical part back is always safe: versions still grow by logical increments above
+    the key's version and the session's floor.
     """
 
-    __slots__ = ("bound_s", "ahead_s", "_measured_at")
+    __slots__ = ("bound_s", "ahead_s", "_measured_at", "_measured_mono", "_monotonic")
 
-    def __init__(self, bound_s: float = MAX_CLOCK_AHEAD_S) -> None:
+    def __init__(self, bound_s: float = MAX_CLOCK_AHEAD_S,
+                 monotonic: Callable[[], float] | None = None) -> None:
         self.bound_s = bound_s
         self.ahead_s = 0.0  # the manager's last measure
         self._measured_at: float | None = None  # our clock when that heartbeat left
+        self._measured_mono: float | None = None  # the monotonic clock then
+        self._monotonic = monotonic  # None (transcripts): the time stops at the bound
 
-    def note(self, ahead_us: int, sent_at_us: int) -> None:
+    def note(self, ahead_us: int, sent_at_us: int, sent_mono: float | None = None) -> None:
         self.ahead_s = ahead_us / 1e6
         self._measured_at = sent_at_us / 1e6 if sent_at_us else None
+        self._measured_mono = sent_mono
 
     @property
     def held_back_s(self) -> float:
@@ -120,7 +127,10 @@ class DcTime:
         """``now`` (our own clock), at most ``bound_s`` ahead of the DC's."""
         t = now - self.held_back_s
         if self._measured_at is not None:
-            t = min(t, self._measured_at - self.held_back_s + self.bound_s)
+            since = 0.0
+            if self._monotonic is not None and self._measured_mono is not None:
+                since = max(0.0, self._monotonic() - self._measured_mono)
+            t = min(t, self._measured_at - self.held_back_s + self.bound_s + since)
         return t
 
 

@@ -193,7 +193,7 @@ class FrontendCore(Core):
         # Clocks the store made: the largest we saw in a version or the manager reported.
         self._seen_clock = 0
         self._clock_heard_at = float("-inf")  # when the manager last reported
-        self.dc_time = DcTime(config.max_clock_ahead_s)
+        self.dc_time = DcTime(config.max_clock_ahead_s, monotonic)
         self._ring_requests = RingRequests(config.manager, config.ring_refresh_s)
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
@@ -629,7 +629,8 @@ class FrontendCore(Core):
 
     def _on_heartbeat_ack(self, src: str, msg: m.HeartbeatAck, now: float) -> list:
         """The manager's measure of our clock and the largest clock of the DC."""
-        self.dc_time.note(msg.ahead_us, msg.sent_at_us)
+        self.dc_time.note(msg.ahead_us, msg.sent_at_us,
+                          self.heartbeats_sent.get(msg.sent_at_us))
         self._seen_clock = max(self._seen_clock, msg.store_clock_us)
         self._clock_heard_at = now
         return []

@@ -128,7 +128,7 @@ class ProxyCore(Core):
         self.config = config
         self.dc = config.dc
         self.clock = HybridClock()
-        self.dc_time = DcTime(config.max_clock_ahead_s)
+        self.dc_time = DcTime(config.max_clock_ahead_s, monotonic)
         if config.dc in dict(config.peers):
             raise ValueError(f"dc {config.dc} is listed as its own peer")
         # -- origin side: our log, shipped to every peer (``peers``: dc -> link to its proxy)
@@ -267,7 +267,8 @@ class ProxyCore(Core):
         return self.clock.last
 
     def _on_heartbeat_ack(self, src: str, msg: m.HeartbeatAck, now: float) -> list:
-        self.dc_time.note(msg.ahead_us, msg.sent_at_us)
+        self.dc_time.note(msg.ahead_us, msg.sent_at_us,
+                          self.heartbeats_sent.get(msg.sent_at_us))
         return []
 
     def _on_ring_update(self, src: str, msg: m.RingUpdate, now: float) -> list:

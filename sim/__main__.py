@@ -105,12 +105,10 @@ def _fuzz(args) -> int:
         from chainreaction.checker import format_report
 
         print(format_report(outcome.report))
-        if outcome.violation_counts or outcome.noted:
-            counts = {**outcome.violation_counts, **outcome.noted}
+        if outcome.violation_counts:
             print("invariant violations (sim/invariants.py): " + ", ".join(
-                f"{n} {kind}{' (report-only)' if kind in outcome.noted else ''}"
-                for kind, n in counts.items()))
-            for line in outcome.violations + outcome.noted_examples:
+                f"{n} {kind}" for kind, n in outcome.violation_counts.items()))
+            for line in outcome.violations:
                 print("  " + line)
         print(f"{outcome.ops} operations, {outcome.wall_s:.2f} s wall, "
               f"{'quiescent' if outcome.quiet else 'NOT quiescent'}")
@@ -136,9 +134,8 @@ def _fuzz(args) -> int:
         _progress_line(f"fuzz {_bar(done / total)} {done}/{total} seeds, {failing} failing, "
                        f"{now - started:.0f} s")
 
-    noted: dict = {}
     failures = fuzz(seeds, args.unsafe, args.out, report=lambda s: print("\n" + s, flush=True),
-                    progress=progress, stop_after=args.stop_after, jobs=args.jobs, noted=noted)
+                    progress=progress, stop_after=args.stop_after, jobs=args.jobs)
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     mode = " (UNSAFE frontends)" if args.unsafe else ""
@@ -146,10 +143,6 @@ def _fuzz(args) -> int:
     print(f"{len(seeds)} seeds{mode}: {len(failures)} failing"
           + (f" ({beyond} with R or more nodes of one DC down at once)" if beyond else "")
           + f", {time.monotonic() - started:.0f} s")
-    for kind, per_seed in sorted(noted.items()):
-        shown = ", ".join(str(seed) for seed in sorted(per_seed)[:20])
-        print(f"report-only ({kind}, a known gap: sim/invariants.py): {sum(per_seed.values())} "
-              f"in {len(per_seed)} seeds ({shown}{', ...' if len(per_seed) > 20 else ''})")
     return 1 if failures else 0
 
 

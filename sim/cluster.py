@@ -62,7 +62,7 @@ from .service import ServiceModel
 
 MANAGER = "manager"
 # what may change a node's role in its chains (sim/invariants.py looks again after them)
-_MEMBERSHIP = (m.RingUpdate, m.HeartbeatAck, m.SyncChunk)
+_MEMBERSHIP = (m.RingUpdate, m.LeaseGrant, m.SyncChunk)
 
 
 class SimSession:

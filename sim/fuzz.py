@@ -6,8 +6,8 @@ seed, so ``chainreaction sim fuzz --seed N`` replays it exactly (``--unsafe`` as
 the run had it). A case runs its load with faults, heals every fault, waits until every
 DC has applied everything, reads every key in every DC (``final`` reads) and hands the
 history to ``chainreaction.checker``; all along, the simulator checks the protocol's
-invariants after every step (``sim/invariants.py``), and a violation fails the case too
-(report-only kinds are only counted). A failing seed is printed with its replay command;
+invariants after every step (``sim/invariants.py``), and a violation fails the case too.
+A failing seed is printed with its replay command;
 ``--out DIR`` keeps the failing histories (``seedN.jsonl``) for ``chainreaction check``.
 """
 
@@ -25,7 +25,6 @@ from chainreaction.checker import check
 
 from .choreography import Script, moved_reader
 from .cluster import SimCluster
-from .invariants import REPORT_ONLY
 from .network import Latency, NetworkModel
 from .ycsb import ClosedLoop, Keys, Mix, reply_fields
 
@@ -247,11 +246,9 @@ class Outcome:
     wall_s: float
     trace_hash: str | None = None  # with ``run_case(..., trace=True)``
     # sim/invariants.py, checked after every step: the first violations, as text, and how
-    # many of each kind there were; report-only kinds (not failing the case) apart
+    # many of each kind there were
     violations: list = attrs.Factory(list)
     violation_counts: dict = attrs.Factory(dict)
-    noted: dict = attrs.Factory(dict)
-    noted_examples: list = attrs.Factory(list)
 
     @property
     def replay(self) -> str:
@@ -325,16 +322,11 @@ def run_case(case: Case, trace: bool = False, check_invariants: bool = True) -> 
     quiet = _settle(cluster)
     _final_reads(cluster, loop, keys, history)
     report = check(history)
-    counts, noted = {}, {}
-    if cluster.invariants is not None:
-        for kind, n in sorted(cluster.invariants.counts.items()):
-            (noted if kind in REPORT_ONLY else counts)[kind] = n
-    kept = cluster.invariant_violations
+    counts = dict(sorted(cluster.invariants.counts.items())) if cluster.invariants else {}
     return Outcome(case, report.valid and quiet and not counts, report.kind_counts(),
                    sum(1 for e in history if e["type"] != "invoke"), quiet, history, report,
                    time.perf_counter() - started, cluster.trace_hash if trace else None,
-                   [str(v) for v in kept if not v.report_only][:20], counts, noted,
-                   [str(v) for v in kept if v.report_only][:5])
+                   [str(v) for v in cluster.invariant_violations[:20]], counts)
 
 
 def _settle(cluster: SimCluster, timeout_s: float = 60.0) -> bool:
@@ -401,17 +393,12 @@ def _outcomes(seeds: list, unsafe: bool, jobs: int):
 def fuzz(seeds: list, unsafe: bool = False, out_dir: str | None = None,
          report: Callable[[str], None] = print,
          progress: Callable[[int, int, int], None] | None = None,
-         stop_after: int | None = None, jobs: int = 1, noted: dict | None = None) -> list:
+         stop_after: int | None = None, jobs: int = 1) -> list:
     """Run every seed (over ``jobs`` processes); print each failing one with its replay
-    command. Returns the failing outcomes, in seed order. ``noted`` (if given) collects the
-    report-only invariant violations (sim/invariants.py ``REPORT_ONLY``): kind -> {seed:
-    count}."""
+    command. Returns the failing outcomes, in seed order."""
     failures = []
     for i, outcome in enumerate(_outcomes(seeds, unsafe, jobs)):
         seed = outcome.case.seed
-        if noted is not None:
-            for kind, n in outcome.noted.items():
-                noted.setdefault(kind, {})[seed] = n
         if not outcome.valid:
             failures.append(outcome)
             kinds = ", ".join(f"{n} {k}" for k, n in sorted(outcome.anomalies.items()))

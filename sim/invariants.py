@@ -22,12 +22,11 @@ What is checked (docs/protocol.md §3, §6.4, §7.1; DESIGN.md "Single datacente
    position i holds a version, positions 1..i-1 hold it or a newer one, and a version
    marked stable anywhere is held by every member. Checked after each step for the keys
    written or dropped in that step only.
-3. ``two_heads`` / ``two_tails``: at no time do two nodes of one DC both *act* as head
-   (or tail) for one point of the ring. See ``Invariants.acting`` for what acting means,
-   and ``Invariants.check_acting`` for why this check is report-only (``REPORT_ONLY``).
-   ``lease_outlived_eviction`` (failing): a node the manager removed from the ring no
-   longer acts at all, since its lease ends before the manager may remove it
-   (``Invariants.check_evicted``).
+3. ``two_heads`` / ``two_tails``: at no time do two nodes of one DC, on different rings,
+   both hold the chain leases to act as head (or tail) for one point of the ring
+   (``Invariants.check_acting``; chain_lease.py). A node left out of the manager's ring may
+   still act on its old one (the manager is off the data path) as long as nobody acts on
+   the same points on a newer one.
 """
 
 from __future__ import annotations
@@ -46,10 +45,6 @@ from chainreaction.versions import Version
 if TYPE_CHECKING:
     from .cluster import SimCluster
 
-# Kinds counted and shown, but not failing a case: a known design gap, not a new bug
-# (see ``Invariants.check_acting``).
-REPORT_ONLY = frozenset({"two_heads", "two_tails"})
-
 MAX_KEPT = 200  # violations kept per cluster (the rest are only counted)
 _ROLE, _CHAINS = 1, 2  # after a membership change: check acting heads/tails, whole chains
 
@@ -64,10 +59,6 @@ class Violation:
     detail: str
     chain: tuple = ()
     versions: tuple = ()  # what each chain member (or the node) held, as text
-
-    @property
-    def report_only(self) -> bool:
-        return self.kind in REPORT_ONLY
 
     def __str__(self) -> str:
         where = f"seed {self.seed} " if self.seed is not None else ""
@@ -134,7 +125,7 @@ class CheckedStore:
 
 class Invariants:
     """The checks of one ``SimCluster``. The cluster calls ``wrap`` for each node's store,
-    ``membership_changed`` after a process handled a ``RingUpdate``, ``HeartbeatAck`` or
+    ``membership_changed`` after a process handled a ``RingUpdate``, ``LeaseGrant`` or
     ``SyncChunk`` (or restarted, or resumed), and ``after_step`` after every event."""
 
     def __init__(self, cluster: "SimCluster", seed: int | None) -> None:
@@ -146,8 +137,6 @@ class Invariants:
         self._dirty: set = set()  # (dc, key) whose store changed at some node in this step
         self._membership: dict[str, int] = {}  # node -> what to look at again (_ROLE, _CHAINS)
         self._syncing: dict[str, bool] = {}  # node -> whether it was copying, last we looked
-        self._rings: list = [None] * cluster.dcs  # each DC's manager's ring, last we looked
-        self._evicted: dict = {}  # node the manager left out, whose lease may run again -> ring
         # (node, key) -> version of a record dropped because the node's floor covered it:
         # the key stands for "that version or newer, deleted" there (§7.1).
         self._collected: dict[tuple, Version] = {}
@@ -167,11 +156,6 @@ class Invariants:
         if len(self.violations) < MAX_KEPT:
             self.violations.append(Violation(kind, self.cluster.now, self.seed, node, key,
                                              detail, tuple(chain), tuple(versions)))
-
-    @property
-    def failing(self) -> list[Violation]:
-        """The violations that fail a case (report-only kinds left out)."""
-        return [v for v in self.violations if not v.report_only]
 
     # -- invariant 1: a replica's versions never go backwards ---------------------------------
 
@@ -227,13 +211,6 @@ class Invariants:
     # -- invariant 2: the chain prefix property ------------------------------------------------
 
     def after_step(self) -> None:
-        cluster = self.cluster
-        for dc, manager in enumerate(cluster.managers):
-            if cluster.processes[manager].ring is not self._rings[dc]:
-                self._rings[dc] = cluster.processes[manager].ring
-                self.check_evicted(dc)
-        if self._evicted:
-            self._watch_evicted()
         if self._dirty:
             dirty, self._dirty = self._dirty, set()
             for dc, key in dirty:
@@ -242,7 +219,6 @@ class Invariants:
             changed, self._membership = self._membership, {}
             for name, kind in sorted(changed.items()):
                 if kind & _ROLE:
-                    self._check_removed(name)
                     self.check_acting(name)
                 if kind & _CHAINS:
                     self.check_node_chains(name)
@@ -261,7 +237,7 @@ class Invariants:
             if not was or node.syncing():
                 return  # (a chunk that did not complete a copy changes nothing we check)
             kind = _CHAINS
-        elif isinstance(msg, m.HeartbeatAck):
+        elif isinstance(msg, m.LeaseGrant):
             kind = _ROLE
         else:
             self._syncing[name] = node.syncing()
@@ -368,96 +344,23 @@ class Invariants:
     # -- invariant 3: one acting head and one acting tail per point --------------------------------
 
     def acting(self, name: str) -> bool:
-        """``name`` would act as head or tail of the chains its ring gives it now: up, not
-        stopped, in its own ring, under a current ring lease (``RingLease.holds``, on
-        the monotonic clock, unless the config needs none). A clock that
-        went back since its last event does not count: the node drops its lease before it
-        handles anything (``observe_time``)."""
+        """``name`` could act as head or tail of some chain its ring gives it now: up, not
+        stopped, in its own ring. Whether it does, for a given chain, is its chain lease
+        (``ChainLeases.holds``, on the monotonic clock)."""
         cluster = self.cluster
         if name in cluster.down or name in cluster.paused:
             return False
         node = cluster.processes.get(name)
-        if node is None or node.ring is None or name not in node.ring:
-            return False
-        return node.lease.holds(cluster.clock_of(name))
-
-    def check_evicted(self, dc: int) -> None:
-        """The manager of ``dc`` published a ring: no node it left out may act under a
-        lease any more. A lease lasts half the failure timeout from the heartbeat that
-        earned it (on the node's clock), so it ends before the manager can declare the
-        node failed (docs/protocol.md §3.1, ``HeartbeatAck``); a node removed while it
-        still acts can apply a write the new head of its points never sees.
-
-        A node left out whose clock went back since its last event does not act now (its
-        next event drops the lease), but if nothing reaches it before its clock is past
-        that event again, the lease is valid again: such a node is watched until its lease
-        ends, it is back in the ring, or it acts (``_watch_evicted``)."""
-        cluster = self.cluster
-        ring = cluster.processes[cluster.managers[dc]].ring
-        if ring is None or not ring.serving:
-            return  # (a restarted manager's start-up grace: no ring yet)
-        for name in cluster.node_names:
-            if cluster.dc_of[name] == dc:
-                self._check_removed(name)
-
-    def _check_removed(self, name: str) -> None:
-        """If the manager's ring leaves ``name`` out: it must not act, and it is watched
-        while its lease may still run (also after its clock moved, or it resumed: a clock
-        set back can make an ended lease look current again)."""
-        cluster = self.cluster
-        ring = cluster.processes[cluster.managers[cluster.dc_of[name]]].ring
-        if ring is None or not ring.serving or name in ring or name in cluster.down:
-            return
-        if self.acting(name):
-            self._evicted.pop(name, None)
-            self._evicted_acting(name, ring)
-        elif cluster.processes[name].lease.may_run(cluster.clock_of(name)):
-            self._evicted[name] = ring
-
-    def _watch_evicted(self) -> None:
-        cluster = self.cluster
-        for name, ring in list(self._evicted.items()):
-            node = cluster.processes[name]
-            if (name in cluster.down or name in cluster.processes[
-                    cluster.managers[cluster.dc_of[name]]].ring
-                    or not node.lease.may_run(cluster.clock_of(name))):
-                del self._evicted[name]
-            elif self.acting(name):
-                del self._evicted[name]
-                self._evicted_acting(name, ring)
-
-    def _evicted_acting(self, name: str, ring) -> None:
-        cluster = self.cluster
-        node = cluster.processes[name]
-        skew = cluster.skew.get(name, 0.0)
-        self.violation(
-            "lease_outlived_eviction", name, None,
-            f"the manager's ring epoch {ring.epoch} leaves {name} out, but {name} (on its "
-            f"ring epoch {node.ring.epoch}) holds a lease to {node.lease.until:.3f} on its "
-            f"clock, which reads {cluster.clock_of(name):.3f}"
-            + (f" (skewed {skew:+.3f} s)" if skew else "")
-            + f"; its last event was at {node.lease.last_event_at:.3f}",
-            dedup=(name, ring.epoch))
+        return node is not None and node.ring is not None and name in node.ring
 
     def check_acting(self, name: str) -> None:
-        """After ``name`` got a ring or a lease: does another node of its DC act as head
-        (tail) of a point ``name`` acts as head (tail) of? Compared over the segments both
-        rings cut the circle into (``ring.segments``), only against nodes whose ring
-        differs (one ring has one head and one tail per point).
-
-        REPORT-ONLY (``REPORT_ONLY``): this fails on about a quarter of the fuzz seeds,
-        for one known gap of the lease design: leases are not per ring epoch. A lease
-        granted under one ring (``HeartbeatAck``) stays valid when the node takes the next
-        ring (``_on_ring_update`` keeps the lease), and the manager grants leases
-        without waiting for the previous ones to end. So whenever a ring change moves a
-        head or a tail, the node that got the new ring first acts on it at once, while the
-        old head (tail) still acts on the old ring until its ``RingUpdate`` arrives: a
-        fraction of a millisecond usually, up to the rest of its lease (half the failure
-        timeout) when that ``RingUpdate`` is lost. A frontend still on the old ring can
-        then have a write applied by the old head that the new head never gets, and
-        dependency checks answered by the old tail. Another issue redesigns leases along
-        the chain; until then the fuzzer counts and prints these cases (``Outcome.noted``,
-        the summary line of ``chainreaction sim fuzz``) without failing them."""
+        """After ``name`` got a ring or a lease grant: does another node of its DC, on
+        another ring, act as head (tail) of a point ``name`` acts as head (tail) of?
+        Compared over the segments both rings cut the circle into (``ring.segments``); one
+        ring has one head and one tail per point. This is what leases are for: a zombie
+        (paused or cut off while the ring moved on) acting beside the node that replaced
+        it could apply a write the new head never sees, or call stable what a new tail
+        lacks (chain_lease.py has the argument why it cannot)."""
         if not self.acting(name):
             return
         self.checked_acting += 1
@@ -467,32 +370,29 @@ class Invariants:
         for other in cluster.node_names:
             if other == name or cluster.dc_of[other] != dc or not self.acting(other):
                 continue
-            theirs = cluster.processes[other].ring
-            if theirs == node.ring:
+            them = cluster.processes[other]
+            if them.ring == node.ring:
                 continue
+            mine_t, theirs_t = cluster.clock_of(name), cluster.clock_of(other)
             found: dict[str, tuple] = {}
             # segments(old, new) cuts the circle by both rings: (start, end, old's chain,
             # new's chain, arc) with both chains constant on each (start, end]
-            for start, end, their_chain, mine, _arc in segments(theirs, node.ring):
+            for start, end, their_chain, mine, _arc in segments(them.ring, node.ring):
                 for kind, pos in (("two_heads", 0), ("two_tails", -1)):
-                    if kind not in found and mine[pos] == name and their_chain[pos] == other:
+                    if (kind not in found and mine[pos] == name and their_chain[pos] == other
+                            and node.leases.holds(mine, mine_t)
+                            and them.leases.holds(their_chain, theirs_t)):
                         found[kind] = (start, end, mine, their_chain)
                 if len(found) == 2:
                     break
-            if not found:
-                continue
-            # (each lease ends at a time on its holder's clock)
-            window = min(node.lease.left(cluster.clock_of(name)),
-                         cluster.processes[other].lease.left(cluster.clock_of(other)))
             for kind, (start, end, mine, their_chain) in found.items():
                 role = "head" if kind == "two_heads" else "tail"
+                window = min(node.leases.left(mine, mine_t),
+                             them.leases.left(their_chain, theirs_t))
                 self.violation(
                     kind, name, None,
-                    f"{name} (epoch {node.ring.epoch}, lease to {node.lease.until:.3f}) and "
-                    f"{other} (epoch {theirs.epoch}, lease to "
-                    f"{cluster.processes[other].lease.until:.3f}) both act as {role} of "
-                    f"points ({start}, {end}] (and maybe more), for up to "
-                    f"{window * 1000:.0f} ms (the sooner lease's end) unless a ring reaches "
-                    f"{other if theirs.epoch < node.ring.epoch else name} first",
+                    f"{name} (epoch {node.ring.epoch}) and {other} (epoch {them.ring.epoch}) "
+                    f"both hold chain leases to act as {role} of points ({start}, {end}] (and "
+                    f"maybe more), for up to {window * 1000:.0f} ms",
                     chain=mine, versions=(f"{other}'s chain there: {'>'.join(their_chain)}",),
-                    dedup=(frozenset((name, other)), node.ring.epoch, theirs.epoch))
+                    dedup=(frozenset((name, other)), node.ring.epoch, them.ring.epoch))

@@ -40,7 +40,7 @@ def _sim_invariants(request, monkeypatch):
     yield
     if request.node.get_closest_marker("invariant_violations_expected"):
         return
-    failing = [str(v) for violations in found for v in violations if not v.report_only]
+    failing = [str(v) for violations in found for v in violations]
     if failing:
         pytest.fail(f"{len(failing)} invariant violation(s) in the simulator (first "
                     f"{min(len(failing), 5)}):\n" + "\n".join(failing[:5]), pytrace=False)

@@ -54,7 +54,6 @@ def test_the_manager_measures_each_clock_against_the_median_of_the_dc():
                                              int((10.2 + 120) * S), 0), 50.2))
     assert abs(told["a"].ahead_us - 120 * S) < 0.01 * S
     assert told["b"].ahead_us == 0 and told["f"].ahead_us < 0.01 * S
-    assert told["a"].lease_ms > 0 and told["f"].lease_ms == 0  # only members get a lease
     assert {ack.store_clock_us for ack in told.values()} == {7 * S}
     assert mgr.stats()["clock_offset_ms"]["a"] > 119_000
 
@@ -73,28 +72,49 @@ def stamp(node, op, now):
 
 
 def test_a_head_whose_clock_jumps_ahead_stamps_within_the_bound_and_never_goes_back():
-    node = NodeCore("a", MemoryStore(), NodeConfig(), 0.0)
+    mono = [0.0]
+    node = NodeCore("a", MemoryStore(), NodeConfig(require_lease=False), 0.0,
+                    monotonic=lambda: mono[0])
     node.handle("manager", m.RingUpdate(RING, None), 0.0)
-    node.handle("manager", m.HeartbeatAck(1, int(0.9 * S), 750, 0), 1.0)
+    node.heartbeats_sent[int(0.9 * S)] = 0.9  # (as Core._heartbeat notes its heartbeats)
+    mono[0] = 1.0
+    node.handle("manager", m.HeartbeatAck(1, int(0.9 * S), 0), 1.0)
     before = stamp(node, 1, 1.0).version
     assert before.clock == 1 * S
 
-    # +120 s. The lease ends at a time on our clock: it ran out, so no version until the
-    # manager answers a heartbeat sent since, which measured the jump.
-    assert stamp(node, 2, 121.0).code == m.NOT_READY
-    node.handle("manager", m.HeartbeatAck(1, int(121.05 * S), 750, 120 * S), 121.1)
+    # +120 s, not measured yet: at most the bound past the last measure, plus the real
+    # time since.
+    mono[0] = 1.05
+    early = stamp(node, 2, 121.05).version
+    assert before < early and early.clock <= (1.05 + MAX_CLOCK_AHEAD_S) * S
+    node.heartbeats_sent[int(121.05 * S)] = 1.05
+    mono[0] = 1.1
+    node.handle("manager", m.HeartbeatAck(1, int(121.05 * S), 120 * S), 121.1)
     during = stamp(node, 3, 121.1).version
-    assert before < during and during.clock <= (1.1 + MAX_CLOCK_AHEAD_S) * S
+    assert early < during and during.clock <= (1.1 + MAX_CLOCK_AHEAD_S) * S
     assert node.stats()["clock_ahead_ms"] == 120_000
 
-    # Skew removed: the clock goes back. A lease on the old clock would last 120 s too
-    # long, so it goes too; and the next version is still larger (a logical increment).
-    assert stamp(node, 4, 1.2).code == m.NOT_READY
-    node.handle("manager", m.HeartbeatAck(1, int(121.2 * S), 750, 120 * S), 1.25)  # late ack
-    assert stamp(node, 5, 1.25).code == m.NOT_READY  # of a heartbeat sent before the jump
-    node.handle("manager", m.HeartbeatAck(1, int(1.25 * S), 750, 0), 1.3)
+    # Skew removed: the clock goes back; the next version is still larger (a logical
+    # increment).
+    node.heartbeats_sent[int(1.25 * S)] = 1.25
+    mono[0] = 1.3
+    node.handle("manager", m.HeartbeatAck(1, int(1.25 * S), 0), 1.3)
     after = stamp(node, 6, 1.3).version
     assert after == Version(during.clock + 1, 0)
+
+
+def test_with_the_manager_down_the_dc_time_runs_on_in_real_time():
+    """The manager measures clocks with its heartbeat answers; while it is down a head's
+    time must not stop a bound past the last measure (versions would then only grow by
+    logical increments, and lose every last-writer-wins race with other DCs)."""
+    mono = [1.0]
+    node = NodeCore("a", MemoryStore(), NodeConfig(require_lease=False), 1.0,
+                    monotonic=lambda: mono[0])
+    node.handle("manager", m.RingUpdate(RING, None), 1.0)
+    node.heartbeats_sent[int(1.0 * S)] = 1.0
+    node.handle("manager", m.HeartbeatAck(1, int(1.0 * S), 0), 1.0)
+    mono[0] = 31.0  # 30 s without an answer
+    assert stamp(node, 1, 31.0).version.clock == 31 * S
 
 
 def test_a_proxy_whose_clock_jumps_ahead_gives_log_times_near_the_dcs():
@@ -103,7 +123,7 @@ def test_a_proxy_whose_clock_jumps_ahead_gives_log_times_near_the_dcs():
     jump, its time runs at most the bound past its last measured heartbeat."""
     proxy = ProxyCore("p0", MemoryLog(), ProxyConfig(dc=0, peers=((1, "p1"),)), 0.0)
     proxy.handle("manager", m.RingUpdate(RING), 0.0)
-    proxy.handle("manager", m.HeartbeatAck(1, int(0.9 * S), 0, 0), 1.0)
+    proxy.handle("manager", m.HeartbeatAck(1, int(0.9 * S), 0), 1.0)
 
     def log_time(key, clock, now):
         (shipped,) = proxy.handle("c", m.Ship(key, Version(clock, 0), b"v", key.encode(),
@@ -112,7 +132,7 @@ def test_a_proxy_whose_clock_jumps_ahead_gives_log_times_near_the_dcs():
 
     assert log_time("a", int(0.95 * S), 1.0) == 1 * S
     assert log_time("b", int(1.0 * S), 121.0) <= (0.9 + MAX_CLOCK_AHEAD_S) * S  # jumped
-    proxy.handle("manager", m.HeartbeatAck(1, int(121.1 * S), 0, 120 * S), 121.15)
+    proxy.handle("manager", m.HeartbeatAck(1, int(121.1 * S), 120 * S), 121.15)
     assert log_time("c", int(1.1 * S), 121.2) <= (1.2 + MAX_CLOCK_AHEAD_S) * S
     assert proxy.stats()["clock_ahead_ms"] == 120_000
 
@@ -148,7 +168,7 @@ def test_a_floor_from_another_dc_waits_until_this_dc_has_seen_that_clock():
     floor = 121 * S
     assert fe.client_request(1, client_put(floor=floor), 1.0) == []  # not seen here yet
     assert fe.tick(1.1) == []
-    fe.handle("manager", m.HeartbeatAck(1, int(1.1 * S), 0, 0, floor + 3), 1.15)
+    fe.handle("manager", m.HeartbeatAck(1, int(1.1 * S), 0, floor + 3), 1.15)
     (sent,) = fe.tick(1.2)
     assert isinstance(sent.msg, m.Put) and sent.msg.floor == floor
     (reply,) = fe.handle("a", m.PutAck(sent.msg.op, KEY, Version(floor + 4, 0), 1, False), 1.3)
@@ -161,7 +181,7 @@ def test_a_floor_no_process_of_the_dc_has_seen_is_refused_as_not_made_by_the_sto
     now, replies = 1.0, []
     while not replies and now < 5.0:  # the manager reports every 0.2 s; nobody saw it
         now += 0.2
-        fe.handle("manager", m.HeartbeatAck(1, int(now * S), 0, 0, 2 * S), now)
+        fe.handle("manager", m.HeartbeatAck(1, int(now * S), 0, 2 * S), now)
         replies = [e for e in fe.tick(now + 0.05) if isinstance(e, ToClient)]
     (reply,) = replies
     assert reply.reply.to_wire()["error"] == m.BAD_REQUEST and reply.reply.to_wire()["retryable"] is False

@@ -1,0 +1,135 @@
+"""Chain leases: a node acts as head or tail of a chain only while every other member of
+that chain, on the same ring epoch, has vouched for it recently (docs/protocol.md §5.1).
+
+Why not the manager. A lease from the manager stopped every write in the DC when the
+manager died or paused, though nothing had changed. A zombie head or tail (paused, or cut
+off, while the ring moved on) must still not act: it would apply a write the new head
+never sees, or call a write stable that a new tail lacks. Here the members of a chain
+vouch for each other, so the chain runs while its members can talk, manager or not:
+
+* Every node asks each of its chain peers (the other members of the chains it is in) for
+  a lease every ``lease_renew_s``: ``LeaseRequest(epoch, stamp)``.
+* A peer grants (``LeaseGrant``) only on that same epoch, and only once every lease it
+  granted on an older epoch has ended (``_quiet``): it ran out, or its holder has asked
+  on the new epoch since (a node drops its leases when it takes a newer ring, so asking
+  on the new one proves it holds none on the old one). After a restart a node grants
+  nothing for a whole lease: it cannot know what it granted before. So a ring change
+  costs one round of requests when every node is alive, and a lease when one is stopped
+  or cut off: a zombie never asks, its lease must run out.
+* The lease runs ``lease_s`` from when the *request* left, on the requester's monotonic
+  clock; the granter counts its grants from when the *grant* left, later. Both clocks
+  measure real time (no wall clock steps), with ``DRIFT`` of margin.
+* A node acts for a chain only if it holds a current lease from every other member, on its
+  own epoch, and is not quiet itself (it may have vouched, on an older ring, for a node
+  that still acts on it).
+
+Why a zombie cannot act beside the node that replaced it: a later ring's chain for the
+same points shares a member M with the zombie's chain (the ring only skips nodes marked
+down; custody.py keeps a range with nodes that held it, so a chain of only new nodes
+copies from the old ones before acting). The new actor needs M's grant on the new epoch
+(or is M, and waits until it is not quiet); M grants that only after its grants on the
+old epoch, the zombie's included, have ended.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Callable
+
+from . import messages as m
+from .effects import Send
+from .ring import Ring
+
+DRIFT = 0.05  # a granter waits this much longer than the lease lasts (clock rate error)
+
+
+class ChainLeases:
+    def __init__(self, name: str, lease_s: float, monotonic: Callable[[], float] | None,
+                 required: bool, counters, now: float) -> None:
+        self.name = name
+        self.lease_s = lease_s
+        self.monotonic = monotonic
+        self.required = required  # off only in single-core transcripts
+        self.counters = counters
+        self.epoch = 0
+        self.peers: tuple[str, ...] = ()
+        self.until: dict[str, float] = {}  # peer -> when its lease on ``epoch`` ends
+        self._sent: collections.OrderedDict[int, float] = collections.OrderedDict()
+        self._stamp = 0
+        self._granted: dict[str, float] = {}  # peer -> when we last granted it a lease
+        # peers that may still hold a lease we granted on an older epoch -> when it ends
+        self._pending: dict[str, float] = {}
+        # what we granted before a restart may still run
+        self._started_quiet_until = self._now(now) + lease_s * (1 + DRIFT)
+
+    def _now(self, now: float) -> float:
+        return self.monotonic() if self.monotonic is not None else now
+
+    def on_ring(self, ring: Ring, now: float) -> None:
+        """A newer ring: leases on the old epoch end here, and we grant none on the new one
+        until every grant on the old one has ended."""
+        if ring.epoch == self.epoch:
+            return
+        self.epoch = ring.epoch
+        self.until.clear()
+        t = self._now(now)
+        ends = ((peer, at + self.lease_s * (1 + DRIFT)) for peer, at in self._granted.items())
+        self._pending = {peer: end for peer, end in ends if end > t}
+        self._granted = {peer: self._granted[peer] for peer in self._pending}
+        self.peers = ring.peers_of(self.name)
+
+    def requests(self, now: float) -> list:
+        """Ask every chain peer for a lease (renewal; also at once on a new ring)."""
+        if not self.peers or not self.required:
+            return []
+        self._stamp += 1
+        self._sent[self._stamp] = self._now(now)
+        if len(self._sent) > 64:
+            self._sent.popitem(last=False)
+        request = m.LeaseRequest(self.epoch, self._stamp)
+        return [Send(peer, request) for peer in self.peers]
+
+    def _quiet(self, t: float) -> bool:
+        """Whether a lease we granted on an older epoch may still run."""
+        if t < self._started_quiet_until:
+            return True
+        if self._pending:
+            self._pending = {peer: end for peer, end in self._pending.items() if end > t}
+        return bool(self._pending)
+
+    def on_request(self, src: str, msg: m.LeaseRequest, now: float) -> list:
+        t = self._now(now)
+        if msg.epoch != self.epoch:
+            self.counters["lease_refused_epoch"] += 1
+            return []  # the requester asks again; silence is the refusal
+        self._pending.pop(src, None)  # on our epoch: it holds no lease on an older one
+        if self._quiet(t):
+            self.counters["lease_refused_quiet"] += 1
+            return []
+        self._granted[src] = t
+        return [Send(src, m.LeaseGrant(msg.epoch, msg.stamp))]
+
+    def on_grant(self, src: str, msg: m.LeaseGrant, now: float) -> None:
+        sent_at = self._sent.get(msg.stamp)
+        if msg.epoch != self.epoch or sent_at is None:
+            self.counters["lease_grant_stale"] += 1
+            return
+        self.until[src] = max(self.until.get(src, float("-inf")), sent_at + self.lease_s)
+
+    def holds(self, chain: tuple, now: float) -> bool:
+        """Whether we may act as head or tail of ``chain`` (of our ring) now."""
+        if not self.required:
+            return True
+        t = self._now(now)
+        if self._quiet(t):
+            return False
+        until = self.until
+        return all(until.get(peer, t) > t for peer in chain if peer != self.name)
+
+    def left(self, chain: tuple, now: float) -> float:
+        """Seconds until we may no longer act for ``chain`` (0 or less: we may not now)."""
+        t = self._now(now)
+        if self._quiet(t):
+            return 0.0
+        ends = [self.until.get(peer, t) for peer in chain if peer != self.name]
+        return min(ends, default=float("inf")) - t

@@ -54,6 +54,8 @@ class ChainLeases:
         self.epoch = 0
         self.peers: tuple[str, ...] = ()
         self.until: dict[str, float] = {}  # peer -> when its lease on ``epoch`` ends
+        self._newest_seen = 0  # the newest epoch any peer showed us
+        self._copied_quiet_until = float("-inf")
         self._sent: collections.OrderedDict[int, float] = collections.OrderedDict()
         self._stamp = 0
         self._granted: dict[str, float] = {}  # peer -> when we last granted it a lease
@@ -78,6 +80,20 @@ class ChainLeases:
         self._granted = {peer: self._granted[peer] for peer in self._pending}
         self.peers = ring.peers_of(self.name)
 
+    def note_epoch(self, epoch: int) -> None:
+        """A peer is on a newer ring than ours: ours is stale, so we stop acting on it and
+        stop vouching on it, before we even know the new ring (the manager may be down)."""
+        if epoch > max(self.epoch, self._newest_seen):
+            self._newest_seen = epoch
+            self.until.clear()
+            self.counters["lease_dropped_newer_epoch"] += 1
+
+    def after_copy(self, now: float) -> None:
+        """We copied a range, maybe from a node that was still on an older ring: what its
+        peers had from it on that ring may still run (it stopped granting when our
+        request showed it the newer ring). We act on nothing until that has ended."""
+        self._copied_quiet_until = self._now(now) + self.lease_s * (1 + DRIFT)
+
     def requests(self, now: float) -> list:
         """Ask every chain peer for a lease (renewal; also at once on a new ring)."""
         if not self.peers or not self.required:
@@ -90,8 +106,9 @@ class ChainLeases:
         return [Send(peer, request) for peer in self.peers]
 
     def _quiet(self, t: float) -> bool:
-        """Whether a lease we granted on an older epoch may still run."""
-        if t < self._started_quiet_until:
+        """Whether a lease we granted on an older epoch may still run (or one granted to
+        others by a node we copied from)."""
+        if t < self._started_quiet_until or t < self._copied_quiet_until:
             return True
         if self._pending:
             self._pending = {peer: end for peer, end in self._pending.items() if end > t}
@@ -99,7 +116,8 @@ class ChainLeases:
 
     def on_request(self, src: str, msg: m.LeaseRequest, now: float) -> list:
         t = self._now(now)
-        if msg.epoch != self.epoch:
+        self.note_epoch(msg.epoch)
+        if msg.epoch != self.epoch or self.epoch < self._newest_seen:
             self.counters["lease_refused_epoch"] += 1
             return []  # the requester asks again; silence is the refusal
         self._pending.pop(src, None)  # on our epoch: it holds no lease on an older one
@@ -121,7 +139,7 @@ class ChainLeases:
         if not self.required:
             return True
         t = self._now(now)
-        if self._quiet(t):
+        if self._quiet(t) or self.epoch < self._newest_seen:
             return False
         until = self.until
         return all(until.get(peer, t) > t for peer in chain if peer != self.name)

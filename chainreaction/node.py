@@ -249,6 +249,7 @@ class NodeCore(Core):
         return self._error(src, op, m.NOT_READY, "no current lease from the chain's members")
 
     def _check_epoch(self, src: str, op: int, epoch: int) -> list | None:
+        self.leases.note_epoch(epoch)
         if self.ring is None or not self.ring.serving:
             return self._error(src, op, m.NOT_READY, "node has no ring yet")
         if epoch != self.ring.epoch:
@@ -399,6 +400,7 @@ class NodeCore(Core):
         if msg.epoch > self.ring.epoch:
             # Our chain may be stale (a tail may have been appended after us): don't act
             # on it. Fetch the ring; the sender redrives the update.
+            self.leases.note_epoch(msg.epoch)
             self.counters["update_from_newer_ring"] += 1
             return self._ring_requests.ask(self.epoch, now)
         arc = self.ring.arc_of(msg.key)
@@ -667,6 +669,7 @@ class NodeCore(Core):
         return out
 
     def _on_sync_request(self, src: str, msg: m.SyncRequest, now: float) -> list:
+        self.leases.note_epoch(msg.epoch)  # the copy's end waits for what we granted
         return self.copier.serve(src, msg, self.ring, self._rids)
 
     def _on_sync_chunk(self, src: str, msg: m.SyncChunk, now: float) -> list:
@@ -703,6 +706,7 @@ class NodeCore(Core):
             return out
         for key in self.copier.drop_collected(sync):
             self._unstable.pop(key, None)
+        self.leases.after_copy(now)
         out += self._redrive(now, force=True)  # what waited for the copy (orphans among it)
         out += self._release_held_puts(now)
         return out

@@ -346,7 +346,7 @@ class Invariants:
     def acting(self, name: str) -> bool:
         """``name`` could act as head or tail of some chain its ring gives it now: up, not
         stopped, in its own ring. Whether it does, for a given chain, is its chain lease
-        (``ChainLeases.holds``, on the monotonic clock)."""
+        (``ChainLeases.holds``, on the monotonic clock) for a range it does not copy."""
         cluster = self.cluster
         if name in cluster.down or name in cluster.paused:
             return False
@@ -377,11 +377,14 @@ class Invariants:
             found: dict[str, tuple] = {}
             # segments(old, new) cuts the circle by both rings: (start, end, old's chain,
             # new's chain, arc) with both chains constant on each (start, end]
-            for start, end, their_chain, mine, _arc in segments(them.ring, node.ring):
+            for start, end, their_chain, mine, arc in segments(them.ring, node.ring):
                 for kind, pos in (("two_heads", 0), ("two_tails", -1)):
                     if (kind not in found and mine[pos] == name and their_chain[pos] == other
                             and node.leases.holds(mine, mine_t)
-                            and them.leases.holds(their_chain, theirs_t)):
+                            and them.leases.holds(their_chain, theirs_t)
+                            # (a node still copying a range acts on nothing of it)
+                            and not node.copier.copying(arc)
+                            and not them.copier.copying(them.ring.arc_of_point(end))):
                         found[kind] = (start, end, mine, their_chain)
                 if len(found) == 2:
                     break

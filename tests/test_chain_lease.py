@@ -211,3 +211,39 @@ def test_a_head_without_leases_assigns_no_version_and_a_tail_confirms_nothing():
     mono.t = 1.0 + NodeConfig().lease_s + 0.01  # stopped that long: no renewal came
     (refused,) = cores["a"].handle("fe", m.Put(4, b"r4", key, b"v", 0, 1), 1.6)
     assert refused.msg.code == m.NOT_READY
+
+
+def test_a_node_that_sees_a_newer_ring_stops_acting_and_vouching_before_it_knows_it():
+    """The manager may be down: the newer ring shows only in a peer's message."""
+    clock = Clock(0.0)
+    a, b = leases("a", clock), leases("b", clock)
+    clock.t = 1.0
+    exchange(a, {"b": b}, clock.t)
+    exchange(b, {"a": a}, clock.t)
+    assert a.holds(("a", "b"), clock.t)
+    a.note_epoch(9)  # e.g. a SyncRequest on ring 9
+    assert not a.holds(("a", "b"), clock.t) and not a.holds(("a",), clock.t)
+    exchange(b, {"a": a}, clock.t)  # a no longer vouches for ring 1
+    assert b.until["a"] == 1.0 + LEASE  # (the grant of t=1 only)
+
+
+def test_a_node_that_copied_a_range_acts_only_once_its_sources_grants_have_ended():
+    """Sim fuzz seed 2300034: both holders of a range were stopped while the manager
+    marked them down and then died; back, they still acted on their old ring, vouching for
+    each other. The nodes of the new ring copied from one of them and acted at once: two
+    heads for the same keys. The source now stops on seeing the newer ring, and the copier
+    waits until what the source granted before has run out."""
+    clock = Clock(0.0)
+    a = leases("a", clock)
+    clock.t = 1.0
+    a.after_copy(clock.t)
+    assert not a.holds(("a",), clock.t)
+    clock.t = 1.0 + LEASE * (1 + DRIFT) + 0.001
+    assert a.holds(("a",), clock.t)
+
+
+def test_fuzz_seed_with_two_holders_on_an_old_ring_and_the_manager_down_stays_clean():
+    from sim.fuzz import make_case, run_case
+
+    outcome = run_case(make_case(2300034))
+    assert outcome.valid, (outcome.anomalies, outcome.violations[:3])

@@ -12,10 +12,10 @@ vouch for each other, so the chain runs while its members can talk, manager or n
 * A peer grants (``LeaseGrant``) only on that same epoch, and only once every lease it
   granted on an older epoch has ended (``_quiet``): it ran out, or its holder has asked
   on the new epoch since (a node drops its leases when it takes a newer ring, so asking
-  on the new one proves it holds none on the old one). After a restart a node grants
-  nothing for a whole lease: it cannot know what it granted before. So a ring change
-  costs one round of requests when every node is alive, and a lease when one is stopped
-  or cut off: a zombie never asks, its lease must run out.
+  on the new one proves it holds none on the old one). After a restart on its old store
+  it counts every member as such a holder (it cannot know what it granted before). So a
+  ring change or a restart costs one round of requests when every node is alive, and a
+  lease when one is stopped or cut off: a zombie never asks, its lease must run out.
 * The lease runs ``lease_s`` from when the *request* left, on the requester's monotonic
   clock; the granter counts its grants from when the *grant* left, later. Both clocks
   measure real time (no wall clock steps), with ``DRIFT`` of margin.
@@ -34,6 +34,7 @@ old epoch, the zombie's included, have ended.
 from __future__ import annotations
 
 import collections
+import math
 from typing import Callable
 
 from . import messages as m
@@ -44,10 +45,12 @@ DRIFT = 0.05  # a granter waits this much longer than the lease lasts (clock rat
 
 
 class ChainLeases:
-    def __init__(self, name: str, lease_s: float, monotonic: Callable[[], float] | None,
-                 required: bool, counters, now: float) -> None:
+    def __init__(self, name: str, lease_s: float, renew_s: float,
+                 monotonic: Callable[[], float] | None, required: bool, counters,
+                 now: float) -> None:
         self.name = name
         self.lease_s = lease_s
+        self.renew_s = renew_s
         self.monotonic = monotonic
         self.required = required  # off only in single-core transcripts
         self.counters = counters
@@ -58,27 +61,44 @@ class ChainLeases:
         self._copied_quiet_until = float("-inf")
         self._sent: collections.OrderedDict[int, float] = collections.OrderedDict()
         self._stamp = 0
+        self._asked_at = float("-inf")
         self._granted: dict[str, float] = {}  # peer -> when we last granted it a lease
         # peers that may still hold a lease we granted on an older epoch -> when it ends
         self._pending: dict[str, float] = {}
-        # what we granted before a restart may still run
-        self._started_quiet_until = self._now(now) + lease_s * (1 + DRIFT)
+        self._restarted_at: float | None = None  # what we granted before may still run
+        self._peer_epoch: dict[str, int] = {}  # the newest epoch each peer asked on
+        # requests refused while we were quiet or behind, answered once we can
+        self._waiting: dict[str, m.LeaseRequest] = {}
+        self.last_event = now  # the time of the core's last event (for older_leases_ms)
 
     def _now(self, now: float) -> float:
         return self.monotonic() if self.monotonic is not None else now
 
-    def on_ring(self, ring: Ring, now: float) -> None:
+    def restarted(self, now: float) -> None:
+        """We restarted on a store we had before: any member may still hold a lease we
+        granted before the crash; we cannot know which, so until each has asked on our
+        ring (or a lease has passed) we vouch for nobody and act on nothing."""
+        self._restarted_at = self._now(now)
+
+    def on_ring(self, ring: Ring, now: float) -> list:
         """A newer ring: leases on the old epoch end here, and we grant none on the new one
-        until every grant on the old one has ended."""
+        until every grant on the old one has ended (a peer that asked on this epoch or a
+        newer one already holds none). Returns the grants that waited for this ring, and
+        our own requests."""
         if ring.epoch == self.epoch:
-            return
+            return []
+        t = self._now(now)
+        if self._restarted_at is not None and not self.epoch:  # the first ring since
+            self._granted = {peer: self._restarted_at
+                             for peer in ring.all_names if peer != self.name}
         self.epoch = ring.epoch
         self.until.clear()
-        t = self._now(now)
         ends = ((peer, at + self.lease_s * (1 + DRIFT)) for peer, at in self._granted.items())
-        self._pending = {peer: end for peer, end in ends if end > t}
+        self._pending = {peer: end for peer, end in ends
+                         if end > t and self._peer_epoch.get(peer, 0) < ring.epoch}
         self._granted = {peer: self._granted[peer] for peer in self._pending}
         self.peers = ring.peers_of(self.name)
+        return self._answer_waiting(t) + self.requests(now)
 
     def note_epoch(self, epoch: int) -> None:
         """A peer is on a newer ring than ours: ours is stale, so we stop acting on it and
@@ -88,28 +108,41 @@ class ChainLeases:
             self.until.clear()
             self.counters["lease_dropped_newer_epoch"] += 1
 
-    def after_copy(self, now: float) -> None:
-        """We copied a range, maybe from a node that was still on an older ring: what its
-        peers had from it on that ring may still run (it stopped granting when our
-        request showed it the newer ring). We act on nothing until that has ended."""
-        self._copied_quiet_until = self._now(now) + self.lease_s * (1 + DRIFT)
+    def older_leases_ms(self) -> int:
+        """How long a lease we granted on an older epoch may still run (0: none)."""
+        t = self._now(self.last_event)
+        if not self._quiet(t):
+            return 0
+        return math.ceil(1000 * (max(self._pending.values()) - t))
+
+    def after_copy(self, older_leases_ms: int, now: float) -> None:
+        """A chunk of a copy came, with how long leases its source granted on an older
+        ring may still run: a node of that ring may act on the range we copy. We act on
+        nothing until they have ended (we still vouch for others: each of them waits for
+        its own reasons)."""
+        if older_leases_ms:
+            self._copied_quiet_until = max(self._copied_quiet_until,
+                                           self._now(now) + older_leases_ms / 1000)
+
+    def renew(self, now: float) -> list:
+        """Every ``renew_s`` (the node's housekeeping tick runs more often)."""
+        if self._now(now) - self._asked_at < self.renew_s:
+            return []
+        return self.requests(now)
 
     def requests(self, now: float) -> list:
         """Ask every chain peer for a lease (renewal; also at once on a new ring)."""
         if not self.peers or not self.required:
             return []
         self._stamp += 1
-        self._sent[self._stamp] = self._now(now)
+        self._asked_at = self._sent[self._stamp] = self._now(now)
         if len(self._sent) > 64:
             self._sent.popitem(last=False)
         request = m.LeaseRequest(self.epoch, self._stamp)
         return [Send(peer, request) for peer in self.peers]
 
     def _quiet(self, t: float) -> bool:
-        """Whether a lease we granted on an older epoch may still run (or one granted to
-        others by a node we copied from)."""
-        if t < self._started_quiet_until or t < self._copied_quiet_until:
-            return True
+        """Whether a lease we granted on an older epoch may still run."""
         if self._pending:
             self._pending = {peer: end for peer, end in self._pending.items() if end > t}
         return bool(self._pending)
@@ -117,29 +150,47 @@ class ChainLeases:
     def on_request(self, src: str, msg: m.LeaseRequest, now: float) -> list:
         t = self._now(now)
         self.note_epoch(msg.epoch)
-        if msg.epoch != self.epoch or self.epoch < self._newest_seen:
-            self.counters["lease_refused_epoch"] += 1
-            return []  # the requester asks again; silence is the refusal
-        self._pending.pop(src, None)  # on our epoch: it holds no lease on an older one
-        if self._quiet(t):
-            self.counters["lease_refused_quiet"] += 1
-            return []
+        if msg.epoch >= self.epoch:
+            # on our epoch or a newer one: it holds no lease on an older one
+            self._peer_epoch[src] = max(self._peer_epoch.get(src, 0), msg.epoch)
+            self._pending.pop(src, None)
+        if msg.epoch != self.epoch or self.epoch < self._newest_seen or self._quiet(t):
+            self.counters["lease_refused"] += 1
+            if msg.epoch >= self.epoch:
+                self._waiting[src] = msg  # answered once we are on it and not quiet
+            return []  # silence is the refusal; the requester asks again anyway
+        return self._grant(src, msg, t) + self._answer_waiting(t)
+
+    def _grant(self, src: str, msg: m.LeaseRequest, t: float) -> list:
         self._granted[src] = t
+        self._waiting.pop(src, None)
         return [Send(src, m.LeaseGrant(msg.epoch, msg.stamp))]
 
-    def on_grant(self, src: str, msg: m.LeaseGrant, now: float) -> None:
+    def _answer_waiting(self, t: float) -> list:
+        if not self._waiting or self._quiet(t) or self.epoch < self._newest_seen:
+            return []
+        out: list = []
+        for peer, request in list(self._waiting.items()):
+            if request.epoch == self.epoch:
+                out += self._grant(peer, request, t)
+            elif request.epoch < self.epoch:
+                del self._waiting[peer]
+        return out
+
+    def on_grant(self, src: str, msg: m.LeaseGrant, now: float) -> list:
         sent_at = self._sent.get(msg.stamp)
         if msg.epoch != self.epoch or sent_at is None:
             self.counters["lease_grant_stale"] += 1
-            return
-        self.until[src] = max(self.until.get(src, float("-inf")), sent_at + self.lease_s)
+        else:
+            self.until[src] = max(self.until.get(src, float("-inf")), sent_at + self.lease_s)
+        return []
 
     def holds(self, chain: tuple, now: float) -> bool:
         """Whether we may act as head or tail of ``chain`` (of our ring) now."""
         if not self.required:
             return True
         t = self._now(now)
-        if self._quiet(t) or self.epoch < self._newest_seen:
+        if self._quiet(t) or self.epoch < self._newest_seen or t < self._copied_quiet_until:
             return False
         until = self.until
         return all(until.get(peer, t) > t for peer in chain if peer != self.name)
@@ -147,7 +198,7 @@ class ChainLeases:
     def left(self, chain: tuple, now: float) -> float:
         """Seconds until we may no longer act for ``chain`` (0 or less: we may not now)."""
         t = self._now(now)
-        if self._quiet(t):
+        if self._quiet(t) or self.epoch < self._newest_seen or t < self._copied_quiet_until:
             return 0.0
         ends = [self.until.get(peer, t) for peer in chain if peer != self.name]
         return min(ends, default=float("inf")) - t

@@ -2,7 +2,7 @@
 
 Before a put, its frontend asks the tail of each dependency's key whether that version
 (or a newer one) is stable there (``DepCheck``). ``NodeCore`` first checks that the request
-is for its ring, that it is the key's tail and that it holds a ring lease; then
+is for its ring, that it is the key's tail and that it holds its chain lease; then
 ``DependencyChecks``:
 
 * ``check``: answers ``DepReply true`` at once if the tail holds the version or a newer one,

@@ -37,10 +37,9 @@ before it crashed is not lost.
 
 Clocks (docs/protocol.md §3.1). Versions come from a hybrid clock whose physical part is
 held back to at most ``max_clock_ahead_s`` ahead of the DC's median clock, as the manager
-measures it with every lease (``HeartbeatAck.ahead_us``): a node whose clock runs ahead
-keeps serving, without pushing every later version in every DC ahead. A floor is never
-refused here (the frontend decides which floors the store made). A clock that goes back
-drops the lease: it ends at a time on our clock.
+measures it (``HeartbeatAck.ahead_us``). A floor is never refused here (the frontend
+decides which floors the store made). Head and tail act only under chain leases
+(``chain_lease.py``): the manager is off the data path.
 
 Several DCs (``config.geo``). A write of another DC arrives from our proxy as a ``Put``
 carrying its version: the head keeps it if it is newer (last writer wins; a concurrent one
@@ -102,18 +101,19 @@ class NodeCore(Core):
         self._rids = RequestIds(store, config.dedup_size)  # a retried put applies once
         self._held_puts = Waiters(config.max_held_puts)  # (src, Put) held during a copy
         self._ring_requests = RingRequests(config.manager)
-        self.leases = ChainLeases(name, config.lease_s, monotonic, config.require_lease,
-                                  self.counters, now)
+        self.leases = ChainLeases(name, config.lease_s, config.lease_renew_s, monotonic,
+                                  config.require_lease, self.counters, now)
         self._tombstones = Tombstones(store, config.tombstone_grace_s)
-        self.copier = RangeCopier(name, store, self._tombstones, config, self.counters, now)
+        self.copier = RangeCopier(name, store, self._tombstones, config, self.counters, now,
+                                  self.leases.older_leases_ms)
         self.dep_checks = DependencyChecks(name, store, self._tombstones, self.clock, config,
                                            self.counters)
         self.recover(now)
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
             m.HeartbeatAck: self._on_heartbeat_ack,
-            m.LeaseRequest: self._on_lease_request,
-            m.LeaseGrant: self._on_lease_grant,
+            m.LeaseRequest: self.leases.on_request,
+            m.LeaseGrant: self.leases.on_grant,
             m.Put: self._on_put,
             m.Update: self._on_update,
             m.Stable: self._on_stable,
@@ -128,7 +128,6 @@ class NodeCore(Core):
             m.Error: self._on_error,
         }
         self.timers.add("housekeeping", self._housekeeping, now, delay=config.tick_s)
-        self.timers.add("lease", self._renew_leases, now, delay=config.lease_renew_s)
 
     def recover(self, now: float) -> None:
         """Take back what the store holds after a restart (nothing, on a first start): the
@@ -158,6 +157,8 @@ class NodeCore(Core):
         self.store_id, created = store_identity(self.store, hash_point(self.name) ^ int(now * 1e6))
         self.copier.store_id = self.store_id
         self.counters["store_created"] += created
+        if not created:
+            self.leases.restarted(now)
 
     def syncing_arcs(self) -> tuple:
         return self.copier.syncing_arcs()
@@ -177,6 +178,7 @@ class NodeCore(Core):
         out += self._expire_held_puts(now)
         out += self.copier.pump()
         out += self.copier.retry(now, self.epoch)
+        out += self.leases.renew(now)
         if self.ring is not None and self.ring.serving:
             out += self._redrive(now, force=False)
         self.counters["tombstones_collected"] += self._tombstones.sweep(
@@ -223,20 +225,12 @@ class NodeCore(Core):
 
     # -- chain leases (chain_lease.py) ---------------------------------------------------------
 
+    def observe_time(self, now: float) -> None:
+        self.leases.last_event = now
+
     def _on_heartbeat_ack(self, src: str, msg: m.HeartbeatAck, now: float) -> list:
         self.dc_time.note(msg.ahead_us, msg.sent_at_us,
                           self.heartbeats_sent.get(msg.sent_at_us))
-        return []
-
-    def _renew_leases(self, now: float) -> list:
-        self.timers.after("lease", self.config.lease_renew_s, now)
-        return self.leases.requests(now)
-
-    def _on_lease_request(self, src: str, msg: m.LeaseRequest, now: float) -> list:
-        return self.leases.on_request(src, msg, now)
-
-    def _on_lease_grant(self, src: str, msg: m.LeaseGrant, now: float) -> list:
-        self.leases.on_grant(src, msg, now)
         return []
 
     def _check_lease(self, src: str, op: int, chain: tuple, now: float) -> list | None:
@@ -658,8 +652,7 @@ class NodeCore(Core):
             return []
         previous, self.ring = self.ring, msg.ring
         self.counters["ring_changes"] += 1
-        self.leases.on_ring(self.ring, now)
-        out = self.leases.requests(now)
+        out = self.leases.on_ring(self.ring, now)
         out += self.copier.on_new_ring(previous, msg, now)
         out += self.copier.serve_held(self.ring, self._rids)
         if self.ring.serving:
@@ -679,6 +672,7 @@ class NodeCore(Core):
         sync = self.copier.accept(src, msg, now)
         if sync is None:
             return []
+        self.leases.after_copy(msg.older_leases_ms, now)
         for rid, key, version in msg.rids:
             self._rids.remember(rid, key, version)
         for item in msg.items:
@@ -706,7 +700,6 @@ class NodeCore(Core):
             return out
         for key in self.copier.drop_collected(sync):
             self._unstable.pop(key, None)
-        self.leases.after_copy(now)
         out += self._redrive(now, force=True)  # what waited for the copy (orphans among it)
         out += self._release_held_puts(now)
         return out

@@ -33,6 +33,7 @@ chunk) and its counters.
 from __future__ import annotations
 
 import collections
+from typing import Callable
 
 import attrs
 
@@ -80,8 +81,10 @@ class RangeCopier:
     ``max_sync_streams``; ``counters``: the node's stats counters, shared)."""
 
     def __init__(self, name: str, store: Store, tombstones: Tombstones, config: NodeConfig,
-                 counters: collections.Counter, now: float) -> None:
+                 counters: collections.Counter, now: float,
+                 older_leases_ms: Callable[[], int] = lambda: 0) -> None:
         self.name = name
+        self.older_leases_ms = older_leases_ms  # chain_lease.py: sent with every chunk
         self.store = store
         self.tombstones = tombstones
         self.config = config
@@ -390,7 +393,7 @@ class RangeCopier:
                 total = stream.seq + 1 if last else 0
                 out.append(Send(stream.dst, m.SyncChunk(stream.sync_id, stream.seq, total,
                                                         tuple(chunk), self.tombstones.floor,
-                                                        tuple(rids))))
+                                                        tuple(rids), self.older_leases_ms())))
                 self.counters["sync_items_sent"] += len(chunk)
                 stream.seq += 1
                 if last:

@@ -5,6 +5,7 @@ chain runs on without the manager."""
 from __future__ import annotations
 
 import collections
+import math
 
 from hypothesis import given, settings, strategies as st
 
@@ -32,7 +33,7 @@ class Clock:
 
 
 def leases(name, clock, epoch=1):
-    lease = ChainLeases(name, LEASE, clock, True, collections.Counter(), clock.t)
+    lease = ChainLeases(name, LEASE, 0.1, clock, True, collections.Counter(), clock.t)
     lease.on_ring(ring(epoch), clock.t)
     return lease
 
@@ -97,13 +98,29 @@ def test_a_grantee_that_never_asks_again_keeps_its_granter_quiet_for_a_whole_lea
     assert c.until["b"] > clock.t and b.holds(("b",), clock.t)
 
 
-def test_a_restarted_node_grants_nothing_until_what_it_granted_before_has_ended():
+def test_a_node_restarted_on_its_store_vouches_once_every_member_asked_or_a_lease_passed():
+    """It cannot know whom it vouched for before the crash: any member asking on its ring
+    holds no older lease; one that never asks (stopped) must have run out."""
     clock = Clock(5.0)
-    b = leases("b", clock)  # just started: it may have vouched for someone before
-    request = m.LeaseRequest(1, 1)
-    assert b.on_request("a", request, clock.t) == []
+    b = ChainLeases("b", LEASE, 0.1, clock, True, collections.Counter(), clock.t)
+    b.restarted(clock.t)
+    b.on_ring(ring(1), clock.t)
+    assert b.on_request("a", m.LeaseRequest(1, 1), clock.t) == []  # c has not asked yet
+    assert b.on_request("c", m.LeaseRequest(1, 1), clock.t) != []
+    assert b.on_request("a", m.LeaseRequest(1, 2), clock.t) != []
+
+    b = ChainLeases("b", LEASE, 0.1, clock, True, collections.Counter(), clock.t)
+    b.restarted(clock.t)
+    b.on_ring(ring(1), clock.t)
+    assert b.on_request("a", m.LeaseRequest(1, 1), clock.t) == []  # c stopped: never asks
     clock.t = 5.0 + LEASE * (1 + DRIFT) + 0.001
-    assert b.on_request("a", request, clock.t) != []
+    assert b.on_request("a", m.LeaseRequest(1, 2), clock.t) != []
+
+
+def test_a_node_on_a_new_store_vouches_at_once():
+    clock = Clock(5.0)
+    b = leases("b", clock)
+    assert b.on_request("a", m.LeaseRequest(1, 1), clock.t) != []
 
 
 def test_grants_for_requests_never_sent_or_older_rings_grant_nothing():
@@ -131,7 +148,8 @@ def test_a_zombie_and_a_newcomer_never_hold_leases_from_one_member_at_once():
     act as head."""
     clock = Clock(0.0)
     ab = [("a", "sim:a"), ("b", "sim:b")]
-    nodes = {n: ChainLeases(n, LEASE, clock, True, collections.Counter(), 0.0) for n in "abc"}
+    nodes = {n: ChainLeases(n, LEASE, 0.1, clock, True, collections.Counter(), 0.0)
+             for n in "abc"}
     clock.t = 1.0
     for n in "ab":
         nodes[n].on_ring(ring(1, ab), clock.t)
@@ -167,6 +185,10 @@ def test_nodes_on_different_rings_never_both_hold_a_lease_on_overlapping_chains(
     heads (or tails) for the same keys."""
     clock = Clock(0.0)
     nodes = {n: leases(n, clock) for n in "abc"}
+    for node in nodes.values():
+        node.restarted(clock.t)  # (as if each had vouched for anyone just before)
+        node.epoch = 0
+        node.on_ring(ring(1), clock.t)
     rings = [None, ring(1)]
     for i, out in enumerate(excluded):
         rings.append(ring(i + 2, [mb for mb in MEMBERS if mb[0] != "abc"[out % 4:out % 4 + 1]]))
@@ -202,7 +224,7 @@ def test_a_head_without_leases_assigns_no_version_and_a_tail_confirms_nothing():
     assert refused.msg.code == m.NOT_READY and cores["a"].store.get(key) is None
     (refused,) = cores["a"].handle("fe", m.DepCheck(2, tail_key, Version(1, 0), 1), 1.0)
     assert refused.msg.code == m.NOT_READY
-    for request in cores["a"].on_timer(1.0):  # the lease renewal asks b and c
+    for request in cores["a"].on_timer(1.0):  # the housekeeping tick renews: asks b and c
         if isinstance(request.msg, m.LeaseRequest):
             for grant in cores[request.to].handle("a", request.msg, 1.0):
                 cores["a"].handle(request.to, grant.msg, 1.0)
@@ -227,19 +249,27 @@ def test_a_node_that_sees_a_newer_ring_stops_acting_and_vouching_before_it_knows
     assert b.until["a"] == 1.0 + LEASE  # (the grant of t=1 only)
 
 
-def test_a_node_that_copied_a_range_acts_only_once_its_sources_grants_have_ended():
+def test_a_node_that_copied_a_range_acts_only_once_its_sources_older_grants_have_ended():
     """Sim fuzz seed 2300034: both holders of a range were stopped while the manager
     marked them down and then died; back, they still acted on their old ring, vouching for
-    each other. The nodes of the new ring copied from one of them and acted at once: two
-    heads for the same keys. The source now stops on seeing the newer ring, and the copier
-    waits until what the source granted before has run out."""
+    each other. The nodes of the new ring copied from one of them once it had the new ring,
+    and acted at once, while the other still held its grant: two heads for the same keys.
+    A source now says how long what it granted on an older ring may run, and the copier
+    waits that long before it acts."""
     clock = Clock(0.0)
-    a = leases("a", clock)
+    source, other, copier = leases("b", clock), leases("a", clock), leases("c", clock)
     clock.t = 1.0
-    a.after_copy(clock.t)
-    assert not a.holds(("a",), clock.t)
-    clock.t = 1.0 + LEASE * (1 + DRIFT) + 0.001
-    assert a.holds(("a",), clock.t)
+    exchange(other, {"b": source}, clock.t)  # a holds b's grant on ring 1 till 1.5
+    assert source.older_leases_ms() == 0  # (on ring 1 it is a lease of this ring)
+    clock.t = 1.1
+    source.on_ring(ring(2), clock.t)
+    source.last_event = clock.t
+    remaining = source.older_leases_ms()
+    assert remaining == math.ceil(1000 * (1.0 + LEASE * (1 + DRIFT) - 1.1))
+    copier.after_copy(remaining, clock.t)
+    assert not copier.holds(("c",), clock.t)
+    clock.t = 1.1 + remaining / 1000 + 0.001
+    assert copier.holds(("c",), clock.t)
 
 
 def test_fuzz_seed_with_two_holders_on_an_old_ring_and_the_manager_down_stays_clean():

@@ -28,7 +28,7 @@ def hb(name, role="node", epoch=0, inc=1, addr=None):
 
 def beat(mgr, name, now, role="node", epoch=None, inc=1, addr=None):
     """Heartbeat from ``name`` carrying the manager's current epoch unless told otherwise;
-    the effects other than the ring lease (tested on its own)."""
+    the effects other than the clock measure (tested on its own)."""
     if epoch is None:
         epoch = mgr.ring.epoch
     return without_acks(mgr.handle(name, hb(name, role, epoch, inc, addr), now))

@@ -20,7 +20,7 @@ def ring(epoch=1, members=MEMBERS, replication=3):
 
 class Chain:
     """Three node cores on one ring, with helpers that read like a transcript. No manager
-    here, so no ring lease is required (leases have their own tests below)."""
+    here, so no lease is required (leases have their own tests: test_chain_lease.py)."""
 
     def __init__(self, eager=1, replication=3):
         self.ring = ring(replication=replication)

@@ -722,9 +722,9 @@ def test_a_paused_node_does_not_act_on_requests_it_finds_when_it_resumes(paused)
     (newer than v3) and forwards it: v2 comes back over v3, and the session reads its own
     older write. Paused tails answered dependency checks from a stale ring the same way.
 
-    Fix: heads and tails act only under a ring lease (``HeartbeatAck``: the node's own
-    heartbeat time + half the manager's failure timeout). A resumed node's lease has long
-    expired; it refuses until the manager confirms its ring again."""
+    Fix: heads and tails act only under chain leases (chain_lease.py: every other member
+    of the chain vouched for the node's epoch within half a second). A resumed node's
+    leases have long expired, and its peers, on the newer ring, no longer vouch for it."""
     cluster = SimCluster(3, nodes=4, replication=3, failure_timeout_s=0.6)
     cluster.wait_ready()
     key = "k0"

@@ -34,20 +34,21 @@ old epoch, the zombie's included, have ended.
 from __future__ import annotations
 
 import collections
-import math
 from typing import Callable
 
 from . import messages as m
 from .effects import Send
 from .ring import Ring
+from .storage import Store
 
 DRIFT = 0.05  # a granter waits this much longer than the lease lasts (clock rate error)
+LEASE_META = "leases_granted_until"  # a node's store: no lease it granted runs past this
 
 
 class ChainLeases:
     def __init__(self, name: str, lease_s: float, renew_s: float,
                  monotonic: Callable[[], float] | None, required: bool, counters,
-                 now: float) -> None:
+                 now: float, store: Store | None = None) -> None:
         self.name = name
         self.lease_s = lease_s
         self.renew_s = renew_s
@@ -58,27 +59,40 @@ class ChainLeases:
         self.peers: tuple[str, ...] = ()
         self.until: dict[str, float] = {}  # peer -> when its lease on ``epoch`` ends
         self._newest_seen = 0  # the newest epoch any peer showed us
-        self._copied_quiet_until = float("-inf")
         self._sent: collections.OrderedDict[int, float] = collections.OrderedDict()
         self._stamp = 0
         self._asked_at = float("-inf")
-        self._granted: dict[str, float] = {}  # peer -> when we last granted it a lease
+        self._granted: dict[str, float] = {}  # peer -> when the lease we granted it ends
+        # kept in the node's store (LEASE_META): no lease we granted runs past this time on
+        # the monotonic clock; renewed well before it is reached
+        self._store = store
+        self._promised = float("-inf")
         # peers that may still hold a lease we granted on an older epoch -> when it ends
         self._pending: dict[str, float] = {}
-        self._restarted_at: float | None = None  # what we granted before may still run
+        self._restarted_until: float | None = None  # what we granted before may run till
         self._peer_epoch: dict[str, int] = {}  # the newest epoch each peer asked on
         # requests refused while we were quiet or behind, answered once we can
         self._waiting: dict[str, m.LeaseRequest] = {}
-        self.last_event = now  # the time of the core's last event (for older_leases_ms)
+        self.last_event = now  # the time of the last event we saw (older_leases_run)
 
     def _now(self, now: float) -> float:
+        self.last_event = now
         return self.monotonic() if self.monotonic is not None else now
 
     def restarted(self, now: float) -> None:
         """We restarted on a store we had before: any member may still hold a lease we
-        granted before the crash; we cannot know which, so until each has asked on our
-        ring (or a lease has passed) we vouch for nobody and act on nothing."""
-        self._restarted_at = self._now(now)
+        granted before the crash, up to what we ``promised`` then (on the monotonic clock,
+        which runs on across a process restart; one far ahead of ours was made before a
+        reboot, which takes longer than a lease). Until each member has asked on our ring,
+        or that time has passed, we vouch for nobody and act on nothing."""
+        t = self._now(now)
+        bound = t + 2 * self.lease_s * (1 + DRIFT)
+        raw = self._store.get_meta(LEASE_META) if self._store is not None else None
+        promised = float(raw) if raw else None
+        if promised is None:  # (a store from before the promise was kept)
+            self._restarted_until = t + self.lease_s * (1 + DRIFT)
+        elif t < promised <= bound:
+            self._restarted_until = promised
 
     def on_ring(self, ring: Ring, now: float) -> list:
         """A newer ring: leases on the old epoch end here, and we grant none on the new one
@@ -88,13 +102,12 @@ class ChainLeases:
         if ring.epoch == self.epoch:
             return []
         t = self._now(now)
-        if self._restarted_at is not None and not self.epoch:  # the first ring since
-            self._granted = {peer: self._restarted_at
+        if self._restarted_until is not None and not self.epoch:  # the first ring since
+            self._granted = {peer: self._restarted_until
                              for peer in ring.all_names if peer != self.name}
         self.epoch = ring.epoch
         self.until.clear()
-        ends = ((peer, at + self.lease_s * (1 + DRIFT)) for peer, at in self._granted.items())
-        self._pending = {peer: end for peer, end in ends
+        self._pending = {peer: end for peer, end in self._granted.items()
                          if end > t and self._peer_epoch.get(peer, 0) < ring.epoch}
         self._granted = {peer: self._granted[peer] for peer in self._pending}
         self.peers = ring.peers_of(self.name)
@@ -108,21 +121,9 @@ class ChainLeases:
             self.until.clear()
             self.counters["lease_dropped_newer_epoch"] += 1
 
-    def older_leases_ms(self) -> int:
-        """How long a lease we granted on an older epoch may still run (0: none)."""
-        t = self._now(self.last_event)
-        if not self._quiet(t):
-            return 0
-        return math.ceil(1000 * (max(self._pending.values()) - t))
-
-    def after_copy(self, older_leases_ms: int, now: float) -> None:
-        """A chunk of a copy came, with how long leases its source granted on an older
-        ring may still run: a node of that ring may act on the range we copy. We act on
-        nothing until they have ended (we still vouch for others: each of them waits for
-        its own reasons)."""
-        if older_leases_ms:
-            self._copied_quiet_until = max(self._copied_quiet_until,
-                                           self._now(now) + older_leases_ms / 1000)
+    def older_leases_run(self) -> bool:
+        """Whether a lease we granted on an older epoch may still run."""
+        return self._quiet(self._now(self.last_event))
 
     def renew(self, now: float) -> list:
         """Every ``renew_s`` (the node's housekeeping tick runs more often)."""
@@ -162,7 +163,11 @@ class ChainLeases:
         return self._grant(src, msg, t) + self._answer_waiting(t)
 
     def _grant(self, src: str, msg: m.LeaseRequest, t: float) -> list:
-        self._granted[src] = t
+        self._granted[src] = end = t + self.lease_s * (1 + DRIFT)
+        if end > self._promised:
+            self._promised = t + 2 * self.lease_s * (1 + DRIFT)
+            if self._store is not None:
+                self._store.put_meta(LEASE_META, repr(self._promised).encode())
         self._waiting.pop(src, None)
         return [Send(src, m.LeaseGrant(msg.epoch, msg.stamp))]
 
@@ -190,7 +195,7 @@ class ChainLeases:
         if not self.required:
             return True
         t = self._now(now)
-        if self._quiet(t) or self.epoch < self._newest_seen or t < self._copied_quiet_until:
+        if self._quiet(t) or self.epoch < self._newest_seen:
             return False
         until = self.until
         return all(until.get(peer, t) > t for peer in chain if peer != self.name)
@@ -198,7 +203,7 @@ class ChainLeases:
     def left(self, chain: tuple, now: float) -> float:
         """Seconds until we may no longer act for ``chain`` (0 or less: we may not now)."""
         t = self._now(now)
-        if self._quiet(t) or self.epoch < self._newest_seen or t < self._copied_quiet_until:
+        if self._quiet(t) or self.epoch < self._newest_seen:
             return 0.0
         ends = [self.until.get(peer, t) for peer in chain if peer != self.name]
         return min(ends, default=float("inf")) - t

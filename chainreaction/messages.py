@@ -352,9 +352,6 @@ class SyncChunk:
     # request ids the source applied to keys of these ranges, newest and overwritten alike:
     # a retried put reaching the requester as head is then applied once
     rids: tuple = attrs.field(default=(), converter=rid_entries)
-    # how long a lease the source granted on an older ring may still run: the requester
-    # acts on nothing until then (chain_lease.py)
-    older_leases_ms: int = attrs.field(default=0, validator=is_uint)
 
 
 # -- operations --------------------------------------------------------------------------------

@@ -102,10 +102,10 @@ class NodeCore(Core):
         self._held_puts = Waiters(config.max_held_puts)  # (src, Put) held during a copy
         self._ring_requests = RingRequests(config.manager)
         self.leases = ChainLeases(name, config.lease_s, config.lease_renew_s, monotonic,
-                                  config.require_lease, self.counters, now)
+                                  config.require_lease, self.counters, now, store)
         self._tombstones = Tombstones(store, config.tombstone_grace_s)
         self.copier = RangeCopier(name, store, self._tombstones, config, self.counters, now,
-                                  self.leases.older_leases_ms)
+                                  self.leases.older_leases_run)
         self.dep_checks = DependencyChecks(name, store, self._tombstones, self.clock, config,
                                            self.counters)
         self.recover(now)
@@ -142,11 +142,10 @@ class NodeCore(Core):
             self.clock.observe(self._tombstones.floor.clock)
         for key, rec in self.store.items():
             self.clock.observe(rec.version.clock)
-            # (An orphan is kept however long we were down: it may be an acknowledged write
-            # only we hold, or one the chain made stable after we crashed. If a newer
-            # tombstone was collected meanwhile, we were no longer a holder of its range
-            # (custody.py): the copy from a holder drops it (``drop_collected``) and every
-            # node that collected the tombstone drops it as a late write.)
+            # (An orphan is kept however long we were down: maybe an acknowledged write only
+            # we hold. If a newer tombstone was collected meanwhile, we no longer hold its
+            # range (custody.py): the copy drops it (``drop_collected``), and every node
+            # that collected the tombstone drops it as a late write.)
             self._tombstones.note(key, rec)
             if not rec.stable:
                 self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)
@@ -178,6 +177,7 @@ class NodeCore(Core):
         out += self._expire_held_puts(now)
         out += self.copier.pump()
         out += self.copier.retry(now, self.epoch)
+        out += self.copier.serve_held(self.ring, self._rids)  # (held while we could not)
         out += self.leases.renew(now)
         if self.ring is not None and self.ring.serving:
             out += self._redrive(now, force=False)
@@ -224,9 +224,6 @@ class NodeCore(Core):
         return [Send(src, m.Error(op, code, detail, self.epoch))]
 
     # -- chain leases (chain_lease.py) ---------------------------------------------------------
-
-    def observe_time(self, now: float) -> None:
-        self.leases.last_event = now
 
     def _on_heartbeat_ack(self, src: str, msg: m.HeartbeatAck, now: float) -> list:
         self.dc_time.note(msg.ahead_us, msg.sent_at_us,
@@ -425,8 +422,7 @@ class NodeCore(Core):
             # collected here, e.g. redriven by a head that was cut off for the grace period:
             # it would bring a deleted key back.)
             self.counters["late_write_dropped" if late else "update_superseded"] += 1
-            # Acknowledge the version the write is known by: a retry applied it again if
-            # this one was an orphan of a crashed head (request_ids.py, one version per rid).
+            # (acknowledged as the version its rid is known by: one version per rid)
             known = self._rids.remember(msg.rid, msg.key, msg.version)
             if msg.ack_at:
                 out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, known, pos, False)))
@@ -672,7 +668,6 @@ class NodeCore(Core):
         sync = self.copier.accept(src, msg, now)
         if sync is None:
             return []
-        self.leases.after_copy(msg.older_leases_ms, now)
         for rid, key, version in msg.rids:
             self._rids.remember(rid, key, version)
         for item in msg.items:

@@ -82,9 +82,12 @@ class RangeCopier:
 
     def __init__(self, name: str, store: Store, tombstones: Tombstones, config: NodeConfig,
                  counters: collections.Counter, now: float,
-                 older_leases_ms: Callable[[], int] = lambda: 0) -> None:
+                 older_leases_run: Callable[[], bool] = lambda: False) -> None:
         self.name = name
-        self.older_leases_ms = older_leases_ms  # chain_lease.py: sent with every chunk
+        # Whether a lease we granted on an older ring may still run (chain_lease.py): a
+        # node of that ring may still act on the range, so the requester, which acts as
+        # soon as its copy is complete, must wait: we serve once none runs.
+        self.older_leases_run = older_leases_run
         self.store = store
         self.tombstones = tombstones
         self.config = config
@@ -342,8 +345,9 @@ class RangeCopier:
               rids: RequestIds) -> list:
         """Start streaming ``msg.ranges`` to ``src`` under ``ring`` (our current one)
         with their records and ``rids`` (the request ids the node applied there)."""
-        if ring is None or msg.epoch > ring.epoch:
-            # Serve once we have that ring; a retry replaces the request it retries.
+        if ring is None or msg.epoch > ring.epoch or self.older_leases_run():
+            # Serve once we have that ring and what we granted on older ones has ended (the
+            # housekeeping tick tries again); a retry replaces the request it retries.
             self._held_requests[(src, msg.ranges)] = msg
             return []
         if not msg.partial_ok and self._overlaps(msg.ranges):
@@ -365,8 +369,8 @@ class RangeCopier:
         self.counters["sync_served"] += 1
         return self.pump()
 
-    def serve_held(self, ring: Ring, rids: RequestIds) -> list:
-        """The requests that came before we had ``ring`` (just installed)."""
+    def serve_held(self, ring: Ring | None, rids: RequestIds) -> list:
+        """The requests held until we had their ring, and no older lease of ours ran."""
         held, self._held_requests = self._held_requests, {}
         out: list = []
         for (requester, _ranges), request in held.items():
@@ -393,7 +397,7 @@ class RangeCopier:
                 total = stream.seq + 1 if last else 0
                 out.append(Send(stream.dst, m.SyncChunk(stream.sync_id, stream.seq, total,
                                                         tuple(chunk), self.tombstones.floor,
-                                                        tuple(rids), self.older_leases_ms())))
+                                                        tuple(rids))))
                 self.counters["sync_items_sent"] += len(chunk)
                 stream.seq += 1
                 if last:

@@ -5,12 +5,11 @@ chain runs on without the manager."""
 from __future__ import annotations
 
 import collections
-import math
 
 from hypothesis import given, settings, strategies as st
 
 from chainreaction import messages as m
-from chainreaction.chain_lease import DRIFT, ChainLeases
+from chainreaction.chain_lease import DRIFT, LEASE_META, ChainLeases
 from chainreaction.node import NodeConfig, NodeCore
 from chainreaction.ring import Ring
 from chainreaction.storage import MemoryStore
@@ -98,23 +97,39 @@ def test_a_grantee_that_never_asks_again_keeps_its_granter_quiet_for_a_whole_lea
     assert c.until["b"] > clock.t and b.holds(("b",), clock.t)
 
 
-def test_a_node_restarted_on_its_store_vouches_once_every_member_asked_or_a_lease_passed():
+def test_a_node_restarted_on_its_store_vouches_once_every_member_asked_or_its_promise_passed():
     """It cannot know whom it vouched for before the crash: any member asking on its ring
-    holds no older lease; one that never asks (stopped) must have run out."""
+    holds no older lease; one that never asks (stopped) must have run out, by the time
+    the node's store says no grant of its runs past (the monotonic clock runs on across a
+    process restart)."""
     clock = Clock(5.0)
-    b = ChainLeases("b", LEASE, 0.1, clock, True, collections.Counter(), clock.t)
-    b.restarted(clock.t)
-    b.on_ring(ring(1), clock.t)
+    store = MemoryStore()
+    before = ChainLeases("b", LEASE, 0.1, clock, True, collections.Counter(), 0.0, store)
+    before.on_ring(ring(1), clock.t)
+    assert before.on_request("a", m.LeaseRequest(1, 1), clock.t) != []
+    promised = float(store.get_meta(LEASE_META))
+    assert promised == 5.0 + 2 * LEASE * (1 + DRIFT)  # written once per lease or so
+
+    def restarted_at(t):
+        clock.t = t
+        store.put_meta(LEASE_META, repr(promised).encode())  # (as the crash left it)
+        b = ChainLeases("b", LEASE, 0.1, clock, True, collections.Counter(), t, store)
+        b.restarted(t)
+        b.on_ring(ring(1), t)
+        return b
+
+    b = restarted_at(5.2)
     assert b.on_request("a", m.LeaseRequest(1, 1), clock.t) == []  # c has not asked yet
     assert b.on_request("c", m.LeaseRequest(1, 1), clock.t) != []
     assert b.on_request("a", m.LeaseRequest(1, 2), clock.t) != []
-
-    b = ChainLeases("b", LEASE, 0.1, clock, True, collections.Counter(), clock.t)
-    b.restarted(clock.t)
-    b.on_ring(ring(1), clock.t)
+    b = restarted_at(5.2)
     assert b.on_request("a", m.LeaseRequest(1, 1), clock.t) == []  # c stopped: never asks
-    clock.t = 5.0 + LEASE * (1 + DRIFT) + 0.001
+    clock.t = promised + 0.001
     assert b.on_request("a", m.LeaseRequest(1, 2), clock.t) != []
+    b = restarted_at(promised + 0.001)  # down longer than that: at once
+    assert b.on_request("a", m.LeaseRequest(1, 1), clock.t) != []
+    b = restarted_at(1.0)  # a reboot: the monotonic clock started again
+    assert b.on_request("a", m.LeaseRequest(1, 1), clock.t) != []
 
 
 def test_a_node_on_a_new_store_vouches_at_once():
@@ -186,7 +201,7 @@ def test_nodes_on_different_rings_never_both_hold_a_lease_on_overlapping_chains(
     clock = Clock(0.0)
     nodes = {n: leases(n, clock) for n in "abc"}
     for node in nodes.values():
-        node.restarted(clock.t)  # (as if each had vouched for anyone just before)
+        node._restarted_until = clock.t + 1.0  # (as if each had vouched for anyone before)
         node.epoch = 0
         node.on_ring(ring(1), clock.t)
     rings = [None, ring(1)]
@@ -249,27 +264,27 @@ def test_a_node_that_sees_a_newer_ring_stops_acting_and_vouching_before_it_knows
     assert b.until["a"] == 1.0 + LEASE  # (the grant of t=1 only)
 
 
-def test_a_node_that_copied_a_range_acts_only_once_its_sources_older_grants_have_ended():
+def test_a_source_serves_a_copy_only_once_what_it_granted_on_an_older_ring_has_ended():
     """Sim fuzz seed 2300034: both holders of a range were stopped while the manager
     marked them down and then died; back, they still acted on their old ring, vouching for
-    each other. The nodes of the new ring copied from one of them once it had the new ring,
+    each other. The nodes of the new ring copied from one of them once it had the new ring
     and acted at once, while the other still held its grant: two heads for the same keys.
-    A source now says how long what it granted on an older ring may run, and the copier
-    waits that long before it acts."""
-    clock = Clock(0.0)
-    source, other, copier = leases("b", clock), leases("a", clock), leases("c", clock)
-    clock.t = 1.0
-    exchange(other, {"b": source}, clock.t)  # a holds b's grant on ring 1 till 1.5
-    assert source.older_leases_ms() == 0  # (on ring 1 it is a lease of this ring)
-    clock.t = 1.1
-    source.on_ring(ring(2), clock.t)
-    source.last_event = clock.t
-    remaining = source.older_leases_ms()
-    assert remaining == math.ceil(1000 * (1.0 + LEASE * (1 + DRIFT) - 1.1))
-    copier.after_copy(remaining, clock.t)
-    assert not copier.holds(("c",), clock.t)
-    clock.t = 1.1 + remaining / 1000 + 0.001
-    assert copier.holds(("c",), clock.t)
+    A source now serves a copy only once no lease it granted on an older ring runs (its
+    holder asked on the new ring, or it ran out): the copier acts when its copy is done."""
+    mono = Clock(0.0)
+    ab = [("a", "sim:a"), ("b", "sim:b")]
+    b = NodeCore("b", MemoryStore(), NodeConfig(), 0.0, monotonic=mono)
+    b.handle("manager", m.RingUpdate(ring(1, ab), None), 0.0)
+    mono.t = 1.0
+    assert b.handle("a", m.LeaseRequest(1, 1), 1.0) != []  # a holds b's grant till ~1.5
+    ring2 = Ring(2, MEMBERS, 3, 4, down={"a"})
+    mono.t = 1.1
+    b.handle("manager", m.RingUpdate(ring2, ring(1, ab)), 1.1)
+    request = m.SyncRequest(7, 2, ((0, 2**64 - 1),), False)
+    assert not any(isinstance(e.msg, m.SyncChunk) for e in b.handle("c", request, 1.1))
+    mono.t = 1.0 + LEASE * (1 + DRIFT) + 0.01
+    served = b.on_timer(mono.t)  # the housekeeping tick
+    assert any(isinstance(e.msg, m.SyncChunk) and e.to == "c" for e in served)
 
 
 def test_fuzz_seed_with_two_holders_on_an_old_ring_and_the_manager_down_stays_clean():

@@ -254,6 +254,7 @@ def test_two_nodes_acting_as_head_of_one_point_are_flagged(monkeypatch):
     def on_ring_without_quiet(self, ring, now):
         self.epoch, self.peers = ring.epoch, ring.peers_of(self.name)
         self.until.clear()
+        return self.requests(now)
     monkeypatch.setattr(ChainLeases, "on_ring", on_ring_without_quiet)
     cluster = _cluster(seed=5)
     _acting_both(cluster)

@@ -7,8 +7,9 @@ off, while the ring moved on) must still not act: it would apply a write the new
 never sees, or call a write stable that a new tail lacks. Here the members of a chain
 vouch for each other, so the chain runs while its members can talk, manager or not:
 
-* Every node asks each of its chain peers (the other members of the chains it is in) for
-  a lease every ``lease_renew_s``: ``LeaseRequest(epoch, stamp)``.
+* Every node asks every other member of its ring for a lease every ``lease_renew_s``:
+  ``LeaseRequest(epoch, stamp)`` (the grants of its chain peers are what it needs; the
+  others' show that the links to them work, links.py).
 * A peer grants (``LeaseGrant``) only on that same epoch, and only once every lease it
   granted on an older epoch has ended (``_quiet``): it ran out, or its holder has asked
   on the new epoch since (a node drops its leases when it takes a newer ring, so asking
@@ -57,6 +58,7 @@ class ChainLeases:
         self.counters = counters
         self.epoch = 0
         self.peers: tuple[str, ...] = ()
+        self._heard: dict[str, float] = {}  # peer -> when it last granted (or we began)
         self.until: dict[str, float] = {}  # peer -> when its lease on ``epoch`` ends
         self._newest_seen = 0  # the newest epoch any peer showed us
         self._sent: collections.OrderedDict[int, float] = collections.OrderedDict()
@@ -110,7 +112,8 @@ class ChainLeases:
         self._pending = {peer: end for peer, end in self._granted.items()
                          if end > t and self._peer_epoch.get(peer, 0) < ring.epoch}
         self._granted = {peer: self._granted[peer] for peer in self._pending}
-        self.peers = ring.peers_of(self.name)
+        self.peers = tuple(name for name in ring.all_names if name != self.name)
+        self._heard = {peer: self._heard.get(peer, t) for peer in self.peers}
         return self._answer_waiting(t) + self.requests(now)
 
     def note_epoch(self, epoch: int) -> None:
@@ -188,7 +191,16 @@ class ChainLeases:
             self.counters["lease_grant_stale"] += 1
         else:
             self.until[src] = max(self.until.get(src, float("-inf")), sent_at + self.lease_s)
+            self._heard[src] = self._now(now)
         return []
+
+    def unreachable(self, silence_s: float, now: float) -> tuple:
+        """The members that granted us nothing for ``silence_s`` (a broken link, or a
+        process that is down or stopped: the manager tells them apart)."""
+        if not self.required:
+            return ()
+        t = self._now(now)
+        return tuple(peer for peer, at in self._heard.items() if t - at > silence_s)
 
     def holds(self, chain: tuple, now: float) -> bool:
         """Whether we may act as head or tail of ``chain`` (of our ring) now."""

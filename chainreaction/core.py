@@ -218,6 +218,10 @@ class Core:
 
     store_id = 0  # a node: the id of its store (heartbeats report it; custody.py)
 
+    def unreachable(self, now: float) -> tuple:
+        """The members a node has not heard from for a while (heartbeats report them)."""
+        return ()
+
     # -- shared behaviour ------------------------------------------------------------------
 
     def stats_answer(self) -> dict:
@@ -244,4 +248,5 @@ class Core:
                 self.heartbeats_sent.popitem(last=False)
         return [Send(self._manager, m.Heartbeat(
             self.name, self.role, self._identity.addr, self._identity.incarnation,
-            self.epoch, sent_at_us, self.store_clock_us, self.syncing_arcs(), self.store_id))]
+            self.epoch, sent_at_us, self.store_clock_us, self.syncing_arcs(), self.store_id,
+            self.unreachable(now)))]

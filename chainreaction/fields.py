@@ -39,7 +39,7 @@ def is_skew_ms(_i, a, v):
 def name_list(v) -> tuple:
     if not isinstance(v, (list, tuple)) or len(v) > 1024 or any(
             type(x) is not str or len(x) > 256 for x in v):
-        raise TypeError("cut_off must be a list of process names")
+        raise TypeError("expected a list of process names")
     return tuple(v)
 
 

@@ -55,6 +55,7 @@ from . import custody
 from . import messages as m
 from .core import Core
 from .effects import Send
+from .links import BrokenLinks
 from .ring import Member, Ring
 from .state_file import StateFile
 
@@ -97,6 +98,9 @@ class ManagerCore(Core):
         self._dirty = False
         self._last_tick = now
         self._store_clock_us = 0  # the largest hybrid clock any process reported
+        # links.py: a broken link between two live nodes leaves one of them out
+        self._links = BrokenLinks(config.failure_timeout_s, 2 * config.failure_timeout_s)
+        self._left_out: frozenset = frozenset()
         self._handlers = {m.Heartbeat: self._on_heartbeat, m.GetRing: self._on_get_ring}
         self.timers.add("housekeeping", self._housekeeping, now, delay=config.tick_s)
         saved = state.load() if state is not None else None
@@ -151,9 +155,15 @@ class ManagerCore(Core):
         for name, peer in list(self._peers.items()):
             if now - peer.last_seen > self.config.failure_timeout_s:
                 del self._peers[name]
+                self._links.forget(name)
                 self.counters[f"{peer.role}_failed"] += 1
                 if peer.role == "node":
                     self._dirty = True
+        live = {name for name, p in self._peers.items() if p.role == "node"}
+        left_out = self._links.left_out(live, now)
+        if left_out != self._left_out:
+            self.counters["left_out_for_links_changed"] += 1
+            self._left_out, self._dirty = left_out, True
         return self._publish_if_dirty(now)
 
     def stats(self) -> dict:
@@ -169,6 +179,7 @@ class ManagerCore(Core):
             "store_clock_us": self._store_clock_us,
             "down": sorted(self.ring.down),
             "arcs_without_holder": custody.unheld_arcs(self.custody),
+            **self._links.stats(),
             **self.counters,
         }
 
@@ -197,6 +208,7 @@ class ManagerCore(Core):
         self._store_clock_us = max(self._store_clock_us, msg.clock_us)
         if msg.role == "node":
             self._note_custody(msg)
+            self._links.report(msg.name, msg.unreachable, now)
         out = self._publish_if_dirty(now)
         if not out and msg.epoch < self.ring.epoch:
             out.append(Send(msg.name, self.ring_update()))
@@ -236,7 +248,8 @@ class ManagerCore(Core):
         addrs = {member.name: member.addr for member in self.ring.members}
         addrs.update((name, p.addr) for name, p in live.items())
         members = tuple(Member(name, addrs[name]) for name in sorted(addrs))
-        return members, frozenset(name for name in addrs if name not in live)
+        return members, frozenset(name for name in addrs
+                                  if name not in live or name in self._left_out)
 
     def _publish_if_dirty(self, now: float) -> list:
         if not self._dirty or now < self._grace_until:

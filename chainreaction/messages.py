@@ -90,6 +90,8 @@ class Heartbeat:
     # store (a new one means an empty disk)
     syncing: tuple = attrs.field(default=(), converter=uint_list)
     store_id: int = attrs.field(default=0, validator=is_uint)
+    # a node: the members it has not heard from for a while (links.py)
+    unreachable: tuple = attrs.field(default=(), converter=name_list)
 
 
 @message(68)

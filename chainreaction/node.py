@@ -122,7 +122,8 @@ class NodeCore(Core):
             m.SyncRequest: self._on_sync_request,
             m.SyncChunk: self._on_sync_chunk,
             m.PutAck: self._on_put_ack,
-            m.StableNotice: self._ignore,  # for an orphan we reinjected: nothing to do
+            # for an orphan we reinjected: nothing to do
+            m.StableNotice: lambda src, msg, now: [],
             m.Shipped: self._on_shipped,
             m.GeoProgress: self._on_geo_progress,
             m.Error: self._on_error,
@@ -159,8 +160,11 @@ class NodeCore(Core):
         if not created:
             self.leases.restarted(now)
 
-    def syncing_arcs(self) -> tuple:
+    def syncing_arcs(self) -> tuple:  # (heartbeats report them)
         return self.copier.syncing_arcs()
+
+    def unreachable(self, now: float) -> tuple:
+        return self.leases.unreachable(self.config.link_silence_s, now)
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -216,8 +220,6 @@ class NodeCore(Core):
     def store_clock_us(self) -> int:
         """The largest hybrid clock we made or saw (heartbeats carry it to the manager)."""
         return self.clock.last
-
-    # -- helpers ----------------------------------------------------------------------------
 
     def _error(self, src: str, op: int, code: str, detail: str) -> list:
         self.counters["error_" + code] += 1
@@ -519,9 +521,6 @@ class NodeCore(Core):
     def _on_geo_progress(self, src: str, msg: m.GeoProgress, now: float) -> list:
         self.shipping.on_progress(msg)
         self._tombstones.collectable = dict(msg.collectable)
-        return []
-
-    def _ignore(self, src: str, msg, now: float) -> list:
         return []
 
     def _on_error(self, src: str, msg: m.Error, now: float) -> list:

@@ -43,6 +43,8 @@ class NodeConfig:
     require_lease: bool = True
     lease_s: float = 0.5
     lease_renew_s: float = 0.1
+    # a member that granted no lease for this long is reported to the manager (links.py)
+    link_silence_s: float = 0.3
     # Tombstones are collected no sooner than this after their stamp
     # (chainreaction/tombstones.py).
     tombstone_grace_s: float = 600.0

@@ -162,11 +162,6 @@ class Ring:
         chain = self.chain(key)
         return chain.index(name) + 1 if name in chain else 0
 
-    def peers_of(self, name: str) -> tuple:
-        """The other members of every chain ``name`` is in, sorted (chain_lease.py)."""
-        return tuple(sorted({peer for chain in self._chains if name in chain
-                             for peer in chain if peer != name}))
-
     @property
     def arc_count(self) -> int:
         return len(self._tokens)

@@ -61,7 +61,7 @@ FIELD_STRATEGIES = {
     # disjoint ranges: a DC cannot be both cut and healed in one WanControl
     "cut": st.lists(st.integers(0, 2**15 - 1), max_size=3).map(tuple),
     "heal": st.lists(st.integers(2**15, 2**16 - 1), max_size=3).map(tuple),
-    "cut_off": st.lists(st.text(max_size=10), max_size=3).map(tuple),
+    **{f: st.lists(st.text(max_size=10), max_size=3).map(tuple) for f in ("cut_off", "unreachable")},
     "clock_skew_ms": st.integers(-3_600_000, 3_600_000),
     **{f: st.booleans() for f in ("stable", "found", "ok", "done", "partial_ok",
                                   "reset_latencies", "clean_only")},
@@ -132,7 +132,7 @@ def example_of(cls):
         "applied": ((0, 1),), "global_stable": ((0, 1),), "needs": ((1, 2),), "vector": ((0, 3),), "started": ((1, 4),),
         "collectable": ((0, 1),), "gc_floor": Version(3, 0),
         "collected_floor": None, "rids": ((b"r", "k", Version(1, 0)),),
-        "vclock": VClock({1: 7}), "cut": (1,), "heal": (2,), "cut_off": ("n1",),
+        "vclock": VClock({1: 7}), "cut": (1,), "heal": (2,), "cut_off": ("n1",), "unreachable": ("n2",),
         "clock_skew_ms": -5,
         "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0, ((0, 3),)),),
     }

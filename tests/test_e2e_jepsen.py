@@ -30,10 +30,11 @@ def jepsen(tmp_path, seed: int, *extra: str) -> tuple[int, dict, str]:
     return done.returncode, summary, done.stdout
 
 
-@pytest.mark.parametrize("seed", [1, 9])
+@pytest.mark.parametrize("seed", [3, 16])
 def test_no_anomaly_and_no_lost_write_under_every_nemesis(tmp_path, seed):
-    """Every nemesis, whole-DC restarts included: seed 1 draws restart-dc-all then
-    restart-dc, seed 9 a pause, an isolated DC, then restart-dc (15 s runs)."""
+    """Every nemesis, whole-DC restarts and manager outages included: seed 3 draws
+    restart-dc then manager-pause (7 s, cut to what is left), seed 16 restart-dc-all then
+    an isolated DC (15 s runs)."""
     code, summary, stdout = jepsen(tmp_path, seed, "--nemesis", "all")
     assert summary["anomalies"] == {}, stdout[-4000:]
     assert code == 0
@@ -66,6 +67,83 @@ def test_fault_plans_name_their_targets_for_one_and_several_dcs():
             assert f.between_dcs == all(t not in cluster.processes for t in f.targets)
         assert any(not f.between_dcs for f in faults)
         assert (dcs > 1) == any(f.between_dcs for f in faults)
+
+
+MANAGER_OUTAGES = ("manager-kill", "manager-pause")
+
+
+def test_manager_outages_last_the_configured_time_and_are_cut_near_the_end():
+    from chainreaction.tools.cluster import ClusterConfig, LocalCluster
+    from chainreaction.tools.jepsen import JepsenConfig, plan_faults
+
+    cluster = LocalCluster(ClusterConfig(nodes=3, dcs=3, data_dir="/nonexistent"))
+    managers = {name: p.dc for name, p in cluster.processes.items() if p.role == "manager"}
+    kinds, dcs, shortened, schedules = set(), set(), 0, set()
+    for seed in range(1, 40):
+        config = JepsenConfig(time_s=50, seed=seed, manager_outage_s=12.0,
+                              nemeses=MANAGER_OUTAGES)
+        faults = plan_faults(config, cluster)
+        assert faults == plan_faults(config, cluster)  # a pure function of the seed
+        schedules.add(tuple(faults))
+        assert faults
+        for f in faults:
+            kinds.add(f.kind)
+            dcs.add(f.dc)
+            assert len(f.targets) == 1 and managers[f.targets[0]] == f.dc
+            assert f.end <= config.time_s - 1.0
+            if f.end - f.start != pytest.approx(12.0):  # only a last one, cut to what is left
+                assert f is faults[-1] and f.end == pytest.approx(config.time_s - 1.0)
+                assert 5.0 <= f.end - f.start < 12.0
+                shortened += 1
+            state = "down" if f.kind == "manager-kill" else "stopped"
+            assert (f"{f.targets[0]} (dc{f.dc}'s manager, {state} {f.end - f.start:.1f} s)"
+                    in f.describe())
+        assert all(a.end < b.start for a, b in zip(faults, faults[1:]))  # one at a time
+        # planning stopped only once the next outage could not start with 5 s left
+        assert faults[-1].end + config.fault_gap_s[1] > config.time_s - 1.0 - 5.0
+    assert len(schedules) == 39  # the seed draws them
+    assert kinds == set(MANAGER_OUTAGES) and dcs == {0, 1, 2}
+    assert 5 <= shortened <= 34  # some seeds left 5-12 s at the end, others did not
+
+
+def test_a_manager_outage_that_does_not_fit_gives_way_to_the_other_nemeses():
+    from chainreaction.tools.cluster import ClusterConfig, LocalCluster
+    from chainreaction.tools.jepsen import JepsenConfig, plan_faults
+
+    cluster = LocalCluster(ClusterConfig(nodes=3, dcs=3, data_dir="/nonexistent"))
+    # 6.5 s: less than 5 s left after the first gap (1-3 s) and 1 s at the end
+    for seed in range(1, 40):
+        only = JepsenConfig(time_s=6.5, seed=seed, nemeses=MANAGER_OUTAGES)
+        assert plan_faults(only, cluster) == []
+    kinds = []
+    for seed in range(1, 40):
+        config = JepsenConfig(time_s=6.5, seed=seed, nemeses=("kill", *MANAGER_OUTAGES))
+        faults = plan_faults(config, cluster)
+        assert faults == plan_faults(config, cluster)
+        kinds += [f.kind for f in faults]
+    assert len(kinds) >= 30 and set(kinds) == {"kill"}  # a kill instead, not nothing
+    # every nemesis, a long run: the whole 30 s (default) wherever it fits
+    lengths = []
+    for seed in range(1, 6):
+        faults = plan_faults(JepsenConfig(time_s=300, seed=seed), cluster)
+        lengths += [f.end - f.start for f in faults[:-1] if f.kind in MANAGER_OUTAGES]
+    assert len(lengths) >= 5 and lengths == pytest.approx([30.0] * len(lengths))
+
+
+def test_the_manager_outage_must_be_positive():
+    from chainreaction.tools.cli import build_parser
+    from chainreaction.tools.jepsen import JepsenConfig
+
+    args = build_parser().parse_args(["jepsen", "--manager-outage", "12.5"])
+    assert args.manager_outage == 12.5
+    assert build_parser().parse_args(["jepsen"]).manager_outage == 30.0
+    for bad in ("0", "-3"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["jepsen", "--manager-outage", bad])
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="--manager-outage"):
+            JepsenConfig(manager_outage_s=bad).validate()
+    JepsenConfig(manager_outage_s=0.5).validate()
 
 
 def _running(pid: int) -> bool:

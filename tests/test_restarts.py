@@ -168,3 +168,50 @@ def test_fault_windows_give_the_rate_in_each_fault_and_the_outage_of_its_dc(tmp_
     assert "dc" not in partition and partition["ok_per_s"] == 20.0
     text = format_windows(windows)
     assert "restart-dc" in text and "dc1 completed nothing for 1.6 s" in text
+
+
+def test_fault_windows_give_each_dcs_rate_and_its_share_of_the_rate_with_no_fault(tmp_path):
+    history = tmp_path / "history.jsonl"
+    events = []
+    for i in range(100):  # one ok per 0.1 s in dc0-dc2 with no fault on: 10/s each
+        t = round(i / 10 + 0.05, 2)
+        for dc in (0, 1, 2):
+            if 2.0 <= t <= 4.0 and (dc == 0 and i % 10 >= 3 or dc == 1 and i % 2):
+                continue  # the manager outage: its own dc0 at 3/s, dc1 (not hit) at 5/s
+            if 6.0 <= t <= 7.0 and dc == 2:
+                continue  # the partition: dc2 completes nothing
+            events.append({"time": t, "type": "ok", "dc": dc})
+    events.append({"time": 2.5, "type": "ok", "dc": 3})  # dc3: nothing with no fault on
+    events.append({"time": 3.0, "type": "fail", "dc": 1})
+    history.write_text("".join(json.dumps(e) + "\n" for e in events))
+    log = [{"time": 2.0, "kind": "manager-kill", "action": "start", "targets": ["dc0-manager"]},
+           {"time": 4.0, "kind": "manager-kill", "action": "heal", "targets": ["dc0-manager"]},
+           {"time": 6.0, "kind": "partition", "action": "start", "targets": ["dc1", "dc2"]},
+           {"time": 7.0, "kind": "partition", "action": "heal", "targets": ["dc1", "dc2"]}]
+    windows = fault_windows(str(history), log, 10.0, {"dc0-manager": 0, "dc1-n1": 1})
+    assert windows["quiet"]["by_dc"] == {"0": 10.0, "1": 10.0, "2": 10.0, "3": 0.0}
+    manager, partition = windows["faults"]
+    assert manager["kind"] == "manager-kill" and manager["dc"] == 0
+    assert (manager["ok"], manager["fail"], manager["dc_ok_per_s"]) == (6 + 10 + 20 + 1, 1, 3.0)
+    assert manager["by_dc"] == {"0": {"ok_per_s": 3.0, "ratio": 0.3},
+                                "1": {"ok_per_s": 5.0, "ratio": 0.5},
+                                "2": {"ok_per_s": 10.0, "ratio": 1.0},
+                                "3": {"ok_per_s": 0.5, "ratio": None}}
+    assert manager["min_ratio_unfaulted"] == 0.5  # dc1: its own dc0 (0.3) does not count
+    assert "dc" not in partition  # between DCs: every DC counts
+    assert partition["by_dc"] == {"0": {"ok_per_s": 10.0, "ratio": 1.0},
+                                  "1": {"ok_per_s": 10.0, "ratio": 1.0},
+                                  "2": {"ok_per_s": 0.0, "ratio": 0.0},
+                                  "3": {"ok_per_s": 0.0, "ratio": None}}
+    assert partition["min_ratio_unfaulted"] == 0.0
+    assert windows["lowest_unfaulted"] == {"ratio": 0.0, "dc": 2, "fault": 1}
+    text = format_windows(windows).splitlines()
+    assert text[2].split(": ", 1)[1] == "dc0 3 (30%)  dc1 5 (50%)  dc2 10 (100%)  dc3 0.5 (-)"
+    assert text[4].split(": ", 1)[1] == "dc0 10 (100%)  dc1 10 (100%)  dc2 0 (0%)  dc3 0 (-)"
+    assert text[-1] == ("  lowest rate in a DC the fault did not hit: dc2 at 0% of its rate "
+                        "with no fault on, in partition dc1 / dc2 (6.0-7.0 s)")
+    # without the partition, the manager outage is the lowest: dc1's 50%, not dc0's 30%
+    alone = fault_windows(str(history), log[:2], 10.0, {"dc0-manager": 0})
+    assert alone["lowest_unfaulted"] == {"ratio": 0.5, "dc": 1, "fault": 0}
+    assert format_windows(alone).endswith("dc1 at 50% of its rate with no fault on, in "
+                                          "manager-kill dc0-manager (2.0-4.0 s)")

@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "injects faults on a schedule drawn from --seed (kill -9 and restart "
                          "of nodes, frontends, proxies, managers; SIGSTOP/SIGCONT; partitions "
                          "between DCs and between nodes; clock skew; a whole DC killed and "
-                         "restarted one process at a time), heals, waits for "
+                         "restarted one process at a time; a DC's manager killed or stopped "
+                         "for a long time), heals, waits for "
                          "quiescence, reads every key in every DC and runs the checker. Writes "
                          "a report folder: history.jsonl, check.txt, faults.json, summary.json,"
                          " timeline.png. Exit 0 when no anomaly was found, 1 otherwise.")
@@ -235,8 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
                      "session that writes there, sees a concurrent write from the DC healed "
                      "first and moves to one still cut off; 3+ DCs), restart-dc (kill -9 "
                      "every node of one DC, restart them in random order 0.2-2 s apart), "
-                     "restart-dc-all (the same for every process of the DC); 'all' "
+                     "restart-dc-all (the same for every process of the DC), manager-kill "
+                     "(kill -9 one DC's manager, restart it after --manager-outage), "
+                     "manager-pause (SIGSTOP it, SIGCONT after --manager-outage); 'all' "
                      "(default); '' for none")
+    jep.add_argument("--manager-outage", type=_positive_float, default=30.0, metavar="SECONDS",
+                     help="how long manager-kill and manager-pause keep a DC's manager down "
+                     "(default 30 s; the manager is off the data path, so its DC's clients "
+                     "should not notice). Near the end of the run it is shortened to what is "
+                     "left, if that is at least 5 s, else not planned")
     jep.add_argument("--seed", type=int, default=1, help="draws the faults and the workload")
     jep.add_argument("--sessions", type=_positive_int, default=3, help="sessions per DC")
     jep.add_argument("--keys", type=_positive_int, default=6)

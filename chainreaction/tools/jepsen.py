@@ -50,6 +50,8 @@ class JepsenConfig:
     fault_gap_s: tuple = (1.0, 3.0)  # quiet time between two faults
     fault_length_s: tuple = (1.0, 4.0)
     restart_gap_s: tuple = (0.2, 2.0)  # restart-dc: before each restart (vs 1 s timeout)
+    # manager-kill, manager-pause: how long the manager stays down (shortened near the end)
+    manager_outage_s: float = 30.0
     quiesce_timeout_s: float = 90.0
 
     def validate(self) -> None:
@@ -60,6 +62,8 @@ class JepsenConfig:
             raise ValueError("partition needs two DCs or two nodes")
         if self.time_s <= 0 or self.sessions_per_dc < 1 or self.keys < 1:
             raise ValueError("--time, --sessions and --keys must be positive")
+        if not self.manager_outage_s > 0:
+            raise ValueError(f"--manager-outage must be positive, got {self.manager_outage_s}")
 
 
 
@@ -402,7 +406,9 @@ def main_args(args) -> int:
                           base_port=args.base_port, wan_delay_ms=args.wan_delay,
                           unsafe=args.unsafe_skip_dependency_checks,
                           move_probability=args.move_probability,
-                          tombstone_grace_s=args.tombstone_grace)
+                          tombstone_grace_s=args.tombstone_grace,
+                          manager_outage_s=args.manager_outage)
+    config.validate()  # here, not only inside trio.run: a plain error, not a traceback
     try:
         return trio.run(run_jepsen, config)
     except (KeyboardInterrupt, BaseExceptionGroup) as exc:

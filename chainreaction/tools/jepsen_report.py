@@ -49,7 +49,14 @@ def fault_windows(history_path: str, nemesis_log: list, workload_s: float,
     second over all DCs and in the fault's DC, beside the same rates while no fault was
     on; failed and unknown outcomes; and ``dc_outage_s``, the longest time from the fault's
     start until the next fault (or the end of the workload) in which its DC completed no
-    operation at all: the outage as that DC's clients saw it, recovery included."""
+    operation at all: the outage as that DC's clients saw it, recovery included.
+
+    Per fault also ``by_dc``, each DC's availability in the window: {dc: {"ok_per_s",
+    "ratio"}}, the ratio to that DC's rate with no fault on (``quiet.by_dc``; None if the
+    DC completed nothing then), and ``min_ratio_unfaulted``, the lowest ratio among the DCs
+    the fault did not hit (all DCs for a partition between DCs; None if there is none):
+    faults that should not reach other DCs, such as a manager's outage, show there whether
+    they did. ``lowest_unfaulted`` names the window with the lowest of these."""
     done = [d for d in _completions(history_path) if d[0] <= workload_s]
     windows = _windows(nemesis_log, workload_s)
     dcs = sorted({d for _, _, d in done if d is not None})
@@ -60,10 +67,11 @@ def fault_windows(history_path: str, nemesis_log: list, workload_s: float,
     quiet_s = max(1e-9, workload_s - sum(min(heal, workload_s) - start
                                          for _, _, start, heal in windows))
     quiet = [d for d in done if d[1] == "ok" and not inside(d[0])]
+    quiet_rate = {dc: sum(d[2] == dc for d in quiet) / quiet_s for dc in dcs}
     report = {"quiet": {"ok_per_s": round(len(quiet) / quiet_s, 1),
-                        "by_dc": {str(dc): round(sum(d[2] == dc for d in quiet) / quiet_s, 1)
-                                  for dc in dcs}},
-              "faults": []}
+                        "by_dc": {str(dc): round(rate, 1) for dc, rate in quiet_rate.items()}},
+              "faults": [], "lowest_unfaulted": None}
+    worst = None  # (ratio, dc, fault index): the lowest min_ratio_unfaulted
     for i, (kind, targets, start, heal) in enumerate(windows):
         span = [d for d in done if start <= d[0] <= heal]
         length = max(heal - start, 1e-9)
@@ -82,7 +90,21 @@ def fault_windows(history_path: str, nemesis_log: list, workload_s: float,
             entry.update(dc=dc, dc_ok_per_s=round(sum(d[2] == dc for d in ok) / length, 1),
                          dc_outage_s=round(max(b - a for a, b in zip(edges, edges[1:])), 2),
                          dc_back=any(t > heal for t in served))
+        rates = {d: sum(o[2] == d for o in ok) / length for d in dcs}
+        ratios = {d: rate / quiet_rate[d] if quiet_rate[d] else None
+                  for d, rate in rates.items()}
+        entry["by_dc"] = {str(d): {"ok_per_s": round(rates[d], 1),
+                                   "ratio": None if ratios[d] is None else round(ratios[d], 3)}
+                          for d in dcs}
+        elsewhere = [(r, d) for d, r in ratios.items() if d != dc and r is not None]
+        lowest = min(elsewhere, default=None)
+        entry["min_ratio_unfaulted"] = None if lowest is None else round(lowest[0], 3)
+        if lowest is not None and (worst is None or lowest < worst[:2]):
+            worst = (*lowest, i)
         report["faults"].append(entry)
+    if worst is not None:  # the fault's index in "faults"
+        report["lowest_unfaulted"] = {"ratio": round(worst[0], 3), "dc": worst[1],
+                                      "fault": worst[2]}
     return report
 
 
@@ -102,7 +124,22 @@ def format_windows(windows: dict) -> str:
         else:
             line += f"  fail {w['fail']}  unknown {w['info']}"
         lines.append(line)
+        if w.get("by_dc"):
+            lines.append("      by DC (% of its rate with no fault on): " + "  ".join(
+                f"dc{d} {v['ok_per_s']:g} ({_percent(v['ratio'])})"
+                for d, v in w["by_dc"].items()))
+    lowest = windows.get("lowest_unfaulted")
+    if lowest is not None:
+        w = windows["faults"][lowest["fault"]]
+        lines.append(f"  lowest rate in a DC the fault did not hit: dc{lowest['dc']} at "
+                     f"{_percent(lowest['ratio'])} of its rate with no fault on, in "
+                     f"{w['kind']} {' / '.join(w['targets'])} ({w['start']:.1f}-"
+                     f"{w['end']:.1f} s)")
     return "\n".join(lines)
+
+
+def _percent(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{100 * ratio:.0f}%"
 
 
 def plot_timeline(history_path: str, nemesis_log: list, report, out_path: str) -> None:
@@ -133,7 +170,8 @@ def plot_timeline(history_path: str, nemesis_log: list, report, out_path: str) -
         ax.scatter(xs, ys, s=size, c=color, marker=marker, label=kind, linewidths=0.8)
     colors = {"kill": "tab:red", "pause": "tab:purple", "partition": "tab:green",
               "clock": "tab:olive", "isolate": "tab:cyan", "restart-dc": "tab:brown",
-              "restart-dc-all": "tab:pink"}
+              "restart-dc-all": "tab:pink", "manager-kill": "darkgoldenrod",
+              "manager-pause": "slateblue"}
     t_hist = max(time_of.values(), default=0.0)
     open_faults: dict = {}
     for e in nemesis_log:

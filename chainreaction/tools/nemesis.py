@@ -11,10 +11,14 @@ The faults: ``kill`` (kill -9 one process, restart it), ``pause`` (SIGSTOP, SIGC
 a DC, through the transport's fault hook), ``clock`` (skew one node's or frontend's clock),
 ``isolate`` (cut one DC off, heal its links one at a time), ``restart-dc`` (kill -9 every
 node of one DC at once, as a power cut does, then restart them one by one in random order
-with random gaps, some longer than the failure timeout: issue 14) and ``restart-dc-all``
-(the same for every process of the DC: manager, nodes, frontends, proxy). Restarts use the
-command line ``cluster.json`` records, so they start each process exactly as ``cluster up``
-did, with its data.
+with random gaps, some longer than the failure timeout: issue 14), ``restart-dc-all``
+(the same for every process of the DC: manager, nodes, frontends, proxy), and the long
+manager outages ``manager-kill`` (kill -9 one DC's manager, restart it at the heal) and
+``manager-pause`` (SIGSTOP it, SIGCONT at the heal): they last ``manager_outage_s`` (30 s
+by default; shortened to what is left of the run, if that is at least 5 s), since the
+manager is off the data path and its DC's clients should not notice it is gone. Restarts
+use the command line ``cluster.json`` records, so they start each process exactly as
+``cluster up`` did, with its data.
 """
 
 from __future__ import annotations
@@ -30,8 +34,11 @@ from .. import messages as m
 from ..runtime.probe import ask
 from .cluster import LocalCluster
 
-NEMESES = ("kill", "pause", "partition", "clock", "isolate", "restart-dc", "restart-dc-all")
+NEMESES = ("kill", "pause", "partition", "clock", "isolate", "restart-dc", "restart-dc-all",
+           "manager-kill", "manager-pause")
 RESTARTS = ("restart-dc", "restart-dc-all")  # kill a DC's processes, restart one at a time
+MANAGER_OUTAGES = ("manager-kill", "manager-pause")  # one DC's manager, for manager_outage_s
+MIN_MANAGER_OUTAGE_S = 5.0  # shorter than this (near the end of a run): not planned
 
 
 @attrs.frozen
@@ -47,7 +54,7 @@ class Fault:
     # restart-dc(-all): when each target starts again, in the order of ``targets`` (all of
     # them die at ``start``; ``end`` is the last restart)
     restarts: tuple = ()
-    dc: int | None = None  # restart-dc(-all): the DC
+    dc: int | None = None  # restart-dc(-all), manager-kill, manager-pause: the DC
 
     @property
     def between_dcs(self) -> bool:
@@ -59,6 +66,11 @@ class Fault:
         what = {"kill": "kill -9, restart", "pause": "SIGSTOP, SIGCONT",
                 "partition": "cut links between", "clock": f"clock {self.skew_ms:+d} ms on",
                 "isolate": "cut every WAN link of"}
+        if self.kind in MANAGER_OUTAGES:
+            how, state = (("kill", "down") if self.kind == "manager-kill"
+                          else ("pause", "stopped"))
+            return (f"{self.start:6.1f}-{self.end:6.1f} s  {what[how]} {self.targets[0]} "
+                    f"(dc{self.dc}'s manager, {state} {self.end - self.start:.1f} s)")
         if self.kind in RESTARTS:
             return (f"{self.start:6.1f}-{self.end:6.1f} s  kill -9 "
                     f"{'every node' if self.kind == 'restart-dc' else 'every process'} of "
@@ -85,7 +97,22 @@ def plan_faults(config, cluster: LocalCluster) -> list[Fault]:
         if t + length > config.time_s - 1.0:
             break
         kind = rng.choice(nemeses)
-        if kind in ("kill", "pause"):
+        if kind in MANAGER_OUTAGES:
+            room = config.time_s - 1.0 - t
+            if config.manager_outage_s <= room:
+                length = config.manager_outage_s
+            elif room >= MIN_MANAGER_OUTAGE_S:
+                length = room  # shortened to what is left of the run
+            else:  # no room now, nor later: the others only
+                nemeses = [n for n in nemeses if n not in MANAGER_OUTAGES]
+                if not nemeses:
+                    break
+                kind = rng.choice(nemeses)
+        if kind in MANAGER_OUTAGES:
+            dc = rng.randrange(config.dcs)
+            faults.append(Fault(kind, t, t + length, tuple(cluster.of_dc(dc, "manager")),
+                                dc=dc))
+        elif kind in ("kill", "pause"):
             role = rng.choice([r for r in by_role if by_role[r]])
             faults.append(Fault(kind, t, t + length, (rng.choice(by_role[role]),)))
         elif kind == "clock":
@@ -191,12 +218,12 @@ class Nemesis:
             self._note(fault, "stage" if stage else "heal" if heal else "start", ok,
                        f"links to {', '.join(f'dc{d}' for d in others)}")
             return
-        if fault.kind == "kill":
+        if fault.kind in ("kill", "manager-kill"):
             if heal:
                 self.cluster.restart(target)
             else:
                 self.cluster.kill(target, signal.SIGKILL)
-        elif fault.kind == "pause":
+        elif fault.kind in ("pause", "manager-pause"):
             self.cluster.kill(target, signal.SIGCONT if heal else signal.SIGSTOP)
             (self.paused.discard if heal else self.paused.add)(target)
         elif fault.kind == "clock":

@@ -10,7 +10,7 @@ A node's role for a key follows from its position in the key's chain on the curr
 * **Every node** (``Update``): stores the version if it is newer, forwards it to its
   successor. The **tail** marks it stable (DC-Write-Stable), sends ``Stable`` up to its
   predecessor (each predecessor passes it on) and a ``StableNotice`` to the frontend.
-* **Reads** are answered by any chain node whose copy is at least the reader's
+* **Reads** (node_reads.py) are answered by any chain node whose copy is at least the reader's
   ``min_version`` and whose range is not being synced; otherwise ``ReadMiss`` and the
   frontend walks up the chain.
 * **Dependency checks** are answered by the tail, which waits (bounded) until it holds
@@ -61,6 +61,7 @@ from .core import Core, Identity
 from .dependency_checks import DependencyChecks
 from .effects import Send
 from .node_config import NodeConfig
+from .node_reads import NodeReads
 from .chain_lease import ChainLeases
 from .request_ids import RequestIds
 from .ring import hash_point
@@ -81,7 +82,7 @@ class _Unstable:
     origin: str = ""  # frontend that wrote it (the tail's StableNotice goes there)
 
 
-class NodeCore(Core):
+class NodeCore(NodeReads, Core):
     """One backend node (the contract: core.py). ``store`` is injected (RocksStore in
     production, MemoryStore in tests); with an ``identity`` it heartbeats its manager."""
 
@@ -529,13 +530,15 @@ class NodeCore(Core):
 
     def _on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
         """Ack of an orphan we reinjected at the head: the head has it (or something newer)
-        and drives it down. It stays an orphan here (the chain before us may still lack
-        it, fuzz seed 1010157) until it is stable, superseded or no longer ours; the
-        redrive resends it meanwhile, no sooner than usual."""
+        and drives it down. A chain member keeps it an orphan (the chain before us may still
+        lack it, fuzz seed 1010157) until it is stable or superseded; the redrive resends it
+        meanwhile, no sooner than usual. Out of the chain we are done with it."""
         pending = self._unstable.get(msg.key)
         if pending is not None and pending.orphan and pending.version <= msg.version:
             pending.sent_at = now
             self.counters["orphan_reinjected"] += 1
+            if self.ring is not None and self.name not in self.ring.chain(msg.key):
+                del self._unstable[msg.key]  # the chain is others': its head drives it
         return []
 
     def _redrive(self, now: float, force: bool) -> list:
@@ -558,11 +561,13 @@ class NodeCore(Core):
             pos = chain.index(self.name) + 1 if self.name in chain else 0
             pending.sent_at = now
             self.counters["redrive"] += 1
+            # Out of the chain (left out for a broken link, or marked down while alive), we
+            # may be the only one holding it (acknowledged at k=1, its update lost): an
+            # orphan, reinjected at the head until the head has it.
+            pending.orphan = pending.orphan or pos == 0
             if pending.orphan and pos != 1:
                 # Reinject at the head with its original version; the head acks to us.
                 out.append(Send(chain[0], self._update_of(key, record, self.name, 0, 1)))
-            elif pos == 0:
-                del self._unstable[key]  # no longer ours; the chain members redrive it
             elif pos == len(chain):
                 record = self.shipping.at_tail(record)
                 if record.stable:
@@ -585,60 +590,6 @@ class NodeCore(Core):
         for src, put in self._held_puts.pop():
             out += self._on_put(src, put, now)
         return out
-
-    # -- reads and dependency checks -----------------------------------------------------------
-
-    def _on_read(self, src: str, msg: m.Read, now: float) -> list:
-        refused = self._check_epoch(src, msg.op, msg.epoch)
-        if refused:
-            return refused
-        arc = self.ring.arc_of(msg.key)
-        chain = self.ring.chain_of_arc(arc)
-        if self.name not in chain:
-            return self._error(src, msg.op, m.NOT_IN_CHAIN, f"{self.name} is not in the chain")
-        pos = chain.index(self.name) + 1
-        if self.copier.copying(arc):
-            self.counters["read_miss_syncing"] += 1
-            return [Send(src, m.ReadMiss(msg.op, msg.key, "syncing"))]
-        record = self.store.get(msg.key)
-        if record is None and msg.min_version is not None and self._tombstones.covers(
-                msg.min_version):
-            # What the session knows of this key was deleted and collected here.
-            self.counters["read_collected"] += 1
-            return [Send(src, m.ReadReply(msg.op, msg.key, False, None, None, pos, False, 0,
-                                          self._tombstones.floor))]
-        if msg.min_version is not None and (record is None or record.version < msg.min_version):
-            self.counters["read_miss_older"] += 1
-            return [Send(src, m.ReadMiss(msg.op, msg.key, "older"))]
-        if record is None:
-            return [Send(src, m.ReadReply(msg.op, msg.key, False, None, None, pos, False, 0,
-                                          self._tombstones.floor))]
-        if msg.clean_only and not record.stable:
-            self.counters["read_miss_dirty"] += 1
-            return [Send(src, m.ReadMiss(msg.op, msg.key, "dirty"))]
-        if (not record.stable and pos < self.config.eager
-                and (msg.min_version is None or msg.min_version < record.version)):
-            # Maybe not acknowledged yet (it reaches k nodes at position k): were we to fail
-            # before passing it on, the client's retry would apply the write again with
-            # another version, and a session that read this one saw it change (fuzz seed
-            # 910438). Below us in the chain it is, or an older one.
-            self.counters["read_miss_unacknowledged"] += 1
-            return [Send(src, m.ReadMiss(msg.op, msg.key, "unacknowledged"))]
-        return [Send(src, m.ReadReply(msg.op, msg.key, record.value is not None, record.value,
-                                      record.version, pos, self.shipping.client_stable(record),
-                                      record.seq))]
-
-    def _on_dep_check(self, src: str, msg: m.DepCheck, now: float) -> list:
-        refused = self._check_epoch(src, msg.op, msg.epoch)
-        if refused:
-            return refused
-        chain = self.ring.chain(msg.key)
-        if chain[-1] != self.name:
-            return self._error(src, msg.op, m.NOT_TAIL, f"tail of {msg.key!r} is {chain[-1]}")
-        refused = self._check_lease(src, msg.op, chain, now)
-        if refused:
-            return refused
-        return self.dep_checks.check(src, msg, now)
 
     # -- membership and state transfer ----------------------------------------------------------
 

@@ -1,0 +1,64 @@
+"""A node's answers to reads and dependency checks (docs/protocol.md §3.3): part of
+``NodeCore`` (node.py), split out to keep each module to one job; it uses the node's
+ring, store, copier, tombstones, shipping and lease checks."""
+
+from __future__ import annotations
+
+from . import messages as m
+from .effects import Send
+
+
+class NodeReads:
+    """Mixed into ``NodeCore``."""
+
+    def _on_read(self, src: str, msg: m.Read, now: float) -> list:
+        refused = self._check_epoch(src, msg.op, msg.epoch)
+        if refused:
+            return refused
+        arc = self.ring.arc_of(msg.key)
+        chain = self.ring.chain_of_arc(arc)
+        if self.name not in chain:
+            return self._error(src, msg.op, m.NOT_IN_CHAIN, f"{self.name} is not in the chain")
+        pos = chain.index(self.name) + 1
+        if self.copier.copying(arc):
+            self.counters["read_miss_syncing"] += 1
+            return [Send(src, m.ReadMiss(msg.op, msg.key, "syncing"))]
+        record = self.store.get(msg.key)
+        if record is None and msg.min_version is not None and self._tombstones.covers(
+                msg.min_version):
+            # What the session knows of this key was deleted and collected here.
+            self.counters["read_collected"] += 1
+            return [Send(src, m.ReadReply(msg.op, msg.key, False, None, None, pos, False, 0,
+                                          self._tombstones.floor))]
+        if msg.min_version is not None and (record is None or record.version < msg.min_version):
+            self.counters["read_miss_older"] += 1
+            return [Send(src, m.ReadMiss(msg.op, msg.key, "older"))]
+        if record is None:
+            return [Send(src, m.ReadReply(msg.op, msg.key, False, None, None, pos, False, 0,
+                                          self._tombstones.floor))]
+        if msg.clean_only and not record.stable:
+            self.counters["read_miss_dirty"] += 1
+            return [Send(src, m.ReadMiss(msg.op, msg.key, "dirty"))]
+        if (not record.stable and pos < self.config.eager
+                and (msg.min_version is None or msg.min_version < record.version)):
+            # Maybe not acknowledged yet (it reaches k nodes at position k): were we to fail
+            # before passing it on, the client's retry would apply the write again with
+            # another version, and a session that read this one saw it change (fuzz seed
+            # 910438). Below us in the chain it is, or an older one.
+            self.counters["read_miss_unacknowledged"] += 1
+            return [Send(src, m.ReadMiss(msg.op, msg.key, "unacknowledged"))]
+        return [Send(src, m.ReadReply(msg.op, msg.key, record.value is not None, record.value,
+                                      record.version, pos, self.shipping.client_stable(record),
+                                      record.seq))]
+
+    def _on_dep_check(self, src: str, msg: m.DepCheck, now: float) -> list:
+        refused = self._check_epoch(src, msg.op, msg.epoch)
+        if refused:
+            return refused
+        chain = self.ring.chain(msg.key)
+        if chain[-1] != self.name:
+            return self._error(src, msg.op, m.NOT_TAIL, f"tail of {msg.key!r} is {chain[-1]}")
+        refused = self._check_lease(src, msg.op, chain, now)
+        if refused:
+            return refused
+        return self.dep_checks.check(src, msg, now)

@@ -1,6 +1,6 @@
 """The control plane is off the data path (issue 15): with membership unchanged, a DC's
 manager killed with -9 for 30 s, then stopped with SIGSTOP for 30 s, changes nothing for
-clients. Before chain leases, puts stopped within half a failure timeout (every head
+clients; a link broken between two live nodes is repaired like a dead node. Before chain leases, puts stopped within half a failure timeout (every head
 waited for the manager to renew its lease) and the DC served reads only.
 
 Real processes on 127.0.0.1: 8 sessions (half puts, each put depending on the session's
@@ -19,8 +19,10 @@ import pytest
 import trio
 
 from chainreaction import checker
+from chainreaction import messages as m
 from chainreaction.client import ChainReactionError, Session
 from chainreaction.history import HistoryWriter
+from chainreaction.runtime.probe import ask, process_stats
 
 from .e2e_helpers import running_cluster
 
@@ -29,6 +31,8 @@ pytestmark = pytest.mark.e2e
 SESSIONS = 8
 WARMUP_S, BEFORE_S, WINDOW_S, BETWEEN_S = 2.0, 10.0, 30.0, 3.0
 MAX_OPS = 100_000  # per session (a bound only)
+LINK_CUT_S = 30.0
+REPAIR_S = 3.0  # the failure timeout (1 s) and the ring change, with room
 
 
 class Load:
@@ -100,3 +104,37 @@ async def test_a_dead_or_stopped_manager_changes_nothing_for_clients(tmp_path):
     assert rates["before"] > 50, rates
     for fault in ("kill -9", "SIGSTOP"):
         assert rates[fault] >= 0.9 * rates["before"], (fault, rates, load.errors)
+
+
+async def test_a_broken_link_between_two_nodes_is_repaired_like_a_dead_node(tmp_path):
+    """Issue 15: both nodes kept heartbeating the manager, so nothing was repaired and the
+    chains holding both waited for the link (0 ops/s for the whole partition). Now one of
+    the two is left out after the failure timeout (1 s here) and the DC serves on."""
+    history_path = tmp_path / "history.jsonl"
+    async with running_cluster(tmp_path, nodes=3, replication=3) as cluster:
+        history = HistoryWriter(str(history_path))
+        try:
+            load = Load(cluster.urls_of(0), history)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(load.run)
+                await trio.sleep(WARMUP_S + BEFORE_S)  # sleep-ok: a window of real load
+                before = load.rate(WARMUP_S, WARMUP_S + BEFORE_S)
+                start = load.now()
+                a, b = "n1", "n2"
+                for name, other in ((a, b), (b, a)):
+                    await ask(cluster.processes[name].addr, m.FaultControl(1, 0, (other,)))
+                await trio.sleep(LINK_CUT_S)  # sleep-ok: the partition's window
+                during = load.rate(start + REPAIR_S, load.now())
+                manager = await process_stats(cluster.processes["manager"].addr)
+                for name in (a, b):
+                    await ask(cluster.processes[name].addr, m.FaultControl(1, 0, ()))
+                await trio.sleep(BETWEEN_S)  # sleep-ok: healed, back to normal
+                load.stop.set()
+        finally:
+            history.close()
+    report = checker.check(str(history_path))
+    print({"before": round(before), "during": round(during)}, manager["left_out_for_links"],
+          load.errors)
+    assert report.valid, checker.format_report(report)
+    assert manager["left_out_for_links"] == ["n2"], manager
+    assert during >= 0.8 * before, (before, during, load.errors)

@@ -403,6 +403,15 @@ def test_node_never_dies_on_unexpected_messages():
     assert out == [] and c.nodes["a"].counters["unexpected_message"] == 1
 
 
+def write_through(nodes, head, key, rid, value, now):
+    """A put at ``head`` and its update through the rest of the chain; the head's ack."""
+    effects = nodes[head].handle("fe", put(key=key, value=value, rid=rid), now)
+    for e in effects:
+        if e.to in nodes:
+            nodes[e.to].handle(head, e.msg, now)
+    return next(e.msg for e in effects if isinstance(e.msg, m.PutAck))
+
+
 def copy_to_c(nodes, requests, ring_abc, ring_ab, now):
     """a and b learn the ring with c; c's copy requests are served to the end."""
     for n in "ab":
@@ -494,11 +503,7 @@ def test_a_node_that_copies_a_range_knows_the_request_ids_applied_there_before()
     head = ring_ab.chain(key)[0]
 
     def write(rid, value, now):
-        effects = nodes[head].handle("fe", put(key=key, value=value, rid=rid), now)
-        for e in effects:  # through the rest of the chain
-            if e.to in nodes:
-                nodes[e.to].handle(head, e.msg, now)
-        return next(e.msg for e in effects if isinstance(e.msg, m.PutAck))
+        return write_through(nodes, head, key, rid, value, now)
 
     first = write(b"lost-ack", b"v1", 1.0)  # the frontend never hears of it
     write(b"later", b"v2", 1.1)  # overwrites it
@@ -530,11 +535,7 @@ def test_a_node_back_with_an_orphan_answers_a_retry_with_the_version_readers_see
     head = ring_ab.chain(key)[0]
 
     def write(rid, value, now):
-        effects = nodes[head].handle("fe", put(key=key, value=value, rid=rid), now)
-        for e in effects:  # through the rest of the chain
-            if e.to in nodes:
-                nodes[e.to].handle(head, e.msg, now)
-        return next(e.msg for e in effects if isinstance(e.msg, m.PutAck))
+        return write_through(nodes, head, key, rid, value, now)
 
     first_ack = write(b"lost-ack", b"v", 2.0)  # the retry; its ack is lost too
     assert first_ack.version > lone

@@ -170,7 +170,13 @@ class RangeCopier:
                 and self.name in old_chain
                 and previous.arc_of_point(end) not in old_syncing
             )
-            if served_before:
+            # Serving on is safe while a holder is in the chain (every write passes it) or
+            # we are one; a node the manager does not list yet (its copy ended after its
+            # last heartbeat) must not be the range's only authority: alone, it would make
+            # writes stable that no holder has, and the next copier, copying from the
+            # holders, would miss them (fuzz seed 2601133). It copies from them first.
+            listed = holders[new_arc] if holders is not None else None
+            if served_before and (not listed or any(n in new_chain for n in listed)):
                 continue
             if holders is None:  # (no custody known: the previous chain's members)
                 sources = tuple(n for n in old_chain if n != self.name and n in new)

@@ -127,7 +127,7 @@ def test_a_replica_back_on_an_empty_disk_copies_instead_of_serving_nothing():
 
 
 @pytest.mark.parametrize("seed", [910400, 910583, 920199, 1001587, 1002067, 1002464, 1010157,
-                                  1021255])
+                                  1021255, 2600915, 2601133])
 def test_fuzz_seeds_found_while_building_custody_stay_clean(seed):
     """Cases the group outages (whole-DC restarts, R or more nodes down) found during this
     work: an orphan settled by a node alone in its chain while the range's holder was down
@@ -138,6 +138,9 @@ def test_fuzz_seeds_found_while_building_custody_stay_clean(seed):
     down (1001587); a copied orphan the head acknowledged counted as vouched for while
     its update was still on the way to the node before it (1010157); a retry answered by
     a head back from a crash with the version it had given the write before, when the
-    chain had applied the retry again, newer, meanwhile (1021255)."""
+    chain had applied the retry again, newer, meanwhile (1021255); a node whose copy
+    ended after its last heartbeat, alone in the chain while the listed holders were down,
+    made writes stable that no holder had, and the next copier missed them (2600915,
+    2601133: invariant-only)."""
     outcome = run_case(make_case(seed))
     assert outcome.quiet and outcome.valid, (outcome.anomalies, outcome.violations[:3])

@@ -73,6 +73,13 @@ def observe(held: tuple, ring: Ring, name: str, syncing: set) -> tuple | None:
     return None if changed is None else tuple(changed)
 
 
+def took_over(held: tuple, updated: tuple, ring: Ring) -> bool:
+    """Whether some arc whose holders were all out of its chain now has one in it: the
+    new holder waits for a ring listing it before it acts (state_transfer.py)."""
+    return any(not (old & set(ring.chain_of_arc(arc))) and new & set(ring.chain_of_arc(arc))
+               for arc, (old, new) in enumerate(zip(held, updated)) if old != new)
+
+
 def forget(held: tuple, name: str) -> tuple:
     """``name`` lost its store: it holds nothing."""
     return tuple(holders - {name} for holders in held)

@@ -237,6 +237,9 @@ class ManagerCore(Core):
         if msg.epoch == self.ring.epoch and msg.store_id == self._store_ids.get(msg.name):
             updated = custody.observe(self.custody, self.ring, msg.name, set(msg.syncing))
             if updated is not None:
+                if custody.took_over(self.custody, updated, self.ring):
+                    # it waits for a ring that lists it before it acts (state_transfer.py)
+                    self._force_publish = self._dirty = True
                 self.custody = updated
                 self.counters["custody_gained"] += 1
                 self._save()

@@ -94,6 +94,14 @@ class RangeCopier:
         self.counters = counters
         self._syncs: dict[int, Sync] = {}
         self._syncing_arcs: dict[int, set] = {}  # arc -> ids of the copies it waits for
+        # Arcs of the current ring whose listed holders are all out of our chain while the
+        # manager does not list us: we hold them (copied, or served before), but act on
+        # them only once a ring lists us (custody.py): otherwise writes would become
+        # stable that no listed holder has, and the next node copying from the listed
+        # holders would miss them (fuzz seeds 8, 2600915, 2601133). Heartbeats report
+        # them as not copying, which is how the manager comes to list us.
+        self._unlisted: set[int] = set()
+        self._awaiting: set[int] = set()  # of those, the ones already copied
         # newest request per (requester, ranges), served once we have its ring
         self._held_requests: dict[tuple, m.SyncRequest] = {}
         self._streams: list[_Stream] = []
@@ -106,11 +114,12 @@ class RangeCopier:
         return bool(self._syncs)
 
     def copying(self, arc: int) -> bool:
-        """Whether ``arc`` of the current ring is in quarantine."""
-        return arc in self._syncing_arcs
+        """Whether ``arc`` of the current ring is in quarantine (copying, or copied and
+        waiting for the manager to list us as its holder)."""
+        return arc in self._syncing_arcs or arc in self._awaiting
 
     def arcs_in_quarantine(self) -> int:
-        return len(self._syncing_arcs)
+        return len(self._syncing_arcs) + len(self._awaiting)
 
     def syncing_arcs(self) -> tuple:
         return tuple(sorted(self._syncing_arcs))
@@ -158,8 +167,10 @@ class RangeCopier:
             # Restarted while still a member (or the manager restarted too and forgot the
             # previous ring): copy from our chain peers.
             old = new
-        old_syncing = set(self._syncing_arcs)
+        old_syncing = set(self._syncing_arcs)  # (copied ones waiting for a listing served)
         holders = self._holders(msg)
+        self._unlisted.clear()
+        self._awaiting.clear()
 
         wanted: dict[str, list] = {}
         for start, end, old_chain, new_chain, new_arc in segments(old, new):
@@ -170,13 +181,13 @@ class RangeCopier:
                 and self.name in old_chain
                 and previous.arc_of_point(end) not in old_syncing
             )
-            # Serving on is safe while a holder is in the chain (every write passes it) or
-            # we are one; a node the manager does not list yet (its copy ended after its
-            # last heartbeat) must not be the range's only authority: alone, it would make
-            # writes stable that no holder has, and the next copier, copying from the
-            # holders, would miss them (fuzz seed 2601133). It copies from them first.
             listed = holders[new_arc] if holders is not None else None
-            if served_before and (not listed or any(n in new_chain for n in listed)):
+            if listed and not any(n in new_chain for n in listed):
+                self._unlisted.add(new_arc)
+                if served_before:
+                    self._awaiting.add(new_arc)
+                    continue
+            if served_before:
                 continue
             if holders is None:  # (no custody known: the previous chain's members)
                 sources = tuple(n for n in old_chain if n != self.name and n in new)
@@ -335,6 +346,8 @@ class RangeCopier:
                 ids.discard(sid)
                 if not ids:
                     del self._syncing_arcs[arc]
+                    if arc in self._unlisted:
+                        self._awaiting.add(arc)
 
     def _overlaps(self, ranges: tuple) -> bool:
         """Whether any (start, end] in ``ranges`` overlaps a range we are copying."""

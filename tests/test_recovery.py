@@ -127,7 +127,7 @@ def test_a_replica_back_on_an_empty_disk_copies_instead_of_serving_nothing():
 
 
 @pytest.mark.parametrize("seed", [910400, 910583, 920199, 1001587, 1002067, 1002464, 1010157,
-                                  1021255, 2600915, 2601133])
+                                  1021255, 2600915, 2601133, 8, 2700543])
 def test_fuzz_seeds_found_while_building_custody_stay_clean(seed):
     """Cases the group outages (whole-DC restarts, R or more nodes down) found during this
     work: an orphan settled by a node alone in its chain while the range's holder was down
@@ -141,6 +141,8 @@ def test_fuzz_seeds_found_while_building_custody_stay_clean(seed):
     chain had applied the retry again, newer, meanwhile (1021255); a node whose copy
     ended after its last heartbeat, alone in the chain while the listed holders were down,
     made writes stable that no holder had, and the next copier missed them (2600915,
-    2601133: invariant-only)."""
+    2601133: invariant-only; 8 and 2700543 with the first fix, a copy from the stale
+    listed holder). A node that holds a range the manager does not list it for, while
+    no listed holder is in its chain, now waits for a ring that lists it."""
     outcome = run_case(make_case(seed))
     assert outcome.quiet and outcome.valid, (outcome.anomalies, outcome.violations[:3])

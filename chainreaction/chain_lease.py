@@ -135,7 +135,7 @@ class ChainLeases:
         return self.requests(now)
 
     def requests(self, now: float) -> list:
-        """Ask every chain peer for a lease (renewal; also at once on a new ring)."""
+        """Ask every other ring member for a lease (renewal; also at once on a new ring)."""
         if not self.peers or not self.required:
             return []
         self._stamp += 1
@@ -151,6 +151,10 @@ class ChainLeases:
             self._pending = {peer: end for peer, end in self._pending.items() if end > t}
         return bool(self._pending)
 
+    def _barred(self, t: float) -> bool:
+        """Whether we may neither act nor vouch now: quiet, or on a ring known stale."""
+        return self._quiet(t) or self.epoch < self._newest_seen
+
     def on_request(self, src: str, msg: m.LeaseRequest, now: float) -> list:
         t = self._now(now)
         self.note_epoch(msg.epoch)
@@ -158,7 +162,7 @@ class ChainLeases:
             # on our epoch or a newer one: it holds no lease on an older one
             self._peer_epoch[src] = max(self._peer_epoch.get(src, 0), msg.epoch)
             self._pending.pop(src, None)
-        if msg.epoch != self.epoch or self.epoch < self._newest_seen or self._quiet(t):
+        if msg.epoch != self.epoch or self._barred(t):
             self.counters["lease_refused"] += 1
             if msg.epoch >= self.epoch:
                 self._waiting[src] = msg  # answered once we are on it and not quiet
@@ -175,7 +179,7 @@ class ChainLeases:
         return [Send(src, m.LeaseGrant(msg.epoch, msg.stamp))]
 
     def _answer_waiting(self, t: float) -> list:
-        if not self._waiting or self._quiet(t) or self.epoch < self._newest_seen:
+        if not self._waiting or self._barred(t):
             return []
         out: list = []
         for peer, request in list(self._waiting.items()):
@@ -207,7 +211,7 @@ class ChainLeases:
         if not self.required:
             return True
         t = self._now(now)
-        if self._quiet(t) or self.epoch < self._newest_seen:
+        if self._barred(t):
             return False
         until = self.until
         return all(until.get(peer, t) > t for peer in chain if peer != self.name)
@@ -215,7 +219,7 @@ class ChainLeases:
     def left(self, chain: tuple, now: float) -> float:
         """Seconds until we may no longer act for ``chain`` (0 or less: we may not now)."""
         t = self._now(now)
-        if self._quiet(t) or self.epoch < self._newest_seen:
+        if self._barred(t):
             return 0.0
         ends = [self.until.get(peer, t) for peer in chain if peer != self.name]
         return min(ends, default=float("inf")) - t

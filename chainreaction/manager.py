@@ -42,6 +42,15 @@ to hear from the live nodes, then marks the silent ones down. Without one, a res
 manager starts from an empty ring (every node it hears counts as a holder of its chains),
 and publishes a ring whose epoch is above every epoch the nodes reported, so epochs never
 go backwards.
+
+**Standby** (``--managers 3``, through etcd: ``runtime/manager_process.py``). A standby
+core hears every member's heartbeats (members heartbeat every manager of their DC) and
+tracks who is alive, but answers nothing and publishes nothing. When its process wins the
+election it is ``promote``d with the state the last leader committed to etcd: it knows
+already who is alive, so a node that died while no manager was active is marked down on
+the first ring it publishes. Every save is committed to etcd, fenced by the leadership,
+before anything the core says after it leaves the process (the driver's group commit), so
+a deposed leader can publish no ring: epochs never fork and never go backwards.
 """
 
 from __future__ import annotations
@@ -83,8 +92,10 @@ class ManagerCore(Core):
 
     def __init__(self, config: ManagerConfig, now: float, name: str = "manager",
                  monotonic: Callable[[], float] | None = None,
-                 state: StateFile | None = None) -> None:
+                 state: StateFile | None = None, standby: bool = False) -> None:
         super().__init__(name, now, monotonic=monotonic)
+        self.standby = standby  # hears heartbeats, says nothing (``promote``)
+        self._started = now
         self.config = config
         self.ring = Ring(0, (), config.replication, config.vnodes)
         self.previous: Ring | None = None
@@ -131,12 +142,30 @@ class ManagerCore(Core):
         })
         self.counters["state_saved"] += 1
 
+    def promote(self, saved: dict | None, state: StateFile | None, now: float) -> list:
+        """A standby becomes the DC's manager, continuing from ``saved`` (the state the last
+        one committed) and saving to ``state`` from now on. It publishes once it has
+        heard every live member (a failure timeout after it started listening), marking
+        the silent ones down."""
+        assert self.standby, "only a standby is promoted"
+        self.standby = False
+        self._state = state
+        floor = self._epoch_floor
+        if saved is not None:
+            self._restore(saved)
+        self._epoch_floor = max(floor, self._epoch_floor)
+        self._grace_until = max(now, self._started + self.config.failure_timeout_s,
+                                self._grace_until)
+        self._dirty = True
+        self.counters["promoted"] += 1
+        return self._publish_if_dirty(now)
+
     def ring_update(self) -> m.RingUpdate:
         return m.RingUpdate(self.ring, self.previous, custody.to_wire(self.custody),
                             tuple(sorted(self._store_ids.items())))
 
     def _on_get_ring(self, src: str, msg: m.GetRing, now: float) -> list:
-        if self.ring.epoch <= msg.epoch:
+        if self.standby or self.ring.epoch <= msg.epoch:
             return []  # nothing newer to tell (e.g. still in the start-up grace)
         return [Send(src, self.ring_update())]
 
@@ -159,6 +188,8 @@ class ManagerCore(Core):
                 self.counters[f"{peer.role}_failed"] += 1
                 if peer.role == "node":
                     self._dirty = True
+        if self.standby:
+            return []
         live = {name for name, p in self._peers.items() if p.role == "node"}
         left_out = self._links.left_out(live, now)
         if left_out != self._left_out:
@@ -169,6 +200,7 @@ class ManagerCore(Core):
     def stats(self) -> dict:
         median = self._median_offset_us()
         return {
+            "manager_state": "standby" if self.standby else "active",
             "epoch": self.ring.epoch,
             "nodes": [n for n, p in sorted(self._peers.items()) if p.role == "node"],
             "frontends": [n for n, p in sorted(self._peers.items()) if p.role == "frontend"],
@@ -206,6 +238,9 @@ class ManagerCore(Core):
         if msg.sent_at_us:
             peer.offset_us = msg.sent_at_us - int(now * 1_000_000)
         self._store_clock_us = max(self._store_clock_us, msg.clock_us)
+        if self.standby:
+            self._dirty = False  # (the ring it publishes once promoted is built afresh)
+            return []
         if msg.role == "node":
             self._note_custody(msg)
             self._links.report(msg.name, msg.unreachable, now)

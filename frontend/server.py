@@ -19,7 +19,7 @@ from trio_websocket import ConnectionClosed, serve_websocket
 
 from chainreaction import codec
 from chainreaction import messages as m
-from chainreaction.runtime.driver import MANAGER, Driver, serve, wall_clock
+from chainreaction.runtime.driver import Driver, learn_managers, serve, wall_clock
 from chainreaction.runtime.transport import Transport, split_addr
 
 from .core import FrontendConfig, FrontendCore
@@ -96,7 +96,7 @@ async def run_frontend(name: str, listen: str, ws_listen: str, manager_addr: str
     driver = Driver(FrontendCore(name, random.Random(seed), config, wall_clock(),
                                  monotonic=time.monotonic), None)
     transport = Transport(name, "frontend", listen, driver.on_message)
-    transport.learn(MANAGER, manager_addr)
+    learn_managers(transport, manager_addr)
     if proxy_addr:
         transport.learn(config.proxy, proxy_addr)
     driver.attach(transport)

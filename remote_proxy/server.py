@@ -22,7 +22,8 @@ import trio
 from chainreaction import codec
 from chainreaction import messages as m
 from chainreaction.netmodel import FifoLinks, Latency
-from chainreaction.runtime.driver import MANAGER, Driver, group_commit, serve, wall_clock
+from chainreaction.runtime.driver import (Driver, group_commit, learn_managers, serve,
+                                          wall_clock)
 from chainreaction.storage import DEFAULT_DURABILITY
 from chainreaction.runtime.transport import Transport
 
@@ -110,7 +111,7 @@ async def run_proxy(name: str, listen: str, manager_addr: str, data_dir: str,
     driver = ProxyDriver(core, wan_latency(wan_delay_s, wan_jitter_s),
                          random.Random(f"{wan_seed}:{name}"), group_commit(proxy_log, durability))
     transport = Transport(name, "proxy", listen, driver.on_message)
-    transport.learn(MANAGER, manager_addr)
+    learn_managers(transport, manager_addr)
     for peer, addr in peer_addrs.items():
         transport.learn(peer, addr)
     driver.attach(transport)

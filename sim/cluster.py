@@ -424,7 +424,8 @@ class SimCluster:
 
     # -- processes and faults -------------------------------------------------------------------
 
-    def _start(self, name: str, restarted: bool, boot_s: float = 0.0) -> None:
+    def _start(self, name: str, restarted: bool, boot_s: float = 0.0,
+               standby: bool = False) -> None:
         """A fresh core for process ``name`` (on its surviving store or log), as its
         command would start it; its timers begin ``boot_s`` later."""
         self._incarnation[name] = self._incarnation.get(name, 0) + 1
@@ -436,8 +437,9 @@ class SimCluster:
             config = self._manager_config
             if restarted:
                 config = attrs.evolve(config, startup_grace_s=config.failure_timeout_s)
-            core: Core = ManagerCore(config, now, name, monotonic=self._monotonic,
-                                     state=self.manager_states.setdefault(name, MemoryState()))
+            state = None if standby else self.manager_states.setdefault(name, MemoryState())
+            core: Core = ManagerCore(config, now, name, monotonic=self._monotonic, state=state,
+                                     standby=standby)
         elif role == "node":
             core = NodeCore(name, self.stores[name], self.node_configs[dc], now, identity,
                             monotonic=self._monotonic)
@@ -496,6 +498,24 @@ class SimCluster:
         """Start a fresh core on the crashed process's surviving store."""
         self.down.discard(name)
         self._start(name, restarted=True)
+
+    def start_standby(self, name: str) -> None:
+        """A standby manager (``--managers 3``) stands in for the crashed manager ``name``:
+        the members heartbeat it (they heartbeat every manager of their DC), it says
+        nothing until ``promote``."""
+        assert self.role_of[name] == "manager" and name in self.down, name
+        self.down.discard(name)
+        self._start(name, restarted=False, standby=True)
+
+    def promote(self, name: str) -> None:
+        """The standby wins the election and continues from the state the crashed manager
+        committed (etcd in production: ``runtime/election.py``)."""
+        state = self.manager_states.setdefault(name, MemoryState())
+        core = self.processes[name]
+        if name in self.down or not core.standby:
+            return  # (overlapping outages of one manager: promoted already, or down again)
+        self._apply(name, core.promote(state.load(), state, self.clock_of(name)))
+        self._plan_timer(name)
 
     def partition(self, a: str, b: str) -> None:
         self.cut.add(frozenset((a, b)))

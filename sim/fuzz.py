@@ -70,6 +70,9 @@ class Case:
     think_s: float = 0.0  # mean pause of a client between operations
     # partial: (isolated DC, DC healed first, DC healed last, cut, first heal, last heal)
     stages: tuple = ()
+    # a crashed manager's place is taken by a standby (``--managers 3``): it hears the
+    # members from the crash on and is promoted when the crash ends (``_standby_managers``)
+    standby_managers: bool = False
 
     def describe(self) -> str:
         head = (f"seed {self.seed}: {self.dcs} DC(s) x {self.nodes} nodes, R={self.replication}"
@@ -77,6 +80,7 @@ class Case:
                 f"{self.read:.0%} reads, moves {self.move_prob:.0%}, loss {self.loss:.1%}, "
                 f"{self.duration_s:.1f}s, {'FIFO links' if self.fifo else 'reordering links'}"
                 + (", staged WAN partitions, cross-DC failover" if self.partial else "")
+                + (", standby managers" if self.standby_managers else "")
                 + (", UNSAFE" if self.unsafe else ""))
         return "\n".join([head] + ["  " + f.describe() for f in self.faults])
 
@@ -109,7 +113,17 @@ def make_case(seed: int, unsafe: bool = False, partial: bool = True) -> Case:
     issue 12 and the group outages since issue 14 (the cases the seeds had before;
     regression tests replay those)."""
     case = _classic_case(seed, unsafe)
-    return _group_outages(_partial_partitions(case)) if partial else case
+    return _standby_managers(_group_outages(_partial_partitions(case))) if partial else case
+
+
+def _standby_managers(case: Case) -> Case:
+    """Half the cases that kill a manager have standbys (issue 15), drawn from their own
+    RNG (the rest of every case stays what it was): the manager's loss is then a takeover,
+    and nodes that die meanwhile are repaired by the standby once it is promoted."""
+    if not any(f.kind == "crash" and f.target[0].endswith("manager") for f in case.faults):
+        return case
+    rng = random.Random(f"fuzz-standby-{case.seed}")
+    return attrs.evolve(case, standby_managers=rng.random() < 0.5)
 
 
 def _group_outages(case: Case) -> Case:
@@ -256,9 +270,12 @@ class Outcome:
             " --unsafe" if self.case.unsafe else "")
 
 
-def _inject(cluster: SimCluster, fault: Fault) -> None:
+def _inject(cluster: SimCluster, fault: Fault, standby_managers: bool = False) -> None:
     name = fault.target[0]
-    if fault.kind == "crash":
+    if fault.kind == "crash" and standby_managers and cluster.role_of[name] == "manager":
+        cluster.at(fault.at, lambda: (cluster.crash(name), cluster.start_standby(name)))
+        cluster.at(fault.at + fault.length, lambda: cluster.promote(name))
+    elif fault.kind == "crash":
         cluster.at(fault.at, lambda: cluster.crash(name))
         cluster.at(fault.at + fault.length, lambda: cluster.restart(name))
     elif fault.kind == "pause":
@@ -301,7 +318,7 @@ def run_case(case: Case, trace: bool = False, check_invariants: bool = True) -> 
                       dcs=[dc for dc in range(case.dcs) if not case.stages
                            or dc != case.stages[2]])
     for fault in case.faults:
-        _inject(cluster, fault)
+        _inject(cluster, fault, case.standby_managers)
     if case.stages:
         a, b, c, cut, b_heals, c_heals = case.stages
         start = cluster.now

@@ -52,7 +52,7 @@ def free_base_port(count: int) -> int:
 async def running_cluster(tmp_path, **options):
     config = ClusterConfig(data_dir=str(tmp_path / "cluster"), failure_timeout_s=1.0,
                            **options)
-    config.base_port = free_base_port(config.dcs * config.ports_per_dc)
+    config.base_port = free_base_port(config.port_count)
     cluster = LocalCluster(config)
     cluster.start()
     try:

@@ -141,3 +141,69 @@ async def test_a_broken_link_between_two_nodes_is_repaired_like_a_dead_node(tmp_
     assert report.valid, checker.format_report(report)
     assert manager["left_out_for_links"] == ["n2"], manager
     assert during >= 0.8 * before, (before, during, load.errors)
+
+
+async def _active_manager(cluster, names: list) -> tuple[str, dict]:
+    """The manager that says it is active, and its stats (polling real processes)."""
+    with trio.fail_after(30):
+        while True:
+            for name in names:
+                try:
+                    stats = await process_stats(cluster.processes[name].addr, timeout_s=1)
+                except (trio.TooSlowError, OSError):
+                    continue
+                if stats.get("manager_state") == "active":
+                    return name, stats
+            await trio.sleep(0.05)  # sleep-ok: polling real processes we cannot drive
+
+
+async def test_a_standby_manager_takes_over_and_repairs_a_node_that_died_meanwhile(tmp_path):
+    """Issue 15, part 2: ``--managers 3`` through a real etcd (the cluster starts it).
+    kill -9 the active manager, then at once a node: no manager is active when the node
+    dies. A standby wins the election once the dead one's lease (2 s) ends, and since it
+    heard every heartbeat meanwhile, its first ring already marks the node down."""
+    history_path = tmp_path / "history.jsonl"
+    async with running_cluster(tmp_path, nodes=3, replication=3, managers=3) as cluster:
+        managers = cluster.of_dc(0, "manager")
+        assert len(managers) == 3 and "etcd" in cluster.processes
+        history = HistoryWriter(str(history_path))
+        try:
+            load = Load(cluster.urls_of(0), history)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(load.run)
+                await trio.sleep(WARMUP_S + 5.0)  # sleep-ok: a window of real load
+                before = load.rate(WARMUP_S, WARMUP_S + 5.0)
+                active, stats = await _active_manager(cluster, managers)
+                epoch = stats["epoch"]
+                killed_at = time.monotonic()
+                cluster.kill(active)
+                cluster.kill("n3")
+                standbys = [n for n in managers if n != active]
+                successor, stats = await _active_manager(cluster, standbys)
+                took_over = time.monotonic() - killed_at
+                with trio.fail_after(30):
+                    while "n3" not in stats["down"]:
+                        await trio.sleep(0.05)  # sleep-ok: polling a real process
+                        stats = await process_stats(cluster.processes[successor].addr)
+                    repaired_epoch = stats["epoch"]
+                    for node in ("n1", "n2"):
+                        while (await process_stats(cluster.processes[node].addr))["epoch"] \
+                                < repaired_epoch:
+                            await trio.sleep(0.05)  # sleep-ok: polling a real process
+                repaired = time.monotonic() - killed_at
+                start = load.now()
+                await trio.sleep(5.0)  # sleep-ok: a window of real load after the repair
+                after = load.rate(start, load.now())
+                load.stop.set()
+        finally:
+            history.close()
+    report = checker.check(str(history_path))
+    print({"took_over_s": round(took_over, 2), "repaired_s": round(repaired, 2),
+           "epoch": (epoch, repaired_epoch), "before": round(before), "after": round(after)},
+          load.errors)
+    assert report.valid, checker.format_report(report)
+    assert repaired_epoch > epoch
+    # The lease is 2 s and standbys try every 0.25 s; the repair follows the takeover
+    # within the new manager's first publish (it heard every member while standing by).
+    assert took_over < 6.0 and repaired - took_over < 3.0, (took_over, repaired)
+    assert after >= 0.8 * before, (before, after, load.errors)

@@ -472,3 +472,55 @@ def test_an_empty_disk_holds_nothing_and_every_node_replans():
     # once it reports it serves everything without copying, it holds its arcs again
     mgr.handle("a", m.Heartbeat("a", "node", "sim:a", 2, epoch + 1, store_id=2), 0.6)
     assert all("a" in holders for holders in mgr.custody)
+
+
+# -- standby managers (an election through etcd: runtime/election.py) ------------------------
+
+
+def standby(now=0.0):
+    return ManagerCore(ManagerConfig(replication=2, vnodes=4, failure_timeout_s=TIMEOUT),
+                       now, standby=True)
+
+
+def test_a_standby_hears_heartbeats_but_says_nothing_until_promoted():
+    from chainreaction.state_file import MemoryState
+
+    active, state = saving_manager(MemoryState()), MemoryState()
+    spare = standby()
+    for t in (0.0, 0.2, 0.4):
+        for name in "abc":
+            msg = m.Heartbeat(name, "node", f"sim:{name}", 1, active.ring.epoch, store_id=ord(name))
+            active.handle(name, msg, t)
+            assert spare.handle(name, msg, t) == []
+        assert spare.tick(t) == []
+    assert spare.handle("a", m.GetRing(0), 0.5) == []
+    assert spare.stats()["manager_state"] == "standby" and spare.ring.epoch == 0
+    committed = active.ring
+    # the active one dies; c dies while no manager is active; the standby wins the election
+    for t in (0.6, 1.0, 1.5, 2.0):
+        for name in "ab":
+            spare.handle(name, m.Heartbeat(name, "node", f"sim:{name}", 1, committed.epoch,
+                                           store_id=ord(name)), t)
+        spare.tick(t)
+    saved = active._state.load()
+    out = spare.promote(saved, state, 2.1)
+    to, update = updates(out)
+    # at once (it heard everyone for longer than the failure timeout): c is down, the epoch
+    # goes on from the committed ring, custody and store ids carry over, and it is saved
+    assert to == ["a", "b"] and update.ring.epoch == committed.epoch + 1
+    assert update.ring.down == {"c"} and state.saves == 1
+    assert spare.stats()["manager_state"] == "active"
+    assert dict(update.store_ids) == {"a": ord("a"), "b": ord("b"), "c": ord("c")}
+    for arc in range(update.ring.arc_count):
+        assert spare.custody[arc], arc
+
+
+def test_a_standby_promoted_soon_after_it_started_waits_to_hear_every_member():
+    spare = standby(now=5.0)
+    spare.handle("a", hb("a", epoch=7), 5.1)
+    assert spare.promote(None, None, 5.2) == []  # b may be alive: it has not heard it yet
+    spare.handle("b", hb("b", epoch=7), 5.3)
+    assert tick_through(spare, 5.3, 6.4) == []
+    to, update = updates(without_acks(tick_through(spare, 6.5, 6.6)))
+    # no committed state (the first manager ever): the epoch is above every reported one
+    assert to == ["a", "b"] and update.ring.epoch == 8 and update.ring.down == frozenset()

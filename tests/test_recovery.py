@@ -146,3 +146,38 @@ def test_fuzz_seeds_found_while_building_custody_stay_clean(seed):
     no listed holder is in its chain, now waits for a ring that lists it."""
     outcome = run_case(make_case(seed))
     assert outcome.quiet and outcome.valid, (outcome.anomalies, outcome.violations[:3])
+
+
+def test_a_node_that_dies_while_no_manager_is_active_is_repaired_once_a_standby_leads():
+    """Issue 15, part 2, in the simulator (the election itself: tests/test_election.py).
+    The active manager dies; a standby hears the members meanwhile; a node dies while no
+    manager is active and its chains stall; once the standby wins, its first ring marks
+    the node down, continuing from the committed epoch, and the chains serve again."""
+    cluster = SimCluster(11, nodes=3, replication=3)
+    cluster.wait_ready()
+    writer = cluster.session()
+    assert writer.call("put", "x", b"1")["ok"]
+    epoch = cluster.processes[MANAGER].ring.epoch
+    cluster.crash(MANAGER)
+    cluster.start_standby(MANAGER)
+    cluster.run_for(0.3)
+    cluster.crash("n3")
+    cluster.run_for(2.0)  # longer than the failure timeout: nobody repairs anything
+    assert all(cluster.processes[n].ring.epoch == epoch for n in ("n1", "n2"))
+    cluster.promote(MANAGER)
+    assert cluster.processes[MANAGER].ring.epoch == epoch + 1
+    assert cluster.processes[MANAGER].ring.down == {"n3"}
+    assert cluster.run_until(lambda: all(cluster.processes[n].ring.down == {"n3"}
+                                         for n in ("n1", "n2")), 0.5)
+    assert writer.call("put", "x", b"2", timeout_s=2)["ok"]
+    assert cluster.session().call("get", "x")["value"] == b"2"
+
+
+def test_fuzz_cases_with_standby_managers_stay_clean():
+    """A fuzz case whose manager crash is a standby's takeover (``sim fuzz`` draws them:
+    the closing notes give the ranges run)."""
+    for seed in (4100024,):
+        case = make_case(seed)
+        assert case.standby_managers
+        outcome = run_case(case)
+        assert outcome.quiet and outcome.valid, (seed, outcome.anomalies, outcome.violations[:3])

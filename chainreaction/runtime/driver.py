@@ -32,11 +32,37 @@ import trio
 from .. import messages as m
 from ..core import Core, Identity
 from ..effects import Send, ToClient
-from .transport import Transport
+from .transport import Transport, split_addr
 
 log = logging.getLogger(__name__)
 
 MANAGER = "manager"
+
+
+def manager_name(addr: str) -> str:
+    """The name a manager that stands in an election (``--etcd``) goes by: its own, so
+    the members that heartbeat all of a DC's managers tell them apart."""
+    return f"manager@{addr}"
+
+
+def parse_managers(spec: str) -> list[str]:
+    """``--manager HOST:PORT[,HOST:PORT...]``: the addresses, checked."""
+    addrs = [part.strip() for part in spec.split(",") if part.strip()]
+    if not addrs:
+        raise ValueError("--manager needs at least one HOST:PORT")
+    for addr in addrs:
+        split_addr(addr)
+    return addrs
+
+
+def learn_managers(transport: Transport, spec: str) -> None:
+    """A member reaches its DC's manager as ``MANAGER``: one address, or several (one
+    active manager and standbys, all of which hear its heartbeats: manager.py)."""
+    addrs = parse_managers(spec)
+    if len(addrs) == 1:
+        transport.learn(MANAGER, addrs[0])
+    else:
+        transport.learn_group(MANAGER, {manager_name(addr): addr for addr in addrs})
 
 
 def wall_clock() -> float:

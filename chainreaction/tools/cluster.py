@@ -70,6 +70,8 @@ class ClusterConfig:
     batch_interval_ms: float = 5.0
     tombstone_grace_s: float = 600.0
     unsafe_skip_dependency_checks: bool = False  # frontends break causality (checker tests)
+    managers: int = 1  # per DC; more than one: an election through etcd (manager.py)
+    etcd_url: str | None = None  # None with managers > 1: the cluster starts its own etcd
 
     @property
     def durability_level(self) -> str:
@@ -77,7 +79,16 @@ class ClusterConfig:
 
     @property
     def ports_per_dc(self) -> int:
-        return 2 + self.nodes + 2 * self.frontends
+        return 1 + self.managers + self.nodes + 2 * self.frontends
+
+    @property
+    def own_etcd(self) -> bool:
+        return self.managers > 1 and not self.etcd_url
+
+    @property
+    def port_count(self) -> int:
+        """Ports from ``base_port`` on: every DC's, then etcd's two if we start it."""
+        return self.dcs * self.ports_per_dc + (2 if self.own_etcd else 0)
 
     def validate(self) -> None:
         if self.nodes < 1:
@@ -88,6 +99,11 @@ class ClusterConfig:
             raise ValueError(f"--eager must be between 1 and --replication ({self.replication})")
         if self.frontends < 1:
             raise ValueError("--frontends must be at least 1")
+        if not 1 <= self.managers <= 7:
+            raise ValueError("--managers must be between 1 and 7")
+        if self.etcd_url and self.managers < 2:
+            raise ValueError("--etcd is for --managers 2 or more (one manager keeps its ring "
+                             "in its data dir)")
         if not 1 <= self.dcs <= 16:
             raise ValueError("--dcs must be between 1 and 16")
         if self.wan_delay_ms < 0 or self.wan_jitter_ms < 0:
@@ -100,7 +116,7 @@ class ClusterConfig:
             raise ValueError("--tombstone-grace must be > 0")
         if self.failure_timeout_s < 0.5:
             raise ValueError("--failure-timeout must be >= 0.5 s (heartbeats go every 0.2 s)")
-        last = self.base_port + self.dcs * self.ports_per_dc
+        last = self.base_port + self.port_count
         if not 1024 <= self.base_port or last > 65535:
             raise ValueError("--base-port must leave room for all ports in 1024..65535")
 
@@ -127,17 +143,21 @@ class LocalCluster:
         proxies = {dc: (self.name(dc, "proxy"),
                         f"{HOST}:{c.base_port + dc * c.ports_per_dc + c.ports_per_dc - 1}")
                    for dc in range(c.dcs)} if geo else {}
+        etcd_url = c.etcd_url
+        if c.own_etcd:
+            client = f"{HOST}:{c.base_port + c.dcs * c.ports_per_dc}"
+            peer = f"{HOST}:{c.base_port + c.dcs * c.ports_per_dc + 1}"
+            etcd_dir = os.path.join(self.data_dir, "etcd")
+            self.processes["etcd"] = ProcessSpec("etcd", "etcd", client, [
+                "etcd", "--listen", client, "--peer-listen", peer, "--data-dir", etcd_dir],
+                data=etcd_dir)
+            etcd_url = f"http://{client}"
         for dc in range(c.dcs):
             port = c.base_port + dc * c.ports_per_dc
-            manager_addr = f"{HOST}:{port}"
+            manager_addr = self._plan_managers(dc, port, etcd_url)
+            port += c.managers - 1
             geo_args = ["--dc", str(dc), "--proxy", proxies[dc][1],
                         "--proxy-name", proxies[dc][0]] if geo else []
-            self.processes[self.name(dc, "manager")] = ProcessSpec(
-                "manager", self.name(dc, "manager"), manager_addr, [
-                    "manager", "--listen", manager_addr, "--replication", str(c.replication),
-                    "--failure-timeout", str(c.failure_timeout_s),
-                    "--name", self.name(dc, "manager"), "--data-dir", self.data_dir], dc=dc,
-                data=os.path.join(self.data_dir, f"{self.name(dc, 'manager')}.state"))
             for i in range(1, c.nodes + 1):
                 name, addr = self.name(dc, f"n{i}"), f"{HOST}:{port + i}"
                 args = ["node", "--name", name, "--listen", addr, "--manager", manager_addr,
@@ -168,6 +188,28 @@ class LocalCluster:
                         args += ["--peer", f"{peer_dc}={peer}@{peer_addr}"]
                 self.processes[name] = ProcessSpec("proxy", name, addr, args, dc=dc,
                                                    data=os.path.join(self.data_dir, name))
+
+    def _plan_managers(self, dc: int, port: int, etcd_url: str | None) -> str:
+        """The DC's manager, or its managers in an election through etcd: what members
+        give as ``--manager``."""
+        c = self.config
+        common = ["--replication", str(c.replication), "--failure-timeout",
+                  str(c.failure_timeout_s)]
+        if c.managers == 1:
+            name, addr = self.name(dc, "manager"), f"{HOST}:{port}"
+            self.processes[name] = ProcessSpec("manager", name, addr, [
+                "manager", "--listen", addr, *common, "--name", name,
+                "--data-dir", self.data_dir], dc=dc,
+                data=os.path.join(self.data_dir, f"{name}.state"))
+            return addr
+        addrs = []
+        for i in range(1, c.managers + 1):
+            name, addr = self.name(dc, f"manager{i}"), f"{HOST}:{port + i - 1}"
+            self.processes[name] = ProcessSpec("manager", name, addr, [
+                "manager", "--listen", addr, *common, "--etcd", etcd_url,
+                "--etcd-prefix", f"/chainreaction{self.data_dir}/dc{dc}"], dc=dc)
+            addrs.append(addr)
+        return ",".join(addrs)
 
     @property
     def urls(self) -> list[str]:

@@ -70,6 +70,8 @@ async def collect(data_dir: str) -> list[dict]:
     manifest = read_manifest(data_dir)
     rows = []
     for proc in manifest["processes"]:
+        if proc["role"] == "etcd":
+            continue  # (not one of ours: no stats to ask)
         row = {"name": proc["name"], "role": proc["role"], "pid": proc["pid"],
                "dc": proc.get("dc", 0)}
         try:
@@ -108,12 +110,14 @@ async def print_cluster_stats(data_dir: str, as_json: bool) -> int:
     if as_json:
         print(json.dumps(rows, indent=2, sort_keys=True))
     else:
-        manager = next((r for r in rows if r["role"] == "manager"), None)
-        if manager and "stats" in manager:
-            m = manager["stats"]
-            print(f"manager: epoch {m['epoch']}, ring members {', '.join(m['nodes'])}")
-        elif manager:
-            print(f"manager: DOWN ({manager.get('error')})")
+        for manager in (r for r in rows if r["role"] == "manager"):
+            if "stats" in manager:
+                m = manager["stats"]
+                state = m.get("manager_state", "active")
+                print(f"{manager['name']} ({state}): epoch {m['epoch']}, ring members "
+                      f"{', '.join(m['nodes']) if state == 'active' else '-'}")
+            else:
+                print(f"{manager['name']}: DOWN ({manager.get('error')})")
         print("\nnodes")
         print("\n".join(_table(rows, "node", NODE_COLUMNS)))
         print("\nfrontends")

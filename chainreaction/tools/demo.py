@@ -45,13 +45,27 @@ async def wait_ready(cluster: LocalCluster, timeout_s: float = 30.0,
             await trio.sleep(0.1)
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, ``timeout``, a service manager) stops the cluster as Ctrl-C does:
+    without it Python dies at once and leaves every process it started running."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def run_cluster_foreground(config: ClusterConfig) -> int:
     cluster = LocalCluster(config)
     where = (f"{config.dcs} DCs ({config.wan_delay_ms:g} ms WAN delay), each with "
              if config.dcs > 1 else "")
+    managers = (f", {config.managers} managers (one active, elected through etcd"
+                f"{' at ' + config.etcd_url if config.etcd_url else ''})"
+                if config.managers > 1 else "")
     print(f"starting {where}{config.nodes} nodes (R={config.replication}, k={config.eager}), "
-          f"{config.frontends} frontend(s){' and a remote proxy' if where else ''}, "
+          f"{config.frontends} frontend(s){' and a remote proxy' if where else ''}{managers}, "
           f"data in {cluster.data_dir}", flush=True)
+    _stop_on_sigterm()
     cluster.start()
     try:
         trio.run(wait_ready, cluster)

@@ -257,7 +257,7 @@ class Nemesis:
             if not spec.alive():
                 self.cluster.spawn(name)
         for name, spec in self.cluster.processes.items():
-            if spec.role != "manager":
+            if spec.role not in ("manager", "etcd"):
                 await self._control(name)
         dcs = {spec.dc for spec in self.cluster.processes.values() if spec.role == "proxy"}
         await self._wan({dc: m.WanControl(1, cut=(), heal=tuple(dcs - {dc})) for dc in dcs})

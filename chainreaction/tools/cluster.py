@@ -150,7 +150,7 @@ class LocalCluster:
             etcd_dir = os.path.join(self.data_dir, "etcd")
             self.processes["etcd"] = ProcessSpec("etcd", "etcd", client, [
                 "etcd", "--listen", client, "--peer-listen", peer, "--data-dir", etcd_dir],
-                data=etcd_dir)
+                dc=-1, data=etcd_dir)  # (every DC's: no DC fault takes it down)
             etcd_url = f"http://{client}"
         for dc in range(c.dcs):
             port = c.base_port + dc * c.ports_per_dc

@@ -43,7 +43,7 @@ manager starts from an empty ring (every node it hears counts as a holder of its
 and publishes a ring whose epoch is above every epoch the nodes reported, so epochs never
 go backwards.
 
-**Standby** (``--managers 3``, through etcd: ``runtime/manager_process.py``). A standby
+**Standby** (``--managers 3``, through etcd: ``runtime/election.py``). A standby
 core hears every member's heartbeats (members heartbeat every manager of their DC) and
 tracks who is alive, but answers nothing and publishes nothing. When its process wins the
 election it is ``promote``d with the state the last leader committed to etcd: it knows

@@ -10,8 +10,8 @@ each key read or written whose stability it does not know yet, ``(version, chain
 DC, log seq)``. Every request carries it, so the frontend needs no per-session state: the
 session can move to the next frontend URL (which may be in another DC) at any time, first
 ``attach``es there (the frontend answers once the session's causal past is applied in
-that DC), then re-sends the request (writes keep their request id, so they apply once)
-without losing causality. ``switch(urls)`` moves a session on purpose.
+that DC), then re-sends the request without losing causality. ``switch(urls)`` moves a
+session on purpose.
 
 Failover (docs/protocol.md §2.4). Give a session several URLs: the frontends of its DC
 first (``cluster up`` starts two per DC), then those of other DCs if it may move there.
@@ -33,6 +33,15 @@ A session stays on the frontend that last answered. When the budget runs out the
 raises the last retryable refusal's code, else ``timeout`` (some frontend accepted the
 request and never answered), else ``no_frontend`` (none could be reached); the message
 lists the frontends tried and what each did.
+
+A write stays in its DC. Its request id makes it apply once *per DC* (every head of the
+DC knows the ids its chain applied); a frontend left behind still drives it, so the same
+write re-sent to another DC could apply there too, later, with a newer version that
+overwrites the session's next writes. So a put/delete, once sent through a frontend of DC
+d, is re-sent only to d's frontends (before its first send, with several URLs, the session
+learns the connection's DC with an ``attach``; ``dc_of_url`` may tell it beforehand).
+When d does not answer, the write ends with the budget (``timeout``: it may still apply
+there) and the next operation moves on. Reads, attaches and settles go anywhere.
 """
 
 from __future__ import annotations

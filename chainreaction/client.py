@@ -1,17 +1,47 @@
 """Client SDK: a causal session over WebSocket/CBOR.
 
-    async with await connect(["ws://127.0.0.1:7100"]) as session:
+    async with await connect(["ws://127.0.0.1:7105", "ws://127.0.0.1:7107"]) as session:
         await session.put("x", b"1")
         value = await session.get("x")      # b"1" (read-your-writes)
         await session.delete("x")
 
 The session keeps the ChainReaction metadata (DESIGN.md, rules in ``session.py``): for
 each key read or written whose stability it does not know yet, ``(version, chainIndex per
-DC, log seq)``. Every request carries it, so the frontend needs no per-session state: when
-a connection breaks the session moves to the next frontend URL (which may be in another
-DC), first ``attach``es there (the frontend answers once the session's causal past is
-applied in that DC), then retries the request (writes keep their request id, so they
-apply once) without losing causality. ``switch(urls)`` moves a session on purpose.
+DC, log seq)``. Every request carries it, so the frontend needs no per-session state: the
+session can move to the next frontend URL (which may be in another DC) at any time, first
+``attach``es there (the frontend answers once the session's causal past is applied in
+that DC), then re-sends the request without losing causality. ``switch(urls)`` moves a
+session on purpose.
+
+Failover (docs/protocol.md §2.4). Give a session several URLs: the frontends of its DC
+first (``cluster up`` starts two per DC), then those of other DCs if it may move there.
+One request gets ``timeout_s`` in all (default 15 s) and is sent in *attempts*, one
+frontend each. The session moves on to the next URL, with the same request (same id, same
+``rid``), when
+
+* the connection breaks or cannot be opened (a killed frontend);
+* an attempt gets no reply within ``attempt_timeout_s`` (default 1.5 s; connecting and
+  attaching included): a stopped (SIGSTOP) or overloaded frontend, or a DC that cannot
+  serve this session now (its causal past cannot reach it, its chains are stalled);
+* the frontend keeps refusing with a retryable error (``unavailable``, ...) for longer
+  than ``attempt_timeout_s``; before that it re-sends there every ``retry_delay_s``.
+
+After a whole round of the URLs without any reply the attempt timeout doubles, so a store
+that is slow everywhere still gets the rest of the budget. With a single URL there is
+nowhere to go: the attempt lasts the whole budget, as does ``attempt_timeout_s=None``.
+A session stays on the frontend that last answered. When the budget runs out the request
+raises the last retryable refusal's code, else ``timeout`` (some frontend accepted the
+request and never answered), else ``no_frontend`` (none could be reached); the message
+lists the frontends tried and what each did.
+
+A write stays in its DC. Its request id makes it apply once *per DC* (every head of the
+DC knows the ids its chain applied); a frontend left behind still drives it, so the same
+write re-sent to another DC could apply there too, later, with a newer version that
+overwrites the session's next writes. So a put/delete, once sent through a frontend of DC
+d, is re-sent only to d's frontends (before its first send, with several URLs, the session
+learns the connection's DC with an ``attach``; ``dc_of_url`` may tell it beforehand).
+When d does not answer, the write ends with the budget (``timeout``: it may still apply
+there) and the next operation moves on. Reads, attaches and settles go anywhere.
 """
 
 from __future__ import annotations
@@ -127,7 +157,7 @@ class _Connection:
             # trio-websocket's own connect timeout leaves its reader task waiting on a
             # silent peer (a stopped process): cancel the whole context instead.
             self._scope.cancel()
-            self.error = TimeoutError(f"no WebSocket handshake within {self._timeout_s:g} s")
+            self.error = TimeoutError(f"no WebSocket handshake in {self._timeout_s:.1f} s")
         elif self.ws is None and self.error is None:
             self.error = ConnectionError("closed before it opened")
         return self.ws if self._opened.is_set() else None
@@ -139,13 +169,80 @@ class _Connection:
             self._scope.cancel()
 
 
+def _why(exc: BaseException | None) -> str:
+    """A short reason for a connection failure: the OS's words if there are any (trio
+    gives one error per address tried, trio-websocket wraps them in a HandshakeError)."""
+    seen = 0
+    cause = exc
+    while cause is not None and seen < 10:
+        seen += 1
+        if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+            cause = cause.exceptions[0]
+        elif isinstance(cause, OSError) and cause.errno:
+            return os.strerror(cause.errno)  # trio's strerror repeats the address
+        else:
+            cause = cause.__cause__ or cause.__context__
+    if exc is None:
+        return "no reason given"
+    return str(exc) or type(exc).__name__
+
+
+class _Attempts:
+    """What one request's attempts met, for the error that ends it: per frontend URL (in
+    the order first tried) each outcome with how often it happened. Bounded, so an error
+    message stays short."""
+
+    MAX_URLS = 16
+    MAX_OUTCOMES = 4  # per URL; later different ones are only counted
+
+    def __init__(self) -> None:
+        self._by_url: dict[str, dict[str, int]] = {}
+        self._other = 0  # attempts past the bounds
+        self._connected = False  # some attempt reached a frontend
+
+    def add(self, url: str, outcome: str) -> None:
+        if not outcome.startswith("cannot connect"):
+            self._connected = True
+        outcomes = self._by_url.get(url)
+        if outcomes is None:
+            if len(self._by_url) >= self.MAX_URLS:
+                self._other += 1
+                return
+            outcomes = self._by_url[url] = {}
+        if outcome in outcomes or len(outcomes) < self.MAX_OUTCOMES:
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        else:
+            self._other += 1
+
+    def __bool__(self) -> bool:
+        return bool(self._by_url)
+
+    def answered_nothing(self) -> bool:
+        """No frontend could even be connected to."""
+        return bool(self._by_url) and not self._connected
+
+    def describe(self) -> str:
+        parts = [f"{url}: " + ", ".join(outcome + (f" (x{count})" if count > 1 else "")
+                                        for outcome, count in outcomes.items())
+                 for url, outcomes in self._by_url.items()]
+        if self._other:
+            parts.append(f"{self._other} more attempts")
+        return "; ".join(parts) or "nothing"
+
+
 class Session:
     """One causal session. Not safe for concurrent use: operations are sequential, which
     is what session order means; open several sessions for parallelism."""
 
     def __init__(self, urls: Sequence[str], *, timeout_s: float = 15.0,
-                 connect_timeout_s: float = 5.0, history: HistoryWriter | None = None,
+                 connect_timeout_s: float = 5.0, attempt_timeout_s: float | None = 1.5,
+                 retry_delay_s: float = 0.1, history: HistoryWriter | None = None,
                  process: str = "s0", dc_of_url: dict | None = None) -> None:
+        """``timeout_s``: the budget of one operation, every attempt included.
+        ``attempt_timeout_s``: how long one frontend gets before the same request goes to
+        the next URL (None: no limit but the budget; see the module's "Failover").
+        ``connect_timeout_s``: opening one connection, within the attempt's time.
+        ``retry_delay_s``: the pause before re-sending after a retryable refusal."""
         if isinstance(urls, str):
             urls = [urls]
         if not urls:
@@ -153,16 +250,21 @@ class Session:
         for url in urls:
             if not url.startswith(("ws://", "wss://")):
                 raise ValueError(f"frontend URLs look like ws://HOST:PORT, got {url!r}")
+        if not timeout_s > 0 or not connect_timeout_s > 0:
+            raise ValueError("timeout_s and connect_timeout_s must be positive")
+        if attempt_timeout_s is not None and not attempt_timeout_s > 0:
+            raise ValueError("attempt_timeout_s must be positive (or None: no limit)")
         self.urls = list(urls)
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
+        self.attempt_timeout_s = attempt_timeout_s
         self.state = SessionState()
         self.failovers = 0
         self.retries = 0
         self.settles = 0  # entries traded for ``past`` (see _settle_if_needed)
         self.settle_backoff_s = 30.0  # after a settle failed, before the next try
         self._settle_after = float("-inf")
-        self.retry_delay_s = 0.1
+        self.retry_delay_s = retry_delay_s
         self._url_index = 0
         self._conn: _Connection | None = None
         self._ws = None
@@ -173,6 +275,10 @@ class Session:
         self.history = history
         self.process = process
         self.dc_of_url = dc_of_url or {}
+        # URL -> its DC, as its replies said (or ``dc_of_url`` told): a write once sent is
+        # re-sent only within its DC (module docstring, "Failover")
+        self._dc_of: dict[str, int] = dict(self.dc_of_url)
+        self._conn_dc: int | None = None  # the DC of the open connection, once known
         self.final_reads = False  # the checker's final reads, after every fault is healed
 
     # -- connection management --------------------------------------------------------------
@@ -181,23 +287,48 @@ class Session:
     def url(self) -> str:
         return self.urls[self._url_index % len(self.urls)]
 
+    def _max_message_size(self) -> int:
+        return m.MAX_VALUE_BYTES + m.MAX_DEPS * (m.MAX_KEY_BYTES + 32) + 64 * 1024
+
+    def _connect_budget_s(self) -> float:
+        """One connection's time: with somewhere else to go, no more than an attempt."""
+        if self.attempt_timeout_s is None or len(self.urls) < 2:
+            return self.connect_timeout_s
+        return min(self.connect_timeout_s, self.attempt_timeout_s)
+
+    async def _connect(self, timeout_s: float) -> str | None:
+        """Open a connection to ``self.url``; None, or why it could not be opened."""
+        conn = _Connection(self.url, timeout_s, self._max_message_size())
+        try:
+            ws = await conn.opened()
+        except BaseException:  # our caller gave up: do not leave it connecting
+            conn.close()
+            raise
+        if ws is None:
+            return f"cannot connect ({_why(conn.error)})"
+        self._conn, self._ws = conn, ws
+        self._conn_dc = self._dc_of.get(self.url)  # confirmed by the first reply on it
+        # A session with a causal past attaches first on a new connection; what it learns
+        # on this one later comes from this DC.
+        self._attached = not self.state.has_past
+        return None
+
     async def _open(self) -> None:
-        errors = []
-        max_size = m.MAX_VALUE_BYTES + m.MAX_DEPS * (m.MAX_KEY_BYTES + 32) + 64 * 1024
+        """Connect to the first URL, from the current one on, that accepts."""
+        tried = _Attempts()
         for _ in range(len(self.urls)):
-            url = self.url
-            conn = _Connection(url, self.connect_timeout_s, max_size)
-            try:
-                ws = await conn.opened()
-            except BaseException:  # our caller gave up: do not leave it connecting
-                conn.close()
-                raise
-            if ws is not None:
-                self._conn, self._ws = conn, ws
+            why = await self._connect(self._connect_budget_s())
+            if why is None:
                 return
-            errors.append(f"{url}: {conn.error}")
+            tried.add(self.url, why)
             self._url_index += 1
-        raise NoFrontendAvailable("could not connect to any frontend: " + "; ".join(errors))
+        raise NoFrontendAvailable("could not connect to any frontend: " + tried.describe())
+
+    async def _move_on(self) -> None:
+        """Leave this frontend: the next request (or attempt) goes to the next URL."""
+        await self._close_ws()
+        self._url_index += 1
+        self.failovers += 1
 
     async def switch(self, urls: Sequence[str] | str) -> None:
         """Continue this session on other frontends (e.g. another DC). Causality holds: the
@@ -207,7 +338,11 @@ class Session:
         self._url_index = 0
 
     async def _close_ws(self) -> None:
+        self._close_ws_now()
+
+    def _close_ws_now(self) -> None:
         conn, self._conn, self._ws = self._conn, None, None
+        self._conn_dc = None
         if conn is not None:
             conn.close()
 
@@ -235,61 +370,147 @@ class Session:
             self._busy = False
 
     async def _call_once(self, req: m.ClientRequest) -> dict:
+        """Attempts on one frontend after another (module docstring, "Failover") until a
+        reply that is not a retryable refusal, or the budget's end."""
         data = codec.encode_client_request(req)
-        deadline = trio.current_time() + self.timeout_s
+        now = trio.current_time()
+        deadline = now + self.timeout_s
+        tried = _Attempts()
+        is_write = req.op in ("put", "delete")
+        write_dc: int | None = None  # where this write went: it may apply there still
         connection_failures = 0
-        last_error: dict | None = None  # the last retryable refusal, to explain a timeout
+        unanswered = 0  # attempts that timed out: each full round doubles the next ones
+        last_error: dict | None = None  # the last retryable refusal, to explain the end
+        on_url_since = now  # when this frontend got the request first
         while True:
+            now = trio.current_time()
+            if now >= deadline:
+                raise self._out_of_time(tried, last_error, write_dc)
+            if write_dc is not None:
+                self._skip_other_dcs(write_dc)
+            attempt_end = min(deadline, now + self._attempt_s(unanswered))
             if self._ws is None:
-                await self._open()
-                self._attached = False
+                on_url_since = now
+                why = await self._connect(min(self._connect_budget_s(), attempt_end - now))
+                if why is not None:
+                    tried.add(self.url, why)
+                    connection_failures += 1
+                    self._url_index += 1
+                    self.failovers += 1
+                    if connection_failures > 3 * len(self.urls) + 3:
+                        raise NoFrontendAvailable("no frontend could be reached: "
+                                                  + tried.describe())
+                    if connection_failures % len(self.urls) == 0:  # a round, none reachable
+                        await trio.sleep(max(0.0, min(self.retry_delay_s,
+                                                      deadline - trio.current_time())))
+                    continue
             reply = None
+            elsewhere = False  # connected to another DC than the write's
             try:
-                with trio.CancelScope(deadline=deadline):
-                    if not self._attached and self.state.has_past:
+                with trio.CancelScope(deadline=attempt_end):
+                    # A session with a past attaches on a new connection; a write with
+                    # other URLs to go to learns the connection's DC first (the attach
+                    # answers it), so that a retry can stay in the DC it went to.
+                    if (not self._attached and self.state.has_past) or (
+                            is_write and self._conn_dc is None and len(self.urls) > 1):
                         attached = await self._attach()
                         if not attached.get("ok"):
                             reply = attached  # its error decides below
                         else:
                             self.state.on_attach(attached)
                             self._attached = True
+                            self._conn_dc = self._dc_of[self.url] = attached.get("dc", 0)
                             # chainIndex of this DC now (the request was built before).
                             req = self.state.in_current_dc(req)
                             data = codec.encode_client_request(req)
-                    if self._attached or not self.state.has_past:
+                    if reply is None:
                         self._attached = True
-                        # Only this request's own reply answers it: if the deadline cancels
-                        # it, ``reply`` stays None (a timeout), never the attach's reply.
-                        reply = await self._exchange(data, req.id)
+                        if write_dc is not None and self._conn_dc != write_dc:
+                            elsewhere = True
+                        else:
+                            if is_write:
+                                write_dc = self._conn_dc
+                            # Only this request's own reply answers it: if the deadline
+                            # cancels it, ``reply`` stays None (no reply), never the
+                            # attach's reply.
+                            reply = await self._exchange(data, req.id)
             except (ConnectionClosed, OSError) as exc:
-                # Frontend gone: move to the next one and retry with the same request id.
-                await self._close_ws()
-                self._url_index += 1
-                self.failovers += 1
+                # Frontend gone: the next one gets the same request (same rid).
+                tried.add(self.url, f"connection lost ({_why(exc)})")
                 connection_failures += 1
-                if trio.current_time() >= deadline or connection_failures > 3 * len(self.urls) + 3:
-                    raise NoFrontendAvailable(f"lost the frontend connection: {exc}") from None
+                await self._move_on()
+                if connection_failures > 3 * len(self.urls) + 3:
+                    raise NoFrontendAvailable("lost the frontend connection: "
+                                              + tried.describe()) from None
                 continue
-            if reply is None:  # the deadline cancelled the wait
-                await self._close_ws()
-                if last_error is not None:  # say why the retries did not succeed
-                    raise ChainReactionError(last_error.get("error", "error"),
-                                             f"{last_error.get('message', '')} (retried for "
-                                             f"{self.timeout_s}s)")
-                raise ChainReactionError("timeout", f"no reply in {self.timeout_s}s")
-            if not reply.get("ok"):
-                code = reply.get("error", "error")
-                last_error = reply
-                retryable = reply.get("retryable", code in RETRYABLE)
-                if retryable and trio.current_time() + self.retry_delay_s < deadline:
-                    # Transient (chain repair, overload): same request, same rid, so a
-                    # write still applies once.
-                    self.retries += 1
-                    await trio.sleep(self.retry_delay_s)
-                    continue
+            if elsewhere:
+                tried.add(self.url, f"in dc{self._conn_dc}, not dc{write_dc} where the "
+                                    "write went")
+                await self._move_on()
+                continue
+            if reply is None:  # no reply within the attempt (or the budget)
+                tried.add(self.url, f"no reply in {trio.current_time() - on_url_since:.1f} s")
+                unanswered += 1
+                if trio.current_time() >= deadline:
+                    await self._close_ws()
+                    raise self._out_of_time(tried, last_error, write_dc)
+                await self._move_on()
+                continue
+            if "dc" in reply and self._conn_dc is None:
+                self._conn_dc = self._dc_of[self.url] = reply["dc"]
+            if reply.get("ok"):
+                return reply
+            code = reply.get("error", "error")
+            if not reply.get("retryable", code in RETRYABLE):
                 error = InvalidRequest if code in INVALID else ChainReactionError
                 raise error(code, reply.get("message", ""))
-            return reply
+            # Transient (chain repair, overload, a past not here yet): the same request,
+            # same rid, so a write still applies once; elsewhere once this frontend has
+            # refused for longer than an attempt.
+            last_error = reply
+            tried.add(self.url, f"{code} ({reply.get('message', '')})")
+            self.retries += 1
+            if len(self.urls) > 1 and self.attempt_timeout_s is not None \
+                    and trio.current_time() - on_url_since >= self.attempt_timeout_s:
+                await self._move_on()
+                continue
+            if trio.current_time() + self.retry_delay_s >= deadline:
+                raise self._out_of_time(tried, last_error, write_dc)
+            await trio.sleep(self.retry_delay_s)
+
+    def _skip_other_dcs(self, dc: int) -> None:
+        """Move to the next URL not known to be in another DC than ``dc`` (one of ``dc``'s
+        is there: the write went through it)."""
+        for _ in range(len(self.urls)):
+            known = self._dc_of.get(self.url)
+            if known is None or known == dc:
+                return
+            if self._ws is not None:
+                self._close_ws_now()
+            self._url_index += 1
+
+    def _attempt_s(self, unanswered: int) -> float:
+        """An attempt's time: the whole budget with one URL (or no attempt timeout), else
+        ``attempt_timeout_s``, doubled after each full round of unanswered attempts."""
+        if self.attempt_timeout_s is None or len(self.urls) < 2:
+            return self.timeout_s
+        return self.attempt_timeout_s * 2 ** min(unanswered // len(self.urls), 16)
+
+    def _out_of_time(self, tried: "_Attempts", last_error: dict | None,
+                     write_dc: int | None = None) -> ChainReactionError:
+        """The error that ends a request whose budget ran out, naming what was tried."""
+        where = f"; tried {tried.describe()}" if tried else ""
+        if write_dc is not None and any(self._dc_of.get(u) not in (None, write_dc)
+                                        for u in self.urls):
+            where += (f"; the write went to dc{write_dc} and may apply there still, so it "
+                      "was not sent to another DC (where it could apply a second time)")
+        if last_error is not None:  # say why the retries did not succeed
+            return ChainReactionError(last_error.get("error", "error"),
+                                      f"{last_error.get('message', '')} (retried for "
+                                      f"{self.timeout_s:g} s{where})")
+        if tried.answered_nothing():
+            return NoFrontendAvailable(f"no frontend reached in {self.timeout_s:g} s{where}")
+        return ChainReactionError("timeout", f"no reply in {self.timeout_s:g} s{where}")
 
     async def _attach(self) -> dict:
         """Attach on a new connection: the last attach's reply, or the first refusal. Reads

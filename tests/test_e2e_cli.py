@@ -33,7 +33,7 @@ def pid_alive(pid: int) -> bool:
 
 
 async def test_cluster_up_serves_writes_cluster_json_and_stops_everything_on_sigterm(tmp_path):
-    base = free_base_port(1 + 3 + 2)
+    base = free_base_port(1 + 3 + 2 * 2)  # manager, 3 nodes, 2 frontends x 2 ports
     data = tmp_path / "data"
     proc = subprocess.Popen(
         [sys.executable, "-m", "chainreaction", "cluster", "up", "--nodes", "3",
@@ -48,9 +48,10 @@ async def test_cluster_up_serves_writes_cluster_json_and_stops_everything_on_sig
                 lines.append(line)
         manifest = json.loads((data / "cluster.json").read_text())
         roles = sorted(p["role"] for p in manifest["processes"])
-        assert roles == ["frontend", "manager", "node", "node", "node"]
+        # two frontends by default: no single one is the DC (issue 15)
+        assert roles == ["frontend", "frontend", "manager", "node", "node", "node"]
         url = manifest["urls"][0]
-        assert url in "".join(lines)
+        assert all(u in "".join(lines) for u in manifest["urls"])
         async with await connect([url]) as session:
             await session.put("k", b"v")
             assert await session.get("k") == b"v"
@@ -68,7 +69,7 @@ async def test_cluster_up_serves_writes_cluster_json_and_stops_everything_on_sig
 
 
 async def test_demo_runs_and_loses_nothing():
-    base = free_base_port(3 * (2 + 3 + 2))  # 3 DCs: manager, 3 nodes, frontend x2 ports, proxy
+    base = free_base_port(3 * (2 + 3 + 2 * 2))  # 3 DCs: manager, 3 nodes, 2 frontends x 2, proxy
     result = await trio.run_process(
         [sys.executable, "-m", "chainreaction", "demo", "--duration", "6", "--clients", "4",
          "--base-port", str(base)],

@@ -12,11 +12,13 @@ import sys
 
 import pytest
 
+from chainreaction.tools.jepsen import FRONTENDS_PER_DC
 from tests.e2e_helpers import free_base_port
 
 pytestmark = pytest.mark.e2e
 
-PORTS = 3 * (2 + 3 + 2)  # 3 DCs: manager, 3 nodes, frontend (2 ports), proxy
+# 3 DCs: manager, 3 nodes, the frontends (2 ports each), proxy
+PORTS = 3 * (2 + 3 + 2 * FRONTENDS_PER_DC)
 
 
 def jepsen(tmp_path, seed: int, *extra: str) -> tuple[int, dict, str]:

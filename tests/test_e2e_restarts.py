@@ -16,7 +16,7 @@ import trio
 from chainreaction.client import connect
 from chainreaction.tools import manifest
 from chainreaction.tools.cluster import ClusterConfig, LocalCluster
-from chainreaction.tools.jepsen import JepsenConfig, plan_faults
+from chainreaction.tools.jepsen import FRONTENDS_PER_DC, JepsenConfig, plan_faults
 from tests.e2e_helpers import free_base_port, wait_node_serving, wait_ring_size
 
 pytestmark = pytest.mark.e2e
@@ -131,7 +131,8 @@ async def test_a_killed_node_restarts_from_cluster_json_by_hand_and_with_cluster
 def _seed_with_both_restart_kinds(time_s: float) -> int:
     """The first seed whose schedule has a restart-dc and a restart-dc-all (plans are pure
     functions of the seed, so this is the same seed on every run)."""
-    cluster = LocalCluster(ClusterConfig(nodes=3, dcs=2, data_dir="/nonexistent"))
+    cluster = LocalCluster(ClusterConfig(nodes=3, dcs=2, frontends=FRONTENDS_PER_DC,
+                                         data_dir="/nonexistent"))
     for seed in range(1, 500):
         config = JepsenConfig(dcs=2, nodes=3, time_s=time_s, seed=seed,
                               nemeses=("restart-dc", "restart-dc-all"))
@@ -150,7 +151,7 @@ def test_jepsen_restart_dc_kills_a_dc_restarts_it_and_reports_the_window(tmp_pat
     done = subprocess.run(
         [sys.executable, "-m", "chainreaction", "jepsen", "--dcs", "2", "--nodes", "3",
          "--time", str(time_s), "--seed", str(seed), "--nemesis", "restart-dc,restart-dc-all",
-         "--out", str(out), "--base-port", str(free_base_port(2 * (2 + 3 + 2)))],
+         "--out", str(out), "--base-port", str(free_base_port(2 * (2 + 3 + 2 * FRONTENDS_PER_DC)))],
         capture_output=True, text=True, timeout=400)
     stdout = done.stdout
     assert done.returncode in (0, 1), stdout[-3000:] + done.stderr[-3000:]  # 2: it failed

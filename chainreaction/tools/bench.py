@@ -169,9 +169,9 @@ def _fmt_ratio(x: float | None, suffix: str = "") -> str:
 
 
 def _config(args) -> dict:
-    from .cli import DEFAULT_URL
+    from .cli import default_urls
 
-    urls = args.url or [os.environ.get("CHAINREACTION_URL", DEFAULT_URL)]
+    urls = args.url or default_urls()
     for url in urls:
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"frontend URLs look like ws://HOST:PORT, got {url!r}")

@@ -18,7 +18,17 @@ from frontend.core import READ_POLICIES
 from ..storage import DEFAULT_DURABILITY, DURABILITY_LEVELS
 
 
-DEFAULT_URL = "ws://127.0.0.1:7105"
+# The two frontends of `cluster up`'s default cluster (ports 7100...: manager, 3 nodes, then
+# each frontend's internal and WebSocket port): a client fails over from one to the other.
+DEFAULT_URLS = ("ws://127.0.0.1:7105", "ws://127.0.0.1:7107")
+DEFAULT_URL = DEFAULT_URLS[0]
+
+
+def default_urls() -> list[str]:
+    """``$CHAINREACTION_URL`` (one URL, or several separated by commas), else
+    ``DEFAULT_URLS``: what ``put``, ``get``, ``stats`` and ``bench`` use without --url."""
+    env = os.environ.get("CHAINREACTION_URL", "")
+    return [u.strip() for u in env.split(",") if u.strip()] or list(DEFAULT_URLS)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -73,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "proxies) on 127.0.0.1 in the foreground; Ctrl-C stops them all",
                          description="Start a cluster of one or more datacenters on "
                          "127.0.0.1. Ports of DC N start at BASE + N * (NODES + 2 * FRONTENDS + "
-                         "2): manager, nodes, frontends (internal, then WebSocket), proxy. "
+                         "2): manager, nodes, then each frontend's internal and WebSocket port "
+                         "(the defaults give ws://127.0.0.1:7105 and :7107), proxy. "
                          "Writes DIR/cluster.json and logs to DIR/logs.")
     _cluster_options(up)
     restart = csub.add_parser(
@@ -206,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         op.add_argument("key")
         if name == "put":
             op.add_argument("value")
-        op.add_argument("--url", action="append", help=f"frontend URL (default {DEFAULT_URL})")
+        op.add_argument("--url", action="append", help="frontend URL; repeat it to give "
+                        "several, the session fails over from one to the next (default "
+                        f"$CHAINREACTION_URL, else {' and '.join(DEFAULT_URLS)})")
 
     stats = sub.add_parser("stats", help="counters of a frontend (--url, as JSON) or of "
                            "every process of a local cluster (--cluster DIR, as a table)")
@@ -277,8 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the nodes' tombstone grace period: short, so a run also collects "
                      "tombstones under its faults (default 20 s; kills last at most 4 s)")
     jep.add_argument("--move-probability", type=_fraction, default=0.05, metavar="P",
-                     help="per operation, the session continues in another DC (default "
-                     "0.05); a session that moves across a partition waits for it to heal")
+                     help="per operation at home, the session visits another DC for 1-4 "
+                     "operations, then returns (default 0.05); a DC that cannot serve it (a "
+                     "fault, a partition its causal past cannot cross) costs it one attempt "
+                     "per frontend there, then it goes on elsewhere")
     jep.add_argument("--wan-delay", type=_non_negative_float, default=20.0, metavar="MS")
     jep.add_argument("--base-port", type=int, default=7400)
     jep.add_argument("--out", metavar="DIR", help="report folder (default "
@@ -291,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "plots), fuzzing with the checker, speed; see `chainreaction sim --help`")
     bench = sub.add_parser("bench", help="load a running cluster; print throughput and "
                            "latency percentiles next to raw baselines measured in the same run")
-    bench.add_argument("--url", action="append", help=f"frontend URL(s) (default {DEFAULT_URL})")
+    bench.add_argument("--url", action="append", help="frontend URL(s) (default "
+                       f"$CHAINREACTION_URL, else {' and '.join(DEFAULT_URLS)})")
     bench.add_argument("--clients", type=_positive_int, default=32)
     bench.add_argument("--duration", type=_positive_float, default=10.0, help="seconds per run")
     bench.add_argument("--read-ratio", type=_fraction, default=0.95)
@@ -385,7 +401,9 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eager", type=_positive_int, default=1,
                    help="k: writes are acknowledged once the first k chain nodes have them "
                    "(an acknowledged write survives losing any k-1 nodes for good)")
-    p.add_argument("--frontends", type=_positive_int, default=1)
+    p.add_argument("--frontends", type=_positive_int, default=2,
+                   help="per DC (default 2): clients given every URL of their DC fail over "
+                   "from one frontend to the next, so no single one is the DC")
     p.add_argument("--managers", type=_positive_int, default=1,
                    help="managers per DC (default 1, its ring kept in its data dir); 3: one "
                    "active and two standbys in an election through etcd, which take over "
@@ -477,7 +495,7 @@ def _dispatch(args) -> int:
 
         data_dir = args.data_dir or tempfile.mkdtemp(prefix="chainreaction-demo-")
         config = ClusterConfig(nodes=3, replication=3, eager=1,
-                               frontends=2 if args.dcs == 1 else 1, data_dir=data_dir,
+                               frontends=2, data_dir=data_dir,
                                base_port=args.base_port, failure_timeout_s=1.0, dcs=args.dcs,
                                wan_delay_ms=args.wan_delay)
         try:
@@ -564,7 +582,7 @@ def _run_process(args) -> int:
 async def _one_shot(args) -> int:
     from ..client import ChainReactionError, connect
 
-    urls = args.url or [os.environ.get("CHAINREACTION_URL", DEFAULT_URL)]
+    urls = args.url or default_urls()
     try:
         async with await connect(urls) as session:
             if args.command == "put":

@@ -7,9 +7,14 @@ line, working directory, data and log, so that an operator, a test or ``chainrea
 cluster restart NAME`` can start it again as it was started (``manifest.py``).
 
 With ``dcs > 1`` each DC gets a manager, nodes, frontends and a remote proxy, named
-``dc<N>-<name>``; DC N's ports start at ``base_port + N * stride`` (``ports_per_dc``). The
-proxies delay what they send each other by ``wan_delay_ms`` (+ jitter): a WAN on one
-machine.
+``dc<N>-<name>``; DC N's ports start at ``base_port + N * stride`` (``ports_per_dc``): the
+manager, the nodes, then each frontend's internal and WebSocket port (so the first
+frontend's URL does not depend on how many there are), then the proxy. The proxies delay
+what they send each other by ``wan_delay_ms`` (+ jitter): a WAN on one machine.
+
+Every DC has ``frontends`` serving processes (``cluster up`` starts two): none of them is
+the DC, since clients given all their URLs fail over from one to the next
+(chainreaction/client.py).
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ class ClusterConfig:
     nodes: int = 3
     replication: int = 3
     eager: int = 1
-    frontends: int = 1
+    frontends: int = 1  # per DC; ``cluster up``, the demo and ``jepsen`` start 2
     data_dir: str = "./cr-data"
     base_port: int = 7100
     read_from: str = "chain"
@@ -168,8 +173,8 @@ class LocalCluster:
                                                    data=os.path.join(self.data_dir, name))
             for i in range(1, c.frontends + 1):
                 name = self.name(dc, f"f{i}")
-                addr = f"{HOST}:{port + c.nodes + i}"
-                ws = f"{HOST}:{port + c.nodes + c.frontends + i}"
+                addr = f"{HOST}:{port + c.nodes + 2 * i - 1}"
+                ws = f"{HOST}:{port + c.nodes + 2 * i}"
                 self.processes[name] = ProcessSpec("frontend", name, addr, [
                     "frontend", "--name", name, "--listen", addr, "--ws", ws,
                     "--manager", manager_addr, "--read-from", c.read_from, *geo_args,

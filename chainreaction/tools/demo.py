@@ -74,7 +74,8 @@ def run_cluster_foreground(config: ClusterConfig) -> int:
             if spec.url:
                 print(f"  {spec.url}" + (f"   (dc{spec.dc})" if config.dcs > 1 else ""))
         print(f"processes: {os.path.join(cluster.data_dir, 'cluster.json')}")
-        print(f"try: chainreaction put hello world --url {cluster.urls[0]}")
+        print("try: chainreaction put hello world "
+              + " ".join(f"--url {url}" for url in cluster.urls_of(0)))
         print("Ctrl-C stops the cluster.", flush=True)
         trio.run(_watch, cluster)
         return 0
@@ -171,7 +172,8 @@ async def _demo(cluster: LocalCluster, duration_s: float, clients: int, kill_nod
 
     nemesis_text = ""
     if kill_node:
-        nemesis_text = ", kill -9 of a node midway, then restart"
+        nemesis_text = (", kill -9 of a node and of a frontend midway (its sessions fail "
+                        "over to the DC's other frontend), then restart")
         if dcs > 1:
             nemesis_text += "; kill -9 of dc1's remote proxy, then restart"
     print(f"\n-- 2. {clients} sessions" + (f" spread over {dcs} DCs" if dcs > 1 else "")
@@ -221,12 +223,17 @@ async def _demo(cluster: LocalCluster, duration_s: float, clients: int, kill_nod
         victim = cluster.of_dc(0, "node")[1]
         print(f"  !! kill -9 {victim}", flush=True)
         cluster.kill(victim)
+        frontends = cluster.of_dc(0, "frontend")
+        frontend = frontends[:1] if len(frontends) > 1 else []  # one left to fail over to
+        if frontend:
+            print(f"  !! kill -9 {frontend[0]}", flush=True)
+            cluster.kill(frontend[0])
         proxy = cluster.of_dc(1, "proxy")
         if proxy:
             print(f"  !! kill -9 {proxy[0]}", flush=True)
             cluster.kill(proxy[0])
         await trio.sleep(duration_s / 4)
-        for name in [victim, *proxy]:
+        for name in [victim, *frontend, *proxy]:
             print(f"  !! restart {name}", flush=True)
             cluster.spawn(name)
 

@@ -29,7 +29,10 @@ from .demo import ClusterFailed, wait_ready
 from .jepsen_report import fault_windows, format_windows, plot_timeline
 from .nemesis import NEMESES, Fault, Nemesis, plan_faults, sleep_until
 
-__all__ = ["NEMESES", "Fault", "JepsenConfig", "plan_faults", "run_jepsen", "main_args"]
+__all__ = ["NEMESES", "FRONTENDS_PER_DC", "Fault", "JepsenConfig", "plan_faults", "run_jepsen",
+           "main_args"]
+
+FRONTENDS_PER_DC = 2  # as `cluster up`: no single frontend is a DC (issue 15)
 
 
 @attrs.frozen
@@ -45,7 +48,7 @@ class JepsenConfig:
     base_port: int = 7400
     wan_delay_ms: float = 20.0
     unsafe: bool = False
-    move_probability: float = 0.05  # per op: the session continues in another DC
+    move_probability: float = 0.05  # per op at home: the session visits another DC
     tombstone_grace_s: float = 20.0  # short, so a run collects tombstones under its faults
     fault_gap_s: tuple = (1.0, 3.0)  # quiet time between two faults
     fault_length_s: tuple = (1.0, 4.0)
@@ -68,9 +71,30 @@ class JepsenConfig:
 
 
 class Workload:
-    """Sessions per DC writing unique values and reading a small key set; some move to
-    another DC; a session whose write ended unknown (info) is replaced by a new one, as in
-    Jepsen (its causal past would otherwise include a write that may not exist)."""
+    """Sessions per DC writing unique values and reading a small key set; a session whose
+    write ended unknown (info) is replaced by a new one, as in Jepsen (its causal past
+    would otherwise include a write that may not exist).
+
+    Sessions move: each has a home DC and, with ``move_probability`` per operation at home,
+    visits another DC for 1-4 operations, then returns (two moves; after each it reads
+    back a key it wrote). Each DC so keeps about its own sessions' load, and a DC's rate in
+    a fault window measures what the fault did to it, not where sessions happened to
+    wander (when they moved for good, a DC's share of the sessions drifted by half and
+    more).
+
+    A session is given every frontend URL: at home its DC's (each session starting on
+    another one of them), then the others'; on a visit one frontend of the DC it visits,
+    then its home's, then the rest. A frontend that does not answer costs it one attempt
+    (``attempt_timeout_s``), then the request goes to the next URL
+    (chainreaction/client.py, "Failover"); a write stays in the DC it went to. When a DC
+    could not serve a session (its request went on to another DC), no session visits that
+    DC for ``TROUBLE_S``, and a visit there ends where it was served (at home, normally);
+    a session served away from its home goes back once its home has been quiet that long.
+    As a client with a circuit breaker, from what its sessions saw: the nemesis's plan is
+    not consulted. The isolate probe still moves a session into a DC cut off, on purpose.
+    """
+
+    TROUBLE_S = 3.0
 
     def __init__(self, config: JepsenConfig, cluster: LocalCluster,
                  history: HistoryWriter) -> None:
@@ -87,36 +111,72 @@ class Workload:
         # stands still, so the DC healed first can hand the isolated one writes that do not
         # depend on anything the isolated DC cannot get yet
         self.quiet_dc: int | None = None
+        self.troubled: dict[int, float] = {}  # DC -> when it last could not serve a session
+        self.failed_visits = 0
+        self.returns = 0  # sessions back home after being served elsewhere
 
-    def _urls_from(self, dc: int) -> list[str]:
-        """This DC's frontends first, then the others' (failover may change DC)."""
-        order = [dc] + [d for d in range(self.config.dcs) if d != dc]
-        return [u for d in order for u in self.cluster.urls_of(d)]
+    def _urls_from(self, dc: int, home: int | None = None, turn: int = 0) -> list[str]:
+        """URLs for a session in ``dc``: that DC's frontends first (from the ``turn``-th),
+        then the others' (failover may change DC); visiting from ``home``, only one of
+        ``dc``'s, then ``home``'s, then the rest."""
+        def of(d):
+            urls = self.cluster.urls_of(d)
+            k = turn % len(urls)
+            return urls[k:] + urls[:k]
+
+        rest = [d for d in range(self.config.dcs) if d not in (dc, home)]
+        if home is None or home == dc:
+            return [u for d in [dc, *rest] for u in of(d)]
+        first, *others = of(dc)
+        return [first, *of(home), *others, *(u for d in rest for u in of(d))]
+
+    def _may_visit(self, dc: int) -> bool:
+        return time.monotonic() - self.troubled.get(dc, float("-inf")) >= self.TROUBLE_S
 
     def new_session(self, dc: int, process: str | None = None, only_dc: bool = False,
-                    timeout_s: float = 5.0) -> Session:
+                    timeout_s: float = 5.0, turn: int = 0) -> Session:
         """A recorded session starting in ``dc`` (``only_dc``: no failover to the others)."""
         if process is None:
             self._next_process += 1
             process = f"s{self._next_process}"
-        urls = self.cluster.urls_of(dc) if only_dc else self._urls_from(dc)
+        urls = self.cluster.urls_of(dc) if only_dc else self._urls_from(dc, turn=turn)
         return Session(urls, timeout_s=timeout_s, connect_timeout_s=2.0,
                        history=self.history, process=process, dc_of_url=self.dc_of_url)
 
-    async def run_session(self, dc: int, index: int, stop_at: float) -> None:
+    async def run_session(self, home: int, index: int, stop_at: float) -> None:
         rng = random.Random(self.config.seed * 7919 + index)
-        session = self.new_session(dc)
+        session = self.new_session(home, turn=index)
+        dc = home  # where the session is (its URLs start there)
+        away = 0  # operations left in the DC it visits
         written = 0
         mine: list[str] = []  # keys this session wrote: it reads one back after a move
         try:
             while time.monotonic() < stop_at:
                 read_back = False
-                if self.config.dcs > 1 and rng.random() < self.config.move_probability:
-                    dc = rng.choice([d for d in range(self.config.dcs)
-                                     if d not in (dc, self.quiet_dc)])
-                    await session.switch(self._urls_from(dc))
+                exiled = dc == home and session.state.dc not in (None, home)
+                if (dc != home and away <= 0) or (exiled and self._may_visit(home)):
+                    # the visit is over, or the home DC serves again: back home
+                    self.returns += exiled
+                    dc = home
+                    await session.switch(self._urls_from(home, turn=index))
                     self.moves += 1
                     read_back = bool(mine)
+                elif dc == home and self.config.dcs > 1 \
+                        and rng.random() < self.config.move_probability:
+                    choices = [d for d in range(self.config.dcs)
+                               if d not in (home, self.quiet_dc)]
+                    target = rng.choice(choices) if choices else None
+                    if target is not None and self._may_visit(target):
+                        dc = target
+                        away = rng.randint(1, 4)
+                        await session.switch(self._urls_from(dc, home, turn=index))
+                        self.moves += 1
+                        read_back = bool(mine)
+                visiting = dc != home
+                if visiting:
+                    away -= 1
+                failovers = session.failovers
+                trying = self.dc_of_url[session.url]  # the DC its request goes to first
                 key = rng.choice(mine if read_back else self.keys)
                 roll = rng.random()
                 if dc == self.quiet_dc:
@@ -131,16 +191,31 @@ class Workload:
                     else:
                         await session.delete(key)
                 except ChainReactionError as exc:
+                    self._trouble(trying, visiting)
                     if exc.code not in ("bad_request",) and roll >= 0.5 and not read_back:
                         await session.aclose()  # unknown outcome: start a new process
-                        session = self.new_session(dc)
+                        session = self.new_session(home, turn=index)
+                        dc, away = home, 0
                         written = 0
                         mine = []
                     await trio.sleep(0.05)
+                else:
+                    served = session.state.dc
+                    if served not in (None, trying) and session.failovers > failovers:
+                        # ``trying`` could not serve it; another URL did (home's, on a
+                        # visit): the visit ends (served elsewhere: home next)
+                        self._trouble(trying, visiting and trying == dc)
+                        if visiting:
+                            dc, away = served, 0
                 await trio.sleep(rng.uniform(0, 0.02))
         finally:
             with trio.CancelScope(shield=True):
                 await session.aclose()
+
+    def _trouble(self, dc: int, visiting: bool) -> None:
+        """``dc`` could not serve a session (it failed, or went on elsewhere)."""
+        self.troubled[dc] = time.monotonic()
+        self.failed_visits += visiting
 
     async def probe_isolation(self, fault: Fault, t0: float) -> None:
         """The moved-reader pattern (issue 12) beside an ``isolate`` fault: S in the
@@ -254,7 +329,7 @@ async def _run_jepsen(config: JepsenConfig) -> int:
     config.validate()
     os.makedirs(config.out_dir, exist_ok=True)
     cluster_config = ClusterConfig(
-        nodes=config.nodes, replication=min(3, config.nodes), eager=1, frontends=1,
+        nodes=config.nodes, replication=min(3, config.nodes), eager=1, frontends=FRONTENDS_PER_DC,
         data_dir=os.path.join(config.out_dir, "cluster"), base_port=config.base_port,
         failure_timeout_s=1.0, dcs=config.dcs, wan_delay_ms=config.wan_delay_ms,
         tombstone_grace_s=config.tombstone_grace_s,
@@ -335,7 +410,9 @@ async def _run_jepsen(config: JepsenConfig) -> int:
         "check_s": round(check_s, 2), "history": history.counts,
         "faults_planned": len(faults),
         "faults_injected": {k: sum(1 for e in applied if e["kind"] == k) for k in NEMESES},
-        "moves": workload.moves, "probes": workload.probes,
+        "moves": workload.moves, "failed_visits": workload.failed_visits,
+        "returns_home": workload.returns,
+        "probes": workload.probes,
         "final_read_errors": final_errors,
         "quiescent": not still_busy, "still_busy": still_busy,
         "tombstones_collected": sum(st.get("tombstones_collected", 0)
@@ -361,7 +438,9 @@ async def _run_jepsen(config: JepsenConfig) -> int:
     print(f"jepsen: {history.counts['invoke']} operations ({history.counts['ok']} ok, "
           f"{history.counts['fail']} failed, {history.counts['info']} unknown), "
           f"{len(applied)} faults injected {summary['faults_injected']}, {workload.moves} "
-          f"session moves, {summary['tombstones_collected']} tombstones collected; "
+          f"session moves ({workload.failed_visits} visits the DC visited could not serve, "
+          f"{workload.returns} returns home after serving elsewhere), "
+          f"{summary['tombstones_collected']} tombstones collected; "
           f"run {took:.0f} s, check {check_s:.2f} s")
     print(f"jepsen: {'VALID: no anomaly' if report.valid else 'INVALID'}; report in "
           f"{config.out_dir}/ (history.jsonl, check.txt, faults.json, summary.json, "

@@ -198,18 +198,22 @@ def test_fault_windows_give_each_dcs_rate_and_its_share_of_the_rate_with_no_faul
                                 "2": {"ok_per_s": 10.0, "ratio": 1.0},
                                 "3": {"ok_per_s": 0.5, "ratio": None}}
     assert manager["min_ratio_unfaulted"] == 0.5  # dc1: its own dc0 (0.3) does not count
-    assert "dc" not in partition  # between DCs: every DC counts
+    assert "dc" not in partition  # between DCs: both ends are hit
     assert partition["by_dc"] == {"0": {"ok_per_s": 10.0, "ratio": 1.0},
                                   "1": {"ok_per_s": 10.0, "ratio": 1.0},
                                   "2": {"ok_per_s": 0.0, "ratio": 0.0},
                                   "3": {"ok_per_s": 0.0, "ratio": None}}
-    assert partition["min_ratio_unfaulted"] == 0.0
-    assert windows["lowest_unfaulted"] == {"ratio": 0.0, "dc": 2, "fault": 1}
+    # dc1 and dc2 are its ends; dc0's manager came back 2 s before it began (RECOVERY_S):
+    # only dc3 has no fault, and it has no rate of its own to compare with
+    assert partition["dcs_hit"] == [0, 1, 2] and partition["min_ratio_unfaulted"] is None
+    assert windows["lowest_unfaulted"] == {"ratio": 0.5, "dc": 1, "fault": 0}
     text = format_windows(windows).splitlines()
     assert text[2].split(": ", 1)[1] == "dc0 3 (30%)  dc1 5 (50%)  dc2 10 (100%)  dc3 0.5 (-)"
     assert text[4].split(": ", 1)[1] == "dc0 10 (100%)  dc1 10 (100%)  dc2 0 (0%)  dc3 0 (-)"
-    assert text[-1] == ("  lowest rate in a DC the fault did not hit: dc2 at 0% of its rate "
-                        "with no fault on, in partition dc1 / dc2 (6.0-7.0 s)")
+    # the same partition long after the manager's outage: dc0 counts, at 100%
+    later = [*log[:2], *({**e, "time": e["time"] + 10} for e in log[2:])]
+    assert fault_windows(str(history), later, 20.0, {"dc0-manager": 0})["faults"][1][
+        "dcs_hit"] == [1, 2]
     # without the partition, the manager outage is the lowest: dc1's 50%, not dc0's 30%
     alone = fault_windows(str(history), log[:2], 10.0, {"dc0-manager": 0})
     assert alone["lowest_unfaulted"] == {"ratio": 0.5, "dc": 1, "fault": 0}

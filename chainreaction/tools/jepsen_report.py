@@ -32,6 +32,20 @@ def _windows(nemesis_log: list, end_s: float) -> list:
     return sorted(found, key=lambda w: w[2])
 
 
+# A DC whose own fault healed less than this long ago still recovers from it (a restarted
+# DC's nodes rejoin, copy and renew their leases): it does not count as a DC without a
+# fault in the windows that start meanwhile.
+RECOVERY_S = 5.0
+
+
+def _dcs_hit(kind: str, targets: tuple, dc_of: dict) -> set:
+    """Every DC a fault hits: its own DC, or both ends of a partition between DCs."""
+    dc = _dc_of_fault(kind, targets, dc_of)
+    if dc is not None:
+        return {dc}
+    return {int(t[2:]) for t in targets if t.startswith("dc") and t[2:].isdigit()}
+
+
 def _dc_of_fault(kind: str, targets: tuple, dc_of: dict) -> int | None:
     """The one DC a fault hits (a killed process's, a restarted DC, an isolated DC), or
     None (a partition between DCs)."""
@@ -54,9 +68,10 @@ def fault_windows(history_path: str, nemesis_log: list, workload_s: float,
     Per fault also ``by_dc``, each DC's availability in the window: {dc: {"ok_per_s",
     "ratio"}}, the ratio to that DC's rate with no fault on (``quiet.by_dc``; None if the
     DC completed nothing then), and ``min_ratio_unfaulted``, the lowest ratio among the DCs
-    the fault did not hit (all DCs for a partition between DCs; None if there is none):
-    faults that should not reach other DCs, such as a manager's outage, show there whether
-    they did. ``lowest_unfaulted`` names the window with the lowest of these."""
+    without a fault: DCs that no fault overlapping the window hits, and none healed less
+    than ``RECOVERY_S`` before it starts (a partition between DCs hits both ends; None if
+    every DC is hit). Faults that should not reach other DCs, such as a manager's outage,
+    show there whether they did. ``lowest_unfaulted`` names the window with the lowest."""
     done = [d for d in _completions(history_path) if d[0] <= workload_s]
     windows = _windows(nemesis_log, workload_s)
     dcs = sorted({d for _, _, d in done if d is not None})
@@ -96,7 +111,10 @@ def fault_windows(history_path: str, nemesis_log: list, workload_s: float,
         entry["by_dc"] = {str(d): {"ok_per_s": round(rates[d], 1),
                                    "ratio": None if ratios[d] is None else round(ratios[d], 3)}
                           for d in dcs}
-        elsewhere = [(r, d) for d, r in ratios.items() if d != dc and r is not None]
+        hit = set().union(*(_dcs_hit(k, t, dc_of) for k, t, s0, h0 in windows
+                            if s0 <= heal and h0 + RECOVERY_S >= start))
+        entry["dcs_hit"] = sorted(hit)
+        elsewhere = [(r, d) for d, r in ratios.items() if d not in hit and r is not None]
         lowest = min(elsewhere, default=None)
         entry["min_ratio_unfaulted"] = None if lowest is None else round(lowest[0], 3)
         if lowest is not None and (worst is None or lowest < worst[:2]):
@@ -131,7 +149,8 @@ def format_windows(windows: dict) -> str:
     lowest = windows.get("lowest_unfaulted")
     if lowest is not None:
         w = windows["faults"][lowest["fault"]]
-        lines.append(f"  lowest rate in a DC the fault did not hit: dc{lowest['dc']} at "
+        lines.append(f"  lowest rate in a DC without a fault (none in the window nor "
+                     f"{RECOVERY_S:g} s before): dc{lowest['dc']} at "
                      f"{_percent(lowest['ratio'])} of its rate with no fault on, in "
                      f"{w['kind']} {' / '.join(w['targets'])} ({w['start']:.1f}-"
                      f"{w['end']:.1f} s)")

@@ -88,10 +88,14 @@ class ProxyConfig:
     batch_interval_s: float = 0.005
     max_batch_entries: int = 512
     max_batch_bytes: int = 256 * 1024
-    max_unacked_entries: int = 20_000  # per peer, then shipping waits for acks
-    resend_after_s: float = 1.0
+    window_entries: int = 8_192  # per peer, beyond what it applied: then shipping waits
+    resend_after_s: float = 1.0  # without an ack that moves, resend (doubling up to max)
+    max_resend_after_s: float = 8.0
     progress_interval_s: float = 0.05
     node_timeout_s: float = 1.0
+    # Other DCs' entries on their way to our heads at once: a backlog is applied at the
+    # pace the chains take, and leaves room for our own clients.
+    max_applying: int = 512
     retry_delay_s: float = 0.05
     dep_wait_s: float = 2.0
     max_dep_waiters: int = 100_000
@@ -250,10 +254,15 @@ class ProxyCore(Core):
         percentiles("log_lag", self.log_lag)
         for dc, peer in sorted(self.peers.items()):
             out[f"unacked_to_dc{dc}"] = self.last_logged - peer.acked
+            out[f"unapplied_at_dc{dc}"] = self.last_logged - peer.applied
             percentiles(f"visibility_from_dc{dc}", rx.visibility[dc])
             out[f"visibility_from_dc{dc}_count"] = rx.visibility[dc].count
             percentiles(f"first_visible_from_dc{dc}", rx.first_visible[dc])
             percentiles(f"arrived_from_dc{dc}", rx.arrived[dc])
+        logged = self.counters["entries_logged"]
+        if logged and self.peers:  # 1.0: every entry crossed each link once
+            out["sent_per_logged"] = round(
+                self.counters["entries_sent"] / (logged * len(self.peers)), 3)
         wan_bytes = self.io_counters.get("wan_bytes_sent", 0)  # counted by the WAN driver
         if wan_bytes and self.counters["entries_sent"]:
             out["wan_bytes_per_update"] = round(wan_bytes / self.counters["entries_sent"], 1)
@@ -293,15 +302,18 @@ class ProxyCore(Core):
         self._arm_ship(now)
         self.counters["entries_logged"] += 1
         self.log_lag.record(max(0.0, now - msg.version.clock / 1e6))
-        return [Send(src, m.Shipped(msg.key, msg.version, seq, logged_at))]
+        return [Send(src, m.Shipped(msg.key, msg.version, seq, logged_at)),
+                *self.receiver.on_logged(now)]
 
     def _on_ship_ack(self, src: str, msg: m.ShipAck, now: float) -> list:
         peer = self.peers.get(msg.dc)
         if peer is None or src != peer.name:
             self.counters["ack_from_unknown"] += 1
             return []
-        self.shipper.on_ack(msg.dc, msg.received, now)
-        self.stability.note(msg.dc, dict(msg.applied))
+        applied = dict(msg.applied)
+        self.shipper.on_ack(msg.dc, msg.received, applied.get(self.dc, 0), now)
+        self.stability.note(msg.dc, applied)
+        self._arm_ship(now)
         return self._on_progress(now)
 
     def _on_progress(self, now: float) -> list:

@@ -16,6 +16,7 @@ started (the ``needs`` of the writes this DC logs), survive a restart in the log
 from __future__ import annotations
 
 import collections
+import heapq
 from typing import TYPE_CHECKING, Callable
 
 import attrs
@@ -47,6 +48,32 @@ class _Incoming:
     op: int = 0
     sent_at: float = 0.0
     retry_at: float | None = None
+    turn: int = 0  # bumped whenever its deadline changes: older heap items are stale
+
+
+class _Due:
+    """Deadlines in a heap with lazy deletion: an item counts only while its entry's
+    ``turn`` is the one it was pushed with, so rescheduling is a push, never a search."""
+
+    def __init__(self) -> None:
+        self._heap: list = []
+        self._pushed = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, at: float, inc: _Incoming) -> None:
+        inc.turn += 1
+        self._pushed += 1
+        heapq.heappush(self._heap, (at, self._pushed, inc.turn, inc))
+
+    def pop_due(self, now: float):
+        """The entries whose deadline has come, each once, earliest first."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _at, _n, turn, inc = heapq.heappop(heap)
+            if turn == inc.turn:
+                yield inc
 
 
 class Receiver:
@@ -77,9 +104,14 @@ class Receiver:
         self.received = dict(self.applied)
         self.inbox: dict[int, collections.OrderedDict] = {
             dc: collections.OrderedDict() for dc in self.origins}
-        # the inbox entries not started yet (their ``after``/``needs`` not applied here)
-        self._waiting: dict[int, collections.OrderedDict] = {
-            dc: collections.OrderedDict() for dc in self.origins}
+        # The inbox entries not started yet, each in one place: blocked on the first DC
+        # whose log is not applied far enough here (a heap per DC by the position it
+        # needs, so an applied prefix that grows wakes only the entries it unblocks), or
+        # ready (its causal past is applied) and waiting for room among ``max_applying``.
+        self._blocked: dict[int, list] = {dc: [] for dc in (*self.origins, config.dc)}
+        self._ready: collections.deque[_Incoming] = collections.deque()
+        self._applying = 0  # entries started and not applied yet
+        self._due = _Due()  # when each entry at a node should hear back (or retry)
         self._ops: dict[int, _Incoming] = {}
         self._at_head: dict[tuple, _Incoming] = {}  # (key, version) -> entry sent to the head
         self.reset_latencies()
@@ -99,8 +131,9 @@ class Receiver:
         return self.ring.epoch if self.ring is not None else 0
 
     def waiting(self) -> int:
-        """Entries received whose causal past is not applied here yet."""
-        return sum(len(box) for box in self._waiting.values())
+        """Entries received and not started yet (their causal past is not applied here,
+        or ``max_applying`` entries are on their way already)."""
+        return sum(len(heap) for heap in self._blocked.values()) + len(self._ready)
 
     def in_flight(self) -> int:
         """Entries received and not applied yet."""
@@ -122,6 +155,7 @@ class Receiver:
         self.counters["batches_received"] += 1
         box = self.inbox[origin]
         needs = msg.needs
+        applied = self._applied_vector()
         out: list = []
         for i, entry in enumerate(msg.entries):
             seq = msg.first_seq + i
@@ -133,7 +167,8 @@ class Receiver:
                 self.counters["batch_gap"] += 1  # an earlier batch was lost: ack asks again
                 break
             self.received[origin] = seq
-            box[seq] = self._waiting[origin][seq] = _Incoming(origin, seq, entry, needs)
+            box[seq] = inc = _Incoming(origin, seq, entry, needs)
+            self._wait(inc, applied)
             known = self.log.seen(origin, entry.key)
             if known is None or known[0] < entry.version:
                 self.log.put_seen(origin, entry.key, entry.version, seq)
@@ -143,19 +178,46 @@ class Receiver:
         return out
 
     def pump(self, now: float) -> list:
-        """Start every waiting entry whose causal past is applied here."""
+        """Start the entries whose causal past is applied here, as far as ``max_applying``
+        allows. Each entry is looked at once when it arrives and once more per DC it
+        waited for: the work is linear in the entries, whatever their order."""
+        applied = self._applied_vector()
+        for dc, heap in list(self._blocked.items()):
+            reached = applied.get(dc, 0)
+            while heap and heap[0][0] <= reached:
+                self._wait(heapq.heappop(heap)[-1], applied)
         if self.ring is None or not self.ring.serving:
             return self._want_ring(now) if any(self.inbox.values()) else []
         out: list = []
-        applied = {**self.applied, self.config.dc: self._logged()}
-        for origin, waiting in self._waiting.items():
-            ready = [inc for inc in waiting.values()
-                     if applied[origin] >= inc.entry.after
-                     and all(applied.get(dc, 0) >= n for dc, n in inc.needs if dc != origin)]
-            for inc in ready:
-                del waiting[inc.seq]
-                out += self._start(inc, now)
+        while self._ready and self._applying < self.config.max_applying:
+            out += self._start(self._ready.popleft(), now)
         return out
+
+    def on_logged(self, now: float) -> list:
+        """Our own log grew: start what waited for it (``needs`` of our DC)."""
+        heap = self._blocked[self.config.dc]
+        return self.pump(now) if heap and heap[0][0] <= self._logged() else []
+
+    def _applied_vector(self) -> dict[int, int]:
+        return {**self.applied, self.config.dc: self._logged()}
+
+    def _wait(self, inc: _Incoming, applied: dict) -> None:
+        """File ``inc`` under the first DC whose log it needs further applied here, or as
+        ready."""
+        self.counters["apply_wait_checks"] += 1  # the work of ordering (transcript tests)
+        blocker = None
+        if applied[inc.origin] < inc.entry.after:
+            blocker = (inc.origin, inc.entry.after)
+        else:
+            for dc, n in inc.needs:
+                if dc != inc.origin and applied.get(dc, 0) < n:
+                    blocker = (dc, n)
+                    break
+        if blocker is None:
+            self._ready.append(inc)
+        else:
+            dc, n = blocker
+            heapq.heappush(self._blocked.setdefault(dc, []), (n, inc.origin, inc.seq, inc))
 
     def _start(self, inc: _Incoming, now: float) -> list:
         if inc.seq > self._started_saved[inc.origin]:
@@ -164,12 +226,14 @@ class Receiver:
             self._started_saved[inc.origin] = self.received[inc.origin]
             self.log.put_meta(f"started:{inc.origin}", self.received[inc.origin])
         self.started[inc.origin] = max(self.started[inc.origin], inc.seq)
+        self._applying += 1
         return self._send_put(inc, now)
 
     def _send_put(self, inc: _Incoming, now: float) -> list:
         e = inc.entry
         inc.phase, inc.op, inc.sent_at, inc.retry_at = _PUTTING, self._new_op(), now, None
         self._ops[inc.op] = inc
+        self._due.push(now + self.config.node_timeout_s, inc)
         self._at_head[e.key, e.version] = inc
         head = self.ring.chain(e.key)[0]
         return [Send(head, m.Put(inc.op, e.rid, e.key, e.value, 0, self.epoch, e.version,
@@ -180,6 +244,7 @@ class Receiver:
         self._ops.pop(inc.op, None)
         inc.phase, inc.op, inc.sent_at, inc.retry_at = _CHECKING, self._new_op(), now, None
         self._ops[inc.op] = inc
+        self._due.push(now + self.config.node_timeout_s, inc)
         tail = self.ring.chain(e.key)[-1]
         return [Send(tail, m.DepCheck(inc.op, e.key, e.version, self.epoch))]
 
@@ -193,6 +258,7 @@ class Receiver:
             # The head held this version or a newer one already: no notice will come.
             return self._send_check(inc, now)
         inc.phase, inc.sent_at = _STABILIZING, now
+        self._due.push(now + self.config.node_timeout_s, inc)
         return []
 
     def on_stable_notice(self, src: str, msg: m.StableNotice, now: float) -> list:
@@ -222,9 +288,14 @@ class Receiver:
         self._ops.pop(inc.op, None)
         self._at_head.pop((inc.entry.key, inc.entry.version), None)
         inc.phase = _DONE
+        inc.turn += 1  # no deadline any more
+        self._applying -= 1
         self.visibility[inc.origin].record(max(0.0, now - inc.entry.version.clock / 1e6))
         self.counters["entries_applied"] += 1
-        return self._advance(inc.origin, now)
+        out = self._advance(inc.origin, now)
+        if self._ready:  # room for one more among max_applying
+            out += self.pump(now)
+        return out
 
     def on_error(self, src: str, msg: m.Error, now: float) -> list:
         inc = self._ops.pop(msg.op, None)
@@ -237,27 +308,23 @@ class Receiver:
                 out += self._want_ring(now)
         # Retry the phase from its start shortly (a Put is idempotent by version).
         inc.retry_at = now + self.config.retry_delay_s
+        self._due.push(inc.retry_at, inc)
         return out
 
     def retry(self, now: float) -> list:
-        """Entries whose node did not answer in ``node_timeout_s``, or whose retry is due."""
+        """Entries whose node did not answer in ``node_timeout_s``, or whose retry is due
+        (a deadline heap: the work is in the entries due, not in all those on their way)."""
         if self.ring is None or not self.ring.serving:
             return []
         out: list = []
-        for box in self.inbox.values():
-            for inc in box.values():
-                if inc.phase in (_DONE, _WAITING):
-                    continue
-                if inc.retry_at is not None:
-                    if now < inc.retry_at:
-                        continue
-                elif now - inc.sent_at < self.config.node_timeout_s:
-                    continue
-                self.counters["stable_notice_missed" if inc.phase == _STABILIZING
-                              else "apply_resent"] += 1
-                self._ops.pop(inc.op, None)
-                out += self._send_check(inc, now) if inc.phase == _STABILIZING else \
-                    self._send_put(inc, now)
+        for inc in self._due.pop_due(now):
+            self.counters["apply_deadline_checks"] += 1
+            assert inc.phase in (_PUTTING, _STABILIZING, _CHECKING), inc
+            self.counters["stable_notice_missed" if inc.phase == _STABILIZING
+                          else "apply_resent"] += 1
+            self._ops.pop(inc.op, None)
+            out += self._send_check(inc, now) if inc.phase == _STABILIZING else \
+                self._send_put(inc, now)
         return out
 
     def _advance(self, origin: int, now: float) -> list:

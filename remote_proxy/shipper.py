@@ -11,10 +11,14 @@ receiver side, which knows how far other DCs' logs were started here.
 
 ``ship`` sends the log to every peer in order (``ShipBatch``: up to ``max_batch_entries``
 entries or ``max_batch_bytes``; at most one batch per ``batch_interval_s`` per peer, so a
-write on an idle link leaves at once and one on a busy link waits at most that interval;
-at most ``max_unacked_entries`` ahead of the peer's acknowledgement), and resends from
-the peer's acknowledged position (``on_ack``) when a link was down or the peer restarted
-(``resend_after_s`` without progress). ``truncate`` drops what every DC has applied.
+write on an idle link leaves at once and one on a busy link waits at most that interval).
+Flow control is a window, as in TCP: at most ``window_entries`` beyond what the peer has
+*applied*, so a peer that applies slowly slows the sender instead of being flooded, and
+its memory stays bounded however far it falls behind (the rest waits in our log, on
+disk). Nothing is dropped and resent for being too much: a resend happens only when the
+peer acknowledged nothing new for ``resend_after_s`` (the link was down, a batch lost,
+the peer restarted), from its acknowledged position, with the timeout doubling up to
+``max_resend_after_s`` while nothing moves. ``truncate`` drops what every DC has applied.
 
 The proxy keeps its timers: ``next_due`` says when the ``ship`` timer should next fire.
 In memory: the newest ``max_cached_entries`` entries (older ones are re-read from the
@@ -47,12 +51,15 @@ class Peer:
     name: str
     sent: int = 0  # last seq sent
     acked: int = 0  # last contiguous seq it received
+    applied: int = 0  # last seq it applied (its ShipAck's applied vector, our DC)
     acked_at: float = 0.0  # when ``acked`` last moved (or shipping resumed)
+    resend_after_s: float = 0.0  # the resend timeout now (doubles while nothing moves)
+    entries_sent: int = 0
 
 
 class Shipper:
     """This DC's log and its shipping (``config``: ``dc``, ``peers``, ``batch_*``,
-    ``max_batch_*``, ``max_unacked_entries``, ``resend_after_s``, ``max_cached_entries``;
+    ``max_batch_*``, ``window_entries``, ``*resend_after_s``, ``max_cached_entries``;
     ``counters``: the proxy's stats counters, shared)."""
 
     def __init__(self, log: ProxyLog, config: ProxyConfig,
@@ -73,7 +80,8 @@ class Shipper:
         self._due_at: dict[int, float] = {}
         self._last_batch_at: dict[int, float] = {}
         for peer in self.peers.values():  # what was truncated, every DC had applied
-            peer.sent = peer.acked = self._first_seq - 1
+            peer.sent = peer.acked = peer.applied = self._first_seq - 1
+            peer.resend_after_s = config.resend_after_s
 
     @property
     def last_logged(self) -> int:
@@ -156,15 +164,19 @@ class Shipper:
     # -- shipping -----------------------------------------------------------------------------
 
     def ship(self, now: float) -> list:
-        """The batches due now, and resends to peers silent for ``resend_after_s``."""
+        """The batches due now, within each peer's window, and resends to peers that
+        acknowledged nothing new for their resend timeout."""
         out: list = []
         cfg = self.config
         for dc, peer in self.peers.items():
-            if peer.sent > peer.acked and now - peer.acked_at >= cfg.resend_after_s:
-                # No progress: the link was down, the batch lost or the peer restarted.
+            if peer.sent > peer.acked and now - peer.acked_at >= peer.resend_after_s:
+                # No progress: the link was down, a batch lost or the peer restarted. Send
+                # again what it has not acknowledged, and wait longer before the next time.
                 self.counters["resend_from_ack"] += 1
+                self.counters["entries_resent"] += peer.sent - peer.acked
                 peer.sent = peer.acked
                 peer.acked_at = now
+                peer.resend_after_s = min(2 * peer.resend_after_s, cfg.max_resend_after_s)
                 self._due_at[dc] = float("-inf")  # overdue: send at once
             pending = self.last_logged - peer.sent
             if pending <= 0:
@@ -173,8 +185,11 @@ class Shipper:
             due = self._due_at.setdefault(dc, self._next_batch_at(dc, now))
             if pending < cfg.max_batch_entries and now < due:
                 continue
-            while peer.sent < self.last_logged and peer.sent - peer.acked < cfg.max_unacked_entries:
-                batch = self._batch(peer.sent + 1)
+            # The window: at most ``window_entries`` beyond what the peer has applied, so
+            # its inbox stays bounded however far it falls behind, and nothing is sent
+            # that it would have to drop.
+            while peer.sent < self.last_logged and peer.sent - peer.applied < cfg.window_entries:
+                batch = self._batch(peer.sent + 1, peer.applied + cfg.window_entries)
                 if batch is None:
                     break
                 if peer.sent == peer.acked:
@@ -182,35 +197,45 @@ class Shipper:
                 out.append(Send(peer.name, batch))
                 self._last_batch_at[dc] = now
                 peer.sent = batch.first_seq + len(batch.entries) - 1
+                peer.entries_sent += len(batch.entries)
                 self.counters["batches_sent"] += 1
                 self.counters["entries_sent"] += len(batch.entries)
             if peer.sent >= self.last_logged:
                 self._due_at.pop(dc, None)
-            else:  # held back by max_unacked_entries: try again an interval later
+            elif peer.sent - peer.applied >= cfg.window_entries:
+                self._due_at.pop(dc, None)  # the window is full: the peer's ack reopens it
+                self.counters["window_full"] += 1
+            else:
                 self._due_at[dc] = now + cfg.batch_interval_s
             assert peer.acked <= peer.sent <= self.last_logged, (dc, peer, self.last_logged)
         return out
 
-    def on_ack(self, dc: int, received: int, now: float) -> None:
-        """Peer ``dc`` has received our log up to ``received`` (``ShipAck``)."""
+    def on_ack(self, dc: int, received: int, applied: int, now: float) -> None:
+        """Peer ``dc`` has received our log up to ``received`` and applied it up to
+        ``applied`` (``ShipAck``)."""
         peer = self.peers[dc]
         if received != peer.acked:
             peer.acked_at = now
+            peer.resend_after_s = self.config.resend_after_s
         if received < peer.acked:
             # The peer restarted and lost what it had not applied: ship it again.
             self.counters["peer_rewound"] += 1
             peer.sent = min(peer.sent, received)
         peer.acked = received
+        peer.applied = min(applied, received)
         peer.sent = max(peer.sent, peer.acked)
+        if peer.sent < self.last_logged and dc not in self._due_at \
+                and peer.sent - peer.applied < self.config.window_entries:
+            self._due_at[dc] = self._next_batch_at(dc, now)  # the window opened
 
     def _next_batch_at(self, dc: int, now: float) -> float:
         return max(now, self._last_batch_at.get(dc, float("-inf"))
                    + self.config.batch_interval_s)
 
-    def _batch(self, first: int) -> m.ShipBatch | None:
+    def _batch(self, first: int, last: int) -> m.ShipBatch | None:
         entries, size, needs = [], 0, None
         batch_needs = ()
-        for seq in range(first, self.last_logged + 1):
+        for seq in range(first, min(last, self.last_logged) + 1):
             write = self._write_at(seq)
             if write is None:  # truncated: every DC applied it (a stale resend)
                 return None

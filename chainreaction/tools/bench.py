@@ -91,30 +91,56 @@ async def check_cluster(urls: list[str]) -> dict:
     return stats
 
 
-async def preload(cfg: dict) -> float:
-    """Write every key once (values of --value-size bytes); seconds taken."""
+async def preload(cfg: dict, progress_s: float = 2.0) -> float:
+    """Write every key once (values of --value-size bytes) from parallel sessions spread
+    over the URLs; seconds taken. Every ``progress_s`` it prints how many keys each DC has
+    written and at what rate, so a DC that falls behind shows while it does."""
     keys, urls = cfg["keys"], cfg["urls"]
     n = min(PRELOAD_SESSIONS, keys, cfg["clients"])
     value = random.Random(cfg["seed"]).randbytes(cfg["value_size"])
     t0 = time.perf_counter()
+    done: dict[int, int] = {}  # dc -> keys written there
+    share: dict[int, int] = {}  # dc -> keys its writers have to write (once known)
 
     async def writer(j: int):
         session = Session(urls[j % len(urls):] + urls[:j % len(urls)],
                           timeout_s=SESSION_TIMEOUT_S, connect_timeout_s=CONNECT_TIMEOUT_S)
+        mine = len(range(j, keys, n))
         try:
             for k in range(j, keys, n):
                 try:
-                    await session.put(f"{KEY_PREFIX}{k}", value)
+                    result = await session.put(f"{KEY_PREFIX}{k}", value)
                 except ChainReactionError as exc:
                     raise BenchError(f"preload of {KEY_PREFIX}{k} failed: {exc}") from None
+                if mine:
+                    share[result.dc] = share.get(result.dc, 0) + mine
+                    mine = 0
+                done[result.dc] = done.get(result.dc, 0) + 1
         finally:
             await session.aclose()
 
+    async def report(stop: trio.Event):
+        last, at = {}, time.perf_counter()
+        while not stop.is_set():
+            with trio.move_on_after(progress_s):
+                await stop.wait()
+            now = time.perf_counter()
+            parts = [f"dc{dc} {count}/{share.get(dc, '?')} ({(count - last.get(dc, 0)) / (now - at):.0f}/s)"
+                     for dc, count in sorted(done.items())]
+            print(f"bench: preload {now - t0:5.1f} s: {sum(done.values())}/{keys} keys; "
+                  + "  ".join(parts), flush=True)
+            last, at = dict(done), now
+
     try:
         with trio.fail_after(60 + keys * 0.05):
-            async with trio.open_nursery() as nursery:
-                for j in range(n):
-                    nursery.start_soon(writer, j)
+            async with trio.open_nursery() as outer:
+                stop = trio.Event()
+                if keys >= 1_000:
+                    outer.start_soon(report, stop)
+                async with trio.open_nursery() as nursery:
+                    for j in range(n):
+                        nursery.start_soon(writer, j)
+                stop.set()
     except trio.TooSlowError:
         raise BenchError(f"preloading {keys} keys timed out") from None
     return time.perf_counter() - t0

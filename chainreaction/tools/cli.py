@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "for a long time), heals, waits for "
                          "quiescence, reads every key in every DC and runs the checker. Writes "
                          "a report folder: history.jsonl, check.txt, faults.json, summary.json,"
-                         " timeline.png. Exit 0 when no anomaly was found, 1 otherwise.")
+                         " timeline.png. After the faults, a bulk phase (--bulk) loads every DC "
+                         "unpaced and checks that every DC converges. Exit 0 when no anomaly was found, 1 otherwise.")
     jep.add_argument("--dcs", type=_positive_int, default=3)
     jep.add_argument("--nodes", type=_positive_int, default=3, help="per DC")
     jep.add_argument("--time", type=_positive_float, default=60.0, help="seconds of workload")
@@ -294,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "operations, then returns (default 0.05); a DC that cannot serve it (a "
                      "fault, a partition its causal past cannot cross) costs it one attempt "
                      "per frontend there, then it goes on elsewhere")
+    jep.add_argument("--bulk", type=int, default=1000, metavar="KEYS",
+                     help="after the faults are healed, every DC writes this many fresh keys "
+                     "from 4 unpaced sessions (a bulk load); the run then waits for every DC "
+                     "to apply everything and the final reads cover these keys in every DC "
+                     "(default 1000; 0: no bulk phase)")
+    jep.add_argument("--bulk-time", type=_positive_float, default=60.0, metavar="SECONDS",
+                     help="the bulk phase ends after this long, done or not (default 60)")
     jep.add_argument("--wan-delay", type=_non_negative_float, default=20.0, metavar="MS")
     jep.add_argument("--base-port", type=int, default=7400)
     jep.add_argument("--out", metavar="DIR", help="report folder (default "

@@ -26,6 +26,7 @@ from ..history import HistoryWriter
 from ..runtime.probe import process_stats
 from .cluster import ClusterConfig, LocalCluster
 from .demo import ClusterFailed, wait_ready
+from .jepsen_bulk import bulk_keys, bulk_load, format_bulk
 from .jepsen_report import fault_windows, format_windows, plot_timeline
 from .nemesis import NEMESES, Fault, Nemesis, plan_faults, sleep_until
 
@@ -56,6 +57,10 @@ class JepsenConfig:
     # manager-kill, manager-pause: how long the manager stays down (shortened near the end)
     manager_outage_s: float = 30.0
     quiesce_timeout_s: float = 90.0
+    # After the faults: every DC writes this many fresh keys unpaced (0: no bulk phase),
+    # for at most bulk_time_s; the final reads cover them in every DC.
+    bulk_keys_per_dc: int = 0  # (the CLI default is 1000)
+    bulk_time_s: float = 60.0
 
     def validate(self) -> None:
         unknown = set(self.nemeses) - set(NEMESES)
@@ -67,6 +72,8 @@ class JepsenConfig:
             raise ValueError("--time, --sessions and --keys must be positive")
         if not self.manager_outage_s > 0:
             raise ValueError(f"--manager-outage must be positive, got {self.manager_outage_s}")
+        if self.bulk_keys_per_dc < 0:
+            raise ValueError(f"--bulk must be 0 or more, got {self.bulk_keys_per_dc}")
 
 
 
@@ -260,21 +267,31 @@ class Workload:
                 await s.aclose()
                 await t.aclose()
 
-    async def final_reads(self) -> int:
-        """After healing: every key in every DC, by fresh sessions (no metadata)."""
+    async def final_reads(self, sessions_per_dc: int = 4) -> int:
+        """After healing: every key in every DC, by fresh sessions (no metadata), the DCs
+        and each DC's share of the keys read in parallel."""
         errors = 0
-        for dc in range(self.config.dcs):
+        keys = self.keys + self.probe_keys
+
+        async def reader(dc: int, j: int) -> None:
+            nonlocal errors
+            name = f"final-dc{dc}" + (f"-{j}" if j else "")
             session = Session(self.cluster.urls_of(dc), timeout_s=10.0, history=self.history,
-                              process=f"final-dc{dc}", dc_of_url=self.dc_of_url)
+                              process=name, dc_of_url=self.dc_of_url)
             session.final_reads = True
             try:
-                for key in self.keys + self.probe_keys:
+                for key in keys[j::sessions_per_dc]:
                     try:
                         await session.read(key)
                     except ChainReactionError:
                         errors += 1
             finally:
                 await session.aclose()
+
+        async with trio.open_nursery() as nursery:
+            for dc in range(self.config.dcs):
+                for j in range(min(sessions_per_dc, len(keys))):
+                    nursery.start_soon(reader, dc, j)
         return errors
 
 
@@ -376,7 +393,18 @@ async def _run_jepsen(config: JepsenConfig) -> int:
               flush=True)
         await nemesis.heal_everything()
         await wait_ready(cluster, timeout_s=60)
+        bulk = None
+        if config.bulk_keys_per_dc:
+            print(f"jepsen: bulk load: {config.bulk_keys_per_dc} fresh keys per DC, unpaced "
+                  f"(at most {config.bulk_time_s:g} s) ...", flush=True)
+            bulk = await bulk_load(workload, config.dcs, config.bulk_keys_per_dc,
+                                   config.bulk_time_s)
+            workload.keys += bulk_keys(config.dcs, config.bulk_keys_per_dc)
+        bulk_done = time.monotonic()
         still_busy = await wait_quiescent(cluster, config.quiesce_timeout_s)
+        if bulk is not None:
+            bulk["converged_s"] = (None if still_busy else
+                                   round(time.monotonic() - bulk_done, 2))
         if still_busy:
             print(f"jepsen: warning: not quiescent after {config.quiesce_timeout_s:g} s; "
                   "final reads may disagree. Still busy:", flush=True)
@@ -384,6 +412,9 @@ async def _run_jepsen(config: JepsenConfig) -> int:
                 print(f"  {line}", flush=True)
         final_errors = await workload.final_reads()
         stats = await _save_process_stats(cluster, os.path.join(config.out_dir, "stats.json"))
+        if bulk is not None:
+            ratios = [st["sent_per_logged"] for st in stats.values() if "sent_per_logged" in st]
+            bulk["sent_per_logged"] = max(ratios, default=None)
     except ClusterFailed as exc:
         print(f"jepsen: error: {exc}", file=sys.stderr)
         return 2
@@ -418,7 +449,7 @@ async def _run_jepsen(config: JepsenConfig) -> int:
         "tombstones_collected": sum(st.get("tombstones_collected", 0)
                                     for st in stats.values()),
         "anomalies": _by_kind(report.anomalies), "valid": report.valid,
-        "windows": windows,
+        "windows": windows, "bulk": bulk,
     }
     with open(os.path.join(config.out_dir, "faults.json"), "w") as f:
         json.dump({"planned": [attrs.asdict(x) for x in faults], "log": nemesis.log}, f,
@@ -435,6 +466,8 @@ async def _run_jepsen(config: JepsenConfig) -> int:
     print()
     if windows["faults"]:
         print(format_windows(windows))
+    if bulk is not None:
+        print(format_bulk(bulk))
     print(f"jepsen: {history.counts['invoke']} operations ({history.counts['ok']} ok, "
           f"{history.counts['fail']} failed, {history.counts['info']} unknown), "
           f"{len(applied)} faults injected {summary['faults_injected']}, {workload.moves} "
@@ -486,7 +519,8 @@ def main_args(args) -> int:
                           unsafe=args.unsafe_skip_dependency_checks,
                           move_probability=args.move_probability,
                           tombstone_grace_s=args.tombstone_grace,
-                          manager_outage_s=args.manager_outage)
+                          manager_outage_s=args.manager_outage,
+                          bulk_keys_per_dc=args.bulk, bulk_time_s=args.bulk_time)
     config.validate()  # here, not only inside trio.run: a plain error, not a traceback
     try:
         return trio.run(run_jepsen, config)

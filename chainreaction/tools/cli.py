@@ -211,6 +211,32 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with heal and no DCs: heal every link")
     wan.add_argument("--cluster", required=True, metavar="DIR", help="data dir of `cluster up`")
 
+    cu = sub.add_parser("catch-up", help="measure how fast a DC cut off from the others "
+                        "catches up, and what it costs its clients (a running cluster)",
+                        description="Against a running `cluster up --dcs N`: causal sessions "
+                        "in every DC at a fixed offered rate; after 10 s, DC --dc is cut off "
+                        "from every other DC for --cut seconds while the other DCs also write "
+                        "fresh keys unpaced (the backlog); then the links heal and the backlog "
+                        "is polled until applied. Prints the backlog, the time and rate at "
+                        "which it was applied, and each DC's rate before, while cut off, while "
+                        "catching up and after. Exit 0 when the backlog drained, 1 if not.")
+    cu.add_argument("--cluster", required=True, metavar="DIR", help="data dir of `cluster up`")
+    cu.add_argument("--dc", type=_dc_id, default=1, help="the DC cut off (default 1)")
+    cu.add_argument("--cut", type=_positive_float, default=60.0, metavar="SECONDS",
+                    help="how long it stays cut off (default 60)")
+    cu.add_argument("--sessions", type=_positive_int, default=4,
+                    help="paced causal sessions per DC (default 4)")
+    cu.add_argument("--rate", type=_positive_float, default=100.0, metavar="OPS",
+                    help="offered operations per second per DC, half puts (default 100)")
+    cu.add_argument("--bulk-sessions", type=int, default=8, metavar="N",
+                    help="unpaced writers of fresh keys in each other DC while the DC is cut "
+                    "off (default 8; 0: only the paced load builds the backlog)")
+    cu.add_argument("--keys", type=_positive_int, default=1000,
+                    help="keys of the paced sessions (default 1000)")
+    cu.add_argument("--max-drain", type=_positive_float, default=300.0, metavar="SECONDS",
+                    help="give up waiting for the backlog after this long (default 300)")
+    cu.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+
     for name, helptext in (("put", "write KEY=VALUE"), ("get", "read KEY"),
                            ("delete", "delete KEY")):
         op = sub.add_parser(name, help=helptext)
@@ -521,6 +547,10 @@ def _dispatch(args) -> int:
         from .jepsen import main_args
 
         return main_args(args)
+    if cmd == "catch-up":
+        from .catchup import main_args as catchup_main
+
+        return catchup_main(args)
     if cmd == "bench":
         from .bench import run_bench
 

@@ -525,3 +525,14 @@ def test_a_settle_covers_another_dcs_version_that_replaced_the_sessions_write():
     cluster.heal()
     assert s.call("attach", cluster.frontends_of(2)[0], timeout_s=15)["ok"]
     assert s.call("get", "x")["version"] > x1["version"]
+
+
+def test_a_local_write_replaced_by_a_copy_before_it_was_logged_is_still_shipped():
+    """Fuzz seed 5500342: a head acknowledged a write (k=1), a broken link left it out of
+    the chain before the write went further, and when it came back a range copy replaced
+    the write by another DC's newer version, without shipping it. Its DC never logged it,
+    so sessions that had read it waited for it in the other DCs forever."""
+    from sim.fuzz import make_case, run_case
+
+    outcome = run_case(make_case(5500342))
+    assert outcome.quiet and outcome.valid, outcome.anomalies

@@ -19,6 +19,30 @@ stamped = st.builds(Stamped, st.builds(Version, st.integers(1, 10**6), DCS), vcl
                     st.binary(max_size=4))
 
 
+CLOCKS = st.one_of(st.integers(0, 3), st.integers(0, 2**63 - 1))  # ties, and the full range
+versions = st.builds(Version, CLOCKS, st.one_of(DCS, st.integers(0, 2**16 - 1)))
+
+
+@given(versions, versions)
+def test_versions_are_ordered_as_their_clock_then_dc(a, b):
+    """Version's comparisons are written by hand (speed): they must be the tuple order."""
+    x, y = (a.clock, a.dc), (b.clock, b.dc)
+    assert (a < b, a <= b, a > b, a >= b, a == b, a != b) == (
+        x < y, x <= y, x > y, x >= y, x == y, x != y)
+    assert max(a, b) == Version(*max(x, y)) and sorted([a, b]) == [Version(*v) for v in
+                                                                   sorted([x, y])]
+
+
+@pytest.mark.parametrize("other", [(1, 0), [1, 0], 1, None])
+def test_a_version_compares_only_with_versions(other):
+    v = Version(1, 0)
+    assert v != other
+    for compare in (lambda: v < other, lambda: v <= other, lambda: v > other,
+                    lambda: v >= other):
+        with pytest.raises(TypeError):
+            compare()
+
+
 @given(stamped, stamped)
 def test_merge_is_commutative(a, b):
     assume(a.version != b.version or a.value == b.value)  # one stamp = one write

@@ -1,6 +1,7 @@
 """Restarts without processes: what ``cluster.json`` records and how its tools refuse bad
 input, the restart-dc fault plans, and the per-fault windows of the jepsen report. (The
-real thing, with processes killed and restarted, is in tests/test_e2e_restarts.py.)"""
+real thing, with processes killed and restarted, is in tests/test_e2e_restarts.py and the
+every-nemesis runs of tests/test_e2e_jepsen.py.)"""
 
 from __future__ import annotations
 

@@ -130,3 +130,36 @@ async def test_a_peer_back_under_the_same_name_gets_the_answers(same_port):
         counter = "link_peer_restarted" if same_port else "link_peer_moved"
         assert server.counters[counter] == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_a_link_to_a_peer_gone_for_good_is_forgotten_and_a_later_send_dials_again(
+        monkeypatch):
+    """A link stops dialling after MAX_CONNECT_FAILURES refused connections (a finished
+    probe, a removed node: no task redials it forever); the next send to that name opens
+    a new link, which delivers once the peer listens. (Two failures here, not 30: the same
+    path without half a minute of backoff.)"""
+    import socket
+
+    from chainreaction.runtime import transport
+
+    monkeypatch.setattr(transport, "MAX_CONNECT_FAILURES", 2)
+    with socket.socket() as s:  # a port nobody listens on, for now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    a_inbox, b_inbox = [], []
+    async with trio.open_nursery() as nursery:
+        a = await start(nursery, "a", a_inbox)
+        a.learn("b", f"127.0.0.1:{port}")
+        a.send("b", m.GetRing(1))  # refused twice: the link gives up
+        with trio.fail_after(5):
+            while "b" in a._links:
+                await trio.sleep(0.01)  # sleep-ok: the link task dials real sockets
+        assert a.counters["link_connect_failed"] == 2
+        b = Transport("b", "node", f"127.0.0.1:{port}", lambda src, msg: b_inbox.append(
+            (src, msg)))
+        await nursery.start(b.serve)
+        a.send("b", m.GetRing(2))  # a new link
+        await wait_for(b_inbox, 1)
+        assert b_inbox == [("a", m.GetRing(2))]  # the first frame was dropped, not queued
+        assert a.counters["link_connect_failed"] == 2 and a.counters["link_connected"] == 1
+        nursery.cancel_scope.cancel()

@@ -6,11 +6,13 @@ import contextlib
 import random
 import socket
 
+import pytest
 import trio
 
 from chainreaction.ring import Ring
 from chainreaction.runtime.probe import process_stats
 from chainreaction.tools import manifest
+from chainreaction.tools.clusterstats import control_wan
 from chainreaction.tools.cluster import ClusterConfig, LocalCluster
 from chainreaction.tools.demo import wait_ready
 
@@ -48,18 +50,61 @@ def free_base_port(count: int) -> int:
     raise RuntimeError("no free port range outside the ephemeral ports")
 
 
-@contextlib.asynccontextmanager
-async def running_cluster(tmp_path, **options):
+def _cluster(tmp_path, options: dict) -> LocalCluster:
     config = ClusterConfig(data_dir=str(tmp_path / "cluster"), failure_timeout_s=1.0,
                            **options)
     config.base_port = free_base_port(config.port_count)
-    cluster = LocalCluster(config)
+    return LocalCluster(config)
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(tmp_path, **options):
+    cluster = _cluster(tmp_path, options)
     cluster.start()
     try:
         await wait_ready(cluster, timeout_s=60)
         yield cluster
     finally:
         cluster.stop()
+
+
+@contextlib.contextmanager
+def shared_cluster(tmp_path_factory, name: str, **options):
+    """A cluster for a module-scoped fixture: the tests of a module that leave the cluster
+    as they found it share one start-up. (pytest-trio's async fixtures are function-scoped:
+    this one waits for the cluster in a trio run of its own.) Tests take it through
+    ``intact``."""
+    cluster = _cluster(tmp_path_factory.mktemp(name), options)
+    cluster.start()
+    try:
+        trio.run(lambda: wait_ready(cluster, timeout_s=60))
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return False
+
+
+def intact(cluster: LocalCluster):
+    """Yields ``cluster`` to one test (a function-scoped fixture's body) if every process
+    of it runs, so a test that failed halfway and left a process down or stopped shows
+    as the cause of the next test's failure; afterwards heals every WAN link the test may
+    have left cut."""
+    down = [name for name, p in cluster.processes.items()
+            if not p.alive() or _stopped(p.pid)]
+    if down:
+        pytest.fail(f"an earlier test left {', '.join(down)} of the shared cluster down "
+                    "or stopped", pytrace=False)
+    yield cluster
+    if cluster.config.dcs > 1:
+        with contextlib.redirect_stdout(None):
+            trio.run(lambda: control_wan(cluster.data_dir, "heal", [], every_link=True))
 
 
 def chain_of(cluster: LocalCluster, key: str) -> tuple:

@@ -12,9 +12,21 @@ import trio
 from trio_websocket import open_websocket_url
 
 from chainreaction.client import ChainReactionError, InvalidRequest, Session, connect
-from tests.e2e_helpers import chain_of, running_cluster, wait_serving
+from tests.e2e_helpers import chain_of, intact, running_cluster, shared_cluster, wait_serving
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def _one_frontend_cluster(tmp_path_factory):
+    with shared_cluster(tmp_path_factory, "one-frontend", nodes=3, replication=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def one_frontend(_one_frontend_cluster):
+    """3 nodes, R=3, one frontend, shared by the tests that leave it as they found it."""
+    yield from intact(_one_frontend_cluster)
 
 KEYS = [f"key{i}" for i in range(40)]
 
@@ -85,45 +97,49 @@ async def test_kill_dash_nine_any_chain_position_loses_no_acknowledged_write(tmp
                 assert result.value in {value for _, value in writes} or result.version > newest
 
 
-async def test_bad_input_gets_error_replies_and_the_frontend_keeps_serving(tmp_path):
-    async with running_cluster(tmp_path, nodes=3, replication=3) as cluster:
-        url = cluster.urls[0]
-        async with open_websocket_url(url) as ws:
-            async def ask(frame):
-                await ws.send_message(frame)
-                return cbor2.loads(await ws.get_message())
+async def test_bad_input_gets_error_replies_and_the_frontend_keeps_serving(one_frontend):
+    cluster = one_frontend
+    url = cluster.urls[0]
+    async with open_websocket_url(url) as ws:
+        async def ask(frame):
+            await ws.send_message(frame)
+            return cbor2.loads(await ws.get_message())
 
-            garbage = await ask(b"\xff\x00garbage")
-            assert garbage["ok"] is False and garbage["error"] == "bad_frame"
-            unknown = await ask(cbor2.dumps({"op": "explode", "id": 1}))
-            assert unknown["error"] == "unknown_op" and unknown["id"] == 1
-            wrong_type = await ask(cbor2.dumps({"op": "get", "id": 2, "key": 42}))
-            assert wrong_type["error"] == "bad_request" and wrong_type["id"] == 2
-            big_key = await ask(cbor2.dumps({"op": "get", "id": 3, "key": "k" * 5000}))
-            assert big_key["error"] == "key_too_large"
-            big_value = await ask(cbor2.dumps({"op": "put", "id": 4, "key": "big",
-                                               "value": b"v" * (600 * 1024), "rid": b"r"}))
-            assert big_value["error"] == "value_too_large"
-            empty_key = await ask(cbor2.dumps({"op": "get", "id": 6, "key": ""}))
-            assert empty_key["error"] == "bad_request" and empty_key["id"] == 6
-            # A lone surrogate written as UTF-8 anyway ("a\ud800"): not valid CBOR text.
-            surrogate = cbor2.dumps({"op": "get", "id": 7, "key": "aXYZ"}).replace(
-                b"aXYZ", b"a\xed\xa0\x80")
-            assert (await ask(surrogate))["error"] == "bad_frame"
-            text = await ask("not binary")
-            assert text["error"] == "bad_frame"
-            tagged = await ask(b"\xd9\xd9\xf7" + cbor2.dumps({"op": "ping", "id": 8}))
-            assert tagged == {"id": 8, "ok": True}  # self-described CBOR (RFC 8949 §3.4.6)
-            stats = await ask(cbor2.dumps({"op": "stats", "id": 5}))
-            assert stats["ok"] and stats["stats"]["client_bad_request_bad_frame"] == 3
-        async with await connect([url]) as session:
-            assert await session.get("big") is None  # nothing was stored
-            await session.put("after", b"still serving")
-            assert await session.get("after") == b"still serving"
-            with pytest.raises(InvalidRequest) as refused:
-                await session.put("", b"empty keys are refused by the SDK")
-            assert refused.value.code == "bad_request"
-            assert await session.get("after") == b"still serving"
+        def bad_frames(reply) -> int:
+            return reply["stats"].get("client_bad_request_bad_frame", 0)
+
+        before = bad_frames(await ask(cbor2.dumps({"op": "stats", "id": 0})))
+        garbage = await ask(b"\xff\x00garbage")
+        assert garbage["ok"] is False and garbage["error"] == "bad_frame"
+        unknown = await ask(cbor2.dumps({"op": "explode", "id": 1}))
+        assert unknown["error"] == "unknown_op" and unknown["id"] == 1
+        wrong_type = await ask(cbor2.dumps({"op": "get", "id": 2, "key": 42}))
+        assert wrong_type["error"] == "bad_request" and wrong_type["id"] == 2
+        big_key = await ask(cbor2.dumps({"op": "get", "id": 3, "key": "k" * 5000}))
+        assert big_key["error"] == "key_too_large"
+        big_value = await ask(cbor2.dumps({"op": "put", "id": 4, "key": "big",
+                                           "value": b"v" * (600 * 1024), "rid": b"r"}))
+        assert big_value["error"] == "value_too_large"
+        empty_key = await ask(cbor2.dumps({"op": "get", "id": 6, "key": ""}))
+        assert empty_key["error"] == "bad_request" and empty_key["id"] == 6
+        # A lone surrogate written as UTF-8 anyway ("a\ud800"): not valid CBOR text.
+        surrogate = cbor2.dumps({"op": "get", "id": 7, "key": "aXYZ"}).replace(
+            b"aXYZ", b"a\xed\xa0\x80")
+        assert (await ask(surrogate))["error"] == "bad_frame"
+        text = await ask("not binary")
+        assert text["error"] == "bad_frame"
+        tagged = await ask(b"\xd9\xd9\xf7" + cbor2.dumps({"op": "ping", "id": 8}))
+        assert tagged == {"id": 8, "ok": True}  # self-described CBOR (RFC 8949 §3.4.6)
+        stats = await ask(cbor2.dumps({"op": "stats", "id": 5}))
+        assert stats["ok"] and bad_frames(stats) == before + 3
+    async with await connect([url]) as session:
+        assert await session.get("big") is None  # nothing was stored
+        await session.put("after", b"still serving")
+        assert await session.get("after") == b"still serving"
+        with pytest.raises(InvalidRequest) as refused:
+            await session.put("", b"empty keys are refused by the SDK")
+        assert refused.value.code == "bad_request"
+        assert await session.get("after") == b"still serving"
 
 
 async def test_session_fails_over_to_another_frontend_without_losing_causality(tmp_path):
@@ -138,38 +154,38 @@ async def test_session_fails_over_to_another_frontend_without_losing_causality(t
             assert (await session.read("y")).version == written.version
 
 
-async def test_cli_put_get_one_shot(tmp_path):
-    async with running_cluster(tmp_path, nodes=3, replication=3) as cluster:
-        url = cluster.urls[0]
-        put = await trio.run_process([sys.executable, "-m", "chainreaction", "put", "greeting", "hello", "--url", url],
-                                     capture_stdout=True)
-        assert put.stdout.startswith(b"OK version=")
-        get = await trio.run_process([sys.executable, "-m", "chainreaction", "get", "greeting", "--url", url],
-                                     capture_stdout=True)
-        assert get.stdout == b"hello\n"
-        missing = await trio.run_process([sys.executable, "-m", "chainreaction", "get", "nope", "--url", url],
-                                         capture_stdout=True, check=False)
-        assert missing.returncode == 1 and b"not found" in missing.stdout
+async def test_cli_put_get_one_shot(one_frontend):
+    cluster = one_frontend
+    url = cluster.urls[0]
+    put = await trio.run_process([sys.executable, "-m", "chainreaction", "put", "greeting", "hello", "--url", url],
+                                 capture_stdout=True)
+    assert put.stdout.startswith(b"OK version=")
+    get = await trio.run_process([sys.executable, "-m", "chainreaction", "get", "greeting", "--url", url],
+                                 capture_stdout=True)
+    assert get.stdout == b"hello\n"
+    missing = await trio.run_process([sys.executable, "-m", "chainreaction", "get", "nope", "--url", url],
+                                     capture_stdout=True, check=False)
+    assert missing.returncode == 1 and b"not found" in missing.stdout
     with pytest.raises(ChainReactionError):
         async with await connect(["ws://127.0.0.1:1"], timeout_s=1):
             pass
 
 
-async def test_a_session_survives_timeouts_against_a_stopped_frontend(tmp_path):
+async def test_a_session_survives_timeouts_against_a_stopped_frontend(one_frontend):
     # SIGSTOP: the kernel still accepts connections, nothing answers. Requests must time
     # out (also inside the caller's own timeouts) and the session must work after SIGCONT.
-    async with running_cluster(tmp_path, nodes=3, replication=3) as cluster:
-        (frontend,) = [n for n, p in cluster.processes.items() if p.role == "frontend"]
-        session = Session(cluster.urls, timeout_s=1.0, connect_timeout_s=0.5)
-        await session.put("k", b"v1")
-        cluster.kill(frontend, signal.SIGSTOP)
-        try:
-            for _ in range(2):
-                with trio.fail_after(10):  # a scope of the caller's around each call
-                    with pytest.raises(ChainReactionError):
-                        await session.get("k")
-        finally:
-            cluster.kill(frontend, signal.SIGCONT)
-        with trio.fail_after(10):
-            assert await session.get("k") == b"v1"
-        await session.aclose()
+    cluster = one_frontend
+    (frontend,) = [n for n, p in cluster.processes.items() if p.role == "frontend"]
+    session = Session(cluster.urls, timeout_s=1.0, connect_timeout_s=0.5)
+    await session.put("k", b"v1")
+    cluster.kill(frontend, signal.SIGSTOP)
+    try:
+        for _ in range(2):
+            with trio.fail_after(10):  # a scope of the caller's around each call
+                with pytest.raises(ChainReactionError):
+                    await session.get("k")
+    finally:
+        cluster.kill(frontend, signal.SIGCONT)
+    with trio.fail_after(10):
+        assert await session.get("k") == b"v1"
+    await session.aclose()

@@ -97,6 +97,18 @@ async def test_kill_dash_nine_any_chain_position_loses_no_acknowledged_write(tmp
                 assert result.value in {value for _, value in writes} or result.version > newest
 
 
+async def test_session_fails_over_to_another_frontend_without_losing_causality(tmp_path):
+    async with running_cluster(tmp_path, nodes=3, replication=3, frontends=2) as cluster:
+        async with await connect(cluster.urls) as session:
+            await session.put("x", b"1")
+            first = session.url
+            cluster.kill(next(n for n, p in cluster.processes.items() if p.url == first))
+            written = await session.put("y", b"2")  # retried on the other frontend
+            assert session.url != first and session.failovers >= 1
+            assert await session.get("x") == b"1"
+            assert (await session.read("y")).version == written.version
+
+
 async def test_bad_input_gets_error_replies_and_the_frontend_keeps_serving(one_frontend):
     cluster = one_frontend
     url = cluster.urls[0]
@@ -140,18 +152,6 @@ async def test_bad_input_gets_error_replies_and_the_frontend_keeps_serving(one_f
             await session.put("", b"empty keys are refused by the SDK")
         assert refused.value.code == "bad_request"
         assert await session.get("after") == b"still serving"
-
-
-async def test_session_fails_over_to_another_frontend_without_losing_causality(tmp_path):
-    async with running_cluster(tmp_path, nodes=3, replication=3, frontends=2) as cluster:
-        async with await connect(cluster.urls) as session:
-            await session.put("x", b"1")
-            first = session.url
-            cluster.kill(next(n for n, p in cluster.processes.items() if p.url == first))
-            written = await session.put("y", b"2")  # retried on the other frontend
-            assert session.url != first and session.failovers >= 1
-            assert await session.get("x") == b"1"
-            assert (await session.read("y")).version == written.version
 
 
 async def test_cli_put_get_one_shot(one_frontend):

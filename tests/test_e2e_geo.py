@@ -15,107 +15,24 @@ from chainreaction.runtime.probe import process_stats
 from chainreaction.tools.clusterstats import control_wan
 from chainreaction.tools.demo import read_until
 
-from .e2e_helpers import running_cluster
+from .e2e_helpers import intact, running_cluster, shared_cluster
 
 pytestmark = pytest.mark.e2e
 
 GEO = dict(dcs=3, nodes=3, replication=3, frontends=1, wan_delay_ms=20.0)
 
 
-async def test_causality_and_convergence_across_three_dcs(tmp_path):
-    async with running_cluster(tmp_path, **GEO) as cluster:
-        url = [cluster.urls_of(dc)[0] for dc in range(3)]
-        async with await connect([url[0]]) as s1:
-            x = await s1.put("x", b"x1")
-            assert x.dc == 0
-        async with await connect([url[1]]) as s2:
-            with trio.fail_after(20):
-                while not (seen := await s2.read("x")).found:
-                    await trio.sleep(0.02)  # sleep-ok: waiting for the WAN
-            assert seen.version == x.version and seen.dc == 1
-            y = await s2.put("y", b"y1")
-        async with await connect([url[2]]) as s3:
-            with trio.fail_after(20):
-                while not (await s3.read("y")).found:
-                    await trio.sleep(0.02)  # sleep-ok: waiting for the WAN
-            x_here = await s3.read("x")  # y depends on x: x must be visible with it
-            assert x_here.found and x_here.version >= x.version and x_here.dc == 2
-
-        # Concurrent writes of one key in every DC converge to the largest stamp.
-        versions = []
-
-        async def write(dc):
-            async with await connect([url[dc]]) as s:
-                versions.append((await s.put("k", b"from-dc%d" % dc)).version)
-
-        async with trio.open_nursery() as nursery:
-            for dc in range(3):
-                nursery.start_soon(write, dc)
-        winner = max(versions)
-        for dc in range(3):
-            final = await read_until(url[dc], "k", lambda r: r.version == winner)
-            assert final.value == b"from-dc%d" % winner.dc
-
-        # A session moving to another DC attaches there and keeps its causal past.
-        async with await connect([url[0]]) as mover:
-            w = await mover.put("moved", b"m1")
-            await mover.switch([url[1]])
-            r = await mover.read("moved")
-            assert r.found and r.version >= w.version and r.dc == 1
-
-        stats = await process_stats(cluster.processes["dc2-proxy"].addr)
-        assert stats["entries_applied"] >= 3 and stats["visibility_from_dc0_count"] >= 1
+@pytest.fixture(scope="module")
+def _geo_cluster(tmp_path_factory):
+    with shared_cluster(tmp_path_factory, "geo", **GEO) as cluster:
+        yield cluster
 
 
-async def test_proxy_kill_and_wan_partition_lose_nothing(tmp_path):
-    async with running_cluster(tmp_path, **GEO) as cluster:
-        url = [cluster.urls_of(dc)[0] for dc in range(3)]
-        acked: dict[str, object] = {}
-        stop = trio.Event()
-
-        async def writer(dc: int, worker: int):
-            async with await connect([url[dc]], timeout_s=30) as s:
-                for i in range(400):
-                    if stop.is_set():
-                        return
-                    key = f"w{dc}-{worker}-{i}"
-                    try:
-                        acked[key] = (await s.put(key, key.encode())).version
-                    except ChainReactionError:
-                        pass  # not acknowledged: no promise to keep
-                    await trio.sleep(0.005)  # sleep-ok: pacing a bounded write stream
-
-        async def faults():
-            await trio.sleep(1.0)  # sleep-ok: let the stream run first
-            cluster.kill("dc0-proxy")  # SIGKILL
-            await control_wan(str(cluster.data_dir), "cut", [1, 2])
-            await trio.sleep(1.5)  # sleep-ok: writes keep being acknowledged meanwhile
-            cluster.spawn("dc0-proxy")
-            await trio.sleep(1.0)  # sleep-ok
-            await control_wan(str(cluster.data_dir), "heal", [1, 2])
-            await trio.sleep(1.0)  # sleep-ok
-            stop.set()
-
-        with trio.fail_after(120):
-            async with trio.open_nursery() as nursery:
-                for dc in range(3):
-                    for worker in range(2):
-                        nursery.start_soon(writer, dc, worker)
-                nursery.start_soon(faults)
-        assert len(acked) > 100
-
-        # Every acknowledged write reaches every DC (same version: keys are written once).
-        with trio.fail_after(90):
-            for dc in range(3):
-                async with await connect([url[dc]]) as s:
-                    for key, version in sorted(acked.items()):
-                        while True:
-                            result = await s.read(key)
-                            if result.found and result.version == version:
-                                break
-                            await trio.sleep(0.05)  # sleep-ok: replication catching up
-        stats = await process_stats(cluster.processes["dc0-proxy"].addr)
-        assert stats["logged"] >= sum(1 for k in acked if k.startswith("w0-"))
+@pytest.fixture
+def geo(_geo_cluster):
+    """The GEO cluster, shared by the tests of this module that leave it as they found it
+    (every process running; WAN links are healed after each)."""
+    yield from intact(_geo_cluster)
 
 
 async def test_tombstones_are_collected_in_every_dc_and_the_key_lives_on(tmp_path):
@@ -134,3 +51,106 @@ async def test_tombstones_are_collected_in_every_dc_and_the_key_lives_on(tmp_pat
             assert again.version > deleted.version
         final = await read_until(url[1], "gone", lambda r: r.version == again.version)
         assert final.value == b"v2"
+
+
+async def test_causality_and_convergence_across_three_dcs(geo):
+    cluster = geo
+    url = [cluster.urls_of(dc)[0] for dc in range(3)]
+    async with await connect([url[0]]) as s1:
+        x = await s1.put("x", b"x1")
+        assert x.dc == 0
+    async with await connect([url[1]]) as s2:
+        with trio.fail_after(20):
+            while not (seen := await s2.read("x")).found:
+                await trio.sleep(0.02)  # sleep-ok: waiting for the WAN
+        assert seen.version == x.version and seen.dc == 1
+        y = await s2.put("y", b"y1")
+    async with await connect([url[2]]) as s3:
+        with trio.fail_after(20):
+            while not (await s3.read("y")).found:
+                await trio.sleep(0.02)  # sleep-ok: waiting for the WAN
+        x_here = await s3.read("x")  # y depends on x: x must be visible with it
+        assert x_here.found and x_here.version >= x.version and x_here.dc == 2
+
+    # Concurrent writes of one key in every DC converge to the largest stamp.
+    versions = []
+
+    async def write(dc):
+        async with await connect([url[dc]]) as s:
+            versions.append((await s.put("k", b"from-dc%d" % dc)).version)
+
+    async with trio.open_nursery() as nursery:
+        for dc in range(3):
+            nursery.start_soon(write, dc)
+    winner = max(versions)
+    for dc in range(3):
+        final = await read_until(url[dc], "k", lambda r: r.version == winner)
+        assert final.value == b"from-dc%d" % winner.dc
+
+    # A session moving to another DC attaches there and keeps its causal past.
+    async with await connect([url[0]]) as mover:
+        w = await mover.put("moved", b"m1")
+        await mover.switch([url[1]])
+        r = await mover.read("moved")
+        assert r.found and r.version >= w.version and r.dc == 1
+
+    stats = await process_stats(cluster.processes["dc2-proxy"].addr)
+    assert stats["entries_applied"] >= 3 and stats["visibility_from_dc0_count"] >= 1
+
+
+async def test_proxy_kill_and_wan_partition_lose_nothing(geo):
+    cluster = geo
+    url = [cluster.urls_of(dc)[0] for dc in range(3)]
+    acked: dict[str, object] = {}
+    stop = trio.Event()
+
+    async def writer(dc: int, worker: int):
+        async with await connect([url[dc]], timeout_s=30) as s:
+            for i in range(400):
+                if stop.is_set():
+                    return
+                key = f"w{dc}-{worker}-{i}"
+                try:
+                    acked[key] = (await s.put(key, key.encode())).version
+                except ChainReactionError:
+                    pass  # not acknowledged: no promise to keep
+                await trio.sleep(0.005)  # sleep-ok: pacing a bounded write stream
+
+    async def faults():
+        await trio.sleep(1.0)  # sleep-ok: let the stream run first
+        cluster.kill("dc0-proxy")  # SIGKILL
+        await control_wan(str(cluster.data_dir), "cut", [1, 2])
+        await trio.sleep(1.5)  # sleep-ok: writes keep being acknowledged meanwhile
+        cluster.spawn("dc0-proxy")
+        await trio.sleep(1.0)  # sleep-ok
+        await control_wan(str(cluster.data_dir), "heal", [1, 2])
+        await trio.sleep(1.0)  # sleep-ok
+        stop.set()
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            for dc in range(3):
+                for worker in range(2):
+                    nursery.start_soon(writer, dc, worker)
+            nursery.start_soon(faults)
+    assert len(acked) > 100
+
+    # Every acknowledged write reaches every DC (same version: keys are written once):
+    # each DC's keys read by 4 sessions, the DCs at once.
+    async def reach(dc: int, writes: list) -> None:
+        async with await connect([url[dc]]) as s:
+            for key, version in writes:
+                while True:
+                    result = await s.read(key)
+                    if result.found and result.version == version:
+                        break
+                    await trio.sleep(0.05)  # sleep-ok: replication catching up
+
+    writes = sorted(acked.items())
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            for dc in range(3):
+                for j in range(4):
+                    nursery.start_soon(reach, dc, writes[j::4])
+    stats = await process_stats(cluster.processes["dc0-proxy"].addr)
+    assert stats["logged"] >= sum(1 for k in acked if k.startswith("w0-"))

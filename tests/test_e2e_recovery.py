@@ -301,7 +301,15 @@ async def outage_under_load(cluster: LocalCluster, tmp_path, dc: int,
         await wait_ready(cluster, timeout_s=30)
         still_busy = await wait_quiescent(cluster, timeout_s=30)
         assert not still_busy, f"{where}: not quiescent: {still_busy}"
-        finals = {d: await load.final_reads(d) for d in range(cluster.config.dcs)}
+        finals = {}
+
+        async def read_all(d: int) -> None:
+            finals[d] = await load.final_reads(d)
+
+        async with trio.open_nursery() as nursery:  # the DCs at once
+            for d in range(cluster.config.dcs):
+                nursery.start_soon(read_all, d)
+        finals = dict(sorted(finals.items()))
     finally:
         history.close()
     return dict(load=load, plan=plan, where=where, killed_at=killed_at, back_at=back_at,

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -226,12 +227,17 @@ def test_sigterm_stops_the_run_and_every_cluster_process(tmp_path):
             "--base-port", str(free_base_port(2 + 3 + 2))]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pids: list[int] = []
+    history = out / "history.jsonl"
     try:
-        for line in proc.stdout:  # the first progress line: the workload is running
-            if "[workload]" in line:
-                break
-        else:
-            pytest.fail("jepsen ended before its workload ran: " + proc.stderr.read()[-3000:])
+        # The workload is running once its history reaches the disk (the first progress
+        # line comes only after 5 s).
+        deadline = time.monotonic() + 120
+        while not (history.exists() and history.stat().st_size > 0):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("jepsen ended before its workload ran: "
+                            + proc.stderr.read()[-3000:])
+            time.sleep(0.05)  # sleep-ok: polling a real process we cannot drive
         pids = [p["pid"] for p in json.loads((out / "cluster" / "cluster.json").read_text())
                 ["processes"]]
         assert pids and all(_running(pid) for pid in pids)

@@ -598,6 +598,7 @@ class NodeCore(NodeReads, Core):
             return []
         previous, self.ring = self.ring, msg.ring
         self.counters["ring_changes"] += 1
+        self._orphan_behind_new_predecessors(previous)
         out = self.leases.on_ring(self.ring, now)
         out += self.copier.on_new_ring(previous, msg, now)
         out += self.copier.serve_held(self.ring, self._rids)
@@ -606,6 +607,24 @@ class NodeCore(NodeReads, Core):
             out += self.dep_checks.redirect(self.ring)
         out += self._release_held_puts(now)
         return out
+
+    def _orphan_behind_new_predecessors(self, previous) -> None:
+        """A write still on its way down our chain was vouched for by our predecessor; if
+        the new ring gives us another one (or makes us a head no longer), the nodes before
+        us may lack it: a head now second whose update to the old second was lost in the
+        ring change, while the new head copied the range from holders that never got it
+        (fuzz seed 9). Reinject such writes at the head, as orphans (§6.4), rather than
+        pass them on behind a head that does not have them."""
+        if previous is None:
+            return
+        for key, pending in self._unstable.items():
+            if pending.orphan:
+                continue
+            old, new = previous.chain(key), self.ring.chain(key)
+            if self.name in old and self.name in new and (
+                    old[:old.index(self.name)][-1:] != new[:new.index(self.name)][-1:]):
+                pending.orphan = True
+                self.counters["orphaned_by_ring"] += 1
 
     def _on_sync_request(self, src: str, msg: m.SyncRequest, now: float) -> list:
         self.leases.note_epoch(msg.epoch)  # the copy's end waits for what we granted

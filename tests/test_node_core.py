@@ -643,3 +643,24 @@ def test_a_node_that_missed_rings_copies_its_ranges_even_from_a_restarted_manage
     assert syncs(next_one, 2) == [] and not next_one.syncing()  # no gap: nothing to copy
 
 
+def test_a_head_made_second_reinjects_its_write_in_flight_at_the_new_head():
+    """Fuzz seed 9 (its timing moved by issue 16): a head stamped a write, and its update to
+    the second node was lost in a ring change that put a node back at the head of the chain
+    and made the old head second; the new head copied the range from holders that never got
+    the write, and the old head passed the write on to its successor: behind a head without
+    it (the chain prefix broken, and a later write at the new head could be stamped below
+    it). A write on its way down behind a predecessor that changed is reinjected at the
+    head instead, as an orphan."""
+    members = MEMBERS + [("d", "sim:d")]
+    before = Ring(1, members, 3, 8, down={"d"})
+    after = Ring(2, members, 3, 8)
+    key = next(k for k in (f"k{i}" for i in range(10_000))
+               if before.chain(k) == ("a", "b", "c") and after.chain(k)[:2] == ("d", "a"))
+    node = NodeCore("a", MemoryStore(), NodeConfig(require_lease=False), 0.0)
+    node.handle("manager", m.RingUpdate(before, Ring(0, (), 3, 8)), 0.0)
+    (ack, update) = node.handle("fe", put(key=key), 1.0)
+    assert update.to == "b"  # lost with the ring change
+    out = node.handle("manager", m.RingUpdate(after, before), 1.1)
+    reinjected = [e for e in out if isinstance(e.msg, m.Update) and e.msg.key == key]
+    assert [(e.to, e.msg.origin, e.msg.ack_at) for e in reinjected] == [("d", "a", 1)]
+    assert node.counters["orphaned_by_ring"] == 1

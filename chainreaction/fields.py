@@ -169,6 +169,44 @@ def dc_vector(value) -> tuple:
     return tuple(sorted(out.items()))
 
 
+MAX_LOCAL_DEPS = 65_536  # a record's local dependencies (carried forward: see local_deps)
+
+
+def local_deps(value) -> tuple:
+    """``[[key, clock], ...]``: writes of the holder's own DC that must be in its shipping
+    log before the write carrying them (docs/protocol.md §7), as a sorted tuple of
+    ``(key, clock)`` with one entry per key (the largest clock). Carried with a write until
+    it is logged; a write replacing an unlogged one takes over its entries too, so the
+    list is bounded by the keys written in the DC meanwhile, not by ``MAX_DEPS``."""
+    if not isinstance(value, (list, tuple)) or len(value) > MAX_LOCAL_DEPS:
+        raise ValueError(f"local deps are at most {MAX_LOCAL_DEPS} [key, clock] pairs")
+    out: dict = {}
+    for pair in value:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"a local dep is [key, clock], got {pair!r}")
+        key, clock = pair
+        if type(key) is not str or key_error(key) is not None:
+            raise ValueError(f"a local dep's key must be a valid key, got {key!r}")
+        if type(clock) is not int or not 0 <= clock < 2**63:
+            raise ValueError(f"a local dep's clock must be a non-negative 64-bit int, "
+                             f"got {clock!r}")
+        if clock > out.get(key, -1):
+            out[key] = clock
+    return tuple(sorted(out.items()))
+
+
+def merge_local_deps(a: tuple, b: tuple, without: str | None = None) -> tuple:
+    """The union of two ``local_deps`` (the larger clock per key), less key ``without``."""
+    if not b and without is None:
+        return a
+    out = dict(a)
+    for key, clock in b:
+        if clock > out.get(key, -1):
+            out[key] = clock
+    out.pop(without, None)
+    return tuple(sorted(out.items()))
+
+
 def dc_list(value) -> tuple:
     if not isinstance(value, (list, tuple)) or not all(
             type(d) is int and 0 <= d < 2**16 for d in value):

@@ -21,11 +21,12 @@ from .fields import (  # noqa: F401 (re-exported: limits, error codes and key_er
     MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_DEPS, MAX_RID_BYTES, MAX_FRAME_BYTES, ROLES,
     key_error, BAD_FRAME, BAD_REQUEST, UNKNOWN_OP, KEY_TOO_LARGE, VALUE_TOO_LARGE,
     WRONG_EPOCH, NOT_HEAD, NOT_TAIL, NOT_IN_CHAIN, NOT_READY, UNAVAILABLE,
-    DEPENDENCY_TIMEOUT, OVERLOADED, INTERNAL, RETRYABLE,
+    DEPENDENCY_TIMEOUT, OVERLOADED, INTERNAL, RETRYABLE, MAX_LOCAL_DEPS, merge_local_deps,
 )
 from .fields import (
     dc_list, dc_vector, is_bool, is_dc, is_key, is_rid, is_role, is_skew_ms, is_text, is_uint,
-    custody_field, is_value, name_list, optional_version_field, ranges, rid_entries,
+    custody_field, is_value, local_deps, name_list, optional_version_field, ranges,
+    rid_entries,
     ring_optional, store_id_list, uint_list,
     vclock_field, version_field,
 )
@@ -159,7 +160,10 @@ class GetRing:
 @message(10)
 class Put:
     """frontend -> head. ``value`` None is a delete (tombstone). ``rid`` makes retries
-    idempotent; ``floor`` is the largest clock the session has seen."""
+    idempotent; ``floor`` is the largest clock the session has seen. Several DCs:
+    ``deps`` are the session's dependencies written in this DC (``[key, clock]``, not this
+    key) and ``past`` a position of this DC's shipping log its causal past is within; the
+    write carries both until the remote proxy logs it, after them (docs/protocol.md §7)."""
 
     op: int = attrs.field(validator=is_uint)
     rid: bytes = attrs.field(validator=is_rid)
@@ -171,6 +175,8 @@ class Put:
     version: Version | None = attrs.field(default=None, converter=Version.coerce_optional)
     vclock: VClock = vclock_field()
     seq: int = attrs.field(default=0, validator=is_uint)  # its position in the origin's log
+    deps: tuple = attrs.field(default=(), converter=local_deps)
+    past: int = attrs.field(default=0, validator=is_uint)
 
 
 @message(11)
@@ -204,17 +210,23 @@ class Update:
     vclock: VClock = vclock_field()
     seq: int = attrs.field(default=0, validator=is_uint)  # origin log position, 0 = not logged
     logged_at: int = attrs.field(default=0, validator=is_uint)
+    # a local write not logged yet: what the shipping log must hold first (``Put``)
+    deps: tuple = attrs.field(default=(), converter=local_deps)
+    past: int = attrs.field(default=0, validator=is_uint)
 
 
 @message(13)
 class Stable:
     """node -> predecessor: the tail holds ``version`` of ``key`` (DC-Write-Stable); with
-    several DCs it is also in the origin's shipping log at ``seq`` (at ``logged_at``)."""
+    several DCs, ``seq`` > 0 says it is also in the origin's shipping log at ``seq`` (at
+    ``logged_at``). ``logged_only``: nothing about stability, only that log position (the
+    proxy logged a version the sender had kept or shipped itself)."""
 
     key: str = attrs.field(validator=is_key)
     version: Version = version_field()
     seq: int = attrs.field(default=0, validator=is_uint)
     logged_at: int = attrs.field(default=0, validator=is_uint)
+    logged_only: bool = attrs.field(default=False, validator=is_bool)
 
 
 @message(14)
@@ -312,19 +324,24 @@ class SyncItem:
     seq: int = attrs.field(default=0, validator=is_uint)
     logged_at: int = attrs.field(default=0, validator=is_uint)
     vclock: VClock = vclock_field()
+    deps: tuple = attrs.field(default=(), converter=local_deps)  # as ``Update``
+    past: int = attrs.field(default=0, validator=is_uint)
 
     def to_wire(self) -> list:
-        return [self.key, self.version.to_wire(), self.value, self.stable, self.rid,
+        wire = [self.key, self.version.to_wire(), self.value, self.stable, self.rid,
                 self.seq, self.logged_at, self.vclock.to_wire()]
+        if self.deps or self.past:
+            wire += [[list(d) for d in self.deps], self.past]
+        return wire
 
     @classmethod
     def coerce(cls, value) -> "SyncItem":
         if isinstance(value, SyncItem):
             return value
-        if isinstance(value, (list, tuple)) and len(value) in (5, 8):
+        if isinstance(value, (list, tuple)) and len(value) in (5, 8, 10):
             return cls(*value)
         raise ValueError("a sync item is [key, version, value, stable, rid, seq, logged_at, "
-                         f"vclock], got {value!r}")
+                         f"vclock(, deps, past)], got {value!r}")
 
 
 @message(40)
@@ -369,13 +386,17 @@ def _stats_map(_i, a, v):
 
 @message(60)
 class Ship:
-    """tail -> its DC's remote proxy: log this local write for shipping (then it is stable)."""
+    """node -> its DC's remote proxy: log this local write for shipping, once ``deps``
+    (``[key, clock]``: for each, that version of that key or a newer one) are logged, at a
+    position after them and after ``past`` (docs/protocol.md §7)."""
 
     key: str = attrs.field(validator=is_key)
     version: Version = version_field()
     value: bytes | None = attrs.field(validator=is_value)
     rid: bytes = attrs.field(validator=is_rid)
     vclock: VClock = vclock_field()
+    deps: tuple = attrs.field(default=(), converter=local_deps)
+    past: int = attrs.field(default=0, validator=is_uint)
 
 
 @message(61)
@@ -405,7 +426,8 @@ class GeoProgress:
 class RemoteDepCheck:
     """frontend -> its DC's proxy: answer (DepReply) once the write ``version`` of ``key``,
     made in DC ``version.dc``, and everything before it in that DC's log, are applied here.
-    ``seq``: its log position when the client knows it, else 0."""
+    ``seq``: its log position when the client knows it, else 0. A write of the proxy's own
+    DC: once it (or a newer version of its key) is in the shipping log."""
 
     op: int = attrs.field(validator=is_uint)
     key: str = attrs.field(validator=is_key)

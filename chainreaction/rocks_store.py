@@ -25,6 +25,7 @@ from .versions import Version
 
 RIDS = "rids"  # column family of request ids
 META = "meta"  # column family of the node's own named values
+UNLOGGED = "unlogged"  # column family of replaced local writes not logged yet (storage.py)
 
 
 def open_rocks(path: str, families: tuple, fsync: bool):
@@ -85,9 +86,10 @@ class RocksStore(WalSync):
     the old name of ``durability="every"``."""
 
     def __init__(self, path: str, fsync: bool = False, durability: str = "none") -> None:
-        families = self._open(path, (RIDS, META), "every" if fsync else durability)
+        families = self._open(path, (RIDS, META, UNLOGGED), "every" if fsync else durability)
         self._rids = families[RIDS]
         self._meta = families[META]
+        self._unlogged = families[UNLOGGED]
 
     def get(self, key: str) -> Record | None:
         raw = self._db.get(key.encode())
@@ -135,6 +137,22 @@ class RocksStore(WalSync):
             key, clock, dc = cbor2.loads(raw)
             yield rid, key, Version(clock, dc)
 
+    def put_unlogged(self, key: str, record: Record) -> None:
+        name = cbor2.dumps([key, record.version.clock, record.version.dc])
+        self._unlogged[name] = record.encode()
+        self._wrote()
+
+    def forget_unlogged(self, key: str, version: Version) -> None:
+        self._wrote()
+        try:
+            del self._unlogged[cbor2.dumps([key, version.clock, version.dc])]
+        except KeyError:
+            pass
+
+    def unlogged(self) -> Iterator[tuple[str, Record]]:
+        for name, raw in self._unlogged.items():
+            yield cbor2.loads(name)[0], Record.decode(raw)
+
     def close(self) -> None:
-        del self._rids, self._meta
+        del self._rids, self._meta, self._unlogged
         self._db.close()

@@ -405,7 +405,8 @@ class RangeCopier:
                 chunk, size, last = [], 0, True
                 for key, rec in stream.items:
                     chunk.append(m.SyncItem(key, rec.version, rec.value, rec.stable, rec.rid,
-                                            rec.seq, rec.logged_at, rec.vclock))
+                                            rec.seq, rec.logged_at, rec.vclock, rec.deps,
+                                            rec.past))
                     size += len(key.encode()) + len(rec.value or b"") + len(rec.rid) + 32
                     if len(chunk) >= cfg.sync_chunk_items or size >= cfg.sync_chunk_bytes:
                         last = False

@@ -42,8 +42,13 @@ class Record:
     """The version of a key a node holds. ``value`` None is a tombstone (a delete).
 
     Across DCs: ``seq`` is the version's position in its origin DC's shipping log (0 until
-    that DC's remote proxy logged it), ``logged_at`` the proxy's clock when it did (origin
-    DC only), ``vclock`` the version vector used to detect concurrent writes."""
+    that DC's remote proxy logged it, or until this node heard so), ``logged_at`` the
+    proxy's clock when it did (origin DC only), ``vclock`` the version vector used to
+    detect concurrent writes. ``deps`` and ``past``: what this DC's shipping log must hold
+    before a local write (``messages.Put``), kept until it is logged, and taken over by the
+    record that replaces an unlogged one (docs/protocol.md §7); always of this DC's
+    writes, so a record of another DC has some only when it replaced an unlogged local
+    one."""
 
     version: Version
     value: bytes | None
@@ -52,12 +57,15 @@ class Record:
     seq: int = 0
     logged_at: int = 0
     vclock: VClock = VClock()
+    deps: tuple = ()  # ((key, clock), ...), sorted by key (fields.local_deps)
+    past: int = 0
 
     def encode(self) -> bytes:
-        return cbor2.dumps(
-            [self.version.clock, self.version.dc, self.stable, self.rid, self.value,
-             self.seq, self.logged_at, self.vclock.to_wire()]
-        )
+        raw = [self.version.clock, self.version.dc, self.stable, self.rid, self.value,
+               self.seq, self.logged_at, self.vclock.to_wire()]
+        if self.deps or self.past:
+            raw += [[list(d) for d in self.deps], self.past]
+        return cbor2.dumps(raw)
 
     @classmethod
     def decode(cls, data: bytes) -> "Record":
@@ -65,7 +73,15 @@ class Record:
         clock, dc, stable, rid, value = raw[:5]
         if len(raw) == 5:  # written before geo-replication fields existed
             return cls(Version(clock, dc), value, stable, rid)
-        return cls(Version(clock, dc), value, stable, rid, raw[5], raw[6], VClock(raw[7]))
+        if len(raw) == 8:  # written before local dependencies were carried (or without any)
+            return cls(Version(clock, dc), value, stable, rid, raw[5], raw[6], VClock(raw[7]))
+        return cls(Version(clock, dc), value, stable, rid, raw[5], raw[6], VClock(raw[7]),
+                   tuple((key, c) for key, c in raw[8]), raw[9])
+
+    def logged(self, seq: int, logged_at: int) -> "Record":
+        """This record once its DC's proxy logged it at ``seq``: its dependencies are in the
+        log before it, so it no longer carries them."""
+        return attrs.evolve(self, seq=seq, logged_at=logged_at, deps=(), past=0)
 
 
 class Store(Protocol):
@@ -87,6 +103,15 @@ class Store(Protocol):
     def forget_rid(self, rid: bytes) -> None: ...
 
     def rids(self) -> Iterator[tuple[bytes, str, Version]]: ...
+
+    # Local writes replaced here before this DC's remote proxy logged them, kept (with what
+    # they carry) until it has: some later write may depend on exactly that one
+    # (docs/protocol.md §7). One per (key, version).
+    def put_unlogged(self, key: str, record: Record) -> None: ...
+
+    def forget_unlogged(self, key: str, version: Version) -> None: ...
+
+    def unlogged(self) -> Iterator[tuple[str, Record]]: ...
 
     # A few named values of the node itself (the collected-tombstone floor).
     def get_meta(self, name: str) -> bytes | None: ...
@@ -113,6 +138,16 @@ class MemoryStore:
         self._data: dict[str, Record] = dict(data or {})
         self._rids: dict[bytes, tuple[str, Version]] = {}
         self._meta: dict[str, bytes] = {}
+        self._unlogged: dict[tuple[str, Version], Record] = {}
+
+    def put_unlogged(self, key: str, record: Record) -> None:
+        self._unlogged[(key, record.version)] = record
+
+    def forget_unlogged(self, key: str, version: Version) -> None:
+        self._unlogged.pop((key, version), None)
+
+    def unlogged(self) -> Iterator[tuple[str, Record]]:
+        return iter([(key, rec) for (key, _v), rec in self._unlogged.items()])
 
     def get_meta(self, name: str) -> bytes | None:
         return self._meta.get(name)

@@ -41,8 +41,9 @@ def rings(draw):
 dc_ids = st.integers(0, 2**16 - 1)
 vclocks = st.dictionaries(dc_ids, st.integers(1, 2**63 - 1), max_size=4).map(VClock)
 dc_vectors = st.dictionaries(dc_ids, U63, max_size=4).map(lambda d: tuple(sorted(d.items())))
+local_deps = st.lists(st.tuples(keys, U63), max_size=3).map(tuple)
 sync_items = st.builds(m.SyncItem, keys, versions, values, st.booleans(), rids, U63, U63,
-                       vclocks)
+                       vclocks, local_deps, U63)
 ship_entries = st.builds(m.ShipEntry, keys, versions, values, rids, vclocks, U63, dc_vectors)
 
 # One strategy per field name used by any registered message. A new field without an
@@ -52,11 +53,12 @@ FIELD_STRATEGIES = {
     **{f: U63 for f in ("incarnation", "epoch", "op", "floor", "chain_index", "position",
                         "ack_at", "sync_id", "seq", "total", "logged_at", "clock", "first_seq",
                         "received", "sent_at_us", "stamp", "clock_us", "ahead_us",
-                        "store_clock_us")},
+                        "store_clock_us", "past")},
     **{f: dc_vectors for f in ("applied", "global_stable", "needs", "collectable", "vector",
                                "started")},
     **{f: dc_ids for f in ("dc", "origin_dc")},
     "vclock": vclocks,
+    "deps": local_deps,
     "entries": st.lists(ship_entries, max_size=3).map(tuple),
     # disjoint ranges: a DC cannot be both cut and healed in one WanControl
     "cut": st.lists(st.integers(0, 2**15 - 1), max_size=3).map(tuple),
@@ -64,7 +66,7 @@ FIELD_STRATEGIES = {
     **{f: st.lists(st.text(max_size=10), max_size=3).map(tuple) for f in ("cut_off", "unreachable")},
     "clock_skew_ms": st.integers(-3_600_000, 3_600_000),
     **{f: st.booleans() for f in ("stable", "found", "ok", "done", "partial_ok",
-                                  "reset_latencies", "clean_only")},
+                                  "reset_latencies", "clean_only", "logged_only")},
     "role": st.sampled_from(m.ROLES),
     "ring": rings(),
     "previous": st.none() | rings(),
@@ -133,7 +135,7 @@ def example_of(cls):
         "collectable": ((0, 1),), "gc_floor": Version(3, 0),
         "collected_floor": None, "rids": ((b"r", "k", Version(1, 0)),),
         "vclock": VClock({1: 7}), "cut": (1,), "heal": (2,), "cut_off": ("n1",), "unreachable": ("n2",),
-        "clock_skew_ms": -5,
+        "clock_skew_ms": -5, "deps": (("a", 5),), "past": 3, "logged_only": False,
         "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0, ((0, 3),)),),
     }
     missing = [f for f in cls.FIELDS if f not in sample]

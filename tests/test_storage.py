@@ -57,6 +57,35 @@ def test_record_tombstone_and_extremes_round_trip():
         assert Record.decode(record.encode()) == record
 
 
+def test_a_record_carries_what_it_depends_on_until_logged_and_old_forms_still_load():
+    import cbor2
+
+    from chainreaction.versions import VClock
+
+    carrying = Record(Version(9, 1), b"v", True, b"r", 0, 0, VClock({1: 9}),
+                      (("a", 3), ("b", 7)), 4)
+    assert Record.decode(carrying.encode()) == carrying
+    assert carrying.logged(12, 99) == Record(Version(9, 1), b"v", True, b"r", 12, 99,
+                                             VClock({1: 9}))
+    geo = Record(Version(9, 1), b"v", True, b"r", 5, 6, VClock({1: 9}))
+    assert len(cbor2.loads(geo.encode())) == 8  # nothing carried: the form before
+    assert Record.decode(cbor2.dumps([9, 1, True, b"r", b"v"])) == rec(9, stable=True, dc=1)
+
+
+def test_replaced_unlogged_writes_are_kept_apart_from_the_records(store):
+    old, older = rec(5, b"five"), rec(3, b"three")
+    store.put("k", rec(9))
+    store.put_unlogged("k", old)
+    store.put_unlogged("k", older)
+    store.put_unlogged("j", old)
+    assert sorted((k, r.version) for k, r in store.unlogged()) == [
+        ("j", old.version), ("k", older.version), ("k", old.version)]
+    store.forget_unlogged("k", old.version)
+    store.forget_unlogged("k", Version(77))  # (not there: nothing happens)
+    assert sorted((k, r) for k, r in store.unlogged()) == [("j", old), ("k", older)]
+    assert dict(store.items()) == {"k": rec(9)} and len(store) == 1
+
+
 # -- the Store interface, same behaviour for both ----------------------------------------------
 
 

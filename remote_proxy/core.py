@@ -4,26 +4,37 @@ Theory of operation
 -------------------
 Each DC runs one proxy. It plays two parts.
 
-**Origin (shipping this DC's writes; ``shipper.py``).** A chain's tail sends every local
-write it holds to the proxy (``Ship``) before it calls it DC-Write-Stable; the proxy
-appends it to its durable log and answers with the log position (``Shipped``). So the log
-order respects causality inside the DC: whatever a write waited for (a dependency check
-waits for stability) was logged before the write was even made. The proxy ships the log
-to every peer DC in order, in batches paced per peer, keeps it until every DC has applied
-it, and resends from the peer's acknowledged position when a link was down or the peer
-restarted.
+**Origin (shipping this DC's writes; ``shipper.py``).** The proxy is off the local data
+path: a local write is DC-Write-Stable once its chain's tail stores it, and the tail then
+sends it here (``Ship``) without waiting, again and again until answered (nodes keep what
+the proxy has not logged: chainreaction/shipping.py). So Ships may come in any order
+(a proxy back from an outage gets everything at once). The log order must still respect
+causality inside the DC, since receivers apply it in order; each write therefore carries
+what of this DC it depends on (``deps``: keys and versions, the session's dependencies
+written here, and what the writes it replaced at a node carried; ``past``: a log
+position), and the proxy **logs a write only once each dependency is logged**: that
+version of its key or a newer one (a per-key index of our own newest logged versions,
+durable in the log's ``seen`` under our own DC). A Ship whose dependency is not logged is
+held (``_held``, bounded, keyed by the missing key, woken when it is logged; beyond the
+bound or after ``held_ship_s`` it is dropped and its node sends it again). A Ship of a
+version at or below the key's newest logged one is answered with that one's position:
+each write is logged at most once, and its newer version stands for it. The proxy ships
+the log to every peer DC in order, in batches paced per peer, keeps it until every DC
+has applied it, and resends from the peer's acknowledged position when a link was down
+or the peer restarted.
 
 Each entry carries what the receiver must have applied first:
 
-* ``after``: a position in this DC's log. Versions come from hybrid clocks, and a write
-  that waited for a dependency got a version above that dependency's log time (the
-  dependency answer carries the clock, the frontend raises the put's floor). So every
-  local write in the causal past of write *w* was logged before ``w.version.clock``:
-  ``after`` = the last position logged before that time. Writes with unrelated pasts
-  apply in parallel; no dependency lists cross the WAN.
+* ``after``: a position in this DC's log: the largest of the positions of its
+  dependencies (the newest logged version of each key), its ``past``, and the last
+  position logged before its version clock (writes of unrelated pasts still apply in
+  parallel, and no dependency lists cross the WAN). A dependency's own past is before the
+  dependency in the log (by the same rule when it was logged), and the receiver's applied
+  prefix is a prefix, so the whole causal past in this DC is applied first.
 * ``needs[dc]``: for each other DC, how far this proxy had *started* applying that DC's
   log when it logged the write; anything a client here could have read before writing is
-  covered. (Started, not finished: a version is readable here once sent to the head.)
+  covered (logging comes after the write, so it covers more than at write time).
+  (Started, not finished: a version is readable here once sent to the head.)
 
 **Receiver (applying other DCs' writes; ``receiver.py``).** Entries arrive in order per
 origin. An entry is applied when the origin's log is applied here up to ``after`` and
@@ -44,7 +55,9 @@ reports tell: ``stability.py``).
 
 A frontend checking a dependency written in another DC asks the proxy
 (``RemoteDepCheck``): it answers once that DC's log is applied here up to the write's
-position (known from the client, or from the ``seen`` index of received entries).
+position (known from the client, or from the ``seen`` index of received entries). For a
+write of our own DC (a ``settle``), it answers once that write or a newer version of its
+key is logged.
 
 Log times come from a hybrid clock held back to at most ``max_clock_ahead_s`` ahead of the
 DC's median clock (``HeartbeatAck.ahead_us``, docs/protocol.md §3.1 "Clocks"): they
@@ -63,6 +76,7 @@ keeps what needs every part: the proxy's clock, dependency checks and progress r
 
 from __future__ import annotations
 
+import collections
 from typing import Callable
 
 import attrs
@@ -103,8 +117,26 @@ class ProxyConfig:
     # Log times at most this far ahead of the DC's median clock (HeartbeatAck.ahead_us):
     # they end up in the floors of later writes.
     max_clock_ahead_s: float = MAX_CLOCK_AHEAD_S
+    # Ships waiting for a dependency to be logged (after an outage every node sends what it
+    # kept at once, in any order); beyond these, or after held_ship_s, dropped: the node
+    # sends them again.
+    max_held_ships: int = 200_000
+    max_held_bytes: int = 128 * 1024 * 1024
+    held_ship_s: float = 10.0
+    max_own_index: int = 1_000_000  # our newest logged version per key, cached in memory
     tick_s: float = 0.05  # housekeeping: resends, retries, expiries, progress reports
     heartbeat_s: float = 0.2
+
+
+@attrs.define(slots=True, eq=False)
+class _HeldShip:
+    """A local write whose dependencies are not all logged yet."""
+
+    ship: m.Ship
+    srcs: list  # who sent it (each gets the Shipped)
+    missing: list  # (key, clock) not known logged; it waits for the last one
+    size: int
+    until: float
 
 
 @attrs.define(slots=True)
@@ -144,8 +176,17 @@ class ProxyCore(Core):
         # -- receiver side: other DCs' logs, applied here
         self.receiver = Receiver(log, config, self.counters, now,
                                  lambda: self.shipper.last_logged, self._on_progress)
-        # dependency and log checks (_DepWaiter), one slot: any progress may answer any
+        # dependency and log checks (_DepWaiter), one slot: any progress may answer any;
+        # checks of our own writes (a settle) wait in the slot ("own", key)
         self._waiters = Waiters(config.max_dep_waiters)
+        # Ships waiting for a dependency to be logged: (key, version) -> _HeldShip, and by
+        # the key each waits for; expiry in arrival order
+        self._held: dict[tuple, _HeldShip] = {}
+        self._held_by_key: dict[str, dict] = {}  # key -> {(key, version): _HeldShip}
+        self._held_order: collections.deque = collections.deque()
+        self._held_bytes = 0
+        # key -> (newest version of ours logged, its seq): the log's ``seen`` of our DC
+        self._own: collections.OrderedDict = collections.OrderedDict()
         self._global: dict[int, int] = {}
         self._progress_sent_at = float("-inf")
         self._reported: tuple = ()
@@ -180,6 +221,7 @@ class ProxyCore(Core):
         out += self.receiver.retry(now)
         out += self.receiver.pump(now)
         out += self._expire_waiters(now)
+        self._expire_held(now)
         out += self._report_progress(now)
         return out
 
@@ -244,6 +286,7 @@ class ProxyCore(Core):
             "updates_waiting_on_dependencies": rx.waiting(),
             "updates_in_flight": rx.in_flight(),
             "dep_waiters": len(self._waiters),
+            "ships_held": len(self._held),
             "clock_ahead_ms": round(self.dc_time.ahead_s * 1000),
             **self.counters,
         }
@@ -291,19 +334,137 @@ class ProxyCore(Core):
     # -- origin side: log and ship (``Shipper``) -------------------------------------------
 
     def _on_ship(self, src: str, msg: m.Ship, now: float) -> list:
-        known = self.shipper.find(msg.key, msg.version)
-        if known is not None:
+        done = self._logged_position(msg.key, msg.version)
+        if done is not None:
             self.counters["ship_duplicate"] += 1
-            return [Send(src, m.Shipped(msg.key, msg.version, *known))]
-        # (Our clock held back if it runs ahead of the DC's: log times end up in the floors
-        # of later writes, and would push their versions ahead in every DC.)
-        logged_at = self.clock.next(self.dc_time.now(now), msg.version.clock)
-        seq = self.shipper.append(msg, logged_at, self.receiver.needs(), now)
+            return [Send(src, m.Shipped(msg.key, msg.version, *done))]
+        held = self._held.get((msg.key, msg.version))
+        if held is not None:  # sent again (or by another node of its chain)
+            self.counters["ship_held_again"] += 1
+            if src not in held.srcs:
+                held.srcs.append(src)
+            return []
+        missing = [dep for dep in msg.deps if not self._dep_logged(msg.key, dep)]
+        if missing:
+            self._hold(src, msg, missing, now)
+            return []
+        out = self._log([(msg, [src])], now)
         self._arm_ship(now)
-        self.counters["entries_logged"] += 1
-        self.log_lag.record(max(0.0, now - msg.version.clock / 1e6))
-        return [Send(src, m.Shipped(msg.key, msg.version, seq, logged_at)),
-                *self.receiver.on_logged(now)]
+        return out + self.receiver.on_logged(now)
+
+    def _log(self, work: list, now: float) -> list:
+        """Log each write of ``work`` (``(Ship, senders)``, its dependencies logged), and
+        what waited for them in turn."""
+        out: list = []
+        work = collections.deque(work)
+        while work:
+            msg, srcs = work.popleft()
+            done = self._logged_position(msg.key, msg.version)
+            if done is not None:  # (a newer version of its key came first: it stands for it)
+                out += [Send(src, m.Shipped(msg.key, msg.version, *done)) for src in srcs]
+                continue
+            # (Our clock held back if it runs ahead of the DC's: log times end up in the
+            # floors of later writes, and would push their versions ahead in every DC.)
+            logged_at = self.clock.next(self.dc_time.now(now), msg.version.clock)
+            after = msg.past
+            for key, _clock in msg.deps:
+                known = self._own_newest(key)
+                if known is not None and key != msg.key:
+                    after = max(after, known[1])
+            if after > self.last_logged:  # (a past the client made up: nothing to wait for)
+                self.counters["ship_past_clamped"] += 1
+                after = self.last_logged
+            seq = self.shipper.append(msg, logged_at, self.receiver.needs(), now, after)
+            self.log.put_seen(self.dc, msg.key, msg.version, seq)  # (the newest: see above)
+            self._note_own(msg.key, msg.version, seq)
+            self.counters["entries_logged"] += 1
+            self.log_lag.record(max(0.0, now - msg.version.clock / 1e6))
+            out += [Send(src, m.Shipped(msg.key, msg.version, seq, logged_at)) for src in srcs]
+            out += [self._answer(w) for w in
+                    self._waiters.wake(self._satisfied, slot=("own", msg.key))]
+            work.extend(self._unblocked(msg.key, out))
+        return out
+
+    def _logged_position(self, key: str, version: Version) -> tuple[int, int] | None:
+        """``(seq, logged_at)`` of the newest logged version of ``key`` if it is
+        ``version`` or newer (log time: exact from the recent log, else our clock, past
+        it)."""
+        known = self._own_newest(key)
+        if known is None or known[0] < version:
+            return None
+        recent = self.shipper.find(key, version)
+        return recent if recent is not None else (known[1], self.clock.last)
+
+    def _dep_logged(self, key: str, dep: tuple) -> bool:
+        """Whether dependency ``(key, clock)`` of a write of ``key`` is logged (a
+        dependency on the written key itself is covered by the write)."""
+        dep_key, clock = dep
+        if dep_key == key:
+            return True
+        known = self._own_newest(dep_key)
+        return known is not None and known[0] >= Version(clock, self.dc)
+
+    def _own_newest(self, key: str) -> tuple | None:
+        known = self._own.get(key)
+        if known is None:
+            known = self.log.seen(self.dc, key)
+            if known is not None:
+                self._note_own(key, *known)
+        return known
+
+    def _note_own(self, key: str, version: Version, seq: int) -> None:
+        self._own[key] = (version, seq)
+        if len(self._own) > self.config.max_own_index:
+            self._own.popitem(last=False)
+
+    def _hold(self, src: str, msg: m.Ship, missing: list, now: float) -> None:
+        size = len(msg.key) + len(msg.value or b"") + 32 * (len(msg.deps) + 2)
+        if (len(self._held) >= self.config.max_held_ships
+                or self._held_bytes + size > self.config.max_held_bytes):
+            self.counters["ship_held_dropped"] += 1  # its node sends it again
+            return
+        held = _HeldShip(msg, [src], missing, size, now + self.config.held_ship_s)
+        self._held[(msg.key, msg.version)] = held
+        self._held_bytes += size
+        self._held_by_key.setdefault(missing[-1][0], {})[(msg.key, msg.version)] = held
+        self._held_order.append(held)
+        self.counters["ship_held"] += 1
+
+    def _unblocked(self, key: str, out: list) -> list:
+        """``key`` was logged: the held Ships that waited for it and now have all their
+        dependencies logged (those still missing one wait for it instead; those whose own
+        key has a newer version logged meanwhile are answered with its position)."""
+        ready = []
+        for slot, held in self._held_by_key.pop(key, {}).items():
+            while held.missing and self._dep_logged(held.ship.key, held.missing[-1]):
+                held.missing.pop()  # (each dependency is found logged once: linear work)
+            if held.missing:
+                self._held_by_key.setdefault(held.missing[-1][0], {})[slot] = held
+                continue
+            self._unhold(held)
+            done = self._logged_position(held.ship.key, held.ship.version)
+            if done is not None:
+                out += [Send(src, m.Shipped(held.ship.key, held.ship.version, *done))
+                        for src in held.srcs]
+            else:
+                ready.append((held.ship, held.srcs))
+        return ready
+
+    def _unhold(self, held: _HeldShip) -> None:
+        del self._held[(held.ship.key, held.ship.version)]
+        self._held_bytes -= held.size
+
+    def _expire_held(self, now: float) -> None:
+        while self._held_order and self._held_order[0].until <= now:
+            held = self._held_order.popleft()
+            slot = (held.ship.key, held.ship.version)
+            if self._held.get(slot) is held:
+                self._unhold(held)
+                waiting = self._held_by_key.get(held.missing[-1][0], {})
+                waiting.pop(slot, None)
+                if not waiting:
+                    self._held_by_key.pop(held.missing[-1][0], None)
+                self.counters["ship_held_expired"] += 1
 
     def _on_ship_ack(self, src: str, msg: m.ShipAck, now: float) -> list:
         peer = self.peers.get(msg.dc)
@@ -337,8 +498,15 @@ class ProxyCore(Core):
 
     def _on_remote_dep_check(self, src: str, msg: m.RemoteDepCheck, now: float) -> list:
         waiter = _DepWaiter(src, msg.op, msg.key, msg.version, msg.seq)
-        if msg.version.dc == self.dc:  # our own writes are here once stable: tails answer that
-            return [self._answer(waiter)]
+        if msg.version.dc == self.dc:
+            # One of ours (a settle): once it, or a newer version of its key, is logged.
+            if self._satisfied(waiter):
+                return [self._answer(waiter)]
+            if not self._waiters.add(waiter, now + self.config.dep_wait_s, ("own", msg.key)):
+                return [Send(src, m.Error(msg.op, m.OVERLOADED, "too many dependency checks",
+                                          self.epoch))]
+            self.counters["own_check_waited"] += 1
+            return []
         return self._wait_for_log(waiter, "dep_check_waited", now)
 
     def _on_log_check(self, src: str, msg: m.LogCheck, now: float) -> list:
@@ -374,6 +542,9 @@ class ProxyCore(Core):
 
     def _satisfied(self, w: _DepWaiter) -> bool:
         origin = w.version.dc
+        if origin == self.dc and not w.log_check:  # one of our writes: logged?
+            known = self._own_newest(w.key)
+            return known is not None and known[0] >= w.version
         if not w.seq and not w.log_check:
             known = self.log.seen(origin, w.key)
             if known is None or known[0] < w.version:

@@ -3,11 +3,12 @@ peer DC (sans-IO; the theory of operation is in ``core.py``). Owned by ``ProxyCo
 apart from the receiving side, of which it needs only the ``needs`` of each entry (the
 proxy passes them in, with the log time from its clock).
 
-A chain's tail sends every local write to the proxy (``Ship``) before it calls it
-DC-Write-Stable; ``append`` logs it, durably, and gives its position. Each entry's
-``after`` is found here: the last position logged before the write's version clock (log
-times strictly increase along the log, so it is a bisection); ``needs`` comes from the
-receiver side, which knows how far other DCs' logs were started here.
+The proxy logs a local write once what it depends on in this DC is logged (``core.py``);
+``append`` logs it, durably, and gives its position. Each entry's ``after`` is found
+here: the last position logged before the write's version clock (log times strictly
+increase along the log, so it is a bisection), or the position the proxy found for its
+dependencies if that is later; ``needs`` comes from the receiver side, which knows how
+far other DCs' logs were started here.
 
 ``ship`` sends the log to every peer in order (``ShipBatch``: up to ``max_batch_entries``
 entries or ``max_batch_bytes``; at most one batch per ``batch_interval_s`` per peer, so a
@@ -112,13 +113,15 @@ class Shipper:
             return known[1], known[2]
         return None
 
-    def append(self, msg: m.Ship, logged_at: int, needs: tuple, now: float) -> int:
-        """Log a local write at log time ``logged_at`` (the proxy's clock) and make its
-        batches due; its position."""
+    def append(self, msg: m.Ship, logged_at: int, needs: tuple, now: float,
+               after: int = 0) -> int:
+        """Log a local write at log time ``logged_at`` (the proxy's clock), after position
+        ``after`` (its dependencies) at least, and make its batches due; its position."""
         seq = self._next_seq
+        assert after < seq, (after, seq)
         # Everything logged before this write's version clock may be in its causal past.
         logged_before = bisect.bisect_left(self._times, msg.version.clock)
-        after = self._first_seq - 1 + logged_before
+        after = max(after, self._first_seq - 1 + logged_before)
         entry = m.ShipEntry(msg.key, msg.version, msg.value, msg.rid, msg.vclock, after, needs)
         write = LoggedWrite(seq, entry, logged_at)
         # Log times strictly increase along the log: ``after`` is found by bisecting them.

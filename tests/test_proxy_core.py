@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from chainreaction import messages as m
@@ -159,6 +160,146 @@ def test_a_restart_after_the_whole_log_was_truncated_does_not_reuse_positions(ki
     (batch, *_) = sent(again.tick(5.1), m.ShipBatch)
     assert batch.msg.first_seq == 2
     log.close()
+
+
+# -- the order of our own log: local dependencies ----------------------------------------------
+
+def ship_with(core, key, clock, now, deps=(), past=0, src="n3"):
+    """Ship a write of ours that depends on ``deps`` (``(key, clock)``) and ``past``."""
+    msg = m.Ship(key, Version(clock, 0), b"v", b"rid" + key.encode(), VClock({0: clock}),
+                 deps, past)
+    return core.handle(src, msg, now)
+
+
+def logged_entries(core, now):
+    batches = [e.msg for e in core.tick(now) if isinstance(e.msg, m.ShipBatch)
+               and e.to == "p1"]
+    return {e.key: e for b in batches for e in b.entries}
+
+
+def test_a_ship_whose_dependency_is_not_logged_waits_and_is_logged_right_after_it():
+    """Ships reach the proxy in any order (it was down, a tail changed, a Ship was lost);
+    the log must still have a write's causal past in this DC before it."""
+    core = proxy()
+    # b was written after its session saw a@1000, which no Ship brought here yet
+    assert ship_with(core, "b", 5_000, 0.01, deps=(("a", 1_000),), src="n1") == []
+    assert core.last_logged == 0 and core.stats()["ships_held"] == 1
+    effects = ship_with(core, "a", 1_000, 0.02, src="n2")
+    shipped = {e.msg.key: (e.to, e.msg.seq) for e in sent(effects, m.Shipped)}
+    assert shipped == {"a": ("n2", 1), "b": ("n1", 2)}  # a, then at once what waited for it
+    entries = logged_entries(core, 0.03)
+    # b's ``after`` covers a, though a's log time is after b's version clock
+    assert entries["b"].after >= 1 and core.stats()["ships_held"] == 0
+
+
+def test_a_dependency_is_satisfied_by_a_newer_version_of_its_key():
+    core = proxy()
+    ship_with(core, "a", 3_000, 0.01)  # a newer a: it carries the older one's past
+    (shipped,) = sent(ship_with(core, "b", 5_000, 0.02, deps=(("a", 1_000),)), m.Shipped)
+    assert shipped.msg.seq == 2 and logged_entries(core, 0.03)["b"].after == 1
+
+
+def test_each_version_is_logged_once_and_an_older_one_takes_the_newer_ones_position():
+    core = proxy()
+    (first,) = sent(ship_with(core, "a", 3_000, 0.01), m.Shipped)
+    (again,) = sent(ship_with(core, "a", 3_000, 0.02, src="n1"), m.Shipped)  # another node
+    (older,) = sent(ship_with(core, "a", 1_000, 0.03, src="n2"), m.Shipped)  # kept by one
+    assert first.msg.seq == again.msg.seq == older.msg.seq == 1 == core.last_logged
+    assert older.msg.version == Version(1_000, 0)  # answered for what it asked
+
+
+def test_a_held_ship_sent_again_waits_once_and_every_sender_hears_when_logged():
+    core = proxy()
+    ship_with(core, "b", 5_000, 0.01, deps=(("a", 1_000),), src="n1")
+    ship_with(core, "b", 5_000, 0.5, deps=(("a", 1_000),), src="n2")
+    assert core.stats()["ships_held"] == 1
+    replies = sent(ship_with(core, "a", 1_000, 0.6), m.Shipped)
+    assert sorted(r.to for r in replies if r.msg.key == "b") == ["n1", "n2"]
+
+
+def test_a_chain_of_held_ships_is_logged_in_causal_order_in_linear_work():
+    """After an outage the nodes send everything they kept at once, newest first here."""
+    core = proxy()
+    n = 2_000
+    for i in reversed(range(1, n)):  # k<i> depends on k<i-1>
+        ship_with(core, f"k{i}", 1_000 + i, 0.01, deps=((f"k{i - 1}", 1_000 + i - 1),))
+    assert core.last_logged == 0
+    effects = ship_with(core, "k0", 1_000, 0.02)
+    assert [e.msg.key for e in sent(effects, m.Shipped)] == [f"k{i}" for i in range(n)]
+    entries = logged_entries(core, 0.03)
+    assert all(entries[f"k{i}"].after >= i for i in range(1, n))  # each after the previous
+
+
+def test_a_newer_version_released_with_an_older_one_stands_for_it_and_the_index_stays():
+    """Fuzz seed 1021255: two held versions of one key became loggable at once and the
+    older was logged after the newer: the index of our newest versions went back, and every
+    write depending on the newer one waited forever."""
+    core = proxy()
+    ship_with(core, "k", 3_000, 0.01, deps=(("a", 1_000),))
+    ship_with(core, "k", 2_000, 0.02, deps=(("a", 1_000),), src="n1")
+    shipped = sent(ship_with(core, "a", 1_000, 0.03), m.Shipped)
+    assert [(s.msg.version.clock, s.msg.seq) for s in shipped if s.msg.key == "k"] == [
+        (3_000, 2), (2_000, 2)]
+    assert core.last_logged == 2
+    assert sent(ship_with(core, "b", 4_000, 0.04, deps=(("k", 3_000),)), m.Shipped)
+
+
+def test_held_ships_are_bounded_and_dropped_after_a_while_for_their_nodes_to_send_again():
+    config = attrs.evolve(CONFIG, max_held_ships=2)
+    core = proxy(config=config)
+    for key in ("x", "y", "z"):
+        ship_with(core, key, 5_000, 0.01, deps=(("a", 1_000),))
+    assert core.stats()["ships_held"] == 2 and core.counters["ship_held_dropped"] == 1
+    core.tick(0.01 + config.held_ship_s + 0.1)
+    assert core.stats()["ships_held"] == 0 and core.counters["ship_held_expired"] == 2
+    assert sent(ship_with(core, "a", 1_000, 11.0), m.Shipped)[0].msg.key == "a"
+    assert core.last_logged == 1  # nothing of the dropped ones until they come again
+    assert sent(ship_with(core, "x", 5_000, 11.1, deps=(("a", 1_000),)), m.Shipped)
+
+
+def test_a_writes_past_in_this_dc_bounds_its_after():
+    core = proxy()
+    for i, key in enumerate("abc"):
+        ship_with(core, key, 100_000_000 + i, 0.01 + i / 100)  # log times after w's clock
+    ship_with(core, "w", 1_000, 0.05, past=2)
+    assert logged_entries(core, 0.06)["w"].after == 2
+    ship_with(core, "bogus", 2_000, 0.07, past=99)  # beyond the log: not waited for
+    assert logged_entries(core, 0.08)["bogus"].after == 4
+
+
+@pytest.mark.parametrize("kind", ["memory", "rocksdict"])
+def test_what_was_logged_is_known_after_a_restart_and_after_truncation(kind, tmp_path):
+    open_log = (lambda: MemoryLog()) if kind == "memory" else (
+        lambda: RocksLog(str(tmp_path / "log")))
+    log = open_log()
+    core = proxy(log)
+    ship_with(core, "a", 1_000, 0.001)
+    core.tick(0.02)
+    for dc in (1, 2):
+        core.handle(f"p{dc}", m.ShipAck(dc, 1, ((0, 1),)), 0.1)
+    assert log.first_seq() == 0  # truncated: the shipper's index forgot it
+    if kind == "rocksdict":
+        log.close()
+        log = open_log()
+    again = proxy(log, now=5.0)
+    (dup,) = sent(ship_with(again, "a", 1_000, 5.0), m.Shipped)  # not logged twice
+    assert dup.msg.seq == 1 and again.last_logged == 1
+    (b,) = sent(ship_with(again, "b", 6_000_000, 5.1, deps=(("a", 1_000),)), m.Shipped)
+    assert b.msg.seq == 2
+    log.close()
+
+
+def test_a_check_of_our_own_write_waits_until_it_is_logged():
+    """A settle: the past it answers must cover the session's writes of this DC."""
+    core = proxy()
+    assert core.handle("fe", m.RemoteDepCheck(7, "a", Version(1_000, 0), 0), 0.0) == []
+    replies = sent(ship_with(core, "a", 2_000, 0.1), m.DepReply)  # a newer one will do
+    assert [(r.to, r.msg.op, r.msg.ok) for r in replies] == [("fe", 7, True)]
+    (at_once,) = core.handle("fe", m.RemoteDepCheck(8, "a", Version(1_500, 0), 0), 0.2)
+    assert at_once.msg.ok
+    core.handle("fe", m.RemoteDepCheck(9, "z", Version(1_500, 0), 0), 0.3)
+    (late,) = sent(core.tick(0.3 + CONFIG.dep_wait_s + 0.1), m.DepReply)
+    assert (late.msg.op, late.msg.ok) == (9, False)
 
 
 # -- receiver side ----------------------------------------------------------------------------

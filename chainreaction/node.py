@@ -43,9 +43,11 @@ decides which floors the store made). Head and tail act only under chain leases
 
 Several DCs (``config.geo``). A write of another DC arrives from our proxy as a ``Put``
 carrying its version: the head keeps it if it is newer (last writer wins; a concurrent one
-is counted as a conflict) and it travels the chain as usual. At the tail a local write is
-DC-Write-Stable once the DC's proxy has logged it for shipping, and "stable" for clients
-means Global-Write-Stable: ``shipping.Shipping``.
+is counted as a conflict) and it travels the chain as usual. A local write is
+DC-Write-Stable at the tail, as with one DC; it carries what of this DC it depends on
+(``deps``, ``past``) until the DC's proxy has logged it, and the tail ships it to the
+proxy without waiting; "stable" for clients means Global-Write-Stable:
+``shipping.Shipping``.
 
 The settings of a node and of these parts: ``node_config.NodeConfig`` (importable from here).
 """
@@ -60,7 +62,9 @@ from . import messages as m
 from .core import Core, Identity
 from .dependency_checks import DependencyChecks
 from .effects import Send
+from .fields import merge_local_deps
 from .node_config import NodeConfig
+from .node_log import NodeLogPositions
 from .node_reads import NodeReads
 from .chain_lease import ChainLeases
 from .request_ids import RequestIds
@@ -82,7 +86,7 @@ class _Unstable:
     origin: str = ""  # frontend that wrote it (the tail's StableNotice goes there)
 
 
-class NodeCore(NodeReads, Core):
+class NodeCore(NodeReads, NodeLogPositions, Core):
     """One backend node (the contract: core.py). ``store`` is injected (RocksStore in
     production, MemoryStore in tests); with an ``identity`` it heartbeats its manager."""
 
@@ -98,7 +102,7 @@ class NodeCore(NodeReads, Core):
         self.clock = HybridClock()
         self.dc_time = DcTime(config.max_clock_ahead_s, monotonic)
         self._unstable: dict[str, _Unstable] = {}
-        self.shipping = Shipping(config, self.counters)
+        self.shipping = Shipping(config, self.counters, store, now)
         self._rids = RequestIds(store, config.dedup_size)  # a retried put applies once
         self._held_puts = Waiters(config.max_held_puts)  # (src, Put) held during a copy
         self._ring_requests = RingRequests(config.manager)
@@ -151,6 +155,7 @@ class NodeCore(NodeReads, Core):
             self._tombstones.note(key, rec)
             if not rec.stable:
                 self._unstable[key] = _Unstable(rec.version, float("-inf"), orphan=True)
+        self.shipping.load(now)  # local writes not known logged yet: shipped again
 
     def _load_store_id(self, now: float) -> None:
         """The manager tells an empty disk (a replacement, holding nothing) from the one it
@@ -209,6 +214,7 @@ class NodeCore(NodeReads, Core):
             "epoch": self.epoch,
             "serving": self.ring is not None and self.name in self.ring and not self.syncing(),
             "unstable": len(self._unstable),
+            "unlogged": len(self.shipping.pending),
             "syncing_ranges": self.copier.arcs_in_quarantine(),
             "held_puts": len(self._held_puts),
             "dep_waiters": len(self.dep_checks),
@@ -267,17 +273,17 @@ class NodeCore(NodeReads, Core):
 
     def _settle_at_tail(self, key: str, record: Record, chain: tuple, pos: int, origin: str,
                         now: float) -> list:
-        """The tail stored ``record`` (from ``Shipping.at_tail``): announce it stable, or
-        ship it (several DCs)."""
-        if not record.stable:
-            self._unstable[key] = _Unstable(record.version, now, orphan=False, origin=origin)
-            return self.shipping.ship(key, record)
+        """The tail stored ``record`` stable (``Shipping.at_tail``): announce it, and ship
+        it if it is a local write not logged yet (several DCs), without waiting."""
+        assert record.stable
         self._drop_unstable(key, record.version)
-        return self._became_stable(key, record, chain, pos, origin)
+        out = self._became_stable(key, record, chain, pos, origin)
+        return out + self.shipping.stable(key, record, True, now)
 
     def _update_of(self, key: str, record: Record, origin: str, op: int, ack_at: int) -> m.Update:
         return m.Update(key, record.version, record.value, record.rid, origin, op, ack_at,
-                        self.epoch, record.vclock, record.seq, record.logged_at)
+                        self.epoch, record.vclock, record.seq, record.logged_at,
+                        record.deps, record.past)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -342,8 +348,13 @@ class NodeCore(NodeReads, Core):
         version = Version(self.clock.next(self.dc_time.now(now), floor), self.config.dc)
         vclock = (current.vclock if current else VClock()).advance(self.config.dc, version.clock)
         record = Record(version, msg.value, False, msg.rid, vclock=vclock)
+        if self.config.geo and (msg.deps or msg.past):
+            # What of this DC the write depends on: the proxy logs it after those.
+            record = attrs.evolve(record, deps=merge_local_deps(msg.deps, (), msg.key),
+                                  past=msg.past)
+        record, out = self.shipping.replacing(msg.key, current, record, now)
         self.counters["put_applied"] += 1
-        return self._store_at_head(src, msg, record, chain, now)
+        return out + self._store_at_head(src, msg, record, chain, now)
 
     def _store_at_head(self, src: str, msg: m.Put, record: Record, chain: tuple,
                        now: float) -> list:
@@ -384,7 +395,7 @@ class NodeCore(NodeReads, Core):
         vclock = msg.vclock.merge(current.vclock) if current is not None else msg.vclock
         record = Record(msg.version, msg.value, False, msg.rid, msg.seq, 0, vclock)
         self.counters["remote_applied"] += 1
-        overtaken = self.shipping.overtaken(msg.key, current, msg.version)
+        record, overtaken = self.shipping.replacing(msg.key, current, record, now)
         return overtaken + self._store_at_head(src, msg, record, chain, now)
 
     def _on_update(self, src: str, msg: m.Update, now: float) -> list:
@@ -432,10 +443,11 @@ class NodeCore(NodeReads, Core):
             return out
         if current is None or msg.version > current.version:
             record = Record(msg.version, msg.value, False, msg.rid, msg.seq, msg.logged_at,
-                            msg.vclock)
+                            msg.vclock, msg.deps, msg.past)
             if tail:
                 record = self.shipping.at_tail(record)
-            out += self.shipping.overtaken(msg.key, current, msg.version)
+            record, kept = self.shipping.replacing(msg.key, current, record, now)
+            out += kept
             self._put(msg.key, record)
             self.clock.observe(max(msg.version.clock, msg.logged_at))
             self._rids.remember(msg.rid, msg.key, msg.version)
@@ -445,6 +457,7 @@ class NodeCore(NodeReads, Core):
             # version unstable (copied while it was in flight), and as the new tail it
             # would never settle it (dependency checks on the key would wait forever).
             self._drop_unstable(msg.key, msg.version)
+            current = self._learn(msg.key, current, msg, now)
             if msg.ack_at:
                 out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, msg.version, pos,
                                                      not self.config.geo)))
@@ -454,9 +467,7 @@ class NodeCore(NodeReads, Core):
                 out.append(Send(chain[pos], stable))
             return out
         else:
-            record = current
-            if msg.seq and not current.seq:
-                record = attrs.evolve(current, seq=msg.seq, logged_at=msg.logged_at)
+            record = self._learn(msg.key, current, msg, now)
             if tail:
                 record = self.shipping.at_tail(record)
             if record is not current:
@@ -470,9 +481,11 @@ class NodeCore(NodeReads, Core):
             self._unstable[msg.key] = _Unstable(msg.version, now, orphan=False, origin=msg.origin)
         else:
             self._unstable[msg.key] = _Unstable(msg.version, now, orphan=False)
-            if msg.epoch != self.ring.epoch or record is not current and record.seq != msg.seq:
-                msg = attrs.evolve(msg, epoch=self.ring.epoch, seq=record.seq,
-                                   logged_at=record.logged_at)
+            if (msg.epoch != self.ring.epoch or record.seq != msg.seq
+                    or record.deps != msg.deps or record.past != msg.past):
+                # (on with what we know: the log position, what a write it replaced here
+                # carried)
+                msg = self._update_of(msg.key, record, msg.origin, msg.op, msg.ack_at)
             out.append(Send(chain[pos], msg))
         return out
 
@@ -480,49 +493,6 @@ class NodeCore(NodeReads, Core):
         pending = self._unstable.get(key)
         if pending is not None and pending.version <= version:
             del self._unstable[key]
-
-    def _on_stable(self, src: str, msg: m.Stable, now: float) -> list:
-        current = self.store.get(msg.key)
-        if current is not None and current.version == msg.version and not current.stable:
-            self._put(msg.key, attrs.evolve(current, stable=True,
-                                            seq=msg.seq or current.seq,
-                                            logged_at=msg.logged_at or current.logged_at))
-        self.clock.observe(msg.logged_at)
-        self._drop_unstable(msg.key, msg.version)
-        if self.ring is None:
-            return []
-        chain = self.ring.chain(msg.key)
-        if self.name in chain:
-            pos = chain.index(self.name) + 1
-            if pos > 1:
-                return [Send(chain[pos - 2], msg)]
-        return []
-
-    def _on_shipped(self, src: str, msg: m.Shipped, now: float) -> list:
-        """Our proxy logged a local write we sent as tail: now it is DC-Write-Stable."""
-        self.clock.observe(msg.logged_at)
-        self.shipping.logged(msg.key, msg.version)
-        record = self.store.get(msg.key)
-        if record is None or record.version != msg.version or record.seq:
-            self.counters["shipped_stale"] += 1  # superseded meanwhile, or a duplicate
-            return []
-        self.counters["shipped"] += 1
-        record = attrs.evolve(record, seq=msg.seq, logged_at=msg.logged_at)
-        chain = self.ring.chain(msg.key) if self.ring is not None else ()
-        if not chain or chain[-1] != self.name:
-            # No longer the tail: keep the log position; the redrive carries it onwards.
-            self._put(msg.key, record)
-            return []
-        record = self.shipping.at_tail(record)
-        self._put(msg.key, record)
-        pending = self._unstable.get(msg.key)
-        origin = pending.origin if pending is not None else ""
-        return self._settle_at_tail(msg.key, record, chain, len(chain), origin, now)
-
-    def _on_geo_progress(self, src: str, msg: m.GeoProgress, now: float) -> list:
-        self.shipping.on_progress(msg)
-        self._tombstones.collectable = dict(msg.collectable)
-        return []
 
     def _on_error(self, src: str, msg: m.Error, now: float) -> list:
         """Errors come to a node only from a source refusing our SyncRequest."""
@@ -543,7 +513,7 @@ class NodeCore(NodeReads, Core):
 
     def _redrive(self, now: float, force: bool) -> list:
         ring = self.ring
-        out = self.shipping.resend(now, force)
+        out = self.shipping.redrive(now, ring, self.name, force)
         for key, pending in list(self._unstable.items()):
             if not force and now - pending.sent_at < self.config.resend_after_s:
                 continue
@@ -569,10 +539,10 @@ class NodeCore(NodeReads, Core):
                 # Reinject at the head with its original version; the head acks to us.
                 out.append(Send(chain[0], self._update_of(key, record, self.name, 0, 1)))
             elif pos == len(chain):
-                record = self.shipping.at_tail(record)
-                if record.stable:
-                    self._put(key, record)
-                out += self._settle_at_tail(key, record, chain, pos, pending.origin, now)
+                settled = self.shipping.at_tail(record)
+                if settled is not record:
+                    self._put(key, settled)
+                out += self._settle_at_tail(key, settled, chain, pos, pending.origin, now)
             else:
                 pending.orphan = False
                 out.append(Send(chain[pos], self._update_of(key, record, "", 0, 0)))
@@ -643,13 +613,11 @@ class NodeCore(NodeReads, Core):
         for item in msg.items:
             current = self.store.get(item.key)
             if current is None or item.version > current.version:
-                # A local write of ours not logged yet, replaced by another DC's: ship it
-                # now (fuzz seed 5500342: left out of its chain for a broken link, the head
-                # that had acknowledged it got the key's newer version by a copy when it
-                # came back, and sessions holding the write waited in other DCs forever).
-                out += self.shipping.overtaken(item.key, current, item.version)
-                self._put(item.key, Record(item.version, item.value, item.stable, item.rid,
-                                           item.seq, item.logged_at, item.vclock))
+                record = Record(item.version, item.value, item.stable, item.rid, item.seq,
+                                item.logged_at, item.vclock, item.deps, item.past)
+                record, kept = self.shipping.replacing(item.key, current, record, now)
+                out += kept
+                self._put(item.key, record)
                 self.clock.observe(max(item.version.clock, item.logged_at))
                 self._rids.remember(item.rid, item.key, item.version)
                 if not item.stable:
@@ -657,10 +625,18 @@ class NodeCore(NodeReads, Core):
                     # chain prefix, so drive it like an orphan (reinject at the head). The
                     # source may leave this chain and stop driving it.
                     self._unstable[item.key] = _Unstable(item.version, now, orphan=True)
-            elif item.version == current.version and item.stable and not current.stable:
-                self._put(item.key, attrs.evolve(current, stable=True, seq=item.seq,
-                                                 logged_at=item.logged_at))
-                self._drop_unstable(item.key, item.version)
+                else:  # (shipped once we are its tail and serve the range)
+                    self.shipping.stable(item.key, record, False, now)
+            elif item.version == current.version and (
+                    item.stable and not current.stable or item.seq and not current.seq):
+                record = attrs.evolve(current, stable=current.stable or item.stable)
+                if item.seq and not current.seq:
+                    record = record.logged(item.seq, item.logged_at)
+                    self.shipping.logged(item.key, item.version)
+                self._put(item.key, record)
+                if record.stable:
+                    self._drop_unstable(item.key, item.version)
+                    self.shipping.stable(item.key, record, False, now)
         self.counters["sync_items_received"] += len(msg.items)
         self.counters["sync_chunks_received"] += 1
         for item in msg.items:

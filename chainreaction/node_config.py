@@ -24,18 +24,22 @@ class NodeConfig:
     sync_retry_s: float = 1.0
     held_put_timeout_s: float = 5.0
     max_held_puts: int = 10_000
-    max_overtaken_ships: int = 10_000  # local writes replaced before logged, resent until logged
     max_waiters: int = 100_000
     dedup_size: int = 200_000
     sync_chunk_items: int = 256
     sync_chunk_bytes: int = 1024 * 1024  # well under the transport's frame limit
     sync_chunks_per_step: int = 8  # paces a large copy over ticks (bounded link buffers)
     max_sync_streams: int = 16
-    # Several DCs: a local write becomes DC-Write-Stable only once the DC's remote proxy
-    # has logged it for shipping (``Ship``/``Shipped``); "stable" for clients means
-    # Global-Write-Stable, which the proxy reports (``GeoProgress``).
+    # Several DCs: a local write is DC-Write-Stable at the tail as with one DC, and shipped
+    # to the DC's remote proxy (``Ship``) until it has logged it (``Shipped``), without
+    # waiting for it (shipping.py); "stable" for clients means Global-Write-Stable, which
+    # the proxy reports (``GeoProgress``).
     geo: bool = False
     proxy: str = "proxy"
+    max_ship_resend_s: float = 8.0  # a write's resends double from resend_after_s to this
+    # No GeoProgress nor Shipped from the proxy for this long: it is down or stopped, and
+    # only one probe a resend_after_s goes to it until it speaks again.
+    proxy_silence_s: float = 3.0
     # Act as head (assign versions) or tail (answer dependency checks) only under a current
     # lease from the chain's other members (chain_lease.py). Off only in single-core
     # transcripts. A lease runs ``lease_s`` from its request, renewed every

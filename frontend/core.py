@@ -33,22 +33,28 @@ Error replies say whether a retry can help (``retryable``).
 
 Several DCs (``config.geo``)
 ----------------------------
-* A dependency written in this DC is checked at its tail as above; a dependency written in
-  another DC is checked with this DC's remote proxy (``RemoteDepCheck``): it must have
-  applied that write *and everything before it in its DC's log*, not merely hold a newer
-  version of the key (a concurrent newer write says nothing of the older one's past).
-* Every dependency answer carries the replier's clock, past the time the dependency was
-  logged for shipping; the put's ``floor`` is raised above it, so the new version is
-  larger than that log time. That is how the remote proxy orders this write after its
-  causal past in the log (``after``, see remote_proxy/core.py).
+* The DC's remote proxy is off the path of puts: a dependency written in this DC is
+  checked at its tail (stable there, logged for shipping or not), and so is one of another
+  DC that this frontend served from this DC (``_seen_here``, exact versions, not the
+  client's word: the proxy sent it to a head here only after its causal past, and the
+  write's ``needs`` covers it for other DCs). Any other dependency of another DC is checked
+  with the proxy (``RemoteDepCheck``): that write *and everything before it in its DC's
+  log* must be applied here, not merely a newer version of the key (a concurrent newer
+  write says nothing of the older one's past). If the proxy has said nothing for
+  ``proxy_silence_s``, what needs it fails at once, retryably.
+* The put tells the head what of this DC it depends on (``Put.deps``, ``Put.past``:
+  dependencies.py): the write carries it until the proxy logs it after it.
 * ``attach``: a session arriving from another DC (or failing over to this one) sends its
   metadata once; the frontend answers when every dependency from another DC is applied
   here, so none of its reads can see a state older than its causal past.
-* ``past`` (a log position per origin DC, see chainreaction/session.py) is checked with
-  the proxy (``LogCheck``) by puts and attaches: that DC's log applied here through it.
-* ``settle``: every dependency is checked (local ones at their tails too); then the proxy
-  tells what this DC holds per origin, which covers them all. The answer carries that
-  vector as the session's new ``past`` and a clock past every log time it covers.
+* ``past`` (a log position per origin DC, see chainreaction/session.py) of another DC is
+  checked with the proxy (``LogCheck``) by puts and attaches: that DC's log applied here
+  through it. (This DC's own entry goes with the put, above.)
+* ``settle``: every dependency is checked (local ones at their tails too, and logged for
+  shipping: the proxy answers a ``RemoteDepCheck`` of its own DC's write once it is);
+  then the proxy tells what this DC holds per origin, which covers them all. The answer
+  carries that vector as the session's new ``past`` and a clock past every log time it
+  covers. A settle so needs the proxy; puts, gets and attaches in one DC do not.
 * Replies carry ``dc`` and the version's log ``seq``: the session keeps its chainIndex per
   DC and the seq makes later remote checks exact.
 """
@@ -66,6 +72,10 @@ from chainreaction.core import Core, Identity
 from chainreaction.effects import Send, ToClient
 from chainreaction.ring_requests import RingRequests
 from chainreaction.versions import MAX_CLOCK_AHEAD_S, DcTime, Version
+
+from .dependencies import (
+    LoggedCheck, NewestVersions, PastCheck, SeenHere, local_deps, logged_checks, past_checks,
+)
 
 # chain: ChainReaction (any position the session proved safe); head, tail: always there
 # (tail = classic chain replication); craq: any position, which answers only with a
@@ -101,40 +111,13 @@ class FrontendConfig:
     tick_s: float = 0.05  # while operations are in flight: deadlines, retries, resends
     heartbeat_s: float = 0.2
     geo_stats_s: float = 1.0  # how often the proxy's stats are fetched (the ``geo`` field)
+    # The proxy answered nothing (those stats included) for this long: it is down or
+    # stopped, and what needs it fails at once (retryable) rather than at its deadline.
+    proxy_silence_s: float = 3.0
 
     def __attrs_post_init__(self):
         if self.read_from not in READ_POLICIES:
             raise ValueError(f"read_from must be one of {READ_POLICIES}")
-
-
-class _NewestVersions:
-    """Bounded map slot -> newest version known to have a property (stable, applied here):
-    the property holds for every older version of that slot too. Least recently raised
-    slots are forgotten first."""
-
-    def __init__(self, limit: int) -> None:
-        self._versions: collections.OrderedDict = collections.OrderedDict()
-        self._limit = limit
-
-    def note(self, slot, version: Version) -> None:
-        known = self._versions.get(slot)
-        if known is None or version > known:
-            self._versions[slot] = version
-            self._versions.move_to_end(slot)
-            if len(self._versions) > self._limit:
-                self._versions.popitem(last=False)
-
-    def covers(self, slot, version: Version) -> bool:
-        known = self._versions.get(slot)
-        return known is not None and version <= known
-
-
-@attrs.frozen
-class PastCheck:
-    """A dependency on DC ``origin``'s log through ``seq`` (a session's ``past``)."""
-
-    origin: int
-    seq: int
 
 
 @attrs.define(slots=True)
@@ -157,7 +140,10 @@ class _Op:
     floor: int = 0
     floor_ok: bool = False  # known to have come from the store (or within the skew)
     floor_unproven_at: float | None = None  # since when it waits for that
-    deps: dict = attrs.Factory(dict)  # sub-request id -> Dep or PastCheck still to confirm
+    deps: dict = attrs.Factory(dict)  # sub-request id -> Dep, PastCheck, LoggedCheck to confirm
+    # several DCs, a put: what of this DC it depends on (Put.deps, Put.past)
+    local_deps: tuple = ()
+    past_own: int = 0
     vector: tuple | None = None  # settle: what this DC holds per origin, once known
     # progress
     target: str = ""  # node of the outstanding request, "" if none
@@ -183,10 +169,14 @@ class FrontendCore(Core):
         # key -> newest version known DC-Write-Stable (from the tails' StableNotices, stable
         # read replies and positive dependency checks). A dependency at or below it needs no
         # check: stability of a version implies it for every older one of that key.
-        self._known_stable = _NewestVersions(config.max_known_stable)
+        self._known_stable = NewestVersions(config.max_known_stable)
         # (key, dc) -> newest version of that DC's writes to key known applied here with its
         # causal past (from the proxy's answers and globally stable reads).
-        self._known_applied = _NewestVersions(config.max_known_stable)
+        self._known_applied = NewestVersions(config.max_known_stable)
+        # key -> newest version of ours known in this DC's shipping log (settles)
+        self._known_logged = NewestVersions(config.max_known_stable)
+        # (key, version) of other DCs' writes we served from this DC (exact versions)
+        self._seen_here: collections.OrderedDict = collections.OrderedDict()
         self._logged_clock = 0  # newest log time of a dependency we learned about
         # origin DC -> how far its log is known applied here (our own: logged), from LogReply
         self._log_here: dict[int, int] = {}
@@ -208,6 +198,7 @@ class FrontendCore(Core):
             m.StatsReply: self._on_proxy_stats,
         }
         self.geo_stats: dict | None = None  # the DC's proxy's, shown in client stats
+        self._proxy_heard_at = now
         self.timers.add("sweep", self._sweep, now)
         self.timers.add("geo_stats", self._ask_proxy_stats, now, 0.0 if config.geo else None)
 
@@ -242,36 +233,46 @@ class FrontendCore(Core):
         # another DC) first. A local dependency on the written key itself is covered by the
         # new version, which is newer and travels the same chain. An attach leaves local
         # ones to the chainIndex of reads; a settle confirms them all.
-        latest: dict[tuple, m.Dep] = {}
+        latest: dict[tuple, object] = {}
         for d in req.deps:
-            remote = self._is_remote(d)
-            if not remote and (req.op == "attach" or (d.key == req.key and req.op != "settle")
-                               or self._is_known_stable(d.key, d.version)):
+            dep: object = d
+            if not self._is_remote(d):
+                if (req.op == "attach" or (d.key == req.key and req.op != "settle")
+                        or self._is_known_stable(d.key, d.version)):
+                    continue
+            elif self._is_known_applied(d.key, d.version):
                 continue
-            if remote and self._is_known_applied(d.key, d.version):
-                continue
+            elif (d.key, d.version) in self._seen_here:
+                # (its past was applied here: like a local one, its tail says enough)
+                if ((d.key == req.key and req.op in ("put", "delete"))
+                        or self._is_known_stable(d.key, d.version)):
+                    continue
+                dep = SeenHere(d.key, d.version)
             slot = (d.key, d.version.dc)
             if slot not in latest or d.version > latest[slot].version:
-                latest[slot] = d
+                latest[slot] = dep
         floor = max([req.floor, self._logged_clock] + [d.version.clock for d in req.deps])
         kind = req.op if req.op in ("attach", "settle") else "put"
         op = _Op(conn, req.id, kind, req.key or "", deadline,
                  value=req.value if req.op == "put" else None, rid=req.rid or b"", floor=floor)
+        if self.config.geo and kind == "put":
+            op.local_deps, op.past_own = local_deps(req, self.config.dc)
         self._ops[op_id] = op
-        for dep in [*latest.values(), *self._past_checks(req)]:
+        # (a settle's past must cover its writes of this DC: logged, or newer ones)
+        checks = logged_checks(req, self.config.dc, self._known_logged) if (
+            self.config.geo and kind == "settle") else []
+        for dep in [*latest.values(), *checks, *self._past_checks(req)]:
             sub = self._new_id()
             op.deps[sub] = dep
             self._sub[sub] = op_id
         return self._advance_put(op_id, op, now)
 
     def _past_checks(self, req: m.ClientRequest) -> list:
-        """The ``past`` entries a put or attach must see applied here. A put checks our own
-        DC's too: its answer carries a clock past those writes' log times (the floor)."""
+        """The ``past`` entries of other DCs a put or attach must see applied here (our
+        own DC's goes with the put to the head: ``local_deps``)."""
         if not self.config.geo or req.op == "settle":
             return []
-        own = self.config.dc
-        return [PastCheck(dc, seq) for dc, seq in req.past
-                if seq > self._log_here.get(dc, 0) and not (dc == own and req.op == "attach")]
+        return past_checks(req, self.config.dc, self._log_here)
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -288,7 +289,12 @@ class FrontendCore(Core):
     def _on_proxy_stats(self, src: str, msg: m.StatsReply, now: float) -> list:
         if src == self.config.proxy:
             self.geo_stats = msg.stats  # visibility latencies etc.
+            self._proxy_heard_at = now
         return []
+
+    def _needs_proxy(self, dep) -> bool:
+        return isinstance(dep, (PastCheck, LoggedCheck)) or (
+            isinstance(dep, m.Dep) and self._is_remote(dep))
 
     def tick(self, now: float) -> list:
         """Fail operations past their deadline, restart parked ones, resend to nodes that
@@ -482,6 +488,10 @@ class FrontendCore(Core):
         self.counters["read_position_%d" % msg.position] += 1
         if msg.version is not None:
             self._saw(msg.version)
+            if self.config.geo and msg.version.dc != self.config.dc:
+                self._seen_here[(msg.key, msg.version)] = True
+                if len(self._seen_here) > self.config.max_known_stable:
+                    self._seen_here.popitem(last=False)
         if msg.stable and msg.version is not None:
             self._note_stable(msg.key, msg.version)
             if self.config.geo:  # globally stable: applied in every DC with its past
@@ -516,6 +526,14 @@ class FrontendCore(Core):
             op.deps[sub] = PastCheck(self.config.dc, 0)
             self._sub[sub] = op_id
         if op.deps:
+            if (now - self._proxy_heard_at >= self.config.proxy_silence_s
+                    and any(self._needs_proxy(dep) for dep in op.deps.values())):
+                # (only what only the proxy can tell: local puts and gets never get here)
+                self.counters["proxy_silent_refused"] += 1
+                return self._fail(op_id, op, m.UNAVAILABLE,
+                                  "this datacenter's remote proxy is not answering: it is "
+                                  "needed to check dependencies on other datacenters, a "
+                                  "session's past there, or a settle")
             op.target = "deps"
             return [self._dep_check(sub, dep) for sub, dep in op.deps.items()]
         if op.kind == "attach":
@@ -526,21 +544,26 @@ class FrontendCore(Core):
         if not self._floor_from_store(op, now):
             return self._wait_for_floor(op_id, op, now)
         op.target = ring.chain(op.key)[0]
-        return [Send(op.target, m.Put(op_id, op.rid, op.key, op.value, op.floor, ring.epoch))]
+        return [Send(op.target, m.Put(op_id, op.rid, op.key, op.value, op.floor, ring.epoch,
+                                      deps=op.local_deps, past=op.past_own))]
 
     def _dep_check(self, sub: int, dep) -> Send:
         if isinstance(dep, PastCheck):
             return Send(self.config.proxy, m.LogCheck(sub, dep.origin, dep.seq))
-        if self._is_remote(dep):
+        if isinstance(dep, LoggedCheck):
+            return Send(self.config.proxy, m.RemoteDepCheck(sub, dep.key, dep.version, 0))
+        if isinstance(dep, m.Dep) and self._is_remote(dep):
             return Send(self.config.proxy, m.RemoteDepCheck(sub, dep.key, dep.version, dep.seq))
         return Send(self.ring.chain(dep.key)[-1],
                     m.DepCheck(sub, dep.key, dep.version, self.ring.epoch))
 
     def _on_dep_reply(self, src: str, msg: m.DepReply, now: float) -> list:
+        if src == self.config.proxy:
+            self._proxy_heard_at = now
         parent = self._sub.get(msg.op)
         op = self._ops.get(parent) if parent is not None else None
         dep = op.deps[msg.op] if op is not None else None
-        if not isinstance(dep, m.Dep) or dep.key != msg.key:
+        if not isinstance(dep, (m.Dep, SeenHere, LoggedCheck)) or dep.key != msg.key:
             self.counters["stale_reply"] += 1
             return []
         if not msg.ok:
@@ -552,10 +575,15 @@ class FrontendCore(Core):
                 return self._want_ring(now)
             op.sent_at = now
             return [self._dep_check(msg.op, dep)]
-        # The new version must exceed the time the dependency was logged for shipping.
+        # (A clock the store made; the new version exceeds it.)
         self._logged_clock = max(self._logged_clock, msg.clock)
         op.floor = max(op.floor, msg.clock)
-        if self._is_remote(dep):
+        if isinstance(dep, LoggedCheck):
+            self._known_logged.note(msg.key, dep.version)
+        elif isinstance(dep, SeenHere):  # stable here, its past applied here before it
+            self._note_stable(msg.key, dep.version)
+            self._note_applied(msg.key, dep.version)
+        elif self._is_remote(dep):
             self._note_applied(msg.key, dep.version)
         else:
             self._note_stable(msg.key, dep.version)
@@ -569,6 +597,7 @@ class FrontendCore(Core):
         return self._advance_put(op_id, op, now)
 
     def _on_log_reply(self, src: str, msg: m.LogReply, now: float) -> list:
+        self._proxy_heard_at = now
         parent = self._sub.get(msg.op)
         op = self._ops.get(parent) if parent is not None else None
         check = op.deps[msg.op] if op is not None else None

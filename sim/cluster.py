@@ -571,9 +571,13 @@ class SimCluster:
         return self.processes[self.managers[dc]].ring.chain(key)
 
     def geo_quiet(self) -> bool:
-        """Every DC's log is applied in every DC and known so everywhere."""
+        """No node has a local write its proxy has not logged, and every DC's log is
+        applied in every DC and known so everywhere."""
         proxies = [self.processes[p] for p in self.proxies if p not in self.down]
         if len(proxies) != len(self.proxies):
+            return False
+        if any(self.processes[n].shipping.pending for n in self.node_names
+               if n not in self.down):
             return False
         logged = {p.dc: p.last_logged for p in proxies}
         return all(p.global_stable() == logged and not any(p._inbox.values())

@@ -183,16 +183,16 @@ def geo_frontend(dc=0):
     return frontend(geo=True, dc=dc, proxy="proxy")
 
 
-def test_a_put_checks_each_dc_of_the_sessions_past_with_the_proxy_and_raises_its_floor():
+def test_a_put_checks_other_dcs_past_with_the_proxy_and_takes_its_own_dcs_to_the_head():
     fe = geo_frontend()
     req = attrs.evolve(put(), past=((0, 4), (1, 7)))
     effects = fe.client_request(1, req, 0.0)
-    checks = {e.msg.origin_dc: e.msg for e in effects if isinstance(e.msg, m.LogCheck)}
-    assert {dc: c.seq for dc, c in checks.items()} == {0: 4, 1: 7}  # own DC too: the clock
-    assert [e for e in effects if isinstance(e.msg, m.Put)] == []  # not before they answer
-    fe.handle("proxy", m.LogReply(checks[1].op, True, ((0, 9), (1, 7)), 500), 0.1)
-    (send,) = fe.handle("proxy", m.LogReply(checks[0].op, True, ((0, 9), (1, 8)), 900), 0.1)
+    (check,) = [e.msg for e in effects if isinstance(e.msg, m.LogCheck)]
+    assert (check.origin_dc, check.seq) == (1, 7)  # not our own DC's: the proxy may be down
+    assert [e for e in effects if isinstance(e.msg, m.Put)] == []  # not before it answers
+    (send,) = fe.handle("proxy", m.LogReply(check.op, True, ((0, 9), (1, 8)), 900), 0.1)
     assert isinstance(send.msg, m.Put) and send.msg.floor >= 900
+    assert send.msg.past == 4  # our DC's past: the proxy logs the write after it
     # what the proxy said it holds is remembered: the same past needs no check again
     (send,) = fe.client_request(1, attrs.evolve(put(id=2), past=((0, 4), (1, 7))), 0.2)
     assert isinstance(send.msg, m.Put)
@@ -212,13 +212,61 @@ def test_a_settle_confirms_every_entry_then_answers_what_the_dc_holds():
     local, remote = m.Dep(DEP_KEY, Version(5, 0), 1), m.Dep("r", Version(6, 1), 2, 3)
     effects = fe.client_request(1, m.ClientRequest(op="settle", id=4, deps=(local, remote)),
                                 0.0)
-    by_type = {type(e.msg): e for e in effects}
-    assert by_type[m.DepCheck].to == "b" and by_type[m.RemoteDepCheck].to == "proxy"
-    assert m.LogCheck not in by_type  # asked only once every entry is confirmed
-    assert fe.handle("b", m.DepReply(by_type[m.DepCheck].msg.op, DEP_KEY, True, 40), 0.1) == []
-    (holds,) = fe.handle("proxy", m.DepReply(by_type[m.RemoteDepCheck].msg.op, "r", True, 41),
-                         0.1)
+    (stable,) = [e for e in effects if isinstance(e.msg, m.DepCheck)]
+    checks = {e.msg.key: e for e in effects if isinstance(e.msg, m.RemoteDepCheck)}
+    assert stable.to == "b" and {e.to for e in checks.values()} == {"proxy"}
+    # the local entry is also checked in the shipping log: the past answered must cover it
+    assert checks[DEP_KEY].msg.version == Version(5, 0)
+    assert not any(isinstance(e.msg, m.LogCheck) for e in effects)  # once all are confirmed
+    assert fe.handle("b", m.DepReply(stable.msg.op, DEP_KEY, True, 40), 0.1) == []
+    assert fe.handle("proxy", m.DepReply(checks[DEP_KEY].msg.op, DEP_KEY, True, 40), 0.1) == []
+    (holds,) = fe.handle("proxy", m.DepReply(checks["r"].msg.op, "r", True, 41), 0.1)
     assert (holds.msg.origin_dc, holds.msg.seq) == (0, 0)
     (reply,) = fe.handle("proxy", m.LogReply(holds.msg.op, True, ((0, 12), (1, 3)), 77), 0.2)
     assert reply.reply.to_wire() == {"id": 4, "ok": True, "dc": 0, "floor": 77,
                              "past": [[0, 12], [1, 3]]}
+
+
+def test_a_dependent_put_goes_through_while_the_proxy_is_silent():
+    """Issue 16: the proxy is off the local data path. The session's previous write of this
+    DC is checked at its tail (stable there, logged or not) and goes to the head with the
+    put, with the session's past here, for the proxy to order the log by later."""
+    fe = geo_frontend()
+    mine = m.Dep(DEP_KEY, Version(50, 0), 1)
+    logged = m.Dep("l", Version(40, 0), 1, 6)  # its log position is known: 6
+    req = attrs.evolve(put(deps=(mine, logged)), past=((0, 4),))
+    effects = fe.client_request(1, req, 0.0)
+    assert [(e.to, type(e.msg)) for e in effects] == [
+        (RING.chain(DEP_KEY)[-1], m.DepCheck), (RING.chain("l")[-1], m.DepCheck)]  # no proxy
+    check = {e.msg.key: e.msg for e in effects}
+    assert fe.handle(RING.chain("l")[-1], m.DepReply(check["l"].op, "l", True, 10), 0.1) == []
+    (send,) = fe.handle("b", m.DepReply(check[DEP_KEY].op, DEP_KEY, True, 11), 0.1)
+    assert send.to == "a" and isinstance(send.msg, m.Put)
+    assert send.msg.deps == ((DEP_KEY, 50),) and send.msg.past == 6
+
+
+def test_another_dcs_write_read_here_is_checked_at_its_tail_and_one_not_seen_at_the_proxy():
+    fe = geo_frontend()
+    (read,) = fe.client_request(1, get(key=DEP_KEY), 0.0)
+    fe.handle(read.to, m.ReadReply(read.msg.op, DEP_KEY, True, b"x", Version(9, 1), 2,
+                                   False, 3), 0.1)
+    seen, elsewhere = m.Dep(DEP_KEY, Version(9, 1), 2, 3), m.Dep("r", Version(8, 2), 0, 5)
+    effects = fe.client_request(1, put(deps=(seen, elsewhere), id=2), 0.2)
+    assert {(e.to, type(e.msg)) for e in effects} == {("b", m.DepCheck),
+                                                      ("proxy", m.RemoteDepCheck)}
+
+
+def test_what_only_a_silent_proxy_can_tell_fails_at_once_and_retryably():
+    """A settle (or a dependency of another DC this frontend did not serve) needs the proxy;
+    once it has answered nothing, not even the stats asked every second, for
+    proxy_silence_s, such a request fails at once instead of at its 10 s deadline."""
+    fe = geo_frontend()
+    settle = m.ClientRequest(op="settle", id=4, deps=(m.Dep(DEP_KEY, Version(5, 0), 1),))
+    assert [e.to for e in fe.client_request(1, settle, 1.0)] == ["b", "proxy"]  # it may answer
+    fe.on_timer(3.9)  # (its stats asked again; no answer)
+    (failed,) = fe.client_request(1, attrs.evolve(settle, id=5), 4.0)
+    assert failed.reply.to_wire()["error"] == m.UNAVAILABLE and failed.reply.retryable
+    (put_sent,) = fe.client_request(1, put(deps=(m.Dep(DEP_KEY, Version(5, 0), 1),), id=6), 4.0)
+    assert put_sent.to == "b"  # a local put: the tail only, the proxy never
+    fe.handle("proxy", m.StatsReply(0, {}), 4.1)
+    assert [e.to for e in fe.client_request(1, attrs.evolve(settle, id=7), 4.2)] == ["b", "proxy"]

@@ -22,11 +22,11 @@ class Chain:
     """Three node cores on one ring, with helpers that read like a transcript. No manager
     here, so no lease is required (leases have their own tests: test_chain_lease.py)."""
 
-    def __init__(self, eager=1, replication=3):
+    def __init__(self, eager=1, replication=3, **config):
         self.ring = ring(replication=replication)
         self.stores = {n: MemoryStore() for n, _ in MEMBERS}
-        self.nodes = {n: NodeCore(n, self.stores[n], NodeConfig(eager=eager, require_lease=False), 0.0)
-                      for n, _ in MEMBERS}
+        self.config = NodeConfig(eager=eager, require_lease=False, **config)
+        self.nodes = {n: NodeCore(n, self.stores[n], self.config, 0.0) for n, _ in MEMBERS}
         for node in self.nodes.values():
             assert node.handle("manager", m.RingUpdate(self.ring, Ring(0, (), 3, 8)), 0.0) == []
 
@@ -641,6 +641,124 @@ def test_a_node_that_missed_rings_copies_its_ranges_even_from_a_restarted_manage
     assert requests and {e.to for e in requests} <= {"b", "c"}
     assert gap.counters["ring_missed"] == 1 and gap.syncing()
     assert syncs(next_one, 2) == [] and not next_one.syncing()  # no gap: nothing to copy
+
+
+
+
+# -- several DCs: the proxy off the local data path (docs/protocol.md §7) ----------------------
+
+def geo_chain():
+    return Chain(geo=True, dc=0, proxy="proxy")
+
+
+def sent(effects, cls, to=None):
+    return [e for e in effects if isinstance(e.msg, cls) and (to is None or e.to == to)]
+
+
+def test_a_local_write_is_stable_at_the_tail_and_notified_before_its_proxy_logs_it():
+    c = geo_chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    dep = c.key_with_chain(["b", "c", "a"])
+    write = m.Put(1, b"r1", key, b"v", 0, 1, deps=((dep, 77),), past=3)
+    outside = c.send("fe", [Send("a", write)])
+    (ship,) = sent(outside, m.Ship, "proxy")
+    assert sent(outside, m.StableNotice, "fe") and sent(outside, m.PutAck, "fe")
+    # what the write depends on in this DC travels with it to the proxy, which logs after it
+    assert (ship.msg.deps, ship.msg.past) == (((dep, 77),), 3)
+    for name in "abc":
+        record = c.stores[name].get(key)
+        assert record.stable and record.seq == 0 and record.deps == ((dep, 77),)
+    # a dependent write's check is answered at once: nothing waits for the proxy
+    (ok,) = c.nodes["c"].handle("fe", m.DepCheck(9, key, ship.msg.version, 1), 1.0)
+    assert ok.msg.ok
+
+
+def test_the_tail_ships_until_shipped_then_the_position_goes_up_the_chain():
+    c = geo_chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    outside = c.send("fe", [Send("a", put(key=key))], now=1.0)
+    (ship,) = sent(outside, m.Ship)
+    tail = c.nodes["c"]
+    assert sent(tail.tick(1.5), m.Ship) == []  # not before resend_after_s
+    (again,) = sent(tail.tick(2.1), m.Ship)
+    assert again.msg == ship.msg
+    assert [e.to for e in sent(c.nodes["b"].tick(2.1) + c.nodes["a"].tick(2.1), m.Ship)] == []
+    up = tail.handle("proxy", m.Shipped(key, ship.msg.version, 5, 123), 2.2)
+    assert [(e.to, e.msg.seq, e.msg.logged_only) for e in up] == [("b", 5, False)]
+    c.send("c", up, now=2.2)
+    for name in "abc":
+        record = c.stores[name].get(key)
+        assert (record.seq, record.logged_at, record.deps) == (5, 123, ())
+        assert c.nodes[name].stats()["unlogged"] == 0
+    assert sent(tail.tick(20.0), m.Ship) == []
+
+
+def test_a_silent_proxy_gets_one_probe_a_round_and_everything_once_it_speaks():
+    c = geo_chain()
+    keys = [k for k in (f"k{i}" for i in range(200)) if c.ring.chain(k)[-1] == "c"][:5]
+    for i, key in enumerate(keys):
+        c.send("fe", [Send(c.ring.chain(key)[0], put(key=key, rid=b"r%d" % i))], now=1.0)
+    tail = c.nodes["c"]
+    shipped = [len(sent(tail.tick(t / 10), m.Ship)) for t in range(11, 100)]  # 1.1 .. 9.9 s
+    # resent (1 s later) while it may be alive; from 3 s of silence, one probe a second
+    assert shipped[9] == 5 and sum(shipped[20:]) <= 7, shipped
+    tail.handle("proxy", m.GeoProgress((), ()), 10.0)  # it is back
+    assert len(sent(tail.tick(10.05), m.Ship)) == 5
+
+
+def test_a_write_replacing_an_unlogged_one_takes_over_what_it_carries_and_keeps_it():
+    c = geo_chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    x, y = c.key_with_chain(["b", "c", "a"]), c.key_with_chain(["c", "a", "b"])
+    c.send("fe", [Send("a", m.Put(1, b"r1", key, b"1", 0, 1, deps=((x, 10),)))], now=1.0)
+    old = c.stores["c"].get(key).version
+    outside = c.send("fe", [Send("a", m.Put(2, b"r2", key, b"2", 0, 1, deps=((y, 20),),
+                                             past=4))], now=1.1)
+    (ship,) = sent(outside, m.Ship)
+    # a session that saw the old one is satisfied once this one is logged: it must come
+    # after the old one's past too
+    assert ship.msg.version > old and ship.msg.deps == ((x, 10), (y, 20)) and ship.msg.past == 4
+    for name in "abc":  # the old one is kept, durably, until logged: it may be needed first
+        assert [(k, r.version) for k, r in c.stores[name].unlogged()] == [(key, old)]
+    (kept,) = sent(c.nodes["a"].tick(2.2), m.Ship)  # not the tail: after resend_after_s
+    assert kept.msg.version == old and kept.msg.deps == ((x, 10),)
+    up = c.nodes["c"].handle("proxy", m.Shipped(key, old, 1, 50), 2.3)
+    assert [(e.to, e.msg.logged_only) for e in up] == [("b", True)]  # no longer its record
+    c.send("c", up, now=2.3)
+    for name in "abc":
+        assert list(c.stores[name].unlogged()) == []
+        assert c.stores[name].get(key).version == ship.msg.version  # still the newer one
+
+
+def test_a_write_overtaken_by_another_dcs_is_kept_and_shipped_at_once():
+    c = geo_chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    c.send("fe", [Send("a", put(key=key))], now=1.0)
+    mine = c.stores["a"].get(key).version
+    remote = m.Put(7, b"rr", key, b"dc1", 0, 1, Version(mine.clock + 5, 1))
+    outside = c.send("proxy", [Send("a", remote)], now=1.1)
+    assert {(e.to, e.msg.version) for e in sent(outside, m.Ship)} == {("proxy", mine)}
+    assert c.nodes["a"].counters["ship_overtaken"] == 1
+
+
+def test_a_restarted_node_ships_again_what_was_not_logged():
+    c = geo_chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    c.send("fe", [Send("a", put(key=key))], now=1.0)
+    c.send("fe", [Send("a", put(key=key, rid=b"r2"))], now=1.1)  # the first one kept
+    again = NodeCore("c", c.stores["c"], c.config, 5.0)
+    again.handle("manager", m.RingUpdate(c.ring, Ring(0, (), 3, 8)), 5.0)
+    versions = sorted(e.msg.version for e in sent(again.tick(6.1), m.Ship))
+    assert len(versions) == 2 and versions[1] == c.stores["c"].get(key).version
+
+
+def test_with_one_dc_nothing_is_shipped_and_nothing_kept():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    outside = c.send("fe", [Send("a", m.Put(1, b"r1", key, b"1", 0, 1, deps=(("x", 5),)))])
+    outside += c.send("fe", [Send("a", put(key=key, rid=b"r2"))])
+    assert sent(outside, m.Ship) == [] and list(c.stores["a"].unlogged()) == []
+    assert c.stores["c"].get(key).deps == () and sent(c.nodes["c"].tick(9.0), m.Ship) == []
 
 
 def test_a_head_made_second_reinjects_its_write_in_flight_at_the_new_head():

@@ -296,7 +296,8 @@ class Workload:
 
 
 async def wait_quiescent(cluster: LocalCluster, timeout_s: float) -> list[str]:
-    """Until every DC has applied every other DC's whole log and no write is unstable.
+    """Until every DC has applied every other DC's whole log and no write is unstable or
+    waits to be logged for shipping.
     Returns what was still busy at the deadline (empty: quiescent), for the report."""
     deadline = time.monotonic() + timeout_s
     calm = 0
@@ -314,6 +315,8 @@ async def wait_quiescent(cluster: LocalCluster, timeout_s: float) -> list[str]:
             if spec.role == "node":
                 if st.get("unstable", 0):
                     busy.append(f"{name}: {st['unstable']} unstable writes")
+                if st.get("unlogged", 0):  # (not in its DC's shipping log yet)
+                    busy.append(f"{name}: {st['unlogged']} writes not logged for shipping")
             else:
                 stable = st.get("global_stable", {}).get(str(st.get("dc")), 0)
                 if st.get("updates_in_flight", 0) or stable < st.get("logged", 0):

@@ -1,0 +1,97 @@
+"""What a frontend's put, attach or settle must have confirmed before it goes ahead, and
+what a put tells the head about the session's past in its own DC (the theory of
+operation is in ``core.py``); the bounded caches of what is known already. Split out of
+``core.py`` to keep each module to one job."""
+
+from __future__ import annotations
+
+import collections
+
+import attrs
+
+from chainreaction import messages as m
+from chainreaction.versions import Version
+
+
+class NewestVersions:
+    """Bounded map slot -> newest version known to have a property (stable, applied here):
+    the property holds for every older version of that slot too. Least recently raised
+    slots are forgotten first."""
+
+    def __init__(self, limit: int) -> None:
+        self._versions: collections.OrderedDict = collections.OrderedDict()
+        self._limit = limit
+
+    def note(self, slot, version: Version) -> None:
+        known = self._versions.get(slot)
+        if known is None or version > known:
+            self._versions[slot] = version
+            self._versions.move_to_end(slot)
+            if len(self._versions) > self._limit:
+                self._versions.popitem(last=False)
+
+    def covers(self, slot, version: Version) -> bool:
+        known = self._versions.get(slot)
+        return known is not None and version <= known
+
+
+@attrs.frozen
+class PastCheck:
+    """A dependency on DC ``origin``'s log through ``seq`` (a session's ``past``)."""
+
+    origin: int
+    seq: int
+
+
+@attrs.frozen
+class SeenHere:
+    """A dependency written in another DC that was in this DC when we served it: checked
+    at its tail (its past was applied here before it came)."""
+
+    key: str
+    version: Version
+
+
+@attrs.frozen
+class LoggedCheck:
+    """A settle's dependency written in this DC: it (or a newer version of its key) must
+    be in the shipping log, so the ``past`` the settle answers covers it."""
+
+    key: str
+    version: Version
+
+
+
+def past_checks(req: m.ClientRequest, own: int, log_here: dict) -> list:
+    """The ``past`` entries of other DCs ``req`` must see applied here, beyond what this
+    DC is known to hold (``log_here``: origin DC -> position applied here)."""
+    return [PastCheck(dc, seq) for dc, seq in req.past
+            if seq > log_here.get(dc, 0) and dc != own]
+
+
+def local_deps(req: m.ClientRequest, own: int) -> tuple[tuple, int]:
+    """What of DC ``own`` the put ``req`` depends on, for the order of the shipping log
+    (``Put.deps``, ``Put.past``): the dependencies written there (``(key, clock)``; those
+    with a known log position, and the session's ``past`` there, as one position), but
+    not the written key (the new version stands for the older ones of its key)."""
+    deps: dict[str, int] = {}
+    past = dict(req.past).get(own, 0)
+    for d in req.deps:
+        if d.version.dc != own or d.key == req.key:
+            continue
+        if d.seq:
+            past = max(past, d.seq)
+        elif d.version.clock > deps.get(d.key, -1):
+            deps[d.key] = d.version.clock
+    return tuple(sorted(deps.items())), past
+
+
+def logged_checks(req: m.ClientRequest, own: int, known: NewestVersions) -> list:
+    """A settle's dependencies written in DC ``own`` that are not known to be in its
+    shipping log (nor have a log position): the ``past`` it answers must cover them."""
+    newest: dict[str, Version] = {}
+    for d in req.deps:
+        if (d.version.dc == own and not d.seq and not known.covers(d.key, d.version)
+                and (d.key not in newest or d.version > newest[d.key])):
+            newest[d.key] = d.version
+    return [LoggedCheck(key, version) for key, version in newest.items()]

@@ -37,6 +37,7 @@ class NodeConfig:
     geo: bool = False
     proxy: str = "proxy"
     max_ship_resend_s: float = 8.0  # a write's resends double from resend_after_s to this
+    max_ships_per_tick: int = 200  # a backlog (the proxy back after an outage) leaves paced
     # No GeoProgress nor Shipped from the proxy for this long: it is down or stopped, and
     # only one probe a resend_after_s goes to it until it speaks again.
     proxy_silence_s: float = 3.0

@@ -30,13 +30,15 @@ its causal past in this DC, since the receivers of other DCs apply the log in or
   it (the write was *overtaken*) leaves it to be shipped at once.
 
 Every node tracks what it must see logged (``pending``): its current records that are
-local, stable here and not known logged, and the writes it kept. The key's tail ships at
-once and on each redrive; other nodes later, as a fallback: a kept write
-``resend_after_s`` after it was kept (the tail may never have had it), a current record
-``max_ship_resend_s`` after (the tail's ``Stable`` with the position was lost), either
-counted from when the proxy was last heard back, so the tail goes first after an outage.
-A node that becomes tail ships what it tracks. Resends double their interval per write up
-to ``max_ship_resend_s``. While the proxy is silent (neither
+local, stable here and not known logged, and the writes it kept. The key's tail ships its
+record at once and on each redrive; the rest waits, counted from when it was tracked and
+from when the proxy was last heard back: a kept write ``resend_after_s`` (the tail may
+never have had it; after an outage the tails' records go first, and a kept version comes
+in when the proxy needs it, or is answered with a newer one's position), a current record
+at another node ``max_ship_resend_s`` (the tail's ``Stable`` with the
+position was lost). A node that becomes tail ships what it tracks. Resends double their
+interval per write up to ``max_ship_resend_s``; at most ``max_ships_per_tick`` leave per
+redrive, so a backlog leaves paced. While the proxy is silent (neither
 ``GeoProgress``, sent every second at least, nor ``Shipped`` for ``proxy_silence_s``),
 only one probe leaves per ``resend_after_s``: a dead proxy costs the DC nothing; once it
 speaks again, everything pending is shipped.
@@ -210,7 +212,7 @@ class Shipping:
                 if entry.next_at > now and self._is_tail(entry.key, ring, name):
                     self._schedule(entry, now)
         out: list = []
-        while self._due and self._due[0][0] <= now:
+        while self._due and self._due[0][0] <= now and len(out) < cfg.max_ships_per_tick:
             _at, _n, turn, entry = self._due[0]
             if turn != entry.turn or entry.gone:
                 heapq.heappop(self._due)
@@ -222,7 +224,7 @@ class Shipping:
                     out.append(self._send(entry, now))
                 break
             heapq.heappop(self._due)
-            if not self._is_tail(entry.key, ring, name):
+            if entry.kept or not self._is_tail(entry.key, ring, name):
                 wait = cfg.resend_after_s if entry.kept else cfg.max_ship_resend_s
                 start = max(entry.since, self._live_since) + wait
                 if now < start:

@@ -706,6 +706,16 @@ def test_a_silent_proxy_gets_one_probe_a_round_and_everything_once_it_speaks():
     assert len(sent(tail.tick(10.05), m.Ship)) == 5
 
 
+def test_a_backlog_leaves_paced_once_the_proxy_is_back():
+    c = Chain(geo=True, dc=0, proxy="proxy", max_ships_per_tick=10)
+    keys = [k for k in (f"k{i}" for i in range(500)) if c.ring.chain(k)[-1] == "c"][:25]
+    for i, key in enumerate(keys):
+        c.send("fe", [Send(c.ring.chain(key)[0], put(key=key, rid=b"r%d" % i))], now=10.0)
+    tail = c.nodes["c"]
+    tail.handle("proxy", m.GeoProgress((), ()), 20.0)  # back after a silence
+    assert [len(sent(tail.tick(20.0 + i * 0.05), m.Ship)) for i in range(4)] == [10, 10, 5, 0]
+
+
 def test_a_write_replacing_an_unlogged_one_takes_over_what_it_carries_and_keeps_it():
     c = geo_chain()
     key = c.key_with_chain(["a", "b", "c"])

@@ -142,9 +142,10 @@ def run_demo(config: ClusterConfig, duration_s: float, clients: int, kill_node: 
         print("cluster stopped.")
 
 
-async def read_until(url: str, key: str, ok, timeout_s: float = 60.0):
-    """Read ``key`` at ``url`` until ``ok(result)`` (e.g. a write arrived from another DC)."""
-    async with await connect([url]) as session:
+async def read_until(url: str | list[str], key: str, ok, timeout_s: float = 60.0):
+    """Read ``key`` at ``url`` (or any of several: a frontend restarted a moment ago may
+    still be starting) until ``ok(result)`` (e.g. a write arrived from another DC)."""
+    async with await connect([url] if isinstance(url, str) else url) as session:
         with trio.fail_after(timeout_s):
             while True:
                 result = await session.read(key)
@@ -258,7 +259,7 @@ async def _demo(cluster: LocalCluster, duration_s: float, clients: int, kill_nod
                 nursery.start_soon(write, dc)
         winner, winner_dc = max(versions)
         for dc in range(dcs):
-            final = await read_until(cluster.urls_of(dc)[0], "shared",
+            final = await read_until(cluster.urls_of(dc), "shared",
                                       lambda r: r.version is not None and r.version >= winner)
             converged += final.version == winner
             print(f"  dc{dc} reads {final.value!r} at {final.version!r}")

@@ -195,15 +195,14 @@ def local_deps(value) -> tuple:
     return tuple(sorted(out.items()))
 
 
-def merge_local_deps(a: tuple, b: tuple, without: str | None = None) -> tuple:
-    """The union of two ``local_deps`` (the larger clock per key), less key ``without``."""
-    if not b and without is None:
+def merge_local_deps(a: tuple, b: tuple) -> tuple:
+    """The union of two ``local_deps`` (the larger clock per key)."""
+    if not b:
         return a
     out = dict(a)
     for key, clock in b:
         if clock > out.get(key, -1):
             out[key] = clock
-    out.pop(without, None)
     return tuple(sorted(out.items()))
 
 

@@ -62,7 +62,6 @@ from . import messages as m
 from .core import Core, Identity
 from .dependency_checks import DependencyChecks
 from .effects import Send
-from .fields import merge_local_deps
 from .node_config import NodeConfig
 from .node_log import NodeLogPositions
 from .node_reads import NodeReads
@@ -350,8 +349,7 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
         record = Record(version, msg.value, False, msg.rid, vclock=vclock)
         if self.config.geo and (msg.deps or msg.past):
             # What of this DC the write depends on: the proxy logs it after those.
-            record = attrs.evolve(record, deps=merge_local_deps(msg.deps, (), msg.key),
-                                  past=msg.past)
+            record = attrs.evolve(record, deps=msg.deps, past=msg.past)
         record, out = self.shipping.replacing(msg.key, current, record, now)
         self.counters["put_applied"] += 1
         return out + self._store_at_head(src, msg, record, chain, now)

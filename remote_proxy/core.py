@@ -25,10 +25,10 @@ or the peer restarted.
 
 Each entry carries what the receiver must have applied first:
 
-* ``after``: a position in this DC's log: the largest of the positions of its
-  dependencies (the newest logged version of each key), its ``past``, and the last
-  position logged before its version clock (writes of unrelated pasts still apply in
-  parallel, and no dependency lists cross the WAN). A dependency's own past is before the
+* ``after``: a position in this DC's log: the larger of the positions of its
+  dependencies (the newest logged version of each key) and its ``past``, nothing else,
+  so writes of unrelated pasts apply in parallel (and no dependency lists cross the
+  WAN). A dependency's own past is before the
   dependency in the log (by the same rule when it was logged), and the receiver's applied
   prefix is a prefix, so the whole causal past in this DC is applied first.
 * ``needs[dc]``: for each other DC, how far this proxy had *started* applying that DC's
@@ -367,9 +367,9 @@ class ProxyCore(Core):
             # floors of later writes, and would push their versions ahead in every DC.)
             logged_at = self.clock.next(self.dc_time.now(now), msg.version.clock)
             after = msg.past
-            for key, _clock in msg.deps:
+            for key, _clock in msg.deps:  # (its own key: an older version's position)
                 known = self._own_newest(key)
-                if known is not None and key != msg.key:
+                if known is not None:
                     after = max(after, known[1])
             if after > self.last_logged:  # (a past the client made up: nothing to wait for)
                 self.counters["ship_past_clamped"] += 1

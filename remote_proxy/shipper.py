@@ -4,11 +4,13 @@ apart from the receiving side, of which it needs only the ``needs`` of each entr
 proxy passes them in, with the log time from its clock).
 
 The proxy logs a local write once what it depends on in this DC is logged (``core.py``);
-``append`` logs it, durably, and gives its position. Each entry's ``after`` is found
-here: the last position logged before the write's version clock (log times strictly
-increase along the log, so it is a bisection), or the position the proxy found for its
-dependencies if that is later; ``needs`` comes from the receiver side, which knows how
-far other DCs' logs were started here.
+``append`` logs it, durably, and gives its position. Each entry's ``after`` is the
+position the proxy found for its dependencies in this DC (``core.py``): only those, so
+that writes with unrelated pasts apply in parallel at the receivers (with "everything
+logged before the write's clock" instead, a receiver applied one origin's writes one
+after another, a chain round trip each, and fell behind any origin busier than that);
+``needs`` comes from the receiver side, which knows how far other DCs' logs were started
+here.
 
 ``ship`` sends the log to every peer in order (``ShipBatch``: up to ``max_batch_entries``
 entries or ``max_batch_bytes``; at most one batch per ``batch_interval_s`` per peer, so a
@@ -23,13 +25,12 @@ the peer restarted), from its acknowledged position, with the timeout doubling u
 
 The proxy keeps its timers: ``next_due`` says when the ``ship`` timer should next fire.
 In memory: the newest ``max_cached_entries`` entries (older ones are re-read from the
-log), and for every entry not truncated its log time and, per key, the newest position
-(a repeated ``Ship`` keeps its position).
+log), and per key the newest position in the log not truncated (a repeated ``Ship``
+keeps its position).
 """
 
 from __future__ import annotations
 
-import bisect
 import collections
 from typing import TYPE_CHECKING
 
@@ -72,7 +73,7 @@ class Shipper:
         self._next_seq = log.last_seq() + 1
         self._cache: collections.OrderedDict[int, LoggedWrite] = collections.OrderedDict()
         self._index: dict[str, tuple] = {}  # key -> (version, seq, logged_at), recent log
-        self._times: list[int] = []  # logged_at of retained seqs _first_seq.. (ascending)
+        self._last_logged_at = 0  # the newest entry's log time (0: none retained)
         self._first_seq = log.first_seq() or self._next_seq
         for write in log.read(self._first_seq, self._next_seq - 1):
             self._retain(write)
@@ -97,7 +98,7 @@ class Shipper:
     def last_logged_at(self) -> int:
         """The log time of the newest entry retained (0: none); a restarted proxy's clock
         moves past it."""
-        return self._times[-1] if self._times else 0
+        return self._last_logged_at
 
     def next_due(self) -> float | None:
         """When the earliest batch is due (the proxy's ``ship`` timer), if any is."""
@@ -116,16 +117,14 @@ class Shipper:
     def append(self, msg: m.Ship, logged_at: int, needs: tuple, now: float,
                after: int = 0) -> int:
         """Log a local write at log time ``logged_at`` (the proxy's clock), after position
-        ``after`` (its dependencies) at least, and make its batches due; its position."""
+        ``after`` (its dependencies), and make its batches due; its position."""
         seq = self._next_seq
         assert after < seq, (after, seq)
-        # Everything logged before this write's version clock may be in its causal past.
-        logged_before = bisect.bisect_left(self._times, msg.version.clock)
-        after = max(after, self._first_seq - 1 + logged_before)
         entry = m.ShipEntry(msg.key, msg.version, msg.value, msg.rid, msg.vclock, after, needs)
         write = LoggedWrite(seq, entry, logged_at)
-        # Log times strictly increase along the log: ``after`` is found by bisecting them.
-        assert not self._times or logged_at > self._times[-1], (logged_at, self._times[-1])
+        # Log times strictly increase along the log (a restarted proxy's clock moves past
+        # the last one retained).
+        assert logged_at > self._last_logged_at, (logged_at, self._last_logged_at)
         self.log.append(write)
         self._next_seq += 1
         assert self.log.last_seq() == seq == self.last_logged
@@ -140,8 +139,6 @@ class Shipper:
         if upto < self._first_seq:
             return
         self.log.truncate(upto)
-        drop = upto - self._first_seq + 1
-        del self._times[:drop]
         for seq in range(self._first_seq, upto + 1):
             write = self._cache.pop(seq, None)
             if write is not None:
@@ -155,7 +152,7 @@ class Shipper:
         if len(self._cache) > self.config.max_cached_entries:
             self._cache.popitem(last=False)
         self._index[write.entry.key] = (write.entry.version, write.seq, write.logged_at)
-        self._times.append(write.logged_at)
+        self._last_logged_at = write.logged_at
 
     def _write_at(self, seq: int) -> LoggedWrite | None:
         write = self._cache.get(seq)

@@ -55,14 +55,16 @@ def test_a_repeated_ship_keeps_its_position():
     assert again.seq == first.seq and core.last_logged == 1
 
 
-def test_after_covers_exactly_what_was_logged_before_the_writes_version():
+def test_after_covers_a_writes_dependencies_only_so_unrelated_writes_apply_in_parallel():
+    """Issue 16: with "everything logged before the write's clock" as well, a receiver
+    applied one origin's writes one chain round trip after another and fell behind."""
     core = proxy()
-    a = ship(core, "a", 1_000, 0.001)  # logged at ~1001 us
-    ship(core, "b", 50_000, 0.05)      # logged at ~50001 us
-    ship(core, "c", 20_000, 0.06)      # version older than b's log time: b not in its past
-    entries = [e.msg for e in core.tick(1.0) if isinstance(e.msg, m.ShipBatch)][0].entries
-    assert [e.after for e in entries] == [0, 1, 1]
-    assert a.seq == 1
+    ship(core, "a", 1_000, 0.001)
+    ship(core, "b", 50_000, 0.05)  # logged after a, but its session never saw a
+    ship_with(core, "c", 60_000, 0.06, deps=(("a", 1_000),))  # its session read a
+    ship_with(core, "d", 70_000, 0.07, past=2)  # its session knew b's position
+    entries = logged_entries(core, 1.0)
+    assert {k: e.after for k, e in entries.items()} == {"a": 0, "b": 0, "c": 1, "d": 2}
 
 
 def test_a_write_on_an_idle_link_leaves_at_once_then_one_batch_per_interval():
@@ -255,6 +257,22 @@ def test_held_ships_are_bounded_and_dropped_after_a_while_for_their_nodes_to_sen
     assert sent(ship_with(core, "a", 1_000, 11.0), m.Shipped)[0].msg.key == "a"
     assert core.last_logged == 1  # nothing of the dropped ones until they come again
     assert sent(ship_with(core, "x", 5_000, 11.1, deps=(("a", 1_000),)), m.Shipped)
+
+
+def test_a_write_that_depends_on_an_older_version_of_its_key_comes_after_it():
+    """Fuzz seed 11: k2 overwrote k1, which its session depended on; with k1 logged
+    already nothing carried k1's past into k2, and a receiver applied k2 before what k1
+    depended on. A version of the same key stands in for an older one, not for its past."""
+    core = proxy()
+    ship_with(core, "a", 1_000, 0.01)
+    ship_with(core, "k", 2_000, 0.02, deps=(("a", 1_000),))  # k1, after a
+    ship_with(core, "b", 3_000, 0.03)  # unrelated
+    ship_with(core, "k", 4_000, 0.04, deps=(("k", 2_000),))  # k2, its session read k1
+    ship_with(core, "k", 5_000, 0.05)  # k3: a blind write, nothing to wait for
+    entries = [e for b in (e.msg for e in core.tick(1.0) if isinstance(e.msg, m.ShipBatch)
+                           and e.to == "p1") for e in b.entries]
+    assert [(e.key, e.version.clock, e.after) for e in entries] == [
+        ("a", 1_000, 0), ("k", 2_000, 1), ("b", 3_000, 0), ("k", 4_000, 2), ("k", 5_000, 0)]
 
 
 def test_a_writes_past_in_this_dc_bounds_its_after():

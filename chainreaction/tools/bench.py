@@ -272,6 +272,9 @@ async def _bench(cfg: dict, groups: list, result: dict) -> None:
         # Rounds alternate store and baselines so drift in machine speed (other tenants,
         # CPU frequency) hits both sides of each ratio alike.
         if cfg["cluster_dir"]:
+            drained = await _wait_replicated(cfg["cluster_dir"])
+            if drained is not None:
+                result["preload_replicated_s"] = drained
             await _proxy_stats(cfg["cluster_dir"], reset_latencies=True)  # drop the preload's
         for i in range(rounds):
             if rounds > 1:
@@ -385,6 +388,40 @@ async def _proxy_stats(data_dir: str, reset_latencies: bool = False) -> dict:
         except (trio.TooSlowError, OSError):
             print(f"  {proxy['name']}: no answer")
     return stats
+
+
+async def _wait_replicated(data_dir: str, max_wait_s: float = 600.0,
+                           progress_s: float = 2.0) -> float | None:
+    """With several DCs: until every DC has applied every other DC's log (the preload is
+    everywhere), so the measured run's remote visibility is not the preload's backlog.
+    How long that took after the preload's last write (None with one DC)."""
+    t0 = time.monotonic()
+    last_print = t0
+    zero_at = None  # (zero twice in a row: the last writes' Ships may still be on their way)
+    while True:
+        stats = await _proxy_stats(data_dir)
+        if not stats:
+            return None
+        left = sum(v for st in stats.values() for k, v in st.items()
+                   if k.startswith("unapplied_at_dc") and isinstance(v, int))
+        now = time.monotonic()
+        if left == 0 and zero_at is None:
+            zero_at = now
+        elif left == 0:
+            if zero_at - t0 >= 1.0:
+                print(f"bench: the preload reached every DC {zero_at - t0:.1f} s after its "
+                      "last write", flush=True)
+            return zero_at - t0
+        if now - t0 > max_wait_s:
+            raise BenchError(f"the preload had not reached every DC after {max_wait_s:g} s "
+                             f"({left} entries not applied)")
+        if now - last_print >= progress_s:
+            print(f"bench: waiting for the preload to reach every DC: {left} entries not "
+                  f"applied yet, {now - t0:.0f} s", flush=True)
+            last_print = now
+        if left:
+            zero_at = None
+        await trio.sleep(0.3)
 
 
 async def _print_geo(data_dir: str) -> dict:

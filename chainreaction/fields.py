@@ -169,6 +169,19 @@ def dc_vector(value) -> tuple:
     return tuple(sorted(out.items()))
 
 
+MAX_WAITS = 64  # positions a ShipEntry waits for; more become a prefix (``after``)
+
+
+def log_positions(value) -> tuple:
+    """``[seq, ...]``: positions of one DC's log, as a sorted tuple without repeats."""
+    if not isinstance(value, (list, tuple)) or len(value) > MAX_WAITS:
+        raise ValueError(f"positions are a list of at most {MAX_WAITS}, got {value!r}")
+    for n in value:
+        if type(n) is not int or not 0 < n < 2**63:
+            raise ValueError(f"a log position is a positive 64-bit int, got {n!r}")
+    return tuple(sorted(set(value)))
+
+
 MAX_LOCAL_DEPS = 65_536  # a record's local dependencies (carried forward: see local_deps)
 
 

@@ -21,12 +21,13 @@ from .fields import (  # noqa: F401 (re-exported: limits, error codes and key_er
     MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_DEPS, MAX_RID_BYTES, MAX_FRAME_BYTES, ROLES,
     key_error, BAD_FRAME, BAD_REQUEST, UNKNOWN_OP, KEY_TOO_LARGE, VALUE_TOO_LARGE,
     WRONG_EPOCH, NOT_HEAD, NOT_TAIL, NOT_IN_CHAIN, NOT_READY, UNAVAILABLE,
-    DEPENDENCY_TIMEOUT, OVERLOADED, INTERNAL, RETRYABLE, MAX_LOCAL_DEPS, merge_local_deps,
+    DEPENDENCY_TIMEOUT, OVERLOADED, INTERNAL, RETRYABLE, MAX_LOCAL_DEPS, MAX_WAITS,
+    merge_local_deps,
 )
 from .fields import (
     dc_list, dc_vector, is_bool, is_dc, is_key, is_rid, is_role, is_skew_ms, is_text, is_uint,
-    custody_field, is_value, local_deps, name_list, optional_version_field, ranges,
-    rid_entries,
+    custody_field, is_value, local_deps, log_positions, name_list, optional_version_field,
+    ranges, rid_entries,
     ring_optional, store_id_list, uint_list,
     vclock_field, version_field,
 )
@@ -464,10 +465,11 @@ class LogReply:
 @attrs.frozen(slots=True)
 class ShipEntry:
     """One logged write as it crosses the WAN. Apply it only once the origin's log is
-    applied up to ``after`` (its causal past in the origin DC) and every other DC's log up
-    to ``needs[dc]`` (what the origin had started applying when it logged the write).
-    ``needs`` empty = the same as the previous entry of the batch (the batch's ``needs``
-    for the first)."""
+    applied up to ``after`` and at each position of ``waits`` (together its causal past in
+    the origin DC: each entry at a position of ``waits`` was applied after its own) and
+    every other DC's log up to ``needs[dc]`` (what the origin had started applying when
+    it logged the write). ``needs`` empty = the same as the previous entry of the batch
+    (the batch's ``needs`` for the first)."""
 
     key: str = attrs.field(validator=is_key)
     version: Version = version_field()
@@ -476,19 +478,21 @@ class ShipEntry:
     vclock: VClock = vclock_field()
     after: int = attrs.field(default=0, validator=is_uint)
     needs: tuple = attrs.field(default=(), converter=dc_vector)
+    waits: tuple = attrs.field(default=(), converter=log_positions)
 
     def to_wire(self) -> list:
-        return [self.key, self.version.to_wire(), self.value, self.rid, self.vclock.to_wire(),
+        wire = [self.key, self.version.to_wire(), self.value, self.rid, self.vclock.to_wire(),
                 self.after, [list(e) for e in self.needs]]
+        return wire + [list(self.waits)] if self.waits else wire
 
     @classmethod
     def coerce(cls, value) -> "ShipEntry":
         if isinstance(value, ShipEntry):
             return value
-        if isinstance(value, (list, tuple)) and len(value) == 7:
+        if isinstance(value, (list, tuple)) and len(value) in (7, 8):
             return cls(*value)
-        raise ValueError("a ship entry is [key, version, value, rid, vclock, after, needs], "
-                         f"got {value!r}")
+        raise ValueError("a ship entry is [key, version, value, rid, vclock, after, needs"
+                         f"(, waits)], got {value!r}")
 
 
 @message(64)

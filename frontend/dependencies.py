@@ -71,18 +71,15 @@ def past_checks(req: m.ClientRequest, own: int, log_here: dict) -> list:
 
 def local_deps(req: m.ClientRequest, own: int) -> tuple[tuple, int]:
     """What of DC ``own`` the put ``req`` depends on, for the order of the shipping log
-    (``Put.deps``, ``Put.past``): the dependencies written there (``(key, clock)``; those
-    with a known log position, and the session's ``past`` there, as one position). The
-    written key too: a newer version does not stand for an older one's causal past once
-    that one is logged (fuzz seed 11, with ``after`` from the dependencies only)."""
+    (``Put.deps``, ``Put.past``): the dependencies written there (``(key, clock)``, those
+    with a known log position too: the proxy turns each into the position of one entry,
+    where a position in ``past`` would make receivers wait for the whole log up to it),
+    and the session's ``past`` there. The written key too: a newer version does not stand
+    for an older one's causal past once that one is logged (fuzz seed 11)."""
     deps: dict[str, int] = {}
     past = dict(req.past).get(own, 0)
     for d in req.deps:
-        if d.version.dc != own:
-            continue
-        if d.seq:
-            past = max(past, d.seq)
-        elif d.version.clock > deps.get(d.key, -1):
+        if d.version.dc == own and d.version.clock > deps.get(d.key, -1):
             deps[d.key] = d.version.clock
     return tuple(sorted(deps.items())), past
 

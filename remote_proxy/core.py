@@ -25,20 +25,23 @@ or the peer restarted.
 
 Each entry carries what the receiver must have applied first:
 
-* ``after``: a position in this DC's log: the larger of the positions of its
-  dependencies (the newest logged version of each key) and its ``past``, nothing else,
-  so writes of unrelated pasts apply in parallel (and no dependency lists cross the
-  WAN). A dependency's own past is before the
-  dependency in the log (by the same rule when it was logged), and the receiver's applied
-  prefix is a prefix, so the whole causal past in this DC is applied first.
+* ``waits``: positions in this DC's log, one per dependency: the first version of its key
+  logged at or after the one the write depends on (that one, or a newer one that
+  replaced it unlogged and so carries its past). A receiver applies an entry only after
+  those entries, each of which it applied only after its own ``waits`` and ``after``:
+  the write's causal past in this DC comes first, and writes of unrelated pasts, even of
+  one origin, apply side by side. Positions truncated (applied everywhere) are left
+  out; more than ``MAX_WAITS`` become a prefix.
+* ``after``: a prefix of this DC's log: the session's ``past`` here (a settle told it its
+  causal past is within), applied first whole.
 * ``needs[dc]``: for each other DC, how far this proxy had *started* applying that DC's
   log when it logged the write; anything a client here could have read before writing is
   covered (logging comes after the write, so it covers more than at write time).
   (Started, not finished: a version is readable here once sent to the head.)
 
 **Receiver (applying other DCs' writes; ``receiver.py``).** Entries arrive in order per
-origin. An entry is applied when the origin's log is applied here up to ``after`` and
-every other DC's up to ``needs``: it is sent to the local head with its own version
+origin. An entry is applied when the origin's log is applied here up to ``after`` and at
+each position of ``waits``, and every other DC's up to ``needs``: it is sent to the local head with its own version
 (``Put`` with ``version``; last writer wins there), and it is *applied* once the key's
 tail holds it stable: the tail says so (``StableNotice``), as it does to a frontend. When
 the head already held a newer version, or the notice does not come within
@@ -367,14 +370,18 @@ class ProxyCore(Core):
             # floors of later writes, and would push their versions ahead in every DC.)
             logged_at = self.clock.next(self.dc_time.now(now), msg.version.clock)
             after = msg.past
-            for key, _clock in msg.deps:  # (its own key: an older version's position)
-                known = self._own_newest(key)
-                if known is not None:
-                    after = max(after, known[1])
             if after > self.last_logged:  # (a past the client made up: nothing to wait for)
                 self.counters["ship_past_clamped"] += 1
                 after = self.last_logged
-            seq = self.shipper.append(msg, logged_at, self.receiver.needs(), now, after)
+            # Each dependency: the first version of its key logged at or after it (it, or
+            # one that replaced it unlogged and carries its past; its own key's too), unless
+            # truncated (applied everywhere) or within ``after``.
+            waits = {self.shipper.logged_for(key, clock) for key, clock in msg.deps}
+            waits = tuple(sorted(w for w in waits if w > after))
+            if len(waits) > m.MAX_WAITS:  # (then as a prefix: it covers them, and more)
+                self.counters["ship_waits_as_prefix"] += 1
+                after, waits = waits[-1], ()
+            seq = self.shipper.append(msg, logged_at, self.receiver.needs(), now, after, waits)
             self.log.put_seen(self.dc, msg.key, msg.version, seq)  # (the newest: see above)
             self._note_own(msg.key, msg.version, seq)
             self.counters["entries_logged"] += 1

@@ -107,8 +107,10 @@ class Receiver:
         # The inbox entries not started yet, each in one place: blocked on the first DC
         # whose log is not applied far enough here (a heap per DC by the position it
         # needs, so an applied prefix that grows wakes only the entries it unblocks), or
+        # on one entry of its ``waits`` not applied yet (woken when that one is), or
         # ready (its causal past is applied) and waiting for room among ``max_applying``.
         self._blocked: dict[int, list] = {dc: [] for dc in (*self.origins, config.dc)}
+        self._waiting_on: dict[tuple, list] = {}  # (origin, seq) -> entries waiting for it
         self._ready: collections.deque[_Incoming] = collections.deque()
         self._applying = 0  # entries started and not applied yet
         self._due = _Due()  # when each entry at a node should hear back (or retry)
@@ -133,7 +135,8 @@ class Receiver:
     def waiting(self) -> int:
         """Entries received and not started yet (their causal past is not applied here,
         or ``max_applying`` entries are on their way already)."""
-        return sum(len(heap) for heap in self._blocked.values()) + len(self._ready)
+        return (sum(len(heap) for heap in self._blocked.values()) + len(self._ready)
+                + sum(len(w) for w in self._waiting_on.values()))
 
     def in_flight(self) -> int:
         """Entries received and not applied yet."""
@@ -206,9 +209,15 @@ class Receiver:
         ready."""
         self.counters["apply_wait_checks"] += 1  # the work of ordering (transcript tests)
         blocker = None
-        if applied[inc.origin] < inc.entry.after:
-            blocker = (inc.origin, inc.entry.after)
+        origin = inc.origin
+        if applied[origin] < inc.entry.after:
+            blocker = (origin, inc.entry.after)
         else:
+            box = self.inbox[origin]
+            for seq in inc.entry.waits:
+                if seq > applied[origin] and box[seq].phase != _DONE:
+                    self._waiting_on.setdefault((origin, seq), []).append(inc)
+                    return
             for dc, n in inc.needs:
                 if dc != inc.origin and applied.get(dc, 0) < n:
                     blocker = (dc, n)
@@ -292,6 +301,11 @@ class Receiver:
         self._applying -= 1
         self.visibility[inc.origin].record(max(0.0, now - inc.entry.version.clock / 1e6))
         self.counters["entries_applied"] += 1
+        waiting = self._waiting_on.pop((inc.origin, inc.seq), None)
+        if waiting:
+            applied = self._applied_vector()
+            for other in waiting:
+                self._wait(other, applied)
         out = self._advance(inc.origin, now)
         if self._ready:  # room for one more among max_applying
             out += self.pump(now)

@@ -4,13 +4,15 @@ apart from the receiving side, of which it needs only the ``needs`` of each entr
 proxy passes them in, with the log time from its clock).
 
 The proxy logs a local write once what it depends on in this DC is logged (``core.py``);
-``append`` logs it, durably, and gives its position. Each entry's ``after`` is the
-position the proxy found for its dependencies in this DC (``core.py``): only those, so
-that writes with unrelated pasts apply in parallel at the receivers (with "everything
-logged before the write's clock" instead, a receiver applied one origin's writes one
-after another, a chain round trip each, and fell behind any origin busier than that);
-``needs`` comes from the receiver side, which knows how far other DCs' logs were started
-here.
+``append`` logs it, durably, and gives its position. Each entry carries what a receiver
+must have applied of this DC's log first (``core.py``): ``waits``, the positions of its
+dependencies (``logged_for``: the first version of the key logged at or after the one it
+depends on), and ``after``, a prefix (the session's ``past``). Only those: writes with
+unrelated pasts apply in parallel at the receivers, and one session's slow write holds up
+only what depends on it. ("Everything logged before the write's clock" made a receiver
+apply one origin's writes one chain round trip after another; a prefix up to the
+dependencies still tied every session of an origin to the slowest.) ``needs`` comes from
+the receiver side, which knows how far other DCs' logs were started here.
 
 ``ship`` sends the log to every peer in order (``ShipBatch``: up to ``max_batch_entries``
 entries or ``max_batch_bytes``; at most one batch per ``batch_interval_s`` per peer, so a
@@ -25,12 +27,13 @@ the peer restarted), from its acknowledged position, with the timeout doubling u
 
 The proxy keeps its timers: ``next_due`` says when the ``ship`` timer should next fire.
 In memory: the newest ``max_cached_entries`` entries (older ones are re-read from the
-log), and per key the newest position in the log not truncated (a repeated ``Ship``
-keeps its position).
+log), per key the newest position in the log not truncated (a repeated ``Ship`` keeps
+its position), and per key the versions not truncated with their positions.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 from typing import TYPE_CHECKING
 
@@ -74,6 +77,9 @@ class Shipper:
         self._cache: collections.OrderedDict[int, LoggedWrite] = collections.OrderedDict()
         self._index: dict[str, tuple] = {}  # key -> (version, seq, logged_at), recent log
         self._last_logged_at = 0  # the newest entry's log time (0: none retained)
+        # key -> _KeyPositions of its retained versions; keys of retained seqs, in order
+        self._positions: dict[str, _KeyPositions] = {}
+        self._keys_in_order: collections.deque[str] = collections.deque()
         self._first_seq = log.first_seq() or self._next_seq
         for write in log.read(self._first_seq, self._next_seq - 1):
             self._retain(write)
@@ -114,13 +120,21 @@ class Shipper:
             return known[1], known[2]
         return None
 
+    def logged_for(self, key: str, clock: int) -> int:
+        """The position of the first version of ``key`` logged with a clock of at least
+        ``clock`` (0: none retained: it was applied everywhere, or is not logged)."""
+        positions = self._positions.get(key)
+        return 0 if positions is None else positions.first_at_or_after(clock)
+
     def append(self, msg: m.Ship, logged_at: int, needs: tuple, now: float,
-               after: int = 0) -> int:
-        """Log a local write at log time ``logged_at`` (the proxy's clock), after position
-        ``after`` (its dependencies), and make its batches due; its position."""
+               after: int = 0, waits: tuple = ()) -> int:
+        """Log a local write at log time ``logged_at`` (the proxy's clock), after prefix
+        ``after`` and positions ``waits`` (its dependencies), and make its batches due;
+        its position."""
         seq = self._next_seq
-        assert after < seq, (after, seq)
-        entry = m.ShipEntry(msg.key, msg.version, msg.value, msg.rid, msg.vclock, after, needs)
+        assert after < seq and all(0 < w < seq for w in waits), (after, waits, seq)
+        entry = m.ShipEntry(msg.key, msg.version, msg.value, msg.rid, msg.vclock, after, needs,
+                            waits)
         write = LoggedWrite(seq, entry, logged_at)
         # Log times strictly increase along the log (a restarted proxy's clock moves past
         # the last one retained).
@@ -140,6 +154,11 @@ class Shipper:
             return
         self.log.truncate(upto)
         for seq in range(self._first_seq, upto + 1):
+            key = self._keys_in_order.popleft()
+            positions = self._positions[key]
+            positions.drop_first(seq)
+            if not positions:
+                del self._positions[key]
             write = self._cache.pop(seq, None)
             if write is not None:
                 known = self._index.get(write.entry.key)
@@ -153,6 +172,12 @@ class Shipper:
             self._cache.popitem(last=False)
         self._index[write.entry.key] = (write.entry.version, write.seq, write.logged_at)
         self._last_logged_at = write.logged_at
+        key = write.entry.key
+        positions = self._positions.get(key)
+        if positions is None:
+            positions = self._positions[key] = _KeyPositions()
+        positions.append(write.entry.version.clock, write.seq)
+        self._keys_in_order.append(key)
 
     def _write_at(self, seq: int) -> LoggedWrite | None:
         write = self._cache.get(seq)
@@ -252,3 +277,36 @@ class Shipper:
         if not entries:
             return None
         return m.ShipBatch(self.config.dc, first, batch_needs, tuple(entries))
+
+
+class _KeyPositions:
+    """One key's retained versions in the log: (clock, seq), both increasing (a key's
+    versions are logged in version order, never twice), dropped from the front as the log
+    is truncated; found by bisection."""
+
+    __slots__ = ("_clocks", "_seqs", "_start")
+
+    def __init__(self) -> None:
+        self._clocks: list[int] = []
+        self._seqs: list[int] = []
+        self._start = 0
+
+    def __len__(self) -> int:
+        return len(self._seqs) - self._start
+
+    def append(self, clock: int, seq: int) -> None:
+        assert not self or (clock > self._clocks[-1] and seq > self._seqs[-1])
+        self._clocks.append(clock)
+        self._seqs.append(seq)
+
+    def drop_first(self, seq: int) -> None:
+        assert self._seqs[self._start] == seq, (self._seqs[self._start], seq)
+        self._start += 1
+        if self._start > 32 and self._start * 2 > len(self._seqs):  # amortized O(1)
+            del self._clocks[:self._start], self._seqs[:self._start]
+            self._start = 0
+
+    def first_at_or_after(self, clock: int) -> int:
+        i = bisect.bisect_left(self._clocks, clock, self._start)
+        return self._seqs[i] if i < len(self._seqs) else 0
+

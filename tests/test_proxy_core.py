@@ -55,16 +55,47 @@ def test_a_repeated_ship_keeps_its_position():
     assert again.seq == first.seq and core.last_logged == 1
 
 
-def test_after_covers_a_writes_dependencies_only_so_unrelated_writes_apply_in_parallel():
-    """Issue 16: with "everything logged before the write's clock" as well, a receiver
-    applied one origin's writes one chain round trip after another and fell behind."""
+def test_a_write_waits_for_its_dependencies_only_so_unrelated_writes_apply_in_parallel():
+    """Issue 16: with "everything logged before the write's clock", a receiver applied one
+    origin's writes one chain round trip after another; with a prefix up to the
+    dependencies, every session of an origin waited for the slowest."""
     core = proxy()
     ship(core, "a", 1_000, 0.001)
     ship(core, "b", 50_000, 0.05)  # logged after a, but its session never saw a
     ship_with(core, "c", 60_000, 0.06, deps=(("a", 1_000),))  # its session read a
-    ship_with(core, "d", 70_000, 0.07, past=2)  # its session knew b's position
+    ship_with(core, "d", 70_000, 0.07, past=2)  # its session knew b's position (a prefix)
     entries = logged_entries(core, 1.0)
-    assert {k: e.after for k, e in entries.items()} == {"a": 0, "b": 0, "c": 1, "d": 2}
+    assert {k: (e.after, e.waits) for k, e in entries.items()} == {
+        "a": (0, ()), "b": (0, ()), "c": (0, (1,)), "d": (2, ())}
+
+
+def test_a_write_waits_for_the_version_it_depends_on_not_a_newer_one():
+    """The first version logged at or after the dependency carries its past; a newer one
+    written blind does not, and waiting for it alone would not bring the dependency's."""
+    core = proxy()
+    ship_with(core, "a", 1_000, 0.01)
+    ship_with(core, "k", 2_000, 0.02, deps=(("a", 1_000),))  # position 2, after a
+    ship_with(core, "k", 3_000, 0.03)  # position 3: a blind overwrite
+    ship_with(core, "w", 4_000, 0.04, deps=(("k", 2_000),))
+    ship_with(core, "x", 5_000, 0.05, deps=(("k", 2_500),))  # read a version never logged
+    entries = logged_entries(core, 1.0)
+    assert (entries["w"].waits, entries["x"].waits) == ((2,), (3,))
+    # once every DC applied them, nothing is left to wait for
+    core.shipper.truncate(3)
+    (shipped,) = sent(ship_with(core, "y", 6_000, 1.1, deps=(("k", 2_000), ("a", 1_000))),
+                      m.Shipped)
+    (logged,) = core.log.read(shipped.msg.seq, shipped.msg.seq)
+    assert logged.entry.waits == ()
+
+
+def test_more_dependencies_than_an_entry_carries_become_a_prefix():
+    core = proxy()
+    n = m.MAX_WAITS + 1
+    for i in range(n):
+        ship_with(core, f"d{i}", 1_000 + i, 0.01)
+    ship_with(core, "w", 9_000, 0.02, deps=tuple((f"d{i}", 1_000 + i) for i in range(n)))
+    w = logged_entries(core, 1.0)["w"]
+    assert (w.after, w.waits) == (n, ()) and core.counters["ship_waits_as_prefix"] == 1
 
 
 def test_a_write_on_an_idle_link_leaves_at_once_then_one_batch_per_interval():
@@ -191,14 +222,14 @@ def test_a_ship_whose_dependency_is_not_logged_waits_and_is_logged_right_after_i
     assert shipped == {"a": ("n2", 1), "b": ("n1", 2)}  # a, then at once what waited for it
     entries = logged_entries(core, 0.03)
     # b's ``after`` covers a, though a's log time is after b's version clock
-    assert entries["b"].after >= 1 and core.stats()["ships_held"] == 0
+    assert entries["b"].waits == (1,) and core.stats()["ships_held"] == 0
 
 
 def test_a_dependency_is_satisfied_by_a_newer_version_of_its_key():
     core = proxy()
     ship_with(core, "a", 3_000, 0.01)  # a newer a: it carries the older one's past
     (shipped,) = sent(ship_with(core, "b", 5_000, 0.02, deps=(("a", 1_000),)), m.Shipped)
-    assert shipped.msg.seq == 2 and logged_entries(core, 0.03)["b"].after == 1
+    assert shipped.msg.seq == 2 and logged_entries(core, 0.03)["b"].waits == (1,)
 
 
 def test_each_version_is_logged_once_and_an_older_one_takes_the_newer_ones_position():
@@ -229,7 +260,7 @@ def test_a_chain_of_held_ships_is_logged_in_causal_order_in_linear_work():
     effects = ship_with(core, "k0", 1_000, 0.02)
     assert [e.msg.key for e in sent(effects, m.Shipped)] == [f"k{i}" for i in range(n)]
     entries = logged_entries(core, 0.03)
-    assert all(entries[f"k{i}"].after >= i for i in range(1, n))  # each after the previous
+    assert all(entries[f"k{i}"].waits == (i,) for i in range(1, n))  # each after the previous
 
 
 def test_a_newer_version_released_with_an_older_one_stands_for_it_and_the_index_stays():
@@ -271,8 +302,9 @@ def test_a_write_that_depends_on_an_older_version_of_its_key_comes_after_it():
     ship_with(core, "k", 5_000, 0.05)  # k3: a blind write, nothing to wait for
     entries = [e for b in (e.msg for e in core.tick(1.0) if isinstance(e.msg, m.ShipBatch)
                            and e.to == "p1") for e in b.entries]
-    assert [(e.key, e.version.clock, e.after) for e in entries] == [
-        ("a", 1_000, 0), ("k", 2_000, 1), ("b", 3_000, 0), ("k", 4_000, 2), ("k", 5_000, 0)]
+    assert [(e.key, e.version.clock, e.waits) for e in entries] == [
+        ("a", 1_000, ()), ("k", 2_000, (1,)), ("b", 3_000, ()), ("k", 4_000, (2,)),
+        ("k", 5_000, ())]
 
 
 def test_a_writes_past_in_this_dc_bounds_its_after():
@@ -344,6 +376,25 @@ def test_entries_are_applied_at_the_head_with_their_own_version():
     assert put.msg.version == Version(5, 1) and put.msg.seq == 1
     apply_fully(core, effects, 0.2)
     assert core.applied[1] == 1
+
+
+def test_an_entry_waits_for_the_entries_it_depends_on_not_for_the_whole_log_before_them():
+    """One slow apply holds up only what depends on it: c depends on b alone, so it goes
+    to its head once b is applied, while a (unrelated, earlier in the log) still is not."""
+    core = proxy()
+    a, b = entry("a", 5), entry("b", 6)
+    c = attrs.evolve(entry("c", 7), waits=(2,))
+    d = attrs.evolve(entry("d", 8), waits=(1, 3))
+    puts = {p.msg.key: p for p in sent(receive(core, 1, 1, [a, b, c, d], 0.1), m.Put)}
+    assert sorted(puts) == ["a", "b"]  # c waits for b, d for a and c
+    (put_c,) = sent(apply_fully(core, [puts["b"]], 0.2), m.Put)
+    assert put_c.msg.key == "c" and core.applied[1] == 0  # a is not applied yet
+    assert sent(apply_fully(core, [puts["a"]], 0.3), m.Put) == []  # d still waits for c
+    assert core.applied[1] == 2
+    (put_d,) = sent(apply_fully(core, [put_c], 0.4), m.Put)
+    assert put_d.msg.key == "d" and core.applied[1] == 3
+    apply_fully(core, [put_d], 0.5)
+    assert core.applied[1] == 4 and core.stats()["updates_waiting_on_dependencies"] == 0
 
 
 def test_an_entry_is_applied_when_the_tail_says_it_is_stable_not_at_the_heads_ack():

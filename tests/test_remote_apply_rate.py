@@ -5,8 +5,10 @@ Eight sessions in dc0 write fresh keys as fast as they are acknowledged; each wr
 depends on its session's previous one only. Before, an entry's ``after`` covered every
 position logged before its version clock, so dc1 applied dc0's log one entry per chain
 round trip: it applied 867 of the 1,134 writes dc0 made per second, and remote visibility
-grew without bound. With ``after`` from a write's own dependencies, the sessions' writes
-apply side by side.
+grew without bound. With a prefix up to each write's dependencies, every session waited
+for the slowest: 1,297 of 1,349 per second, visibility p50 282 ms and growing. With the
+positions of its dependencies (``waits``), each session's writes apply one after the
+other and the sessions side by side: visibility stays near the WAN delay.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ def test_a_dc_applies_another_dcs_independent_writers_at_their_rate():
     print(f"dc0 wrote {written[0] / SECONDS:.0f}/s, logged {logged}; dc1 applied "
           f"{applied / SECONDS:.0f}/s, {here.receiver.waiting()} waiting")
     assert written[0] / SECONDS > 500  # (the load is real)
-    assert applied >= 0.9 * logged, (applied, logged)
+    assert applied >= 0.97 * logged, (applied, logged)
+    visibility_p99_ms = here.stats()["visibility_from_dc0_p99_ms"]
+    assert visibility_p99_ms < 100, visibility_p99_ms  # (WAN 10-12 ms; it does not grow)
     start = c.now
     assert c.run_until(lambda: here.applied[0] >= origin.last_logged, 10)
-    assert c.now - start < 1.0, c.now - start  # the rest drains in moments
+    assert c.now - start < 0.2, c.now - start  # the rest drains in moments

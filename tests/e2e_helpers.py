@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
+import time
 
 import pytest
 import trio
 
+from chainreaction.client import ChainReactionError, Session
 from chainreaction.ring import Ring
 from chainreaction.runtime.probe import process_stats
 from chainreaction.tools import manifest
@@ -154,3 +156,62 @@ def our_processes(data_dir: str) -> list[str]:
     """Names of the processes of the cluster in ``data_dir`` that still run (found by the
     command lines its ``cluster.json`` records, so restarted ones too)."""
     return [p["name"] for p in manifest.load(data_dir)["processes"] if manifest.running(p)]
+
+
+class Load:
+    """Causal sessions on real frontends, half puts and half reads of ``keys`` keys, each
+    session's operations depending on its previous ones; what the fault tests measure
+    (``rate`` over a window). Closed loop, or ``rate`` operations per second per session
+    on a fixed schedule (a slot missed is skipped, not made up later). Bounded by
+    ``max_ops`` per session and by ``stop``."""
+
+    def __init__(self, urls: list, history, sessions: int = 8, keys: int = 50,
+                 rate: float | None = None, spread: bool = False,
+                 max_ops: int = 100_000, **session_options) -> None:
+        self.urls = urls
+        self.history = history
+        self.sessions = sessions
+        self.keys = keys
+        self.period = 1.0 / rate if rate else None
+        self.spread = spread  # sessions start on each frontend in turn
+        self.max_ops = max_ops
+        self.session_options = session_options or {"timeout_s": 5.0}
+        self.oks: list[float] = []
+        self.errors: dict[str, int] = {}
+        self.stop = trio.Event()
+
+    def now(self) -> float:
+        return time.monotonic() - self.history.t0
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for i in range(self.sessions):
+                nursery.start_soon(self._session, i)
+
+    def rate(self, start: float, end: float) -> float:
+        return sum(1 for at in self.oks if start <= at < end) / (end - start)
+
+    async def _session(self, i: int) -> None:
+        rng = random.Random(i)
+        n = i % len(self.urls) if self.spread else 0
+        urls = self.urls[n:] + self.urls[:n]
+        async with Session(urls, history=self.history, process=f"s{i}",
+                           **self.session_options) as session:
+            slot = trio.current_time() + rng.uniform(0, self.period or 0)
+            for n in range(self.max_ops):
+                if self.period:
+                    # the next slot not yet past: an operation that took long costs its slots
+                    slot = max(slot + self.period, trio.current_time())
+                    await trio.sleep_until(slot)  # sleep-ok: the offered load's schedule
+                if self.stop.is_set():
+                    return
+                key = f"k{rng.randrange(self.keys)}"
+                try:
+                    if rng.random() < 0.5:
+                        await session.put(key, f"s{i}-{n}".encode())
+                    else:
+                        await session.read(key)
+                except ChainReactionError as exc:
+                    self.errors[exc.code] = self.errors.get(exc.code, 0) + 1
+                    continue
+                self.oks.append(self.now())

@@ -11,7 +11,6 @@ history is checked for causal anomalies afterwards.
 
 from __future__ import annotations
 
-import random
 import signal
 import time
 
@@ -20,11 +19,10 @@ import trio
 
 from chainreaction import checker
 from chainreaction import messages as m
-from chainreaction.client import ChainReactionError, Session
 from chainreaction.history import HistoryWriter
 from chainreaction.runtime.probe import ask, process_stats
 
-from .e2e_helpers import running_cluster
+from .e2e_helpers import Load, running_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -36,50 +34,13 @@ SETTLE_S = 1.0
 REPAIR_S = 3.0  # the failure timeout (1 s) and the ring change, with room
 
 
-class Load:
-    def __init__(self, urls: list, history: HistoryWriter) -> None:
-        self.urls = urls
-        self.history = history
-        self.oks: list[float] = []
-        self.errors: dict[str, int] = {}
-        self.stop = trio.Event()
-
-    def now(self) -> float:
-        return time.monotonic() - self.history.t0
-
-    async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            for i in range(SESSIONS):
-                nursery.start_soon(self._session, i)
-
-    async def _session(self, i: int) -> None:
-        rng = random.Random(i)
-        async with Session(self.urls, timeout_s=5.0, history=self.history,
-                           process=f"s{i}") as session:
-            for n in range(MAX_OPS):
-                if self.stop.is_set():
-                    return
-                key = f"k{rng.randrange(50)}"
-                try:
-                    if rng.random() < 0.5:
-                        await session.put(key, f"s{i}-{n}".encode())
-                    else:
-                        await session.read(key)
-                except ChainReactionError as exc:
-                    self.errors[exc.code] = self.errors.get(exc.code, 0) + 1
-                    continue
-                self.oks.append(self.now())
-
-    def rate(self, start: float, end: float) -> float:
-        return sum(1 for at in self.oks if start <= at < end) / (end - start)
-
 
 async def test_a_dead_or_stopped_manager_changes_nothing_for_clients(tmp_path):
     history_path = tmp_path / "history.jsonl"
     async with running_cluster(tmp_path, nodes=3, replication=3) as cluster:
         history = HistoryWriter(str(history_path))
         try:
-            load = Load(cluster.urls_of(0), history)
+            load = Load(cluster.urls_of(0), history, sessions=SESSIONS, max_ops=MAX_OPS)
             rates = {}
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(load.run)
@@ -118,7 +79,7 @@ async def test_a_broken_link_between_two_nodes_is_repaired_like_a_dead_node(tmp_
     async with running_cluster(tmp_path, nodes=3, replication=3) as cluster:
         history = HistoryWriter(str(history_path))
         try:
-            load = Load(cluster.urls_of(0), history)
+            load = Load(cluster.urls_of(0), history, sessions=SESSIONS, max_ops=MAX_OPS)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(load.run)
                 await trio.sleep(WARMUP_S + BEFORE_S)  # sleep-ok: a window of real load
@@ -169,7 +130,7 @@ async def test_a_standby_manager_takes_over_and_repairs_a_node_that_died_meanwhi
         assert len(managers) == 3 and "etcd" in cluster.processes
         history = HistoryWriter(str(history_path))
         try:
-            load = Load(cluster.urls_of(0), history)
+            load = Load(cluster.urls_of(0), history, sessions=SESSIONS, max_ops=MAX_OPS)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(load.run)
                 await trio.sleep(WARMUP_S + 5.0)  # sleep-ok: a window of real load

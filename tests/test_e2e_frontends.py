@@ -20,19 +20,17 @@ afterwards.
 
 from __future__ import annotations
 
-import random
 import signal
-import time
 
 import pytest
 import trio
 
 from chainreaction import checker
-from chainreaction.client import ChainReactionError, Session
+from chainreaction.client import Session
 from chainreaction.history import HistoryWriter
 from chainreaction.tools.demo import wait_ready
 
-from .e2e_helpers import running_cluster
+from .e2e_helpers import Load, running_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -43,49 +41,6 @@ ATTEMPT_S = 1.5  # the SDK's default attempt timeout
 WARMUP_S, BEFORE_S, WINDOW_S, BETWEEN_S = 2.0, 8.0, 10.0, 2.0
 MAX_OPS = 100_000  # per session (a bound only)
 
-
-class Load:
-    def __init__(self, urls: list, history: HistoryWriter) -> None:
-        self.urls = urls
-        self.history = history
-        self.oks: list[float] = []
-        self.errors: dict[str, int] = {}
-        self.stop = trio.Event()
-
-    def now(self) -> float:
-        return time.monotonic() - self.history.t0
-
-    async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            for i in range(SESSIONS):
-                nursery.start_soon(self._session, i)
-
-    async def _session(self, i: int) -> None:
-        rng = random.Random(i)
-        urls = self.urls[i % 2:] + self.urls[:i % 2]  # half start on each frontend
-        period = 1.0 / RATE
-        async with Session(urls, attempt_timeout_s=ATTEMPT_S, history=self.history,
-                           process=f"s{i}") as session:
-            slot = trio.current_time() + rng.uniform(0, period)
-            for n in range(MAX_OPS):
-                # the next slot not yet past: an operation that took long costs its slots
-                slot = max(slot + period, trio.current_time())
-                await trio.sleep_until(slot)  # sleep-ok: the offered load's schedule
-                if self.stop.is_set():
-                    return
-                key = f"k{rng.randrange(KEYS)}"
-                try:
-                    if rng.random() < 0.5:
-                        await session.put(key, f"s{i}-{n}".encode())
-                    else:
-                        await session.read(key)
-                except ChainReactionError as exc:
-                    self.errors[exc.code] = self.errors.get(exc.code, 0) + 1
-                    continue
-                self.oks.append(self.now())
-
-    def rate(self, start: float, end: float) -> float:
-        return sum(1 for at in self.oks if start <= at < end) / (end - start)
 
 
 async def final_reads(urls: list, history: HistoryWriter) -> None:
@@ -105,7 +60,8 @@ async def test_a_killed_or_stopped_frontend_leaves_the_dc_serving_through_the_ot
         assert len(urls) == 2
         history = HistoryWriter(str(history_path))
         try:
-            load = Load(urls, history)
+            load = Load(urls, history, sessions=SESSIONS, keys=KEYS, rate=RATE, spread=True,
+                        max_ops=MAX_OPS, attempt_timeout_s=ATTEMPT_S)
             rates = {}
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(load.run)

@@ -13,19 +13,17 @@ causal anomaly, lost write or divergence, and every DC must hold the same versio
 
 from __future__ import annotations
 
-import random
-import time
 
 import pytest
 import trio
 
 from chainreaction import checker
-from chainreaction.client import ChainReactionError, Session
+from chainreaction.client import Session
 from chainreaction.history import HistoryWriter
 from chainreaction.runtime.probe import process_stats
 from chainreaction.tools.jepsen import wait_quiescent
 
-from .e2e_helpers import running_cluster
+from .e2e_helpers import Load, running_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -35,43 +33,6 @@ WARMUP_S, BEFORE_S, OUTAGE_S, AFTER_S = 2.0, 10.0, 30.0, 3.0
 PROXY = "dc0-proxy"
 
 
-class Load:
-    def __init__(self, urls: list, history: HistoryWriter) -> None:
-        self.urls = urls
-        self.history = history
-        self.oks: list[float] = []
-        self.errors: dict[str, int] = {}
-        self.stop = trio.Event()
-
-    def now(self) -> float:
-        return time.monotonic() - self.history.t0
-
-    async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            for i in range(SESSIONS):
-                nursery.start_soon(self._session, i)
-
-    async def _session(self, i: int) -> None:
-        rng = random.Random(i)
-        async with Session(self.urls, timeout_s=5.0, history=self.history,
-                           process=f"s{i}") as session:
-            n = 0
-            while not self.stop.is_set():
-                n += 1
-                key = rng.choice(KEYS)
-                try:
-                    if rng.random() < 0.5:
-                        await session.put(key, f"s{i}-{n}".encode())
-                    else:
-                        await session.read(key)
-                except ChainReactionError as exc:
-                    self.errors[exc.code] = self.errors.get(exc.code, 0) + 1
-                    continue
-                self.oks.append(self.now())
-
-    def rate(self, start: float, end: float) -> float:
-        return sum(1 for at in self.oks if start <= at < end) / (end - start)
-
 
 async def test_a_dc_whose_proxy_is_killed_serves_on_and_ships_everything_after(tmp_path):
     history_path = tmp_path / "history.jsonl"
@@ -79,7 +40,7 @@ async def test_a_dc_whose_proxy_is_killed_serves_on_and_ships_everything_after(t
                                wan_delay_ms=20.0) as cluster:
         history = HistoryWriter(str(history_path))
         try:
-            load = Load(cluster.urls_of(0), history)
+            load = Load(cluster.urls_of(0), history, sessions=SESSIONS, keys=len(KEYS))
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(load.run)
                 await trio.sleep(WARMUP_S + BEFORE_S)  # sleep-ok: a window of real load

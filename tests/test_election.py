@@ -31,7 +31,7 @@ def etcd_url(tmp_path_factory):
                     await client.get(b"/probe")
                     break
                 except EtcdUnavailable:
-                    await trio.sleep(0.05)  # (polling a starting server, bounded above)
+                    await trio.sleep(0.05)  # sleep-ok: polling a starting etcd process, bounded above
         await client.aclose()
 
     try:

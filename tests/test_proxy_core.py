@@ -173,9 +173,9 @@ def test_a_restarted_proxy_continues_its_log_and_reships_what_peers_lack():
     assert [e.key for e in batches[0].msg.entries] == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("kind", ["memory", "rocksdict"])
-def test_a_restart_after_the_whole_log_was_truncated_does_not_reuse_positions(kind, tmp_path):
-    # Reusing a position would make every peer drop the new write as a resend: lost.
+def one_write_applied_everywhere(kind, tmp_path):
+    """A proxy on a ``kind`` log that logged write a at 1, which every peer then applied
+    (so the log truncated it); with the function that opens its log again."""
     open_log = (lambda: MemoryLog()) if kind == "memory" else (
         lambda: RocksLog(str(tmp_path / "log")))
     log = open_log()
@@ -184,6 +184,13 @@ def test_a_restart_after_the_whole_log_was_truncated_does_not_reuse_positions(ki
     core.tick(0.02)
     for dc in (1, 2):
         core.handle(f"p{dc}", m.ShipAck(dc, 1, ((0, 1),)), 0.1)
+    return open_log, log, core
+
+
+@pytest.mark.parametrize("kind", ["memory", "rocksdict"])
+def test_a_restart_after_the_whole_log_was_truncated_does_not_reuse_positions(kind, tmp_path):
+    # Reusing a position would make every peer drop the new write as a resend: lost.
+    open_log, log, core = one_write_applied_everywhere(kind, tmp_path)
     assert log.first_seq() == 0  # nothing retained
     if kind == "rocksdict":
         log.close()
@@ -319,14 +326,7 @@ def test_a_writes_past_in_this_dc_bounds_its_after():
 
 @pytest.mark.parametrize("kind", ["memory", "rocksdict"])
 def test_what_was_logged_is_known_after_a_restart_and_after_truncation(kind, tmp_path):
-    open_log = (lambda: MemoryLog()) if kind == "memory" else (
-        lambda: RocksLog(str(tmp_path / "log")))
-    log = open_log()
-    core = proxy(log)
-    ship_with(core, "a", 1_000, 0.001)
-    core.tick(0.02)
-    for dc in (1, 2):
-        core.handle(f"p{dc}", m.ShipAck(dc, 1, ((0, 1),)), 0.1)
+    open_log, log, core = one_write_applied_everywhere(kind, tmp_path)
     assert log.first_seq() == 0  # truncated: the shipper's index forgot it
     if kind == "rocksdict":
         log.close()

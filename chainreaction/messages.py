@@ -421,6 +421,20 @@ class GeoProgress:
     applied: tuple = attrs.field(converter=dc_vector)
     global_stable: tuple = attrs.field(converter=dc_vector)
     collectable: tuple = attrs.field(default=(), converter=dc_vector)
+    # every write of every DC stamped below this is applied here (tombstones.py: a floor
+    # below it drops no write that is still to come)
+    collect_below: int = attrs.field(default=0, validator=is_uint)
+
+
+@message(71)
+class UnloggedFloor:
+    """node -> its DC's proxy, in answer to each ``GeoProgress``: every local write this
+    node holds and has not seen logged is stamped at ``clock`` or above, and so is every
+    write it will stamp (remote_proxy/stability.py). ``epoch``: the node's ring (a proxy
+    behind it may not know every member that stamps)."""
+
+    clock: int = attrs.field(validator=is_uint)
+    epoch: int = attrs.field(default=0, validator=is_uint)
 
 
 @message(63)
@@ -515,6 +529,10 @@ class ShipAck:
     dc: int = attrs.field(validator=is_dc)
     received: int = attrs.field(validator=is_uint)
     applied: tuple = attrs.field(converter=dc_vector)
+    # every write of the sender's DC stamped below ``low_clock`` is in its log at or
+    # before ``low_seq`` (0, 0: not known yet)
+    low_clock: int = attrs.field(default=0, validator=is_uint)
+    low_seq: int = attrs.field(default=0, validator=is_uint)
 
 
 @message(66)

@@ -63,7 +63,7 @@ from .core import Core, Identity
 from .dependency_checks import DependencyChecks
 from .effects import Send
 from .node_config import NodeConfig
-from .node_log import NodeLogPositions
+from .node_log import FLOOR_PROMISED_META, NodeLogPositions
 from .node_reads import NodeReads
 from .chain_lease import ChainLeases
 from .request_ids import RequestIds
@@ -101,6 +101,7 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
         self.clock = HybridClock()
         self.dc_time = DcTime(config.max_clock_ahead_s, monotonic)
         self._unstable: dict[str, _Unstable] = {}
+        self._floor_sent_at = float("-inf")  # our last UnloggedFloor (node_log.py)
         self.shipping = Shipping(config, self.counters, store, now)
         self._rids = RequestIds(store, config.dedup_size)  # a retried put applies once
         self._held_puts = Waiters(config.max_held_puts)  # (src, Put) held during a copy
@@ -145,6 +146,9 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
         self._load_store_id(now)
         if self._tombstones.floor is not None:
             self.clock.observe(self._tombstones.floor.clock)
+        promised = self.store.get_meta(FLOOR_PROMISED_META)
+        if promised:
+            self.clock.observe(int.from_bytes(promised, "big"))
         for key, rec in self.store.items():
             self.clock.observe(rec.version.clock)
             # (An orphan is kept however long we were down: maybe an acknowledged write only

@@ -12,6 +12,9 @@ from .effects import Send
 from .fields import merge_local_deps
 from .storage import Record
 
+FLOOR_EVERY_S = 0.25  # at most this often an UnloggedFloor answers a GeoProgress
+FLOOR_PROMISED_META = "unlogged_floor"  # the last one told (NodeCore.recover)
+
 
 class NodeLogPositions:
     """Mixed into ``NodeCore``; uses its ring, store, clock, shipping and unstable keys."""
@@ -93,4 +96,23 @@ class NodeLogPositions:
     def _on_geo_progress(self, src: str, msg: m.GeoProgress, now: float) -> list:
         self.shipping.on_progress(msg, now)
         self._tombstones.collectable = dict(msg.collectable)
-        return []
+        self._tombstones.collect_below = msg.collect_below
+        if 0 <= now - self._floor_sent_at < FLOOR_EVERY_S:  # (a clock stepped back: send)
+            return []
+        self._floor_sent_at = now
+        floor = self._unlogged_floor(now)
+        # Durable before told: after a restart our clock stays above it, even stepped back.
+        self.store.put_meta(FLOOR_PROMISED_META, floor.to_bytes(8, "big"))
+        return [Send(src, m.UnloggedFloor(floor, self.epoch))]
+
+    def _unlogged_floor(self, now: float) -> int:
+        """A stamp at or below every local write we hold unlogged and every one we will
+        make (``UnloggedFloor``). The clock moves to now first, so an idle node's floor
+        moves with time."""
+        self.clock.observe(int(self.dc_time.now(now) * 1_000_000))
+        floor = self.clock.last + 1
+        own = self.config.dc
+        for pending in self._unstable.values():
+            if pending.version.dc == own and pending.version.clock < floor:
+                floor = pending.version.clock
+        return min(floor, self.shipping.oldest_pending(floor))

@@ -167,6 +167,13 @@ class Shipping:
             return record, [self._send(entry, now)]
         return record, []
 
+    def oldest_pending(self, bound: int) -> int:
+        """The smallest stamp of what we must see logged, or ``bound`` if none is lower."""
+        for entry in self.pending.values():
+            if entry.record.version.clock < bound:
+                bound = entry.record.version.clock
+        return bound
+
     def logged(self, key: str, version: Version) -> bool:
         """The proxy logged ``version`` of ``key`` (or subsumed it under a newer one):
         nothing more to ship for it. Whether we tracked it."""

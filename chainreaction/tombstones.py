@@ -8,7 +8,12 @@ A tombstone may go once three things hold:
 * it is older than the grace period (``grace_s`` by its stamp): no write older than it is
   still on its way. (A node back from a crash with older unstable writes hands them only
   to a holder of their range, custody.py, which drops those its floor covers.)
-* it is stable here and nothing waits on the key.
+* it is stable here and nothing waits on the key;
+* it is stamped below ``GeoProgress.collect_below``: every write of every DC stamped
+  below that is applied here already. The floor covers *any* key, so without this a
+  write stamped below it that arrives later (its DC logged it late, or a partition
+  outlasted the grace period: fuzz seed 7300574) would be dropped as collected, though
+  nothing superseded it. How the proxies learn that bound: remote_proxy/stability.py.
 
 What it leaves behind is the **floor**: the newest version this node collected, persisted
 before the records go and passed on to nodes copying a range (``SyncChunk.gc_floor``). An
@@ -39,6 +44,7 @@ class Tombstones:
         self.floor: Version | None = Version(*cbor2.loads(raw)) if raw else None
         self.keys: dict[str, int] = {}  # key -> stamp of the tombstone stored there
         self.collectable: dict[int, int] = {}  # origin dc -> log position (GeoProgress)
+        self.collect_below = 0  # every write stamped below is applied here (GeoProgress)
         self.collected = 0
         self._next_sweep = float("-inf")
 
@@ -64,14 +70,14 @@ class Tombstones:
         victims, floor = [], self.floor
         old_enough = (now - self.grace_s) * 1e6
         for key, stamp in list(self.keys.items()):
-            if stamp > old_enough:
+            if stamp > old_enough or stamp >= self.collect_below:
                 continue  # (the common case: no store read)
             record = self.store.get(key)
             if record is None or record.value is not None:
                 del self.keys[key]
                 continue
             version = record.version
-            if (not record.stable or not record.seq
+            if (not record.stable or not record.seq or version.clock >= self.collect_below
                     or record.seq > self.collectable.get(version.dc, 0)
                     or now - version.clock / 1e6 < self.grace_s or busy(key)):
                 continue

@@ -152,6 +152,12 @@ class _DepWaiter:
     log_check: bool = False  # a LogCheck (answer LogReply): only ``seq`` of the origin counts
 
 
+# The floors (stability.py) move with time: reported again once they moved this far.
+FLOOR_STEP_US = 250_000
+# A member that left the ring holds our floor back this much longer (``unlogged_floor``).
+DEPARTED_FLOOR_S = 2.0
+
+
 class ProxyCore(Core):
     """The remote proxy of one DC (the contract: core.py). Batches leave when due (timer
     ``ship``), not on the next housekeeping tick."""
@@ -176,6 +182,13 @@ class ProxyCore(Core):
         self.clock.observe(self.shipper.last_logged_at)
         # what each peer reported it applied: Global-Write-Stable, tombstones
         self.stability = Stability(self.dc, self.peers)
+        # node -> its last UnloggedFloor: our DC's writes each holds unlogged are above it;
+        # those of members that left, until when they still count; the newest ring a
+        # member told us of
+        self._node_floors: dict[str, int] = {}
+        self._departed_floors: dict[str, tuple] = {}
+        self._newer_ring_seen = 0
+        self._collect_below = 0  # as last told to the nodes
         # -- receiver side: other DCs' logs, applied here
         self.receiver = Receiver(log, config, self.counters, now,
                                  lambda: self.shipper.last_logged, self._on_progress)
@@ -206,6 +219,7 @@ class ProxyCore(Core):
             m.LogCheck: self._on_log_check,
             m.StableNotice: self.receiver.on_stable_notice,
             m.HeartbeatAck: self._on_heartbeat_ack,
+            m.UnloggedFloor: self._on_unlogged_floor,
         }
         self.timers.add("housekeeping", self._housekeeping, now, delay=config.tick_s)
         self.timers.add("ship", self._ship, now)
@@ -279,6 +293,47 @@ class ProxyCore(Core):
         """dc -> position of its log applied in every DC."""
         return self.stability.global_stable(self.applied_vector())
 
+    def unlogged_floor(self) -> int:
+        """Every write of our DC stamped below this is in our log (0: a serving node has
+        not told us yet). Each node's ``UnloggedFloor`` bounds what it holds unlogged and
+        what it will stamp; a write leaves a node's count only once the node learns it
+        was logged, which is after we logged it."""
+        if self.ring is None or not self.ring.names or self._newer_ring_seen > self.epoch:
+            return 0
+        floor = min(self._node_floors.get(name, 0) for name in self.ring.names)
+        for held, _until in self._departed_floors.values():
+            floor = min(floor, held)
+        return floor
+
+    def _on_unlogged_floor(self, src: str, msg: m.UnloggedFloor, now: float) -> list:
+        if msg.epoch > self.epoch:
+            # A member on a newer ring: members we do not know of may stamp. No floor of
+            # ours until we have that ring.
+            self._newer_ring_seen = max(self._newer_ring_seen, msg.epoch)
+            self.counters["floor_from_newer_ring"] += 1
+            return self.receiver.want_ring(now)
+        if self.ring is None or src not in self.ring.names:
+            self.counters["floor_from_unknown"] += 1
+            return []
+        self._node_floors[src] = msg.clock
+        return []
+
+    def _forget_departed_floors(self, ring, now: float) -> None:
+        """A member that leaves the ring may have handed a write to another just before,
+        still on its way to it: its last floor counts on for ``DEPARTED_FLOOR_S``."""
+        for name, floor in self._node_floors.items():
+            if name not in ring.names:
+                self._departed_floors[name] = (floor, now + DEPARTED_FLOOR_S)
+        self._node_floors = {name: floor for name, floor in self._node_floors.items()
+                             if name in ring.names}
+        self._expire_departed_floors(now)
+
+    def _expire_departed_floors(self, now: float) -> None:
+        names = self.ring.names if self.ring is not None else ()
+        for name in [n for n, (_f, until) in self._departed_floors.items()
+                     if until <= now or n in names]:
+            del self._departed_floors[name]
+
     def stats(self) -> dict:
         rx = self.receiver
         out = {
@@ -291,6 +346,8 @@ class ProxyCore(Core):
             "dep_waiters": len(self._waiters),
             "ships_held": len(self._held),
             "clock_ahead_ms": round(self.dc_time.ahead_s * 1000),
+            # tombstones (stability.py): stamps in µs, 0 = not known yet
+            "unlogged_floor": self.unlogged_floor(), "collect_below": self._collect_below,
             **self.counters,
         }
         def percentiles(name: str, rec: LatencyRecorder) -> None:
@@ -330,6 +387,7 @@ class ProxyCore(Core):
         if self.ring is not None and msg.ring.epoch <= self.ring.epoch:
             return []
         self.ring = msg.ring
+        self._forget_departed_floors(msg.ring, now)
         self.counters["ring_changes"] += 1
         self._reported = ()  # new members must hear the progress too
         return self.receiver.on_new_ring(msg.ring, now)
@@ -481,6 +539,7 @@ class ProxyCore(Core):
         applied = dict(msg.applied)
         self.shipper.on_ack(msg.dc, msg.received, applied.get(self.dc, 0), now)
         self.stability.note(msg.dc, applied)
+        self.stability.note_floor(msg.dc, msg.low_seq, msg.low_clock)
         self._arm_ship(now)
         return self._on_progress(now)
 
@@ -578,19 +637,25 @@ class ProxyCore(Core):
         applied = self.applied_vector()
         self._global = self.global_stable()
         collectable = tuple(sorted(self.collectable().items()))
+        self._expire_departed_floors(now)
+        own_floor = self.unlogged_floor()
+        collect_below = self._collect_below = self.stability.collect_below(self.applied,
+                                                                            own_floor)
         received = self.receiver.received
         state = (tuple(sorted(applied.items())), tuple(sorted(received.items())),
-                 tuple(sorted(self._global.items())), collectable)
+                 tuple(sorted(self._global.items())), collectable,
+                 own_floor // FLOOR_STEP_US, collect_below // FLOOR_STEP_US)
         since = now - self._progress_sent_at
         if since < 1.0 and (state == self._reported or since < self.config.progress_interval_s):
             return []
         self._reported = state
         self._progress_sent_at = now
         vector = tuple(sorted(applied.items()))
-        out = [Send(peer.name, m.ShipAck(self.dc, received[dc], vector))
+        out = [Send(peer.name, m.ShipAck(self.dc, received[dc], vector, own_floor,
+                                         self.last_logged if own_floor else 0))
                for dc, peer in self.peers.items()]
         if self.ring is not None:
             progress = m.GeoProgress(vector, tuple(sorted(self._global.items())),
-                                     collectable)
+                                     collectable, collect_below)
             out += [Send(name, progress) for name in self.ring.names]
         return out

@@ -190,7 +190,7 @@ class Receiver:
             while heap and heap[0][0] <= reached:
                 self._wait(heapq.heappop(heap)[-1], applied)
         if self.ring is None or not self.ring.serving:
-            return self._want_ring(now) if any(self.inbox.values()) else []
+            return self.want_ring(now) if any(self.inbox.values()) else []
         out: list = []
         while self._ready and self._applying < self.config.max_applying:
             out += self._start(self._ready.popleft(), now)
@@ -319,7 +319,7 @@ class Receiver:
         out: list = []
         if msg.code in (m.WRONG_EPOCH, m.NOT_HEAD, m.NOT_TAIL, m.NOT_IN_CHAIN):
             if self.ring is None or msg.epoch > self.ring.epoch:
-                out += self._want_ring(now)
+                out += self.want_ring(now)
         # Retry the phase from its start shortly (a Put is idempotent by version).
         inc.retry_at = now + self.config.retry_delay_s
         self._due.push(inc.retry_at, inc)
@@ -362,5 +362,5 @@ class Receiver:
         self._next_op += 1
         return self._next_op
 
-    def _want_ring(self, now: float) -> list:
+    def want_ring(self, now: float) -> list:
         return self._ring_requests.ask(self.epoch, now)

@@ -18,6 +18,22 @@ once a report of B that shows X applied up to t is covered by what we have appli
 B's log, every such w of B is here. For B = X the position t itself covers it. (Where two
 connections race, e.g. a tail change between w's ``Ship`` and T's stability, w may come
 after T was collected: the nodes then drop it as older than their collected floor.)
+
+That argument is about the tombstone's own key, but what collection leaves behind, a
+node's floor, covers every key: a write stamped below it that arrives later finds its
+key absent and is dropped as collected. So a node collects only tombstones stamped below
+``collect_below``: every write of every DC stamped below it is applied here. Each DC
+learns how far its own writes are logged by stamp: every node answers each
+``GeoProgress`` with an ``UnloggedFloor`` (at or below each local write it holds and
+has not seen logged, and each it will stamp; a write is held by its head, then by every
+chain member, until they learn it was logged), and the proxy takes the minimum over the
+ring's serving members (``ProxyCore.unlogged_floor``): every write of its DC stamped below
+it is logged at or before its log's current end. It sends the pair to its peers
+(``ShipAck.low_clock``, ``low_seq``); once a peer's log is applied here through
+``low_seq``, its writes stamped below ``low_clock`` are all here. The minimum over our
+own floor and every peer's is ``collect_below``. A write delayed past the grace period (a
+partition, a proxy down, a backlog) so holds collection back instead of being lost (fuzz
+seed 7300574). (A down member's unstable writes are orphans, custody.py's, as before.)
 """
 
 from __future__ import annotations
@@ -39,6 +55,10 @@ class Stability:
         # we applied of its log, oldest first; and the newest covered one (tombstones)
         self._reports: dict[int, list] = {peer: [] for peer in self.peers}
         self._covered: dict[int, dict] = {peer: {} for peer in self.peers}
+        # peer dc -> its (low_seq, low_clock) reports not yet covered by what we applied of
+        # its log, oldest first; and the largest low_clock covered
+        self._floors: dict[int, list] = {peer: [] for peer in self.peers}
+        self._floor_here: dict[int, int] = {peer: 0 for peer in self.peers}
 
     def note(self, dc: int, applied: dict) -> None:
         """Peer ``dc`` reported its applied vector (``ShipAck``)."""
@@ -50,6 +70,28 @@ class Stability:
                 # lost is only a chance to collect a little earlier.
                 del reports[1::2]
             reports.append(applied)
+
+    def note_floor(self, dc: int, low_seq: int, low_clock: int) -> None:
+        """Peer ``dc``: its writes stamped below ``low_clock`` are logged by ``low_seq``."""
+        floors = self._floors[dc]
+        if not low_clock or (floors and floors[-1] == (low_seq, low_clock)):
+            return
+        if len(floors) >= MAX_REPORTS:
+            del floors[1::2]  # (as for reports: only a chance to collect sooner is lost)
+        floors.append((low_seq, low_clock))
+
+    def collect_below(self, applied: dict[int, int], own_floor: int) -> int:
+        """Every write of every DC stamped below this is applied here (``applied``: how
+        far we applied each peer's log; ``own_floor``: ``ProxyCore.unlogged_floor``)."""
+        bound = own_floor
+        for dc, floors in self._floors.items():
+            done = 0
+            while done < len(floors) and floors[done][0] <= applied.get(dc, 0):
+                self._floor_here[dc] = max(self._floor_here[dc], floors[done][1])
+                done += 1
+            del floors[:done]
+            bound = min(bound, self._floor_here[dc])
+        return bound
 
     def global_stable(self, ours: dict[int, int]) -> dict[int, int]:
         """dc -> position of its log applied in every DC (``ours``: our applied vector)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import socket
 import time
@@ -17,6 +18,11 @@ from chainreaction.tools import manifest
 from chainreaction.tools.clusterstats import control_wan
 from chainreaction.tools.cluster import ClusterConfig, LocalCluster
 from chainreaction.tools.demo import wait_ready
+
+# The fault windows of the availability tests. Issues 15 and 16 ask for 30 s outages;
+# the suite's default is shorter, to keep it well under 15 minutes on 2 cores, and
+# CHAINREACTION_OUTAGE_S=30 runs them in full (the closing notes record those runs).
+OUTAGE_S = float(os.environ.get("CHAINREACTION_OUTAGE_S", "12"))
 
 
 def _ephemeral_ports() -> range:

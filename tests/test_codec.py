@@ -53,7 +53,8 @@ FIELD_STRATEGIES = {
     **{f: U63 for f in ("incarnation", "epoch", "op", "floor", "chain_index", "position",
                         "ack_at", "sync_id", "seq", "total", "logged_at", "clock", "first_seq",
                         "received", "sent_at_us", "stamp", "clock_us", "ahead_us",
-                        "store_clock_us", "past")},
+                        "store_clock_us", "past", "low_clock", "low_seq",
+                        "collect_below")},
     **{f: dc_vectors for f in ("applied", "global_stable", "needs", "collectable", "vector",
                                "started")},
     **{f: dc_ids for f in ("dc", "origin_dc")},
@@ -136,6 +137,7 @@ def example_of(cls):
         "collected_floor": None, "rids": ((b"r", "k", Version(1, 0)),),
         "vclock": VClock({1: 7}), "cut": (1,), "heal": (2,), "cut_off": ("n1",), "unreachable": ("n2",),
         "clock_skew_ms": -5, "deps": (("a", 5),), "past": 3, "logged_only": False,
+            "low_clock": 15, "low_seq": 2, "collect_below": 16,
         "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0, ((0, 3),)),),
     }
     missing = [f for f in cls.FIELDS if f not in sample]

@@ -673,6 +673,52 @@ def test_a_local_write_is_stable_at_the_tail_and_notified_before_its_proxy_logs_
     assert ok.msg.ok
 
 
+def floor_told(node, now, collect_below=0, collectable=()):
+    """The node's UnloggedFloor in answer to a GeoProgress."""
+    out = node.handle("proxy", m.GeoProgress(((0, 9),), ((0, 9),), collectable, collect_below),
+                      now)
+    (answer,) = sent(out, m.UnloggedFloor, "proxy")
+    return answer.msg.clock
+
+
+def test_every_member_bounds_what_it_holds_unlogged_until_it_learns_it_was_logged():
+    """Each node tells the proxy a stamp below every local write it holds unlogged (and
+    every one it will make): the proxy's ``collect_below`` rests on it (fuzz seed
+    7300574: a tombstone collected above an unlogged write dropped that write)."""
+    c = geo_chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    outside = c.send("fe", [Send("a", put(key=key))], now=1.0)
+    (ship,) = sent(outside, m.Ship)
+    stamp = ship.msg.version.clock
+    # far later, every member still holds it unlogged: none tells a floor above it
+    assert [floor_told(c.nodes[n], 50.0) for n in "abc"] == [stamp] * 3
+    c.send("c", c.nodes["c"].handle("proxy", m.Shipped(key, ship.msg.version, 1, 7), 50.1),
+           now=50.1)
+    # logged: the floor is the clock now (what a new write would be stamped above)
+    assert [floor_told(c.nodes[n], 60.0) for n in "abc"] == [60_000_001] * 3
+    again = c.nodes["a"].handle("proxy", m.GeoProgress((), ()), 60.1)
+    assert sent(again, m.UnloggedFloor) == []  # at most every FLOOR_EVERY_S
+    # What a node told survives its restart: its clock, stepped back, stays above it.
+    store = c.stores["a"]
+    back = NodeCore("a", store, c.config, 30.0)
+    back.recover(30.0)
+    assert back.clock.last >= 60_000_001
+
+
+def test_a_tombstone_goes_only_once_every_write_stamped_below_it_is_applied_here():
+    c = geo_chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    deleted = sent(c.send("fe", [Send("a", put(key=key, value=None))], now=1.0), m.Ship)
+    version = deleted[0].msg.version
+    c.send("c", c.nodes["c"].handle("proxy", m.Shipped(key, version, 1, 7), 1.1), now=1.1)
+    for now, below in ((700.0, version.clock), (702.0, version.clock + 1)):
+        for node in c.nodes.values():
+            node.handle("proxy", m.GeoProgress(((0, 1),), ((0, 1),), ((0, 1),), below), now)
+            node.tick(now)
+        held = [c.stores[n].get(key) is not None for n in "abc"]
+        assert held == [below <= version.clock] * 3, (below, held)
+
+
 def test_the_tail_ships_until_shipped_then_the_position_goes_up_the_chain():
     c = geo_chain()
     key = c.key_with_chain(["a", "b", "c"])

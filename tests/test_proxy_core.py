@@ -10,7 +10,7 @@ from chainreaction.core import Identity
 from chainreaction.effects import Send
 from chainreaction.ring import Ring
 from chainreaction.versions import VClock, Version
-from remote_proxy.core import ProxyConfig, ProxyCore
+from remote_proxy.core import DEPARTED_FLOOR_S, ProxyConfig, ProxyCore
 from remote_proxy.log import MemoryLog
 from remote_proxy.rocks_log import RocksLog
 
@@ -580,6 +580,53 @@ def test_our_own_tombstones_wait_for_every_peer_and_their_concurrent_writes():
     apply_fully(core, receive(core, 1, 1, [entry(k, 5 + i) for i, k in enumerate("xyz")],
                               0.3), 0.3)
     assert core.collectable()[0] == 1
+
+
+def collect_below(core, now):
+    (progress, *_) = [e.msg for e in core.tick(now) if isinstance(e.msg, m.GeoProgress)]
+    return progress.collect_below
+
+
+def test_tombstones_go_only_below_the_stamp_every_dcs_writes_are_applied_here_to():
+    """Fuzz seed 7300574: DC 0 logged writes stamped at 0.4 s only at 1.4 s (its chains
+    were slow), while DC 1 collected a tombstone of another key stamped at 0.43 s. The
+    floor collection leaves covers every key, so DC 1 then dropped those writes as
+    collected: lost. A tombstone may now go only below ``collect_below``: each DC's nodes
+    bound what they hold unlogged (``UnloggedFloor``), each proxy tells its peers how far
+    its log goes for that bound, and the bound counts once that far is applied here."""
+    core = proxy()
+    assert collect_below(core, 1.0) == 0  # no node has told us yet
+    core.handle("n1", m.UnloggedFloor(500_000), 1.1)
+    core.handle("n2", m.UnloggedFloor(900_000), 1.1)
+    assert core.unlogged_floor() == 0  # n3 has not
+    core.handle("n3", m.UnloggedFloor(800_000), 1.1)
+    assert core.unlogged_floor() == 500_000  # n1 holds a write stamped 0.5 s unlogged
+    core.handle("stranger", m.UnloggedFloor(1), 1.1)  # not a member: ignored
+    assert core.unlogged_floor() == 500_000
+    # Our floor goes to the peers with our log's end.
+    ship(core, "a", 300_000, 1.2)
+    (ack, *_) = [e.msg for e in core.tick(2.5) if isinstance(e.msg, m.ShipAck)]
+    assert (ack.low_clock, ack.low_seq) == (500_000, 1)
+    # DC 1's writes below 0.4 s are in its log by position 2; DC 2's below 0.7 s by 1.
+    core.handle("p1", m.ShipAck(1, 0, ((1, 0),), 400_000, 2), 2.6)
+    core.handle("p2", m.ShipAck(2, 0, ((2, 0),), 700_000, 1), 2.6)
+    assert collect_below(core, 4.0) == 0  # neither is applied here that far
+    apply_fully(core, receive(core, 2, 1, [entry("x", 5, dc=2)], 4.1), 4.1)
+    apply_fully(core, receive(core, 1, 1, [entry("y", 6)], 4.1), 4.1)
+    assert collect_below(core, 5.5) == 0  # DC 1 only to 1 of 2
+    apply_fully(core, receive(core, 1, 2, [entry("z", 7)], 5.6), 5.6)
+    assert collect_below(core, 7.0) == 400_000  # min(ours 0.5 s, DC 1 0.4 s, DC 2 0.7 s)
+    # A member that leaves the ring may have handed a write on just before: its floor
+    # holds ours back a while longer, then no more.
+    core.handle("manager", m.RingUpdate(Ring(2, [("n2", "b"), ("n3", "c")], 3, 4)), 7.1)
+    assert core.unlogged_floor() == 500_000
+    core.tick(7.1 + DEPARTED_FLOOR_S)
+    assert core.unlogged_floor() == 800_000
+    # A member on a ring we do not have yet: members we do not know of may stamp.
+    effects = core.handle("n2", m.UnloggedFloor(900_000, 3), 13.0)
+    assert core.unlogged_floor() == 0 and sent(effects, m.GetRing)
+    core.handle("manager", m.RingUpdate(Ring(3, [("n2", "b"), ("n3", "c")], 3, 4)), 13.1)
+    assert core.unlogged_floor() == 800_000
 
 
 def test_a_peer_reporting_faster_than_we_apply_still_lets_tombstones_go():

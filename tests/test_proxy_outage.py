@@ -1,5 +1,5 @@
 """The remote proxy is off the local data path (issue 16, part 3), in the simulator: a DC
-whose proxy is killed, or stopped, for a while (8 s here; the real-process test in
+whose proxy is killed, or stopped, for a while (4 s here; the real-process test in
 test_e2e_proxy_outage.py keeps it down 30 s) serves its sessions at the rate it served
 before, dependent writes included, and once the proxy is back it ships everything the
 proxy missed: every DC converges, nothing acknowledged is lost, no session sees a causal
@@ -10,7 +10,7 @@ in the DC whose proxy was killed).
 Three DCs, sessions in every DC, half of them puts (each put depends on the session's
 previous operations), with the service model (each process one CPU), so the rate is
 bounded by the cluster's own work; the rate of the DC whose proxy fails is counted in
-the outage against the 4 s before it, in the same run.
+the outage against the 2 s before it, in the same run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sim.fuzz import _final_reads, _settle
 from sim.service import ServiceModel
 from sim.ycsb import ClosedLoop, Keys, Mix
 
-WARMUP_S, BEFORE_S, OUTAGE_S, AFTER_S = 1.0, 4.0, 8.0, 2.0
+WARMUP_S, BEFORE_S, OUTAGE_S, AFTER_S = 1.0, 2.0, 4.0, 1.0
 
 
 def rate(history: list, dc: int, start: float, end: float) -> float:

@@ -26,8 +26,8 @@ from sim.ycsb import YCSB, ClosedLoop, Keys, Mix, preload
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Seeds 1..N in the suite (CI may ask for more), plus the seeds that found a bug when they
 # came (listed in the fuzz test's docstring and test_invariants.py), wherever N ends.
-FUZZ_SEEDS = int(os.environ.get("CHAINREACTION_FUZZ_SEEDS", "120"))
-FUZZ_SEEDS_THAT_FOUND_BUGS = (85, 94, 125, 135, 169, 244, 274, 322)
+FUZZ_SEEDS = int(os.environ.get("CHAINREACTION_FUZZ_SEEDS", "80"))
+FUZZ_SEEDS_THAT_FOUND_BUGS = (85, 94, 125, 135, 169, 244, 274, 322, 7300574)
 
 
 # -- determinism ---------------------------------------------------------------------------------
@@ -298,11 +298,14 @@ def test_geo_visibility_is_the_wan_delay_plus_a_batch_interval_or_so():
 
 
 def test_the_fuzz_seeds_and_those_that_found_bugs_show_no_anomaly():
-    """Seeds 1 to ``CHAINREACTION_FUZZ_SEEDS`` (120 by default) and the bug finders. (Seeds
+    """Seeds 1 to ``CHAINREACTION_FUZZ_SEEDS`` (80 by default) and the bug finders. (Seeds
     85, 94, 125, 135, 169, 244, 274 and 322 failed the invariant checks when they came: a
     node whose clock stepped back while nothing reached it fell silent, the manager removed
     it, and its lease, timed on that clock, still ran: two heads. Leases run on the
-    monotonic clock since.)"""
+    monotonic clock since. 7300574 lost writes: one DC logged writes a second after
+    their stamps while another collected a tombstone stamped later, and the collected
+    floor, which covers every key, dropped them; tombstones now go only below the stamp
+    every DC's writes are applied to, ``GeoProgress.collect_below``.)"""
     seeds = sorted(set(range(1, FUZZ_SEEDS + 1)) | set(FUZZ_SEEDS_THAT_FOUND_BUGS))
     failures = fuzz(seeds, jobs=2, report=lambda s: None)
     assert [(f.case.seed, f.anomalies, f.quiet, f.violation_counts) for f in failures] == []

@@ -180,6 +180,7 @@ class ProxyCore(Core):
         self.shipper = Shipper(log, config, self.counters)
         self.peers = self.shipper.peers
         self.clock.observe(self.shipper.last_logged_at)
+        self._repair_seen()
         # what each peer reported it applied: Global-Write-Stable, tombstones
         self.stability = Stability(self.dc, self.peers)
         # node -> its last UnloggedFloor: our DC's writes each holds unlogged are above it;
@@ -449,6 +450,16 @@ class ProxyCore(Core):
                     self._waiters.wake(self._satisfied, slot=("own", msg.key))]
             work.extend(self._unblocked(msg.key, out))
         return out
+
+    def _repair_seen(self) -> None:
+        """Logging a write and recording it in ``seen`` are two writes: a kill between
+        them leaves a retained entry ``seen`` lacks, and the node's resend of it would be
+        logged a second time (jepsen seed 202). Restarted, record what the log holds."""
+        for key, version, seq in self.shipper.newest_retained():
+            known = self.log.seen(self.dc, key)
+            if known is None or known[0] < version:
+                self.counters["seen_repaired"] += 1
+                self.log.put_seen(self.dc, key, version, seq)
 
     def _logged_position(self, key: str, version: Version) -> tuple[int, int] | None:
         """``(seq, logged_at)`` of the newest logged version of ``key`` if it is

@@ -120,6 +120,10 @@ class Shipper:
             return known[1], known[2]
         return None
 
+    def newest_retained(self):
+        """``(key, version, seq)`` of the newest version of each key the log retains."""
+        return ((key, version, seq) for key, (version, seq, _at) in self._index.items())
+
     def logged_for(self, key: str, clock: int) -> int:
         """The position of the first version of ``key`` logged with a clock of at least
         ``clock`` (0: none retained: it was applied everywhere, or is not logged)."""

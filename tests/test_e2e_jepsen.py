@@ -82,6 +82,7 @@ def test_no_anomaly_and_no_lost_write_under_every_nemesis(tmp_path, seed, restar
     code, summary, stdout = jepsen(tmp_path, seed, "--nemesis", "all")
     assert summary["anomalies"] == {}, stdout[-4000:]
     assert code == 0 and summary["valid"] is True
+    assert summary["core_crashes"] == {}, summary["core_crashes"]  # (tracebacks: logs)
     assert (out / "check.txt").read_text().strip()
     planned = json.loads((out / "faults.json").read_text())["planned"]
     assert len(planned) >= 2

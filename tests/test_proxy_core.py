@@ -339,6 +339,27 @@ def test_what_was_logged_is_known_after_a_restart_and_after_truncation(kind, tmp
     log.close()
 
 
+def test_a_write_logged_just_before_a_kill_is_not_logged_twice_after_the_restart():
+    """Jepsen seed 202 (restart-dc-all): the proxy was killed between logging a write and
+    recording it in the durable ``seen`` index. Restarted, it took the node's resend for
+    a new write and logged it again at a new position: the shipper's per-key index
+    refused it (an assertion), that left its bookkeeping a position short, and every
+    truncation after failed: the DC applied nothing more. The restarted proxy now
+    repairs ``seen`` from the log it retained."""
+    log = MemoryLog()
+    core = proxy(log)
+    ship(core, "a", 1_000, 0.0)
+    ship(core, "k", 2_000, 0.01)
+    log._seen.pop((0, "k"))  # (the kill came between the two writes)
+    again = proxy(log, now=5.0)
+    assert log.seen(0, "k") == (Version(2_000, 0), 2)
+    assert ship(again, "k", 2_000, 5.0).seq == 2 and again.last_logged == 2
+    assert ship(again, "b", 3_000, 5.1).seq == 3
+    for dc in (1, 2):  # truncation still lines up
+        again.handle(f"p{dc}", m.ShipAck(dc, 3, ((0, 3),)), 5.2)
+    assert log.first_seq() == 0 and ship(again, "c", 4_000, 5.3).seq == 4
+
+
 def test_a_check_of_our_own_write_waits_until_it_is_logged():
     """A settle: the past it answers must cover the session's writes of this DC."""
     core = proxy()

@@ -451,6 +451,9 @@ async def _run_jepsen(config: JepsenConfig) -> int:
         "quiescent": not still_busy, "still_busy": still_busy,
         "tombstones_collected": sum(st.get("tombstones_collected", 0)
                                     for st in stats.values()),
+        # a core that raised handling a message or a timer: a bug, whatever the checker says
+        "core_crashes": {name: n for name, st in stats.items()
+                         if (n := st.get("dispatch_crash", 0) + st.get("timer_crash", 0))},
         "anomalies": _by_kind(report.anomalies), "valid": report.valid,
         "windows": windows, "bulk": bulk,
     }
@@ -478,6 +481,9 @@ async def _run_jepsen(config: JepsenConfig) -> int:
           f"{workload.returns} returns home after serving elsewhere), "
           f"{summary['tombstones_collected']} tombstones collected; "
           f"run {took:.0f} s, check {check_s:.2f} s")
+    if summary["core_crashes"]:
+        print(f"jepsen: warning: cores raised handling messages or timers (a bug; the "
+              f"tracebacks are in the process logs): {summary['core_crashes']}")
     print(f"jepsen: {'VALID: no anomaly' if report.valid else 'INVALID'}; report in "
           f"{config.out_dir}/ (history.jsonl, check.txt, faults.json, summary.json, "
           f"{os.path.basename(plot_path)})")

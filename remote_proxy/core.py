@@ -68,8 +68,9 @@ become floors of later writes, and a proxy clock far ahead would push their vers
 in every DC.
 
 Everything durable is in ``ProxyLog``; after kill -9 the proxy reloads its log and
-counters, peers resend what it had not applied, and re-applying is harmless (a version is
-applied once at the head, whatever the number of deliveries).
+counters (and repairs ``seen`` from the log: ``_repair_seen``), peers resend what it had
+not applied, and re-applying is harmless (a version is applied once at the head, whatever
+the number of deliveries).
 
 Layout: each part is a plain object owned by ``ProxyCore`` (``Shipper``, ``Receiver``,
 and ``Stability``: what every DC has applied), so each can be read and tested alone. The

@@ -38,7 +38,7 @@ SESSIONS = 8
 RATE = 10.0  # operations per second per session: 80 in all, well below one frontend's
 KEYS = 50
 ATTEMPT_S = 1.5  # the SDK's default attempt timeout
-WARMUP_S, BEFORE_S, WINDOW_S, BETWEEN_S = 2.0, 8.0, 10.0, 2.0
+WARMUP_S, BEFORE_S, WINDOW_S, BETWEEN_S = 2.0, 6.0, 7.0, 2.0
 MAX_OPS = 100_000  # per session (a bound only)
 
 

@@ -359,7 +359,7 @@ async def test_one_dc_of_three_killed_and_restarted_while_the_others_write(tmp_p
                                wan_delay_ms=5.0) as cluster:
         data_dir = cluster.data_dir
         run = await outage_under_load(cluster, tmp_path, 1, sessions_per_dc=2,
-                                      first_alone=kills != "all-at-once", before_ops=400,
+                                      first_alone=kills != "all-at-once", before_ops=250,
                                       after_ops=150)
     assert not our_processes(data_dir)
     load, where = run["load"], run["where"]

@@ -59,7 +59,7 @@ class _Load:
         rng = random.Random(self.seed * 1000 + dc * 100 + i)
         gap = self.sessions / self.rate_per_dc
         next_at = time.monotonic() + rng.uniform(0, gap)
-        async with Session(self.urls_of[dc], timeout_s=5.0) as session:
+        async with Session(self._spread(dc, i), timeout_s=5.0) as session:
             for n in range(MAX_OPS):
                 if self.stop.is_set():
                     return
@@ -78,7 +78,7 @@ class _Load:
 
     async def bulk(self, dc: int, j: int) -> None:
         """Unpaced writes of fresh keys in ``dc`` until ``bulk_stop``."""
-        async with Session(self.urls_of[dc], timeout_s=5.0) as session:
+        async with Session(self._spread(dc, self.sessions + j), timeout_s=5.0) as session:
             for n in range(MAX_OPS):
                 if self.bulk_stop.is_set() or self.stop.is_set():
                     return
@@ -88,6 +88,12 @@ class _Load:
                     self.errors[dc] += 1
                     continue
                 self.bulk_written[dc] += 1
+
+    def _spread(self, dc: int, i: int) -> list:
+        """``dc``'s frontends, session ``i`` starting at its own one (the others: failover)."""
+        urls = self.urls_of[dc]
+        turn = i % len(urls)
+        return urls[turn:] + urls[:turn]
 
     def rate(self, dc: int, start: float, end: float) -> float:
         return sum(1 for t in self.oks[dc] if start <= t < end) / max(end - start, 1e-9)

@@ -1,6 +1,6 @@
 """The one contract every protocol core follows (node, manager, frontend, remote proxy).
 
-A core is a plain object. Everything it learns comes in through four calls, each given
+A core is a plain object. Everything it learns comes in through five calls, each given
 the time on the process's clock; everything it wants done comes out as a list of effects
 (``effects.py``: ``Send`` to a process, ``ToClient`` with a reply from the messages
 module):
@@ -8,7 +8,10 @@ module):
 * ``handle(src, msg, now)``: a message from another process;
 * ``client_request(conn, req, now)`` and ``client_gone(conn, now)``: a client's request,
   or its connection closing (only a frontend serves clients; others refuse);
-* ``on_timer(now)``: the time is ``next_deadline()`` or later.
+* ``on_timer(now)``: the time is ``next_deadline()`` or later;
+* ``link_down(peer, now)``: the driver's connection to ``peer`` broke or was refused (the
+  simulator: ``peer`` crashed). A hint that comes sooner than any silence, never proof
+  that the peer is down.
 
 After every call the driver asks ``next_deadline()``, the time at which the core wants
 ``on_timer``, on the monotonic clock the core was given (``monotonic``; the event times
@@ -174,6 +177,9 @@ class Core:
                                             f"{self.name} is a {self.role}, not a frontend"))]
 
     def client_gone(self, conn: int, now: float) -> list:
+        return []
+
+    def link_down(self, peer: str, now: float) -> list:
         return []
 
     def on_timer(self, now: float) -> list:

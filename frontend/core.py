@@ -41,7 +41,8 @@ Several DCs (``config.geo``)
   with the proxy (``RemoteDepCheck``): that write *and everything before it in its DC's
   log* must be applied here, not merely a newer version of the key (a concurrent newer
   write says nothing of the older one's past). If the proxy has said nothing for
-  ``proxy_silence_s``, what needs it fails at once, retryably.
+  ``proxy_silence_s``, or our connection to it broke (``link_down``), what needs it fails
+  at once, retryably.
 * The put tells the head what of this DC it depends on (``Put.deps``, ``Put.past``:
   dependencies.py): the write carries it until the proxy logs it after it.
 * ``attach``: a session arriving from another DC (or failing over to this one) sends its
@@ -74,7 +75,8 @@ from chainreaction.ring_requests import RingRequests
 from chainreaction.versions import MAX_CLOCK_AHEAD_S, DcTime, Version
 
 from .dependencies import (
-    LoggedCheck, NewestVersions, PastCheck, SeenHere, local_deps, logged_checks, past_checks,
+    LoggedCheck, NewestVersions, PastCheck, ProxyLiveness, SeenHere, local_deps, logged_checks,
+    past_checks,
 )
 
 # chain: ChainReaction (any position the session proved safe); head, tail: always there
@@ -198,7 +200,7 @@ class FrontendCore(Core):
             m.StatsReply: self._on_proxy_stats,
         }
         self.geo_stats: dict | None = None  # the DC's proxy's, shown in client stats
-        self._proxy_heard_at = now
+        self._proxy = ProxyLiveness(config.proxy_silence_s, now)
         self.timers.add("sweep", self._sweep, now)
         self.timers.add("geo_stats", self._ask_proxy_stats, now, 0.0 if config.geo else None)
 
@@ -261,18 +263,11 @@ class FrontendCore(Core):
         # (a settle's past must cover its writes of this DC: logged, or newer ones)
         checks = logged_checks(req, self.config.dc, self._known_logged) if (
             self.config.geo and kind == "settle") else []
-        for dep in [*latest.values(), *checks, *self._past_checks(req)]:
+        for dep in [*latest.values(), *checks, *past_checks(req, self.config, self._log_here)]:
             sub = self._new_id()
             op.deps[sub] = dep
             self._sub[sub] = op_id
         return self._advance_put(op_id, op, now)
-
-    def _past_checks(self, req: m.ClientRequest) -> list:
-        """The ``past`` entries of other DCs a put or attach must see applied here (our
-        own DC's goes with the put to the head: ``local_deps``)."""
-        if not self.config.geo or req.op == "settle":
-            return []
-        return past_checks(req, self.config.dc, self._log_here)
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -289,7 +284,13 @@ class FrontendCore(Core):
     def _on_proxy_stats(self, src: str, msg: m.StatsReply, now: float) -> list:
         if src == self.config.proxy:
             self.geo_stats = msg.stats  # visibility latencies etc.
-            self._proxy_heard_at = now
+            self._proxy.heard(now)
+        return []
+
+    def link_down(self, peer: str, now: float) -> list:
+        if peer == self.config.proxy and self.config.geo:
+            self.counters["proxy_link_down"] += 1
+            self._proxy.lost(now)
         return []
 
     def _needs_proxy(self, dep) -> bool:
@@ -526,8 +527,7 @@ class FrontendCore(Core):
             op.deps[sub] = PastCheck(self.config.dc, 0)
             self._sub[sub] = op_id
         if op.deps:
-            if (now - self._proxy_heard_at >= self.config.proxy_silence_s
-                    and any(self._needs_proxy(dep) for dep in op.deps.values())):
+            if self._proxy.silent(now) and any(map(self._needs_proxy, op.deps.values())):
                 # (only what only the proxy can tell: local puts and gets never get here)
                 self.counters["proxy_silent_refused"] += 1
                 return self._fail(op_id, op, m.UNAVAILABLE,
@@ -559,7 +559,7 @@ class FrontendCore(Core):
 
     def _on_dep_reply(self, src: str, msg: m.DepReply, now: float) -> list:
         if src == self.config.proxy:
-            self._proxy_heard_at = now
+            self._proxy.heard(now)
         parent = self._sub.get(msg.op)
         op = self._ops.get(parent) if parent is not None else None
         dep = op.deps[msg.op] if op is not None else None
@@ -597,7 +597,7 @@ class FrontendCore(Core):
         return self._advance_put(op_id, op, now)
 
     def _on_log_reply(self, src: str, msg: m.LogReply, now: float) -> list:
-        self._proxy_heard_at = now
+        self._proxy.heard(now)
         parent = self._sub.get(msg.op)
         op = self._ops.get(parent) if parent is not None else None
         check = op.deps[msg.op] if op is not None else None

@@ -35,6 +35,27 @@ class NewestVersions:
         return known is not None and version <= known
 
 
+class ProxyLiveness:
+    """Whether the DC's proxy is worth asking what only it can tell: it answered within
+    ``silence_s``, and our connection to it has not broken since (``lost``: the driver's
+    ``link_down``, so a killed proxy fails what needs it at once, retryably, not
+    ``silence_s`` later). Any answer (a reply, the stats asked every ``geo_stats_s``)
+    makes it worth asking again."""
+
+    def __init__(self, silence_s: float, now: float) -> None:
+        self.silence_s = silence_s
+        self._heard_at = now
+
+    def heard(self, now: float) -> None:
+        self._heard_at = now
+
+    def lost(self, now: float) -> None:
+        self._heard_at = min(self._heard_at, now - self.silence_s)
+
+    def silent(self, now: float) -> bool:
+        return now - self._heard_at >= self.silence_s
+
+
 @attrs.frozen
 class PastCheck:
     """A dependency on DC ``origin``'s log through ``seq`` (a session's ``past``)."""
@@ -62,11 +83,15 @@ class LoggedCheck:
 
 
 
-def past_checks(req: m.ClientRequest, own: int, log_here: dict) -> list:
-    """The ``past`` entries of other DCs ``req`` must see applied here, beyond what this
-    DC is known to hold (``log_here``: origin DC -> position applied here)."""
+def past_checks(req: m.ClientRequest, config, log_here: dict) -> list:
+    """The ``past`` entries of other DCs a put or attach ``req`` must see applied here,
+    beyond what this DC is known to hold (``log_here``: origin DC -> position applied
+    here; ``config``: the frontend's, ``geo`` and ``dc``). Our own DC's goes with the put
+    to the head (``local_deps``); a settle asks the proxy for the whole vector."""
+    if not config.geo or req.op == "settle":
+        return []
     return [PastCheck(dc, seq) for dc, seq in req.past
-            if seq > log_here.get(dc, 0) and dc != own]
+            if seq > log_here.get(dc, 0) and dc != config.dc]
 
 
 def local_deps(req: m.ClientRequest, own: int) -> tuple[tuple, int]:

@@ -461,6 +461,18 @@ class SimCluster:
         self._cpu_queue.pop(name, None)
         self._busy_until.pop(name, None)
         self._wake_at.pop(name, None)
+        # Its DC's processes see their connections to it break (a real driver's
+        # ``link_down``), one intra-DC delay later (a fixed one: no draw on the RNG).
+        dc, delay = self.dc_of.get(name), self.network.intra_dc.mean_s
+        for other in sorted(self.processes):
+            if other != name and self.dc_of.get(other) == dc:
+                self._schedule(delay, ("call", lambda o=other: self._link_down(o, name)))
+
+    def _link_down(self, name: str, peer: str) -> None:
+        if name in self.down or name in self.paused or peer not in self.down:
+            return
+        self._apply(name, self.processes[name].link_down(peer, self.clock_of(name)))
+        self._plan_timer(name)
 
     def set_clock_skew(self, name: str, seconds: float) -> None:
         """From now on process ``name``'s clock is ``seconds`` off (0 heals it)."""

@@ -272,3 +272,20 @@ def test_what_only_a_silent_proxy_can_tell_fails_at_once_and_retryably():
     assert put_sent.to == "b"  # a local put: the tail only, the proxy never
     fe.handle("proxy", m.StatsReply(0, {}), 4.1)
     assert [e.to for e in fe.client_request(1, attrs.evolve(settle, id=7), 4.2)] == ["b", "proxy"]
+
+
+def test_a_broken_connection_to_the_proxy_counts_as_silence_at_once():
+    """The driver tells the core when its link to a peer breaks or is refused
+    (``link_down``): a frontend whose proxy was killed fails what needs it at once, not
+    ``proxy_silence_s`` later (jepsen seed 201: a 1.9 s proxy kill held every session that
+    needed that proxy, and those visiting from other DCs, for the whole window), and asks
+    it again as soon as it answers."""
+    fe = geo_frontend()
+    settle = m.ClientRequest(op="settle", id=4, deps=(m.Dep(DEP_KEY, Version(5, 0), 1),))
+    assert fe.link_down("n9", 1.0) == []  # another peer: nothing changes
+    assert [e.to for e in fe.client_request(1, settle, 1.0)] == ["b", "proxy"]
+    fe.link_down("proxy", 1.1)
+    (failed,) = fe.client_request(1, attrs.evolve(settle, id=5), 1.1)
+    assert failed.reply.to_wire()["error"] == m.UNAVAILABLE and failed.reply.retryable
+    fe.handle("proxy", m.StatsReply(0, {}), 1.6)  # back
+    assert [e.to for e in fe.client_request(1, attrs.evolve(settle, id=6), 1.7)] == ["b", "proxy"]

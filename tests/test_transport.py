@@ -163,3 +163,39 @@ async def test_a_link_to_a_peer_gone_for_good_is_forgotten_and_a_later_send_dial
         assert b_inbox == [("a", m.GetRing(2))]  # the first frame was dropped, not queued
         assert a.counters["link_connect_failed"] == 2 and a.counters["link_connected"] == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_a_refused_or_broken_link_is_reported_to_the_driver():
+    """``on_link_down``: a connection refused (the peer is not listening) and one that
+    breaks (the peer was killed) each tell the driver, which hands it to the core
+    (``Core.link_down``)."""
+    import socket
+
+    downs: list[str] = []
+    with socket.socket() as s:  # a port nobody listens on, for now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        a = await start(nursery, "a", [])
+        a.on_link_down = downs.append
+        a.learn("b", f"127.0.0.1:{port}")
+        a.send("b", m.GetRing(1))
+        with trio.fail_after(5):
+            while not downs:
+                await trio.sleep(0.01)  # sleep-ok: the link task dials real sockets
+        assert downs[0] == "b" and a.counters["link_connect_failed"] >= 1
+        b_inbox: list = []
+        async with trio.open_nursery() as b_nursery:
+            b = await start(b_nursery, "b", b_inbox)
+            a.learn("b", b.addr)
+            downs.clear()
+            a.send("b", m.GetRing(2))
+            await wait_for(b_inbox, 1)
+            assert downs == []
+            b_nursery.cancel_scope.cancel()  # b goes away: its sockets close
+        with trio.fail_after(5):
+            while not downs:  # the next sends break on the closed connection
+                a.send("b", m.GetRing(3))
+                await trio.sleep(0.02)  # sleep-ok: the kernel reports the reset
+        assert downs[0] == "b"
+        nursery.cancel_scope.cancel()

@@ -106,10 +106,18 @@ class Driver:
         self.clients: dict[int, Callable[[object], None]] = {}
         self._timer_target: float | None = None  # the deadline the timer task sleeps to
         self._timer_wakeup = trio.Event()
+        self._links_down: set[str] = set()  # peers whose link failed, for core.link_down
 
     def attach(self, transport: Transport) -> None:
         self.transport = transport
         self.core.io_counters = transport.counters
+        transport.on_link_down = self._link_down
+
+    def _link_down(self, peer: str) -> None:
+        """(From inside the transport, maybe while effects are being sent: the core hears
+        it on the timer task, not re-entered here.)"""
+        self._links_down.add(peer)
+        self._timer_wakeup.set()
 
     def clock(self) -> float:
         return self._base_clock() + self.clock_skew_s
@@ -141,6 +149,10 @@ class Driver:
     async def run_timers(self) -> None:
         """Call ``on_timer`` at every deadline the core asks for."""
         while True:
+            if self._links_down:
+                peers, self._links_down = sorted(self._links_down), set()
+                for peer in peers:
+                    self.run(self.core.link_down(peer, self.clock()))
             deadline = self.core.next_deadline()
             self._timer_target = deadline
             wait = float("inf") if deadline is None else deadline - self._timer_clock()

@@ -25,6 +25,8 @@ import logging
 import random
 import socket
 
+from typing import Callable
+
 import trio
 
 from .. import codec
@@ -89,6 +91,7 @@ class _Link:
 
     def _broken(self) -> None:
         self.transport.counters["link_broken"] += 1
+        self.transport.link_down(self.peer)
         sock, self.sock = self.sock, None
         if sock is not None:
             sock.close()
@@ -122,6 +125,7 @@ class _Link:
             except (OSError, ValueError):
                 t.counters["link_connect_failed"] += 1
                 self.buffer.clear()  # the peer is down: drop, the cores resend
+                t.link_down(self.peer)
                 failures += 1
                 if failures >= MAX_CONNECT_FAILURES:
                     # Gone for good (a finished probe, a removed node): forget the link;
@@ -177,6 +181,12 @@ class Transport:
         self.blocked: set[str] = set()  # peers cut off by fault injection (FaultControl)
         self._flush_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self.on_link_down: Callable[[str], None] | None = None  # (the driver's)
+
+    def link_down(self, peer: str) -> None:
+        """Tell whoever listens (``on_link_down``: the driver) the link to ``peer`` failed."""
+        if self.on_link_down is not None:
+            self.on_link_down(peer)
 
     def learn(self, name: str, addr: str) -> None:
         if name != self.name:

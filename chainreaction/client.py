@@ -24,7 +24,10 @@ frontend each. The session moves on to the next URL, with the same request (same
   attaching included): a stopped (SIGSTOP) or overloaded frontend, or a DC that cannot
   serve this session now (its causal past cannot reach it, its chains are stalled);
 * the frontend keeps refusing with a retryable error (``unavailable``, ...) for longer
-  than ``attempt_timeout_s``; before that it re-sends there every ``retry_delay_s``.
+  than ``attempt_timeout_s``; before that it re-sends there every ``retry_delay_s``;
+* the frontend refuses the ``attach`` (its DC has not applied the session's past within
+  its ``attach_wait_s``): then the session skips that DC's other frontends, which would
+  say the same, for the next URL of another DC, if it has one (``left_for_past``).
 
 After a whole round of the URLs without any reply the attempt timeout doubles, so a store
 that is slow everywhere still gets the rest of the budget. With a single URL there is
@@ -262,6 +265,7 @@ class Session:
         self.failovers = 0
         self.retries = 0
         self.settles = 0  # entries traded for ``past`` (see _settle_if_needed)
+        self.left_for_past = 0  # DCs left because they had not applied the session's past
         self.settle_backoff_s = 30.0  # after a settle failed, before the next try
         self._settle_after = float("-inf")
         self.retry_delay_s = retry_delay_s
@@ -382,6 +386,7 @@ class Session:
         unanswered = 0  # attempts that timed out: each full round doubles the next ones
         last_error: dict | None = None  # the last retryable refusal, to explain the end
         on_url_since = now  # when this frontend got the request first
+        left_dcs = 0  # DCs left because they refused to attach (_leave_dc)
         while True:
             now = trio.current_time()
             if now >= deadline:
@@ -406,6 +411,7 @@ class Session:
                     continue
             reply = None
             elsewhere = False  # connected to another DC than the write's
+            attach_refused = False
             try:
                 with trio.CancelScope(deadline=attempt_end):
                     # A session with a past attaches on a new connection; a write with
@@ -416,6 +422,7 @@ class Session:
                         attached = await self._attach()
                         if not attached.get("ok"):
                             reply = attached  # its error decides below
+                            attach_refused = True
                         else:
                             self.state.on_attach(attached)
                             self._attached = True
@@ -470,6 +477,11 @@ class Session:
             last_error = reply
             tried.add(self.url, f"{code} ({reply.get('message', '')})")
             self.retries += 1
+            if attach_refused and write_dc is None and self._leave_dc():
+                left_dcs += 1  # (a pause after each round, if they all refuse at once)
+                if left_dcs % len(self.urls) == 0:
+                    await trio.sleep(self.retry_delay_s)
+                continue
             if len(self.urls) > 1 and self.attempt_timeout_s is not None \
                     and trio.current_time() - on_url_since >= self.attempt_timeout_s:
                 await self._move_on()
@@ -477,6 +489,21 @@ class Session:
             if trio.current_time() + self.retry_delay_s >= deadline:
                 raise self._out_of_time(tried, last_error, write_dc)
             await trio.sleep(self.retry_delay_s)
+
+    def _leave_dc(self) -> bool:
+        """On to the next URL not known to be in this connection's DC, if there is one
+        (the DC refused to attach: its other frontends lack the session's past too)."""
+        here = self._conn_dc if self._conn_dc is not None else self._dc_of.get(self.url)
+        if here is None:
+            return False
+        for step in range(1, len(self.urls)):
+            if self._dc_of.get(self.urls[(self._url_index + step) % len(self.urls)]) != here:
+                self._close_ws_now()
+                self._url_index += step
+                self.failovers += 1
+                self.left_for_past += 1
+                return True
+        return False
 
     def _skip_other_dcs(self, dc: int) -> None:
         """Move to the next URL not known to be in another DC than ``dc`` (one of ``dc``'s

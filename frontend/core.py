@@ -47,7 +47,8 @@ Several DCs (``config.geo``)
   dependencies.py): the write carries it until the proxy logs it after it.
 * ``attach``: a session arriving from another DC (or failing over to this one) sends its
   metadata once; the frontend answers when every dependency from another DC is applied
-  here, so none of its reads can see a state older than its causal past.
+  here, so none of its reads can see a state older than its causal past. After
+  ``attach_wait_s`` it refuses (retryable): the client may go where its past is.
 * ``past`` (a log position per origin DC, see chainreaction/session.py) of another DC is
   checked with the proxy (``LogCheck``) by puts and attaches: that DC's log applied here
   through it. (This DC's own entry goes with the put, above.)
@@ -80,8 +81,8 @@ from .dependencies import (
 )
 
 # chain: ChainReaction (any position the session proved safe); head, tail: always there
-# (tail = classic chain replication); craq: any position, which answers only with a
-# version the tail has, else the tail is asked (CRAQ's version query, as a second read)
+# (tail = classic chain replication); craq: any position, answering only with a version
+# the tail has, else asking the tail (CRAQ's version query)
 READ_POLICIES = ("chain", "head", "tail", "craq")
 
 
@@ -116,6 +117,7 @@ class FrontendConfig:
     # The proxy answered nothing (those stats included) for this long: it is down or
     # stopped, and what needs it fails at once (retryable) rather than at its deadline.
     proxy_silence_s: float = 3.0
+    attach_wait_s: float = 1.0  # for the session's past, then refused (retryable; see attach)
 
     def __attrs_post_init__(self):
         if self.read_from not in READ_POLICIES:
@@ -220,7 +222,8 @@ class FrontendCore(Core):
         self.timers.sooner("sweep", self.config.tick_s, now)
         assert self.timers.armed("sweep")  # every operation is swept until it ends
         op_id = self._new_id()
-        deadline = now + self.config.request_timeout_s
+        deadline = now + (self.config.attach_wait_s if req.op == "attach"
+                          else self.config.request_timeout_s)
         if self.config.unsafe_skip_dependency_checks:
             self.counters["unsafe_dependencies_skipped"] += len(req.deps)
             req = attrs.evolve(req, deps=())
@@ -307,10 +310,8 @@ class FrontendCore(Core):
                                   else m.DEPENDENCY_TIMEOUT, {
                                       "get": self._get_failure(op),
                                       "put": "the write could not be completed in time",
-                                      "attach": "this DC has not yet applied the session's "
-                                                "dependencies from other DCs",
-                                      "settle": "the session's dependencies did not become "
-                                                "stable here in time",
+                                      "attach": "the session's past is not applied here yet",
+                                      "settle": "the session's dependencies are not stable here",
                                   }[op.kind])
             elif op.retry_at is not None and now >= op.retry_at:
                 out += self._restart(op_id, op, now)

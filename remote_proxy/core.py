@@ -344,6 +344,8 @@ class ProxyCore(Core):
             "applied": {str(dc): n for dc, n in sorted(self.applied.items())},
             "global_stable": {str(dc): n for dc, n in sorted(self._global.items())},
             "updates_waiting_on_dependencies": rx.waiting(),
+            # per DC: entries waiting until that DC's log is applied (ours: logged) further
+            "waiting_on_dc": rx.blocked_by_dc(),
             "updates_in_flight": rx.in_flight(),
             "dep_waiters": len(self._waiters),
             "ships_held": len(self._held),

@@ -138,6 +138,13 @@ class Receiver:
         return (sum(len(heap) for heap in self._blocked.values()) + len(self._ready)
                 + sum(len(w) for w in self._waiting_on.values()))
 
+    def blocked_by_dc(self) -> dict[str, int]:
+        """Entries waiting until a DC's log is applied further here, per DC (our own:
+        until our log is that long), and until one entry of their origin (``waits``)."""
+        out = {str(dc): len(heap) for dc, heap in sorted(self._blocked.items()) if heap}
+        entries = sum(len(w) for w in self._waiting_on.values())
+        return {**out, "entry": entries} if entries else out
+
     def in_flight(self) -> int:
         """Entries received and not applied yet."""
         return sum(len(box) for box in self.inbox.values())

@@ -129,11 +129,23 @@ class SimSession:
             self.replies[payload["id"]] = payload
 
     def call(self, op: str, key: str, value: bytes | None = None, timeout_s: float = 30.0) -> dict:
-        """Submit and run the simulation until the reply arrives."""
-        rid = self.submit(op, key, value)
-        if not self.cluster.run_until(lambda: rid in self.replies, timeout_s):
-            raise TimeoutError(f"{op} {key!r} got no reply in {timeout_s}s of simulated time")
-        return self.replies[rid]
+        """Submit and run the simulation until the reply arrives. A refused attach (the
+        frontend waits ``attach_wait_s`` for the session's past) is sent again, as the SDK
+        does with one URL, until ``timeout_s``; then the last refusal is the reply."""
+        deadline = self.cluster.now + timeout_s
+        refused = None
+        while True:
+            rid = self.submit(op, key, value)
+            if not self.cluster.run_until(lambda: rid in self.replies,
+                                          deadline - self.cluster.now):
+                if refused is not None:
+                    return refused
+                raise TimeoutError(f"{op} {key!r} got no reply in {timeout_s}s of simulated time")
+            reply = self.replies[rid]
+            if op != "attach" or reply.get("ok") or not reply.get("retryable"):
+                return reply
+            refused = reply
+            self.cluster.run_for(min(0.1, max(0.0, deadline - self.cluster.now)))  # SDK's pause
 
 
 class SimCluster:

@@ -227,6 +227,40 @@ async def test_a_session_whose_dc_cannot_take_its_past_moves_on_to_one_that_can(
     await session.aclose()
 
 
+async def test_a_dc_that_refuses_the_attach_is_left_for_another_dc_not_its_next_frontend(
+        nursery, autojump_clock):
+    """A frontend refuses an attach after its ``attach_wait_s``: its DC has not applied the
+    session's past (a session back from a DC still cut off, or catching up). The DC's other
+    frontend would say the same, so the session goes on to the next DC's at once, without
+    spending an attempt there (jepsen: a session coming home too early)."""
+    async def not_here_yet(req):
+        await trio.sleep(1.0)  # sleep-ok: mock clock; the frontend's attach wait
+        return {"ok": False, "error": "dependency_timeout", "retryable": True,
+                "message": "the session's past is not applied here yet"}
+
+    home = [await Fake(not_here_yet).start(nursery) for _ in range(2)]
+    served = await Fake(written(dc=1)).start(nursery)
+    urls = [f.url for f in home] + [served.url]
+    session = Session(urls, timeout_s=5.0, attempt_timeout_s=1.5,
+                      dc_of_url={home[0].url: 0, home[1].url: 0, served.url: 1})
+    session.state.metadata[("k", 1)] = Entry(Version(5, 1), {1: 1})  # a past in dc1
+    started = trio.current_time()
+    assert (await session.read("k")).dc == 1
+    assert trio.current_time() - started == pytest.approx(1.0, abs=0.1)
+    assert [r.op for r in home[0].requests] == ["attach"] and home[1].requests == []
+    assert session.left_for_past == 1 and session.url == served.url
+    # with no other DC to go to, the session asks its DC again until the budget's end
+    alone = Session(urls[:2], timeout_s=3.5, attempt_timeout_s=1.5,
+                    dc_of_url={home[0].url: 0, home[1].url: 0})
+    alone.state.metadata[("k", 1)] = Entry(Version(5, 1), {1: 1})
+    with pytest.raises(ChainReactionError) as caught:
+        await alone.read("k")
+    assert caught.value.code == "dependency_timeout" and alone.left_for_past == 0
+    assert len(home[0].requests) + len(home[1].requests) >= 4
+    await session.aclose()
+    await alone.aclose()
+
+
 async def test_a_write_is_re_sent_only_within_the_dc_it_went_to(nursery, autojump_clock):
     """Its rid makes a write apply once per DC, not across DCs: a copy applied late in the
     first DC (its frontend still drives it) would get a version newer than the session's

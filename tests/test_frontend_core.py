@@ -207,6 +207,21 @@ def test_an_attach_waits_for_other_dcs_past_only():
     assert reply == ToClient(1, m.AttachReply(3, 2))
 
 
+def test_an_attach_this_dc_cannot_serve_yet_is_refused_after_attach_wait_not_at_the_deadline():
+    # The client can then go to a DC that has its past (client.py, "Failover"), rather than
+    # spend its attempt here; a put with the same past keeps the request timeout.
+    fe = geo_frontend(dc=2)
+    fe.client_request(1, m.ClientRequest(op="attach", id=3, past=((1, 5),)), 0.0)
+    fe.client_request(1, attrs.evolve(put(id=4), past=((1, 5),)), 0.0)
+    wait = FrontendConfig().attach_wait_s
+    assert wait < FrontendConfig().request_timeout_s
+    assert [e for e in fe.tick(wait - 0.05) if isinstance(e, ToClient)] == []
+    (refusal,) = [e for e in fe.tick(wait) if isinstance(e, ToClient)]
+    wire = refusal.reply.to_wire()
+    assert (wire["id"], wire["error"], wire["retryable"]) == (3, m.DEPENDENCY_TIMEOUT, True)
+    assert [e for e in fe.tick(wait + 1.0) if isinstance(e, ToClient)] == []  # the put waits
+
+
 def test_a_settle_confirms_every_entry_then_answers_what_the_dc_holds():
     fe = geo_frontend()
     local, remote = m.Dep(DEP_KEY, Version(5, 0), 1), m.Dep("r", Version(6, 1), 2, 3)

@@ -480,6 +480,7 @@ def test_an_entry_waits_for_its_causal_past_in_the_origins_log():
     effects = receive(core, 1, 1, [entry("a", 5), entry("b", 6, after=1)], 0.1)
     assert [p.msg.key for p in sent(effects, m.Put)] == ["a"]  # b waits for a
     assert core.stats()["updates_waiting_on_dependencies"] == 1
+    assert core.stats()["waiting_on_dc"] == {"1": 1}  # dc1's log applied through 1
     more = apply_fully(core, effects, 0.2)
     assert [p.msg.key for p in sent(more, m.Put)] == ["b"]
 

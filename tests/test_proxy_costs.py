@@ -40,6 +40,7 @@ def test_entries_that_wait_for_another_dc_are_woken_once_each_when_it_arrives():
     waiting = [entry(f"y{i}", 5_000 + i, needs=((2, i + 1),)) for i in range(N)]
     assert sent(receive(core, 1, 1, waiting, 0.1), m.Put) == []
     assert core.stats()["updates_waiting_on_dependencies"] == N
+    assert core.stats()["waiting_on_dc"] == {"2": N}  # what an operator sees it wait for
     from_dc2 = [entry(f"x{i}", 1_000 + i, dc=2) for i in range(N)]
     apply_all(core, receive(core, 2, 1, from_dc2, 0.2), 0.3)
     assert core.applied == {1: N, 2: N}

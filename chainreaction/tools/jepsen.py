@@ -97,6 +97,11 @@ class Workload:
     could not serve a session (its request went on to another DC), no session visits that
     DC for ``TROUBLE_S``, and a visit there ends where it was served (at home, normally);
     a session served away from its home goes back once its home has been quiet that long.
+    Going back, its URLs are its home's, then those of the DC that served it last: when
+    its home has not yet applied what it did away (it refuses the attach: the session's
+    ``left_for_past``), the session carries on where it was and tries again
+    ``TROUBLE_S`` later, then twice and four times that (one attach wait each time); that
+    is the session's own past, not trouble of its home.
     As a client with a circuit breaker, from what its sessions saw: the nemesis's plan is
     not consulted. The isolate probe still moves a session into a DC cut off, on purpose.
     """
@@ -121,17 +126,21 @@ class Workload:
         self.troubled: dict[int, float] = {}  # DC -> when it last could not serve a session
         self.failed_visits = 0
         self.returns = 0  # sessions back home after being served elsewhere
+        self.early_returns = 0  # returns home refused: home lacked the session's past yet
+        self.home_of: dict[str, int] = {}  # process -> its home DC (the report's by_home)
 
-    def _urls_from(self, dc: int, home: int | None = None, turn: int = 0) -> list[str]:
+    def _urls_from(self, dc: int, home: int | None = None, turn: int = 0,
+                   then: int | None = None) -> list[str]:
         """URLs for a session in ``dc``: that DC's frontends first (from the ``turn``-th),
-        then the others' (failover may change DC); visiting from ``home``, only one of
-        ``dc``'s, then ``home``'s, then the rest."""
+        then the others' (failover may change DC), ``then``'s first of those; visiting
+        from ``home``, only one of ``dc``'s, then ``home``'s, then the rest."""
         def of(d):
             urls = self.cluster.urls_of(d)
             k = turn % len(urls)
             return urls[k:] + urls[:k]
 
-        rest = [d for d in range(self.config.dcs) if d not in (dc, home)]
+        rest = sorted((d for d in range(self.config.dcs) if d not in (dc, home)),
+                      key=lambda d: d != then)
         if home is None or home == dc:
             return [u for d in [dc, *rest] for u in of(d)]
         first, *others = of(dc)
@@ -147,6 +156,7 @@ class Workload:
             self._next_process += 1
             process = f"s{self._next_process}"
         urls = self.cluster.urls_of(dc) if only_dc else self._urls_from(dc, turn=turn)
+        self.home_of[process] = dc
         return Session(urls, timeout_s=timeout_s, connect_timeout_s=2.0,
                        history=self.history, process=process, dc_of_url=self.dc_of_url)
 
@@ -157,15 +167,19 @@ class Workload:
         away = 0  # operations left in the DC it visits
         written = 0
         mine: list[str] = []  # keys this session wrote: it reads one back after a move
+        retry_home_at, refused_returns = 0.0, 0  # home refused it: not before then
         try:
             while time.monotonic() < stop_at:
-                read_back = False
+                read_back = returning = False
                 exiled = dc == home and session.state.dc not in (None, home)
-                if (dc != home and away <= 0) or (exiled and self._may_visit(home)):
+                if (dc != home and away <= 0) or (exiled and self._may_visit(home)
+                                                  and time.monotonic() >= retry_home_at):
                     # the visit is over, or the home DC serves again: back home
                     self.returns += exiled
+                    returning = session.state.dc not in (None, home)
                     dc = home
-                    await session.switch(self._urls_from(home, turn=index))
+                    await session.switch(self._urls_from(home, turn=index,
+                                                         then=session.state.dc))
                     self.moves += 1
                     read_back = bool(mine)
                 elif dc == home and self.config.dcs > 1 \
@@ -182,7 +196,7 @@ class Workload:
                 visiting = dc != home
                 if visiting:
                     away -= 1
-                failovers = session.failovers
+                failovers, left_for_past = session.failovers, session.left_for_past
                 trying = self.dc_of_url[session.url]  # the DC its request goes to first
                 key = rng.choice(mine if read_back else self.keys)
                 roll = rng.random()
@@ -198,7 +212,11 @@ class Workload:
                     else:
                         await session.delete(key)
                 except ChainReactionError as exc:
-                    self._trouble(trying, visiting)
+                    if returning and session.left_for_past > left_for_past:
+                        retry_home_at = self._early_return(refused_returns)
+                        refused_returns += 1
+                    else:
+                        self._trouble(trying, visiting)
                     if exc.code not in ("bad_request",) and roll >= 0.5 and not read_back:
                         await session.aclose()  # unknown outcome: start a new process
                         session = self.new_session(home, turn=index)
@@ -208,7 +226,12 @@ class Workload:
                     await trio.sleep(0.05)
                 else:
                     served = session.state.dc
-                    if served not in (None, trying) and session.failovers > failovers:
+                    if served == home:
+                        refused_returns = 0
+                    if returning and session.left_for_past > left_for_past:
+                        retry_home_at = self._early_return(refused_returns)  # served away
+                        refused_returns += 1
+                    elif served not in (None, trying) and session.failovers > failovers:
                         # ``trying`` could not serve it; another URL did (home's, on a
                         # visit): the visit ends (served elsewhere: home next)
                         self._trouble(trying, visiting and trying == dc)
@@ -218,6 +241,13 @@ class Workload:
         finally:
             with trio.CancelScope(shield=True):
                 await session.aclose()
+
+    def _early_return(self, before: int) -> float:
+        """A session's home refused it (``before`` times already since it was last
+        served there): it has not yet applied what the session did away. When to try
+        again."""
+        self.early_returns += 1
+        return time.monotonic() + self.TROUBLE_S * 2 ** min(before, 2)
 
     def _trouble(self, dc: int, visiting: bool) -> None:
         """``dc`` could not serve a session (it failed, or went on elsewhere)."""
@@ -438,14 +468,15 @@ async def _run_jepsen(config: JepsenConfig) -> int:
         f.write(text + "\n")
     applied = [e for e in nemesis.log if e["action"] == "start"]
     windows = fault_windows(history_path, nemesis.log, config.time_s,
-                            {name: spec.dc for name, spec in cluster.processes.items()})
+                            {name: spec.dc for name, spec in cluster.processes.items()},
+                            workload.home_of)
     summary = {
         "config": attrs.asdict(config), "run_s": round(took, 1),
         "check_s": round(check_s, 2), "history": history.counts,
         "faults_planned": len(faults),
         "faults_injected": {k: sum(1 for e in applied if e["kind"] == k) for k in NEMESES},
         "moves": workload.moves, "failed_visits": workload.failed_visits,
-        "returns_home": workload.returns,
+        "returns_home": workload.returns, "early_returns": workload.early_returns,
         "probes": workload.probes,
         "final_read_errors": final_errors,
         "quiescent": not still_busy, "still_busy": still_busy,
@@ -478,7 +509,8 @@ async def _run_jepsen(config: JepsenConfig) -> int:
           f"{history.counts['fail']} failed, {history.counts['info']} unknown), "
           f"{len(applied)} faults injected {summary['faults_injected']}, {workload.moves} "
           f"session moves ({workload.failed_visits} visits the DC visited could not serve, "
-          f"{workload.returns} returns home after serving elsewhere), "
+          f"{workload.returns} returns home after serving elsewhere, "
+          f"{workload.early_returns} refused: home lacked the session's past yet), "
           f"{summary['tombstones_collected']} tombstones collected; "
           f"run {took:.0f} s, check {check_s:.2f} s")
     if summary["core_crashes"]:

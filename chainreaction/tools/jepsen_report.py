@@ -8,13 +8,14 @@ import json
 
 
 def _completions(history_path: str) -> list:
-    """(time, type, dc) of every completed workload operation (final reads left out)."""
+    """(time, type, dc, process) of every completed workload operation (final reads left
+    out)."""
     done = []
     with open(history_path) as f:
         for line in f:
             e = json.loads(line)
             if e["type"] != "invoke" and not e.get("final"):
-                done.append((e["time"], e["type"], e["dc"]))
+                done.append((e["time"], e["type"], e["dc"], e.get("process")))
     return done
 
 
@@ -58,7 +59,7 @@ def _dc_of_fault(kind: str, targets: tuple, dc_of: dict) -> int | None:
 
 
 def fault_windows(history_path: str, nemesis_log: list, workload_s: float,
-                  dc_of: dict) -> dict:
+                  dc_of: dict, home_of: dict | None = None) -> dict:
     """What each fault cost, from its start to its heal: operations completed ok per
     second over all DCs and in the fault's DC, beside the same rates while no fault was
     on; failed and unknown outcomes; and ``dc_outage_s``, the longest time from the fault's
@@ -71,10 +72,19 @@ def fault_windows(history_path: str, nemesis_log: list, workload_s: float,
     without a fault: DCs that no fault overlapping the window hits, and none healed less
     than ``RECOVERY_S`` before it starts (a partition between DCs hits both ends; None if
     every DC is hit). Faults that should not reach other DCs, such as a manager's outage,
-    show there whether they did. ``lowest_unfaulted`` names the window with the lowest."""
+    show there whether they did. ``lowest_unfaulted`` names the window with the lowest.
+
+    ``by_dc`` counts an operation where it was served. Sessions move, so with ``home_of``
+    (process -> home DC) the same is reported by the sessions' home DC: ``by_home``,
+    ``min_ratio_unfaulted_home``, ``lowest_unfaulted_home``. A session that visited a DC
+    cut off is served there until the heal (its home cannot apply what it did there): that
+    costs its home's ``by_dc`` its share without costing the session anything, while a
+    session held in a DC that cannot serve it costs its home's ``by_home``."""
     done = [d for d in _completions(history_path) if d[0] <= workload_s]
     windows = _windows(nemesis_log, workload_s)
-    dcs = sorted({d for _, _, d in done if d is not None})
+    views = {"": lambda d: d[2]}  # suffix of the report's keys -> the DC an op counts for
+    if home_of is not None:
+        views["_home"] = lambda d: home_of.get(d[3])
 
     def inside(t: float) -> bool:
         return any(start <= t <= heal for _, _, start, heal in windows)
@@ -82,11 +92,16 @@ def fault_windows(history_path: str, nemesis_log: list, workload_s: float,
     quiet_s = max(1e-9, workload_s - sum(min(heal, workload_s) - start
                                          for _, _, start, heal in windows))
     quiet = [d for d in done if d[1] == "ok" and not inside(d[0])]
-    quiet_rate = {dc: sum(d[2] == dc for d in quiet) / quiet_s for dc in dcs}
-    report = {"quiet": {"ok_per_s": round(len(quiet) / quiet_s, 1),
-                        "by_dc": {str(dc): round(rate, 1) for dc, rate in quiet_rate.items()}},
+    quiet_rate = {}
+    report = {"quiet": {"ok_per_s": round(len(quiet) / quiet_s, 1)},
               "faults": [], "lowest_unfaulted": None}
-    worst = None  # (ratio, dc, fault index): the lowest min_ratio_unfaulted
+    for suffix, dc_for in views.items():
+        groups = sorted({dc_for(d) for d in done} - {None})
+        quiet_rate[suffix] = {g: sum(dc_for(d) == g for d in quiet) / quiet_s for g in groups}
+        report["quiet"][_BY[suffix]] = {str(g): round(r, 1)
+                                        for g, r in quiet_rate[suffix].items()}
+        report["lowest_unfaulted" + suffix] = None
+    worst: dict = {}  # suffix -> (ratio, dc, fault index): the lowest min_ratio_unfaulted
     for i, (kind, targets, start, heal) in enumerate(windows):
         span = [d for d in done if start <= d[0] <= heal]
         length = max(heal - start, 1e-9)
@@ -99,31 +114,36 @@ def fault_windows(history_path: str, nemesis_log: list, workload_s: float,
         dc = _dc_of_fault(kind, targets, dc_of)
         if dc is not None:
             limit = windows[i + 1][2] if i + 1 < len(windows) else workload_s
-            served = sorted(t for t, type_, d in done
-                            if type_ == "ok" and d == dc and start <= t <= limit)
+            served = sorted(d[0] for d in done
+                            if d[1] == "ok" and d[2] == dc and start <= d[0] <= limit)
             edges = [start, *served, limit]
             entry.update(dc=dc, dc_ok_per_s=round(sum(d[2] == dc for d in ok) / length, 1),
                          dc_outage_s=round(max(b - a for a, b in zip(edges, edges[1:])), 2),
                          dc_back=any(t > heal for t in served))
-        rates = {d: sum(o[2] == d for o in ok) / length for d in dcs}
-        ratios = {d: rate / quiet_rate[d] if quiet_rate[d] else None
-                  for d, rate in rates.items()}
-        entry["by_dc"] = {str(d): {"ok_per_s": round(rates[d], 1),
-                                   "ratio": None if ratios[d] is None else round(ratios[d], 3)}
-                          for d in dcs}
         hit = set().union(*(_dcs_hit(k, t, dc_of) for k, t, s0, h0 in windows
                             if s0 <= heal and h0 + RECOVERY_S >= start))
         entry["dcs_hit"] = sorted(hit)
-        elsewhere = [(r, d) for d, r in ratios.items() if d not in hit and r is not None]
-        lowest = min(elsewhere, default=None)
-        entry["min_ratio_unfaulted"] = None if lowest is None else round(lowest[0], 3)
-        if lowest is not None and (worst is None or lowest < worst[:2]):
-            worst = (*lowest, i)
+        for suffix, dc_for in views.items():
+            base = quiet_rate[suffix]
+            rates = {g: sum(dc_for(o) == g for o in ok) / length for g in base}
+            ratios = {g: rate / base[g] if base[g] else None for g, rate in rates.items()}
+            entry[_BY[suffix]] = {str(g): {"ok_per_s": round(rates[g], 1), "ratio": None
+                                           if ratios[g] is None else round(ratios[g], 3)}
+                                  for g in base}
+            elsewhere = [(r, g) for g, r in ratios.items() if g not in hit and r is not None]
+            lowest = min(elsewhere, default=None)
+            entry["min_ratio_unfaulted" + suffix] = None if lowest is None else round(
+                lowest[0], 3)
+            if lowest is not None and (suffix not in worst or lowest < worst[suffix][:2]):
+                worst[suffix] = (*lowest, i)
         report["faults"].append(entry)
-    if worst is not None:  # the fault's index in "faults"
-        report["lowest_unfaulted"] = {"ratio": round(worst[0], 3), "dc": worst[1],
-                                      "fault": worst[2]}
+    for suffix, (ratio, dc, index) in worst.items():  # the fault's index in "faults"
+        report["lowest_unfaulted" + suffix] = {"ratio": round(ratio, 3), "dc": dc,
+                                               "fault": index}
     return report
+
+
+_BY = {"": "by_dc", "_home": "by_home"}
 
 
 def format_windows(windows: dict) -> str:
@@ -142,18 +162,20 @@ def format_windows(windows: dict) -> str:
         else:
             line += f"  fail {w['fail']}  unknown {w['info']}"
         lines.append(line)
-        if w.get("by_dc"):
-            lines.append("      by DC (% of its rate with no fault on): " + "  ".join(
-                f"dc{d} {v['ok_per_s']:g} ({_percent(v['ratio'])})"
-                for d, v in w["by_dc"].items()))
-    lowest = windows.get("lowest_unfaulted")
-    if lowest is not None:
-        w = windows["faults"][lowest["fault"]]
-        lines.append(f"  lowest rate in a DC without a fault (none in the window nor "
-                     f"{RECOVERY_S:g} s before): dc{lowest['dc']} at "
-                     f"{_percent(lowest['ratio'])} of its rate with no fault on, in "
-                     f"{w['kind']} {' / '.join(w['targets'])} ({w['start']:.1f}-"
-                     f"{w['end']:.1f} s)")
+        for by, title in (("by_dc", "served by DC"), ("by_home", "sessions by home DC")):
+            if w.get(by):
+                lines.append(f"      {title} (% of its rate with no fault on): " + "  ".join(
+                    f"dc{d} {v['ok_per_s']:g} ({_percent(v['ratio'])})"
+                    for d, v in w[by].items()))
+    for suffix, what in (("", "in a DC"), ("_home", "of the sessions of a DC")):
+        lowest = windows.get("lowest_unfaulted" + suffix)
+        if lowest is not None:
+            w = windows["faults"][lowest["fault"]]
+            lines.append(f"  lowest rate {what} without a fault (none in the window nor "
+                         f"{RECOVERY_S:g} s before): dc{lowest['dc']} at "
+                         f"{_percent(lowest['ratio'])} of its rate with no fault on, in "
+                         f"{w['kind']} {' / '.join(w['targets'])} ({w['start']:.1f}-"
+                         f"{w['end']:.1f} s)")
     return "\n".join(lines)
 
 

@@ -154,17 +154,23 @@ def plan_faults(config, cluster: LocalCluster) -> list[Fault]:
 class Nemesis:
     """Applies and heals faults on the running cluster, and logs what it did when."""
 
-    def __init__(self, cluster: LocalCluster, t0: float) -> None:
+    def __init__(self, cluster: LocalCluster, t0: float, clock=time.monotonic) -> None:
+        """``t0``: the workload's start on ``clock`` (tests: trio's mock clock)."""
         self.cluster = cluster
         self.t0 = t0
+        self.clock = clock
         self.log: list[dict] = []
         self.paused: set[str] = set()
 
-    def _note(self, fault: Fault, action: str, ok: bool = True, detail: str = "") -> None:
-        self.log.append({"time": round(time.monotonic() - self.t0, 3), "kind": fault.kind,
+    def _note(self, fault: Fault, action: str, ok: bool = True, detail: str = "",
+              at: float | None = None) -> None:
+        """Log ``action``, as of ``at`` (monotonic; default now): when a change was sent,
+        not when a process slow to answer acknowledged it."""
+        at = self.clock() if at is None else at
+        self.log.append({"time": round(at - self.t0, 3), "kind": fault.kind,
                          "action": action, "targets": list(fault.targets), "ok": ok,
                          "detail": detail})
-        print(f"  [nemesis] t={time.monotonic() - self.t0:5.1f}s {action:5} "
+        print(f"  [nemesis] t={at - self.t0:5.1f}s {action:5} "
               f"{fault.kind} {' / '.join(fault.targets)}{' ' + detail if detail else ''}",
               flush=True)
 
@@ -192,6 +198,7 @@ class Nemesis:
         heals)."""
         target = fault.targets[0]
         ok = True
+        sent_at = self.clock()
         if fault.kind in RESTARTS:
             if heal:
                 back = sum(self.cluster.processes[n].alive() for n in fault.targets)
@@ -216,7 +223,7 @@ class Nemesis:
                              for d in others})
             ok = await self._wan(controls)
             self._note(fault, "stage" if stage else "heal" if heal else "start", ok,
-                       f"links to {', '.join(f'dc{d}' for d in others)}")
+                       f"links to {', '.join(f'dc{d}' for d in others)}", at=sent_at)
             return
         if fault.kind in ("kill", "manager-kill"):
             if heal:
@@ -240,7 +247,7 @@ class Nemesis:
             a, b = fault.targets
             ok = (await self._control(a, cut_off=() if heal else (b,))
                   & await self._control(b, cut_off=() if heal else (a,)))
-        self._note(fault, "heal" if heal else "start", ok)
+        self._note(fault, "heal" if heal else "start", ok, at=sent_at)
 
     def restart_one(self, fault: Fault, index: int) -> None:
         """One process of a restart fault starts again, as ``cluster.json`` says."""
@@ -263,25 +270,42 @@ class Nemesis:
         await self._wan({dc: m.WanControl(1, cut=(), heal=tuple(dcs - {dc})) for dc in dcs})
 
     async def run(self, faults: list[Fault], probe=None, probe_lead_s: float = 1.0) -> None:
-        """Every fault in turn; ``probe(fault)`` runs beside each isolate fault, from
-        ``probe_lead_s`` before it starts."""
-        for fault in faults:
-            lead = probe_lead_s if fault.kind == "isolate" and probe is not None else 0.0
-            await sleep_until(self.t0 + fault.start - lead)
-            async with trio.open_nursery() as nursery:
-                if lead:
-                    nursery.start_soon(probe, fault)
-                await sleep_until(self.t0 + fault.start)
-                await self.apply(fault)
-                for index, at in enumerate(fault.restarts):
-                    await sleep_until(self.t0 + at)
-                    self.restart_one(fault, index)
-                if fault.stage:
-                    await sleep_until(self.t0 + fault.stage)
-                    await self.apply(fault, stage=True)
-                await sleep_until(self.t0 + fault.end)
-                await self.apply(fault, heal=True)
+        """Every fault in turn, on schedule; ``probe(fault)`` runs beside an isolate fault,
+        from ``probe_lead_s`` before it starts, unless the last probe still runs (it reads
+        after the heal: it must not push the next faults back, which would squeeze them
+        into a fraction of their length)."""
+        probe_done: trio.Event | None = None  # set once the last probe ended
+
+        async def probed(fault: Fault, done: trio.Event) -> None:
+            try:
+                await probe(fault)
+            finally:
+                done.set()
+
+        async with trio.open_nursery() as probes:
+            for fault in faults:
+                lead = probe_lead_s if fault.kind == "isolate" and probe is not None else 0.0
+                await self._sleep_until(self.t0 + fault.start - lead)
+                if lead and (probe_done is None or probe_done.is_set()):
+                    probe_done = trio.Event()
+                    probes.start_soon(probed, fault, probe_done)
+                await self._sleep_until(self.t0 + fault.start)
+                await self._run_one(fault)
+
+    async def _sleep_until(self, deadline: float) -> None:
+        await sleep_until(deadline, self.clock)
+
+    async def _run_one(self, fault: Fault) -> None:
+        await self.apply(fault)
+        for index, at in enumerate(fault.restarts):
+            await self._sleep_until(self.t0 + at)
+            self.restart_one(fault, index)
+        if fault.stage:
+            await self._sleep_until(self.t0 + fault.stage)
+            await self.apply(fault, stage=True)
+        await self._sleep_until(self.t0 + fault.end)
+        await self.apply(fault, heal=True)
 
 
-async def sleep_until(monotonic_deadline: float) -> None:
-    await trio.sleep(max(0.0, monotonic_deadline - time.monotonic()))
+async def sleep_until(monotonic_deadline: float, clock=time.monotonic) -> None:
+    await trio.sleep(max(0.0, monotonic_deadline - clock()))

@@ -135,6 +135,19 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
         }
         self.timers.add("housekeeping", self._housekeeping, now, delay=config.tick_s)
 
+    # Messages whose writes belong together: a record, the rid it was applied under, the
+    # replaced write kept until logged, a record marked logged and the kept copy dropped.
+    # They land at once or, after a crash, not at all (Store.atomic): a restarted node
+    # never holds a write without its rid (a retry would apply it twice) or without the
+    # kept write it replaced.
+    _ATOMIC = frozenset({m.Put, m.Update, m.Stable, m.Shipped})
+
+    def handle(self, src: str, msg, now: float) -> list:
+        if type(msg) in self._ATOMIC:
+            with self.store.atomic():
+                return super().handle(src, msg, now)
+        return super().handle(src, msg, now)
+
     def recover(self, now: float) -> None:
         """Take back what the store holds after a restart (nothing, on a first start): the
         request ids applied (a retry after our restart applies once), a clock above every

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import cbor2
 
-from .storage import DURABILITY_LEVELS, Record
+from .storage import DURABILITY_LEVELS, AtomicWrites, Record
 from .versions import Version
 
 RIDS = "rids"  # column family of request ids
@@ -81,39 +81,70 @@ class WalSync:
         self._db.flush_wal(True)
 
 
-class RocksStore(WalSync):
+class RocksStore(WalSync, AtomicWrites):
     """rocksdict-backed durable store in ``path`` (created if missing). ``fsync=True`` is
-    the old name of ``durability="every"``."""
+    the old name of ``durability="every"``. ``atomic()`` is one RocksDB ``WriteBatch``:
+    the WAL holds it whole or not at all."""
 
     def __init__(self, path: str, fsync: bool = False, durability: str = "none") -> None:
         families = self._open(path, (RIDS, META, UNLOGGED), "every" if fsync else durability)
         self._rids = families[RIDS]
         self._meta = families[META]
         self._unlogged = families[UNLOGGED]
+        self._family = {name: self._db.get_column_family_handle(name)
+                        for name in (RIDS, META, UNLOGGED)}
+
+    def _write(self, table, family: str | None, name: bytes, value: bytes | None,
+               seen: tuple, as_read=None) -> None:
+        """Write ``value`` (None: delete) under ``name`` in ``table`` (``family``: its
+        column family, None for the data), now or at the end of ``atomic()``; a read of
+        ``seen`` meanwhile gets ``as_read``."""
+        if self._later((family, name, value), seen, as_read):
+            return
+        self._wrote()
+        if value is not None:
+            table[name] = value
+            return
+        try:
+            del table[name]
+        except KeyError:
+            pass
+
+    def _write_all(self, batch: list) -> None:
+        from rocksdict import WriteBatch
+
+        writes = WriteBatch(raw_mode=True)
+        for family, name, value in batch:
+            handle = None if family is None else self._family[family]
+            if value is None:
+                writes.delete(name, handle)
+            else:
+                writes.put(name, value, handle)
+        self._db.write(writes)
+        self._wrote()
 
     def get(self, key: str) -> Record | None:
+        hit, record = self._pending(("data", key))
+        if hit:
+            return record
         raw = self._db.get(key.encode())
         return None if raw is None else Record.decode(raw)
 
     def put(self, key: str, record: Record) -> None:
-        self._db[key.encode()] = record.encode()
-        self._wrote()
+        self._write(self._db, None, key.encode(), record.encode(), ("data", key), record)
 
     def delete(self, key: str) -> None:
-        self._wrote()
-        try:
-            del self._db[key.encode()]
-        except KeyError:
-            pass
+        self._write(self._db, None, key.encode(), None, ("data", key))
 
     def get_meta(self, name: str) -> bytes | None:
-        return self._meta.get(name.encode())
+        hit, value = self._pending(("meta", name))
+        return value if hit else self._meta.get(name.encode())
 
     def put_meta(self, name: str, value: bytes) -> None:
-        self._meta[name.encode()] = value
-        self._wrote()
+        self._write(self._meta, META, name.encode(), value, ("meta", name), value)
 
     def items(self) -> Iterator[tuple[str, Record]]:
+        self._iterating()
         for k, v in self._db.items():
             yield k.decode(), Record.decode(v)
 
@@ -122,37 +153,31 @@ class RocksStore(WalSync):
         return sum(1 for _ in self._db.keys())
 
     def put_rid(self, rid: bytes, key: str, version: Version) -> None:
-        self._rids[rid] = cbor2.dumps([key, version.clock, version.dc])
-        self._wrote()
+        self._write(self._rids, RIDS, rid, cbor2.dumps([key, version.clock, version.dc]),
+                    ("rids", rid))
 
     def forget_rid(self, rid: bytes) -> None:
-        self._wrote()
-        try:
-            del self._rids[rid]
-        except KeyError:
-            pass
+        self._write(self._rids, RIDS, rid, None, ("rids", rid))
 
     def rids(self) -> Iterator[tuple[bytes, str, Version]]:
+        self._iterating()
         for rid, raw in self._rids.items():
             key, clock, dc = cbor2.loads(raw)
             yield rid, key, Version(clock, dc)
 
     def put_unlogged(self, key: str, record: Record) -> None:
         name = cbor2.dumps([key, record.version.clock, record.version.dc])
-        self._unlogged[name] = record.encode()
-        self._wrote()
+        self._write(self._unlogged, UNLOGGED, name, record.encode(), ("unlogged", name))
 
     def forget_unlogged(self, key: str, version: Version) -> None:
-        self._wrote()
-        try:
-            del self._unlogged[cbor2.dumps([key, version.clock, version.dc])]
-        except KeyError:
-            pass
+        name = cbor2.dumps([key, version.clock, version.dc])
+        self._write(self._unlogged, UNLOGGED, name, None, ("unlogged", name))
 
     def unlogged(self) -> Iterator[tuple[str, Record]]:
+        self._iterating()
         for name, raw in self._unlogged.items():
             yield cbor2.loads(name)[0], Record.decode(raw)
 
     def close(self) -> None:
-        del self._rids, self._meta, self._unlogged
+        del self._rids, self._meta, self._unlogged, self._family
         self._db.close()

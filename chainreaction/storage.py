@@ -23,7 +23,8 @@ The cores never sync: syncing is I/O, so the driver does it.
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+import contextlib
+from typing import ContextManager, Iterator, Protocol
 
 import attrs
 import cbor2
@@ -118,6 +119,12 @@ class Store(Protocol):
 
     def put_meta(self, name: str, value: bytes) -> None: ...
 
+    # ``with store.atomic():`` every write made inside lands at once when it ends (after a
+    # crash, all of them or none); ``get`` and ``get_meta`` see them meanwhile; iterating
+    # is refused inside (it would not). A core puts what belongs together in one: a
+    # record, the rid it was applied under, the replaced write kept for the log.
+    def atomic(self) -> ContextManager[None]: ...
+
     # Group commit (the driver's, never a core's): ``writes`` counts the writes made
     # without a sync of their own (0 forever at durability every); ``sync`` makes every
     # write made before it durable.
@@ -128,9 +135,55 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-class MemoryStore:
+class AtomicWrites:
+    """``atomic()`` for a store (see ``Store``): inside it, a write is kept (``_later``)
+    with what a read of its name sees now (``_pending``), and all of them are handed to
+    ``_write_all`` when the outermost ``atomic()`` ends without an exception."""
+
+    _batch: list | None = None
+    _seen: dict | None = None
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        if self._batch is not None:
+            yield  # part of the enclosing one
+            return
+        self._batch, self._seen = [], {}
+        try:
+            yield
+            batch = self._batch
+        finally:
+            self._batch = self._seen = None
+        if batch:
+            self._write_all(batch)
+
+    def _write_all(self, batch: list) -> None:
+        raise NotImplementedError
+
+    def _later(self, write, name: tuple, value) -> bool:
+        """Inside ``atomic()``: keep ``write`` for its end; a read of ``name`` sees
+        ``value`` meanwhile (None: deleted). False outside: write now."""
+        if self._batch is None:
+            return False
+        self._batch.append(write)
+        self._seen[name] = value
+        return True
+
+    def _pending(self, name: tuple) -> tuple[bool, object]:
+        """(True, value) if ``name`` was written inside the open ``atomic()``."""
+        if self._seen and name in self._seen:
+            return True, self._seen[name]
+        return False, None
+
+    def _iterating(self) -> None:
+        if self._batch is not None:
+            raise RuntimeError("iterating a store inside atomic() would miss its writes")
+
+
+class MemoryStore(AtomicWrites):
     """Dict-backed store; ``snapshot()`` lets the simulator model a crash that keeps data.
-    Nothing to sync: ``writes`` stays 0."""
+    Nothing to sync: ``writes`` stays 0. Its ``atomic()`` keeps writes until the end, as
+    the durable store does, so the simulator runs what the servers run."""
 
     writes = 0
 
@@ -140,40 +193,59 @@ class MemoryStore:
         self._meta: dict[str, bytes] = {}
         self._unlogged: dict[tuple[str, Version], Record] = {}
 
+    def _set(self, table: dict, name, value) -> None:
+        if value is None:
+            table.pop(name, None)
+        else:
+            table[name] = value
+
+    def _write(self, table: dict, family: str, name, value) -> None:
+        if not self._later((table, name, value), (family, name), value):
+            self._set(table, name, value)
+
+    def _write_all(self, batch: list) -> None:
+        for table, name, value in batch:
+            self._set(table, name, value)
+
     def put_unlogged(self, key: str, record: Record) -> None:
-        self._unlogged[(key, record.version)] = record
+        self._write(self._unlogged, "unlogged", (key, record.version), record)
 
     def forget_unlogged(self, key: str, version: Version) -> None:
-        self._unlogged.pop((key, version), None)
+        self._write(self._unlogged, "unlogged", (key, version), None)
 
     def unlogged(self) -> Iterator[tuple[str, Record]]:
+        self._iterating()
         return iter([(key, rec) for (key, _v), rec in self._unlogged.items()])
 
     def get_meta(self, name: str) -> bytes | None:
-        return self._meta.get(name)
+        hit, value = self._pending(("meta", name))
+        return value if hit else self._meta.get(name)
 
     def put_meta(self, name: str, value: bytes) -> None:
-        self._meta[name] = value
+        self._write(self._meta, "meta", name, value)
 
     def put_rid(self, rid: bytes, key: str, version: Version) -> None:
-        self._rids[rid] = (key, version)
+        self._write(self._rids, "rids", rid, (key, version))
 
     def forget_rid(self, rid: bytes) -> None:
-        self._rids.pop(rid, None)
+        self._write(self._rids, "rids", rid, None)
 
     def rids(self) -> Iterator[tuple[bytes, str, Version]]:
+        self._iterating()
         return iter([(rid, k, v) for rid, (k, v) in self._rids.items()])
 
     def get(self, key: str) -> Record | None:
-        return self._data.get(key)
+        hit, value = self._pending(("data", key))
+        return value if hit else self._data.get(key)
 
     def put(self, key: str, record: Record) -> None:
-        self._data[key] = record
+        self._write(self._data, "data", key, record)
 
     def delete(self, key: str) -> None:
-        self._data.pop(key, None)
+        self._write(self._data, "data", key, None)
 
     def items(self) -> Iterator[tuple[str, Record]]:
+        self._iterating()
         return iter(list(self._data.items()))
 
     def __len__(self) -> int:

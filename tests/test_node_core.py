@@ -838,3 +838,26 @@ def test_a_head_made_second_reinjects_its_write_in_flight_at_the_new_head():
     reinjected = [e for e in out if isinstance(e.msg, m.Update) and e.msg.key == key]
     assert [(e.to, e.msg.origin, e.msg.ack_at) for e in reinjected] == [("d", "a", 1)]
     assert node.counters["orphaned_by_ring"] == 1
+
+
+class CrashOnRid(MemoryStore):
+    """A store whose process dies while recording a request id (after the record)."""
+
+    def put_rid(self, rid, key, version):
+        raise SystemExit("killed")
+
+
+@pytest.mark.parametrize("at", ["head", "middle"])
+def test_a_node_killed_between_storing_a_write_and_its_rid_keeps_neither(at):
+    """Without ``Store.atomic`` the record was stored and its rid not: after a restart a
+    retry of the same put (same rid) would be applied a second time, as a newer version
+    over what came after it. Now the record, its rid and the kept write land together."""
+    c = Chain(eager=1)
+    key = c.key_with_chain(["a", "b", "c"])
+    victim = "a" if at == "head" else "b"
+    c.stores[victim] = store = CrashOnRid()
+    c.nodes[victim] = NodeCore(victim, store, c.config, 0.0)
+    c.nodes[victim].handle("manager", m.RingUpdate(c.ring, Ring(0, (), 3, 8)), 0.0)
+    with pytest.raises(SystemExit):
+        c.send("fe", [Send("a", put(key=key))])
+    assert store.get(key) is None and list(store.items()) == []

@@ -161,6 +161,59 @@ def test_store_behaves_like_a_dict(kind, ops):
             s.close()
 
 
+def test_writes_inside_atomic_land_together_and_reads_see_them_meanwhile(store):
+    store.put("a", rec(1))
+    with store.atomic():
+        store.put("a", rec(2))
+        store.put_rid(b"r2", "a", Version(2, 0))
+        store.put_meta("floor", b"7")
+        store.delete("gone")
+        with store.atomic():  # nested: part of the outer one
+            store.put("b", rec(3))
+        # reads see them; a scan would not, so it is refused
+        assert store.get("a") == rec(2) and store.get("b") == rec(3)
+        assert store.get_meta("floor") == b"7"
+        for scan in (store.items, store.rids, store.unlogged):
+            with pytest.raises(RuntimeError):
+                next(iter(scan()), None)
+    assert dict(store.items()) == {"a": rec(2), "b": rec(3)}
+    assert list(store.rids()) == [(b"r2", "a", Version(2, 0))]
+
+
+class Crash(Exception):
+    pass
+
+
+def test_an_atomic_write_cut_short_leaves_nothing_of_it(tmp_path):
+    """What a crash inside ``atomic()`` leaves, in both stores: none of its writes. The
+    durable one after a reopen too (one RocksDB WriteBatch: the WAL has all or none)."""
+    for store in (MemoryStore(), RocksStore(str(tmp_path / "db"))):
+        store.put("a", rec(1))
+        with pytest.raises(Crash):
+            with store.atomic():
+                store.put("a", rec(2))
+                store.put_rid(b"r2", "a", Version(2, 0))
+                store.put_unlogged("a", rec(1))
+                raise Crash
+        assert store.get("a") == rec(1) and list(store.rids()) == []
+        assert list(store.unlogged()) == []
+        store.close()
+    reopened = RocksStore(str(tmp_path / "db"))
+    try:
+        assert dict(reopened.items()) == {"a": rec(1)} and list(reopened.rids()) == []
+        with reopened.atomic():
+            reopened.put("a", rec(2))
+            reopened.put_rid(b"r2", "a", Version(2, 0))
+        assert reopened.writes == 1  # one batch: one write for the group commit to sync
+    finally:
+        reopened.close()
+    again = RocksStore(str(tmp_path / "db"))
+    try:
+        assert again.get("a") == rec(2) and list(again.rids()) == [(b"r2", "a", Version(2, 0))]
+    finally:
+        again.close()
+
+
 def test_memory_store_snapshot_is_a_copy():
     s = MemoryStore({"a": rec(1)})
     snap = s.snapshot()

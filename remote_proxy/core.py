@@ -443,8 +443,8 @@ class ProxyCore(Core):
             if len(waits) > m.MAX_WAITS:  # (then as a prefix: it covers them, and more)
                 self.counters["ship_waits_as_prefix"] += 1
                 after, waits = waits[-1], ()
+            # (logged with its place in ``seen``: it is the newest of its key, see above)
             seq = self.shipper.append(msg, logged_at, self.receiver.needs(), now, after, waits)
-            self.log.put_seen(self.dc, msg.key, msg.version, seq)  # (the newest: see above)
             self._note_own(msg.key, msg.version, seq)
             self.counters["entries_logged"] += 1
             self.log_lag.record(max(0.0, now - msg.version.clock / 1e6))
@@ -455,9 +455,10 @@ class ProxyCore(Core):
         return out
 
     def _repair_seen(self) -> None:
-        """Logging a write and recording it in ``seen`` are two writes: a kill between
-        them leaves a retained entry ``seen`` lacks, and the node's resend of it would be
-        logged a second time (jepsen seed 202). Restarted, record what the log holds."""
+        """Logging a write and recording it in ``seen`` were two writes: a kill between
+        them left a retained entry ``seen`` lacked, and the node's resend of it would be
+        logged a second time (jepsen seed 202). They are one write now (``append``); a
+        log written before that is repaired at restart: record what the log holds."""
         for key, version, seq in self.shipper.newest_retained():
             known = self.log.seen(self.dc, key)
             if known is None or known[0] < version:

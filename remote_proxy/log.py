@@ -45,7 +45,10 @@ class LoggedWrite:
 
 
 class ProxyLog(Protocol):
-    def append(self, write: LoggedWrite) -> None: ...
+    # The entry and, with ``seen_dc``, its place in ``seen`` (as ``put_seen``) in one
+    # write: a kill between the two used to leave an entry ``seen`` lacked, and the node's
+    # resend was logged a second time (jepsen seed 202).
+    def append(self, write: LoggedWrite, seen_dc: int | None = None) -> None: ...
 
     def read(self, first: int, last: int) -> Iterator[LoggedWrite]: ...
 
@@ -80,8 +83,10 @@ class MemoryLog:
         self._meta: dict[str, object] = {}
         self._seen: dict[tuple, tuple] = {}
 
-    def append(self, write: LoggedWrite) -> None:
+    def append(self, write: LoggedWrite, seen_dc: int | None = None) -> None:
         self._log[write.seq] = write
+        if seen_dc is not None:
+            self.put_seen(seen_dc, write.entry.key, write.entry.version, write.seq)
 
     def read(self, first: int, last: int) -> Iterator[LoggedWrite]:
         for seq in range(first, last + 1):

@@ -28,9 +28,21 @@ class RocksLog(WalSync):
 
     def __init__(self, path: str, fsync: bool = False, durability: str = "none") -> None:
         self._cf = self._open(path, self.FAMILIES, "every" if fsync else durability)
+        self._family = {name: self._db.get_column_family_handle(name)
+                        for name in self.FAMILIES}
 
-    def append(self, write: LoggedWrite) -> None:
-        self._cf["log"][_SEQ.pack(write.seq)] = write.encode()
+    def append(self, write: LoggedWrite, seen_dc: int | None = None) -> None:
+        if seen_dc is None:
+            self._cf["log"][_SEQ.pack(write.seq)] = write.encode()
+        else:  # one WriteBatch: the WAL has both or neither
+            from rocksdict import WriteBatch
+
+            both = WriteBatch(raw_mode=True)
+            both.put(_SEQ.pack(write.seq), write.encode(), self._family["log"])
+            entry = write.entry
+            both.put(*self._seen_item(seen_dc, entry.key, entry.version, write.seq),
+                     self._family["seen"])
+            self._db.write(both)
         self._wrote()
 
     def read(self, first: int, last: int) -> Iterator[LoggedWrite]:
@@ -76,9 +88,15 @@ class RocksLog(WalSync):
         return Version(clock, vdc), seq
 
     def put_seen(self, dc: int, key: str, version: Version, seq: int) -> None:
-        self._cf["seen"][cbor2.dumps([dc, key])] = cbor2.dumps([version.clock, version.dc, seq])
+        name, value = self._seen_item(dc, key, version, seq)
+        self._cf["seen"][name] = value
         self._wrote()
+
+    @staticmethod
+    def _seen_item(dc: int, key: str, version: Version, seq: int) -> tuple[bytes, bytes]:
+        return cbor2.dumps([dc, key]), cbor2.dumps([version.clock, version.dc, seq])
 
     def close(self) -> None:
         self._cf.clear()
+        self._family.clear()
         self._db.close()

@@ -143,7 +143,7 @@ class Shipper:
         # Log times strictly increase along the log (a restarted proxy's clock moves past
         # the last one retained).
         assert logged_at > self._last_logged_at, (logged_at, self._last_logged_at)
-        self.log.append(write)
+        self.log.append(write, seen_dc=self.config.dc)  # (the newest of its key: see core)
         self._next_seq += 1
         assert self.log.last_seq() == seq == self.last_logged
         self._retain(write)

@@ -220,6 +220,20 @@ def test_rocks_log_counts_writes_made_without_sync(tmp_path):
     log.close()
 
 
+def test_a_logged_write_and_its_place_in_seen_are_one_write(tmp_path):
+    """Jepsen seed 202: a proxy killed between logging a write and recording it in
+    ``seen`` logged the node's resend of it a second time. One WriteBatch now."""
+    log = RocksLog(str(tmp_path / "log"), durability="group")
+    log.append(LoggedWrite(7, m.ShipEntry("k", Version(3, 0), b"v", b"r"), 5), seen_dc=0)
+    assert log.writes == 1  # one write for the group commit to sync
+    log.close()
+    log = RocksLog(str(tmp_path / "log"))
+    try:
+        assert log.seen(0, "k") == (Version(3, 0), 7) and log.last_seq() == 7
+    finally:
+        log.close()
+
+
 # -- from the command line to the store ------------------------------------------------------
 
 

@@ -59,6 +59,20 @@ def open_rocks(path: str, families: tuple, fsync: bool):
     return db, handles
 
 
+def write_batch(db, writes) -> None:
+    """``writes`` (column family handle or None for the default, key, value or None to
+    delete) as one RocksDB ``WriteBatch``: the WAL holds all of them or none."""
+    from rocksdict import WriteBatch
+
+    batch = WriteBatch(raw_mode=True)
+    for handle, name, value in writes:
+        if value is None:
+            batch.delete(name, handle)
+        else:
+            batch.put(name, value, handle)
+    db.write(batch)
+
+
 class WalSync:
     """Group commit for a rocksdict database ``self._db`` opened at ``self.durability``:
     ``_wrote`` after every write; ``sync`` makes all writes made before it durable with one
@@ -111,16 +125,8 @@ class RocksStore(WalSync, AtomicWrites):
             pass
 
     def _write_all(self, batch: list) -> None:
-        from rocksdict import WriteBatch
-
-        writes = WriteBatch(raw_mode=True)
-        for family, name, value in batch:
-            handle = None if family is None else self._family[family]
-            if value is None:
-                writes.delete(name, handle)
-            else:
-                writes.put(name, value, handle)
-        self._db.write(writes)
+        write_batch(self._db, ((None if family is None else self._family[family], name, value)
+                               for family, name, value in batch))
         self._wrote()
 
     def get(self, key: str) -> Record | None:

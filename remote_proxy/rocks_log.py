@@ -12,7 +12,7 @@ from typing import Iterator
 
 import cbor2
 
-from chainreaction.rocks_store import WalSync
+from chainreaction.rocks_store import WalSync, write_batch
 from chainreaction.versions import Version
 
 from .log import TRUNCATED, LoggedWrite
@@ -35,14 +35,11 @@ class RocksLog(WalSync):
         if seen_dc is None:
             self._cf["log"][_SEQ.pack(write.seq)] = write.encode()
         else:  # one WriteBatch: the WAL has both or neither
-            from rocksdict import WriteBatch
-
-            both = WriteBatch(raw_mode=True)
-            both.put(_SEQ.pack(write.seq), write.encode(), self._family["log"])
             entry = write.entry
-            both.put(*self._seen_item(seen_dc, entry.key, entry.version, write.seq),
-                     self._family["seen"])
-            self._db.write(both)
+            write_batch(self._db, [
+                (self._family["log"], _SEQ.pack(write.seq), write.encode()),
+                (self._family["seen"],
+                 *self._seen_item(seen_dc, entry.key, entry.version, write.seq))])
         self._wrote()
 
     def read(self, first: int, last: int) -> Iterator[LoggedWrite]:

@@ -25,9 +25,10 @@ frontend each. The session moves on to the next URL, with the same request (same
   serve this session now (its causal past cannot reach it, its chains are stalled);
 * the frontend keeps refusing with a retryable error (``unavailable``, ...) for longer
   than ``attempt_timeout_s``; before that it re-sends there every ``retry_delay_s``;
-* the frontend refuses the ``attach`` (its DC has not applied the session's past within
-  its ``attach_wait_s``): then the session skips that DC's other frontends, which would
-  say the same, for the next URL of another DC, if it has one (``left_for_past``).
+* the frontend refuses the ``attach`` with ``dependency_timeout`` (its DC has not applied
+  the session's past within its ``attach_wait_s``): then the session skips that DC's
+  other frontends, which would say the same, for the next URL of another DC, if it has
+  one (``left_for_past``). Other refusals (overload, a ring change) are one frontend's.
 
 After a whole round of the URLs without any reply the attempt timeout doubles, so a store
 that is slow everywhere still gets the rest of the budget. With a single URL there is
@@ -477,9 +478,10 @@ class Session:
             last_error = reply
             tried.add(self.url, f"{code} ({reply.get('message', '')})")
             self.retries += 1
-            if attach_refused and write_dc is None and self._leave_dc():
-                left_dcs += 1  # (a pause after each round, if they all refuse at once)
-                if left_dcs % len(self.urls) == 0:
+            if attach_refused and code == m.DEPENDENCY_TIMEOUT and write_dc is None \
+                    and self._leave_dc():
+                left_dcs += 1  # (a pause after each round of DCs, if they all refuse)
+                if left_dcs % max(1, len(set(self._dc_of.get(u) for u in self.urls))) == 0:
                     await trio.sleep(self.retry_delay_s)
                 continue
             if len(self.urls) > 1 and self.attempt_timeout_s is not None \

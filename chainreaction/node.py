@@ -573,7 +573,8 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
         """After a copy or a ring change: try them again (a put may be held anew)."""
         out: list = []
         for src, put in self._held_puts.pop():
-            out += self._on_put(src, put, now)
+            with self.store.atomic():  # (as a Put that came now: see _ATOMIC)
+                out += self._on_put(src, put, now)
         return out
 
     # -- membership and state transfer ----------------------------------------------------------
@@ -622,36 +623,37 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
         sync = self.copier.accept(src, msg, now)
         if sync is None:
             return []
-        for rid, key, version in msg.rids:
-            self._rids.remember(rid, key, version)
         out: list = []
-        for item in msg.items:
-            current = self.store.get(item.key)
-            if current is None or item.version > current.version:
-                record = Record(item.version, item.value, item.stable, item.rid, item.seq,
-                                item.logged_at, item.vclock, item.deps, item.past)
-                record, kept = self.shipping.replacing(item.key, current, record, now)
-                out += kept
-                self._put(item.key, record)
-                self.clock.observe(max(item.version.clock, item.logged_at))
-                self._rids.remember(item.rid, item.key, item.version)
-                if not item.stable:
-                    # Copied, not received from our predecessor: we cannot vouch for the
-                    # chain prefix, so drive it like an orphan (reinject at the head). The
-                    # source may leave this chain and stop driving it.
-                    self._unstable[item.key] = _Unstable(item.version, now, orphan=True)
-                else:  # (shipped once we are its tail and serve the range)
-                    self.shipping.stable(item.key, record, False, now)
-            elif item.version == current.version and (
-                    item.stable and not current.stable or item.seq and not current.seq):
-                record = attrs.evolve(current, stable=current.stable or item.stable)
-                if item.seq and not current.seq:
-                    record = record.logged(item.seq, item.logged_at)
-                    self.shipping.logged(item.key, item.version)
-                self._put(item.key, record)
-                if record.stable:
-                    self._drop_unstable(item.key, item.version)
-                    self.shipping.stable(item.key, record, False, now)
+        with self.store.atomic():  # a chunk's records and rids land together
+            for rid, key, version in msg.rids:
+                self._rids.remember(rid, key, version)
+            for item in msg.items:
+                current = self.store.get(item.key)
+                if current is None or item.version > current.version:
+                    record = Record(item.version, item.value, item.stable, item.rid, item.seq,
+                                    item.logged_at, item.vclock, item.deps, item.past)
+                    record, kept = self.shipping.replacing(item.key, current, record, now)
+                    out += kept
+                    self._put(item.key, record)
+                    self.clock.observe(max(item.version.clock, item.logged_at))
+                    self._rids.remember(item.rid, item.key, item.version)
+                    if not item.stable:
+                        # Copied, not received from our predecessor: we cannot vouch for the
+                        # chain prefix, so drive it like an orphan (reinject at the head). The
+                        # source may leave this chain and stop driving it.
+                        self._unstable[item.key] = _Unstable(item.version, now, orphan=True)
+                    else:  # (shipped once we are its tail and serve the range)
+                        self.shipping.stable(item.key, record, False, now)
+                elif item.version == current.version and (
+                        item.stable and not current.stable or item.seq and not current.seq):
+                    record = attrs.evolve(current, stable=current.stable or item.stable)
+                    if item.seq and not current.seq:
+                        record = record.logged(item.seq, item.logged_at)
+                        self.shipping.logged(item.key, item.version)
+                    self._put(item.key, record)
+                    if record.stable:
+                        self._drop_unstable(item.key, item.version)
+                        self.shipping.stable(item.key, record, False, now)
         self.counters["sync_items_received"] += len(msg.items)
         self.counters["sync_chunks_received"] += 1
         for item in msg.items:

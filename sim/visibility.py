@@ -19,7 +19,7 @@ class _NotingStore(MemoryStore):
         self._name = name
 
     def put(self, key, record) -> None:
-        current = self._data.get(key)
+        current = self.get(key)  # (a write of this one handler too: Store.atomic)
         if current is None or current.version != record.version:
             self._owner._stored(self._name, key, record.version)
         super().put(key, record)

@@ -261,6 +261,26 @@ async def test_a_dc_that_refuses_the_attach_is_left_for_another_dc_not_its_next_
     await alone.aclose()
 
 
+async def test_an_overloaded_frontend_refusing_the_attach_is_one_frontend_not_its_dc(
+        nursery, autojump_clock):
+    """Only ``dependency_timeout`` speaks for the DC; an overloaded frontend is left for
+    the DC's next frontend after an attempt, as any refusing frontend."""
+    async def overloaded(req):
+        return {"ok": False, "error": "overloaded", "retryable": True, "message": "busy"}
+
+    busy = await Fake(overloaded).start(nursery)
+    same_dc = await Fake(written(dc=0)).start(nursery)
+    other_dc = await Fake(written(dc=1)).start(nursery)
+    urls = [busy.url, same_dc.url, other_dc.url]
+    session = Session(urls, timeout_s=5.0, attempt_timeout_s=1.5,
+                      dc_of_url={busy.url: 0, same_dc.url: 0, other_dc.url: 1})
+    session.state.metadata[("k", 0)] = Entry(Version(5, 0), {0: 1})
+    assert (await session.read("k")).dc == 0
+    assert session.url == same_dc.url and session.left_for_past == 0
+    assert other_dc.requests == []
+    await session.aclose()
+
+
 async def test_a_write_is_re_sent_only_within_the_dc_it_went_to(nursery, autojump_clock):
     """Its rid makes a write apply once per DC, not across DCs: a copy applied late in the
     first DC (its frontend still drives it) would get a version newer than the session's

@@ -221,7 +221,7 @@ class Workload:
                         await session.aclose()  # unknown outcome: start a new process
                         session = self.new_session(home, turn=index)
                         dc, away = home, 0
-                        written = 0
+                        written, refused_returns = 0, 0
                         mine = []
                     await trio.sleep(0.05)
                 else:

@@ -164,8 +164,9 @@ class Nemesis:
 
     def _note(self, fault: Fault, action: str, ok: bool = True, detail: str = "",
               at: float | None = None) -> None:
-        """Log ``action``, as of ``at`` (monotonic; default now): when a change was sent,
-        not when a process slow to answer acknowledged it."""
+        """Log ``action``, as of ``at`` (monotonic; default now). A fault starts when it
+        was sent (not when a process slow to answer acknowledged it) and ends when every
+        process has answered the heal (one slow to answer is still under the fault)."""
         at = self.clock() if at is None else at
         self.log.append({"time": round(at - self.t0, 3), "kind": fault.kind,
                          "action": action, "targets": list(fault.targets), "ok": ok,
@@ -223,7 +224,8 @@ class Nemesis:
                              for d in others})
             ok = await self._wan(controls)
             self._note(fault, "stage" if stage else "heal" if heal else "start", ok,
-                       f"links to {', '.join(f'dc{d}' for d in others)}", at=sent_at)
+                       f"links to {', '.join(f'dc{d}' for d in others)}",
+                       at=None if heal or stage else sent_at)
             return
         if fault.kind in ("kill", "manager-kill"):
             if heal:
@@ -247,7 +249,7 @@ class Nemesis:
             a, b = fault.targets
             ok = (await self._control(a, cut_off=() if heal else (b,))
                   & await self._control(b, cut_off=() if heal else (a,)))
-        self._note(fault, "heal" if heal else "start", ok, at=sent_at)
+        self._note(fault, "heal" if heal else "start", ok, at=None if heal else sent_at)
 
     def restart_one(self, fault: Fault, index: int) -> None:
         """One process of a restart fault starts again, as ``cluster.json`` says."""

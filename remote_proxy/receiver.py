@@ -251,9 +251,11 @@ class Receiver:
         self._ops[inc.op] = inc
         self._due.push(now + self.config.node_timeout_s, inc)
         self._at_head[e.key, e.version] = inc
-        head = self.ring.chain(e.key)[0]
-        return [Send(head, m.Put(inc.op, e.rid, e.key, e.value, 0, self.epoch, e.version,
-                                 e.vclock, inc.seq))]
+        chain = self.ring.chain(e.key)
+        if not chain:
+            return self._no_chain(now)
+        return [Send(chain[0], m.Put(inc.op, e.rid, e.key, e.value, 0, self.epoch, e.version,
+                                     e.vclock, inc.seq))]
 
     def _send_check(self, inc: _Incoming, now: float) -> list:
         e = inc.entry
@@ -261,8 +263,17 @@ class Receiver:
         inc.phase, inc.op, inc.sent_at, inc.retry_at = _CHECKING, self._new_op(), now, None
         self._ops[inc.op] = inc
         self._due.push(now + self.config.node_timeout_s, inc)
-        tail = self.ring.chain(e.key)[-1]
-        return [Send(tail, m.DepCheck(inc.op, e.key, e.version, self.epoch))]
+        chain = self.ring.chain(e.key)
+        if not chain:
+            return self._no_chain(now)
+        return [Send(chain[-1], m.DepCheck(inc.op, e.key, e.version, self.epoch))]
+
+    def _no_chain(self, now: float) -> list:
+        """The ring we hold has no node for the key (every node of the DC left it, fuzz
+        seed 7510945: two killed, the third stopped): nothing to send to. The entry is due
+        again after ``node_timeout_s``; ``retry`` sends it once a ring serves."""
+        self.counters["apply_without_chain"] += 1
+        return self.want_ring(now)
 
     def on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
         inc = self._ops.get(msg.op)

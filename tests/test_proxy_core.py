@@ -475,6 +475,23 @@ def test_a_write_the_chain_lost_is_put_again_when_the_tail_does_not_get_it():
     assert core.applied[1] == 1
 
 
+def test_an_entry_whose_dc_lost_every_node_waits_for_a_ring_with_some():
+    """Fuzz seed 7510945: two nodes of the DC killed and the third stopped, the manager's
+    ring had none left; a head's answer then made the proxy look up the key's tail in it
+    and the core raised (the simulated DC stopped applying). It waits for a ring now."""
+    core = proxy()
+    (put,) = sent(receive(core, 1, 1, [entry("a", 5)], 0.1), m.Put)
+    core.handle("manager", m.RingUpdate(Ring(2, [], 3, 4)), 0.2)  # every node gone
+    effects = core.handle(put.to, m.PutAck(put.msg.op, "a", put.msg.version, 0, False), 0.3)
+    assert sent(effects, m.DepCheck) == [] and core.counters["apply_without_chain"] == 1
+    back = Ring(3, [("n1", "a"), ("n2", "b"), ("n3", "c")], 3, 4)
+    core.handle("manager", m.RingUpdate(back), 0.4)
+    (again,) = sent(core.tick(0.3 + CONFIG.node_timeout_s), m.Put)  # due again: sent again
+    assert again.to == back.chain("a")[0] and again.msg.version == Version(5, 1)
+    apply_fully(core, [again], 2.0)
+    assert core.applied[1] == 1
+
+
 def test_an_entry_waits_for_its_causal_past_in_the_origins_log():
     core = proxy()
     effects = receive(core, 1, 1, [entry("a", 5), entry("b", 6, after=1)], 0.1)

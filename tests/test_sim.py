@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Seeds 1..N in the suite (CI may ask for more), plus the seeds that found a bug when they
 # came (listed in the fuzz test's docstring and test_invariants.py), wherever N ends.
 FUZZ_SEEDS = int(os.environ.get("CHAINREACTION_FUZZ_SEEDS", "80"))
-FUZZ_SEEDS_THAT_FOUND_BUGS = (85, 94, 125, 135, 169, 244, 274, 322, 7300574)
+FUZZ_SEEDS_THAT_FOUND_BUGS = (85, 94, 125, 135, 169, 244, 274, 322, 7300574, 7510945)
 
 
 # -- determinism ---------------------------------------------------------------------------------
@@ -305,7 +305,9 @@ def test_the_fuzz_seeds_and_those_that_found_bugs_show_no_anomaly():
     monotonic clock since. 7300574 lost writes: one DC logged writes a second after
     their stamps while another collected a tombstone stamped later, and the collected
     floor, which covers every key, dropped them; tombstones now go only below the stamp
-    every DC's writes are applied to, ``GeoProgress.collect_below``.)"""
+    every DC's writes are applied to, ``GeoProgress.collect_below``. 7510945: every node
+    of a DC left the ring, and the proxy, answered by a head, looked up the key's tail in
+    it: the core raised.)"""
     seeds = sorted(set(range(1, FUZZ_SEEDS + 1)) | set(FUZZ_SEEDS_THAT_FOUND_BUGS))
     failures = fuzz(seeds, jobs=2, report=lambda s: None)
     assert [(f.case.seed, f.anomalies, f.quiet, f.violation_counts) for f in failures] == []
@@ -341,6 +343,23 @@ def test_with_unsafe_frontends_the_fuzzer_finds_anomalies_and_the_replay_reprodu
     assert out.returncode == 1
     for kind, count in found.anomalies.items():
         assert f"{count} {kind}" in out.stdout or f"{kind}: {count}" in out.stdout, out.stdout
+
+
+def test_a_seed_whose_core_raises_is_a_failing_seed_not_the_end_of_the_range(monkeypatch):
+    import sim.fuzz as fuzz_module
+
+    real = fuzz_module.run_case
+
+    def run(case, **kw):
+        if case.seed == 11:
+            raise IndexError("tuple index out of range")
+        return real(case, **kw)
+
+    monkeypatch.setattr(fuzz_module, "run_case", run)
+    shown: list = []
+    failures = fuzz([11, 12], report=shown.append)
+    assert [(f.case.seed, f.violation_counts) for f in failures] == [(11, {"core_crash": 1})]
+    assert "IndexError" in shown[0] and "chainreaction sim fuzz --seed 11" in shown[0]
 
 
 def test_fuzz_command_reports_and_exits_zero_when_clean(capsys):

@@ -208,13 +208,21 @@ def local_deps(value) -> tuple:
     return tuple(sorted(out.items()))
 
 
-def merge_local_deps(a: tuple, b: tuple) -> tuple:
-    """The union of two ``local_deps`` (the larger clock per key)."""
+def merge_local_deps(a: tuple, b: tuple, own: str | None = None) -> tuple:
+    """The union of two ``local_deps`` of a write of key ``own``: the larger clock per
+    key, but the *smaller* one for ``own`` itself. An entry for the written key is not
+    "that version or a newer one" (a newer version does not stand for an older one once
+    that one is logged): the proxy places the write after the first version logged at or
+    after it, so the larger clock would drop the older entry's place (fuzz seed 7520173:
+    a write replacing its session's own unlogged previous version, whose Update was
+    lost, took over ``(key, that version)`` in place of that version's own
+    ``(key, older logged version)``, and was logged waiting for nothing)."""
     if not b:
         return a
     out = dict(a)
     for key, clock in b:
-        if clock > out.get(key, -1):
+        known = out.get(key)
+        if known is None or (clock < known if key == own else clock > known):
             out[key] = clock
     return tuple(sorted(out.items()))
 

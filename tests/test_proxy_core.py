@@ -679,3 +679,16 @@ def test_a_peer_reporting_faster_than_we_apply_still_lets_tombstones_go():
     entries = [entry(f"x{i}", 10 + i, dc=2) for i in range(1, 4)]
     apply_fully(core, receive(core, 2, 1, entries, 1.0), 1.0)
     assert core.collectable()[1] == 1  # the oldest report (DC 2 at 1) is covered
+
+
+def test_a_write_carrying_its_predecessors_entry_for_its_own_key_keeps_the_older_one():
+    """Fuzz seed 7520173. A write w of k replaced its session's previous version of k,
+    unlogged, and took over what that one carried. w's own entry (k, that version) names
+    no logged position yet; the predecessor's (k, an older logged version) does. Keeping
+    the larger clock dropped the place w must be logged after: it was logged waiting for
+    nothing, and another DC applied it before the writes it depended on."""
+    from chainreaction.fields import merge_local_deps
+
+    mine, carried = (("k", 874522),), (("j", 5), ("k", 860001))
+    assert merge_local_deps(mine, carried, own="k") == (("j", 5), ("k", 860001))
+    assert merge_local_deps(mine, carried) == (("j", 5), ("k", 874522))  # other keys: newest

@@ -27,7 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Seeds 1..N in the suite (CI may ask for more), plus the seeds that found a bug when they
 # came (listed in the fuzz test's docstring and test_invariants.py), wherever N ends.
 FUZZ_SEEDS = int(os.environ.get("CHAINREACTION_FUZZ_SEEDS", "80"))
-FUZZ_SEEDS_THAT_FOUND_BUGS = (85, 94, 125, 135, 169, 244, 274, 322, 7300574, 7510945)
+FUZZ_SEEDS_THAT_FOUND_BUGS = (85, 94, 125, 135, 169, 244, 274, 322, 7300574, 7510945,
+                              7520173)
 
 
 # -- determinism ---------------------------------------------------------------------------------
@@ -307,7 +308,11 @@ def test_the_fuzz_seeds_and_those_that_found_bugs_show_no_anomaly():
     floor, which covers every key, dropped them; tombstones now go only below the stamp
     every DC's writes are applied to, ``GeoProgress.collect_below``. 7510945: every node
     of a DC left the ring, and the proxy, answered by a head, looked up the key's tail in
-    it: the core raised.)"""
+    it: the core raised. 7520173: a write replacing its session's previous version of the
+    same key, unlogged (its Update lost), kept the larger of the two entries for that key
+    and was logged waiting for nothing; another DC applied it, and the session's later
+    writes, before a write they depended on: a key read back older than its causal past.
+    A write's entry for its own key now keeps the smaller clock, ``merge_local_deps``.)"""
     seeds = sorted(set(range(1, FUZZ_SEEDS + 1)) | set(FUZZ_SEEDS_THAT_FOUND_BUGS))
     failures = fuzz(seeds, jobs=2, report=lambda s: None)
     assert [(f.case.seed, f.anomalies, f.quiet, f.violation_counts) for f in failures] == []

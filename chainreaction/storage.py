@@ -138,7 +138,8 @@ class Store(Protocol):
 class AtomicWrites:
     """``atomic()`` for a store (see ``Store``): inside it, a write is kept (``_later``)
     with what a read of its name sees now (``_pending``), and all of them are handed to
-    ``_write_all`` when the outermost ``atomic()`` ends without an exception."""
+    ``_write_all`` (each store's own) when the outermost ``atomic()`` ends without an
+    exception."""
 
     _batch: list | None = None
     _seen: dict | None = None
@@ -156,9 +157,6 @@ class AtomicWrites:
             self._batch = self._seen = None
         if batch:
             self._write_all(batch)
-
-    def _write_all(self, batch: list) -> None:
-        raise NotImplementedError
 
     def _later(self, write, name: tuple, value) -> bool:
         """Inside ``atomic()``: keep ``write`` for its end; a read of ``name`` sees

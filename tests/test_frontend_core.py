@@ -210,11 +210,10 @@ def test_an_attach_waits_for_other_dcs_past_only():
 def test_an_attach_this_dc_cannot_serve_yet_is_refused_after_attach_wait_not_at_the_deadline():
     # The client can then go to a DC that has its past (client.py, "Failover"), rather than
     # spend its attempt here; a put with the same past keeps the request timeout.
-    fe = geo_frontend(dc=2)
+    wait = 1.0
+    fe = frontend(geo=True, dc=2, proxy="proxy", attach_wait_s=wait, request_timeout_s=10.0)
     fe.client_request(1, m.ClientRequest(op="attach", id=3, past=((1, 5),)), 0.0)
     fe.client_request(1, attrs.evolve(put(id=4), past=((1, 5),)), 0.0)
-    wait = FrontendConfig().attach_wait_s
-    assert wait < FrontendConfig().request_timeout_s
     assert [e for e in fe.tick(wait - 0.05) if isinstance(e, ToClient)] == []
     (refusal,) = [e for e in fe.tick(wait) if isinstance(e, ToClient)]
     wire = refusal.reply.to_wire()

@@ -220,8 +220,8 @@ def test_fault_windows_give_each_dcs_rate_and_its_share_of_the_rate_with_no_faul
     # without the partition, the manager outage is the lowest: dc1's 50%, not dc0's 30%
     alone = fault_windows(str(history), log[:2], 10.0, {"dc0-manager": 0})
     assert alone["lowest_unfaulted"] == {"ratio": 0.5, "dc": 1, "fault": 0}
-    assert format_windows(alone).endswith("dc1 at 50% of its rate with no fault on, in "
-                                          "manager-kill dc0-manager (2.0-4.0 s)")
+    assert ("dc1 at 50% of its rate with no fault on, in manager-kill dc0-manager (2.0-4.0 s)"
+            in format_windows(alone))
 
 
 def test_fault_windows_count_sessions_by_home_dc_as_well_as_where_they_were_served(tmp_path):
@@ -256,6 +256,35 @@ def test_fault_windows_count_sessions_by_home_dc_as_well_as_where_they_were_serv
            "(100%)  dc2 10 (50%)" in text
     assert "lowest rate of the sessions of a DC without a fault" in text
     assert "by_home" not in fault_windows(str(history), log, 10.0, {"dc1-n1": 1})["faults"][0]
+
+
+def test_fault_windows_say_how_low_the_rate_goes_with_no_fault_on(tmp_path):
+    """The noise beside the faults' ratios: dc0 has a slow second (5 ops instead of 10)
+    with no fault on, so a 1 s window with no fault can show it at half its rate; dc1's
+    own recovery after its fault (RECOVERY_S) is left out, dc0's dip is not."""
+    history = tmp_path / "history.jsonl"
+    events = []
+    for i in range(200):  # 10/s in each DC, for 20 s
+        t = round(i / 10 + 0.05, 2)
+        for dc in (0, 1):
+            if dc == 0 and 15.0 <= t < 16.0 and i % 2:
+                continue  # dc0's slow second, no fault on
+            if dc == 1 and (2.0 <= t < 3.0 or 3.0 <= t < 8.0 and i % 2):
+                continue  # dc1's fault, then its slow recovery
+            events.append({"time": t, "type": "ok", "dc": dc})
+    history.write_text("".join(json.dumps(e) + "\n" for e in events))
+    log = [{"time": 2.0, "kind": "kill", "action": "start", "targets": ["dc1-n1"]},
+           {"time": 3.0, "kind": "kill", "action": "heal", "targets": ["dc1-n1"]}]
+    windows = fault_windows(str(history), log, 20.0, {"dc1-n1": 1})
+    noise = windows["noise"]
+    assert noise["min"] == round(5 / (185 / 19), 3)  # dc0: 5 ops in its slow second
+    # 1 s windows, 0.5 s apart: dc0 in 0-2 s and 3-20 s, dc1 in 0-2 s and 8-20 s only
+    assert noise["windows"] == (3 + 33) + (3 + 23)
+    assert "noise: with no fault on, in 62 windows as long as the faults', DCs served " \
+           "down to 51% of their rate with no fault on" in format_windows(windows)
+    # one fault as long as the whole time with no fault on: no window to compare with
+    everything = [{**log[0], "time": 0.0}, {**log[1], "time": 19.5}]
+    assert fault_windows(str(history), everything, 20.0, {"dc1-n1": 1})["noise"] is None
 
 
 async def test_an_isolation_probe_still_reading_does_not_push_the_next_faults_back(

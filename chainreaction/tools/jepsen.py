@@ -101,7 +101,8 @@ class Workload:
     its home has not yet applied what it did away (it refuses the attach: the session's
     ``left_for_past``), the session carries on where it was and tries again
     ``TROUBLE_S`` later, then twice and four times that (one attach wait each time); that
-    is the session's own past, not trouble of its home.
+    is the session's own past, not trouble of its home. Meanwhile it visits no other DC:
+    that DC would lack the same past.
     As a client with a circuit breaker, from what its sessions saw: the nemesis's plan is
     not consulted. The isolate probe still moves a session into a DC cut off, on purpose.
     """
@@ -182,8 +183,10 @@ class Workload:
                                                          then=session.state.dc))
                     self.moves += 1
                     read_back = bool(mine)
-                elif dc == home and self.config.dcs > 1 \
+                elif dc == home and not exiled and self.config.dcs > 1 \
                         and rng.random() < self.config.move_probability:
+                    # (an exiled session is away already: a visit elsewhere would have
+                    # that DC refuse it too, for the same missing past)
                     choices = [d for d in range(self.config.dcs)
                                if d not in (home, self.quiet_dc)]
                     target = rng.choice(choices) if choices else None

@@ -4,6 +4,7 @@ timeline plot (``timeline.png``)."""
 
 from __future__ import annotations
 
+import bisect
 import json
 
 
@@ -72,7 +73,8 @@ def fault_windows(history_path: str, nemesis_log: list, workload_s: float,
     without a fault: DCs that no fault overlapping the window hits, and none healed less
     than ``RECOVERY_S`` before it starts (a partition between DCs hits both ends; None if
     every DC is hit). Faults that should not reach other DCs, such as a manager's outage,
-    show there whether they did. ``lowest_unfaulted`` names the window with the lowest.
+    show there whether they did. ``lowest_unfaulted`` names the window with the lowest;
+    ``noise`` says how low the same measure goes in windows with no fault (``_noise``).
 
     ``by_dc`` counts an operation where it was served. Sessions move, so with ``home_of``
     (process -> home DC) the same is reported by the sessions' home DC: ``by_home``,
@@ -140,7 +142,51 @@ def fault_windows(history_path: str, nemesis_log: list, workload_s: float,
     for suffix, (ratio, dc, index) in worst.items():  # the fault's index in "faults"
         report["lowest_unfaulted" + suffix] = {"ratio": round(ratio, 3), "dc": dc,
                                                "fault": index}
+    lengths = [heal - start for _, _, start, heal in windows]
+    for suffix, dc_for in views.items():
+        report["noise" + suffix] = _noise(
+            done, {g: _quiet_stretches(windows, workload_s, g, dc_of)
+                   for g in quiet_rate[suffix]}, lengths, quiet_rate[suffix], dc_for)
     return report
+
+
+def _quiet_stretches(windows: list, workload_s: float, dc: int, dc_of: dict) -> list:
+    """(start, end) of the times with no fault on in which ``dc`` is not recovering
+    from one of its own (healed less than ``RECOVERY_S`` before)."""
+    busy = [(s, h + RECOVERY_S if dc in _dcs_hit(k, t, dc_of) else h)
+            for k, t, s, h in windows]
+    stretches, t = [], 0.0
+    for start, busy_until in sorted(busy):
+        if start > t:
+            stretches.append((t, start))
+        t = max(t, busy_until)
+    if t < workload_s:
+        stretches.append((t, workload_s))
+    return stretches
+
+
+def _noise(done: list, stretches: dict, lengths: list, base: dict, dc_for) -> dict | None:
+    """What a fault window's ratio looks like when nothing happens: each DC's ratio to
+    its rate with no fault on, in windows as long as the faults' laid over its
+    ``stretches`` with no fault (half a window apart). A fault's ratio as low as these is
+    the measure's noise (few sessions, short windows, a shared machine), not the fault's
+    cost. None without a stretch as long as a fault."""
+    times = {g: sorted(d[0] for d in done if d[1] == "ok" and dc_for(d) == g) for g in base}
+    ratios = []
+    for g, rate in base.items():
+        for length in lengths:
+            for a, b in stretches[g] if rate else ():
+                t = a
+                while t + length <= b:
+                    n = (bisect.bisect_right(times[g], t + length)
+                         - bisect.bisect_left(times[g], t))
+                    ratios.append(n / length / rate)
+                    t += length / 2
+    if not ratios:
+        return None
+    ratios.sort()
+    return {"windows": len(ratios), "min": round(ratios[0], 3),
+            "p10": round(ratios[len(ratios) // 10], 3)}
 
 
 _BY = {"": "by_dc", "_home": "by_home"}
@@ -176,6 +222,13 @@ def format_windows(windows: dict) -> str:
                          f"{_percent(lowest['ratio'])} of its rate with no fault on, in "
                          f"{w['kind']} {' / '.join(w['targets'])} ({w['start']:.1f}-"
                          f"{w['end']:.1f} s)")
+    for suffix, what in (("", "DCs served"), ("_home", "the sessions of a DC were served")):
+        noise = windows.get("noise" + suffix)
+        if noise is not None:
+            lines.append(f"  noise: with no fault on, in "
+                         f"{noise['windows']} windows as long as the faults', {what} down "
+                         f"to {_percent(noise['min'])} of their rate with no fault on "
+                         f"(10th percentile {_percent(noise['p10'])})")
     return "\n".join(lines)
 
 

@@ -18,8 +18,8 @@ from .events import Event, HistoryError, Op, Sessions, pair_operations
 from .explain import Explanations
 from .kinds import (
     CAUSAL, DIVERGENCE, KINDS, LOST_WRITE, LWW_NOT_ARBITRATION, MONOTONIC_READS,
-    MONOTONIC_WRITES, READ_YOUR_WRITES, THIN_AIR_READ, WRITE_CO_INIT_READ, WRITE_CO_READ,
-    WRITES_FOLLOW_READS, Anomaly, Classification,
+    MONOTONIC_WRITES, READ_YOUR_WRITES, SNAPSHOT, THIN_AIR_READ, WRITE_CO_INIT_READ,
+    WRITE_CO_READ, WRITES_FOLLOW_READS, Anomaly, Classification,
 )
 
 
@@ -253,6 +253,8 @@ class Analysis(CausalOrder, Sessions, CycleSearch, Explanations):
         """LWW (b): no write CO-before the read may carry a larger version than the one read.
         The read is stale then, so it also breaks a session guarantee: its own write
         (read-your-writes), a version it read before (monotonic reads), and so on."""
+        if self._reported_in_pass_1(read):
+            return
         self.flagged_reads.add(read.id)
         verdict = self._classify(read, larger)
         ops = [read, source, larger] + [op for op in (verdict.entry, verdict.carrier, verdict.hop)
@@ -265,6 +267,8 @@ class Analysis(CausalOrder, Sessions, CycleSearch, Explanations):
     def _report_stale(self, kind: str, read: Op, source: Op | None,
                       candidates: list[Op]) -> None:
         """Report one stale read, blaming the newer write that reached the session first."""
+        if self._reported_in_pass_1(read):
+            return
         verdicts = [(self._classify(read, write), write) for write in candidates]
         verdict, newer = min(verdicts, key=lambda pair: self._blame_rank(read, *pair))
         self.flagged_reads.add(read.id)
@@ -278,7 +282,15 @@ class Analysis(CausalOrder, Sessions, CycleSearch, Explanations):
             return (0, -write.pos)
         return (1, verdict.entry.pos if verdict.entry else read.pos)
 
+    def _reported_in_pass_1(self, read: Op) -> bool:
+        """A transaction's value stale already for its session (pass 1) is that anomaly;
+        its pass 2 twin would only repeat it."""
+        return read.twin is not None and read.twin.id in self.flagged_reads
+
     def _classify(self, read: Op, newer: Op) -> Classification:
+        if read.txn_pass == 2:  # stale only against another value of its transaction
+            entry = self.first_seeing(self.sessions[read.session], newer)
+            return Classification(SNAPSHOT, entry, entry.rf if entry is not None else None)
         if newer.session == read.session:
             return Classification(READ_YOUR_WRITES)
         entry = self.first_seeing(self.sessions[read.session], newer)

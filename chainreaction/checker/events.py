@@ -14,7 +14,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 
 EVENT_TYPES = ("invoke", "ok", "fail", "info")
-FUNCTIONS = ("read", "write", "delete")
+FUNCTIONS = ("read", "write", "delete", "txn")
 
 
 class HistoryError(ValueError):
@@ -39,6 +39,12 @@ class Event(NamedTuple):
     # a "not found" read at a node that collected tombstones up to this version: the key
     # may have been deleted (at or below it) rather than never written
     collected_floor: tuple[int, int] | None = None
+    # f "txn" (a GET-TRANSACTION): the keys it reads, and on an ok completion what each
+    # returned, (key, value, version); ``key`` is then "". Read events the checker makes
+    # of a transaction (``pair_operations``) carry its pass, 1 or 2.
+    keys: tuple[str, ...] = ()
+    reads: tuple[tuple[str, str | None, tuple[int, int] | None], ...] = ()
+    txn_pass: int = 0
 
 
 # --------------------------------------------------------------------------- loading
@@ -86,6 +92,8 @@ def _decode_json(text: str, number: int) -> Any:
 def _parse_event(obj: Any, number: int) -> Event:
     """Validate one decoded line: a quick test for well-formed lines, then field by field
     (to say exactly what is wrong) for the rest."""
+    if isinstance(obj, dict) and obj.get("f") == "txn":
+        return _parse_transaction(obj, number)
     try:
         event = Event(number, obj["index"], obj["process"], obj["type"], obj["f"], obj["key"],
                       obj.get("value"), obj.get("version"), obj.get("dc"), obj.get("time"),
@@ -136,6 +144,38 @@ def _parse_event_field_by_field(obj: Any, number: int) -> Event:
         error=obj.get("error"),
         collected_floor=_version(obj.get("collected_floor"), where),
     )
+
+
+def _parse_transaction(obj: dict, number: int) -> Event:
+    """A GET-TRANSACTION line: ``keys`` (distinct strings) on every event, and on an ok
+    completion ``reads``, one ``{"key", "value", "version"}`` per key, in any order."""
+    where = f"line {number}"
+    kind = _required(obj, "type", where)
+    if kind not in EVENT_TYPES:
+        raise HistoryError(f"{where}: type must be one of {', '.join(EVENT_TYPES)}, "
+                           f"got {kind!r}")
+    keys = _required(obj, "keys", where)
+    if (not isinstance(keys, list) or not keys or len(set(keys)) != len(keys)
+            or not all(isinstance(k, str) for k in keys)):
+        raise HistoryError(f"{where}: keys of a txn must be a non-empty list of distinct "
+                           f"strings, got {keys!r}")
+    reads = ()
+    if kind == "ok" and not obj.get("final", False):
+        raw = _required(obj, "reads", where)
+        if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+            raise HistoryError(f"{where}: reads must be a list of objects, got {raw!r}")
+        reads = tuple((_text(_required(r, "key", where), "key", where),
+                       _optional_text(r.get("value"), "value", where),
+                       _version(r.get("version"), where)) for r in raw)
+        if sorted(r[0] for r in reads) != sorted(keys):
+            raise HistoryError(f"{where}: a txn must return each of its keys once: keys "
+                               f"{keys!r}, reads of {[r[0] for r in reads]!r}")
+    return Event(
+        line=number, index=_integer(_required(obj, "index", where), "index", where),
+        process=_process(_required(obj, "process", where), where), type=kind, f="txn",
+        key="", dc=None if obj.get("dc") is None else _integer(obj["dc"], "dc", where),
+        time=_time(obj.get("time"), where), final=_flag(obj.get("final", False), where),
+        error=obj.get("error"), keys=tuple(keys), reads=reads)
 
 
 def _required(obj: dict, name: str, where: str) -> Any:
@@ -197,7 +237,7 @@ class Op:
 
     __slots__ = ("id", "index", "line", "process", "f", "key", "value", "version", "dc", "status",
                  "final", "session", "pos", "rf", "rf_cut", "outcome", "base", "readers",
-                 "rank", "known", "top", "collected_floor")
+                 "rank", "known", "top", "collected_floor", "txn_pass", "twin")
 
     def __init__(self, invoke: Event, completion: Event | None) -> None:
         done = completion or invoke
@@ -224,6 +264,8 @@ class Op:
         self.rank = 0  # order of the version among all versions, 0 if unknown
         self.known: array | None = None  # per key, the largest rank in the causal past
         self.top = 0  # the largest rank in the causal past, any key
+        self.txn_pass = invoke.txn_pass  # a read of a transaction: 1 or 2 (pair_operations)
+        self.twin: Op | None = None  # pass 2's read: the same key's read in pass 1
 
     @property
     def is_read(self) -> bool:
@@ -269,14 +311,43 @@ def pair_operations(events: Sequence[Event]) -> list[Op]:
         if running is None:
             raise HistoryError(f"line {event.line}: {event.type} completion for process "
                                f"{event.process}, which has no invoked op")
-        if (running.f, running.key) != (event.f, event.key):
-            raise HistoryError(f"line {event.line}: completion ({event.f} {event.key}) does not "
+        if (running.f, running.key, running.keys) != (event.f, event.key, event.keys):
+            what = " ".join(event.keys) or event.key
+            raise HistoryError(f"line {event.line}: completion ({event.f} {what}) does not "
                                f"match the invoke on line {running.line} ({running.f} "
-                               f"{running.key})")
+                               f"{' '.join(running.keys) or running.key})")
         del pending[event.process]
-        ops.append(Op(running, event))
+        ops.extend(_transaction_reads(running, event) if event.f == "txn"
+                   else [Op(running, event)])
     # A process's ops complete in the order it invoked them: that is session order.
-    ops.extend(Op(invoke, None) for invoke in pending.values())
+    for invoke in pending.values():
+        ops.extend(_transaction_reads(invoke, None) if invoke.f == "txn" else [Op(invoke, None)])
+    return ops
+
+
+def _transaction_reads(invoke: Event, completion: Event | None) -> list[Op]:
+    """A GET-TRANSACTION as reads of its session, checked by the read checks: every key
+    read once (pass 1: against the session's past, as a get), then every key again (pass
+    2). In session order pass 2 comes after all of pass 1, so each of its reads has in its
+    causal past every version the transaction returned: a value older than a write in the
+    past of another value of the same transaction (a fractured snapshot) is a stale read
+    there. A failed or unknown transaction is one failed or unknown read (it changes
+    nothing; unknown ends the session, as an unknown read does)."""
+    if completion is None or completion.type != "ok" or completion.final:
+        read = invoke._replace(f="read", key=invoke.keys[0], keys=(), txn_pass=1)
+        done = None if completion is None else completion._replace(
+            f="read", key=invoke.keys[0], keys=(), reads=())
+        return [Op(read, done)]
+    by_key = {key: (value, version) for key, value, version in completion.reads}
+    ops = []
+    for txn_pass in (1, 2):
+        for key in invoke.keys:
+            value, version = by_key[key]
+            read = invoke._replace(f="read", key=key, keys=(), txn_pass=txn_pass)
+            ops.append(Op(read, completion._replace(f="read", key=key, value=value,
+                                                    version=version, keys=(), reads=())))
+    for first, second in zip(ops, ops[len(invoke.keys):]):
+        second.twin = first
     return ops
 
 

@@ -8,7 +8,7 @@ import json
 
 from .events import Op
 from .kinds import (
-    MAX_CYCLES_REPORTED, MONOTONIC_READS, MONOTONIC_WRITES, READ_YOUR_WRITES,
+    MAX_CYCLES_REPORTED, MONOTONIC_READS, MONOTONIC_WRITES, READ_YOUR_WRITES, SNAPSHOT,
     WRITES_FOLLOW_READS, Classification,
 )
 
@@ -80,6 +80,9 @@ class Explanations:
             body = (f" after reading {self.describe_write(carrier)} at line {entry.index}; "
                     f"session {self.name(carrier)} wrote that after {_writing(newer)} "
                     f"(line {newer.index})")
+        elif guarantee == SNAPSHOT and carrier is not None:
+            body = (f" in one transaction with {self.describe_write(carrier)}, whose causal "
+                    f"past holds {self.describe_write(newer)}: not one snapshot")
         elif guarantee == WRITES_FOLLOW_READS:
             body = (f" after reading {self.describe_write(carrier)} at line {entry.index}; "
                     f"session {self.name(carrier)} wrote that after reading "

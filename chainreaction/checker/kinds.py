@@ -25,6 +25,8 @@ MONOTONIC_READS = "monotonic reads"
 MONOTONIC_WRITES = "monotonic writes"
 WRITES_FOLLOW_READS = "writes-follow-reads"
 CAUSAL = "causal"
+# a transaction's value older than a write in the causal past of another of its values
+SNAPSHOT = "transaction snapshot"
 
 MAX_CYCLES_REPORTED = 100  # per kind; beyond that the rest are summed up in one anomaly
 MAX_OPS_LISTED = 50

@@ -620,6 +620,45 @@ class Session:
         has already seen or caused."""
         return (await self.read(key)).value
 
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes | None]:
+        """The values of ``keys`` (None: absent or deleted) from one causal snapshot, a
+        GET-TRANSACTION: no value beside an older version of another key than one in its
+        causal past, and never older than what this session has seen or caused."""
+        return {key: result.value for key, result in (await self.read_many(keys)).items()}
+
+    async def read_many(self, keys: Sequence[str]) -> dict[str, ReadResult]:
+        """``get_many`` with each key's version metadata."""
+        keys = list(dict.fromkeys(keys))
+        if not keys or len(keys) > m.MAX_TXN_KEYS:
+            raise InvalidRequest(m.BAD_REQUEST, f"a transaction reads 1 to {m.MAX_TXN_KEYS} "
+                                 f"keys, not {len(keys)}")
+        for key in keys:
+            _check_key(key)
+        await self._settle_if_needed()
+        req = self.state.txn_request(keys)
+        if self.history is None:
+            reply = await self._call(req)
+        else:
+            reply = await self._recorded_txn(req)
+        self.state.on_txn(reply)
+        dc = reply.get("dc", 0)
+        return {r["key"]: ReadResult(bool(r.get("found")), r.get("value"), r.get("version"),
+                                     r.get("chain_index", 0), bool(r.get("stable")), dc)
+                for r in reply["results"]}
+
+    async def _recorded_txn(self, req: m.ClientRequest) -> dict:
+        invoked = self.history.invoke_txn(self.process, self.dc_of_url.get(self.url), req.keys)
+        try:
+            reply = await self._call(req)
+        except BaseException as exc:  # a transaction changes nothing: failed, whatever
+            self.history.complete_txn(invoked, "fail", error=getattr(exc, "code", None)
+                                      or "interrupted", final=self.final_reads)
+            raise
+        self.history.complete_txn(invoked, "ok", results=[
+            (r["key"], r.get("value"), r.get("version")) for r in reply["results"]],
+            dc=reply.get("dc"), final=self.final_reads)
+        return reply
+
     async def _write(self, op: str, key: str, value: bytes | None) -> WriteResult:
         _check_key(key)
         if value is not None and len(value) > m.MAX_VALUE_BYTES:

@@ -136,7 +136,7 @@ class FrameDecoder:
 
 # -- client protocol ---------------------------------------------------------------------------
 
-_REQUEST_FIELDS = {"op", "id", "key", "value", "deps", "floor", "rid", "past"}
+_REQUEST_FIELDS = {"op", "id", "key", "value", "deps", "floor", "rid", "past", "keys"}
 
 
 def decode_client_request(data) -> m.ClientRequest:
@@ -172,6 +172,7 @@ def decode_client_request(data) -> m.ClientRequest:
             floor=raw.get("floor", 0),
             rid=raw.get("rid"),
             past=raw.get("past", ()),
+            keys=raw.get("keys", ()),
         )
     except (TypeError, ValueError, LookupError) as exc:
         raise ProtocolError(m.BAD_REQUEST, str(exc)) from None
@@ -200,6 +201,9 @@ def decode_client(data) -> dict:
     for field in ("version", "collected_floor"):
         if raw.get(field) is not None:
             raw[field] = Version.coerce(raw[field])
+    for result in raw.get("results") or ():  # a txn's
+        if isinstance(result, dict) and result.get("version") is not None:
+            result["version"] = Version.coerce(result["version"])
     return raw
 
 
@@ -217,4 +221,6 @@ def encode_client_request(req: m.ClientRequest) -> bytes:
         payload["rid"] = req.rid
     if req.past:
         payload["past"] = [list(e) for e in req.past]
+    if req.keys:
+        payload["keys"] = list(req.keys)
     return cbor2.dumps(payload)

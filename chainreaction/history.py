@@ -8,7 +8,14 @@ One line per invocation and one per completion, in the order they happened::
      "key": "k2", "value": "s3-5", "version": [1763900000123456, 1]}
 
 ``type`` is ``invoke``, then ``ok``, ``fail`` (certainly no effect) or ``info`` (unknown:
-a write that timed out may still apply). ``f`` is ``read``, ``write`` or ``delete``.
+a write that timed out may still apply). ``f`` is ``read``, ``write``, ``delete`` or
+``txn``, a GET-TRANSACTION: its events carry ``keys`` instead of ``key``, and its ``ok``
+completion ``reads``, ``[{"key", "value", "version"}, ...]``, one per key::
+
+    {"index": 12, "time": 1.31, "process": "s3", "dc": 1, "type": "ok", "f": "txn",
+     "keys": ["k1", "k2"], "reads": [{"key": "k1", "value": "s2-4", "version": [17, 1]},
+     {"key": "k2", "value": null, "version": null}]}
+
 ``time`` is monotonic seconds since the recorder opened. Values are text (bytes decoded as
 UTF-8, undecodable bytes escaped); the checker needs each written value unique per key.
 Final reads after the faults are healed carry ``"final": true``.
@@ -64,6 +71,25 @@ class HistoryWriter:
             event["version"] = [version.clock, version.dc]
         if collected_floor is not None:  # a "not found" that may be a collected delete
             event["collected_floor"] = [collected_floor.clock, collected_floor.dc]
+        if error is not None:
+            event["error"] = error
+        if final:
+            event["final"] = True
+        return self._emit(event)
+
+    def invoke_txn(self, process: str, dc: int | None, keys) -> dict:
+        return self._emit({"process": process, "dc": dc, "type": "invoke", "f": "txn",
+                           "keys": list(keys)})
+
+    def complete_txn(self, invoked: dict, kind: str, *, results=(), dc: int | None = None,
+                     error: str | None = None, final: bool = False) -> dict:
+        """``results``: (key, value, version) of each key, for an ``ok``."""
+        event = {"process": invoked["process"], "dc": invoked["dc"] if dc is None else dc,
+                 "type": kind, "f": "txn", "keys": invoked["keys"]}
+        if kind == "ok":
+            event["reads"] = [{"key": key, "value": as_text(value), "version": None
+                               if version is None else [version.clock, version.dc]}
+                              for key, value, version in results]
         if error is not None:
             event["error"] = error
         if final:

@@ -214,6 +214,9 @@ class Update:
     # a local write not logged yet: what the shipping log must hold first (``Put``)
     deps: tuple = attrs.field(default=(), converter=local_deps)
     past: int = attrs.field(default=0, validator=is_uint)
+    # when the head applied it, on the head's hybrid clock (0: at its version's clock, a
+    # write of this DC): the order snapshots read in (snapshots.py)
+    applied_at: int = attrs.field(default=0, validator=is_uint)
 
 
 @message(13)
@@ -302,6 +305,38 @@ class DepReply:
     clock: int = attrs.field(default=0, validator=is_uint)
 
 
+@message(25)
+class SnapshotRead:
+    """frontend -> head of ``key``: the version the key had at ``at`` on the apply order of
+    its head (a GET-TRANSACTION reads every key at one ``at``; snapshots.py). The head
+    first moves its clock past ``at``, so nothing it applies later counts as before it.
+    ``min_version``: the session's entry for the key, which the answer must cover."""
+
+    op: int = attrs.field(validator=is_uint)
+    key: str = attrs.field(validator=is_key)
+    min_version: Version | None = optional_version_field()
+    at: int = attrs.field(validator=is_uint)
+    epoch: int = attrs.field(validator=is_uint)
+
+
+@message(26)
+class SnapshotReply:
+    """head -> frontend: ``key`` at ``at`` (``found``, ``value``, ``version``, ``stable``
+    and ``seq`` as in ``ReadReply``), answered on ring ``epoch``. ``horizon`` > ``at``:
+    the head no longer holds (or never held) the versions before ``horizon``; nothing
+    else is said and the transaction starts again at ``horizon`` or later."""
+
+    op: int = attrs.field(validator=is_uint)
+    key: str = attrs.field(validator=is_key)
+    found: bool = attrs.field(validator=is_bool)
+    value: bytes | None = attrs.field(validator=is_value)
+    version: Version | None = optional_version_field()
+    stable: bool = attrs.field(validator=is_bool)
+    seq: int = attrs.field(validator=is_uint)
+    epoch: int = attrs.field(validator=is_uint)
+    horizon: int = attrs.field(default=0, validator=is_uint)
+
+
 @message(30)
 class Error:
     """Reply to a request that was refused. ``epoch`` is the replier's ring epoch."""
@@ -327,22 +362,25 @@ class SyncItem:
     vclock: VClock = vclock_field()
     deps: tuple = attrs.field(default=(), converter=local_deps)  # as ``Update``
     past: int = attrs.field(default=0, validator=is_uint)
+    applied_at: int = attrs.field(default=0, validator=is_uint)  # as ``Update``
 
     def to_wire(self) -> list:
         wire = [self.key, self.version.to_wire(), self.value, self.stable, self.rid,
                 self.seq, self.logged_at, self.vclock.to_wire()]
-        if self.deps or self.past:
+        if self.deps or self.past or self.applied_at:
             wire += [[list(d) for d in self.deps], self.past]
+        if self.applied_at:
+            wire.append(self.applied_at)
         return wire
 
     @classmethod
     def coerce(cls, value) -> "SyncItem":
         if isinstance(value, SyncItem):
             return value
-        if isinstance(value, (list, tuple)) and len(value) in (5, 8, 10):
+        if isinstance(value, (list, tuple)) and len(value) in (5, 8, 10, 11):
             return cls(*value)
         raise ValueError("a sync item is [key, version, value, stable, rid, seq, logged_at, "
-                         f"vclock(, deps, past)], got {value!r}")
+                         f"vclock(, deps, past(, applied_at))], got {value!r}")
 
 
 @message(40)
@@ -577,87 +615,15 @@ class StatsReply:
     stats: dict = attrs.field(validator=_stats_map)
 
 
-# -- client protocol (CBOR maps over WebSocket) ------------------------------------------------
+# -- client protocol (CBOR maps over WebSocket): requests.py, replies.py --------------------------
 
-
-def _deps(value) -> tuple:
-    if not isinstance(value, (list, tuple)):
-        raise TypeError("deps must be an array")
-    if len(value) > MAX_DEPS:
-        raise ValueError(f"more than {MAX_DEPS} deps")
-    return tuple(Dep.coerce(d) for d in value)
-
-
-@attrs.frozen(slots=True)
-class Dep:
-    """One entry of session metadata: (key, version, chain_index in the frontend's DC,
-    seq = the version's position in its origin DC's log, 0 if not known)."""
-
-    key: str = attrs.field(validator=is_key)
-    version: Version = version_field()
-    chain_index: int = attrs.field(validator=is_uint)
-    seq: int = attrs.field(default=0, validator=is_uint)
-
-    def to_wire(self) -> list:
-        if self.seq:
-            return [self.key, self.version.to_wire(), self.chain_index, self.seq]
-        return [self.key, self.version.to_wire(), self.chain_index]
-
-    @classmethod
-    def coerce(cls, value) -> "Dep":
-        if isinstance(value, Dep):
-            return value
-        if isinstance(value, (list, tuple)) and len(value) in (3, 4):
-            return cls(*value)
-        raise ValueError(f"a dep is [key, [clock, dc], chain_index(, seq)], got {value!r}")
-
-
-CLIENT_OPS = ("get", "put", "delete", "stats", "ping", "attach", "settle")
-MAX_PAST = 1024  # entries of a request's ``past`` vector (one per DC)
-
-
-def _past(value) -> tuple:
-    if isinstance(value, (list, tuple)) and len(value) > MAX_PAST:
-        raise ValueError(f"more than {MAX_PAST} past entries")
-    return dc_vector(value)
-
-
-@attrs.frozen(slots=True)
-class ClientRequest:
-    """A client's request. ``deps`` is the session metadata; for a get only the entry of
-    ``key`` matters, for a put/delete/attach/settle all entries are dependencies. ``past``
-    summarises the rest of the session's causal past: for each origin DC, a position of
-    its log (``((dc, seq), ...)``) the session depends on (session.py)."""
-
-    op: str = attrs.field()
-    id: int = attrs.field(validator=is_uint)
-    key: str | None = attrs.field(default=None)
-    value: bytes | None = attrs.field(default=None, validator=is_value)
-    deps: tuple = attrs.field(default=(), converter=_deps)
-    floor: int = attrs.field(default=0, validator=is_uint)
-    rid: bytes | None = attrs.field(default=None)
-    past: tuple = attrs.field(default=(), converter=_past)
-
-    @op.validator
-    def _check_op(self, _a, v):
-        if v not in CLIENT_OPS:
-            raise ValueError(f"unknown op {v!r}; expected one of {', '.join(CLIENT_OPS)}")
-
-    def __attrs_post_init__(self):
-        if self.op in ("get", "put", "delete"):
-            is_key(self, attrs.fields(ClientRequest).key, self.key)
-        elif self.key is not None:
-            raise ValueError(f"{self.op} takes no key")
-        if self.rid is not None:
-            is_rid(self, attrs.fields(ClientRequest).rid, self.rid)
-        if self.op == "put" and self.value is None:
-            raise ValueError("put needs a value (bytes)")
-        if self.op in ("put", "delete"):
-            is_rid(self, attrs.fields(ClientRequest).rid, self.rid)
-
+from .client_requests import (  # noqa: E402,F401 (re-exported, as the replies)
+    CLIENT_OPS, MAX_PAST, MAX_TXN_KEYS, ClientRequest, Dep,
+)
 
 # -- client replies: replies.py ------------------------------------------------------------------
 
 from .replies import (  # noqa: E402,F401 (re-exported: every message is importable from here)
     CLIENT_REPLIES, AttachReply, ErrorReply, GetReply, Pong, PutReply, SettleReply, StatsAnswer,
+    TxnReply,
 )

@@ -70,6 +70,7 @@ from .request_ids import RequestIds
 from .ring import hash_point
 from .ring_requests import RingRequests
 from .shipping import Shipping
+from .snapshots import Snapshots
 from .state_transfer import RangeCopier
 from .storage import Record, Store, store_identity
 from .tombstones import Tombstones
@@ -114,6 +115,8 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
         self.dep_checks = DependencyChecks(name, store, self._tombstones, self.clock, config,
                                            self.counters)
         self.recover(now)
+        self.snapshots = Snapshots(store, self.clock, config.snapshot_retention_s,
+                                   self.counters)
         self._handlers: dict[type, Callable] = {
             m.RingUpdate: self._on_ring_update,
             m.HeartbeatAck: self._on_heartbeat_ack,
@@ -123,6 +126,7 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
             m.Update: self._on_update,
             m.Stable: self._on_stable,
             m.Read: self._on_read,
+            m.SnapshotRead: self._on_snapshot_read,
             m.DepCheck: self._on_dep_check,
             m.SyncRequest: self._on_sync_request,
             m.SyncChunk: self._on_sync_chunk,
@@ -163,7 +167,7 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
         if promised:
             self.clock.observe(int.from_bytes(promised, "big"))
         for key, rec in self.store.items():
-            self.clock.observe(rec.version.clock)
+            self.clock.observe(rec.applied)  # (at least its version's clock)
             # (An orphan is kept however long we were down: maybe an acknowledged write only
             # we hold. If a newer tombstone was collected meanwhile, we no longer hold its
             # range (custody.py): the copy drops it (``drop_collected``), and every node
@@ -207,8 +211,11 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
         out += self.leases.renew(now)
         if self.ring is not None and self.ring.serving:
             out += self._redrive(now, force=False)
-        self.counters["tombstones_collected"] += self._tombstones.sweep(
-            self.dc_time.now(now), self._key_busy)
+        collected = self._tombstones.sweep(self.dc_time.now(now), self._key_busy)
+        if collected:
+            self.counters["tombstones_collected"] += collected
+            self.snapshots.records_dropped()
+        self.snapshots.sweep(max(self.clock.last, int(self.dc_time.now(now) * 1e6)))
         return out
 
     def _key_busy(self, key: str) -> bool:
@@ -217,6 +224,8 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
                 or (self.ring is not None and self.copier.copying(self.ring.arc_of(key))))
 
     def _put(self, key: str, record: Record) -> None:
+        if self.snapshots.enabled:
+            self.snapshots.replaced(key, self.store.get(key), record)
         self.store.put(key, record)
         self._tombstones.note(key, record)
         self.copier.note_stored(key)
@@ -236,6 +245,7 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
             "dep_waiters": len(self.dep_checks),
             "tombstones": len(self._tombstones.keys),
             "clock_ahead_ms": round(self.dc_time.ahead_s * 1000),
+            **self.snapshots.stats(),
             **self.counters,
         }
 
@@ -299,7 +309,7 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
     def _update_of(self, key: str, record: Record, origin: str, op: int, ack_at: int) -> m.Update:
         return m.Update(key, record.version, record.value, record.rid, origin, op, ack_at,
                         self.epoch, record.vclock, record.seq, record.logged_at,
-                        record.deps, record.past)
+                        record.deps, record.past, record.applied_at)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -408,7 +418,10 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
             self.counters["late_write_dropped"] += 1
             return [Send(src, m.PutAck(msg.op, msg.key, msg.version, 0, False))]
         vclock = msg.vclock.merge(current.vclock) if current is not None else msg.vclock
-        record = Record(msg.version, msg.value, False, msg.rid, msg.seq, 0, vclock)
+        # applied now, after any snapshot this head read at (snapshots.py)
+        applied = self.clock.next(self.dc_time.now(now), msg.floor)
+        record = Record(msg.version, msg.value, False, msg.rid, msg.seq, 0, vclock,
+                        applied_at=applied)
         self.counters["remote_applied"] += 1
         record, overtaken = self.shipping.replacing(msg.key, current, record, now)
         return overtaken + self._store_at_head(src, msg, record, chain, now)
@@ -458,13 +471,13 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
             return out
         if current is None or msg.version > current.version:
             record = Record(msg.version, msg.value, False, msg.rid, msg.seq, msg.logged_at,
-                            msg.vclock, msg.deps, msg.past)
+                            msg.vclock, msg.deps, msg.past, msg.applied_at)
             if tail:
                 record = self.shipping.at_tail(record)
             record, kept = self.shipping.replacing(msg.key, current, record, now)
             out += kept
             self._put(msg.key, record)
-            self.clock.observe(max(msg.version.clock, msg.logged_at))
+            self.clock.observe(max(record.applied, msg.logged_at))
             self._rids.remember(msg.rid, msg.key, msg.version)
         elif current.stable:
             # Already known stable here: a redrive; tell the sender instead of forwarding,
@@ -631,11 +644,13 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
                 current = self.store.get(item.key)
                 if current is None or item.version > current.version:
                     record = Record(item.version, item.value, item.stable, item.rid, item.seq,
-                                    item.logged_at, item.vclock, item.deps, item.past)
+                                    item.logged_at, item.vclock, item.deps, item.past,
+                                    item.applied_at)
                     record, kept = self.shipping.replacing(item.key, current, record, now)
                     out += kept
                     self._put(item.key, record)
-                    self.clock.observe(max(item.version.clock, item.logged_at))
+                    self.snapshots.copied(record)
+                    self.clock.observe(max(record.applied, item.logged_at))
                     self._rids.remember(item.rid, item.key, item.version)
                     if not item.stable:
                         # Copied, not received from our predecessor: we cannot vouch for the
@@ -662,6 +677,7 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
             return out
         for key in self.copier.drop_collected(sync):
             self._unstable.pop(key, None)
+            self.snapshots.records_dropped()
         out += self._redrive(now, force=True)  # what waited for the copy (orphans among it)
         out += self._release_held_puts(now)
         return out

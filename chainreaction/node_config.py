@@ -54,8 +54,13 @@ class NodeConfig:
     # (chainreaction/tombstones.py).
     tombstone_grace_s: float = 600.0
     tick_s: float = 0.05  # housekeeping: expiries, redrive, copy pacing, tombstones
+    # A replaced version is kept this long for GET-TRANSACTIONs reading before it
+    # (snapshots.py); 0: none kept, and snapshot reads are refused.
+    snapshot_retention_s: float = 5.0
     heartbeat_s: float = 0.2  # to the manager, which measures our clock in its answer
 
     def __attrs_post_init__(self):
         if self.eager < 1:
             raise ValueError("eager (k) must be >= 1")
+        if self.snapshot_retention_s < 0:
+            raise ValueError("snapshot_retention_s must be >= 0")

@@ -51,6 +51,34 @@ class NodeReads:
                                       record.version, pos, self.shipping.client_stable(record),
                                       record.seq))]
 
+    def _on_snapshot_read(self, src: str, msg: m.SnapshotRead, now: float) -> list:
+        """A GET-TRANSACTION's read of one key, at the head (snapshots.py)."""
+        refused = self._check_epoch(src, msg.op, msg.epoch)
+        if refused:
+            return refused
+        arc = self.ring.arc_of(msg.key)
+        chain = self.ring.chain_of_arc(arc)
+        if chain[0] != self.name:
+            return self._error(src, msg.op, m.NOT_HEAD, f"head of {msg.key!r} is {chain[0]}")
+        refused = self._check_lease(src, msg.op, chain, now)
+        if refused:
+            return refused
+        if not self.snapshots.enabled:
+            return self._error(src, msg.op, m.UNAVAILABLE,
+                               "this node keeps no old versions (snapshot retention 0)")
+        if self.copier.copying(arc):
+            self.counters["read_miss_syncing"] += 1
+            return [Send(src, m.ReadMiss(msg.op, msg.key, "syncing"))]
+        eager, wanted = min(self.config.eager, len(chain)), msg.min_version
+
+        def visible(record) -> bool:
+            # (as _on_read: maybe not acknowledged yet, so maybe applied again later with
+            # another version, unless the session itself already saw it)
+            return (record.stable or eager <= 1
+                    or (wanted is not None and wanted >= record.version))
+        return self.snapshots.read(src, msg, self.store.get(msg.key), self.epoch, visible,
+                                   self.shipping.client_stable, self._tombstones.covers)
+
     def _on_dep_check(self, src: str, msg: m.DepCheck, now: float) -> list:
         refused = self._check_epoch(src, msg.op, msg.epoch)
         if refused:

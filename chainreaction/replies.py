@@ -97,6 +97,23 @@ class SettleReply:
 
 
 @attrs.frozen(slots=True)
+class TxnReply:
+    """Reply to ``txn``: ``results``, one ``GetReply``-like map per key, all from one
+    causal snapshot (the state at ``at``, docs/protocol.md §8)."""
+
+    id: int
+    results: tuple  # ((key, found, value, version, chain_index, stable, seq), ...)
+    dc: int
+    at: int
+
+    def to_wire(self) -> dict:
+        return {"id": self.id, "ok": True, "dc": self.dc, "at": self.at, "results": [
+            {"key": key, "found": found, "value": value, "version": version,
+             "chain_index": chain_index, "stable": stable, "seq": seq}
+            for key, found, value, version, chain_index, stable, seq in self.results]}
+
+
+@attrs.frozen(slots=True)
 class ErrorReply:
     """A client error: ``{id, ok: false, error, message, retryable}`` (``id`` is null when
     the frame had none)."""
@@ -114,4 +131,5 @@ class ErrorReply:
                 "retryable": self.retryable}
 
 
-CLIENT_REPLIES = (Pong, StatsAnswer, GetReply, PutReply, AttachReply, SettleReply, ErrorReply)
+CLIENT_REPLIES = (Pong, StatsAnswer, GetReply, PutReply, AttachReply, SettleReply, TxnReply,
+                  ErrorReply)

@@ -26,6 +26,13 @@ from .versions import Version
 RIDS = "rids"  # column family of request ids
 META = "meta"  # column family of the node's own named values
 UNLOGGED = "unlogged"  # column family of replaced local writes not logged yet (storage.py)
+OLD = "old"  # column family of older versions kept for snapshots (emptied at open)
+
+
+def _old_name(key: str, applied: int) -> bytes:
+    """A key's old versions sort together, by applied order."""
+    raw = key.encode()
+    return len(raw).to_bytes(2, "big") + raw + applied.to_bytes(8, "big")
 
 
 def open_rocks(path: str, families: tuple, fsync: bool):
@@ -101,12 +108,16 @@ class RocksStore(WalSync, AtomicWrites):
     the WAL holds it whole or not at all."""
 
     def __init__(self, path: str, fsync: bool = False, durability: str = "none") -> None:
-        families = self._open(path, (RIDS, META, UNLOGGED), "every" if fsync else durability)
+        families = self._open(path, (RIDS, META, UNLOGGED, OLD),
+                              "every" if fsync else durability)
         self._rids = families[RIDS]
         self._meta = families[META]
         self._unlogged = families[UNLOGGED]
+        self._old = families[OLD]
         self._family = {name: self._db.get_column_family_handle(name)
-                        for name in (RIDS, META, UNLOGGED)}
+                        for name in (RIDS, META, UNLOGGED, OLD)}
+        for name in list(self._old.keys()):  # (snapshots in flight died with the process)
+            del self._old[name]
 
     def _write(self, table, family: str | None, name: bytes, value: bytes | None,
                seen: tuple, as_read=None) -> None:
@@ -184,6 +195,24 @@ class RocksStore(WalSync, AtomicWrites):
         for name, raw in self._unlogged.items():
             yield cbor2.loads(name)[0], Record.decode(raw)
 
+    def put_old(self, key: str, record: Record) -> None:
+        name = _old_name(key, record.applied)
+        self._write(self._old, OLD, name, record.encode(), ("old", name))
+
+    def forget_old(self, key: str, applied: int) -> None:
+        name = _old_name(key, applied)
+        self._write(self._old, OLD, name, None, ("old", name))
+
+    def old_versions(self, key: str) -> list[Record]:
+        self._iterating()
+        prefix = _old_name(key, 0)[:-8]
+        found = []
+        for name, raw in self._old.items(from_key=prefix):
+            if not name.startswith(prefix) or len(name) != len(prefix) + 8:
+                break
+            found.append(Record.decode(raw))
+        return found[::-1]
+
     def close(self) -> None:
-        del self._rids, self._meta, self._unlogged, self._family
+        del self._rids, self._meta, self._unlogged, self._old, self._family
         self._db.close()

@@ -101,6 +101,22 @@ class SessionState:
         deps = (entry.dep(key, self.dc),) if entry else ()
         return m.ClientRequest(op="get", id=self._id(), key=key, deps=deps)
 
+    def txn_request(self, keys) -> m.ClientRequest:
+        """A GET-TRANSACTION: each key's newest entry, and ``floor``: the snapshot must
+        hold the whole causal past (docs/protocol.md §8)."""
+        deps = tuple(entry.dep(key, self.dc) for key in keys
+                     for entry in (self.entry(key),) if entry is not None)
+        return m.ClientRequest(op="txn", id=self._id(), keys=tuple(keys), deps=deps,
+                               floor=self.floor)
+
+    def on_txn(self, reply: dict) -> None:
+        """Each value read counts as a get's (the rules above); and the snapshot's stamp
+        joins the floor: later writes come after everything the session saw in it."""
+        for result in reply.get("results") or ():
+            self.on_read(result["key"], {**result, "dc": reply.get("dc", 0)})
+        self.dc = reply.get("dc", 0)
+        self.floor = max(self.floor, reply.get("at") or 0)
+
     def write_request(self, op: str, key: str, value: bytes | None, rid: bytes) -> m.ClientRequest:
         return m.ClientRequest(op=op, id=self._id(), key=key, value=value,
                                deps=self._deps(self.dc), floor=self.floor, rid=rid,

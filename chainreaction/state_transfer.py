@@ -406,7 +406,7 @@ class RangeCopier:
                 for key, rec in stream.items:
                     chunk.append(m.SyncItem(key, rec.version, rec.value, rec.stable, rec.rid,
                                             rec.seq, rec.logged_at, rec.vclock, rec.deps,
-                                            rec.past))
+                                            rec.past, rec.applied_at))
                     size += len(key.encode()) + len(rec.value or b"") + len(rec.rid) + 32
                     if len(chunk) >= cfg.sync_chunk_items or size >= cfg.sync_chunk_bytes:
                         last = False

@@ -60,12 +60,21 @@ class Record:
     vclock: VClock = VClock()
     deps: tuple = ()  # ((key, clock), ...), sorted by key (fields.local_deps)
     past: int = 0
+    # when its head applied it, on the head's hybrid clock; 0: at ``version.clock`` (a
+    # write of this DC, applied as it was stamped). Snapshots read in this order.
+    applied_at: int = 0
+
+    @property
+    def applied(self) -> int:
+        return self.applied_at or self.version.clock
 
     def encode(self) -> bytes:
         raw = [self.version.clock, self.version.dc, self.stable, self.rid, self.value,
                self.seq, self.logged_at, self.vclock.to_wire()]
-        if self.deps or self.past:
+        if self.deps or self.past or self.applied_at:
             raw += [[list(d) for d in self.deps], self.past]
+        if self.applied_at:
+            raw.append(self.applied_at)
         return cbor2.dumps(raw)
 
     @classmethod
@@ -77,7 +86,8 @@ class Record:
         if len(raw) == 8:  # written before local dependencies were carried (or without any)
             return cls(Version(clock, dc), value, stable, rid, raw[5], raw[6], VClock(raw[7]))
         return cls(Version(clock, dc), value, stable, rid, raw[5], raw[6], VClock(raw[7]),
-                   tuple((key, c) for key, c in raw[8]), raw[9])
+                   tuple((key, c) for key, c in raw[8]), raw[9],
+                   raw[10] if len(raw) > 10 else 0)
 
     def logged(self, seq: int, logged_at: int) -> "Record":
         """This record once its DC's proxy logged it at ``seq``: its dependencies are in the
@@ -115,6 +125,14 @@ class Store(Protocol):
     def unlogged(self) -> Iterator[tuple[str, Record]]: ...
 
     # A few named values of the node itself (the collected-tombstone floor).
+    # Older versions kept for snapshots (snapshots.py): a replaced record, by its
+    # ``applied`` order. Not kept across a restart (a snapshot in flight starts again).
+    def put_old(self, key: str, record: Record) -> None: ...
+
+    def old_versions(self, key: str) -> list[Record]: ...  # newest applied first
+
+    def forget_old(self, key: str, applied: int) -> None: ...
+
     def get_meta(self, name: str) -> bytes | None: ...
 
     def put_meta(self, name: str, value: bytes) -> None: ...
@@ -190,8 +208,24 @@ class MemoryStore(AtomicWrites):
         self._rids: dict[bytes, tuple[str, Version]] = {}
         self._meta: dict[str, bytes] = {}
         self._unlogged: dict[tuple[str, Version], Record] = {}
+        self._old: dict[tuple[str, int], Record] = {}
+        self._old_of: dict[str, set] = {}  # key -> its applied orders in _old
+
+    def put_old(self, key: str, record: Record) -> None:
+        self._write(self._old, "old", (key, record.applied), record)
+
+    def forget_old(self, key: str, applied: int) -> None:
+        self._write(self._old, "old", (key, applied), None)
+
+    def old_versions(self, key: str) -> list[Record]:
+        return [self._old[(key, a)] for a in sorted(self._old_of.get(key, ()), reverse=True)]
 
     def _set(self, table: dict, name, value) -> None:
+        if table is self._old:  # (kept per key too: old_versions is per key)
+            applied = self._old_of.setdefault(name[0], set())
+            applied.add(name[1]) if value is not None else applied.discard(name[1])
+            if not applied:
+                del self._old_of[name[0]]
         if value is None:
             table.pop(name, None)
         else:

@@ -73,55 +73,15 @@ from chainreaction import messages as m
 from chainreaction.core import Core, Identity
 from chainreaction.effects import Send, ToClient
 from chainreaction.ring_requests import RingRequests
-from chainreaction.versions import MAX_CLOCK_AHEAD_S, DcTime, Version
+from chainreaction.versions import DcTime, Version
 
 from .dependencies import (
     LoggedCheck, NewestVersions, PastCheck, ProxyLiveness, SeenHere, local_deps, logged_checks,
     past_checks,
 )
 
-# chain: ChainReaction (any position the session proved safe); head, tail: always there
-# (tail = classic chain replication); craq: any position, answering only with a version
-# the tail has, else asking the tail (CRAQ's version query)
-READ_POLICIES = ("chain", "head", "tail", "craq")
-
-
-@attrs.frozen
-class FrontendConfig:
-    manager: str = "manager"
-    read_from: str = "chain"
-    request_timeout_s: float = 10.0
-    node_timeout_s: float = 1.0
-    dep_timeout_s: float = 3.0  # > the tail's dependency wait, so checks don't pile up
-    # A session's floor (and its dependencies' clocks) up to this far ahead of the DC's time
-    # is taken as is; above, only once some process of the DC has made or seen a clock that
-    # high (the store made it), and refused as not the store's once the manager has
-    # reported the DC's clocks for ``floor_proof_s`` without one (docs/protocol.md §3.1).
-    max_clock_skew_s: float = 60.0
-    floor_proof_s: float = 1.0
-    max_clock_ahead_s: float = MAX_CLOCK_AHEAD_S
-    retry_delay_s: float = 0.05
-    ring_refresh_s: float = 0.2
-    max_ops: int = 100_000
-    max_known_stable: int = 100_000
-    dc: int = 0
-    geo: bool = False
-    proxy: str = "proxy"
-    # Breaks causal consistency on purpose, to prove that the Jepsen-style checker finds
-    # anomalies: writes and attaches do not wait for dependencies, reads ignore the
-    # session's versions (any chain node, any version). Never for real use.
-    unsafe_skip_dependency_checks: bool = False
-    tick_s: float = 0.05  # while operations are in flight: deadlines, retries, resends
-    heartbeat_s: float = 0.2
-    geo_stats_s: float = 1.0  # how often the proxy's stats are fetched (the ``geo`` field)
-    # The proxy answered nothing (those stats included) for this long: it is down or
-    # stopped, and what needs it fails at once (retryable) rather than at its deadline.
-    proxy_silence_s: float = 3.0
-    attach_wait_s: float = 1.0  # for the session's past, then refused (retryable; see attach)
-
-    def __attrs_post_init__(self):
-        if self.read_from not in READ_POLICIES:
-            raise ValueError(f"read_from must be one of {READ_POLICIES}")
+from .config import READ_POLICIES, FrontendConfig  # noqa: F401 (importable from here)
+from .transactions import FrontendTransactions
 
 
 @attrs.define(slots=True)
@@ -155,7 +115,7 @@ class _Op:
     retry_at: float | None = None  # parked until then (or until a ring arrives)
 
 
-class FrontendCore(Core):
+class FrontendCore(FrontendTransactions, Core):
     role = "frontend"
 
     def __init__(self, name: str, rng: Random, config: FrontendConfig, now: float,
@@ -166,6 +126,8 @@ class FrontendCore(Core):
         self.config = config
         self._rng = rng
         self._ops: dict[int, _Op] = {}
+        self._txns: dict = {}  # GET-TRANSACTIONs (transactions.py)
+        self._txn_of: dict[int, int] = {}  # their reads -> their ids
         self._sub: dict[int, int] = {}  # dependency-check id -> parent op id
         # Ids start from the clock so a restarted frontend ignores its predecessor's late
         # replies instead of matching them to new requests.
@@ -193,6 +155,7 @@ class FrontendCore(Core):
             m.RingUpdate: self._on_ring_update,
             m.ReadReply: self._on_read_reply,
             m.ReadMiss: self._on_read_miss,
+            m.SnapshotReply: self._on_snapshot_reply,
             m.PutAck: self._on_put_ack,
             m.DepReply: self._on_dep_reply,
             m.Error: self._on_error,
@@ -221,6 +184,8 @@ class FrontendCore(Core):
             return [self._client_error(conn, req.id, m.OVERLOADED, "too many requests in flight")]
         self.timers.sooner("sweep", self.config.tick_s, now)
         assert self.timers.armed("sweep")  # every operation is swept until it ends
+        if req.op == "txn":
+            return self._start_txn(conn, req, now)
         op_id = self._new_id()
         deadline = now + (self.config.attach_wait_s if req.op == "attach"
                           else self.config.request_timeout_s)
@@ -276,7 +241,7 @@ class FrontendCore(Core):
 
     def _sweep(self, now: float) -> list:
         out = self.tick(now)
-        if self._ops:
+        if self._ops or self._txns:
             self.timers.after("sweep", self.config.tick_s, now)
         return out
 
@@ -320,7 +285,7 @@ class FrontendCore(Core):
                 self.counters["node_timeout"] += 1
                 out += self._next_candidate(op_id, op, now) if op.kind == "get" else \
                     self._restart(op_id, op, now)
-        return out
+        return out + self._txn_tick(now)
 
     @staticmethod
     def _get_failure(op: _Op) -> str:
@@ -339,17 +304,18 @@ class FrontendCore(Core):
         for op in self._ops.values():
             if op.conn == conn:
                 op.conn = -1
+        self._txns_client_gone(conn)
         return []
 
     @property
     def in_flight(self) -> int:
         """Client operations not answered yet (each ends by its deadline at the latest)."""
-        return len(self._ops)
+        return len(self._ops) + len(self._txns)
 
     def stats(self) -> dict:
         return {"name": self.name, "epoch": self.ring.epoch if self.ring else 0,
                 "ring_members": list(self.ring.names) if self.ring else [],
-                "in_flight": len(self._ops),
+                "in_flight": self.in_flight,
                 "clock_ahead_ms": round(self.dc_time.ahead_s * 1000), **self.counters}
 
     @property
@@ -438,6 +404,9 @@ class FrontendCore(Core):
         for op_id, op in list(self._ops.items()):
             if op.retry_at is not None:
                 out += self._restart(op_id, op, now)
+        for txn_id, txn in list(self._txns.items()):
+            if txn.retry_at is not None:
+                out += self._txn_round(txn_id, txn, now)
         return out
 
     # -- get --------------------------------------------------------------------------------
@@ -504,6 +473,8 @@ class FrontendCore(Core):
             collected_floor=msg.collected_floor if msg.version is None else None)
 
     def _on_read_miss(self, src: str, msg: m.ReadMiss, now: float) -> list:
+        if msg.op in self._txn_of:
+            return self._txn_refused(src, msg.op, "read_miss_" + msg.reason, 0, now)
         op = self._ops.get(msg.op)
         if op is None or op.kind != "get" or op.target != src or op.key != msg.key:
             self.counters["stale_reply"] += 1
@@ -682,6 +653,8 @@ class FrontendCore(Core):
     # -- errors -----------------------------------------------------------------------------
 
     def _on_error(self, src: str, msg: m.Error, now: float) -> list:
+        if msg.op in self._txn_of:
+            return self._txn_refused(src, msg.op, msg.code, msg.epoch, now)
         op_id = self._sub.get(msg.op, msg.op)
         op = self._ops.get(op_id)
         self.counters["node_error_" + msg.code] += 1

@@ -82,7 +82,8 @@ class SimSession:
     def submit(self, op: str, key: str, value: bytes | None = None) -> int:
         """Send a request; returns its id. ``reply(id)`` is set once it completes.
         ``attach`` (with ``key`` = a frontend name) moves the session there; ``settle``
-        trades the session's entries for ``past`` (chainreaction/session.py)."""
+        trades the session's entries for ``past`` (chainreaction/session.py); ``txn``
+        (with ``key`` = a tuple of keys) is a GET-TRANSACTION."""
         if op == "attach":
             self.frontend = key
             req = self.state.attach_request()
@@ -90,6 +91,8 @@ class SimSession:
             req = self.state.settle_request()
         elif op == "get":
             req = self.state.get_request(key)
+        elif op == "txn":  # ``key``: the keys, a tuple
+            req = self.state.txn_request(key)
         else:
             self._rid += 1
             rid = f"{self.conn}:{self._rid}".encode()
@@ -121,6 +124,8 @@ class SimSession:
                 self.state.on_settle(payload)
             elif op == "get":
                 self.state.on_read(key, payload)
+            elif op == "txn":
+                self.state.on_txn(payload)
             else:
                 self.state.on_write(key, payload)
         if self.on_reply is not None:

@@ -54,7 +54,7 @@ FIELD_STRATEGIES = {
                         "ack_at", "sync_id", "seq", "total", "logged_at", "clock", "first_seq",
                         "received", "sent_at_us", "stamp", "clock_us", "ahead_us",
                         "store_clock_us", "past", "low_clock", "low_seq",
-                        "collect_below")},
+                        "collect_below", "applied_at", "at", "horizon")},
     **{f: dc_vectors for f in ("applied", "global_stable", "needs", "collectable", "vector",
                                "started")},
     **{f: dc_ids for f in ("dc", "origin_dc")},
@@ -137,7 +137,8 @@ def example_of(cls):
         "collected_floor": None, "rids": ((b"r", "k", Version(1, 0)),),
         "vclock": VClock({1: 7}), "cut": (1,), "heal": (2,), "cut_off": ("n1",), "unreachable": ("n2",),
         "clock_skew_ms": -5, "deps": (("a", 5),), "past": 3, "logged_only": False,
-            "low_clock": 15, "low_seq": 2, "collect_below": 16,
+            "low_clock": 15, "low_seq": 2, "collect_below": 16, "applied_at": 17, "at": 18,
+        "horizon": 0,
         "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0, ((0, 3),)),),
     }
     missing = [f for f in cls.FIELDS if f not in sample]
@@ -623,7 +624,27 @@ def client_requests(draw):
         fields["value"] = draw(st.binary(max_size=64))
     if op in ("put", "delete"):
         fields["rid"] = draw(rids)
+    if op == "txn":
+        fields["keys"] = tuple(draw(st.lists(keys, min_size=1, max_size=5, unique=True)))
+        fields["deps"] = draw(deps)
+        fields["floor"] = draw(U63)
     return m.ClientRequest(**fields)
+
+
+@pytest.mark.parametrize("fields, problem", [
+    ({"op": "txn"}, "txn needs keys"),
+    ({"op": "txn", "keys": ["a", "a"]}, "distinct"),
+    ({"op": "txn", "keys": ["a"], "key": "a"}, "takes no key"),
+    ({"op": "get", "key": "a", "keys": ["a"]}, "takes no keys"),
+    ({"op": "txn", "keys": [""]}, ""),
+    ({"op": "txn", "keys": "ab"}, "keys must be an array"),
+    ({"op": "txn", "keys": ["k%d" % i for i in range(m.MAX_TXN_KEYS + 1)]}, "at most"),
+])
+def test_a_bad_transaction_request_is_a_bad_request(fields, problem):
+    data = cbor2.dumps({"id": 1, **fields})
+    with pytest.raises(codec.ProtocolError) as caught:
+        codec.decode_client_request(data)
+    assert caught.value.code == m.BAD_REQUEST and problem in caught.value.detail
 
 
 @settings(max_examples=200, deadline=None)

@@ -72,6 +72,40 @@ def test_a_record_carries_what_it_depends_on_until_logged_and_old_forms_still_lo
     assert Record.decode(cbor2.dumps([9, 1, True, b"r", b"v"])) == rec(9, stable=True, dc=1)
 
 
+def test_a_record_applied_later_than_stamped_keeps_when_and_old_forms_still_load():
+    import cbor2
+
+    remote = Record(Version(9, 1), b"v", False, b"r", applied_at=50)
+    assert Record.decode(remote.encode()) == remote and remote.applied == 50
+    assert len(cbor2.loads(rec(9).encode())) == 8  # a local write: its clock, as before
+    assert rec(9).applied == 9
+    assert remote.logged(3, 4).applied == 50
+
+
+def test_old_versions_are_kept_per_key_newest_first_and_forgotten_one_by_one(store):
+    for clock in (5, 9, 7):
+        store.put_old("k", rec(clock, b"%d" % clock))
+    store.put_old("k2", rec(8))
+    store.put_old("k\x00", rec(6))  # a key that begins like another
+    assert [r.version.clock for r in store.old_versions("k")] == [9, 7, 5]
+    store.forget_old("k", 7)
+    assert [r.value for r in store.old_versions("k")] == [b"9", b"5"]
+    assert [r.version.clock for r in store.old_versions("k2")] == [8]
+    assert [r.version.clock for r in store.old_versions("k\x00")] == [6]
+    assert store.old_versions("nothing") == []
+    assert store.get("k") is None  # apart from the records
+
+
+def test_old_versions_do_not_outlive_the_process(tmp_path):
+    store = RocksStore(str(tmp_path / "db"))
+    store.put("k", rec(9))
+    store.put_old("k", rec(5))
+    store.close()
+    again = RocksStore(str(tmp_path / "db"))
+    assert again.get("k") == rec(9) and again.old_versions("k") == []
+    again.close()
+
+
 def test_replaced_unlogged_writes_are_kept_apart_from_the_records(store):
     old, older = rec(5, b"five"), rec(3, b"three")
     store.put("k", rec(9))

@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="collect a delete's tombstone no sooner than S seconds after it, "
                       "once no older write can still arrive; a node restarted after kill -9 "
                       "drops the unreplicated writes it held that are older than S/2")
+    node.add_argument("--snapshot-retention", type=float, default=5.0, metavar="S",
+                      help="keep a replaced version S seconds for GET-TRANSACTIONs reading "
+                      "before it (default 5; 0 keeps none and refuses them)")
     _geo_member_options(node)
 
     manager = sub.add_parser("manager", help="run the datacenter's membership manager")
@@ -171,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--unsafe-skip-dependency-checks", action="store_true",
                     help="BREAKS CAUSALITY, only to show that `chainreaction check` catches "
                     "it: writes do not wait for dependencies, reads ignore session versions")
+    fe.add_argument("--unsafe-independent-txn-reads", action="store_true",
+                    help="BREAKS GET-TRANSACTIONS, only to show that `chainreaction check` "
+                    "catches it: each key of a transaction is read at its own stamp")
     _geo_member_options(fe)
 
     px = sub.add_parser("proxy", help="run a datacenter's remote proxy (ships its writes to "
@@ -237,10 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="give up waiting for the backlog after this long (default 300)")
     cu.add_argument("--json", metavar="FILE", help="also write the result as JSON")
 
-    for name, helptext in (("put", "write KEY=VALUE"), ("get", "read KEY"),
+    for name, helptext in (("put", "write KEY=VALUE"),
+                           ("get", "read KEY; several keys: one causal snapshot of them (a "
+                            "GET-TRANSACTION), a line KEY<TAB>VALUE each"),
                            ("delete", "delete KEY")):
         op = sub.add_parser(name, help=helptext)
         op.add_argument("key")
+        if name == "get":
+            op.add_argument("more_keys", nargs="*", metavar="KEY",
+                            help="more keys, read with the first as one transaction")
         if name == "put":
             op.add_argument("value")
         op.add_argument("--url", action="append", help="frontend URL; repeat it to give "
@@ -569,7 +580,8 @@ def _run_process(args) -> int:
         from ..runtime.processes import run_node
 
         config = NodeConfig(eager=args.eager, dc=args.dc, geo=bool(args.proxy),
-                            proxy=args.proxy_name, tombstone_grace_s=args.tombstone_grace)
+                            proxy=args.proxy_name, tombstone_grace_s=args.tombstone_grace,
+                            snapshot_retention_s=args.snapshot_retention)
         trio.run(lambda: run_node(args.name, args.listen, args.manager, args.data_dir,
                                   config, durability=args.durability,
                                   proxy_addr=args.proxy))
@@ -607,11 +619,15 @@ def _run_process(args) -> int:
 
         config = FrontendConfig(read_from=args.read_from, dc=args.dc, geo=bool(args.proxy),
                                 proxy=args.proxy_name,
-                                unsafe_skip_dependency_checks=args.unsafe_skip_dependency_checks)
-        if config.unsafe_skip_dependency_checks:
-            logging.getLogger("frontend").warning(
-                "UNSAFE: --unsafe-skip-dependency-checks is on: this frontend does NOT keep "
-                "causal consistency (for testing the checker only)")
+                                unsafe_skip_dependency_checks=args.unsafe_skip_dependency_checks,
+                                unsafe_independent_txn_reads=args.unsafe_independent_txn_reads)
+        for flag, on in (("--unsafe-skip-dependency-checks",
+                          config.unsafe_skip_dependency_checks),
+                         ("--unsafe-independent-txn-reads", config.unsafe_independent_txn_reads)):
+            if on:
+                logging.getLogger("frontend").warning(
+                    f"UNSAFE: {flag} is on: this frontend does NOT keep causal consistency "
+                    "(for testing the checker only)")
         trio.run(lambda: run_frontend(args.name, args.listen, args.ws, args.manager, config,
                                       proxy_addr=args.proxy))
     return 0
@@ -631,6 +647,13 @@ async def _one_shot(args) -> int:
             elif args.command == "delete":
                 result = await session.delete(args.key)
                 print(f"OK deleted version={result.version!r}")
+            elif args.command == "get" and args.more_keys:
+                results = await session.read_many([args.key, *args.more_keys])
+                for key, result in results.items():
+                    shown = (result.value.decode(errors="replace") if result.found
+                             else "(not found)")
+                    sys.stdout.write(f"{key}\t{shown}\n")
+                return 0 if all(r.found for r in results.values()) else 1
             elif args.command == "get":
                 result = await session.read(args.key)
                 if not result.found:

@@ -1,0 +1,128 @@
+"""Snapshot reads at a chain head: what a GET-TRANSACTION reads (docs/protocol.md §8).
+
+A transaction reads every key at one stamp ``at``, at each key's head: the version that
+head had applied at or before ``at`` on its hybrid clock (``Record.applied``: a write of
+this DC is applied as it is stamped; another DC's when its head applies it). Before
+answering, the head moves its clock past ``at``, so whatever it applies later counts as
+after ``at``: the versions at or before ``at`` are all there already, and a transaction
+sees each key as it was at one instant of its head's order. Why the instants of
+different heads make one causal snapshot: a version is applied at a head only once its
+dependencies are stable in the DC, and the clocks on the way (the tail's, through the
+frontend's dependency check, into the floor of the dependent write) put each dependency
+before it; so everything in the past of a version applied at or before ``at`` was applied
+at or before ``at`` too, on its own head. The frontend takes answers of one ring epoch
+only: a new head (another node, after a ring change) may have a clock behind ``at``.
+
+Older versions are kept (``Store.put_old``) for ``retain_s`` after the version that
+replaced them was applied, long enough for a transaction that chose its stamp from recent
+clocks; a read below what is kept (``horizon``) answers with the horizon and the
+transaction starts again above it. Records that go without a successor (tombstones
+collected, stale copies dropped) and copies of a range (they bring no history) move the
+horizon up. A restarted node keeps no old versions, and its clock starts past every stamp
+it ever read at (``SNAPSHOT_BOUND``, persisted ahead of them in steps), so no write it
+applies after a restart falls below a snapshot it already served.
+"""
+
+from __future__ import annotations
+
+import collections
+
+from . import messages as m
+from .effects import Send
+from .storage import Record, Store
+from .versions import HybridClock
+
+SNAPSHOT_BOUND = "snapshot_bound"  # store meta: no snapshot was read at or above it
+BOUND_STEP_US = 1_000_000  # the bound is persisted this far ahead, once per step
+
+
+class Snapshots:
+    def __init__(self, store: Store, clock: HybridClock, retain_s: float, counters) -> None:
+        self.store = store
+        self.clock = clock
+        self.retain_us = int(retain_s * 1_000_000)
+        self.counters = counters
+        raw = store.get_meta(SNAPSHOT_BOUND)
+        self._bound = int(raw) if raw else 0
+        clock.observe(self._bound)
+        # Nothing older than our start is kept (old versions do not outlive the process).
+        self.horizon = clock.last
+        # (its successor's applied, key, its applied, its size): in about the order they go
+        self._kept: collections.deque = collections.deque()
+        self.kept_bytes = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.retain_us > 0
+
+    def replaced(self, key: str, old: Record | None, new: Record) -> None:
+        """``new`` replaces ``old`` in the store: keep ``old`` for snapshots before it."""
+        if not self.retain_us or old is None or old.version == new.version:
+            return
+        self.store.put_old(key, old)
+        size = len(key) + len(old.value or b"") + 64
+        self._kept.append((new.applied, key, old.applied, size))
+        self.kept_bytes += size
+
+    def copied(self, record: Record) -> None:
+        """A record that came with a copy of its range: what was before it is unknown."""
+        self.horizon = max(self.horizon, record.applied)
+
+    def records_dropped(self) -> None:
+        """Records left the store without a successor (tombstones collected, stale
+        copies dropped): a snapshot before now would need them."""
+        self.horizon = max(self.horizon, self.clock.last)
+
+    def sweep(self, now_us: int) -> None:
+        """Forget old versions replaced more than ``retain_us`` ago."""
+        limit = now_us - self.retain_us
+        kept = self._kept
+        while kept and kept[0][0] < limit:
+            replaced_at, key, applied, size = kept.popleft()
+            self.store.forget_old(key, applied)
+            self.kept_bytes -= size
+            self.horizon = max(self.horizon, replaced_at)
+            self.counters["snapshot_old_collected"] += 1
+
+    def read(self, src: str, msg: m.SnapshotRead, current: Record | None, epoch: int,
+             visible, stable, collected) -> list:
+        """Answer ``msg`` from ``current`` and the old versions kept of its key (the node
+        checked the epoch, that it is the head and its lease). ``visible(record)``: may
+        be read (not a write that may yet be applied again); ``stable(record)``: clients
+        may call it stable; ``collected(version)``: a tombstone at or above it was
+        collected here."""
+        at = msg.at
+        if at >= self._bound:  # durable before the answer leaves (group commit)
+            self._bound = max(at, self.clock.last) + BOUND_STEP_US
+            self.store.put_meta(SNAPSHOT_BOUND, str(self._bound).encode())
+        self.clock.observe(at)
+        self.counters["snapshot_reads"] += 1
+        if at < self.horizon:
+            self.counters["snapshot_too_old"] += 1
+            return [Send(src, m.SnapshotReply(msg.op, msg.key, False, None, None, False, 0,
+                                              epoch, self.horizon))]
+        if current is not None and current.applied <= at and visible(current):
+            found = current
+        elif current is not None:
+            found = next((old for old in self.store.old_versions(msg.key)
+                          if old.applied <= at and visible(old)), None)
+        else:  # (deleted without a successor: the horizon covers what was before)
+            found = None
+            if msg.min_version is not None and collected(msg.min_version):
+                return [Send(src, m.SnapshotReply(msg.op, msg.key, False, None, None, False,
+                                                  0, epoch))]
+        if msg.min_version is not None and (found is None or found.version < msg.min_version):
+            # The session has seen a newer version than this head held then (a write
+            # acknowledged by a head that died before passing it on): not here.
+            self.counters["snapshot_older"] += 1
+            return [Send(src, m.ReadMiss(msg.op, msg.key, "older"))]
+        if found is None:
+            return [Send(src, m.SnapshotReply(msg.op, msg.key, False, None, None, False, 0,
+                                              epoch))]
+        return [Send(src, m.SnapshotReply(
+            msg.op, msg.key, found.value is not None, found.value, found.version,
+            stable(found), found.seq, epoch))]
+
+    def stats(self) -> dict:
+        return {"snapshot_old_versions": len(self._kept),
+                "snapshot_old_bytes": self.kept_bytes}

@@ -101,16 +101,22 @@ class Snapshots:
             self.counters["snapshot_too_old"] += 1
             return [Send(src, m.SnapshotReply(msg.op, msg.key, False, None, None, False, 0,
                                               epoch, self.horizon))]
-        if current is not None and current.applied <= at and visible(current):
+        if current is not None and current.applied <= at:
             found = current
         elif current is not None:
             found = next((old for old in self.store.old_versions(msg.key)
-                          if old.applied <= at and visible(old)), None)
+                          if old.applied <= at), None)
         else:  # (deleted without a successor: the horizon covers what was before)
             found = None
             if msg.min_version is not None and collected(msg.min_version):
                 return [Send(src, m.SnapshotReply(msg.op, msg.key, False, None, None, False,
                                                   0, epoch))]
+        if found is not None and not visible(found):
+            # Maybe not acknowledged yet, maybe already in the session's past (acknowledged
+            # further down the chain): neither it nor an older one may be answered. The
+            # frontend asks again in a moment, at the same stamp.
+            self.counters["snapshot_unacknowledged"] += 1
+            return [Send(src, m.ReadMiss(msg.op, msg.key, "unacknowledged"))]
         if msg.min_version is not None and (found is None or found.version < msg.min_version):
             # The session has seen a newer version than this head held then (a write
             # acknowledged by a head that died before passing it on): not here.

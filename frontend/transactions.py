@@ -77,7 +77,8 @@ class FrontendTransactions:
             return self._want_ring(now)
         if not self._floor_from_store(txn, now):
             return self._txn_wait_for_floor(txn_id, txn, now)
-        txn.at = max(txn.at, txn.floor, self.store_clock_us)
+        if not txn.at:  # (a round again keeps it, or the horizon's: any one will do)
+            txn.at = max(txn.floor, self.store_clock_us)
         if self.config.unsafe_independent_txn_reads:  # as stale as the session allows
             txn.at = txn.floor
         txn.epoch, txn.sent_at = ring.epoch, now

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--first", type=int, default=1, help="first seed (default 1)")
     fz.add_argument("--unsafe", action="store_true", help="frontends skip dependency checks "
                     "(breaks causality: the fuzzer should find anomalies)")
+    fz.add_argument("--unsafe-txn", action="store_true", help="frontends read each key of a "
+                    "GET-TRANSACTION on its own (breaks snapshots: the fuzzer should find "
+                    "fractured ones in the cases with transactions)")
     fz.add_argument("--jobs", type=_positive, default=1, help="worker processes")
     fz.add_argument("--out", help="folder for failing histories (seedN.jsonl)")
     fz.add_argument("--stop-after", type=_positive, help="stop after this many failing seeds")
@@ -99,7 +102,7 @@ def _fuzz(args) -> int:
     from .fuzz import fuzz, make_case, run_case
 
     if args.seed is not None:
-        case = make_case(args.seed, args.unsafe)
+        case = make_case(args.seed, args.unsafe, unsafe_txn=args.unsafe_txn)
         print(case.describe())
         outcome = run_case(case)
         from chainreaction.checker import format_report
@@ -135,10 +138,12 @@ def _fuzz(args) -> int:
                        f"{now - started:.0f} s")
 
     failures = fuzz(seeds, args.unsafe, args.out, report=lambda s: print("\n" + s, flush=True),
-                    progress=progress, stop_after=args.stop_after, jobs=args.jobs)
+                    progress=progress, stop_after=args.stop_after, jobs=args.jobs,
+                    unsafe_txn=args.unsafe_txn)
     if sys.stderr.isatty():
         sys.stderr.write("\n")
-    mode = " (UNSAFE frontends)" if args.unsafe else ""
+    mode = (" (UNSAFE frontends)" if args.unsafe else "") + (
+        " (UNSAFE transactions)" if args.unsafe_txn else "")
     beyond = sum(1 for f in failures if f.case.beyond_r_minus_1)
     print(f"{len(seeds)} seeds{mode}: {len(failures)} failing"
           + (f" ({beyond} with R or more nodes of one DC down at once)" if beyond else "")

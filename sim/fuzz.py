@@ -73,6 +73,11 @@ class Case:
     # a crashed manager's place is taken by a standby (``--managers 3``): it hears the
     # members from the crash on and is promoted when the crash ends (``_standby_managers``)
     standby_managers: bool = False
+    # GET-TRANSACTIONs among the operations (their share; drawn apart from the rest, so a
+    # seed's other draws are those it had before); ``unsafe_txn``: frontends read each key
+    # of a transaction on its own (``--unsafe-txn``)
+    txn: float = 0.0
+    unsafe_txn: bool = False
 
     def describe(self) -> str:
         head = (f"seed {self.seed}: {self.dcs} DC(s) x {self.nodes} nodes, R={self.replication}"
@@ -81,7 +86,9 @@ class Case:
                 f"{self.duration_s:.1f}s, {'FIFO links' if self.fifo else 'reordering links'}"
                 + (", staged WAN partitions, cross-DC failover" if self.partial else "")
                 + (", standby managers" if self.standby_managers else "")
-                + (", UNSAFE" if self.unsafe else ""))
+                + (f", {self.txn:.0%} transactions" if self.txn else "")
+                + (", UNSAFE" if self.unsafe else "")
+                + (", UNSAFE transactions" if self.unsafe_txn else ""))
         return "\n".join([head] + ["  " + f.describe() for f in self.faults])
 
     def most_nodes_out(self) -> int:
@@ -108,12 +115,26 @@ def _nodes(case: Case) -> set:
     return set(_process_names(case.dcs, case.nodes)["node"])
 
 
-def make_case(seed: int, unsafe: bool = False, partial: bool = True) -> Case:
+def make_case(seed: int, unsafe: bool = False, partial: bool = True,
+              unsafe_txn: bool = False) -> Case:
     """The case of ``seed``. ``partial=False``: without the staged partitions drawn since
     issue 12 and the group outages since issue 14 (the cases the seeds had before;
     regression tests replay those)."""
     case = _classic_case(seed, unsafe)
-    return _standby_managers(_group_outages(_partial_partitions(case))) if partial else case
+    if partial:
+        case = _standby_managers(_group_outages(_partial_partitions(case)))
+    return _transactions(case, unsafe_txn) if partial or unsafe_txn else case
+
+
+def _transactions(case: Case, unsafe_txn: bool) -> Case:
+    """GET-TRANSACTIONs in most one-DC cases (issue 17; several DCs refuse them so far),
+    drawn from their own RNG: the rest of the case is what the seed had before. With
+    ``unsafe_txn`` every one-DC case has a good share of them, for the checker to catch."""
+    if case.dcs > 1:
+        return case
+    rng = random.Random(f"fuzz-txn-{case.seed}")
+    share = rng.choice((0.0, 0.1, 0.2, 0.3))
+    return attrs.evolve(case, txn=0.3 if unsafe_txn else share, unsafe_txn=unsafe_txn)
 
 
 def _standby_managers(case: Case) -> Case:
@@ -267,7 +288,8 @@ class Outcome:
     @property
     def replay(self) -> str:
         return f"chainreaction sim fuzz --seed {self.case.seed}" + (
-            " --unsafe" if self.case.unsafe else "")
+            " --unsafe" if self.case.unsafe else "") + (
+            " --unsafe-txn" if self.case.unsafe_txn else "")
 
 
 def _inject(cluster: SimCluster, fault: Fault, standby_managers: bool = False) -> None:
@@ -301,10 +323,12 @@ def run_case(case: Case, trace: bool = False, check_invariants: bool = True) -> 
     cluster = SimCluster(case.seed, dcs=case.dcs, nodes=case.nodes,
                          replication=case.replication, eager=case.eager, frontends=2,
                          network=network, unsafe=case.unsafe, trace=trace,
-                         tombstone_grace_s=2.0, check_invariants=check_invariants)
+                         tombstone_grace_s=2.0, check_invariants=check_invariants,
+                         frontend_config={"unsafe_independent_txn_reads": case.unsafe_txn})
     cluster.wait_ready(30)
     history: list = []
-    mix = Mix("fuzz", case.read, 1.0 - case.read - case.delete, delete=case.delete)
+    mix = Mix("fuzz", case.read * (1 - case.txn), (1.0 - case.read - case.delete)
+              * (1 - case.txn), delete=case.delete * (1 - case.txn), txn=case.txn)
     # partial cases: one hot key written everywhere at once, colder ones a DC cut off may
     # miss without anyone overwriting them there
     keys = Keys(case.keys, "zipfian", theta=1.2) if case.partial else Keys(case.keys, "uniform")
@@ -386,10 +410,10 @@ def _final_reads(cluster: SimCluster, loop: ClosedLoop, keys: Keys, history: lis
             history.append(event)
 
 
-def _run_seed(seed: int, unsafe: bool) -> Outcome:
+def _run_seed(seed: int, unsafe: bool, unsafe_txn: bool = False) -> Outcome:
     """One seed's outcome; a core that raises is a failing seed (shown with its replay),
     not the end of the whole range (fuzz seed 7510945 stopped a run at seed 945 of 2000)."""
-    case = make_case(seed, unsafe)
+    case = make_case(seed, unsafe, unsafe_txn=unsafe_txn)
     try:
         outcome = run_case(case)
     except Exception as exc:  # noqa: BLE001 (any bug of a core)
@@ -402,27 +426,28 @@ def _run_seed(seed: int, unsafe: bool) -> Outcome:
     return outcome
 
 
-def _outcomes(seeds: list, unsafe: bool, jobs: int):
+def _outcomes(seeds: list, unsafe: bool, jobs: int, unsafe_txn: bool = False):
     if jobs <= 1:
         for seed in seeds:
-            yield _run_seed(seed, unsafe)
+            yield _run_seed(seed, unsafe, unsafe_txn)
         return
     import concurrent.futures
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # no forked trio/threads state
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        yield from pool.map(_run_seed, seeds, [unsafe] * len(seeds), chunksize=4)
+        yield from pool.map(_run_seed, seeds, [unsafe] * len(seeds),
+                            [unsafe_txn] * len(seeds), chunksize=4)
 
 
 def fuzz(seeds: list, unsafe: bool = False, out_dir: str | None = None,
          report: Callable[[str], None] = print,
          progress: Callable[[int, int, int], None] | None = None,
-         stop_after: int | None = None, jobs: int = 1) -> list:
+         stop_after: int | None = None, jobs: int = 1, unsafe_txn: bool = False) -> list:
     """Run every seed (over ``jobs`` processes); print each failing one with its replay
     command. Returns the failing outcomes, in seed order."""
     failures = []
-    for i, outcome in enumerate(_outcomes(seeds, unsafe, jobs)):
+    for i, outcome in enumerate(_outcomes(seeds, unsafe, jobs, unsafe_txn)):
         seed = outcome.case.seed
         if not outcome.valid:
             failures.append(outcome)

@@ -36,9 +36,11 @@ class Mix:
     rmw: float = 0.0
     delete: float = 0.0
     latest: bool = False  # reads favour recently inserted keys (YCSB D)
+    txn: float = 0.0  # GET-TRANSACTIONs over ``txn_keys`` distinct keys
+    txn_keys: int = 3
 
     def __attrs_post_init__(self):
-        parts = (self.read, self.update, self.insert, self.rmw, self.delete)
+        parts = (self.read, self.update, self.insert, self.rmw, self.delete, self.txn)
         if any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-9:
             raise ValueError(f"mix {self.name}: fractions must be >= 0 and sum to 1, "
                              f"got {parts}")
@@ -52,7 +54,7 @@ class Mix:
     def choose(self, rng: random.Random) -> str:
         x = rng.random()
         for kind, share in (("read", self.read), ("update", self.update),
-                            ("insert", self.insert), ("rmw", self.rmw)):
+                            ("insert", self.insert), ("rmw", self.rmw), ("txn", self.txn)):
             if x < share:
                 return kind
             x -= share
@@ -273,6 +275,10 @@ class ClosedLoop:
         elif kind == "delete":
             client.key = self.keys.existing(self.rng)
             self._send(client, "delete", client.key)
+        elif kind == "txn":
+            keys = {self.keys.existing(self.rng) for _ in range(self.mix.txn_keys)}
+            client.key = ",".join(sorted(keys))
+            self._send(client, "txn", tuple(sorted(keys)))
         else:
             client.key = self.keys.new() if kind == "insert" else self.keys.existing(self.rng)
             self._send(client, "put", client.key, self._value(client))
@@ -283,7 +289,10 @@ class ClosedLoop:
 
     def _send(self, client: _Client, op: str, key: str, value: bytes | None = None) -> None:
         session = client.session
-        if self.history is not None and op not in ("attach", "settle"):
+        if self.history is not None and op == "txn":
+            client.invoked = record_txn(self.history, self.cluster.now, client.process,
+                                        client.dc, "invoke", key)
+        elif self.history is not None and op not in ("attach", "settle"):
             client.invoked = self._record(
                 client, "invoke", {"get": "read", "put": "write", "delete": "delete"}[op],
                 key, value)
@@ -354,9 +363,9 @@ class ClosedLoop:
         result.total_ops += 1
         if result.total_ops == self._warmup_ops:
             self._measure_from = now
-        if ok and kind not in ("read", "move") and self.read_back_after_moves:
+        if ok and kind not in ("read", "move", "txn") and self.read_back_after_moves:
             client.written = [k for k in client.written if k != client.key][-3:] + [client.key]
-        if ok and self.on_write is not None and kind not in ("read", "move"):
+        if ok and self.on_write is not None and kind not in ("read", "move", "txn"):
             self.on_write(client.key, payload.get("version"), payload.get("dc", client.dc), now)
         if not ok:
             result.failed[kind] = result.failed.get(kind, 0) + 1
@@ -372,6 +381,13 @@ class ClosedLoop:
 
     def _record_completion(self, client: _Client, payload: dict | None) -> None:
         invoked = client.invoked
+        if invoked["f"] == "txn":
+            ok = payload is not None and payload.get("ok")
+            record_txn(self.history, self.cluster.now, client.process,
+                       payload.get("dc", client.dc) if ok else client.dc,
+                       "ok" if ok else "fail", invoked["keys"],
+                       payload["results"] if ok else None)
+            return
         record_completion(self.history, self.cluster.now, client.process, client.dc,
                           invoked["f"], invoked["key"], client.value, payload)
 
@@ -382,6 +398,19 @@ def record(history: list, now: float, process: str, dc: int, kind: str, f: str, 
     event = {"index": len(history), "time": round(now, 6), "process": process, "dc": dc,
              "type": kind, "f": f, "key": key,
              "value": None if value is None else value.decode(), **extra}
+    history.append(event)
+    return event
+
+
+def record_txn(history: list, now: float, process: str, dc: int, kind: str, keys,
+               results: list | None = None) -> dict:
+    """A GET-TRANSACTION's line (chainreaction/history.py): ``results`` from its reply."""
+    event = {"index": len(history), "time": round(now, 6), "process": process, "dc": dc,
+             "type": kind, "f": "txn", "keys": list(keys)}
+    if results is not None:
+        event["reads"] = [{"key": r["key"], "value": None if r["value"] is None
+                           else r["value"].decode(), "version": None if r["version"] is None
+                           else [r["version"].clock, r["version"].dc]} for r in results]
     history.append(event)
     return event
 

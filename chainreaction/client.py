@@ -655,7 +655,8 @@ class Session:
                                       or "interrupted", final=self.final_reads)
             raise
         self.history.complete_txn(invoked, "ok", results=[
-            (r["key"], r.get("value"), r.get("version")) for r in reply["results"]],
+            (r["key"], r.get("value"), r.get("version"), r.get("collected_floor"))
+            for r in reply["results"]],
             dc=reply.get("dc"), final=self.final_reads)
         return reply
 

@@ -202,8 +202,9 @@ def decode_client(data) -> dict:
         if raw.get(field) is not None:
             raw[field] = Version.coerce(raw[field])
     for result in raw.get("results") or ():  # a txn's
-        if isinstance(result, dict) and result.get("version") is not None:
-            result["version"] = Version.coerce(result["version"])
+        for field in ("version", "collected_floor"):
+            if isinstance(result, dict) and result.get(field) is not None:
+                result[field] = Version.coerce(result[field])
     return raw
 
 

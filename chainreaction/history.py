@@ -83,13 +83,15 @@ class HistoryWriter:
 
     def complete_txn(self, invoked: dict, kind: str, *, results=(), dc: int | None = None,
                      error: str | None = None, final: bool = False) -> dict:
-        """``results``: (key, value, version) of each key, for an ``ok``."""
+        """``results``: (key, value, version, collected_floor) of each key, for an ``ok``."""
         event = {"process": invoked["process"], "dc": invoked["dc"] if dc is None else dc,
                  "type": kind, "f": "txn", "keys": invoked["keys"]}
         if kind == "ok":
             event["reads"] = [{"key": key, "value": as_text(value), "version": None
-                               if version is None else [version.clock, version.dc]}
-                              for key, value, version in results]
+                               if version is None else [version.clock, version.dc],
+                               **({} if floor is None else
+                                  {"collected_floor": [floor.clock, floor.dc]})}
+                              for key, value, version, floor in results]
         if error is not None:
             event["error"] = error
         if final:

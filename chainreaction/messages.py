@@ -241,6 +241,9 @@ class StableNotice:
     version: Version = version_field()
     rid: bytes = attrs.field(validator=is_rid)
     logged_at: int = attrs.field(default=0, validator=is_uint)
+    # the tail's hybrid clock, past the version's ``applied_at``: a proxy that applies a
+    # write after this one puts it later in its head's order (snapshots.py)
+    clock: int = attrs.field(default=0, validator=is_uint)
 
 
 # -- reads and dependency checks ---------------------------------------------------------------
@@ -273,6 +276,7 @@ class ReadReply:
     # key may have been deleted (at or below it) rather than never written
     collected_floor: Version | None = attrs.field(default=None,
                                                   converter=Version.coerce_optional)
+    applied_at: int = attrs.field(default=0, validator=is_uint)  # the record's, if set
 
 
 @message(22)
@@ -335,6 +339,9 @@ class SnapshotReply:
     seq: int = attrs.field(validator=is_uint)
     epoch: int = attrs.field(validator=is_uint)
     horizon: int = attrs.field(default=0, validator=is_uint)
+    # absent: as ``ReadReply``'s, the key may have been deleted and collected below it
+    collected_floor: Version | None = attrs.field(default=None,
+                                                  converter=Version.coerce_optional)
 
 
 @message(30)

@@ -293,7 +293,7 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
                                                      record.logged_at)))
         if origin:
             out.append(Send(origin, m.StableNotice(key, record.version, record.rid,
-                                                   record.logged_at)))
+                                                   record.logged_at, self.clock.last)))
         out += self.dep_checks.wake(key)
         return out
 

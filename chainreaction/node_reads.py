@@ -49,7 +49,7 @@ class NodeReads:
             return [Send(src, m.ReadMiss(msg.op, msg.key, "unacknowledged"))]
         return [Send(src, m.ReadReply(msg.op, msg.key, record.value is not None, record.value,
                                       record.version, pos, self.shipping.client_stable(record),
-                                      record.seq))]
+                                      record.seq, None, record.applied_at))]
 
     def _on_snapshot_read(self, src: str, msg: m.SnapshotRead, now: float) -> list:
         """A GET-TRANSACTION's read of one key, at the head (snapshots.py)."""
@@ -77,7 +77,7 @@ class NodeReads:
             return (record.stable or eager <= 1
                     or (wanted is not None and wanted >= record.version))
         return self.snapshots.read(src, msg, self.store.get(msg.key), self.epoch, visible,
-                                   self.shipping.client_stable, self._tombstones.covers)
+                                   self.shipping.client_stable, self._tombstones)
 
     def _on_dep_check(self, src: str, msg: m.DepCheck, now: float) -> list:
         refused = self._check_epoch(src, msg.op, msg.epoch)

@@ -48,6 +48,7 @@ class GetReply:
     seq: int
     dc: int
     collected_floor: Version | None = None
+    applied_at: int = 0  # when this DC applied a write of another DC (0: not one)
 
     def to_wire(self) -> dict:
         out = {"id": self.id, "ok": True, "found": self.found, "value": self.value,
@@ -55,6 +56,8 @@ class GetReply:
                "stable": self.stable, "seq": self.seq, "dc": self.dc}
         if self.collected_floor is not None:
             out["collected_floor"] = self.collected_floor
+        if self.applied_at:
+            out["applied_at"] = self.applied_at
         return out
 
 
@@ -75,10 +78,12 @@ class PutReply:
 
 @attrs.frozen(slots=True)
 class AttachReply(_Success):
-    """Reply to ``attach``: the session's past is applied in DC ``dc``."""
+    """Reply to ``attach``: the session's past is applied in DC ``dc``, all of it before
+    ``floor`` on this DC's clocks."""
 
     id: int
     dc: int
+    floor: int = 0
 
 
 @attrs.frozen(slots=True)
@@ -102,15 +107,17 @@ class TxnReply:
     causal snapshot (the state at ``at``, docs/protocol.md §8)."""
 
     id: int
-    results: tuple  # ((key, found, value, version, chain_index, stable, seq), ...)
+    # ((key, found, value, version, chain_index, stable, seq, collected_floor), ...)
+    results: tuple
     dc: int
     at: int
 
     def to_wire(self) -> dict:
         return {"id": self.id, "ok": True, "dc": self.dc, "at": self.at, "results": [
             {"key": key, "found": found, "value": value, "version": version,
-             "chain_index": chain_index, "stable": stable, "seq": seq}
-            for key, found, value, version, chain_index, stable, seq in self.results]}
+             "chain_index": chain_index, "stable": stable, "seq": seq,
+             **({"collected_floor": floor} if floor is not None else {})}
+            for key, found, value, version, chain_index, stable, seq, floor in self.results]}
 
 
 @attrs.frozen(slots=True)

@@ -134,6 +134,8 @@ class SessionState:
 
     def on_attach(self, reply: dict) -> None:
         self.dc = reply.get("dc", 0)
+        # (past every clock of the session's past here: a snapshot read here includes it)
+        self.floor = max(self.floor, reply.get("floor") or 0)
 
     def settle_request(self) -> m.ClientRequest:
         """Trade entries for ``past`` (see the rules above): up to MAX_DEPS of them a
@@ -169,7 +171,8 @@ class SessionState:
         version: Version | None = reply.get("version")
         if version is None:
             return
-        self.floor = max(self.floor, version.clock)
+        # (``applied_at``: a write of another DC, applied here later than its stamp)
+        self.floor = max(self.floor, version.clock, reply.get("applied_at") or 0)
         dc = self.dc = reply.get("dc", 0)
         slot = (key, version.dc)
         entry = self.metadata.get(slot)

@@ -85,12 +85,12 @@ class Snapshots:
             self.counters["snapshot_old_collected"] += 1
 
     def read(self, src: str, msg: m.SnapshotRead, current: Record | None, epoch: int,
-             visible, stable, collected) -> list:
+             visible, stable, tombstones) -> list:
         """Answer ``msg`` from ``current`` and the old versions kept of its key (the node
         checked the epoch, that it is the head and its lease). ``visible(record)``: may
         be read (not a write that may yet be applied again); ``stable(record)``: clients
         may call it stable; ``collected(version)``: a tombstone at or above it was
-        collected here."""
+        collected here; ``tombstones``: the node's (``covers``, ``floor``)."""
         at = msg.at
         if at >= self._bound:  # durable before the answer leaves (group commit)
             self._bound = max(at, self.clock.last) + BOUND_STEP_US
@@ -108,9 +108,9 @@ class Snapshots:
                           if old.applied <= at), None)
         else:  # (deleted without a successor: the horizon covers what was before)
             found = None
-            if msg.min_version is not None and collected(msg.min_version):
+            if msg.min_version is not None and tombstones.covers(msg.min_version):
                 return [Send(src, m.SnapshotReply(msg.op, msg.key, False, None, None, False,
-                                                  0, epoch))]
+                                                  0, epoch, 0, tombstones.floor))]
         if found is not None and not visible(found):
             # Maybe not acknowledged yet, maybe already in the session's past (acknowledged
             # further down the chain): neither it nor an older one may be answered. The
@@ -124,7 +124,7 @@ class Snapshots:
             return [Send(src, m.ReadMiss(msg.op, msg.key, "older"))]
         if found is None:
             return [Send(src, m.SnapshotReply(msg.op, msg.key, False, None, None, False, 0,
-                                              epoch))]
+                                              epoch, 0, tombstones.floor))]
         return [Send(src, m.SnapshotReply(
             msg.op, msg.key, found.value is not None, found.value, found.version,
             stable(found), found.seq, epoch))]

@@ -459,6 +459,7 @@ class FrontendCore(FrontendTransactions, Core):
         self.counters["read_position_%d" % msg.position] += 1
         if msg.version is not None:
             self._saw(msg.version)
+            self._seen_clock = max(self._seen_clock, msg.applied_at)
             if self.config.geo and msg.version.dc != self.config.dc:
                 self._seen_here[(msg.key, msg.version)] = True
                 if len(self._seen_here) > self.config.max_known_stable:
@@ -470,7 +471,8 @@ class FrontendCore(FrontendTransactions, Core):
         return self._finish(
             msg.op, m.GetReply, found=msg.found, value=msg.value, version=msg.version,
             chain_index=msg.position, stable=msg.stable, seq=msg.seq, dc=self.config.dc,
-            collected_floor=msg.collected_floor if msg.version is None else None)
+            collected_floor=msg.collected_floor if msg.version is None else None,
+            applied_at=msg.applied_at)
 
     def _on_read_miss(self, src: str, msg: m.ReadMiss, now: float) -> list:
         if msg.op in self._txn_of:
@@ -509,7 +511,8 @@ class FrontendCore(FrontendTransactions, Core):
             op.target = "deps"
             return [self._dep_check(sub, dep) for sub, dep in op.deps.items()]
         if op.kind == "attach":
-            return self._finish(op_id, m.AttachReply, dc=self.config.dc)
+            return self._finish(op_id, m.AttachReply, dc=self.config.dc,
+                                floor=max(op.floor, self.store_clock_us))
         if op.kind == "settle":
             return self._finish(op_id, m.SettleReply, dc=self.config.dc, floor=op.floor,
                                 past=tuple(op.vector or ()))

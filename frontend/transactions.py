@@ -51,10 +51,6 @@ class FrontendTransactions:
     transaction id) are its own."""
 
     def _start_txn(self, conn: int, req: m.ClientRequest, now: float) -> list:
-        if self.config.geo:
-            return [self._client_error(conn, req.id, m.BAD_REQUEST,
-                                       "GET-TRANSACTIONs are not supported with several "
-                                       "datacenters yet")]
         wanted: dict = {}
         for dep in req.deps:
             if dep.key in req.keys and (wanted.get(dep.key) is None
@@ -165,7 +161,8 @@ class FrontendTransactions:
         self.counters["txn_done"] += 1
         if txn.conn < 0:
             return []
-        results = tuple((key, a.found, a.value, a.version, 1, a.stable, a.seq)
+        results = tuple((key, a.found, a.value, a.version, 1, a.stable, a.seq,
+                         a.collected_floor if a.version is None else None)
                         for key in txn.keys for a in (txn.answers[key],))
         return [ToClient(txn.conn, m.TxnReply(txn.client_id, results, self.config.dc,
                                               txn.at))]

@@ -193,7 +193,8 @@ class ProxyCore(Core):
         self._collect_below = 0  # as last told to the nodes
         # -- receiver side: other DCs' logs, applied here
         self.receiver = Receiver(log, config, self.counters, now,
-                                 lambda: self.shipper.last_logged, self._on_progress)
+                                 lambda: self.shipper.last_logged, self._on_progress,
+                                 self.clock)
         # dependency and log checks (_DepWaiter), one slot: any progress may answer any;
         # checks of our own writes (a settle) wait in the slot ("own", key)
         self._waiters = Waiters(config.max_dep_waiters)

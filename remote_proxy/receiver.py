@@ -26,6 +26,7 @@ from chainreaction.effects import Send
 from chainreaction.latency import LatencyRecorder
 from chainreaction.ring import Ring
 from chainreaction.ring_requests import RingRequests
+from chainreaction.versions import HybridClock
 
 from .log import ProxyLog
 
@@ -84,8 +85,9 @@ class Receiver:
 
     def __init__(self, log: ProxyLog, config: ProxyConfig, counters: collections.Counter,
                  now: float, logged: Callable[[], int],
-                 on_applied: Callable[[float], list]) -> None:
+                 on_applied: Callable[[float], list], clock: HybridClock) -> None:
         self.log = log
+        self.clock = clock  # the proxy's
         self.config = config
         self.counters = counters
         self._logged = logged
@@ -254,8 +256,9 @@ class Receiver:
         chain = self.ring.chain(e.key)
         if not chain:
             return self._no_chain(now)
-        return [Send(chain[0], m.Put(inc.op, e.rid, e.key, e.value, 0, self.epoch, e.version,
-                                     e.vclock, inc.seq))]
+        # (floor: our clock, past the applied_at of everything applied here before it)
+        return [Send(chain[0], m.Put(inc.op, e.rid, e.key, e.value, self.clock.last,
+                                     self.epoch, e.version, e.vclock, inc.seq))]
 
     def _send_check(self, inc: _Incoming, now: float) -> list:
         e = inc.entry
@@ -289,6 +292,7 @@ class Receiver:
         return []
 
     def on_stable_notice(self, src: str, msg: m.StableNotice, now: float) -> list:
+        self.clock.observe(msg.clock)
         inc = self._at_head.get((msg.key, msg.version))
         if inc is None or inc.phase == _DONE:
             self.counters["stable_notice_unmatched"] += 1
@@ -308,6 +312,7 @@ class Receiver:
             # again: a head holding it or newer says so (chain_index 0) and we check again.
             self.counters["apply_check_retry"] += 1
             return self._send_put(inc, now)
+        self.clock.observe(msg.clock)
         return self._applied_here(inc, now)
 
     def _applied_here(self, inc: _Incoming, now: float) -> list:

@@ -127,11 +127,9 @@ def make_case(seed: int, unsafe: bool = False, partial: bool = True,
 
 
 def _transactions(case: Case, unsafe_txn: bool) -> Case:
-    """GET-TRANSACTIONs in most one-DC cases (issue 17; several DCs refuse them so far),
-    drawn from their own RNG: the rest of the case is what the seed had before. With
-    ``unsafe_txn`` every one-DC case has a good share of them, for the checker to catch."""
-    if case.dcs > 1:
-        return case
+    """GET-TRANSACTIONs in most cases (issue 17), drawn from their own RNG: the rest of
+    the case is what the seed had before. With ``unsafe_txn`` every case has a good share
+    of them, for the checker to catch."""
     rng = random.Random(f"fuzz-txn-{case.seed}")
     share = rng.choice((0.0, 0.1, 0.2, 0.3))
     return attrs.evolve(case, txn=0.3 if unsafe_txn else share, unsafe_txn=unsafe_txn)

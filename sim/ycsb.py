@@ -409,8 +409,7 @@ def record_txn(history: list, now: float, process: str, dc: int, kind: str, keys
              "type": kind, "f": "txn", "keys": list(keys)}
     if results is not None:
         event["reads"] = [{"key": r["key"], "value": None if r["value"] is None
-                           else r["value"].decode(), "version": None if r["version"] is None
-                           else [r["version"].clock, r["version"].dc]} for r in results]
+                           else r["value"].decode(), **reply_fields(r)} for r in results]
     history.append(event)
     return event
 

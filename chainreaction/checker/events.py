@@ -43,7 +43,8 @@ class Event(NamedTuple):
     # returned, (key, value, version); ``key`` is then "". Read events the checker makes
     # of a transaction (``pair_operations``) carry its pass, 1 or 2.
     keys: tuple[str, ...] = ()
-    reads: tuple[tuple[str, str | None, tuple[int, int] | None], ...] = ()
+    # (key, value, version, collected_floor)
+    reads: tuple[tuple[str, str | None, tuple[int, int] | None, tuple | None], ...] = ()
     txn_pass: int = 0
 
 
@@ -166,7 +167,8 @@ def _parse_transaction(obj: dict, number: int) -> Event:
             raise HistoryError(f"{where}: reads must be a list of objects, got {raw!r}")
         reads = tuple((_text(_required(r, "key", where), "key", where),
                        _optional_text(r.get("value"), "value", where),
-                       _version(r.get("version"), where)) for r in raw)
+                       _version(r.get("version"), where),
+                       _version(r.get("collected_floor"), where)) for r in raw)
         if sorted(r[0] for r in reads) != sorted(keys):
             raise HistoryError(f"{where}: a txn must return each of its keys once: keys "
                                f"{keys!r}, reads of {[r[0] for r in reads]!r}")
@@ -338,14 +340,15 @@ def _transaction_reads(invoke: Event, completion: Event | None) -> list[Op]:
         done = None if completion is None else completion._replace(
             f="read", key=invoke.keys[0], keys=(), reads=())
         return [Op(read, done)]
-    by_key = {key: (value, version) for key, value, version in completion.reads}
+    by_key = {key: rest for key, *rest in completion.reads}
     ops = []
     for txn_pass in (1, 2):
         for key in invoke.keys:
-            value, version = by_key[key]
+            value, version, floor = by_key[key]
             read = invoke._replace(f="read", key=key, keys=(), txn_pass=txn_pass)
-            ops.append(Op(read, completion._replace(f="read", key=key, value=value,
-                                                    version=version, keys=(), reads=())))
+            ops.append(Op(read, completion._replace(
+                f="read", key=key, value=value, version=version, keys=(), reads=(),
+                collected_floor=floor if version is None else None)))
     for first, second in zip(ops, ops[len(invoke.keys):]):
         second.twin = first
     return ops

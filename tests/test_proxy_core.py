@@ -436,6 +436,29 @@ def test_a_notice_that_overtakes_the_heads_ack_applies_the_entry():
     assert core.applied[1] == 1 and core.counters["entries_applied"] == 1
 
 
+def test_an_entry_applied_after_another_is_put_past_the_clock_its_tail_reported():
+    """GET-TRANSACTIONs (docs/protocol.md §8): b depends on a; a's tail reports its clock
+    with the notice, and b's Put carries a floor past it, so b's head applies b later than
+    a was applied, in the order snapshots read; a tail's DepReply counts the same."""
+    core = proxy()
+    a, b = entry("a", 5), attrs.evolve(entry("b", 6), waits=(1,))
+    (put_a,) = sent(receive(core, 1, 1, [a, b], 0.1), m.Put)
+    p = put_a.msg
+    core.handle(put_a.to, m.PutAck(p.op, "a", p.version, 1, False), 0.2)
+    (put_b,) = sent(core.handle(RING.chain("a")[-1],
+                                m.StableNotice("a", p.version, p.rid, 0, 70_000_000), 0.3),
+                    m.Put)
+    assert put_b.msg.key == "b" and put_b.msg.floor >= 70_000_000
+    c = attrs.evolve(entry("c", 7), waits=(2,))
+    (put_c,) = sent(receive(core, 1, 3, [c], 0.4), m.Put) or [None]
+    assert put_c is None  # waits for b
+    (check,) = sent(core.handle(put_b.to, m.PutAck(put_b.msg.op, "b", Version(9, 2), 0,
+                                                   False), 0.5), m.DepCheck)
+    (put_c,) = sent(core.handle(check.to, m.DepReply(check.msg.op, "b", True, 90_000_000),
+                                0.6), m.Put)
+    assert put_c.msg.floor >= 90_000_000
+
+
 def test_a_write_the_head_already_superseded_is_checked_at_the_tail():
     core = proxy()
     (put,) = sent(receive(core, 1, 1, [entry("a", 5)], 0.1), m.Put)

@@ -16,9 +16,11 @@ class Runner:
     """A closed-loop session: ``plan(runner)`` gives its next (op, key, value), or None
     when done. Every operation is recorded as a checker history line pair."""
 
-    def __init__(self, cluster: SimCluster, name: str, plan, history: list) -> None:
+    def __init__(self, cluster: SimCluster, name: str, plan, history: list,
+                 frontend: str | None = None) -> None:
         self.cluster, self.name, self.plan, self.history = cluster, name, plan, history
-        self.session: SimSession = cluster.session()
+        self.session: SimSession = cluster.session(frontend)
+        self.dc = cluster.dc_of[self.session.frontend]
         self.pending = None
         self.current = None
         self.replies: list = []
@@ -26,7 +28,7 @@ class Runner:
 
     def _emit(self, **event) -> None:
         self.history.append({"index": len(self.history), "time": self.cluster.now,
-                             "process": self.name, "dc": 0, **event})
+                             "process": self.name, "dc": self.dc, **event})
 
     def submit(self) -> None:
         step = self.plan(self)
@@ -34,6 +36,10 @@ class Runner:
             self.done = True
             return
         op, key, value = self.current = step
+        if op == "attach":  # move to frontend ``key``
+            self.dc = self.cluster.dc_of[key]
+            self.pending = self.session.submit(op, key)
+            return
         if op == "txn":
             self._emit(type="invoke", f="txn", keys=list(key))
         else:
@@ -49,7 +55,11 @@ class Runner:
         self.pending = None
         self.replies.append((op, key, reply))
         ok = reply.get("ok")
-        if op == "txn":
+        if op == "attach":
+            if not ok:  # as the SDK: attach again before anything else
+                self.pending = self.session.submit(op, key)
+                return
+        elif op == "txn":
             event = dict(type="ok" if ok else "fail", f="txn", keys=list(key))
             if ok:
                 event["reads"] = [{"key": r["key"], "value": _text(r["value"]),
@@ -231,3 +241,62 @@ def test_a_transaction_request_is_checked_at_the_edge():
     assert all(r["found"] is False and r["version"] is None for r in reply["results"])
     with pytest.raises(ValueError):
         m.ClientRequest(op="txn", id=1, keys=())
+
+
+def test_across_dcs_a_transaction_is_one_snapshot_of_what_other_dcs_wrote_and_of_its_past():
+    """x_i then y_i written in dc0 (one session) and across DCs (dc0 writes x_i, a session
+    of dc1 reads it and writes y_i); readers in dc2 and dc1 never see y_i beside an older
+    x; a session that moves between DCs sees its own writes in its transactions; a proxy
+    and a node are killed on the way."""
+    cluster = SimCluster(11, dcs=3, nodes=3, replication=3)
+    cluster.wait_ready(20)
+    history: list = []
+    count = [0]
+
+    def a_plan(r):
+        count[0] += 1
+        return ("put", "x", f"a-x{count[0]}".encode()) if count[0] <= 50 else None
+
+    def b_plan(r):  # in dc1: read x, write y with the index read
+        last = r.replies[-1] if r.replies else None
+        if last is not None and last[0] == "get" and last[2].get("ok"):
+            return ("put", "y", f"b-y{index_of(last[2].get('value'))}-{len(r.replies)}".encode())
+        return None if len(r.replies) >= 100 else ("get", "x", None)
+
+    moves = [0]
+
+    def mover(r):  # writes z, moves, reads z with x and y in a transaction
+        moves[0] += 1
+        if moves[0] > 60:
+            return None
+        step = moves[0] % 3
+        if step == 1:
+            return ("put", "z", f"m-z{moves[0]}".encode())
+        if step == 2:
+            return ("attach", cluster.frontends_of(moves[0] // 3 % 3)[0], None)
+        return ("txn", ("z", "x", "y"), None)
+
+    d = cluster.frontends_of
+    runners = [Runner(cluster, "a", a_plan, history, d(0)[0]),
+               Runner(cluster, "b", b_plan, history, d(1)[0]),
+               Runner(cluster, "mover", mover, history, d(0)[0]),
+               *[Runner(cluster, f"reader{dc}", reader_of(("x", "y"), 60), history, d(dc)[0])
+                 for dc in (1, 2)]]
+    cluster.at(0.4, lambda: cluster.crash("d1.proxy"))
+    cluster.at(0.9, lambda: cluster.restart("d1.proxy"))
+    cluster.at(0.6, lambda: cluster.crash("d2.n2"))
+    cluster.at(1.2, lambda: cluster.restart("d2.n2"))
+    run(cluster, runners, limit_s=120)
+    answered = 0
+    for reader in runners[3:]:
+        for op, _k, reply in reader.replies:
+            if op == "txn" and reply.get("ok"):
+                answered += 1
+                got = {r["key"]: r["value"] for r in reply["results"]}
+                if got["y"] is not None:
+                    assert index_of(got["x"]) >= int(got["y"].decode().split("-")[1][1:]), got
+    assert answered >= 100
+    moved = [reply for op, _k, reply in runners[2].replies if op == "txn" and reply.get("ok")]
+    assert len(moved) >= 15 and {reply["dc"] for reply in moved} == {0, 1, 2}
+    report = check(history)  # read-your-writes of the mover included
+    assert report.valid, format_report(report)

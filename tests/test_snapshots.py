@@ -1,0 +1,142 @@
+"""Snapshot reads at a head (chainreaction/snapshots.py) and the clocks that make them one
+causal snapshot across DCs, driven message by message."""
+
+from __future__ import annotations
+
+from chainreaction import messages as m
+from chainreaction.node import NodeConfig, NodeCore
+from chainreaction.session import SessionState
+from chainreaction.snapshots import SNAPSHOT_BOUND
+from chainreaction.storage import MemoryStore
+from chainreaction.versions import Version
+
+from .test_node_core import Chain, put
+
+
+def snapshot(node, key, at, min_version=None, epoch=1, now=1.0):
+    (out,) = node.handle("fe", m.SnapshotRead(7, key, min_version, at, epoch), now)
+    assert out.to == "fe"
+    return out.msg
+
+
+def written(c: Chain, key: str, value: bytes, now: float, rid: bytes) -> Version:
+    """A put at the head, carried down the whole chain (stable at the tail)."""
+    outside = c.send("a", c.nodes["a"].handle("fe", put(key=key, value=value, rid=rid), now),
+                     now)
+    (ack,) = [e.msg for e in outside if isinstance(e.msg, m.PutAck)]
+    return ack.version
+
+
+def test_the_head_answers_the_version_it_had_at_the_stamp_and_moves_its_clock_past_it():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    v1 = written(c, key, b"one", 1.0, b"r1")
+    v2 = written(c, key, b"two", 2.0, b"r2")
+    head = c.nodes["a"]
+    assert snapshot(head, key, v2.clock).value == b"two"
+    between = snapshot(head, key, v2.clock - 1)
+    assert (between.value, between.version) == (b"one", v1)
+    before = snapshot(head, key, v1.clock - 1)
+    assert not before.found and before.version is None and before.horizon == 0
+    far = v2.clock + 10_000_000  # a stamp ahead of its clock (another head's, a floor)
+    assert snapshot(head, key, far).value == b"two"
+    v3 = written(c, key, b"three", 3.0, b"r3")
+    assert v3.clock > far  # applied after it: not in that snapshot
+    assert snapshot(head, key, far).value == b"two"
+    assert c.stores["a"].get_meta(SNAPSHOT_BOUND) is not None  # a restart starts past it
+
+
+def test_a_restarted_head_starts_past_every_stamp_it_answered_and_keeps_no_old_versions():
+    store = MemoryStore()
+    config = NodeConfig(require_lease=False)
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    written(c, key, b"one", 1.0, b"r1")
+    far = 50_000_000  # 50 s: far past the node's own time (1 s)
+    snapshot(c.nodes["a"], key, far)
+    for name, rec in c.stores["a"].items():
+        store.put(name, rec)
+    store.put_meta(SNAPSHOT_BOUND, c.stores["a"].get_meta(SNAPSHOT_BOUND))
+    again = NodeCore("a", store, config, 2.0)
+    assert again.clock.last > far
+    assert again.snapshots.horizon > far  # nothing before its start is kept
+
+
+def test_below_what_it_keeps_the_head_says_so_and_old_versions_go_after_the_retention():
+    c = Chain(snapshot_retention_s=1.0)
+    key = c.key_with_chain(["a", "b", "c"])
+    v1 = written(c, key, b"one", 1.0, b"r1")
+    written(c, key, b"two", 1.5, b"r2")
+    head = c.nodes["a"]
+    assert head.stats()["snapshot_old_versions"] == 1
+    assert snapshot(head, key, v1.clock).value == b"one"
+    head.tick(3.0)  # the version that replaced "one" was applied > 1 s ago
+    assert head.stats()["snapshot_old_versions"] == 0 and c.stores["a"].old_versions(key) == []
+    too_old = snapshot(head, key, v1.clock)
+    assert too_old.horizon > v1.clock and not too_old.found
+    assert head.counters["snapshot_old_collected"] == 1
+
+
+def test_a_version_the_session_holds_but_the_head_lacks_is_refused_not_answered_older():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    v1 = written(c, key, b"one", 1.0, b"r1")
+    lost = Version(v1.clock + 5, 0)  # acknowledged by a head that died, say
+    (miss,) = c.nodes["a"].handle("fe", m.SnapshotRead(7, key, lost, lost.clock, 1), 2.0)
+    assert isinstance(miss.msg, m.ReadMiss) and miss.msg.reason == "older"
+
+
+def test_with_k2_a_version_maybe_not_acknowledged_is_neither_answered_nor_skipped():
+    c = Chain(eager=2)
+    key = c.key_with_chain(["a", "b", "c"])
+    head = c.nodes["a"]
+    out = head.handle("fe", put(key=key, value=b"one", rid=b"r1"), 1.0)  # not passed on
+    version = c.stores["a"].get(key).version
+    (miss,) = head.handle("fe", m.SnapshotRead(7, key, None, version.clock + 1, 1), 1.1)
+    assert isinstance(miss.msg, m.ReadMiss) and miss.msg.reason == "unacknowledged"
+    c.send("a", out, 1.2)  # down the chain, stable: now it may be read
+    assert snapshot(head, key, version.clock + 1, now=1.3).value == b"one"
+
+
+def test_only_the_head_of_the_current_epoch_answers():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    (refused,) = c.nodes["b"].handle("fe", m.SnapshotRead(7, key, None, 5, 1), 1.0)
+    assert isinstance(refused.msg, m.Error) and refused.msg.code == m.NOT_HEAD
+    (stale,) = c.nodes["a"].handle("fe", m.SnapshotRead(7, key, None, 5, 2), 1.0)
+    assert stale.msg.code == m.WRONG_EPOCH
+
+
+def test_another_dcs_write_is_applied_past_the_proxys_floor_and_the_order_travels_down():
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    remote = Version(1_000_000, 2)  # stamped long ago in its DC
+    floor = 9_000_000  # the proxy's clock: past what it saw applied here before
+    out = c.nodes["a"].handle("proxy", m.Put(1, b"r", key, b"v", floor, 1, remote), 5.0)
+    record = c.stores["a"].get(key)
+    assert record.version == remote and record.applied > floor
+    c.send("a", out, 5.0)
+    assert c.stores["c"].get(key).applied == record.applied  # the tail orders it the same
+    notices = c.nodes["c"].handle("b", m.Update(key, remote, b"v", b"r", "proxy", 1, 0, 1,
+                                                applied_at=record.applied), 5.1)
+    assert all(n.msg.clock >= record.applied for n in notices
+               if isinstance(n.msg, m.StableNotice))
+    assert snapshot(c.nodes["a"], key, floor).found is False  # applied after that stamp
+    assert snapshot(c.nodes["a"], key, record.applied).value == b"v"
+
+
+def test_a_session_floor_covers_when_its_dc_applied_what_it_read_and_its_attach():
+    state = SessionState()
+    state.on_read("x", {"version": Version(10, 2), "chain_index": 1, "dc": 0,
+                        "applied_at": 500})
+    assert state.floor == 500
+    state.on_attach({"dc": 1, "floor": 900})
+    assert state.floor == 900
+    request = state.txn_request(["x", "y"])
+    assert request.floor == 900 and [d.key for d in request.deps] == ["x"]
+    state.on_txn({"dc": 1, "at": 1200, "results": [
+        {"key": "x", "found": True, "value": b"v", "version": Version(10, 2),
+         "chain_index": 1, "stable": False, "seq": 0},
+        {"key": "y", "found": False, "value": None, "version": None, "chain_index": 1,
+         "stable": False, "seq": 0}]})
+    assert state.floor == 1200  # a later transaction never reads an older snapshot

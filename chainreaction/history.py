@@ -48,11 +48,14 @@ class HistoryWriter:
         self.t0 = time.monotonic()  # event times are seconds since this
         self._index = 0
         self.counts = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
+        self.txn_counts = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}  # of them, txns
 
     def _emit(self, event: dict) -> dict:
         event = {"index": self._index, "time": round(time.monotonic() - self.t0, 6), **event}
         self._index += 1
         self.counts[event["type"]] += 1
+        if event["f"] == "txn":
+            self.txn_counts[event["type"]] += 1
         self._out.write(json.dumps(event, separators=(",", ":")) + "\n")
         return event
 

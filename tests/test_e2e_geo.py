@@ -154,3 +154,47 @@ async def test_proxy_kill_and_wan_partition_lose_nothing(geo):
                     nursery.start_soon(reach, dc, writes[j::4])
     stats = await process_stats(cluster.processes["dc0-proxy"].addr)
     assert stats["logged"] >= sum(1 for k in acked if k.startswith("w0-"))
+
+
+async def test_get_many_reads_one_snapshot_across_dcs_and_the_cli_prints_it(geo):
+    """GET-TRANSACTIONs on real processes: dc0 writes x_i then y_i while a session in dc1
+    reads both as one snapshot (never y_i beside an older x); the writer's own session
+    reads its writes back in one; `chainreaction get K1 K2` prints a snapshot."""
+    import subprocess
+    import sys
+
+    url = [geo.urls_of(dc)[0] for dc in range(3)]
+    seen: list = []
+
+    async def writer():
+        async with await connect([url[0]]) as s:
+            for i in range(1, 31):
+                await s.put("snap-x", b"x%d" % i)
+                await s.put("snap-y", b"y%d" % i)
+            mine = await s.get_many(["snap-x", "snap-y"])
+            assert mine == {"snap-x": b"x30", "snap-y": b"y30"}  # its own writes
+
+    async def reader(done: trio.Event):
+        async with await connect([url[1]]) as s:
+            while not done.is_set():
+                got = await s.get_many(["snap-x", "snap-y"])
+                seen.append(got)
+                await trio.sleep(0.01)  # sleep-ok: paces the reader beside the writer
+
+    done = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader, done)
+        with trio.fail_after(60):
+            await writer()
+        done.set()
+    def index(value, prefix):
+        return 0 if value is None else int(value.decode().lstrip(prefix))
+
+    assert len(seen) > 10
+    for got in seen:
+        assert index(got["snap-x"], "x") >= index(got["snap-y"], "y"), got
+    out = await trio.to_thread.run_sync(lambda: subprocess.run(
+        [sys.executable, "-m", "chainreaction", "get", "snap-x", "snap-y", "snap-none",
+         "--url", url[0]], capture_output=True, text=True, timeout=60))
+    assert out.stdout.splitlines() == ["snap-x\tx30", "snap-y\ty30", "snap-none\t(not found)"]
+    assert out.returncode == 1  # a key was not found

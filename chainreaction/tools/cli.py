@@ -332,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "operations, then returns (default 0.05); a DC that cannot serve it (a "
                      "fault, a partition its causal past cannot cross) costs it one attempt "
                      "per frontend there, then it goes on elsewhere")
+    jep.add_argument("--txn-ratio", type=_fraction, default=0.1, metavar="P",
+                     help="GET-TRANSACTIONs among the operations, each over 2-3 keys "
+                     "(default 0.1)")
     jep.add_argument("--bulk", type=int, default=1000, metavar="KEYS",
                      help="after the faults are healed, every DC writes this many fresh keys "
                      "from 4 unpaced sessions (a bulk load); the run then waits for every DC "
@@ -346,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     jep.add_argument("--unsafe-skip-dependency-checks", action="store_true",
                      help="start the frontends with causality broken on purpose, to see the "
                      "checker find anomalies")
+    jep.add_argument("--unsafe-independent-txn-reads", action="store_true",
+                     help="start the frontends with transactions broken on purpose (each key "
+                     "read at its own stamp), to see the checker find fractured snapshots")
 
     sub.add_parser("sim", help="deterministic simulator: the paper's experiments (tables, "
                    "plots), fuzzing with the checker, speed; see `chainreaction sim --help`")

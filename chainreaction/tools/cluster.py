@@ -75,6 +75,7 @@ class ClusterConfig:
     batch_interval_ms: float = 5.0
     tombstone_grace_s: float = 600.0
     unsafe_skip_dependency_checks: bool = False  # frontends break causality (checker tests)
+    unsafe_independent_txn_reads: bool = False  # frontends break transactions (the same)
     managers: int = 1  # per DC; more than one: an election through etcd (manager.py)
     etcd_url: str | None = None  # None with managers > 1: the cluster starts its own etcd
 
@@ -179,7 +180,9 @@ class LocalCluster:
                     "frontend", "--name", name, "--listen", addr, "--ws", ws,
                     "--manager", manager_addr, "--read-from", c.read_from, *geo_args,
                     *(["--unsafe-skip-dependency-checks"]
-                      if c.unsafe_skip_dependency_checks else [])],
+                      if c.unsafe_skip_dependency_checks else []),
+                    *(["--unsafe-independent-txn-reads"]
+                      if c.unsafe_independent_txn_reads else [])],
                     url=f"ws://{ws}", dc=dc)
             if geo:
                 name, addr = proxies[dc]

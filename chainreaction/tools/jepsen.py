@@ -49,6 +49,8 @@ class JepsenConfig:
     base_port: int = 7400
     wan_delay_ms: float = 20.0
     unsafe: bool = False
+    unsafe_txn: bool = False  # frontends read each key of a transaction on its own
+    txn_ratio: float = 0.1  # GET-TRANSACTIONs among the operations, over 2-3 keys
     move_probability: float = 0.05  # per op at home: the session visits another DC
     tombstone_grace_s: float = 20.0  # short, so a run collects tombstones under its faults
     fault_gap_s: tuple = (1.0, 3.0)  # quiet time between two faults
@@ -74,6 +76,8 @@ class JepsenConfig:
             raise ValueError(f"--manager-outage must be positive, got {self.manager_outage_s}")
         if self.bulk_keys_per_dc < 0:
             raise ValueError(f"--bulk must be 0 or more, got {self.bulk_keys_per_dc}")
+        if not 0 <= self.txn_ratio <= 1:
+            raise ValueError(f"--txn-ratio must be within 0..1, got {self.txn_ratio}")
 
 
 
@@ -205,8 +209,14 @@ class Workload:
                 roll = rng.random()
                 if dc == self.quiet_dc:
                     roll /= 2  # reads only
+                together = None  # a GET-TRANSACTION's keys (a read: roll 0)
+                if not read_back and rng.random() < self.config.txn_ratio:
+                    roll, together = 0.0, rng.sample(self.keys, min(len(self.keys),
+                                                                    rng.randint(2, 3)))
                 try:
-                    if roll < 0.5 or read_back:
+                    if together:
+                        await session.read_many(together)
+                    elif roll < 0.5 or read_back:
                         await session.read(key)
                     elif roll < 0.95:
                         written += 1
@@ -386,7 +396,8 @@ async def _run_jepsen(config: JepsenConfig) -> int:
         data_dir=os.path.join(config.out_dir, "cluster"), base_port=config.base_port,
         failure_timeout_s=1.0, dcs=config.dcs, wan_delay_ms=config.wan_delay_ms,
         tombstone_grace_s=config.tombstone_grace_s,
-        unsafe_skip_dependency_checks=config.unsafe)
+        unsafe_skip_dependency_checks=config.unsafe,
+        unsafe_independent_txn_reads=config.unsafe_txn)
     cluster = LocalCluster(cluster_config)
     faults = plan_faults(config, cluster)
     print(f"jepsen: {config.dcs} DC(s) x {config.nodes} nodes, {config.sessions_per_dc} "
@@ -476,6 +487,7 @@ async def _run_jepsen(config: JepsenConfig) -> int:
     summary = {
         "config": attrs.asdict(config), "run_s": round(took, 1),
         "check_s": round(check_s, 2), "history": history.counts,
+        "transactions": history.txn_counts,
         "faults_planned": len(faults),
         "faults_injected": {k: sum(1 for e in applied if e["kind"] == k) for k in NEMESES},
         "moves": workload.moves, "failed_visits": workload.failed_visits,
@@ -509,7 +521,8 @@ async def _run_jepsen(config: JepsenConfig) -> int:
     if bulk is not None:
         print(format_bulk(bulk))
     print(f"jepsen: {history.counts['invoke']} operations ({history.counts['ok']} ok, "
-          f"{history.counts['fail']} failed, {history.counts['info']} unknown), "
+          f"{history.counts['fail']} failed, {history.counts['info']} unknown; of them "
+          f"{history.txn_counts['ok']} transactions ok, {history.txn_counts['fail']} failed), "
           f"{len(applied)} faults injected {summary['faults_injected']}, {workload.moves} "
           f"session moves ({workload.failed_visits} visits the DC visited could not serve, "
           f"{workload.returns} returns home after serving elsewhere, "
@@ -561,6 +574,8 @@ def main_args(args) -> int:
                           out_dir=args.out or f"jepsen-report-seed{args.seed}",
                           base_port=args.base_port, wan_delay_ms=args.wan_delay,
                           unsafe=args.unsafe_skip_dependency_checks,
+                          unsafe_txn=args.unsafe_independent_txn_reads,
+                          txn_ratio=args.txn_ratio,
                           move_probability=args.move_probability,
                           tombstone_grace_s=args.tombstone_grace,
                           manager_outage_s=args.manager_outage,

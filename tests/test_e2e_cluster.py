@@ -171,6 +171,24 @@ async def test_cli_put_get_one_shot(one_frontend):
             pass
 
 
+async def test_the_bench_mixes_transactions_in_and_times_them_apart(one_frontend):
+    """``bench --txn-ratio``: the store phase issues GET-TRANSACTIONs beside gets and puts
+    and records their latency as its own op."""
+    from chainreaction.tools import baselines
+    from chainreaction.tools.bench_load import run_phase
+
+    cfg = {"processes": 1, "clients": 4, "duration": 1.0, "read_ratio": 0.9,
+           "value_size": 10, "keys": 20, "seed": 1, "rate": 0.0, "txn_ratio": 0.3,
+           "txn_keys": 3}
+    async with baselines.ProcessGroup() as group:
+        with trio.fail_after(60):
+            merged = await run_phase(cfg, "store", one_frontend.urls, group)
+    counts = {op: rec.count for op, rec in merged["recorders"].items()}
+    assert counts["txn"] > 0 and counts["get"] > counts["put"] > 0, counts
+    assert 0.15 < counts["txn"] / sum(counts.values()) < 0.45
+    assert merged["errors"] == {"get": 0, "put": 0, "txn": 0}, merged["first_error"]
+
+
 async def test_a_session_survives_timeouts_against_a_stopped_frontend(one_frontend):
     # SIGSTOP: the kernel still accepts connections, nothing answers. Requests must time
     # out (also inside the caller's own timeouts) and the session must work after SIGCONT.

@@ -204,6 +204,7 @@ def _config(args) -> dict:
     return {
         "urls": urls, "clients": args.clients, "duration": args.duration,
         "read_ratio": args.read_ratio, "value_size": args.value_size, "keys": args.keys,
+        "txn_ratio": args.txn_ratio, "txn_keys": args.txn_keys,
         "read_from": args.read_from, "relay_hops": args.relay_hops,
         "baseline": not args.no_baseline, "processes": min(args.processes, args.clients),
         "seed": int(os.environ.get("CHAINREACTION_BENCH_SEED", "1")),
@@ -294,8 +295,9 @@ async def _bench(cfg: dict, groups: list, result: dict) -> None:
         result["store_error_codes"] = dict(store["error_codes"])
         print(f"\nstore: {cfg['clients']} causal sessions, {store['elapsed']:.1f} s")
         print(_HEADER)
-        for op in ("get", "put", "all"):
-            print(_row(op, s[op]))
+        for op in ("get", "put", "txn", "all"):
+            if op != "txn" or s[op]["count"] or s[op]["errors"]:
+                print(_row(op if op != "txn" else f"txn ({cfg['txn_keys']} keys)", s[op]))
         if store["first_error"]:
             print(f"  errors by code: {dict(store['error_codes'])}; first: {store['first_error']}")
         if store["retries"] or store["failovers"]:

@@ -45,7 +45,7 @@ ERROR_BACKOFF_S = 0.02  # after a failed store request, so a dead cluster is not
 PROGRESS_S = 1.0
 WORKER_PROGRESS_S = 0.25
 
-PHASE_OPS = {"store": ("get", "put"), "echo": ("echo",), "relay": ("relay",)}
+PHASE_OPS = {"store": ("get", "put", "txn"), "echo": ("echo",), "relay": ("relay",)}
 
 
 class BenchError(Exception):
@@ -194,7 +194,8 @@ class Load:
         rng = self._rng(i)
         value = rng.randbytes(spec["value_size"])
         keys, read_ratio = spec["keys"], spec["read_ratio"]
-        get_rec, put_rec = self.recorders["get"], self.recorders["put"]
+        # (the rest: read_ratio gets, the others puts)
+        txn_ratio, txn_keys = spec.get("txn_ratio", 0.0), spec.get("txn_keys", 3)
         # --rate: a fixed schedule per client (staggered), so the load is what was asked
         # for and not what the store can absorb; 0 = as fast as each session can go.
         interval = 1.0 / spec["client_rate"] if spec.get("client_rate") else 0.0
@@ -208,17 +209,21 @@ class Load:
             if _now() >= stop_at:
                 return
             key = f"{KEY_PREFIX}{rng.randrange(keys)}"
-            is_get = rng.random() < read_ratio
+            draw = rng.random()
+            op = "txn" if draw < txn_ratio else "get" if draw < txn_ratio + (
+                1 - txn_ratio) * read_ratio else "put"
             t0 = _now()
             try:
-                if is_get:
+                if op == "get":
                     await session.get(key)
-                    get_rec.record(_now() - t0)
-                else:
+                elif op == "put":
                     await session.put(key, value)
-                    put_rec.record(_now() - t0)
+                else:  # a GET-TRANSACTION over txn_keys distinct keys
+                    await session.get_many([f"{KEY_PREFIX}{k}" for k in
+                                            rng.sample(range(keys), min(keys, txn_keys))])
+                self.recorders[op].record(_now() - t0)
             except ChainReactionError as exc:
-                self._error("get" if is_get else "put", exc.code, str(exc))
+                self._error(op, exc.code, str(exc))
                 await trio.sleep(ERROR_BACKOFF_S)
 
     async def _echo_client(self, i: int, ws, stop_at: float) -> None:
@@ -405,6 +410,7 @@ async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup,
     base = {"kind": kind, "target": target, "duration": cfg["duration"],
             "read_ratio": cfg["read_ratio"], "value_size": cfg["value_size"],
             "keys": cfg["keys"], "seed": cfg["seed"],
+            "txn_ratio": cfg.get("txn_ratio", 0.0), "txn_keys": cfg.get("txn_keys", 3),
             "client_rate": cfg["rate"] / cfg["clients"] if kind == "store" else 0.0}
     if processes == 1:
         load = Load({**base, "clients": cfg["clients"], "client_offset": 0})

@@ -361,7 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
                        f"$CHAINREACTION_URL, else {' and '.join(DEFAULT_URLS)})")
     bench.add_argument("--clients", type=_positive_int, default=32)
     bench.add_argument("--duration", type=_positive_float, default=10.0, help="seconds per run")
-    bench.add_argument("--read-ratio", type=_fraction, default=0.95)
+    bench.add_argument("--read-ratio", type=_fraction, default=0.95,
+                       help="of the operations that are not transactions, the share of gets "
+                       "(the rest are puts)")
+    bench.add_argument("--txn-ratio", type=_fraction, default=0.0,
+                       help="share of GET-TRANSACTIONs (default 0), each over --txn-keys keys")
+    bench.add_argument("--txn-keys", type=_positive_int, default=3)
     bench.add_argument("--value-size", type=_positive_int, default=100, help="bytes")
     bench.add_argument("--keys", type=_positive_int, default=1000)
     bench.add_argument("--read-from", choices=READ_POLICIES, default=None,

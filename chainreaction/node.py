@@ -313,15 +313,20 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
 
     # -- writes -----------------------------------------------------------------------------
 
-    def _on_put(self, src: str, msg: m.Put, now: float) -> list:
-        refused = self._check_epoch(src, msg.op, msg.epoch)
+    def _as_head(self, src: str, op: int, key: str, epoch: int, now: float) -> tuple:
+        """(refusal, arc, chain): the refusal is None if we are the head of ``key`` on
+        ``epoch``, our ring's, and hold the chain's lease."""
+        refused = self._check_epoch(src, op, epoch)
         if refused:
-            return refused
-        arc = self.ring.arc_of(msg.key)
+            return refused, None, None
+        arc = self.ring.arc_of(key)
         chain = self.ring.chain_of_arc(arc)
         if chain[0] != self.name:
-            return self._error(src, msg.op, m.NOT_HEAD, f"head of {msg.key!r} is {chain[0]}")
-        refused = self._check_lease(src, msg.op, chain, now)
+            return self._error(src, op, m.NOT_HEAD, f"head of {key!r} is {chain[0]}"), arc, chain
+        return self._check_lease(src, op, chain, now), arc, chain
+
+    def _on_put(self, src: str, msg: m.Put, now: float) -> list:
+        refused, arc, chain = self._as_head(src, msg.op, msg.key, msg.epoch, now)
         if refused:
             return refused
         # (No check of msg.floor here: the frontend refuses floors the store did not make,

@@ -53,14 +53,7 @@ class NodeReads:
 
     def _on_snapshot_read(self, src: str, msg: m.SnapshotRead, now: float) -> list:
         """A GET-TRANSACTION's read of one key, at the head (snapshots.py)."""
-        refused = self._check_epoch(src, msg.op, msg.epoch)
-        if refused:
-            return refused
-        arc = self.ring.arc_of(msg.key)
-        chain = self.ring.chain_of_arc(arc)
-        if chain[0] != self.name:
-            return self._error(src, msg.op, m.NOT_HEAD, f"head of {msg.key!r} is {chain[0]}")
-        refused = self._check_lease(src, msg.op, chain, now)
+        refused, arc, chain = self._as_head(src, msg.op, msg.key, msg.epoch, now)
         if refused:
             return refused
         if not self.snapshots.enabled:

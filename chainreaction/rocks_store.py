@@ -118,6 +118,13 @@ class RocksStore(WalSync, AtomicWrites):
                         for name in (RIDS, META, UNLOGGED, OLD)}
         for name in list(self._old.keys()):  # (snapshots in flight died with the process)
             del self._old[name]
+        # Old versions do not outlive the process: written without the WAL, and not
+        # counted for group commit (a sync, and every message held meanwhile, for nothing).
+        from rocksdict import WriteOptions
+
+        no_wal = WriteOptions()
+        no_wal.disable_wal = True
+        self._old.set_write_options(no_wal)
 
     def _write(self, table, family: str | None, name: bytes, value: bytes | None,
                seen: tuple, as_read=None) -> None:
@@ -196,12 +203,23 @@ class RocksStore(WalSync, AtomicWrites):
             yield cbor2.loads(name)[0], Record.decode(raw)
 
     def put_old(self, key: str, record: Record) -> None:
-        name = _old_name(key, record.applied)
-        self._write(self._old, OLD, name, record.encode(), ("old", name))
+        self._write_old(_old_name(key, record.applied), record.encode())
 
     def forget_old(self, key: str, applied: int) -> None:
-        name = _old_name(key, applied)
-        self._write(self._old, OLD, name, None, ("old", name))
+        self._write_old(_old_name(key, applied), None)
+
+    def _write_old(self, name: bytes, value: bytes | None) -> None:
+        """(Inside ``atomic()`` with the rest, which is synced anyway; else without
+        ``_wrote``: see ``__init__``.)"""
+        if self._later((OLD, name, value), ("old", name), value):
+            return
+        if value is not None:
+            self._old[name] = value
+        else:
+            try:
+                del self._old[name]
+            except KeyError:
+                pass
 
     def old_versions(self, key: str) -> list[Record]:
         self._iterating()

@@ -96,6 +96,23 @@ def test_old_versions_are_kept_per_key_newest_first_and_forgotten_one_by_one(sto
     assert store.get("k") is None  # apart from the records
 
 
+def test_keeping_and_forgetting_old_versions_asks_for_no_sync(tmp_path):
+    """Group commit holds every message until the writes made are synced: old versions,
+    which a restart drops anyway, must not cost a sync of their own (they did: a sync per
+    collection tick cost a 1-DC cluster ~12% of its throughput)."""
+    store = RocksStore(str(tmp_path / "db"), durability="group")
+    store.put("k", rec(9))
+    before = store.writes
+    store.put_old("k", rec(5))
+    store.forget_old("k", 5)
+    assert store.writes == before and store.old_versions("k") == []
+    with store.atomic():  # beside a record, with it: one write either way
+        store.put("k", rec(10))
+        store.put_old("k", rec(9))
+    assert store.writes == before + 1 and [r.version.clock for r in store.old_versions("k")] == [9]
+    store.close()
+
+
 def test_old_versions_do_not_outlive_the_process(tmp_path):
     store = RocksStore(str(tmp_path / "db"))
     store.put("k", rec(9))

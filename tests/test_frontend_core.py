@@ -204,7 +204,7 @@ def test_an_attach_waits_for_other_dcs_past_only():
     (check,) = fe.client_request(1, req, 0.0)
     assert check.to == "proxy" and (check.msg.origin_dc, check.msg.seq) == (1, 5)
     (reply,) = fe.handle("proxy", m.LogReply(check.msg.op, True, ((1, 5),), 1), 0.1)
-    assert reply == ToClient(1, m.AttachReply(3, 2))
+    assert reply == ToClient(1, m.AttachReply(3, 2, 1))  # floor: past the proxy's clock
 
 
 def test_an_attach_this_dc_cannot_serve_yet_is_refused_after_attach_wait_not_at_the_deadline():

@@ -25,7 +25,8 @@ def test_a_put_travels_the_chain_and_its_stability_comes_back_with_nothing_else_
     assert c.nodes["b"].handle("a", update, 5.1) == [Send("c", update)]
     assert c.nodes["c"].handle("b", update, 5.2) == [
         Send("b", m.Stable(key, v, 0, 0)),
-        Send("fe", m.StableNotice(key, v, b"r1", 0)),
+        # (with the tail's clock, past the version: snapshots.py)
+        Send("fe", m.StableNotice(key, v, b"r1", 0, v.clock)),
     ]
     assert c.nodes["b"].handle("c", m.Stable(key, v, 0, 0), 5.3) == [
         Send("a", m.Stable(key, v, 0, 0))]

@@ -680,9 +680,11 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
             out += self.dep_checks.wake(item.key)
         if not self.copier.complete(sync, msg):
             return out
+        # (a copy may have skipped versions an Update brought first: nothing before now
+        # is known whole here, nor are the records it drops)
+        self.snapshots.records_dropped()
         for key in self.copier.drop_collected(sync):
             self._unstable.pop(key, None)
-            self.snapshots.records_dropped()
         out += self._redrive(now, force=True)  # what waited for the copy (orphans among it)
         out += self._release_held_puts(now)
         return out

@@ -54,6 +54,9 @@ class NodeLogPositions:
                 if record.stable and not current.stable:
                     # (a local write not logged yet: tracked until it is)
                     out += self.shipping.stable(msg.key, record, self._is_tail(msg.key), now)
+        elif current is not None and not msg.logged_only:
+            # replaced meanwhile: its kept old copy may now be read (snapshots.py, k > 1)
+            self.snapshots.now_stable(msg.key, msg.version)
         if msg.seq:
             self.shipping.logged(msg.key, msg.version)
         self.clock.observe(msg.logged_at)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import collections
 
+import attrs
+
 from . import messages as m
 from .effects import Send
 from .storage import Record, Store
@@ -63,6 +65,17 @@ class Snapshots:
         size = len(key) + len(old.value or b"") + 64
         self._kept.append((new.applied, key, old.applied, size))
         self.kept_bytes += size
+
+    def now_stable(self, key: str, version) -> None:
+        """``version`` of ``key``, replaced here before its ``Stable`` came back, reached
+        the tail: its old copy is acknowledged (with k > 1 it would stay unreadable until
+        collected, and a snapshot between it and its successor would wait for that)."""
+        if not self.retain_us:
+            return
+        for old in self.store.old_versions(key):
+            if old.version == version and not old.stable:
+                self.store.put_old(key, attrs.evolve(old, stable=True))
+                return
 
     def copied(self, record: Record) -> None:
         """A record that came with a copy of its range: what was before it is unknown."""

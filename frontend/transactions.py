@@ -180,6 +180,10 @@ class FrontendTransactions:
             out = self._want_ring(now)
         if reason in (m.BAD_REQUEST, m.BAD_FRAME, m.UNKNOWN_OP):
             return out + self._txn_fail(txn_id, m.BAD_REQUEST, reason)
+        if reason == "read_miss_older":
+            # the session's version may have been applied after ``at`` (re-put at a new
+            # head): a later stamp, still at or above the floor, finds it
+            txn.at = max(txn.at, self.store_clock_us)
         return out + self._txn_again(txn_id, txn, now, f"{reason}: the head of "
                                      f"{txn.reads[read]!r} could not serve it")
 

@@ -140,3 +140,19 @@ def test_a_session_floor_covers_when_its_dc_applied_what_it_read_and_its_attach(
         {"key": "y", "found": False, "value": None, "version": None, "chain_index": 1,
          "stable": False, "seq": 0}]})
     assert state.floor == 1200  # a later transaction never reads an older snapshot
+
+
+def test_with_k2_a_version_replaced_before_its_stable_came_back_is_read_once_it_does():
+    """x1 and x2 put at the head before x1's Stable returns: the kept copy of x1 is marked
+    stable when that Stable arrives, so a snapshot between x1 and x2 reads x1 (it answered
+    "unacknowledged" until x1 was collected, helper-21's review)."""
+    c = Chain(eager=2)
+    key = c.key_with_chain(["a", "b", "c"])
+    head = c.nodes["a"]
+    first = head.handle("fe", put(key=key, value=b"one", rid=b"r1"), 1.0)
+    x1 = c.stores["a"].get(key).version
+    second = head.handle("fe", put(key=key, value=b"two", rid=b"r2", op=2), 1.1)
+    c.send("a", first + second, 1.2)
+    assert c.stores["a"].get(key).value == b"two"
+    between = snapshot(head, key, x1.clock, now=1.3)
+    assert isinstance(between, m.SnapshotReply) and between.value == b"one"

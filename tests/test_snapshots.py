@@ -117,10 +117,13 @@ def test_another_dcs_write_is_applied_past_the_proxys_floor_and_the_order_travel
     assert record.version == remote and record.applied > floor
     c.send("a", out, 5.0)
     assert c.stores["c"].get(key).applied == record.applied  # the tail orders it the same
-    notices = c.nodes["c"].handle("b", m.Update(key, remote, b"v", b"r", "proxy", 1, 0, 1,
-                                                applied_at=record.applied), 5.1)
-    assert all(n.msg.clock >= record.applied for n in notices
-               if isinstance(n.msg, m.StableNotice))
+    other = key + "-other"
+    tail = c.nodes[c.ring.chain(other)[-1]]
+    prev = c.ring.chain(other)[-2]
+    notices = [n.msg for n in tail.handle(prev, m.Update(
+        other, remote, b"v", b"r", "proxy", 1, 0, 1, applied_at=record.applied), 5.1)
+        if isinstance(n.msg, m.StableNotice)]
+    assert [n.clock >= record.applied for n in notices] == [True]  # the tail's clock
     assert snapshot(c.nodes["a"], key, floor).found is False  # applied after that stamp
     assert snapshot(c.nodes["a"], key, record.applied).value == b"v"
 

@@ -222,14 +222,17 @@ class RocksStore(WalSync, AtomicWrites):
                 pass
 
     def old_versions(self, key: str) -> list[Record]:
-        self._iterating()
         prefix = _old_name(key, 0)[:-8]
-        found = []
+        found = {}
         for name, raw in self._old.items(from_key=prefix):
             if not name.startswith(prefix) or len(name) != len(prefix) + 8:
                 break
-            found.append(Record.decode(raw))
-        return found[::-1]
+            found[name] = raw
+        for name, raw in self._pending_in("old"):
+            if name.startswith(prefix) and len(name) == len(prefix) + 8:
+                found[name] = raw
+        return [Record.decode(found[n]) for n in sorted(found, reverse=True)
+                if found[n] is not None]
 
     def close(self) -> None:
         del self._rids, self._meta, self._unlogged, self._old, self._family

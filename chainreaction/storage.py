@@ -191,6 +191,13 @@ class AtomicWrites:
             return True, self._seen[name]
         return False, None
 
+    def _pending_in(self, family: str) -> list[tuple[object, object]]:
+        """(name, value) of every write to ``family`` inside the open ``atomic()``: a
+        per-key listing overlays them (e.g. a Stable's handler reads the old versions a
+        Put it handled kept)."""
+        return [(name, value) for (fam, name), value in (self._seen or {}).items()
+                if fam == family]
+
     def _iterating(self) -> None:
         if self._batch is not None:
             raise RuntimeError("iterating a store inside atomic() would miss its writes")
@@ -218,7 +225,11 @@ class MemoryStore(AtomicWrites):
         self._write(self._old, "old", (key, applied), None)
 
     def old_versions(self, key: str) -> list[Record]:
-        return [self._old[(key, a)] for a in sorted(self._old_of.get(key, ()), reverse=True)]
+        found = {a: self._old[(key, a)] for a in self._old_of.get(key, ())}
+        for (of, applied), record in self._pending_in("old"):
+            if of == key:
+                found[applied] = record
+        return [found[a] for a in sorted(found, reverse=True) if found[a] is not None]
 
     def _set(self, table: dict, name, value) -> None:
         if table is self._old:  # (kept per key too: old_versions is per key)

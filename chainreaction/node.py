@@ -213,8 +213,8 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
             out += self._redrive(now, force=False)
         collected = self._tombstones.sweep(self.dc_time.now(now), self._key_busy)
         if collected:
-            self.counters["tombstones_collected"] += collected
-            self.snapshots.records_dropped()
+            self.counters["tombstones_collected"] += len(collected)
+            self.snapshots.records_dropped(collected)
         self.snapshots.sweep(max(self.clock.last, int(self.dc_time.now(now) * 1e6)))
         return out
 
@@ -682,8 +682,9 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
             return out
         # (a copy may have skipped versions an Update brought first: nothing before now
         # is known whole here, nor are the records it drops)
-        self.snapshots.records_dropped()
-        for key in self.copier.drop_collected(sync):
+        dropped = self.copier.drop_collected(sync)
+        self.snapshots.records_dropped(dropped)
+        for key in dropped:
             self._unstable.pop(key, None)
         out += self._redrive(now, force=True)  # what waited for the copy (orphans among it)
         out += self._release_held_puts(now)

@@ -81,10 +81,15 @@ class Snapshots:
         """A record that came with a copy of its range: what was before it is unknown."""
         self.horizon = max(self.horizon, record.applied)
 
-    def records_dropped(self) -> None:
-        """Records left the store without a successor (tombstones collected, stale
-        copies dropped): a snapshot before now would need them."""
+    def records_dropped(self, keys=()) -> None:
+        """The records of ``keys`` left the store without a successor (tombstones
+        collected, stale copies dropped): a snapshot before now would need them, and one
+        after now must not find their predecessors (a later write of the key would leave
+        them as its old versions, read at a stamp when the key was absent)."""
         self.horizon = max(self.horizon, self.clock.last)
+        for key in keys:
+            for old in self.store.old_versions(key):
+                self.store.forget_old(key, old.applied)
 
     def sweep(self, now_us: int) -> None:
         """Forget old versions replaced more than ``retain_us`` ago."""

@@ -62,10 +62,10 @@ class Tombstones:
             self.floor = version
             self.store.put_meta(FLOOR_META, cbor2.dumps([version.clock, version.dc]))
 
-    def sweep(self, now: float, busy: Callable[[str], bool]) -> int:
-        """Collect what may go (at most once a second); returns how many went."""
+    def sweep(self, now: float, busy: Callable[[str], bool]) -> list[str]:
+        """Collect what may go (at most once a second); returns the keys that went."""
         if now < self._next_sweep or not self.keys or not self.collectable:
-            return 0
+            return []
         self._next_sweep = now + SWEEP_EVERY_S
         victims, floor = [], self.floor
         old_enough = (now - self.grace_s) * 1e6
@@ -89,4 +89,4 @@ class Tombstones:
                 self.store.delete(key)
                 del self.keys[key]
             self.collected += len(victims)
-        return len(victims)
+        return victims

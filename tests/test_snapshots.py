@@ -4,13 +4,14 @@ causal snapshot across DCs, driven message by message."""
 from __future__ import annotations
 
 from chainreaction import messages as m
+from chainreaction.effects import Send
 from chainreaction.node import NodeConfig, NodeCore
 from chainreaction.session import SessionState
 from chainreaction.snapshots import SNAPSHOT_BOUND
 from chainreaction.storage import MemoryStore
 from chainreaction.versions import Version
 
-from .test_node_core import Chain, put
+from .test_node_core import Chain, put, sent
 
 
 def snapshot(node, key, at, min_version=None, epoch=1, now=1.0):
@@ -159,3 +160,31 @@ def test_with_k2_a_version_replaced_before_its_stable_came_back_is_read_once_it_
     assert c.stores["a"].get(key).value == b"two"
     between = snapshot(head, key, x1.clock, now=1.3)
     assert isinstance(between, m.SnapshotReply) and between.value == b"one"
+
+
+def test_after_its_tombstone_is_collected_a_key_reads_absent_not_what_the_delete_hid():
+    """Fuzz seed 7560986: a delete's tombstone was collected, the key written again, and
+    a snapshot stamped between the two read the value from before the delete (kept as an
+    old version of the key): a transaction undid a delete the session had read."""
+    c = Chain(geo=True, dc=0, proxy="proxy", snapshot_retention_s=10_000.0)
+    key = c.key_with_chain(["a", "b", "c"])
+    written_at = {}
+    for value, now, rid in ((b"one", 1.0, b"r1"), (None, 2.0, b"r2")):
+        outside = c.send("fe", [Send("a", put(key=key, value=value, rid=rid))], now=now)
+        (ship,) = sent(outside, m.Ship)
+        written_at[value] = ship.msg.version
+        seq = len(written_at)
+        c.send("c", c.nodes["c"].handle("proxy", m.Shipped(key, ship.msg.version, seq, 7),
+                                        now), now=now)
+    collected_at = 700.0
+    for node in c.nodes.values():
+        node.handle("proxy", m.GeoProgress(((0, 2),), ((0, 2),), ((0, 2),),
+                                           written_at[None].clock + 1), collected_at)
+        node.tick(collected_at)
+    assert c.stores["a"].get(key) is None  # the tombstone went
+    c.send("fe", [Send("a", put(key=key, value=b"two", rid=b"r3"))], now=collected_at + 1)
+    head = c.nodes["a"]
+    between = snapshot(head, key, int((collected_at + 0.5) * 1e6), now=collected_at + 2)
+    assert not between.found and between.value is None, between
+    assert snapshot(head, key, int((collected_at + 2) * 1e6), now=collected_at + 2).value \
+        == b"two"

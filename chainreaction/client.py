@@ -315,7 +315,7 @@ class Session:
         self._conn_dc = self._dc_of.get(self.url)  # confirmed by the first reply on it
         # A session with a causal past attaches first on a new connection; what it learns
         # on this one later comes from this DC.
-        self._attached = not self.state.has_past
+        self._attached = not self.state.must_attach(self._conn_dc)
         return None
 
     async def _open(self) -> None:
@@ -418,7 +418,7 @@ class Session:
                     # A session with a past attaches on a new connection; a write with
                     # other URLs to go to learns the connection's DC first (the attach
                     # answers it), so that a retry can stay in the DC it went to.
-                    if (not self._attached and self.state.has_past) or (
+                    if (not self._attached and self.state.must_attach(self._conn_dc)) or (
                             is_write and self._conn_dc is None and len(self.urls) > 1):
                         attached = await self._attach()
                         if not attached.get("ok"):

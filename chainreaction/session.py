@@ -92,6 +92,12 @@ class SessionState:
         """Whether a new connection must attach first (the session depends on something)."""
         return bool(self.metadata or self.past)
 
+    def must_attach(self, dc: int | None) -> bool:
+        """Whether a new connection, to a frontend of DC ``dc`` (None: not known yet), must
+        attach first: the session depends on something, or it saw versions that DC applied
+        at clocks its floor may not cover (the attach's floor does: protocol.md §8)."""
+        return self.has_past or (self.floor > 0 and (dc is None or dc != self.dc))
+
     @property
     def needs_settle(self) -> bool:
         return len(self.metadata) >= SETTLE_AT

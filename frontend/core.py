@@ -231,7 +231,14 @@ class FrontendCore(FrontendTransactions, Core):
         # (a settle's past must cover its writes of this DC: logged, or newer ones)
         checks = logged_checks(req, self.config.dc, self._known_logged) if (
             self.config.geo and kind == "settle") else []
-        for dep in [*latest.values(), *checks, *past_checks(req, self.config, self._log_here)]:
+        checks = [*latest.values(), *checks, *past_checks(req, self.config, self._log_here)]
+        if (kind == "attach" and self.config.geo and req.floor
+                and not any(map(self._needs_proxy, checks))):
+            # The session saw versions another DC applied at its own clocks: this DC's
+            # clocks for them may be past its floor, the proxy's clock is not (it observed
+            # each tail's as it applied them): a snapshot here must include them (§8).
+            checks.append(PastCheck(self.config.dc, 0))
+        for dep in checks:
             sub = self._new_id()
             op.deps[sub] = dep
             self._sub[sub] = op_id

@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # (core.py imports this module)
 # phases of an incoming entry: causal past not applied yet; sent to the head; at the head,
 # waiting for the tail's StableNotice; asking the tail (DepCheck); applied
 _WAITING, _PUTTING, _STABILIZING, _CHECKING, _DONE = range(5)
+# meta: our clock when the applied prefix last grew (past the applied_at of all of it)
+APPLIED_CLOCK = "applied_clock"
 
 
 @attrs.define(slots=True)
@@ -102,6 +104,7 @@ class Receiver:
             dc: log.get_meta(f"applied:{dc}", 0) for dc in self.origins}
         self.started: dict[int, int] = {
             dc: log.get_meta(f"started:{dc}", 0) for dc in self.origins}
+        clock.observe(log.get_meta(APPLIED_CLOCK, 0))
         self._started_saved = dict(self.started)
         self.received = dict(self.applied)
         self.inbox: dict[int, collections.OrderedDict] = {
@@ -377,6 +380,8 @@ class Receiver:
             return []
         assert self.applied[origin] > before  # the applied prefix only grows
         self.log.put_meta(f"applied:{origin}", self.applied[origin])
+        # (past the applied_at of all of it: after a restart, our Puts' floors still are)
+        self.log.put_meta(APPLIED_CLOCK, self.clock.last)
         out = self.pump(now)
         out += self._on_applied(now)
         return out

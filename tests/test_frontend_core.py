@@ -207,6 +207,20 @@ def test_an_attach_waits_for_other_dcs_past_only():
     assert reply == ToClient(1, m.AttachReply(3, 2, 1))  # floor: past the proxy's clock
 
 
+def test_a_session_with_only_a_floor_attaching_elsewhere_gets_the_proxys_clock():
+    """Its entries all became globally stable (none left to check), but this DC applied
+    what it read at this DC's clocks, maybe past its floor: the attach's floor must cover
+    them, as the proxy's clock does (it observed each tail's as it applied them)."""
+    fe = geo_frontend(dc=1)
+    (check,) = fe.client_request(1, m.ClientRequest(op="attach", id=3, floor=400), 0.0)
+    assert check.to == "proxy" and (check.msg.origin_dc, check.msg.seq) == (1, 0)
+    (reply,) = fe.handle("proxy", m.LogReply(check.msg.op, True, (), 7_000), 0.1)
+    assert reply.reply.to_wire()["floor"] >= 7_000
+    # A new session (nothing seen) attaches without asking anyone.
+    (fresh,) = fe.client_request(2, m.ClientRequest(op="attach", id=4), 0.2)
+    assert isinstance(fresh, ToClient) and fresh.reply.to_wire()["ok"]
+
+
 def test_an_attach_this_dc_cannot_serve_yet_is_refused_after_attach_wait_not_at_the_deadline():
     # The client can then go to a DC that has its past (client.py, "Failover"), rather than
     # spend its attempt here; a put with the same past keeps the request timeout.

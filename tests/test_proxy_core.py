@@ -557,6 +557,22 @@ def test_applied_positions_survive_a_restart():
     assert {a.to: a.msg.received for a in acks} == {"p1": 1, "p2": 0}
 
 
+def test_after_a_restart_the_floor_of_a_put_is_past_every_clock_it_applied_at():
+    """A head applied an entry at its own clock (``applied_at``, the tail's StableNotice
+    tells it); an entry that comes after it must be applied later in every head's order
+    (snapshots.py), also when the proxy restarts in between."""
+    log = MemoryLog()
+    core = proxy(log)
+    (put,) = sent(receive(core, 1, 1, [entry("a", 5)], 0.1), m.Put)
+    head_clock = 9_000_000_000  # a head whose clock runs far ahead of ours
+    core.handle(put.to, m.PutAck(put.msg.op, "a", put.msg.version, 1, False), 0.2)
+    core.handle(RING.chain("a")[-1], m.StableNotice("a", put.msg.version, put.msg.rid,
+                                                    clock=head_clock), 0.2)
+    again = proxy(log, now=3.0)
+    (later,) = sent(receive(again, 1, 2, [entry("b", 6)], 3.1), m.Put)
+    assert later.msg.floor >= head_clock
+
+
 def test_a_remote_dependency_is_answered_once_its_dcs_log_is_applied_here():
     core = proxy()
     assert core.handle("fe", m.RemoteDepCheck(7, "a", Version(5, 1), 0), 0.0) == []

@@ -146,6 +146,15 @@ def test_a_session_floor_covers_when_its_dc_applied_what_it_read_and_its_attach(
     assert state.floor == 1200  # a later transaction never reads an older snapshot
 
 
+def test_a_session_that_saw_anything_attaches_on_a_connection_to_another_or_unknown_dc():
+    state = SessionState()
+    assert not state.must_attach(None)  # a new session: nothing to bring along
+    state.on_read("x", {"version": Version(10, 0), "chain_index": 3, "dc": 0, "stable": True})
+    assert not state.has_past  # (stable: no entry kept)
+    assert state.must_attach(None) and state.must_attach(1)  # its floor says nothing there
+    assert not state.must_attach(0)  # the DC whose clocks the floor follows
+
+
 def test_with_k2_a_version_replaced_before_its_stable_came_back_is_read_once_it_does():
     """x1 and x2 put at the head before x1's Stable returns: the kept copy of x1 is marked
     stable when that Stable arrives, so a snapshot between x1 and x2 reads x1 (it answered

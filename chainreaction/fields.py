@@ -273,3 +273,20 @@ def rid_entries(value) -> tuple:
                              f"{MAX_KEY_BYTES} bytes")
         out.append((rid, key, Version.coerce(version)))
     return tuple(out)
+
+
+def scan_items(value) -> tuple:
+    """``[[key, value, Version], ...]``: what a backup's page found (``SnapshotScanReply``)."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"items must be a list, got {type(value).__name__}")
+    out = []
+    for item in value:
+        if not isinstance(item, (list, tuple)) or len(item) != 3:
+            raise ValueError(f"an item is [key, value, version], got {item!r}")
+        key, data, version = item
+        if not isinstance(key, str) or key_error(key) is not None:
+            raise ValueError(f"an item's key is not a valid key: {key!r}")
+        if type(data) is not bytes or len(data) > MAX_VALUE_BYTES:
+            raise ValueError(f"an item's value must be at most {MAX_VALUE_BYTES} bytes")
+        out.append((key, data, Version.coerce(version)))
+    return tuple(out)

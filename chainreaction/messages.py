@@ -28,7 +28,7 @@ from .fields import (
     dc_list, dc_vector, is_bool, is_dc, is_key, is_rid, is_role, is_skew_ms, is_text, is_uint,
     custody_field, is_value, local_deps, log_positions, name_list, optional_version_field,
     ranges, rid_entries,
-    ring_optional, store_id_list, uint_list,
+    ring_optional, scan_items, store_id_list, uint_list,
     vclock_field, version_field,
 )
 from .ring import Ring
@@ -342,6 +342,35 @@ class SnapshotReply:
     # absent: as ``ReadReply``'s, the key may have been deleted and collected below it
     collected_floor: Version | None = attrs.field(default=None,
                                                   converter=Version.coerce_optional)
+
+
+@message(27)
+class SnapshotScan:
+    """backup tool -> node: a page of the keys after ``after`` ("": from the first) that
+    we are head of on ring ``epoch``, each as it was at ``at`` (as ``SnapshotRead``), at
+    most ``limit`` of them. It pins ``at`` (snapshots.py)."""
+
+    op: int = attrs.field(validator=is_uint)
+    at: int = attrs.field(validator=is_uint)
+    after: str = attrs.field(validator=is_text)
+    limit: int = attrs.field(validator=is_uint)
+    epoch: int = attrs.field(validator=is_uint)
+
+
+@message(28)
+class SnapshotScanReply:
+    """node -> backup tool: ``scanned``, the keys found with a value (absent and deleted ones are left
+    out) and where the next page starts; ``done``: none after it. ``wait``: a key there
+    cannot be answered yet (a range copying, a write not acknowledged, no lease): ask
+    again from ``after`` in a moment. ``horizon`` > ``at``: the versions at ``at`` are
+    gone here; start again at a later stamp."""
+
+    op: int = attrs.field(validator=is_uint)
+    scanned: tuple = attrs.field(converter=scan_items)
+    after: str = attrs.field(validator=is_text)
+    done: bool = attrs.field(validator=is_bool)
+    wait: bool = attrs.field(validator=is_bool)
+    horizon: int = attrs.field(default=0, validator=is_uint)
 
 
 @message(30)

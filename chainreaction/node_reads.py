@@ -7,6 +7,12 @@ from __future__ import annotations
 from . import messages as m
 from .effects import Send
 
+# A backup's page (SnapshotScan) looks at most at this many keys, returns at most this many
+# and about this many bytes of them (well under the frame limit).
+SCAN_LOOK_AT = 4096
+SCAN_ITEMS = 1024
+SCAN_BYTES = 1024 * 1024
+
 
 class NodeReads:
     """Mixed into ``NodeCore``."""
@@ -83,3 +89,46 @@ class NodeReads:
         if refused:
             return refused
         return self.dep_checks.check(src, msg, now)
+
+    def _on_snapshot_scan(self, src: str, msg: m.SnapshotScan, now: float) -> list:
+        """A backup's page: the keys after ``msg.after`` we are head of, at ``msg.at``
+        (snapshots.py). Bounded in keys looked at, found and bytes, so a page never holds
+        the node for long."""
+        refused = self._check_epoch(src, msg.op, msg.epoch)
+        if refused:
+            return refused
+        snapshots = self.snapshots
+        if not snapshots.enabled:
+            return self._error(src, msg.op, m.UNAVAILABLE,
+                               "this node keeps no old versions (snapshot retention 0)")
+        if msg.at < snapshots.horizon:
+            self.counters["snapshot_too_old"] += 1
+            return [Send(src, m.SnapshotScanReply(msg.op, (), msg.after, False, False,
+                                                  snapshots.horizon))]
+        snapshots.stamp(msg.at)
+        snapshots.pin(msg.at, now)
+        self.counters["snapshot_scans"] += 1
+        eager = self.config.eager
+        items: list = []
+        size = looked = 0
+        last = msg.after
+        for key, current in self.store.items_after(msg.after):
+            if looked >= SCAN_LOOK_AT or len(items) >= min(msg.limit, SCAN_ITEMS) or (
+                    size >= SCAN_BYTES):
+                return [Send(src, m.SnapshotScanReply(msg.op, tuple(items), last, False, False))]
+            looked += 1
+            arc = self.ring.arc_of(key)
+            chain = self.ring.chain_of_arc(arc)
+            if chain[0] == self.name:
+                found = snapshots.version_at(key, current, msg.at)
+                if (self.copier.copying(arc) or not self.leases.holds(chain, now) or (
+                        found is not None and not found.stable and min(eager, len(chain)) > 1)):
+                    # (as a transaction's read: not now, maybe in a moment)
+                    self.counters["snapshot_scan_waits"] += 1
+                    return [Send(src, m.SnapshotScanReply(msg.op, tuple(items), last, False,
+                                                          True))]
+                if found is not None and found.value is not None:
+                    items.append((key, found.value, found.version))
+                    size += len(key) + len(found.value) + 16
+            last = key
+        return [Send(src, m.SnapshotScanReply(msg.op, tuple(items), last, True, False))]

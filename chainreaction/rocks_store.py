@@ -172,6 +172,13 @@ class RocksStore(WalSync, AtomicWrites):
         for k, v in self._db.items():
             yield k.decode(), Record.decode(v)
 
+    def items_after(self, after: str) -> Iterator[tuple[str, Record]]:
+        self._iterating()
+        start = after.encode()
+        for k, v in self._db.items(from_key=start):
+            if k != start:
+                yield k.decode(), Record.decode(v)
+
     def __len__(self) -> int:
         """Counts by iterating: for stats, not for hot paths."""
         return sum(1 for _ in self._db.keys())

@@ -21,6 +21,11 @@ collected, stale copies dropped) and copies of a range (they bring no history) m
 horizon up. A restarted node keeps no old versions, and its clock starts past every stamp
 it ever read at (``SNAPSHOT_BOUND``, persisted ahead of them in steps), so no write it
 applies after a restart falls below a snapshot it already served.
+
+A backup (tools/backup.py) is a transaction over every key: it pages through the keys
+each head holds (``SnapshotScan``) at one stamp, which may take longer than ``retain_s``.
+Each page *pins* its stamp for ``PIN_S``: nothing a pinned stamp reads is collected, nor
+are tombstones (a collection would move the horizon past it).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from .versions import HybridClock
 
 SNAPSHOT_BOUND = "snapshot_bound"  # store meta: no snapshot was read at or above it
 BOUND_STEP_US = 1_000_000  # the bound is persisted this far ahead, once per step
+PIN_S = 10.0  # a backup's stamp stays readable this long after its last page
 
 
 class Snapshots:
@@ -52,6 +58,7 @@ class Snapshots:
         # (its successor's applied, key, its applied, its size): in about the order they go
         self._kept: collections.deque = collections.deque()
         self.kept_bytes = 0
+        self._pins: dict[int, float] = {}  # a backup's stamp -> until when (node's time)
 
     @property
     def enabled(self) -> bool:
@@ -91,9 +98,22 @@ class Snapshots:
             for old in self.store.old_versions(key):
                 self.store.forget_old(key, old.applied)
 
-    def sweep(self, now_us: int) -> None:
-        """Forget old versions replaced more than ``retain_us`` ago."""
+    def pin(self, at: int, now: float) -> None:
+        """A backup reads at ``at``: keep what that needs for ``PIN_S`` from ``now``."""
+        self._pins[at] = now + PIN_S
+
+    def pinned(self, now: float) -> bool:
+        for at, until in list(self._pins.items()):
+            if until <= now:
+                del self._pins[at]
+        return bool(self._pins)
+
+    def sweep(self, now_us: int, now: float) -> None:
+        """Forget old versions replaced more than ``retain_us`` ago (and not after a pinned
+        stamp: a version replaced after it is what the stamp reads)."""
         limit = now_us - self.retain_us
+        if self.pinned(now):
+            limit = min(limit, min(self._pins))
         kept = self._kept
         while kept and kept[0][0] < limit:
             replaced_at, key, applied, size = kept.popleft()
@@ -101,6 +121,22 @@ class Snapshots:
             self.kept_bytes -= size
             self.horizon = max(self.horizon, replaced_at)
             self.counters["snapshot_old_collected"] += 1
+
+    def stamp(self, at: int) -> None:
+        """A read at ``at``: our clock goes past it (durably before the answer leaves, by
+        group commit), so nothing applied from now on counts as before it."""
+        if at >= self._bound:
+            self._bound = max(at, self.clock.last) + BOUND_STEP_US
+            self.store.put_meta(SNAPSHOT_BOUND, str(self._bound).encode())
+        self.clock.observe(at)
+
+    def version_at(self, key: str, current: Record | None, at: int) -> Record | None:
+        """The version of ``key`` applied here at or before ``at`` (a tombstone if it was
+        deleted; None: absent, or before what we keep, which ``at >= horizon`` rules out)."""
+        if current is None or current.applied <= at:
+            return current
+        return next((old for old in self.store.old_versions(key) if old.applied <= at),
+                    None)
 
     def read(self, src: str, msg: m.SnapshotRead, current: Record | None, epoch: int,
              visible, stable, tombstones) -> list:
@@ -110,22 +146,14 @@ class Snapshots:
         may call it stable; ``collected(version)``: a tombstone at or above it was
         collected here; ``tombstones``: the node's (``covers``, ``floor``)."""
         at = msg.at
-        if at >= self._bound:  # durable before the answer leaves (group commit)
-            self._bound = max(at, self.clock.last) + BOUND_STEP_US
-            self.store.put_meta(SNAPSHOT_BOUND, str(self._bound).encode())
-        self.clock.observe(at)
+        self.stamp(at)
         self.counters["snapshot_reads"] += 1
         if at < self.horizon:
             self.counters["snapshot_too_old"] += 1
             return [Send(src, m.SnapshotReply(msg.op, msg.key, False, None, None, False, 0,
                                               epoch, self.horizon))]
-        if current is not None and current.applied <= at:
-            found = current
-        elif current is not None:
-            found = next((old for old in self.store.old_versions(msg.key)
-                          if old.applied <= at), None)
-        else:  # (deleted without a successor: the horizon covers what was before)
-            found = None
+        found = self.version_at(msg.key, current, at)
+        if current is None:  # (deleted without a successor: the horizon covers the rest)
             if msg.min_version is not None and tombstones.covers(msg.min_version):
                 return [Send(src, m.SnapshotReply(msg.op, msg.key, False, None, None, False,
                                                   0, epoch, 0, tombstones.floor))]

@@ -104,6 +104,11 @@ class Store(Protocol):
 
     def items(self) -> Iterator[tuple[str, Record]]: ...
 
+    def items_after(self, after: str) -> Iterator[tuple[str, Record]]:
+        """The records of keys after ``after`` ("": all), in key order (a backup pages
+        through them: snapshots.py)."""
+        ...
+
     def __len__(self) -> int: ...
 
     # Request ids of applied writes (rid -> (key, version)), kept apart from the data so a
@@ -290,6 +295,10 @@ class MemoryStore(AtomicWrites):
     def items(self) -> Iterator[tuple[str, Record]]:
         self._iterating()
         return iter(list(self._data.items()))
+
+    def items_after(self, after: str) -> Iterator[tuple[str, Record]]:
+        self._iterating()
+        return iter([(k, self._data[k]) for k in sorted(self._data) if k > after])
 
     def __len__(self) -> int:
         return len(self._data)

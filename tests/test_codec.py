@@ -49,12 +49,13 @@ ship_entries = st.builds(m.ShipEntry, keys, versions, values, rids, vclocks, U63
 # One strategy per field name used by any registered message. A new field without an
 # entry here fails test_every_field_has_a_strategy, so the round trip keeps covering it.
 FIELD_STRATEGIES = {
-    **{f: st.text(max_size=20) for f in ("name", "addr", "origin", "reason", "code", "detail")},
+    **{f: st.text(max_size=20) for f in ("name", "addr", "origin", "reason", "code", "detail",
+                                         "after")},
     **{f: U63 for f in ("incarnation", "epoch", "op", "floor", "chain_index", "position",
                         "ack_at", "sync_id", "seq", "total", "logged_at", "clock", "first_seq",
                         "received", "sent_at_us", "stamp", "clock_us", "ahead_us",
                         "store_clock_us", "past", "low_clock", "low_seq",
-                        "collect_below", "applied_at", "at", "horizon")},
+                        "collect_below", "applied_at", "at", "horizon", "limit")},
     **{f: dc_vectors for f in ("applied", "global_stable", "needs", "collectable", "vector",
                                "started")},
     **{f: dc_ids for f in ("dc", "origin_dc")},
@@ -66,7 +67,8 @@ FIELD_STRATEGIES = {
     "heal": st.lists(st.integers(2**15, 2**16 - 1), max_size=3).map(tuple),
     **{f: st.lists(st.text(max_size=10), max_size=3).map(tuple) for f in ("cut_off", "unreachable")},
     "clock_skew_ms": st.integers(-3_600_000, 3_600_000),
-    **{f: st.booleans() for f in ("stable", "found", "ok", "done", "partial_ok",
+    "scanned": st.lists(st.tuples(keys, st.binary(max_size=8), versions), max_size=3).map(tuple),
+    **{f: st.booleans() for f in ("stable", "found", "ok", "done", "partial_ok", "wait",
                                   "reset_latencies", "clean_only", "logged_only")},
     "role": st.sampled_from(m.ROLES),
     "ring": rings(),
@@ -138,7 +140,8 @@ def example_of(cls):
         "vclock": VClock({1: 7}), "cut": (1,), "heal": (2,), "cut_off": ("n1",), "unreachable": ("n2",),
         "clock_skew_ms": -5, "deps": (("a", 5),), "past": 3, "logged_only": False,
             "low_clock": 15, "low_seq": 2, "collect_below": 16, "applied_at": 17, "at": 18,
-        "horizon": 0,
+        "horizon": 0, "after": "k", "limit": 5, "wait": False,
+        "scanned": (("k", b"v", Version(3, 1)),),
         "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0, ((0, 3),)),),
     }
     missing = [f for f in cls.FIELDS if f not in sample]

@@ -16,6 +16,7 @@ import trio
 from frontend.core import READ_POLICIES
 
 from ..storage import DEFAULT_DURABILITY, DURABILITY_LEVELS
+from . import backup as backup_tool
 
 
 # The two frontends of `cluster up`'s default cluster (ports 7100...: manager, 3 nodes, then
@@ -87,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(the defaults give ws://127.0.0.1:7105 and :7107), proxy. "
                          "Writes DIR/cluster.json and logs to DIR/logs.")
     _cluster_options(up)
+    up.add_argument("--restore", metavar="FILE", help="once it is up, load this backup "
+                    "(`chainreaction backup`) into it through DC 0")
     restart = csub.add_parser(
         "restart", help="start one process of a running `cluster up` again, exactly as it "
         "was started (its command line in DIR/cluster.json), with its data",
@@ -257,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
         op.add_argument("--url", action="append", help="frontend URL; repeat it to give "
                         "several, the session fails over from one to the next (default "
                         f"$CHAINREACTION_URL, else {' and '.join(DEFAULT_URLS)})")
+
+    backup_tool.add_parsers(sub, _positive_int)
 
     stats = sub.add_parser("stats", help="counters of a frontend (--url, as JSON) or of "
                            "every process of a local cluster (--cluster DIR, as a table)")
@@ -534,7 +539,7 @@ def _dispatch(args) -> int:
                                batch_interval_ms=args.batch_interval,
                                tombstone_grace_s=args.tombstone_grace,
                                managers=args.managers, etcd_url=args.etcd)
-        return run_cluster_foreground(config)
+        return run_cluster_foreground(config, restore=args.restore)
     if cmd == "wan":
         from .clusterstats import control_wan
 
@@ -573,6 +578,8 @@ def _dispatch(args) -> int:
         from .catchup import main_args as catchup_main
 
         return catchup_main(args)
+    if cmd in ("backup", "restore"):
+        return backup_tool.main_args(args)
     if cmd == "bench":
         from .bench import run_bench
 

@@ -55,7 +55,7 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def run_cluster_foreground(config: ClusterConfig) -> int:
+def run_cluster_foreground(config: ClusterConfig, restore: str | None = None) -> int:
     cluster = LocalCluster(config)
     where = (f"{config.dcs} DCs ({config.wan_delay_ms:g} ms WAN delay), each with "
              if config.dcs > 1 else "")
@@ -76,6 +76,14 @@ def run_cluster_foreground(config: ClusterConfig) -> int:
         print(f"processes: {os.path.join(cluster.data_dir, 'cluster.json')}")
         print("try: chainreaction put hello world "
               + " ".join(f"--url {url}" for url in cluster.urls_of(0)))
+        if restore:
+            from .backup import BackupError, restore as restore_backup
+
+            try:
+                print(trio.run(restore_backup, restore, cluster.urls_of(0), 16, False)["line"])
+            except BackupError as exc:
+                print(f"error: restore: {exc}")
+                return 1
         print("Ctrl-C stops the cluster.", flush=True)
         trio.run(_watch, cluster)
         return 0

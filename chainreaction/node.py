@@ -225,12 +225,15 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
         return (key in self._unstable or key in self.dep_checks
                 or (self.ring is not None and self.copier.copying(self.ring.arc_of(key))))
 
-    def _put(self, key: str, record: Record) -> None:
+    def _put(self, key: str, record: Record) -> Record:
+        """Store ``record``; returns it as stored."""
+        current = self.store.get(key)
         if self.snapshots.enabled:
-            self.snapshots.replaced(key, self.store.get(key), record)
+            record = self.snapshots.replaced(key, current, record)
         self.store.put(key, record)
         self._tombstones.note(key, record)
         self.copier.note_stored(key)
+        return record
 
     def syncing(self) -> bool:
         return self.copier.syncing()
@@ -477,13 +480,20 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
                 out.append(Send(msg.origin, m.PutAck(msg.op, msg.key, known, pos, False)))
             return out
         if current is None or msg.version > current.version:
+            applied_at = msg.applied_at
+            if pos == 1:
+                # At the head an Update is an orphan reinjected (or a redrive of an older
+                # ring's head): applied here now, in our order, as a Put would be; its old
+                # stamp is another head's (snapshots.py; fuzz seed 7570480).
+                applied_at = self.clock.next(self.dc_time.now(now),
+                                             msg.applied_at or msg.version.clock)
             record = Record(msg.version, msg.value, False, msg.rid, msg.seq, msg.logged_at,
-                            msg.vclock, msg.deps, msg.past, msg.applied_at)
+                            msg.vclock, msg.deps, msg.past, applied_at)
             if tail:
                 record = self.shipping.at_tail(record)
             record, kept = self.shipping.replacing(msg.key, current, record, now)
             out += kept
-            self._put(msg.key, record)
+            record = self._put(msg.key, record)
             self.clock.observe(max(record.applied, msg.logged_at))
             self._rids.remember(msg.rid, msg.key, msg.version)
         elif current.stable:
@@ -517,7 +527,8 @@ class NodeCore(NodeReads, NodeLogPositions, Core):
         else:
             self._unstable[msg.key] = _Unstable(msg.version, now, orphan=False)
             if (msg.epoch != self.ring.epoch or record.seq != msg.seq
-                    or record.deps != msg.deps or record.past != msg.past):
+                    or record.deps != msg.deps or record.past != msg.past
+                    or record.applied_at != msg.applied_at):
                 # (on with what we know: the log position, what a write it replaced here
                 # carried)
                 msg = self._update_of(msg.key, record, msg.origin, msg.op, msg.ack_at)

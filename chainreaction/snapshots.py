@@ -64,14 +64,22 @@ class Snapshots:
     def enabled(self) -> bool:
         return self.retain_us > 0
 
-    def replaced(self, key: str, old: Record | None, new: Record) -> None:
-        """``new`` replaces ``old`` in the store: keep ``old`` for snapshots before it."""
+    def replaced(self, key: str, old: Record | None, new: Record) -> Record:
+        """``new`` replaces ``old`` in the store: keep ``old`` for snapshots before it.
+        Returns ``new`` as it is to be stored: one applied before ``old`` here (another
+        head's order, after a ring change) goes after it, and no snapshot before now is
+        answered any more (one may have read ``old`` where ``new`` now comes first)."""
         if not self.retain_us or old is None or old.version == new.version:
-            return
+            return new
+        if new.applied < old.applied:
+            self.counters["snapshot_applied_out_of_order"] += 1
+            new = attrs.evolve(new, applied_at=old.applied)
+            self.records_dropped()
         self.store.put_old(key, old)
         size = len(key) + len(old.value or b"") + 64
         self._kept.append((new.applied, key, old.applied, size))
         self.kept_bytes += size
+        return new
 
     def now_stable(self, key: str, version) -> None:
         """``version`` of ``key``, replaced here before its ``Stable`` came back, reached

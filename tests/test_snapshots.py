@@ -197,3 +197,39 @@ def test_after_its_tombstone_is_collected_a_key_reads_absent_not_what_the_delete
     assert not between.found and between.value is None, between
     assert snapshot(head, key, int((collected_at + 2) * 1e6), now=collected_at + 2).value \
         == b"two"
+
+
+def test_an_orphan_reinjected_at_a_new_head_is_applied_in_that_heads_order():
+    """Fuzz seed 7570480: a head applied x2 (another DC's write) at its clock and died
+    before passing it on; the new head applied x1 later, then took x2 back from the
+    restarted old head with its old stamp, below x1's. A snapshot between the two stamps
+    returned x1 to a session that had read x2 (monotonic reads)."""
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    head = c.nodes["a"]
+    x1 = written(c, key, b"x1", 5.0, b"r1")
+    x2 = Version(x1.clock + 1, 1)  # newer, stamped at the old head long before x1 here
+    orphan = m.Update(key, x2, b"x2", b"r2", "c", 0, 1, epoch=1, applied_at=2_000_000)
+    c.send("a", head.handle("c", orphan, 6.0), now=6.0)
+    stored = {n: c.stores[n].get(key) for n in "abc"}
+    assert {n: r.version for n, r in stored.items()} == {n: x2 for n in "abc"}
+    assert stored["a"].applied > x1.clock  # after x1, in the head's order
+    assert {r.applied for r in stored.values()} == {stored["a"].applied}  # down the chain
+    between = snapshot(head, key, stored["a"].applied - 1, now=6.1)
+    assert between.version == x1
+    assert snapshot(head, key, stored["a"].applied, now=6.1).version == x2
+
+
+def test_a_version_stamped_before_the_one_it_replaces_goes_after_it_and_moves_the_horizon():
+    """The same at a member that is not the head (or any store): the replacement order is
+    the order, and a snapshot read before it came may have answered otherwise."""
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    middle = c.nodes["b"]
+    middle.handle("a", m.Update(key, Version(9_000_000, 0), b"x1", b"r1", "", 0, 0, epoch=1),
+                  9.0)
+    middle.handle("a", m.Update(key, Version(9_000_001, 1), b"x2", b"r2", "", 0, 0, epoch=1,
+                                applied_at=3_000_000), 9.1)
+    assert c.stores["b"].get(key).applied == 9_000_000
+    assert middle.snapshots.horizon >= 9_000_000
+    assert middle.counters["snapshot_applied_out_of_order"] == 1

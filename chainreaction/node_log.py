@@ -62,6 +62,7 @@ class NodeLogPositions:
         self.clock.observe(msg.logged_at)
         if not msg.logged_only:
             self._drop_unstable(msg.key, msg.version)
+            out += self._wake_snapshot_reads(msg.key, now)
         if self.ring is None:
             return out
         chain = self.ring.chain(msg.key)

@@ -12,6 +12,10 @@ from .effects import Send
 SCAN_LOOK_AT = 4096
 SCAN_ITEMS = 1024
 SCAN_BYTES = 1024 * 1024
+# A snapshot read of a version not known acknowledged waits at most this long for its
+# Stable (then ``ReadMiss "unacknowledged"``: the frontend asks again); at most this many.
+PARK_S = 0.25
+MAX_PARKED = 10_000
 
 
 class NodeReads:
@@ -57,8 +61,49 @@ class NodeReads:
                                       record.version, pos, self.shipping.client_stable(record),
                                       record.seq, None, record.applied_at))]
 
-    def _on_snapshot_read(self, src: str, msg: m.SnapshotRead, now: float) -> list:
-        """A GET-TRANSACTION's read of one key, at the head (snapshots.py)."""
+    def _on_snapshot_read(self, src: str, msg: m.SnapshotRead, now: float,
+                          until: float | None = None) -> list:
+        """A GET-TRANSACTION's read of one key, at the head (snapshots.py). A version not
+        known acknowledged (k > 1) is waited for here, up to ``PARK_S`` (``until``), until
+        its ``Stable`` comes back: one chain round trip rather than a frontend retry."""
+        out = self._snapshot_read(src, msg, now)
+        if (len(out) == 1 and isinstance(out[0].msg, m.ReadMiss)
+                and out[0].msg.reason == "unacknowledged"):
+            until = now + PARK_S if until is None else until
+            if now < until and self._parked_count < MAX_PARKED:
+                self._parked_reads.setdefault(msg.key, []).append((src, msg, until))
+                self._parked_count += 1
+                self.counters["snapshot_parked"] += 1
+                return []
+        return out
+
+    def _wake_snapshot_reads(self, key: str, now: float) -> list:
+        """A ``Stable`` for ``key`` came back: its parked snapshot reads try again."""
+        parked = self._parked_reads.pop(key, None)
+        if not parked:
+            return []
+        self._parked_count -= len(parked)
+        out: list = []
+        for src, msg, until in parked:
+            out += self._on_snapshot_read(src, msg, now, until)
+        return out
+
+    def _expire_snapshot_reads(self, now: float) -> list:
+        out: list = []
+        for key, parked in list(self._parked_reads.items()):
+            due = [p for p in parked if p[2] <= now]
+            if not due:
+                continue
+            self._parked_count -= len(due)
+            kept = [p for p in parked if p[2] > now]
+            if kept:
+                self._parked_reads[key] = kept
+            else:
+                del self._parked_reads[key]
+            out += [Send(src, m.ReadMiss(msg.op, key, "unacknowledged")) for src, msg, _ in due]
+        return out
+
+    def _snapshot_read(self, src: str, msg: m.SnapshotRead, now: float) -> list:
         refused, arc, chain = self._as_head(src, msg.op, msg.key, msg.epoch, now)
         if refused:
             return refused

@@ -10,6 +10,7 @@ from chainreaction.versions import MAX_CLOCK_AHEAD_S
 # (tail = classic chain replication); craq: any position, answering only with a version
 # the tail has, else asking the tail (CRAQ's version query)
 READ_POLICIES = ("chain", "head", "tail", "craq")
+TXN_POLICIES = ("one-round", "cops-gt")
 
 
 @attrs.frozen
@@ -40,6 +41,11 @@ class FrontendConfig:
     # Breaks GET-TRANSACTIONs on purpose (transactions.py): each key read at its own
     # stamp, as independent gets from replicas of varying freshness. Never for real use.
     unsafe_independent_txn_reads: bool = False
+    # "one-round": a transaction reads every key at one stamp (transactions.py). "cops-gt":
+    # the baseline of the paper's experiment (sim run gt): when the first round's versions
+    # are of different instants, a second round reads every key again at the newest of
+    # them, as COPS-GT re-reads what the dependencies of the first answers require.
+    txn_policy: str = "one-round"
     tick_s: float = 0.05  # while operations are in flight: deadlines, retries, resends
     heartbeat_s: float = 0.2
     geo_stats_s: float = 1.0  # how often the proxy's stats are fetched (the ``geo`` field)
@@ -51,3 +57,5 @@ class FrontendConfig:
     def __attrs_post_init__(self):
         if self.read_from not in READ_POLICIES:
             raise ValueError(f"read_from must be one of {READ_POLICIES}")
+        if self.txn_policy not in TXN_POLICIES:
+            raise ValueError(f"txn_policy must be one of {TXN_POLICIES}")

@@ -43,6 +43,7 @@ class _Txn:
     sent_at: float = 0.0
     retry_at: float | None = None
     rounds: int = 0
+    second: bool = False  # txn_policy "cops-gt": in its second round
     why: str = "no snapshot of these keys could be read in time"
 
 
@@ -152,6 +153,16 @@ class FrontendTransactions:
                 txn.at = max(txn.at, self.store_clock_us, int(self.dc_time.now(now) * 1e6))
                 return [self._txn_read(txn_id, txn, txn.keys[len(txn.answers)])]
             return []
+        if self.config.txn_policy == "cops-gt" and not txn.second:
+            # The baseline: versions of different instants are read again, all at the
+            # newest of them (still at or above the floor, so the session's past is there)
+            clocks = [a.version.clock for a in txn.answers.values() if a.version is not None]
+            newest = max([txn.floor, *clocks])
+            if any(a.version is None or a.version.clock < newest
+                   for a in txn.answers.values()):
+                txn.second, txn.at = True, newest
+                self.counters["txn_second_rounds"] += 1
+                return self._txn_round(txn_id, txn, now)
         return self._txn_done(txn_id, txn)
 
     def _txn_done(self, txn_id: int, txn: _Txn) -> list:

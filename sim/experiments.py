@@ -11,6 +11,9 @@
 * ``geo``: remote visibility (arrived in the DC, on every replica) and local latency
   against the WAN delay (3 and 5 DCs) and against the proxy's batch interval.
 * ``scale``: read-mostly throughput against nodes per DC (3..64).
+* ``gt``: GET-TRANSACTIONs (the paper's section 7.3): write/read/GT mixes 10/85/5, 5/90/5
+  and 0/95/5 with 2 to 5 keys per transaction, ChainReaction's one round against
+  COPS-GT's two rounds on the same code (one DC, 9 nodes, R=6, k=3).
 
 Every point is a fresh cluster from the same seed: deterministic, so reruns give the
 same numbers. Throughput is completed operations per simulated second of the measured
@@ -105,6 +108,8 @@ def measure(setup: Setup, progress: Callable[[float], None] | None = None) -> di
                             else result.percentile(0.5, "insert")),
         "failed": sum(result.failed.values()),
     }
+    if setup.mix.txn:
+        row.update(_gt_columns(cluster, setup, result))
     if setup.dcs > 1:
         row["wan_ms"] = setup.wan_ms
         row["batch_ms"] = setup.batch_ms
@@ -118,6 +123,19 @@ def measure(setup: Setup, progress: Callable[[float], None] | None = None) -> di
     row["sim_events"] = cluster.delivered - events0
     row["wall_s"] = round(time.perf_counter() - started, 2)
     return row
+
+
+def _gt_columns(cluster: SimCluster, setup: Setup, result) -> dict:
+    """GET-TRANSACTIONs: their rate and latency, and how many took a second round."""
+    cores = [cluster.processes[f] for dc in range(setup.dcs) for f in cluster.frontends_of(dc)]
+    done = sum(c.counters["txn_done"] for c in cores) or 1
+    seconds = result.window_s or float("nan")
+    return {"txn_keys": setup.mix.txn_keys,
+            "gt_per_s": round(len(result.latencies.get("txn", [])) / seconds),
+            "gt_p50_ms": _ms(result.percentile(0.5, "txn")),
+            "gt_p99_ms": _ms(result.percentile(0.99, "txn")),
+            "second_round_pct": round(
+                100 * sum(c.counters["txn_second_rounds"] for c in cores) / done, 1)}
 
 
 def _ms(seconds: float) -> float:
@@ -177,6 +195,20 @@ def _scale_setups(quick: bool) -> list:
                          keys=100 * n, distribution="uniform", max_ops=50_000,
                          warmup_ops=10_000, duration_s=30.0, warmup_s=0.0), quick)
             for n in sizes]
+
+
+GT_MIXES = ((0.10, 0.85), (0.05, 0.90), (0.0, 0.95))  # writes, reads; 5 % GTs
+
+
+def _gt_setups(quick: bool) -> list:
+    setups = []
+    for writes, reads in GT_MIXES:
+        for n in (2, 3, 4, 5):
+            mix = Mix(f"{round(writes * 100)}/{round(reads * 100)}/5 x{n}", reads, writes,
+                      txn=0.05, txn_keys=n)
+            setups += [_sized(Setup(system=s, mix=mix), quick)
+                       for s in ("chainreaction", "cops-gt")]
+    return setups
 
 
 def _sized(setup: Setup, quick: bool) -> Setup:
@@ -309,6 +341,32 @@ def _plot_scale(rows, out):
                                     label="linear from the smallest"))
 
 
+def _plot_gt(rows, out):
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for (writes, reads), style in zip(GT_MIXES, ("-", "--", ":")):
+        name = f"{round(writes * 100)}/{round(reads * 100)}/5"
+        for system in ("chainreaction", "cops-gt"):
+            points = sorted((r["txn_keys"], r["gt_p50_ms"], r["throughput"]) for r in rows
+                            if r["system"] == system and r["mix"].startswith(name + " "))
+            label = f"{SYSTEMS[system].label}, {name}"
+            axes[0].plot([p[0] for p in points], [p[1] for p in points], style, marker="o",
+                         label=label)
+            axes[1].plot([p[0] for p in points], [p[2] for p in points], style, marker="o",
+                         label=label)
+    axes[0].set_ylabel("GET-TRANSACTION latency, p50 (ms)")
+    axes[1].set_ylabel("throughput, all operations (ops/s)")
+    for ax in axes:
+        ax.set_xlabel("keys per transaction")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.suptitle("GET-TRANSACTIONs: one round against COPS-GT's two (1 DC, 9 nodes, R=6, "
+                 "k=3; mixes write/read/GT)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "gt.png"), dpi=110)
+    plt.close(fig)
+
+
 THROUGHPUT_COLUMNS = ("system", "mix", "R", "k", "clients", "ops", "throughput", "vs_baseline",
                       "p50_ms", "p99_ms", "p999_ms", "read_p50_ms", "write_p50_ms", "failed")
 
@@ -323,6 +381,11 @@ EXPERIMENTS = {e.name: e for e in (
                 "p99_ms", "read_p50_ms", "write_p50_ms", "arrived_p50_ms", "arrived_p99_ms",
                 "every_replica_p50_ms", "every_replica_p99_ms", "visibility_samples"),
                baseline=None),
+    Experiment("gt", "GET-TRANSACTIONs: one round against COPS-GT's two", _gt_setups,
+               _plot_gt, ("system", "mix", "txn_keys", "throughput", "vs_baseline", "gt_per_s",
+                          "gt_p50_ms", "gt_p99_ms", "read_p50_ms", "write_p50_ms",
+                          "second_round_pct", "failed"),
+               baseline="cops-gt"),
     Experiment("scale", "Scale-out", _scale_setups, _plot_scale,
                ("nodes", "R", "clients", "ops", "throughput", "per_node", "p50_ms", "p99_ms",
                 "p999_ms"), baseline=None),

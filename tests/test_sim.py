@@ -264,6 +264,17 @@ def test_write_heavy_load_does_not_favour_chainreaction_much():
     assert chain["throughput"] < 1.25 * tail["throughput"]
 
 
+def test_a_get_transaction_takes_one_round_where_cops_gt_takes_two():
+    """The paper's section 7.3 on the same code (sim run gt): our transactions read every
+    key at one stamp, one round; the COPS-GT policy reads again whenever the first
+    answers are of different instants, so its GTs take about one more round trip."""
+    mix = Mix("5/90/5 x3", 0.90, 0.05, txn=0.05, txn_keys=3)
+    ours, cops = _small("chainreaction", mix), _small("cops-gt", mix)
+    assert ours["second_round_pct"] == 0 and cops["second_round_pct"] > 50
+    assert ours["gt_p50_ms"] < 0.8 * cops["gt_p50_ms"]
+    assert ours["failed"] == cops["failed"] == 0
+
+
 def test_an_experiment_writes_its_csv_table_and_plot(tmp_path, capsys, monkeypatch):
     import attrs
 

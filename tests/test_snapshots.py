@@ -6,6 +6,7 @@ from __future__ import annotations
 from chainreaction import messages as m
 from chainreaction.effects import Send
 from chainreaction.node import NodeConfig, NodeCore
+from chainreaction.node_reads import PARK_S
 from chainreaction.session import SessionState
 from chainreaction.snapshots import SNAPSHOT_BOUND
 from chainreaction.storage import MemoryStore
@@ -88,15 +89,27 @@ def test_a_version_the_session_holds_but_the_head_lacks_is_refused_not_answered_
 
 
 def test_with_k2_a_version_maybe_not_acknowledged_is_neither_answered_nor_skipped():
+    """The head waits for its Stable (one chain round trip), then answers; a read that
+    waits longer than PARK_S gets ``unacknowledged`` and the frontend asks again."""
     c = Chain(eager=2)
     key = c.key_with_chain(["a", "b", "c"])
     head = c.nodes["a"]
     out = head.handle("fe", put(key=key, value=b"one", rid=b"r1"), 1.0)  # not passed on
     version = c.stores["a"].get(key).version
-    (miss,) = head.handle("fe", m.SnapshotRead(7, key, None, version.clock + 1, 1), 1.1)
-    assert isinstance(miss.msg, m.ReadMiss) and miss.msg.reason == "unacknowledged"
-    c.send("a", out, 1.2)  # down the chain, stable: now it may be read
-    assert snapshot(head, key, version.clock + 1, now=1.3).value == b"one"
+    assert head.handle("fe", m.SnapshotRead(7, key, None, version.clock + 1, 1), 1.1) == []
+    answered = [e for e in c.send("a", out, 1.2) if e.to == "fe"]  # down the chain, stable
+    (reply,) = [e.msg for e in answered if isinstance(e.msg, m.SnapshotReply)]
+    assert (reply.op, reply.value) == (7, b"one")
+    # Unacknowledged for longer than the head waits: it says so.
+    later = head.handle("fe", put(key=key, value=b"two", rid=b"r2"), 2.0)
+    two = c.stores["a"].get(key).version
+    assert head.handle("fe", m.SnapshotRead(8, key, None, two.clock + 1, 1), 2.1) == []
+    early = head.tick(2.1 + PARK_S - 0.01)
+    assert [e for e in early if isinstance(e.msg, m.ReadMiss)] == []
+    (miss,) = [e.msg for e in head.tick(2.1 + PARK_S + 0.01) if isinstance(e.msg, m.ReadMiss)]
+    assert (miss.op, miss.reason) == (8, "unacknowledged")
+    c.send("a", later, 2.5)
+    assert snapshot(head, key, two.clock + 1, now=2.6).value == b"two"
 
 
 def test_only_the_head_of_the_current_epoch_answers():

@@ -1,0 +1,81 @@
+"""A node's side of receiving a range copy (docs/protocol.md §4): part of ``NodeCore``
+(node.py), split out to keep each module to one job; the copy itself is paced and tracked
+by ``RangeCopier`` (state_transfer.py)."""
+
+from __future__ import annotations
+
+import attrs
+
+from . import messages as m
+from .storage import Record
+from .versions import Version
+
+
+@attrs.define(slots=True)
+class Unstable:
+    """A write we hold that is not known stable at the tail yet (driven until it is)."""
+
+    version: Version
+    sent_at: float
+    orphan: bool  # reloaded after a restart: reinject at the head, don't trust position
+    origin: str = ""  # frontend that wrote it (the tail's StableNotice goes there)
+
+
+class NodeSync:
+    """Mixed into ``NodeCore``."""
+
+    def _on_sync_chunk(self, src: str, msg: m.SyncChunk, now: float) -> list:
+        """Apply a chunk of a copy (``RangeCopier.accept`` says whether it is one in
+        progress): each record newer than ours is stored as it is, the request ids are
+        remembered; the last chunk ends the quarantine."""
+        sync = self.copier.accept(src, msg, now)
+        if sync is None:
+            return []
+        out: list = []
+        with self.store.atomic():  # a chunk's records and rids land together
+            for rid, key, version in msg.rids:
+                self._rids.remember(rid, key, version)
+            for item in msg.items:
+                current = self.store.get(item.key)
+                if current is None or item.version > current.version:
+                    record = Record(item.version, item.value, item.stable, item.rid, item.seq,
+                                    item.logged_at, item.vclock, item.deps, item.past,
+                                    item.applied_at)
+                    record, kept = self.shipping.replacing(item.key, current, record, now)
+                    out += kept
+                    self._put(item.key, record)
+                    self.snapshots.copied(record)
+                    self.clock.observe(max(record.applied, item.logged_at))
+                    self._rids.remember(item.rid, item.key, item.version)
+                    if not item.stable:
+                        # Copied, not received from our predecessor: we cannot vouch for the
+                        # chain prefix, so drive it like an orphan (reinject at the head). The
+                        # source may leave this chain and stop driving it.
+                        self._unstable[item.key] = Unstable(item.version, now, orphan=True)
+                    else:  # (shipped once we are its tail and serve the range)
+                        self.shipping.stable(item.key, record, False, now)
+                elif item.version == current.version and (
+                        item.stable and not current.stable or item.seq and not current.seq):
+                    record = attrs.evolve(current, stable=current.stable or item.stable)
+                    if item.seq and not current.seq:
+                        record = record.logged(item.seq, item.logged_at)
+                        self.shipping.logged(item.key, item.version)
+                    self._put(item.key, record)
+                    if record.stable:
+                        self._drop_unstable(item.key, item.version)
+                        self.shipping.stable(item.key, record, False, now)
+        self.counters["sync_items_received"] += len(msg.items)
+        self.counters["sync_chunks_received"] += 1
+        for item in msg.items:
+            out += self.dep_checks.wake(item.key)
+        if not self.copier.complete(sync, msg):
+            return out
+        # (a copy may have skipped versions an Update brought first: nothing before now
+        # is known whole here, nor are the records it drops)
+        dropped = self.copier.drop_collected(sync)
+        self.snapshots.records_dropped(dropped)
+        for key in dropped:
+            self._unstable.pop(key, None)
+        out += self._redrive(now, force=True)  # what waited for the copy (orphans among it)
+        out += self._release_held_puts(now)
+        return out

@@ -350,10 +350,10 @@ def _plot_gt(rows, out):
             points = sorted((r["txn_keys"], r["gt_p50_ms"], r["throughput"]) for r in rows
                             if r["system"] == system and r["mix"].startswith(name + " "))
             label = f"{SYSTEMS[system].label}, {name}"
-            axes[0].plot([p[0] for p in points], [p[1] for p in points], style, marker="o",
-                         label=label)
-            axes[1].plot([p[0] for p in points], [p[2] for p in points], style, marker="o",
-                         label=label)
+            color = "C0" if system == "chainreaction" else "C1"
+            for ax, column in ((axes[0], 1), (axes[1], 2)):
+                ax.plot([p[0] for p in points], [p[column] for p in points], style,
+                        marker="o", color=color, label=label)
     axes[0].set_ylabel("GET-TRANSACTION latency, p50 (ms)")
     axes[1].set_ylabel("throughput, all operations (ops/s)")
     for ax in axes:

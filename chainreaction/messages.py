@@ -359,11 +359,11 @@ class SnapshotScan:
 
 @message(28)
 class SnapshotScanReply:
-    """node -> backup tool: ``scanned``, the keys found with a value (absent and deleted ones are left
-    out) and where the next page starts; ``done``: none after it. ``wait``: a key there
-    cannot be answered yet (a range copying, a write not acknowledged, no lease): ask
-    again from ``after`` in a moment. ``horizon`` > ``at``: the versions at ``at`` are
-    gone here; start again at a later stamp."""
+    """node -> backup tool: ``scanned``, the keys found with a value (absent and deleted
+    ones are left out), and where the next page starts; ``done``: none after it.
+    ``wait``: a key there cannot be answered yet (a range copying, a write not
+    acknowledged, no lease): ask again from ``after`` in a moment. ``horizon`` > ``at``:
+    the versions at ``at`` are gone here; start again at a later stamp."""
 
     op: int = attrs.field(validator=is_uint)
     scanned: tuple = attrs.field(converter=scan_items)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import attrs
 
-from .fields import MAX_DEPS, dc_vector, is_key, is_rid, is_uint, is_value, version_field
+from .fields import (MAX_DEPS, dc_vector, is_dc, is_key, is_rid, is_uint, is_value,
+                     version_field)
 from .versions import Version
 
 
@@ -77,6 +78,8 @@ class ClientRequest:
     rid: bytes | None = attrs.field(default=None)
     past: tuple = attrs.field(default=(), converter=_past)
     keys: tuple = attrs.field(default=(), converter=_keys)  # txn: the keys it reads
+    # attach: the DC whose clocks ``floor`` follows (None: not known)
+    floor_dc: int | None = attrs.field(default=None)
 
     @op.validator
     def _check_op(self, _a, v):
@@ -100,6 +103,8 @@ class ClientRequest:
             raise ValueError(f"{self.op} takes no keys")
         if self.rid is not None:
             is_rid(self, attrs.fields(ClientRequest).rid, self.rid)
+        if self.floor_dc is not None:
+            is_dc(self, attrs.fields(ClientRequest).floor_dc, self.floor_dc)
         if self.op == "put" and self.value is None:
             raise ValueError("put needs a value (bytes)")
         if self.op in ("put", "delete"):

@@ -136,7 +136,8 @@ class FrameDecoder:
 
 # -- client protocol ---------------------------------------------------------------------------
 
-_REQUEST_FIELDS = {"op", "id", "key", "value", "deps", "floor", "rid", "past", "keys"}
+_REQUEST_FIELDS = {"op", "id", "key", "value", "deps", "floor", "rid", "past", "keys",
+                   "floor_dc"}
 
 
 def decode_client_request(data) -> m.ClientRequest:
@@ -173,6 +174,7 @@ def decode_client_request(data) -> m.ClientRequest:
             rid=raw.get("rid"),
             past=raw.get("past", ()),
             keys=raw.get("keys", ()),
+            floor_dc=raw.get("floor_dc"),
         )
     except (TypeError, ValueError, LookupError) as exc:
         raise ProtocolError(m.BAD_REQUEST, str(exc)) from None
@@ -222,6 +224,8 @@ def encode_client_request(req: m.ClientRequest) -> bytes:
         payload["rid"] = req.rid
     if req.past:
         payload["past"] = [list(e) for e in req.past]
+    if req.floor_dc is not None:
+        payload["floor_dc"] = req.floor_dc
     if req.keys:
         payload["keys"] = list(req.keys)
     return cbor2.dumps(payload)

@@ -246,6 +246,7 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
             "dep_waiters": len(self.dep_checks),
             "tombstones": len(self._tombstones.keys),
             "clock_ahead_ms": round(self.dc_time.ahead_s * 1000),
+            "clock_us": self.clock.last,
             **self.snapshots.stats(),
             **self.counters,
         }

@@ -12,6 +12,7 @@ from .effects import Send
 SCAN_LOOK_AT = 4096
 SCAN_ITEMS = 1024
 SCAN_BYTES = 1024 * 1024
+SCAN_AHEAD_S = 60.0  # a backup's stamp may be at most this far ahead of our clock
 # A snapshot read of a version not known acknowledged waits at most this long for its
 # Stable (then ``ReadMiss "unacknowledged"``: the frontend asks again); at most this many.
 PARK_S = 0.25
@@ -150,6 +151,10 @@ class NodeReads:
             self.counters["snapshot_too_old"] += 1
             return [Send(src, m.SnapshotScanReply(msg.op, (), msg.after, False, False,
                                                   snapshots.horizon))]
+        ahead = msg.at - max(self.clock.last, int(self.dc_time.now(now) * 1e6))
+        if ahead > SCAN_AHEAD_S * 1e6:  # (it would push our clock, and every version, on)
+            return self._error(src, msg.op, m.BAD_REQUEST,
+                               f"stamp {ahead / 1e6:.0f} s ahead of this node's clock")
         snapshots.stamp(msg.at)
         snapshots.pin(msg.at, now)
         self.counters["snapshot_scans"] += 1

@@ -43,7 +43,7 @@ class NodeSync:
                                     item.applied_at)
                     record, kept = self.shipping.replacing(item.key, current, record, now)
                     out += kept
-                    self._put(item.key, record)
+                    record = self._put(item.key, record)
                     self.snapshots.copied(record)
                     self.clock.observe(max(record.applied, item.logged_at))
                     self._rids.remember(item.rid, item.key, item.version)

@@ -68,6 +68,7 @@ class SessionState:
         self.past: dict[int, int] = {}  # origin DC -> log position within the causal past
         self.floor = 0
         self.dc: int | None = None  # the DC of the frontend we talk to, once known
+        self.floor_dc: int | None = None  # the DC whose clocks ``floor`` follows (§8)
         self._next_id = 1
         self._settling: list = []  # the slots of the settle in flight
 
@@ -96,7 +97,7 @@ class SessionState:
         """Whether a new connection, to a frontend of DC ``dc`` (None: not known yet), must
         attach first: the session depends on something, or it saw versions that DC applied
         at clocks its floor may not cover (the attach's floor does: protocol.md §8)."""
-        return self.has_past or (self.floor > 0 and (dc is None or dc != self.dc))
+        return self.has_past or (self.floor > 0 and (dc is None or dc != self.floor_dc))
 
     @property
     def needs_settle(self) -> bool:
@@ -120,7 +121,7 @@ class SessionState:
         joins the floor: later writes come after everything the session saw in it."""
         for result in reply.get("results") or ():
             self.on_read(result["key"], {**result, "dc": reply.get("dc", 0)})
-        self.dc = reply.get("dc", 0)
+        self.dc = self.floor_dc = reply.get("dc", 0)
         self.floor = max(self.floor, reply.get("at") or 0)
 
     def write_request(self, op: str, key: str, value: bytes | None, rid: bytes) -> m.ClientRequest:
@@ -136,10 +137,10 @@ class SessionState:
         slots = self.metadata if slots is None else slots
         deps = tuple(self.metadata[slot].dep(slot[0], None) for slot in slots)
         return m.ClientRequest(op="attach", id=self._id(), deps=deps, floor=self.floor,
-                               past=self._past())
+                               past=self._past(), floor_dc=self.floor_dc)
 
     def on_attach(self, reply: dict) -> None:
-        self.dc = reply.get("dc", 0)
+        self.dc = self.floor_dc = reply.get("dc", 0)
         # (past every clock of the session's past here: a snapshot read here includes it)
         self.floor = max(self.floor, reply.get("floor") or 0)
 
@@ -152,7 +153,7 @@ class SessionState:
 
     def on_settle(self, reply: dict) -> None:
         """Every entry sent is stable (applied) in the replying DC, within ``past``."""
-        self.dc = reply.get("dc", 0)
+        self.dc = self.floor_dc = reply.get("dc", 0)
         for slot in self._settling:
             self.metadata.pop(slot, None)
         self._settling = []
@@ -179,7 +180,7 @@ class SessionState:
             return
         # (``applied_at``: a write of another DC, applied here later than its stamp)
         self.floor = max(self.floor, version.clock, reply.get("applied_at") or 0)
-        dc = self.dc = reply.get("dc", 0)
+        dc = self.dc = self.floor_dc = reply.get("dc", 0)
         slot = (key, version.dc)
         entry = self.metadata.get(slot)
         if reply.get("stable"):
@@ -197,7 +198,7 @@ class SessionState:
     def on_write(self, key: str, reply: dict) -> None:
         version: Version = reply["version"]
         self.floor = max(self.floor, version.clock)
-        self.dc = reply.get("dc", 0)
+        self.dc = self.floor_dc = reply.get("dc", 0)
         self.metadata.clear()
         self.past.clear()
         if not reply.get("stable"):

@@ -42,6 +42,9 @@ from .versions import HybridClock
 SNAPSHOT_BOUND = "snapshot_bound"  # store meta: no snapshot was read at or above it
 BOUND_STEP_US = 1_000_000  # the bound is persisted this far ahead, once per step
 PIN_S = 10.0  # a backup's stamp stays readable this long after its last page
+# ... unless the old versions kept for it grow past this: the pins go (the backup starts
+# again at a later stamp) rather than the node's disk filling up under a write load
+PIN_MAX_BYTES = 512 * 2**20
 
 
 class Snapshots:
@@ -71,9 +74,10 @@ class Snapshots:
         answered any more (one may have read ``old`` where ``new`` now comes first)."""
         if not self.retain_us or old is None or old.version == new.version:
             return new
-        if new.applied < old.applied:
+        if new.applied <= old.applied:
+            # (strictly after: old versions are kept by key and applied stamp)
             self.counters["snapshot_applied_out_of_order"] += 1
-            new = attrs.evolve(new, applied_at=old.applied)
+            new = attrs.evolve(new, applied_at=old.applied + 1)
             self.records_dropped()
         self.store.put_old(key, old)
         size = len(key) + len(old.value or b"") + 64
@@ -120,7 +124,10 @@ class Snapshots:
         """Forget old versions replaced more than ``retain_us`` ago (and not after a pinned
         stamp: a version replaced after it is what the stamp reads)."""
         limit = now_us - self.retain_us
-        if self.pinned(now):
+        if self.pinned(now) and self.kept_bytes > PIN_MAX_BYTES:
+            self.counters["snapshot_pins_dropped"] += len(self._pins)
+            self._pins.clear()
+        if self._pins:
             limit = min(limit, min(self._pins))
         kept = self._kept
         while kept and kept[0][0] < limit:

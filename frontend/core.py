@@ -233,6 +233,7 @@ class FrontendCore(FrontendTransactions, Core):
             self.config.geo and kind == "settle") else []
         checks = [*latest.values(), *checks, *past_checks(req, self.config, self._log_here)]
         if (kind == "attach" and self.config.geo and req.floor
+                and req.floor_dc != self.config.dc
                 and not any(map(self._needs_proxy, checks))):
             # The session saw versions another DC applied at its own clocks: this DC's
             # clocks for them may be past its floor, the proxy's clock is not (it observed

@@ -191,6 +191,10 @@ class FrontendTransactions:
             out = self._want_ring(now)
         if reason in (m.BAD_REQUEST, m.BAD_FRAME, m.UNKNOWN_OP):
             return out + self._txn_fail(txn_id, m.BAD_REQUEST, reason)
+        if reason == "read_miss_unacknowledged":
+            # the head waited for its Stable in vain (its update lost on the way down?): a
+            # later stamp, at which a newer stable version is what counts, may be answered
+            txn.at = max(txn.at, self.store_clock_us)
         if reason == "read_miss_older":
             # the session's version may have been applied after ``at`` (re-put at a new
             # head): a later stamp, still at or above the floor, finds it

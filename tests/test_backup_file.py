@@ -33,6 +33,8 @@ def test_a_whole_backup_reads_back(tmp_path):
     ((HEADER, *RECORDS, {"end": True, "keys": 3, "bytes": 1}), "footer counts 3 keys"),
     (({"format": "other"},), "not a chainreaction backup"),
     (({**HEADER, "version": 9},), "format version 9"),
+    ((HEADER, ["a", b"1"], {"end": True, "keys": 1, "bytes": 1}), "damaged after 0 keys"),
+    ((HEADER, [1, b"1", [5, 2]], {"end": True, "keys": 1, "bytes": 1}), "damaged"),
     ((), "not a chainreaction backup"),
 ])
 def test_a_backup_that_is_not_whole_is_refused(tmp_path, items, why):

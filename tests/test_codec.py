@@ -454,6 +454,14 @@ def test_decode_valid_delete():
     assert (req.op, req.key, req.value, req.rid) == ("delete", "k", None, b"r2")
 
 
+def test_an_attach_names_the_dc_its_floor_follows_and_round_trips():
+    req = m.ClientRequest("attach", 5, floor=9, floor_dc=2)
+    assert codec.decode_client_request(codec.encode_client_request(req)) == req
+    assert codec.decode_client_request(client(op="attach", id=5)).floor_dc is None
+    expect_error(m.BAD_REQUEST, codec.decode_client_request,
+                 client(op="attach", id=5, floor_dc="two"))
+
+
 @pytest.mark.parametrize("op", ["stats", "ping"])
 def test_decode_valid_stats_and_ping(op):
     req = codec.decode_client_request(client(op=op, id=4))

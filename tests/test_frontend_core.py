@@ -216,9 +216,15 @@ def test_a_session_with_only_a_floor_attaching_elsewhere_gets_the_proxys_clock()
     assert check.to == "proxy" and (check.msg.origin_dc, check.msg.seq) == (1, 0)
     (reply,) = fe.handle("proxy", m.LogReply(check.msg.op, True, (), 7_000), 0.1)
     assert reply.reply.to_wire()["floor"] >= 7_000
-    # A new session (nothing seen) attaches without asking anyone.
+    # A new session (nothing seen) attaches without asking anyone; so does one whose floor
+    # follows this DC's clocks (its own DC: no proxy needed, also while it is down).
     (fresh,) = fe.client_request(2, m.ClientRequest(op="attach", id=4), 0.2)
     assert isinstance(fresh, ToClient) and fresh.reply.to_wire()["ok"]
+    fe.link_down("proxy", 0.3)
+    (home,) = fe.client_request(3, m.ClientRequest(op="attach", id=5, floor=400, floor_dc=1,
+                                                   deps=(m.Dep("k1", Version(300, 1), 1),)),
+                                0.3)
+    assert isinstance(home, ToClient) and home.reply.to_wire()["ok"]
 
 
 def test_an_attach_this_dc_cannot_serve_yet_is_refused_after_attach_wait_not_at_the_deadline():
@@ -318,3 +324,16 @@ def test_a_broken_connection_to_the_proxy_counts_as_silence_at_once():
     assert failed.reply.to_wire()["error"] == m.UNAVAILABLE and failed.reply.retryable
     fe.handle("proxy", m.StatsReply(0, {}), 1.6)  # back
     assert [e.to for e in fe.client_request(1, attrs.evolve(settle, id=6), 1.7)] == ["b", "proxy"]
+
+
+def test_a_transaction_a_head_cannot_answer_as_unacknowledged_moves_to_a_later_stamp():
+    """The head waited for that version's Stable in vain (its update lost on the way
+    down, a newer one stable since): at the same stamp it never could answer (review)."""
+    fe = frontend(retry_delay_s=0.05)
+    (read,) = fe.client_request(1, m.ClientRequest(op="txn", id=3, keys=(KEY,), floor=500),
+                                0.0)
+    assert read.msg.at == 500
+    fe.handle("manager", m.HeartbeatAck(1, 0, 0, 9_000), 0.1)  # the store's clock is later
+    assert fe.handle(read.to, m.ReadMiss(read.msg.op, KEY, "unacknowledged"), 0.3) == []
+    (again,) = [e for e in fe.tick(0.4) if isinstance(e.msg, m.SnapshotRead)]
+    assert again.msg.at >= 9_000

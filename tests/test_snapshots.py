@@ -3,14 +3,16 @@ causal snapshot across DCs, driven message by message."""
 
 from __future__ import annotations
 
+import collections
+
 from chainreaction import messages as m
 from chainreaction.effects import Send
 from chainreaction.node import NodeConfig, NodeCore
 from chainreaction.node_reads import PARK_S
 from chainreaction.session import SessionState
-from chainreaction.snapshots import SNAPSHOT_BOUND
-from chainreaction.storage import MemoryStore
-from chainreaction.versions import Version
+from chainreaction.snapshots import SNAPSHOT_BOUND, Snapshots
+from chainreaction.storage import MemoryStore, Record
+from chainreaction.versions import HybridClock, Version
 
 from .test_node_core import Chain, put, sent
 
@@ -166,6 +168,9 @@ def test_a_session_that_saw_anything_attaches_on_a_connection_to_another_or_unkn
     assert not state.has_past  # (stable: no entry kept)
     assert state.must_attach(None) and state.must_attach(1)  # its floor says nothing there
     assert not state.must_attach(0)  # the DC whose clocks the floor follows
+    assert state.attach_request().floor_dc == 0  # (so that DC's frontend needs no proxy)
+    state.attach_request()  # an attach that fails changes nothing of that
+    assert not state.must_attach(0)
 
 
 def test_with_k2_a_version_replaced_before_its_stable_came_back_is_read_once_it_does():
@@ -243,6 +248,26 @@ def test_a_version_stamped_before_the_one_it_replaces_goes_after_it_and_moves_th
                   9.0)
     middle.handle("a", m.Update(key, Version(9_000_001, 1), b"x2", b"r2", "", 0, 0, epoch=1,
                                 applied_at=3_000_000), 9.1)
-    assert c.stores["b"].get(key).applied == 9_000_000
+    assert c.stores["b"].get(key).applied == 9_000_001  # just after x1
     assert middle.snapshots.horizon >= 9_000_000
     assert middle.counters["snapshot_applied_out_of_order"] == 1
+
+
+def test_a_version_raised_past_the_one_it_replaces_does_not_share_its_stamp():
+    """Old versions are kept by key and applied stamp: a raised stamp equal to the
+    replaced one's made the next replacement overwrite, and the sweep delete, the wrong
+    kept copy, and a snapshot read the key as absent (review of fuzz seed 7570480's fix)."""
+    store, clock, s = MemoryStore(), HybridClock(), 10**6
+    snaps = Snapshots(store, clock, 5.0, collections.Counter())
+    x1 = Record(Version(10 * s, 0), b"x1", True, b"r1")
+    store.put("k", x1)
+    clock.observe(10 * s)
+    x2 = snaps.replaced("k", x1, Record(Version(10 * s + 1, 1), b"x2", True, b"r2",
+                                        applied_at=3 * s))
+    store.put("k", x2)
+    x3 = snaps.replaced("k", x2, Record(Version(11 * s, 0), b"x3", True, b"r3"))
+    store.put("k", x3)
+    clock.observe(11 * s)
+    snaps.sweep(int(15.1 * s), 15.1)  # x1's copy goes (replaced at 10 s), x2's stays
+    assert x2.applied > x1.applied
+    assert snaps.version_at("k", store.get("k"), int(10.5 * s)).value == b"x2"

@@ -43,6 +43,8 @@ PAGE = 1024  # keys asked per page
 MAX_ATTEMPTS = 5
 REPLY_TIMEOUT_S = 5.0
 RETRY_PAUSE_S = 0.05
+RESTART_PAUSE_S = 0.5
+WAIT_LIMIT_S = 5.0  # a page that cannot be answered this long: start again, later
 RESTORE_CHECK = 100  # keys of the file looked up before a restore writes anything
 
 
@@ -237,20 +239,35 @@ async def backup(manager: str, dc: int, out: str, page: int = PAGE) -> dict:
 
 
 async def _attempts(pages: _Pages, manager: str, dc: int, tmp: str, page: int) -> tuple:
-    at = int(time.time() * 1e6)
+    at_least = 0
     for attempt in range(1, MAX_ATTEMPTS + 1):
         ring = await pages.ring(manager)
         if not ring.names:
             raise BackupError(f"dc{dc}'s ring has no node serving")
+        at = max(at_least, await _store_clock(pages, ring))
         try:
             with open(tmp, "wb") as f:
                 keys, size = await _scan_all(pages, ring, at, dc, f, page)
             return keys, size, at, ring, attempt
         except _StartAgain as again:
-            at = max(int(time.time() * 1e6), again.at)
-            print(f"backup: starting again ({again}) at {_iso(at)}", file=sys.stderr)
+            at_least = again.at
+            print(f"backup: starting again ({again})", file=sys.stderr)
+            await trio.sleep(RESTART_PAUSE_S)  # (a node may not have the new ring yet)
     raise BackupError(f"the ring or the nodes' history kept changing: {MAX_ATTEMPTS} "
                       "attempts; try again later")
+
+
+async def _store_clock(pages: _Pages, ring) -> int:
+    """The cut's stamp: the newest clock of the DC's nodes, a stamp the store made (not
+    ours: a backup host whose clock is off must not move the nodes' clocks)."""
+    clocks = []
+    for name in ring.names:
+        reply = await pages.ask(name, ring.addr(name), lambda op: m.StatsRequest(op))
+        if isinstance(reply, m.StatsReply) and isinstance(reply.stats.get("clock_us"), int):
+            clocks.append(reply.stats["clock_us"])
+    if not clocks:
+        raise BackupError("no node of the ring answered: is the cluster running?")
+    return max(clocks)
 
 
 async def _scan_all(pages: _Pages, ring, at: int, dc: int, f: io.BufferedWriter,
@@ -264,6 +281,7 @@ async def _scan_all(pages: _Pages, ring, at: int, dc: int, f: io.BufferedWriter,
     async def scan_node(name: str) -> None:
         after = ""
         silent = 0
+        waiting_since = None
         while True:
             reply = await pages.ask(name, ring.addr(name), lambda op: m.SnapshotScan(
                 op, at, after, page, ring.epoch))
@@ -277,7 +295,7 @@ async def _scan_all(pages: _Pages, ring, at: int, dc: int, f: io.BufferedWriter,
             if isinstance(reply, m.Error):
                 if reply.code == m.WRONG_EPOCH:
                     raise _StartAgain(f"the ring changed: {reply.detail}")
-                if reply.code in m.RETRYABLE:
+                if reply.code in m.RETRYABLE and reply.code != m.UNAVAILABLE:
                     await trio.sleep(RETRY_PAUSE_S * 4)
                     continue
                 raise BackupError(f"node {name} refused: {reply.code}: {reply.detail}")
@@ -297,7 +315,14 @@ async def _scan_all(pages: _Pages, ring, at: int, dc: int, f: io.BufferedWriter,
             progress.show(f"{totals['keys']:,} keys, {totals['bytes'] / 2**20:.2f} MiB; "
                           f"nodes done {len(done)}/{len(ring.names)}")
             if reply.wait:
+                now = time.monotonic()
+                waiting_since = waiting_since or now
+                if now - waiting_since > WAIT_LIMIT_S:
+                    raise _StartAgain(f"node {name} could not answer a key at that instant "
+                                      f"for {WAIT_LIMIT_S:g} s")
                 await trio.sleep(RETRY_PAUSE_S)
+            else:
+                waiting_since = None
 
     failed: list = []
 
@@ -307,6 +332,9 @@ async def _scan_all(pages: _Pages, ring, at: int, dc: int, f: io.BufferedWriter,
         except (BackupError, _StartAgain) as exc:
             failed.append(exc)
             cancel.cancel()  # (the others' pages are of no use now)
+        except OSError as exc:
+            failed.append(BackupError(f"cannot write the backup: {exc.strerror}"))
+            cancel.cancel()
 
     async with trio.open_nursery() as nursery:
         for name in ring.names:
@@ -353,8 +381,14 @@ def read_backup(path: str) -> tuple[dict, list]:
                 raise BackupError(f"{path}: its footer counts {item.get('keys')} keys, "
                                   f"the file holds {len(records)}")
             return header, records
-        key, value, version = item
-        records.append((key, value, Version.coerce(version)))
+        try:
+            key, value, version = item
+            if not isinstance(key, str) or not isinstance(value, bytes):
+                raise TypeError(f"key {key!r} and value of {type(value).__name__}")
+            records.append((key, value, Version.coerce(version)))
+        except (TypeError, ValueError) as exc:
+            raise BackupError(f"{path} is damaged after {len(records):,} keys: a record is "
+                              f"not [key, value, version] ({exc})") from None
 
 
 # -- restore ---------------------------------------------------------------------------------

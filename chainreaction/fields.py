@@ -249,6 +249,7 @@ UNAVAILABLE = "unavailable"
 DEPENDENCY_TIMEOUT = "dependency_timeout"
 OVERLOADED = "overloaded"
 INTERNAL = "internal"
+FORBIDDEN = "forbidden"  # fault injection sent to a process that does not allow it
 
 # Whether the same request may succeed if sent again unchanged (same ``rid``): the store was
 # busy, repairing a chain or waiting for a dependency. The others need a different request

@@ -48,6 +48,8 @@ class ProxyDriver(Driver):
 
     def on_message(self, src: str, msg) -> None:
         if isinstance(msg, m.WanControl):
+            if self.refuse_fault_injection(src, msg):
+                return
             self.blocked = (self.blocked - set(msg.heal)) | set(msg.cut)
             self.transport.counters["wan_blocked"] = sorted(self.blocked)
             log.warning("WAN control: cut %s, healed %s; links to DCs %s cut now",

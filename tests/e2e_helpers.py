@@ -59,8 +59,9 @@ def free_base_port(count: int) -> int:
 
 
 def _cluster(tmp_path, options: dict) -> LocalCluster:
+    # (the tests cut links and skew clocks: their clusters obey fault injection)
     config = ClusterConfig(data_dir=str(tmp_path / "cluster"), failure_timeout_s=1.0,
-                           **options)
+                           **{"allow_fault_injection": True, **options})
     config.base_port = free_base_port(config.port_count)
     return LocalCluster(config)
 

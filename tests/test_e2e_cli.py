@@ -11,8 +11,9 @@ import sys
 import pytest
 import trio
 
+from chainreaction import messages as m
 from chainreaction.client import connect
-from chainreaction.runtime.probe import process_stats
+from chainreaction.runtime.probe import Refused, ask, process_stats
 from chainreaction.tools.cluster import ClusterConfig, LocalCluster
 from tests.e2e_helpers import free_base_port
 
@@ -83,7 +84,7 @@ async def test_demo_runs_and_loses_nothing():
 
 
 async def test_wan_cuts_add_up_and_heal_removes_one_link(tmp_path):
-    config = ClusterConfig(dcs=3, data_dir=str(tmp_path / "geo"))
+    config = ClusterConfig(dcs=3, data_dir=str(tmp_path / "geo"), allow_fault_injection=True)
     config.base_port = free_base_port(config.dcs * config.ports_per_dc)
     cluster = LocalCluster(config)
     proxies = {dc: cluster.processes[cluster.name(dc, "proxy")] for dc in range(3)}
@@ -124,5 +125,38 @@ async def test_wan_cuts_add_up_and_heal_removes_one_link(tmp_path):
         code, out = await wan("heal", "--all")
         assert code == 0 and out.count("no WAN link cut") == 3
         assert await cut_links() == {0: [], 1: [], 2: []}
+    finally:
+        cluster.stop()
+
+
+async def test_without_allow_fault_injection_no_process_obeys_a_cut_or_a_skew(tmp_path):
+    """Anyone who can reach a port could otherwise partition or skew the store: refused,
+    answered with ``forbidden``, counted; `wan cut` says how to allow it."""
+    config = ClusterConfig(dcs=2, data_dir=str(tmp_path / "geo"))  # as `cluster up` starts
+    config.base_port = free_base_port(config.dcs * config.ports_per_dc)
+    cluster = LocalCluster(config)
+    proxy, manager = cluster.processes["dc0-proxy"], cluster.processes["dc0-manager"]
+    try:
+        for spec in (proxy, cluster.processes["dc1-proxy"], manager):
+            cluster.spawn(spec.name)
+        with trio.fail_after(30):
+            while True:
+                try:
+                    await process_stats(proxy.addr, timeout_s=2)
+                    await process_stats(manager.addr, timeout_s=2)
+                    break
+                except (trio.TooSlowError, OSError):
+                    await trio.sleep(0.1)  # sleep-ok: until the new processes listen
+        done = await trio.run_process(
+            [sys.executable, "-m", "chainreaction", "wan", "cut", "0", "1", "--cluster",
+             config.data_dir], capture_stdout=True, capture_stderr=True, check=False)
+        out = done.stdout.decode()
+        assert done.returncode == 1 and "refused: forbidden" in out, out
+        assert "--allow-fault-injection" in out
+        with pytest.raises(Refused, match="forbidden"):
+            await ask(manager.addr, m.FaultControl(1, 5_000, ()), timeout_s=3)
+        assert (await process_stats(proxy.addr))["wan_blocked"] == []
+        assert (await process_stats(proxy.addr))["fault_injection_refused"] == 1
+        assert (await process_stats(manager.addr))["fault_injection_refused"] == 1
     finally:
         cluster.stop()

@@ -135,6 +135,8 @@ class Driver:
         elif isinstance(msg, m.Heartbeat):
             self.transport.learn(msg.name, msg.addr)
         elif isinstance(msg, m.FaultControl):
+            if self.refuse_fault_injection(src, msg):
+                return
             self._on_fault_control(src, msg)
             return
         self.run(self.core.handle(src, msg, self.clock()))
@@ -231,6 +233,23 @@ class Driver:
         self.transport.send(to, msg)
 
     # -- fault injection -----------------------------------------------------------------------
+
+    # Set by the process's command line (--allow-fault-injection): one driver per process.
+    allow_fault_injection = False
+
+    def refuse_fault_injection(self, src: str, msg) -> bool:
+        """Without --allow-fault-injection, anyone who can reach our port could skew our
+        clock or cut our links: refused, counted and answered."""
+        if self.allow_fault_injection:
+            return False
+        self.transport.counters["fault_injection_refused"] += 1
+        log.warning("refused %s from %s: fault injection is off (--allow-fault-injection)",
+                    type(msg).__name__, src)
+        self.transport.send(src, m.Error(msg.op, m.FORBIDDEN, "fault injection is off in "
+                                         "this process: start it with "
+                                         "--allow-fault-injection (test clusters only)",
+                                         self.core.epoch))
+        return True
 
     def _on_fault_control(self, src: str, msg: m.FaultControl) -> None:
         self.clock_skew_s = msg.clock_skew_ms / 1000

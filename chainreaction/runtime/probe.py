@@ -16,14 +16,22 @@ async def process_stats(addr: str, timeout_s: float = 3.0, reset_latencies: bool
     return await ask(addr, m.StatsRequest(1, reset_latencies), timeout_s)
 
 
+class Refused(Exception):
+    """The process answered the request with an error (``code: detail``)."""
+
+
 async def ask(addr: str, request, timeout_s: float = 3.0) -> dict:
-    """Send ``request`` (answered with a StatsReply) to ``addr``; the reply's map."""
+    """Send ``request`` (answered with a StatsReply) to ``addr``; the reply's map.
+    ``Refused`` if it answers with an ``Error`` (e.g. fault injection not allowed)."""
     replies: dict = {}
     got = trio.Event()
 
     def on_message(src, msg):
         if isinstance(msg, m.StatsReply):
             replies["stats"] = msg.stats
+            got.set()
+        elif isinstance(msg, m.Error):
+            replies["error"] = f"{msg.code}: {msg.detail}"
             got.set()
 
     transport = Transport(f"probe-{os.getpid()}-{id(replies)}", "client", "127.0.0.1:0",
@@ -36,4 +44,6 @@ async def ask(addr: str, request, timeout_s: float = 3.0) -> dict:
             transport.send(target, request)
             await got.wait()
             nursery.cancel_scope.cancel()
+    if "error" in replies:
+        raise Refused(replies["error"])
     return replies["stats"]

@@ -19,7 +19,7 @@ import time
 import trio
 
 from ..client import ChainReactionError, Session
-from ..runtime.probe import ask, process_stats
+from ..runtime.probe import Refused, ask, process_stats
 from .. import messages as m
 from . import manifest
 
@@ -105,7 +105,11 @@ async def _wan(proxies: dict, lagging: int, cut: bool) -> None:
     for d in others:
         plan[d] = m.WanControl(1, cut=(lagging,) if cut else (), heal=() if cut else (lagging,))
     for d, control in plan.items():
-        await ask(proxies[d]["address"], control, timeout_s=3)
+        try:
+            await ask(proxies[d]["address"], control, timeout_s=3)
+        except Refused as exc:
+            raise CatchUpError(f"dc{d}'s proxy refused to cut its WAN links: {exc}; start "
+                               "the cluster with `cluster up --allow-fault-injection`") from None
 
 
 async def _backlog(proxies: dict, lagging: int) -> tuple[int, int]:

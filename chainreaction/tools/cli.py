@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -88,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(the defaults give ws://127.0.0.1:7105 and :7107), proxy. "
                          "Writes DIR/cluster.json and logs to DIR/logs.")
     _cluster_options(up)
+    _fault_option(up)
     up.add_argument("--restore", metavar="FILE", help="once it is up, load this backup "
                     "(`chainreaction backup`) into it through DC 0")
     restart = csub.add_parser(
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     node = sub.add_parser("node", help="run one backend node")
     node.add_argument("--name", required=True, help="unique node name, e.g. n1")
+    _fault_option(node)
     node.add_argument("--listen", required=True, metavar="HOST:PORT")
     node.add_argument("--manager", required=True, type=_managers, metavar="HOST:PORT[,...]",
                       help="the DC's manager; several, comma-separated: the managers of an election "
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     manager = sub.add_parser("manager", help="run the datacenter's membership manager")
     manager.add_argument("--listen", required=True, metavar="HOST:PORT")
+    _fault_option(manager)
     manager.add_argument("--replication", type=_positive_int, default=3, help="chain length R")
     manager.add_argument("--vnodes", type=_positive_int, default=16)
     manager.add_argument("--failure-timeout", type=_failure_timeout, default=1.5,
@@ -166,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fe = sub.add_parser("frontend", help="run a client-facing frontend")
     fe.add_argument("--name", required=True)
+    _fault_option(fe)
     fe.add_argument("--listen", required=True, metavar="HOST:PORT", help="internal address")
     fe.add_argument("--ws", required=True, metavar="HOST:PORT", help="client WebSocket address")
     fe.add_argument("--manager", required=True, type=_managers, metavar="HOST:PORT[,...]",
@@ -184,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     px = sub.add_parser("proxy", help="run a datacenter's remote proxy (ships its writes to "
                         "the other DCs, applies theirs)")
+    _fault_option(px)
     px.add_argument("--name", required=True, help="unique across DCs, e.g. dc0-proxy")
     px.add_argument("--dc", type=_dc_id, required=True, help="this DC's id (0, 1, ...)")
     px.add_argument("--listen", required=True, metavar="HOST:PORT")
@@ -436,6 +440,13 @@ def _peer(text: str) -> tuple[int, str, str]:
     return int(dc), name, addr
 
 
+def _fault_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-fault-injection", action="store_true",
+                   help="obey fault injection (clock skew and cut links from `jepsen`, `wan "
+                   "cut`, the tests); off by default: anyone who can reach the port could "
+                   "otherwise partition or skew the store")
+
+
 def _durability_options(p: argparse.ArgumentParser, whose: str = "") -> None:
     p.add_argument("--durability", choices=DURABILITY_LEVELS, default=DEFAULT_DURABILITY,
                    help=f"when {whose}writes reach the disk (default {DEFAULT_DURABILITY}). "
@@ -515,8 +526,10 @@ def _dispatch(args) -> int:
 
         return exec_etcd(args.listen, args.peer_listen, args.data_dir)
     if cmd in ("node", "manager", "frontend", "proxy"):
+        from .run_process import run_process
+
         _setup_logging(args.verbose)
-        return _run_process(args)
+        return run_process(args)
     if cmd == "cluster" and args.cluster_command in ("restart", "kill"):
         from . import manifest
 
@@ -538,7 +551,8 @@ def _dispatch(args) -> int:
                                wan_jitter_ms=args.wan_jitter,
                                batch_interval_ms=args.batch_interval,
                                tombstone_grace_s=args.tombstone_grace,
-                               managers=args.managers, etcd_url=args.etcd)
+                               managers=args.managers, etcd_url=args.etcd,
+                               allow_fault_injection=args.allow_fault_injection)
         return run_cluster_foreground(config, restore=args.restore)
     if cmd == "wan":
         from .clusterstats import control_wan
@@ -585,70 +599,6 @@ def _dispatch(args) -> int:
 
         return run_bench(args)
     raise AssertionError(cmd)
-
-
-def _run_process(args) -> int:
-    # Servers allocate many short-lived objects and few cycles: collect young objects less
-    # often (the default threshold of 700 makes the collector a visible cost under load).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-    if args.command == "node":
-        from ..node import NodeConfig
-        from ..runtime.processes import run_node
-
-        config = NodeConfig(eager=args.eager, dc=args.dc, geo=bool(args.proxy),
-                            proxy=args.proxy_name, tombstone_grace_s=args.tombstone_grace,
-                            snapshot_retention_s=args.snapshot_retention)
-        trio.run(lambda: run_node(args.name, args.listen, args.manager, args.data_dir,
-                                  config, durability=args.durability,
-                                  proxy_addr=args.proxy))
-    elif args.command == "manager":
-        from ..manager import ManagerConfig
-        from ..runtime.processes import run_elected_manager, run_manager
-
-        config = ManagerConfig(replication=args.replication, vnodes=args.vnodes,
-                               failure_timeout_s=args.failure_timeout,
-                               startup_grace_s=args.failure_timeout)
-        if args.etcd:
-            if args.data_dir:
-                raise ValueError("--etcd keeps the manager's state in etcd: drop --data-dir")
-            trio.run(lambda: run_elected_manager(args.listen, config, args.etcd,
-                                                 args.etcd_prefix))
-        else:
-            trio.run(lambda: run_manager(args.listen, config, data_dir=args.data_dir,
-                                         name=args.name))
-    elif args.command == "proxy":
-        from remote_proxy.core import ProxyConfig
-        from remote_proxy.server import run_proxy
-
-        if any(dc == args.dc for dc, _, _ in args.peer):
-            raise ValueError(f"--peer lists this proxy's own dc {args.dc}")
-        config = ProxyConfig(dc=args.dc, peers=tuple((dc, name) for dc, name, _ in args.peer),
-                             batch_interval_s=args.batch_interval / 1000,
-                             max_batch_entries=args.batch_max)
-        peers = {name: addr for _, name, addr in args.peer}
-        trio.run(lambda: run_proxy(args.name, args.listen, args.manager, args.data_dir, config,
-                                   peers, args.wan_delay / 1000, args.wan_jitter / 1000,
-                                   durability=args.durability, wan_seed=args.wan_seed))
-    else:
-        from frontend.core import FrontendConfig
-        from frontend.server import run_frontend
-
-        config = FrontendConfig(read_from=args.read_from, dc=args.dc, geo=bool(args.proxy),
-                                proxy=args.proxy_name,
-                                unsafe_skip_dependency_checks=args.unsafe_skip_dependency_checks,
-                                unsafe_independent_txn_reads=args.unsafe_independent_txn_reads)
-        for flag, on in (("--unsafe-skip-dependency-checks",
-                          config.unsafe_skip_dependency_checks),
-                         ("--unsafe-independent-txn-reads", config.unsafe_independent_txn_reads)):
-            if on:
-                logging.getLogger("frontend").warning(
-                    f"UNSAFE: {flag} is on: this frontend does NOT keep causal consistency "
-                    "(for testing the checker only)")
-        trio.run(lambda: run_frontend(args.name, args.listen, args.ws, args.manager, config,
-                                      proxy_addr=args.proxy))
-    return 0
 
 
 async def _one_shot(args) -> int:

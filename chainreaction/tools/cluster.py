@@ -78,6 +78,9 @@ class ClusterConfig:
     unsafe_independent_txn_reads: bool = False  # frontends break transactions (the same)
     managers: int = 1  # per DC; more than one: an election through etcd (manager.py)
     etcd_url: str | None = None  # None with managers > 1: the cluster starts its own etcd
+    # processes obey FaultControl / WanControl (clock skew, cut links): tests, jepsen and
+    # `wan cut` on a local test cluster only
+    allow_fault_injection: bool = False
 
     @property
     def durability_level(self) -> str:
@@ -139,6 +142,10 @@ class LocalCluster:
         self.env = {k: os.environ[k] for k in manifest.ENV_KEPT if k in os.environ}
         self.processes: dict[str, ProcessSpec] = {}
         self._plan()
+        if config.allow_fault_injection:
+            for spec in self.processes.values():
+                if spec.role != "etcd":
+                    spec.args.append("--allow-fault-injection")
 
     def name(self, dc: int, local: str) -> str:
         return f"dc{dc}-{local}" if self.config.dcs > 1 else local

@@ -9,7 +9,7 @@ import trio
 
 from .. import messages as m
 from ..client import ChainReactionError, connect
-from ..runtime.probe import ask, process_stats
+from ..runtime.probe import Refused, ask, process_stats
 
 NODE_COLUMNS = ("epoch", "serving", "put_applied", "msg_Update", "msg_Read", "unstable",
                 "syncing_ranges", "dep_waiters", "redrive", "sync_done", "clock_ahead_ms")
@@ -59,6 +59,11 @@ async def control_wan(data_dir: str, action: str, dcs: list[int],
         except (trio.TooSlowError, OSError) as exc:
             print(f"dc{dc}: proxy at {proxies[dc]['address']} did not answer "
                   f"({type(exc).__name__}); a restarted proxy starts with no cut links")
+            failed += 1
+            continue
+        except Refused as exc:
+            print(f"dc{dc}: proxy at {proxies[dc]['address']} refused: {exc} (`cluster up "
+                  "--allow-fault-injection`)")
             failed += 1
             continue
         cut = ", ".join(f"dc{d}" for d in reply["blocked"])

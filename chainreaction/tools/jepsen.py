@@ -397,7 +397,7 @@ async def _run_jepsen(config: JepsenConfig) -> int:
         failure_timeout_s=1.0, dcs=config.dcs, wan_delay_ms=config.wan_delay_ms,
         tombstone_grace_s=config.tombstone_grace_s,
         unsafe_skip_dependency_checks=config.unsafe,
-        unsafe_independent_txn_reads=config.unsafe_txn)
+        unsafe_independent_txn_reads=config.unsafe_txn, allow_fault_injection=True)
     cluster = LocalCluster(cluster_config)
     faults = plan_faults(config, cluster)
     print(f"jepsen: {config.dcs} DC(s) x {config.nodes} nodes, {config.sessions_per_dc} "

@@ -1,0 +1,76 @@
+"""``chainreaction node|manager|frontend|proxy``: run one server process from its parsed
+command line (cli.py builds the parser)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+import trio
+
+
+def run_process(args) -> int:
+    # Servers allocate many short-lived objects and few cycles: collect young objects less
+    # often (the default threshold of 700 makes the collector a visible cost under load).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    from ..runtime.driver import Driver
+
+    Driver.allow_fault_injection = args.allow_fault_injection  # (one driver per process)
+    if args.command == "node":
+        from ..node import NodeConfig
+        from ..runtime.processes import run_node
+
+        config = NodeConfig(eager=args.eager, dc=args.dc, geo=bool(args.proxy),
+                            proxy=args.proxy_name, tombstone_grace_s=args.tombstone_grace,
+                            snapshot_retention_s=args.snapshot_retention)
+        trio.run(lambda: run_node(args.name, args.listen, args.manager, args.data_dir,
+                                  config, durability=args.durability,
+                                  proxy_addr=args.proxy))
+    elif args.command == "manager":
+        from ..manager import ManagerConfig
+        from ..runtime.processes import run_elected_manager, run_manager
+
+        config = ManagerConfig(replication=args.replication, vnodes=args.vnodes,
+                               failure_timeout_s=args.failure_timeout,
+                               startup_grace_s=args.failure_timeout)
+        if args.etcd:
+            if args.data_dir:
+                raise ValueError("--etcd keeps the manager's state in etcd: drop --data-dir")
+            trio.run(lambda: run_elected_manager(args.listen, config, args.etcd,
+                                                 args.etcd_prefix))
+        else:
+            trio.run(lambda: run_manager(args.listen, config, data_dir=args.data_dir,
+                                         name=args.name))
+    elif args.command == "proxy":
+        from remote_proxy.core import ProxyConfig
+        from remote_proxy.server import run_proxy
+
+        if any(dc == args.dc for dc, _, _ in args.peer):
+            raise ValueError(f"--peer lists this proxy's own dc {args.dc}")
+        config = ProxyConfig(dc=args.dc, peers=tuple((dc, name) for dc, name, _ in args.peer),
+                             batch_interval_s=args.batch_interval / 1000,
+                             max_batch_entries=args.batch_max)
+        peers = {name: addr for _, name, addr in args.peer}
+        trio.run(lambda: run_proxy(args.name, args.listen, args.manager, args.data_dir, config,
+                                   peers, args.wan_delay / 1000, args.wan_jitter / 1000,
+                                   durability=args.durability, wan_seed=args.wan_seed))
+    else:
+        from frontend.core import FrontendConfig
+        from frontend.server import run_frontend
+
+        config = FrontendConfig(read_from=args.read_from, dc=args.dc, geo=bool(args.proxy),
+                                proxy=args.proxy_name,
+                                unsafe_skip_dependency_checks=args.unsafe_skip_dependency_checks,
+                                unsafe_independent_txn_reads=args.unsafe_independent_txn_reads)
+        for flag, on in (("--unsafe-skip-dependency-checks",
+                          config.unsafe_skip_dependency_checks),
+                         ("--unsafe-independent-txn-reads", config.unsafe_independent_txn_reads)):
+            if on:
+                logging.getLogger("frontend").warning(
+                    f"UNSAFE: {flag} is on: this frontend does NOT keep causal consistency "
+                    "(for testing the checker only)")
+        trio.run(lambda: run_frontend(args.name, args.listen, args.ws, args.manager, config,
+                                      proxy_addr=args.proxy))
+    return 0

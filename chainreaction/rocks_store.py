@@ -35,13 +35,23 @@ def _old_name(key: str, applied: int) -> bytes:
     return len(raw).to_bytes(2, "big") + raw + applied.to_bytes(8, "big")
 
 
+class StoreUnavailable(ValueError):
+    """The data directory cannot be used (one line that says why; the CLI prints it)."""
+
+
 def open_rocks(path: str, families: tuple, fsync: bool):
     """Open (or create) a rocksdict database in raw mode with the named column families;
     returns ``(db, {family: handle})``, every handle writing with ``fsync`` (sync on each
     write)."""
     from rocksdict import DBRecoveryMode, Options, Rdict, WriteOptions
 
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise StoreUnavailable(f"{path} cannot be a data directory: it, or a folder above "
+                               "it, is a file (give --data-dir a directory)") from None
+    except PermissionError:
+        raise StoreUnavailable(f"{path}: no permission to create the data directory") from None
     options = Options(raw_mode=True)
     options.create_if_missing(True)
     # (RocksDB's default, said here because durability rests on it) after a power loss,
@@ -52,8 +62,15 @@ def open_rocks(path: str, families: tuple, fsync: bool):
         existing = Rdict.list_cf(path, options)
     except Exception:  # a new database has none yet
         existing = []
-    db = Rdict(path, options=options,
-               column_families={f: options for f in existing if f != "default"})
+    try:
+        db = Rdict(path, options=options,
+                   column_families={f: options for f in existing if f != "default"})
+    except Exception as exc:  # (rocksdict raises plain Exceptions)
+        if "lock" in str(exc).lower():
+            raise StoreUnavailable(f"{path} is in use by another process (a node or proxy "
+                                   "with this name and --data-dir is running): stop it, or "
+                                   "give this one another name or --data-dir") from None
+        raise StoreUnavailable(f"{path}: cannot open the database: {exc}") from None
     write_options = WriteOptions()
     write_options.sync = fsync
     db.set_write_options(write_options)

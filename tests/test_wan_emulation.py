@@ -54,6 +54,9 @@ async def test_the_same_seed_draws_the_same_delays_in_link_order(mock_clock):
 
 async def test_a_cut_link_drops_what_would_cross_it(mock_clock):
     d = driver(1)
+    d.on_message("operator", m.WanControl(5, (1,), ()))  # refused: fault injection is off
+    assert d.transport.counters["fault_injection_refused"] == 1
+    d.allow_fault_injection = True  # (--allow-fault-injection)
     d.on_message("operator", m.WanControl(5, (1,), ()))
     d.send(PEER, m.StatsRequest(1))
     assert d._wan_queue == [] and d.transport.counters["frames_dropped_partitioned"] == 1

@@ -36,6 +36,8 @@ from .transport import Transport, split_addr
 
 log = logging.getLogger(__name__)
 
+MANAGER_SILENT_S = 5.0  # a member warns when its manager has not answered this long
+
 MANAGER = "manager"
 
 
@@ -59,6 +61,7 @@ def learn_managers(transport: Transport, spec: str) -> None:
     """A member reaches its DC's manager as ``MANAGER``: one address, or several (one
     active manager and standbys, all of which hear its heartbeats: manager.py)."""
     addrs = parse_managers(spec)
+    transport.manager_spec = spec  # (for the warning when it does not answer)
     if len(addrs) == 1:
         transport.learn(MANAGER, addrs[0])
     else:
@@ -129,6 +132,8 @@ class Driver:
     # -- into the core -------------------------------------------------------------------------
 
     def on_message(self, src: str, msg) -> None:
+        if isinstance(msg, m.HeartbeatAck):
+            self.manager_heard_at = trio.current_time()
         if isinstance(msg, m.RingUpdate) and msg.ring.epoch > self.core.epoch:
             for member in msg.ring.members:  # not from stale rings
                 self.transport.learn(member.name, member.addr)
@@ -147,6 +152,21 @@ class Driver:
     def client_gone(self, conn: int) -> None:
         self.clients.pop(conn, None)
         self.run(self.core.client_gone(conn, self.clock()))
+
+    manager_heard_at: float | None = None  # (trio time) the last HeartbeatAck
+
+    async def watch_manager(self, every_s: float = MANAGER_SILENT_S) -> None:
+        """A member whose manager does not answer keeps trying, and says so every
+        ``every_s`` (a wrong --manager, or a manager not started, is not silent)."""
+        since = trio.current_time()
+        while True:
+            await trio.sleep(every_s)
+            heard = self.manager_heard_at if self.manager_heard_at is not None else since
+            silent = trio.current_time() - heard
+            if silent >= every_s:
+                log.warning("no answer from the manager at %s for %.0f s: is it running, and "
+                            "is --manager right? (still trying)",
+                            getattr(self.transport, "manager_spec", "?"), silent)
 
     async def run_timers(self) -> None:
         """Call ``on_timer`` at every deadline the core asks for."""
@@ -272,6 +292,7 @@ async def serve(nursery: trio.Nursery, driver: Driver, member: bool = True) -> N
     if member:
         incarnation = int(time.time() * 1000)  # differs at every start
         driver.core.join(Identity(driver.transport.addr, incarnation), driver.clock())
+        nursery.start_soon(driver.watch_manager)
     nursery.start_soon(driver.run_timers)
 
 

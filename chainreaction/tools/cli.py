@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     node = sub.add_parser("node", help="run one backend node")
     node.add_argument("--name", required=True, help="unique node name, e.g. n1")
     _fault_option(node)
-    node.add_argument("--listen", required=True, metavar="HOST:PORT")
+    node.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT")
     node.add_argument("--manager", required=True, type=_managers, metavar="HOST:PORT[,...]",
                       help="the DC's manager; several, comma-separated: the managers of an election "
                       "(--etcd), all of which hear this process's heartbeats")
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _geo_member_options(node)
 
     manager = sub.add_parser("manager", help="run the datacenter's membership manager")
-    manager.add_argument("--listen", required=True, metavar="HOST:PORT")
+    manager.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT")
     _fault_option(manager)
     manager.add_argument("--replication", type=_positive_int, default=3, help="chain length R")
     manager.add_argument("--vnodes", type=_positive_int, default=16)
@@ -161,16 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Runs one etcd member for local clusters and tests "
                           "(`cluster up --managers 3` starts one). For production, run an etcd "
                           "cluster of 3 or 5 members on their own machines.")
-    etcd.add_argument("--listen", required=True, metavar="HOST:PORT", help="client address")
-    etcd.add_argument("--peer-listen", required=True, metavar="HOST:PORT",
+    etcd.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT",
+                      help="client address")
+    etcd.add_argument("--peer-listen", required=True, type=_address, metavar="HOST:PORT",
                       help="address of its peer (raft) port")
     etcd.add_argument("--data-dir", required=True, metavar="DIR")
 
     fe = sub.add_parser("frontend", help="run a client-facing frontend")
     fe.add_argument("--name", required=True)
     _fault_option(fe)
-    fe.add_argument("--listen", required=True, metavar="HOST:PORT", help="internal address")
-    fe.add_argument("--ws", required=True, metavar="HOST:PORT", help="client WebSocket address")
+    fe.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT",
+                    help="internal address")
+    fe.add_argument("--ws", required=True, type=_address, metavar="HOST:PORT",
+                    help="client WebSocket address")
     fe.add_argument("--manager", required=True, type=_managers, metavar="HOST:PORT[,...]",
                     help="the DC's manager; several, comma-separated: the managers of an election "
                     "(--etcd), all of which hear this process's heartbeats")
@@ -190,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     _fault_option(px)
     px.add_argument("--name", required=True, help="unique across DCs, e.g. dc0-proxy")
     px.add_argument("--dc", type=_dc_id, required=True, help="this DC's id (0, 1, ...)")
-    px.add_argument("--listen", required=True, metavar="HOST:PORT")
+    px.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT")
     px.add_argument("--manager", required=True, type=_managers, metavar="HOST:PORT[,...]",
                     help="the DC's manager; several, comma-separated: the managers of an election "
                     "(--etcd), all of which hear this process's heartbeats")
@@ -415,6 +418,19 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _address(text: str) -> str:
+    from ..runtime.transport import split_addr
+
+    try:
+        _host, port = split_addr(text)
+    except ValueError as exc:
+        example = f"127.0.0.1:{text if text.isdigit() else 7101}"
+        raise argparse.ArgumentTypeError(f"{exc} (e.g. {example})") from None
+    if not 0 <= port < 65536:
+        raise argparse.ArgumentTypeError(f"port {port} is not in 0..65535")
+    return text
+
+
 def _managers(text: str) -> str:
     from ..runtime.driver import parse_managers
 
@@ -462,7 +478,7 @@ def _durability_options(p: argparse.ArgumentParser, whose: str = "") -> None:
 
 def _geo_member_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dc", type=_dc_id, default=0, help="this DC's id (several DCs)")
-    p.add_argument("--proxy", metavar="HOST:PORT",
+    p.add_argument("--proxy", type=_address, metavar="HOST:PORT",
                    help="this DC's remote proxy: turns on geo-replication")
     p.add_argument("--proxy-name", default="proxy", help="the proxy's --name")
 

@@ -250,7 +250,11 @@ class LocalCluster:
         return os.path.join(self.log_dir, f"{name}.log")
 
     def start(self) -> None:
-        os.makedirs(self.data_dir, exist_ok=True)
+        try:
+            os.makedirs(self.data_dir, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ValueError(f"--data-dir {self.data_dir} is a file, not a directory: give "
+                             "a directory (it is created if missing)") from None
         for name in self.processes:
             self.spawn(name)
 

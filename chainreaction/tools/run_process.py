@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 
 import trio
 
@@ -18,6 +19,9 @@ def run_process(args) -> int:
     from ..runtime.driver import Driver
 
     Driver.allow_fault_injection = args.allow_fault_injection  # (one driver per process)
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir and os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise ValueError(f"--data-dir {data_dir} is a file, not a directory")
     if args.command == "node":
         from ..node import NodeConfig
         from ..runtime.processes import run_node

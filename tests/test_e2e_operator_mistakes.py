@@ -1,0 +1,83 @@
+"""Operator mistakes get one clear line (issue 18): what to fix, never a traceback and
+never silence. Real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.e2e_helpers import free_base_port
+
+pytestmark = pytest.mark.e2e
+
+
+def chainreaction(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "chainreaction", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    """The process failed with one line on stderr and no traceback; that line."""
+    assert done.returncode != 0, done.stdout
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "error" in line]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_a_data_dir_that_is_a_file_is_named_as_the_problem(tmp_path):
+    a_file = tmp_path / "not-a-dir"
+    a_file.write_text("")
+    port = free_base_port(20)
+    line = one_error_line(chainreaction("cluster", "up", "--data-dir", str(a_file),
+                                        "--base-port", str(port)))
+    assert f"--data-dir {a_file} is a file" in line
+    line = one_error_line(chainreaction("node", "--name", "n1", "--listen",
+                                        f"127.0.0.1:{port}", "--manager",
+                                        f"127.0.0.1:{port + 1}", "--data-dir", str(a_file)))
+    assert "is a file" in line
+
+
+def test_a_bad_address_is_refused_with_an_example():
+    line = one_error_line(chainreaction("node", "--name", "n1", "--listen", "9201",
+                                        "--manager", "127.0.0.1:9200", "--data-dir", "x"))
+    assert "argument --listen: address must be HOST:PORT, got '9201'" in line
+    assert "127.0.0.1:9201" in line
+    line = one_error_line(chainreaction("frontend", "--name", "f1", "--listen",
+                                        "127.0.0.1:1", "--ws", "127.0.0.1:99999",
+                                        "--manager", "nonsense"))
+    assert "--manager" in line or "--ws" in line
+
+
+def test_a_second_node_on_a_live_nodes_data_dir_is_told_it_is_in_use(tmp_path):
+    port = free_base_port(3)
+    args = ("node", "--name", "n1", "--manager", f"127.0.0.1:{port + 2}", "--data-dir",
+            str(tmp_path))
+    first = subprocess.Popen([sys.executable, "-m", "chainreaction", *args, "--listen",
+                              f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+    try:
+        for line in first.stderr:  # bounded: the process logs this within seconds
+            if "listening on" in line:
+                break
+        line = one_error_line(chainreaction(*args, "--listen", f"127.0.0.1:{port + 1}"))
+        assert "is in use by another process" in line and "--data-dir" in line
+        # A manager that does not answer is not silent either: a warning that repeats.
+        deadline = time.monotonic() + 20
+        for line in first.stderr:
+            if "no answer from the manager" in line or time.monotonic() > deadline:
+                break
+        assert f"no answer from the manager at 127.0.0.1:{port + 2}" in line
+        assert "still trying" in line
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_client_against_nothing_says_why():
+    port = free_base_port(1)
+    done = chainreaction("get", "k", "--url", f"ws://127.0.0.1:{port}")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "cannot connect (Connection refused)" in done.stderr + done.stdout

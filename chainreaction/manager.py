@@ -224,6 +224,16 @@ class ManagerCore(Core):
     def _on_heartbeat(self, src: str, msg: m.Heartbeat, now: float) -> list:
         self._epoch_floor = max(self._epoch_floor, msg.epoch)
         peer = self._peers.get(msg.name)
+        if (peer is not None and peer.addr != msg.addr
+                and now - peer.last_seen < self.config.failure_timeout_s):
+            # A second process under a live member's name (an operator's mistake): were we
+            # to follow it, the ring would flip between the two addresses. Refused, told at
+            # its own address, until the first one falls silent.
+            self.counters["duplicate_name_refused"] += 1
+            return [Send(f"{msg.name}@{msg.addr}", m.Error(
+                0, m.DUPLICATE_NAME, f"another {peer.role} named {msg.name} is live at "
+                f"{peer.addr}: stop this one ({msg.addr}) or give it another --name",
+                self.ring.epoch))]
         if peer is None or peer.addr != msg.addr or peer.role != msg.role:
             self._peers[msg.name] = _Peer(msg.role, msg.addr, msg.incarnation, now)
             self.counters[f"{msg.role}_joined"] += 1

@@ -8,8 +8,11 @@ import sys
 import time
 
 import pytest
+import trio
 
-from tests.e2e_helpers import free_base_port
+from chainreaction.client import connect
+from chainreaction.runtime.probe import process_stats
+from tests.e2e_helpers import free_base_port, running_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -81,3 +84,31 @@ def test_a_client_against_nothing_says_why():
     done = chainreaction("get", "k", "--url", f"ws://127.0.0.1:{port}")
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "cannot connect (Connection refused)" in done.stderr + done.stdout
+
+
+async def test_a_second_n2_beside_the_live_one_is_refused_and_the_dc_keeps_serving(tmp_path):
+    async with running_cluster(tmp_path) as cluster:
+        manager = next(p for p in cluster.processes.values() if p.role == "manager")
+        epoch = (await process_stats(manager.addr))["epoch"]
+        port = free_base_port(1)
+        second = subprocess.Popen(
+            [sys.executable, "-m", "chainreaction", "node", "--name", "n2", "--listen",
+             f"127.0.0.1:{port}", "--manager", manager.addr, "--data-dir",
+             str(tmp_path / "elsewhere")], stderr=subprocess.PIPE, text=True)
+        try:
+            refusal = await trio.to_thread.run_sync(lambda: next(
+                (line for line in second.stderr if "refused by the manager" in line), ""))
+            assert "another node named n2 is live at" in refusal
+            assert "give it another --name" in refusal
+            async with await connect(cluster.urls_of(0)) as session:
+                for i in range(50):  # the DC serves all along
+                    await session.put(f"k{i}", b"v")
+                    assert await session.get(f"k{i}") == b"v"
+            stats = await process_stats(manager.addr)
+            assert stats["epoch"] == epoch  # the ring never flipped to the second n2
+            assert stats["duplicate_name_refused"] >= 1
+        finally:
+            second.kill()
+            second.wait()
+        log = open(cluster.log_path(manager.name)).read()
+        assert f"refused n2 from 127.0.0.1:{port}" in log

@@ -113,13 +113,32 @@ def test_a_process_at_the_current_epoch_gets_its_clock_measured_and_no_lease():
     assert not any(isinstance(e.msg, m.HeartbeatAck) for e in mgr.handle("a", hb("a"), 1.1))
 
 
-def test_node_moving_to_a_new_address_is_a_ring_change():
+def test_node_moving_to_a_new_address_is_a_ring_change_once_the_old_one_is_silent():
     mgr = manager()
     mgr.handle("a", hb("a"), 0.0)
-    to, update = updates(beat(mgr, "a", 0.5, inc=2, addr="sim:a-moved"))
+    (refused,) = beat(mgr, "a", 0.5, inc=2, addr="sim:a-moved")  # the old one may be live
+    assert refused.msg.code == m.DUPLICATE_NAME
+    to, update = updates(beat(mgr, "a", TIMEOUT + 0.1, inc=2, addr="sim:a-moved"))
     assert to == ["a"]
     assert update.ring.epoch == 2
     assert update.ring.addr("a") == "sim:a-moved"
+
+
+def test_a_second_process_under_a_live_nodes_name_is_refused_and_the_ring_never_flips():
+    """An operator started another n2 (own data dir) beside the live one: the manager
+    followed each heartbeat's address, 60 epochs in 6 s, the DC at 0 ops/s for 5 s."""
+    mgr = manager()
+    for name in "abc":
+        mgr.handle(name, hb(name), 0.0)
+    epoch = mgr.ring.epoch
+    for i in range(30):
+        now = 0.1 * (i + 1)
+        beat(mgr, "b", now)  # the live one goes on
+        (refused,) = beat(mgr, "b", now + 0.05, inc=99, addr="sim:b-second")
+        assert refused.to == "b@sim:b-second"  # told at its own address
+        assert "another node named b is live at sim:b" in refused.msg.detail
+    assert mgr.ring.epoch == epoch and mgr.ring.addr("b") == "sim:b"
+    assert mgr.counters["duplicate_name_refused"] == 30
 
 
 # -- failures ---------------------------------------------------------------------------------

@@ -110,6 +110,7 @@ class Driver:
         self._timer_target: float | None = None  # the deadline the timer task sleeps to
         self._timer_wakeup = trio.Event()
         self._links_down: set[str] = set()  # peers whose link failed, for core.link_down
+        self._said: dict[str, float] = {}  # (_say_every) what was logged when
 
     def attach(self, transport: Transport) -> None:
         self.transport = transport
@@ -138,13 +139,38 @@ class Driver:
             for member in msg.ring.members:  # not from stale rings
                 self.transport.learn(member.name, member.addr)
         elif isinstance(msg, m.Heartbeat):
-            self.transport.learn(msg.name, msg.addr)
+            self._on_heartbeat(src, msg)
+            return
+        elif isinstance(msg, m.Error) and msg.code == m.DUPLICATE_NAME:
+            self._say_every(msg.code, log.error, "refused by the manager: %s", msg.detail)
         elif isinstance(msg, m.FaultControl):
             if self.refuse_fault_injection(src, msg):
                 return
             self._on_fault_control(src, msg)
             return
         self.run(self.core.handle(src, msg, self.clock()))
+
+    def _on_heartbeat(self, src: str, msg: m.Heartbeat) -> None:
+        """(A manager's.) The sender's address is learnt unless the core refuses it as a
+        second process under a live member's name: its refusal goes to that address."""
+        effects = self.core.handle(src, msg, self.clock())
+        refused = [e for e in effects if isinstance(e, Send) and isinstance(e.msg, m.Error)
+                   and e.msg.code == m.DUPLICATE_NAME]
+        if refused:
+            self.transport.learn(refused[0].to, msg.addr)
+            self._say_every(f"{msg.name}@{msg.addr}", log.warning,
+                            "refused %s from %s: %s", msg.name, msg.addr, refused[0].msg.detail)
+        else:
+            self.transport.learn(msg.name, msg.addr)
+        self.run(effects)
+
+    def _say_every(self, what: str, say, *args, every_s: float = MANAGER_SILENT_S) -> None:
+        """Log at most once per ``every_s`` for ``what`` (a refusal repeats with every
+        heartbeat)."""
+        now = time.monotonic()
+        if now - self._said.get(what, float("-inf")) >= every_s:
+            self._said[what] = now
+            say(*args)
 
     def client_request(self, conn: int, req: m.ClientRequest) -> None:
         self.run(self.core.client_request(conn, req, self.clock()))

@@ -26,6 +26,7 @@ from .core import FrontendConfig, FrontendCore
 
 log = logging.getLogger(__name__)
 
+MAX_TIMED = 10_000  # requests of one connection timed at once (metrics)
 MAX_CLIENT_MESSAGE_BYTES = m.MAX_VALUE_BYTES + m.MAX_DEPS * (m.MAX_KEY_BYTES + 32) + 64 * 1024
 
 
@@ -43,9 +44,18 @@ class ClientServer:
         self._next_conn += 1
         send_channel, receive_channel = trio.open_memory_channel(math.inf)
 
+        started: dict = {}  # request id -> (op, arrival), while metrics are served
+
         def reply_to(reply) -> None:
+            wire = reply.to_wire()
+            if self.driver.metrics is not None:
+                begun = started.pop(wire.get("id"), None)
+                if begun is not None:
+                    self.driver.metrics.request_done(
+                        begun[0], time.monotonic() - begun[1],
+                        None if wire.get("ok") else wire.get("error", "error"))
             try:
-                send_channel.send_nowait(codec.encode_client(reply.to_wire()))
+                send_channel.send_nowait(codec.encode_client(wire))
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 self.counters["client_send_dropped"] += 1
 
@@ -54,14 +64,14 @@ class ClientServer:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, ws, receive_channel, nursery.cancel_scope)
-                await self._reader(ws, conn, reply_to)
+                await self._reader(ws, conn, reply_to, started)
                 nursery.cancel_scope.cancel()
         except ConnectionClosed:
             pass
         finally:
             self.driver.client_gone(conn)
 
-    async def _reader(self, ws, conn: int, reply_to) -> None:
+    async def _reader(self, ws, conn: int, reply_to, started: dict) -> None:
         while True:
             try:
                 data = await ws.get_message()
@@ -74,6 +84,8 @@ class ClientServer:
                 rid = codec.request_id_of(data) if isinstance(data, (bytes, bytearray)) else None
                 reply_to(m.ErrorReply(rid, exc.code, exc.detail))
                 continue
+            if self.driver.metrics is not None and len(started) < MAX_TIMED:
+                started[req.id] = (req.op, time.monotonic())
             try:
                 self.driver.client_request(conn, req)
             except Exception:

@@ -112,6 +112,7 @@ async def run_proxy(name: str, listen: str, manager_addr: str, data_dir: str,
     core = ProxyCore(name, proxy_log, config, wall_clock(), monotonic=time.monotonic)
     driver = ProxyDriver(core, wan_latency(wan_delay_s, wan_jitter_s),
                          random.Random(f"{wan_seed}:{name}"), group_commit(proxy_log, durability))
+    driver.data_path = os.path.join(data_dir, name)
     transport = Transport(name, "proxy", listen, driver.on_message)
     learn_managers(transport, manager_addr)
     for peer, addr in peer_addrs.items():

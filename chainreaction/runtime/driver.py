@@ -280,8 +280,12 @@ class Driver:
 
     # -- fault injection -----------------------------------------------------------------------
 
-    # Set by the process's command line (--allow-fault-injection): one driver per process.
+    # Set by the process's command line (--allow-fault-injection, --metrics-listen): one
+    # driver per process.
     allow_fault_injection = False
+    metrics_listen: str | None = None
+    metrics = None  # its ProcessMetrics, once served
+    data_path: str | None = None  # what it keeps on disk (the storage size metric)
 
     def refuse_fault_injection(self, src: str, msg) -> bool:
         """Without --allow-fault-injection, anyone who can reach our port could skew our
@@ -313,6 +317,12 @@ async def serve(nursery: trio.Nursery, driver: Driver, member: bool = True) -> N
     timers."""
     install_stop_handler(nursery)
     await nursery.start(driver.transport.serve)
+    if driver.metrics_listen:
+        from .metrics import ProcessMetrics, serve_metrics
+
+        driver.metrics = ProcessMetrics(driver, driver.data_path)
+        await nursery.start(serve_metrics, driver.metrics, driver.metrics_listen)
+        log.info("metrics on http://%s/metrics", driver.metrics_listen)
     if driver.durable is not None:
         nursery.start_soon(driver.run_group_commit)
     if member:

@@ -34,6 +34,7 @@ def build_node(name: str, listen: str, manager_addr: str, data_dir: str, config:
     store = RocksStore(os.path.join(data_dir, name), durability=durability)
     driver = Driver(NodeCore(name, store, config, wall_clock(), monotonic=time.monotonic), None,
                     durable=group_commit(store, durability))
+    driver.data_path = os.path.join(data_dir, name)
     transport = Transport(name, "node", listen, driver.on_message)
     learn_managers(transport, manager_addr)
     if proxy_addr:

@@ -84,10 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Start a cluster of one or more datacenters on "
                          "127.0.0.1. Ports of DC N start at BASE + N * (NODES + 2 * FRONTENDS + "
                          "2): manager, nodes, then each frontend's internal and WebSocket port "
-                         "(the defaults give ws://127.0.0.1:7105 and :7107), proxy. "
+                         "(the defaults give ws://127.0.0.1:7105 and :7107), proxy; then "
+                         "one Prometheus metrics port per process. "
                          "Writes DIR/cluster.json and logs to DIR/logs.")
     _cluster_options(up)
     _fault_option(up)
+    up.add_argument("--no-metrics", action="store_true", help="no Prometheus metrics (by "
+                    "default each process serves them on a port after the cluster's others; "
+                    "the URLs are in DIR/cluster.json and printed)")
     up.add_argument("--restore", metavar="FILE", help="once it is up, load this backup "
                     "(`chainreaction backup`) into it through DC 0")
     restart = csub.add_parser(
@@ -115,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     node = sub.add_parser("node", help="run one backend node")
     node.add_argument("--name", required=True, help="unique node name, e.g. n1")
-    _fault_option(node)
+    _process_options(node)
     node.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT")
     node.add_argument("--manager", required=True, type=_managers, metavar="HOST:PORT[,...]",
                       help="the DC's manager; several, comma-separated: the managers of an election "
@@ -136,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     manager = sub.add_parser("manager", help="run the datacenter's membership manager")
     manager.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT")
-    _fault_option(manager)
+    _process_options(manager)
     manager.add_argument("--replication", type=_positive_int, default=3, help="chain length R")
     manager.add_argument("--vnodes", type=_positive_int, default=16)
     manager.add_argument("--failure-timeout", type=_failure_timeout, default=1.5,
@@ -169,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fe = sub.add_parser("frontend", help="run a client-facing frontend")
     fe.add_argument("--name", required=True)
-    _fault_option(fe)
+    _process_options(fe)
     fe.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT",
                     help="internal address")
     fe.add_argument("--ws", required=True, type=_address, metavar="HOST:PORT",
@@ -190,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     px = sub.add_parser("proxy", help="run a datacenter's remote proxy (ships its writes to "
                         "the other DCs, applies theirs)")
-    _fault_option(px)
+    _process_options(px)
     px.add_argument("--name", required=True, help="unique across DCs, e.g. dc0-proxy")
     px.add_argument("--dc", type=_dc_id, required=True, help="this DC's id (0, 1, ...)")
     px.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT")
@@ -456,6 +460,13 @@ def _peer(text: str) -> tuple[int, str, str]:
     return int(dc), name, addr
 
 
+def _process_options(p: argparse.ArgumentParser) -> None:
+    """The options every server process has."""
+    p.add_argument("--metrics-listen", type=_address, metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics")
+    _fault_option(p)
+
+
 def _fault_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-fault-injection", action="store_true",
                    help="obey fault injection (clock skew and cut links from `jepsen`, `wan "
@@ -568,7 +579,8 @@ def _dispatch(args) -> int:
                                batch_interval_ms=args.batch_interval,
                                tombstone_grace_s=args.tombstone_grace,
                                managers=args.managers, etcd_url=args.etcd,
-                               allow_fault_injection=args.allow_fault_injection)
+                               allow_fault_injection=args.allow_fault_injection,
+                               metrics=not args.no_metrics)
         return run_cluster_foreground(config, restore=args.restore)
     if cmd == "wan":
         from .clusterstats import control_wan

@@ -43,6 +43,7 @@ class ProcessSpec:
     url: str | None = None  # client WebSocket URL (frontends)
     dc: int = 0
     data: str | None = None  # what it keeps on disk (manifest.py); frontends keep nothing
+    metrics: str | None = None  # HOST:PORT of its Prometheus metrics, if it serves them
     popen: subprocess.Popen | None = None
 
     @property
@@ -81,6 +82,9 @@ class ClusterConfig:
     # processes obey FaultControl / WanControl (clock skew, cut links): tests, jepsen and
     # `wan cut` on a local test cluster only
     allow_fault_injection: bool = False
+    # every process serves Prometheus metrics on a port of its own, after the others
+    # (`cluster up` turns it on; its URL is in cluster.json)
+    metrics: bool = False
 
     @property
     def durability_level(self) -> str:
@@ -97,7 +101,12 @@ class ClusterConfig:
     @property
     def port_count(self) -> int:
         """Ports from ``base_port`` on: every DC's, then etcd's two if we start it."""
-        return self.dcs * self.ports_per_dc + (2 if self.own_etcd else 0)
+        return (self.dcs * self.ports_per_dc + (2 if self.own_etcd else 0)
+                + (self.dcs * self.metrics_ports_per_dc if self.metrics else 0))
+
+    @property
+    def metrics_ports_per_dc(self) -> int:
+        return self.managers + self.nodes + self.frontends + 1  # (+ the proxy)
 
     def validate(self) -> None:
         if self.nodes < 1:
@@ -146,6 +155,14 @@ class LocalCluster:
             for spec in self.processes.values():
                 if spec.role != "etcd":
                     spec.args.append("--allow-fault-injection")
+        if config.metrics:
+            port = config.base_port + config.dcs * config.ports_per_dc + (
+                2 if config.own_etcd else 0)
+            for spec in self.processes.values():
+                if spec.role != "etcd":
+                    spec.metrics = f"{HOST}:{port}"
+                    spec.args += ["--metrics-listen", spec.metrics]
+                    port += 1
 
     def name(self, dc: int, local: str) -> str:
         return f"dc{dc}-{local}" if self.config.dcs > 1 else local
@@ -300,7 +317,8 @@ class LocalCluster:
                 {"role": p.role, "name": p.name, "dc": p.dc, "address": p.addr, "url": p.url,
                  "pid": p.pid if p.alive() else recorded.get(p.name, p.pid),
                  "argv": p.argv, "cwd": self.cwd, "env": self.env, "data": p.data,
-                 "log": self.log_path(p.name)}
+                 "log": self.log_path(p.name),
+                 "metrics": f"http://{p.metrics}/metrics" if p.metrics else None}
                 for p in self.processes.values()
             ],
         })

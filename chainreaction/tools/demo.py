@@ -73,6 +73,10 @@ def run_cluster_foreground(config: ClusterConfig, restore: str | None = None) ->
         for spec in cluster.processes.values():
             if spec.url:
                 print(f"  {spec.url}" + (f"   (dc{spec.dc})" if config.dcs > 1 else ""))
+        metrics = [spec.metrics for spec in cluster.processes.values() if spec.metrics]
+        if metrics:
+            print(f"Prometheus metrics: http://{metrics[0]}/metrics ... "
+                  f"http://{metrics[-1]}/metrics (each process's in cluster.json)")
         print(f"processes: {os.path.join(cluster.data_dir, 'cluster.json')}")
         print("try: chainreaction put hello world "
               + " ".join(f"--url {url}" for url in cluster.urls_of(0)))

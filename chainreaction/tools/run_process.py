@@ -19,6 +19,7 @@ def run_process(args) -> int:
     from ..runtime.driver import Driver
 
     Driver.allow_fault_injection = args.allow_fault_injection  # (one driver per process)
+    Driver.metrics_listen = args.metrics_listen
     data_dir = getattr(args, "data_dir", None)
     if data_dir and os.path.exists(data_dir) and not os.path.isdir(data_dir):
         raise ValueError(f"--data-dir {data_dir} is a file, not a directory")

@@ -111,6 +111,7 @@ class ReadResult:
     chain_index: int  # the position that served it, in DC ``dc``
     stable: bool
     dc: int = 0
+    node: str = ""  # the node that served it
 
 
 @attrs.frozen
@@ -613,7 +614,7 @@ class Session:
         self.state.on_read(key, reply)
         return ReadResult(bool(reply.get("found")), reply.get("value"), reply.get("version"),
                           reply.get("chain_index", 0), bool(reply.get("stable")),
-                          reply.get("dc", 0))
+                          reply.get("dc", 0), reply.get("node") or "")
 
     async def get(self, key: str) -> bytes | None:
         """The value of ``key`` (None if absent or deleted), never older than this session

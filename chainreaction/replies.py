@@ -49,6 +49,7 @@ class GetReply:
     dc: int
     collected_floor: Version | None = None
     applied_at: int = 0  # when this DC applied a write of another DC (0: not one)
+    node: str = ""  # the chain node that answered (`get --explain`)
 
     def to_wire(self) -> dict:
         out = {"id": self.id, "ok": True, "found": self.found, "value": self.value,
@@ -58,6 +59,8 @@ class GetReply:
             out["collected_floor"] = self.collected_floor
         if self.applied_at:
             out["applied_at"] = self.applied_at
+        if self.node:
+            out["node"] = self.node
         return out
 
 

@@ -480,7 +480,7 @@ class FrontendCore(FrontendTransactions, Core):
             msg.op, m.GetReply, found=msg.found, value=msg.value, version=msg.version,
             chain_index=msg.position, stable=msg.stable, seq=msg.seq, dc=self.config.dc,
             collected_floor=msg.collected_floor if msg.version is None else None,
-            applied_at=msg.applied_at)
+            applied_at=msg.applied_at, node=src)
 
     def _on_read_miss(self, src: str, msg: m.ReadMiss, now: float) -> list:
         if msg.op in self._txn_of:

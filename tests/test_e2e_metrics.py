@@ -1,10 +1,13 @@
-"""Every process serves Prometheus metrics (issue 18): what `cluster up` records in
-cluster.json is fetched over HTTP and read back by prometheus-client's own parser."""
+"""Seeing what the store does (issue 18): every process serves Prometheus metrics (what
+`cluster up` records in cluster.json is fetched over HTTP and read back by prometheus-
+client's own parser), and `get --explain` says who answered a read."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import urllib.request
 
 import pytest
@@ -66,3 +69,17 @@ async def test_each_process_serves_its_metrics_in_prometheus_text(tmp_path):
     assert {s.labels["quantile"] for s in visible} == {"0.5", "0.99"}
     assert all(0 < s.value < 10 for s in visible)
     assert samples(got["dc0-proxy"]["chainreaction_events"], event="wan_bytes_sent")
+
+
+async def test_get_explain_names_the_node_and_position_that_answered(tmp_path):
+    async with running_cluster(tmp_path) as cluster:
+        url = cluster.urls_of(0)[0]
+        async with await connect([url]) as session:
+            await session.put("k", b"v")
+        done = await trio.run_process(
+            [sys.executable, "-m", "chainreaction", "get", "k", "--explain", "--url", url],
+            capture_stdout=True, capture_stderr=True, check=False)
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()
+    assert re.search(r"answered by n[123], at position [123] of the key's chain", out), out
+    assert "version v" in out and out.rstrip().endswith("v")

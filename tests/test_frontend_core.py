@@ -67,10 +67,11 @@ def test_a_miss_walks_up_the_chain_towards_the_head():
     assert third.to == "a"
     (reply,) = fe.handle("a", m.ReadReply(first.msg.op, KEY, True, b"v", Version(5), 1, False),
                          0.3)
-    assert reply == ToClient(1, m.GetReply(1, True, b"v", Version(5), 1, False, 0, 0))
+    assert reply == ToClient(1, m.GetReply(1, True, b"v", Version(5), 1, False, 0, 0,
+                                           node="a"))  # (who answered: get --explain)
     assert reply.reply.to_wire() == {"id": 1, "ok": True, "found": True, "value": b"v",
                                      "version": Version(5), "chain_index": 1, "stable": False,
-                                     "seq": 0, "dc": 0}
+                                     "seq": 0, "dc": 0, "node": "a"}
 
 
 def test_a_version_no_replica_holds_fails_with_an_error_that_says_so():

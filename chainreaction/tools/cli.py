@@ -266,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "get":
             op.add_argument("more_keys", nargs="*", metavar="KEY",
                             help="more keys, read with the first as one transaction")
+            op.add_argument("--explain", action="store_true",
+                            help="also say which node answered, where in its chain, the "
+                            "version and whether it is stable, and why that read is "
+                            "causally safe")
         if name == "put":
             op.add_argument("value")
         op.add_argument("--url", action="append", help="frontend URL; repeat it to give "
@@ -651,7 +655,12 @@ async def _one_shot(args) -> int:
                     sys.stdout.write(f"{key}\t{shown}\n")
                 return 0 if all(r.found for r in results.values()) else 1
             elif args.command == "get":
+                before = session.state.entry(args.key)
                 result = await session.read(args.key)
+                if args.explain:
+                    from .explain import explain_read
+
+                    print(explain_read(args.key, result, before))
                 if not result.found:
                     print("(not found)")
                     return 1

@@ -16,6 +16,7 @@ from frontend.core import READ_POLICIES
 
 from ..storage import DEFAULT_DURABILITY, DURABILITY_LEVELS
 from . import backup as backup_tool
+from .config_file import apply_config, config_path
 
 
 # The two frontends of `cluster up`'s default cluster (ports 7100...: manager, 3 nodes, then
@@ -472,6 +473,8 @@ def _process_options(p: argparse.ArgumentParser) -> None:
 
 
 def _fault_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE.toml", help="options from a TOML file, the same "
+                   "keys as the flags (listen = \"127.0.0.1:7101\"); flags override it")
     p.add_argument("--allow-fault-injection", action="store_true",
                    help="obey fault injection (clock skew and cut links from `jepsen`, `wan "
                    "cut`, the tests); off by default: anyone who can reach the port could "
@@ -540,7 +543,15 @@ def main(argv: list[str] | None = None) -> int:
         from sim.__main__ import main as sim_main
 
         return sim_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    path = config_path(argv)
+    try:
+        if path is not None:
+            apply_config(parser, argv, path)
+    except ValueError as exc:
+        print(f"chainreaction: error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return _dispatch(args)
     except KeyboardInterrupt:

@@ -45,6 +45,9 @@ class Identity:
 
     addr: str
     incarnation: int
+    host: str = ""  # a node's placement labels (ring.Member)
+    zone: str = ""
+    weight: int = 1
 
 
 class Timers:
@@ -255,4 +258,5 @@ class Core:
         return [Send(self._manager, m.Heartbeat(
             self.name, self.role, self._identity.addr, self._identity.incarnation,
             self.epoch, sent_at_us, self.store_clock_us, self.syncing_arcs(), self.store_id,
-            self.unreachable(now)))]
+            self.unreachable(now), self._identity.host, self._identity.zone,
+            self._identity.weight))]

@@ -65,7 +65,7 @@ from . import messages as m
 from .core import Core
 from .effects import Send
 from .links import BrokenLinks
-from .ring import Member, Ring
+from .ring import MAX_WEIGHT, Member, Ring
 from .state_file import StateFile
 
 
@@ -85,6 +85,7 @@ class _Peer:
     incarnation: int
     last_seen: float
     offset_us: int | None = None  # its clock minus ours, at its last heartbeat
+    placement: tuple = ("", "", 1)  # a node's (host, zone, weight)
 
 
 class ManagerCore(Core):
@@ -234,8 +235,11 @@ class ManagerCore(Core):
                 0, m.DUPLICATE_NAME, f"another {peer.role} named {msg.name} is live at "
                 f"{peer.addr}: stop this one ({msg.addr}) or give it another --name",
                 self.ring.epoch))]
-        if peer is None or peer.addr != msg.addr or peer.role != msg.role:
-            self._peers[msg.name] = _Peer(msg.role, msg.addr, msg.incarnation, now)
+        placement = (msg.host, msg.zone, max(1, min(msg.weight, MAX_WEIGHT)))
+        if (peer is None or peer.addr != msg.addr or peer.role != msg.role
+                or peer.placement != placement):
+            self._peers[msg.name] = _Peer(msg.role, msg.addr, msg.incarnation, now,
+                                          placement=placement)
             self.counters[f"{msg.role}_joined"] += 1
             if msg.role == "node" or (peer is not None and peer.role == "node"):
                 self._dirty = True
@@ -293,10 +297,10 @@ class ManagerCore(Core):
         """Every member the ring had (at the address it heartbeats from now) and every node
         we hear, sorted; the ones we do not hear are down."""
         live = {name: p for name, p in self._peers.items() if p.role == "node"}
-        addrs = {member.name: member.addr for member in self.ring.members}
-        addrs.update((name, p.addr) for name, p in live.items())
-        members = tuple(Member(name, addrs[name]) for name in sorted(addrs))
-        return members, frozenset(name for name in addrs
+        known = {member.name: member for member in self.ring.members}
+        known.update((name, Member(name, p.addr, *p.placement)) for name, p in live.items())
+        members = tuple(known[name] for name in sorted(known))
+        return members, frozenset(name for name in known
                                   if name not in live or name in self._left_out)
 
     def _publish_if_dirty(self, now: float) -> list:

@@ -95,6 +95,10 @@ class Heartbeat:
     store_id: int = attrs.field(default=0, validator=is_uint)
     # a node: the members it has not heard from for a while (links.py)
     unreachable: tuple = attrs.field(default=(), converter=name_list)
+    # a node: its placement labels (ring.Member: host, zone, weight)
+    host: str = attrs.field(default="", validator=is_text)
+    zone: str = attrs.field(default="", validator=is_text)
+    weight: int = attrs.field(default=1, validator=is_uint)
 
 
 @message(68)

@@ -29,6 +29,7 @@ from typing import Iterable, Iterator
 import attrs
 
 HASH_SPACE = 2**64
+MAX_WEIGHT = 16
 
 
 def hash_point(data: str | bytes) -> int:
@@ -43,19 +44,35 @@ def _members(value) -> tuple:
 
 @attrs.frozen(slots=True)
 class Member:
+    """A node of the ring. Placement labels: ``host`` (the machine; no chain holds two
+    replicas on one host, "" = its own), ``zone`` (chains spread over zones where there
+    are enough, "" = its own) and ``weight`` (a machine twice as large takes about twice
+    the keys: that many times the tokens)."""
+
     name: str = attrs.field(validator=attrs.validators.instance_of(str))
     addr: str = attrs.field(validator=attrs.validators.instance_of(str))
+    host: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+    zone: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+    weight: int = attrs.field(default=1)
+
+    @weight.validator
+    def _check_weight(self, _attr, value) -> None:
+        if type(value) is not int or not 1 <= value <= MAX_WEIGHT:
+            raise ValueError(f"a member's weight is 1..{MAX_WEIGHT}, got {value!r}")
 
     def to_wire(self) -> list:
-        return [self.name, self.addr]
+        if (self.host, self.zone, self.weight) == ("", "", 1):
+            return [self.name, self.addr]
+        return [self.name, self.addr, self.host, self.zone, self.weight]
 
     @classmethod
     def coerce(cls, value) -> "Member":
         if isinstance(value, Member):
             return value
-        if isinstance(value, (list, tuple)) and len(value) == 2:
-            return cls(value[0], value[1])
-        raise ValueError(f"a member is [name, addr], got {value!r}")
+        if isinstance(value, (list, tuple)) and len(value) in (2, 5):
+            return cls(*value)
+        raise ValueError(f"a member is [name, addr] or [name, addr, host, zone, weight], "
+                         f"got {value!r}")
 
 
 def _positive(_inst, attr, value):
@@ -89,23 +106,48 @@ class Ring:
         if not self.down <= set(names) or not all(isinstance(n, str) for n in self.down):
             raise ValueError(f"down members {sorted(map(str, self.down))} not all in {names}")
         owners = sorted(
-            (hash_point(f"{name}#{i}"), name) for name in names for i in range(self.vnodes)
+            (hash_point(f"{m.name}#{i}"), m.name) for m in self.members
+            for i in range(self.vnodes * m.weight)
         )
         tokens = tuple(t for t, _ in owners)
-        chains = []
-        length = min(self.replication, len(names) - len(self.down))
-        for i in range(len(owners)):
-            chain: list[str] = []
-            j = i
-            while len(chain) < length:
-                owner = owners[j % len(owners)][1]
-                if owner not in chain and owner not in self.down:
-                    chain.append(owner)
-                j += 1
-            chains.append(tuple(chain))
+        host = {m.name: m.host or "\0" + m.name for m in self.members}
+        zone = {m.name: m.zone or host[m.name] for m in self.members}  # "": its host's
+        live = [m.name for m in self.members if m.name not in self.down]
+        # no two replicas on one host: a chain is no longer than the live hosts
+        length = min(self.replication, len({host[n] for n in live}))
+        chains = [self._chain_at(owners, i, length, len(live), host, zone)
+                  for i in range(len(owners))]
         object.__setattr__(self, "_tokens", tokens)
         object.__setattr__(self, "_chains", tuple(chains))
         object.__setattr__(self, "_addrs", {m.name: m.addr for m in self.members})
+
+    def _chain_at(self, owners: list, i: int, length: int, live: int, host: dict,
+                  zone: dict) -> tuple:
+        """The chain of the arc starting at token ``i``: the live members met walking
+        clockwise, each on a host (and, while there are zones left, in a zone) no earlier
+        one is on. Without labels: simply the first ``length`` distinct live members."""
+        chain: list[str] = []
+        met: list[str] = []
+        hosts: set = set()
+        zones: set = set()
+        j = i
+        while len(chain) < length and len(met) < live:
+            owner = owners[j % len(owners)][1]
+            j += 1
+            if owner in self.down or owner in met:
+                continue
+            met.append(owner)
+            if host[owner] not in hosts and zone[owner] not in zones:
+                chain.append(owner)
+                hosts.add(host[owner])
+                zones.add(zone[owner])
+        for owner in met:  # fewer zones than replicas: other hosts of zones already used
+            if len(chain) >= length:
+                break
+            if owner not in chain and host[owner] not in hosts:
+                chain.append(owner)
+                hosts.add(host[owner])
+        return tuple(chain)
 
     def __repr__(self) -> str:
         names = ",".join(m.name + ("(down)" if m.name in self.down else "")

@@ -50,12 +50,12 @@ ship_entries = st.builds(m.ShipEntry, keys, versions, values, rids, vclocks, U63
 # entry here fails test_every_field_has_a_strategy, so the round trip keeps covering it.
 FIELD_STRATEGIES = {
     **{f: st.text(max_size=20) for f in ("name", "addr", "origin", "reason", "code", "detail",
-                                         "after")},
+                                         "after", "host", "zone")},
     **{f: U63 for f in ("incarnation", "epoch", "op", "floor", "chain_index", "position",
                         "ack_at", "sync_id", "seq", "total", "logged_at", "clock", "first_seq",
                         "received", "sent_at_us", "stamp", "clock_us", "ahead_us",
                         "store_clock_us", "past", "low_clock", "low_seq",
-                        "collect_below", "applied_at", "at", "horizon", "limit")},
+                        "collect_below", "applied_at", "at", "horizon", "limit", "weight")},
     **{f: dc_vectors for f in ("applied", "global_stable", "needs", "collectable", "vector",
                                "started")},
     **{f: dc_ids for f in ("dc", "origin_dc")},
@@ -140,7 +140,8 @@ def example_of(cls):
         "vclock": VClock({1: 7}), "cut": (1,), "heal": (2,), "cut_off": ("n1",), "unreachable": ("n2",),
         "clock_skew_ms": -5, "deps": (("a", 5),), "past": 3, "logged_only": False,
             "low_clock": 15, "low_seq": 2, "collect_below": 16, "applied_at": 17, "at": 18,
-        "horizon": 0, "after": "k", "limit": 5, "wait": False,
+        "horizon": 0, "after": "k", "limit": 5, "wait": False, "host": "h1", "zone": "z1",
+        "weight": 2,
         "scanned": (("k", b"v", Version(3, 1)),),
         "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0, ((0, 3),)),),
     }

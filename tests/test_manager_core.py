@@ -543,3 +543,22 @@ def test_a_standby_promoted_soon_after_it_started_waits_to_hear_every_member():
     to, update = updates(without_acks(tick_through(spare, 6.5, 6.6)))
     # no committed state (the first manager ever): the epoch is above every reported one
     assert to == ["a", "b"] and update.ring.epoch == 8 and update.ring.down == frozenset()
+
+
+def test_placement_labels_from_heartbeats_shape_the_chains():
+    """Nodes say where they run (--host, --zone, --weight); the ring the manager publishes
+    carries it, and no chain has two replicas on one host."""
+    mgr = manager(replication=2)
+    for name, host in (("a", "m1"), ("b", "m1"), ("c", "m2"), ("d", "m2")):
+        mgr.handle(name, m.Heartbeat(name, "node", f"sim:{name}", 1, 0, host=host,
+                                     zone="z-" + host, weight=2 if name == "a" else 1), 0.0)
+    ring = mgr.ring
+    assert {mm.name: (mm.host, mm.weight) for mm in ring.members} == {
+        "a": ("m1", 2), "b": ("m1", 1), "c": ("m2", 1), "d": ("m2", 1)}
+    hosts = {"a": "m1", "b": "m1", "c": "m2", "d": "m2"}
+    for i in range(200):
+        assert sorted(hosts[n] for n in ring.chain(f"k{i}")) == ["m1", "m2"]
+    # a label that changes is a ring change
+    epoch = ring.epoch
+    mgr.handle("d", m.Heartbeat("d", "node", "sim:d", 1, epoch, host="m3"), 0.1)
+    assert mgr.ring.epoch > epoch and {mm.name: mm.host for mm in mgr.ring.members}["d"] == "m3"

@@ -285,3 +285,65 @@ def test_ring_membership_helpers():
     assert ring.addr("b") == "addr:b"
     assert ring.addr("z") is None
     assert repr(ring) == "Ring(e1 R=3 [a,b])"
+
+
+# -- placement: hosts, zones, weights ---------------------------------------------------------
+
+
+@st.composite
+def placed_rings(draw):
+    """Members on a few hosts (or unlabeled: a host of their own), each host in a zone (or
+    unlabeled: a zone of its own), some members down, weights 1-3."""
+    count = draw(st.integers(1, 12))
+    zones = ["", *[f"z{z}" for z in range(draw(st.integers(0, 4)))]]
+    host_zone = {f"h{h}": draw(st.sampled_from(zones)) for h in range(draw(st.integers(1, 6)))}
+    members = []
+    for i in range(count):
+        host = draw(st.sampled_from(["", *host_zone]))
+        zone = host_zone[host] if host else draw(st.sampled_from(zones))
+        members.append(Member(f"n{i}", f"a{i}", host, zone, draw(st.integers(1, 3))))
+    down = draw(st.sets(st.sampled_from([m.name for m in members]), max_size=count - 1))
+    return Ring(1, members, draw(st.integers(1, 5)), vnodes=4, down=down)
+
+
+def _on(ring: Ring, attr: str) -> dict:
+    """Each member's host (unlabeled: its own) or zone (unlabeled: its host's)."""
+    host = {m.name: m.host or "\0" + m.name for m in ring.members}
+    return host if attr == "host" else {m.name: m.zone or host[m.name] for m in ring.members}
+
+
+@settings(max_examples=300, deadline=None)
+@given(placed_rings(), st.text(min_size=1, max_size=8))
+def test_no_chain_has_two_replicas_on_one_host_and_it_spreads_over_zones(ring, key):
+    host, zone = _on(ring, "host"), _on(ring, "zone")
+    live = [m.name for m in ring.members if m.name not in ring.down]
+    chain = ring.chain(key)
+    assert len({host[n] for n in chain}) == len(chain)  # one replica per host
+    assert set(chain) <= set(live)
+    # as long as the live hosts allow R of them
+    assert len(chain) == min(ring.replication, len({host[n] for n in live}))
+    # over as many zones as the live members are in, up to the chain's length
+    assert len({zone[n] for n in chain}) == min(len(chain), len({zone[n] for n in live}))
+
+
+def test_two_replicas_never_share_a_machine_and_zones_are_spread():
+    members = [Member(f"n{i}", f"a{i}", host=f"h{i // 2}", zone=f"z{i // 4}")
+               for i in range(8)]  # 4 hosts of 2 nodes, 2 zones of 2 hosts
+    ring = Ring(1, members, 3, vnodes=8)
+    for key in (f"k{i}" for i in range(300)):
+        chain = ring.chain(key)
+        assert len({f"h{int(n[1:]) // 2}" for n in chain}) == 3  # 3 hosts
+        assert len({f"z{int(n[1:]) // 4}" for n in chain}) == 2  # both zones
+
+
+def test_without_labels_chains_are_as_before_and_a_weight_takes_more_keys():
+    plain = Ring(1, [Member(f"n{i}", f"a{i}") for i in range(5)], 3, vnodes=16)
+    assert plain.chain("k") == Ring(1, [Member(f"n{i}", f"a{i}", "", "", 1)
+                                        for i in range(5)], 3, vnodes=16).chain("k")
+    assert [m.to_wire() for m in plain.members][0] == ["n0", "a0"]  # (the old wire form)
+    heavy = Ring(1, [Member("big", "a", weight=3), Member("s1", "b"), Member("s2", "c")], 1,
+                 vnodes=32)
+    heads = [heavy.chain(f"k{i}")[0] for i in range(3000)]
+    assert heads.count("big") > 2 * heads.count("s1")
+    wire = cbor2.loads(cbor2.dumps([m.to_wire() for m in heavy.members]))
+    assert Ring(1, wire, 1, vnodes=32).members == heavy.members

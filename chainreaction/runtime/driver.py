@@ -286,6 +286,7 @@ class Driver:
     metrics_listen: str | None = None
     metrics = None  # its ProcessMetrics, once served
     data_path: str | None = None  # what it keeps on disk (the storage size metric)
+    placement: tuple = ("", "", 1)  # a node's --host, --zone, --weight (ring.Member)
 
     def refuse_fault_injection(self, src: str, msg) -> bool:
         """Without --allow-fault-injection, anyone who can reach our port could skew our
@@ -327,7 +328,8 @@ async def serve(nursery: trio.Nursery, driver: Driver, member: bool = True) -> N
         nursery.start_soon(driver.run_group_commit)
     if member:
         incarnation = int(time.time() * 1000)  # differs at every start
-        driver.core.join(Identity(driver.transport.addr, incarnation), driver.clock())
+        driver.core.join(Identity(driver.transport.addr, incarnation, *driver.placement),
+                         driver.clock())
         nursery.start_soon(driver.watch_manager)
     nursery.start_soon(driver.run_timers)
 

@@ -121,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     node = sub.add_parser("node", help="run one backend node")
     node.add_argument("--name", required=True, help="unique node name, e.g. n1")
     _process_options(node)
+    node.add_argument("--host", default="", metavar="NAME",
+                      help="the machine it runs on: no chain puts two replicas on one host "
+                      "(default: a host of its own)")
+    node.add_argument("--zone", default="", metavar="NAME",
+                      help="its failure zone (rack, room): chains spread over zones where "
+                      "there are enough (default: its host's own)")
+    node.add_argument("--weight", type=_weight, default=1,
+                      help="1-16: a larger machine takes about that many times the keys")
     node.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT")
     node.add_argument("--manager", required=True, type=_managers, metavar="HOST:PORT[,...]",
                       help="the DC's manager; several, comma-separated: the managers of an election "
@@ -438,6 +446,14 @@ def _address(text: str) -> str:
     if not 0 <= port < 65536:
         raise argparse.ArgumentTypeError(f"port {port} is not in 0..65535")
     return text
+
+
+def _weight(text: str) -> int:
+    from ..ring import MAX_WEIGHT
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WEIGHT:
+        raise argparse.ArgumentTypeError(f"a weight is 1..{MAX_WEIGHT}, got {text!r}")
+    return int(text)
 
 
 def _managers(text: str) -> str:

@@ -20,6 +20,8 @@ def run_process(args) -> int:
 
     Driver.allow_fault_injection = args.allow_fault_injection  # (one driver per process)
     Driver.metrics_listen = args.metrics_listen
+    if args.command == "node":
+        Driver.placement = (args.host, args.zone, args.weight)
     data_dir = getattr(args, "data_dir", None)
     if data_dir and os.path.exists(data_dir) and not os.path.isdir(data_dir):
         raise ValueError(f"--data-dir {data_dir} is a file, not a directory")

@@ -224,17 +224,17 @@ class ManagerCore(Core):
 
     def _on_heartbeat(self, src: str, msg: m.Heartbeat, now: float) -> list:
         self._epoch_floor = max(self._epoch_floor, msg.epoch)
-        peer = self._peers.get(msg.name)
-        if (peer is not None and peer.addr != msg.addr
-                and now - peer.last_seen < self.config.failure_timeout_s):
+        live_at = self.live_elsewhere(msg.name, msg.addr, now)
+        if live_at is not None:
             # A second process under a live member's name (an operator's mistake): were we
             # to follow it, the ring would flip between the two addresses. Refused, told at
             # its own address, until the first one falls silent.
             self.counters["duplicate_name_refused"] += 1
             return [Send(f"{msg.name}@{msg.addr}", m.Error(
-                0, m.DUPLICATE_NAME, f"another {peer.role} named {msg.name} is live at "
-                f"{peer.addr}: stop this one ({msg.addr}) or give it another --name",
+                0, m.DUPLICATE_NAME, f"another {msg.role} named {msg.name} is live at "
+                f"{live_at}: stop this one ({msg.addr}) or give it another --name",
                 self.ring.epoch))]
+        peer = self._peers.get(msg.name)
         placement = (msg.host, msg.zone, max(1, min(msg.weight, MAX_WEIGHT)))
         if (peer is None or peer.addr != msg.addr or peer.role != msg.role
                 or peer.placement != placement):
@@ -268,6 +268,21 @@ class ManagerCore(Core):
             out.append(Send(msg.name, m.HeartbeatAck(self.ring.epoch, msg.sent_at_us,
                                                      ahead_us, self._store_clock_us)))
         return out
+
+    def live_elsewhere(self, name: str, addr: str, now: float) -> str | None:
+        """The address of a live member named ``name`` other than ``addr`` (heard within
+        the failure timeout; while we start, a ring member not heard yet counts as live),
+        or None. The driver's transport asks too, before it lets a connection take a
+        name."""
+        peer = self._peers.get(name)
+        if peer is not None:
+            live = now - peer.last_seen < self.config.failure_timeout_s
+            return peer.addr if live and peer.addr != addr else None
+        if now < self._grace_until and self.ring is not None:
+            member = next((mm for mm in self.ring.members if mm.name == name), None)
+            if member is not None and member.addr != addr:
+                return member.addr
+        return None
 
     def _note_custody(self, msg: m.Heartbeat) -> None:
         """What a node's heartbeat tells about what it holds: a new store id means an empty

@@ -107,6 +107,16 @@ async def test_a_second_n2_beside_the_live_one_is_refused_and_the_dc_keeps_servi
             stats = await process_stats(manager.addr)
             assert stats["epoch"] == epoch  # the ring never flipped to the second n2
             assert stats["duplicate_name_refused"] >= 1
+            # ... and the manager's link named n2 still goes to the live one: it hears of
+            # the next ring (n3 killed), the second n2 does not take its messages
+            cluster.kill("n3")
+            with trio.fail_after(30):
+                while (await process_stats(manager.addr))["epoch"] == epoch:
+                    await trio.sleep(0.1)  # sleep-ok: until the manager notices n3 died
+                new_epoch = (await process_stats(manager.addr))["epoch"]
+                n2 = cluster.processes["n2"].addr
+                while (await process_stats(n2))["epoch"] < new_epoch:
+                    await trio.sleep(0.1)  # sleep-ok: until the live n2 has the ring
         finally:
             second.kill()
             second.wait()

@@ -562,3 +562,25 @@ def test_placement_labels_from_heartbeats_shape_the_chains():
     epoch = ring.epoch
     mgr.handle("d", m.Heartbeat("d", "node", "sim:d", 1, epoch, host="m3"), 0.1)
     assert mgr.ring.epoch > epoch and {mm.name: mm.host for mm in mgr.ring.members}["d"] == "m3"
+
+
+def test_a_restarted_manager_refuses_a_duplicate_that_heartbeats_before_the_real_node():
+    """Its peer table starts empty: the ring's address counts as live while it starts, so
+    a second b (an empty disk elsewhere) heartbeating first does not take b's place
+    (review)."""
+    from chainreaction.state_file import MemoryState
+
+    state = MemoryState()
+    mgr = saving_manager(state)
+    for n in "abc":
+        mgr.handle(n, m.Heartbeat(n, "node", f"sim:{n}", 1, mgr.ring.epoch, store_id=ord(n)),
+                   0.0)
+    ring = mgr.ring
+    mgr = saving_manager(state, now=10.0, grace=TIMEOUT)
+    (refused,) = mgr.handle("b", m.Heartbeat("b", "node", "sim:b-second", 7, ring.epoch,
+                                             store_id=999), 10.05)
+    assert refused.msg.code == m.DUPLICATE_NAME and "live at sim:b" in refused.msg.detail
+    out = mgr.handle("b", m.Heartbeat("b", "node", "sim:b", 2, ring.epoch,
+                                      store_id=ord("b")), 10.1)
+    assert not [e for e in out if isinstance(e.msg, m.Error)]
+    assert mgr.live_elsewhere("b", "sim:b-second", 10.2) == "sim:b"  # (the transport asks)

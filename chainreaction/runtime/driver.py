@@ -116,6 +116,10 @@ class Driver:
         self.transport = transport
         self.core.io_counters = transport.counters
         transport.on_link_down = self._link_down
+        live_elsewhere = getattr(self.core, "live_elsewhere", None)
+        if live_elsewhere is not None:  # a manager: no name moves to a second process
+            transport.accept_hello = (
+                lambda name, addr: live_elsewhere(name, addr, self.clock()) is None)
 
     def _link_down(self, peer: str) -> None:
         """(From inside the transport, maybe while effects are being sent: the core hears

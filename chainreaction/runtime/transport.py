@@ -179,6 +179,9 @@ class Transport:
         self._links: dict[str, _Link] = {}
         self._dirty: set[_Link] = set()
         self.blocked: set[str] = set()  # peers cut off by fault injection (FaultControl)
+        # (name, addr) -> whether a Hello may take that name to that address (a manager
+        # refuses a second process under a live member's name: manager.py)
+        self.accept_hello: Callable[[str, str], bool] | None = None
         self._flush_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.on_link_down: Callable[[str], None] | None = None  # (the driver's)
@@ -282,6 +285,11 @@ class Transport:
             if not isinstance(msg, m.Hello):
                 self.counters["bad_frame"] += 1
                 return None
+            if self.accept_hello is not None and not self.accept_hello(msg.name, msg.addr):
+                # (a manager: a second process under a live member's name; its frames come
+                # in under that name and are refused, ours keep going to the live one)
+                self.counters["hello_refused"] += 1
+                return msg.name
             moved = self.directory.get(msg.name) not in (None, msg.addr)
             restarted = self._incarnations.get(msg.name, msg.incarnation) != msg.incarnation
             self._incarnations[msg.name] = msg.incarnation

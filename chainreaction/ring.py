@@ -115,36 +115,47 @@ class Ring:
         live = [m.name for m in self.members if m.name not in self.down]
         # no two replicas on one host: a chain is no longer than the live hosts
         length = min(self.replication, len({host[n] for n in live}))
-        chains = [self._chain_at(owners, i, length, len(live), host, zone)
+        zones = len({zone[n] for n in live})
+        chains = [self._chain_at(owners, i, length, len(live), host, zone, zones)
                   for i in range(len(owners))]
         object.__setattr__(self, "_tokens", tokens)
         object.__setattr__(self, "_chains", tuple(chains))
         object.__setattr__(self, "_addrs", {m.name: m.addr for m in self.members})
 
     def _chain_at(self, owners: list, i: int, length: int, live: int, host: dict,
-                  zone: dict) -> tuple:
+                  zone: dict, zones: int) -> tuple:
         """The chain of the arc starting at token ``i``: the live members met walking
         clockwise, each on a host (and, while there are zones left, in a zone) no earlier
-        one is on. Without labels: simply the first ``length`` distinct live members."""
+        one is on; once every zone is in, members on new hosts in walk order. Without
+        labels: simply the first ``length`` distinct live members. (``zones``: how many
+        zones the live members are in; the walk stops as soon as the rest is decided.)"""
         chain: list[str] = []
-        met: list[str] = []
+        spare: list[str] = []  # met on a new host but in a zone already in the chain
+        met: set = set()
         hosts: set = set()
-        zones: set = set()
+        used_zones: set = set()
         j = i
         while len(chain) < length and len(met) < live:
+            if len(used_zones) == zones and len({host[o] for o in spare} - hosts) >= (
+                    length - len(chain)):
+                break  # (no zone left to add: the spares in walk order complete it)
             owner = owners[j % len(owners)][1]
             j += 1
             if owner in self.down or owner in met:
                 continue
-            met.append(owner)
-            if host[owner] not in hosts and zone[owner] not in zones:
+            met.add(owner)
+            if host[owner] in hosts:
+                continue
+            if zone[owner] not in used_zones:
                 chain.append(owner)
                 hosts.add(host[owner])
-                zones.add(zone[owner])
-        for owner in met:  # fewer zones than replicas: other hosts of zones already used
+                used_zones.add(zone[owner])
+            else:
+                spare.append(owner)
+        for owner in spare:  # fewer zones than replicas: other hosts of zones already in
             if len(chain) >= length:
                 break
-            if owner not in chain and host[owner] not in hosts:
+            if host[owner] not in hosts:
                 chain.append(owner)
                 hosts.add(host[owner])
         return tuple(chain)

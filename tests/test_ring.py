@@ -336,10 +336,35 @@ def test_two_replicas_never_share_a_machine_and_zones_are_spread():
         assert len({f"z{int(n[1:]) // 4}" for n in chain}) == 2  # both zones
 
 
-def test_without_labels_chains_are_as_before_and_a_weight_takes_more_keys():
+def _chain_before_placement(ring: Ring, key: str) -> tuple:
+    """The walk as it was before placement labels (80bc4ff): the first distinct live
+    owners clockwise from the key's point."""
+    owners = sorted((hash_point(f"{m.name}#{i}"), m.name) for m in ring.members
+                    for i in range(ring.vnodes))
+    live = [m.name for m in ring.members if m.name not in ring.down]
+    start = next((i for i, (t, _) in enumerate(owners) if t >= hash_point(key)), 0)
+    chain: list = []
+    j = start
+    while len(chain) < min(ring.replication, len(live)):
+        owner = owners[j % len(owners)][1]
+        if owner not in chain and owner not in ring.down:
+            chain.append(owner)
+        j += 1
+    return tuple(chain)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 5), st.sets(st.integers(0, 8), max_size=8),
+       st.text(min_size=1, max_size=8))
+def test_without_labels_every_chain_is_the_plain_walk_as_before(count, r, down, key):
+    names = [f"n{i}" for i in range(count)]
+    down = {names[i] for i in down if i < count} - {names[0]}
+    ring = Ring(1, [Member(n, f"a-{n}") for n in names], r, vnodes=4, down=down)
+    assert ring.chain(key) == _chain_before_placement(ring, key)
+
+
+def test_without_labels_the_wire_is_as_before_and_a_weight_takes_more_keys():
     plain = Ring(1, [Member(f"n{i}", f"a{i}") for i in range(5)], 3, vnodes=16)
-    assert plain.chain("k") == Ring(1, [Member(f"n{i}", f"a{i}", "", "", 1)
-                                        for i in range(5)], 3, vnodes=16).chain("k")
     assert [m.to_wire() for m in plain.members][0] == ["n0", "a0"]  # (the old wire form)
     heavy = Ring(1, [Member("big", "a", weight=3), Member("s1", "b"), Member("s2", "c")], 1,
                  vnodes=32)

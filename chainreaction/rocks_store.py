@@ -66,7 +66,7 @@ def open_rocks(path: str, families: tuple, fsync: bool):
         db = Rdict(path, options=options,
                    column_families={f: options for f in existing if f != "default"})
     except Exception as exc:  # (rocksdict raises plain Exceptions)
-        if "lock" in str(exc).lower():
+        if "/LOCK" in str(exc):  # (RocksDB's lock file: another process has it open)
             raise StoreUnavailable(f"{path} is in use by another process (a node or proxy "
                                    "with this name and --data-dir is running): stop it, or "
                                    "give this one another name or --data-dir") from None

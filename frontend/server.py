@@ -81,6 +81,8 @@ class ClientServer:
                 req = codec.decode_client_request(data)
             except codec.ProtocolError as exc:
                 self.counters["client_bad_request_" + exc.code] += 1
+                if self.driver.metrics is not None:
+                    self.driver.metrics.request_done("invalid", 0.0, exc.code)
                 rid = codec.request_id_of(data) if isinstance(data, (bytes, bytearray)) else None
                 reply_to(m.ErrorReply(rid, exc.code, exc.detail))
                 continue

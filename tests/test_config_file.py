@@ -44,7 +44,18 @@ def test_cluster_up_and_repeated_flags_take_lists(tmp_path):
     assert proxy.peer == [(1, "p1", "127.0.0.1:3")]
 
 
+def test_a_key_shared_by_two_flags_and_a_repeated_flag_on_the_command_line(tmp_path):
+    """durability and --fsync write one destination; a --peer on the command line replaces
+    the file's list rather than adding to it (review)."""
+    assert parse(["node"], NODE + 'durability = "none"\n', tmp_path).durability == "none"
+    proxy = parse(["proxy", "--peer", "2=p2@127.0.0.1:4"],
+                  'name = "p0"\nlisten = "127.0.0.1:1"\nmanager = "127.0.0.1:2"\n'
+                  'data-dir = "d"\ndc = 0\npeer = ["1=p1@127.0.0.1:3"]\n', tmp_path)
+    assert proxy.peer == [(2, "p2", "127.0.0.1:4")]
+
+
 @pytest.mark.parametrize("toml, why", [
+    ('durability = "sometimes"\n', "durability must be one of"),
     ('name = "n1"\nlistn = "127.0.0.1:1"\n', "unknown key 'listn' for `chainreaction node`"),
     ('listen = "9201"\n', "listen: address must be HOST:PORT"),
     ('allow-fault-injection = "yes"\n', "must be true or false"),

@@ -173,6 +173,8 @@ class Driver:
         heartbeat)."""
         now = time.monotonic()
         if now - self._said.get(what, float("-inf")) >= every_s:
+            if len(self._said) >= 1024:  # (names come from peers: bounded)
+                self._said.clear()
             self._said[what] = now
             say(*args)
 
@@ -195,7 +197,8 @@ class Driver:
             silent = trio.current_time() - heard
             if silent >= every_s:
                 log.warning("no answer from the manager at %s for %.0f s: is it running, and "
-                            "is --manager right? (still trying)",
+                            "is --manager right? (it answers once its DC's ring has a node; "
+                            "still trying)",
                             getattr(self.transport, "manager_spec", "?"), silent)
 
     async def run_timers(self) -> None:
@@ -298,8 +301,8 @@ class Driver:
         if self.allow_fault_injection:
             return False
         self.transport.counters["fault_injection_refused"] += 1
-        log.warning("refused %s from %s: fault injection is off (--allow-fault-injection)",
-                    type(msg).__name__, src)
+        self._say_every(f"fault:{src}", log.warning, "refused %s from %s: fault injection "
+                        "is off (--allow-fault-injection)", type(msg).__name__, src)
         self.transport.send(src, m.Error(msg.op, m.FORBIDDEN, "fault injection is off in "
                                          "this process: start it with "
                                          "--allow-fault-injection (test clusters only)",

@@ -74,6 +74,16 @@ async def _awaited(fn):
     return await fn()
 
 
+class _CurrentDriver:
+    """(Metrics of an elected manager: the driver of its current term.)"""
+
+    def __init__(self, current: list) -> None:
+        self._current = current
+
+    def __getattr__(self, name: str):
+        return getattr(self._current[0], name)
+
+
 async def run_elected_manager(listen: str, config: ManagerConfig, etcd_url: str, prefix: str,
                               task_status=trio.TASK_STATUS_IGNORED):
     """One of a DC's managers, in an election through etcd at ``etcd_url`` under
@@ -87,6 +97,11 @@ async def run_elected_manager(listen: str, config: ManagerConfig, etcd_url: str,
         async with trio.open_nursery() as nursery:
             install_stop_handler(nursery)
             await nursery.start(transport.serve)
+            if Driver.metrics_listen:  # (of whichever term's driver is current)
+                from .metrics import ProcessMetrics, serve_metrics
+
+                metrics = ProcessMetrics(_CurrentDriver(current), None)
+                await nursery.start(serve_metrics, metrics, Driver.metrics_listen)
             log.info("manager %s listening on %s, standing in the election at %s%s", name,
                      listen, etcd_url, prefix)
             task_status.started()

@@ -16,6 +16,7 @@ from frontend.core import READ_POLICIES
 
 from ..storage import DEFAULT_DURABILITY, DURABILITY_LEVELS
 from . import backup as backup_tool
+from .arg_types import address, dc_id, managers, peer, weight
 from .config_file import apply_config, config_path
 
 
@@ -127,10 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--zone", default="", metavar="NAME",
                       help="its failure zone (rack, room): chains spread over zones where "
                       "there are enough (default: its host's own)")
-    node.add_argument("--weight", type=_weight, default=1,
+    node.add_argument("--weight", type=weight, default=1,
                       help="1-16: a larger machine takes about that many times the keys")
-    node.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT")
-    node.add_argument("--manager", required=True, type=_managers, metavar="HOST:PORT[,...]",
+    node.add_argument("--listen", required=True, type=address, metavar="HOST:PORT")
+    node.add_argument("--manager", required=True, type=managers, metavar="HOST:PORT[,...]",
                       help="the DC's manager; several, comma-separated: the managers of an election "
                       "(--etcd), all of which hear this process's heartbeats")
     node.add_argument("--data-dir", required=True, help="RocksDB data goes to DIR/NAME")
@@ -148,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     _geo_member_options(node)
 
     manager = sub.add_parser("manager", help="run the datacenter's membership manager")
-    manager.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT")
+    manager.add_argument("--listen", required=True, type=address, metavar="HOST:PORT")
     _process_options(manager)
     manager.add_argument("--replication", type=_positive_int, default=3, help="chain length R")
     manager.add_argument("--vnodes", type=_positive_int, default=16)
@@ -174,20 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Runs one etcd member for local clusters and tests "
                           "(`cluster up --managers 3` starts one). For production, run an etcd "
                           "cluster of 3 or 5 members on their own machines.")
-    etcd.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT",
+    etcd.add_argument("--listen", required=True, type=address, metavar="HOST:PORT",
                       help="client address")
-    etcd.add_argument("--peer-listen", required=True, type=_address, metavar="HOST:PORT",
+    etcd.add_argument("--peer-listen", required=True, type=address, metavar="HOST:PORT",
                       help="address of its peer (raft) port")
     etcd.add_argument("--data-dir", required=True, metavar="DIR")
 
     fe = sub.add_parser("frontend", help="run a client-facing frontend")
     fe.add_argument("--name", required=True)
     _process_options(fe)
-    fe.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT",
+    fe.add_argument("--listen", required=True, type=address, metavar="HOST:PORT",
                     help="internal address")
-    fe.add_argument("--ws", required=True, type=_address, metavar="HOST:PORT",
+    fe.add_argument("--ws", required=True, type=address, metavar="HOST:PORT",
                     help="client WebSocket address")
-    fe.add_argument("--manager", required=True, type=_managers, metavar="HOST:PORT[,...]",
+    fe.add_argument("--manager", required=True, type=managers, metavar="HOST:PORT[,...]",
                     help="the DC's manager; several, comma-separated: the managers of an election "
                     "(--etcd), all of which hear this process's heartbeats")
     fe.add_argument("--read-from", choices=READ_POLICIES, default="chain",
@@ -205,13 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "the other DCs, applies theirs)")
     _process_options(px)
     px.add_argument("--name", required=True, help="unique across DCs, e.g. dc0-proxy")
-    px.add_argument("--dc", type=_dc_id, required=True, help="this DC's id (0, 1, ...)")
-    px.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT")
-    px.add_argument("--manager", required=True, type=_managers, metavar="HOST:PORT[,...]",
+    px.add_argument("--dc", type=dc_id, required=True, help="this DC's id (0, 1, ...)")
+    px.add_argument("--listen", required=True, type=address, metavar="HOST:PORT")
+    px.add_argument("--manager", required=True, type=managers, metavar="HOST:PORT[,...]",
                     help="the DC's manager; several, comma-separated: the managers of an election "
                     "(--etcd), all of which hear this process's heartbeats")
     px.add_argument("--data-dir", required=True, help="its log goes to DIR/NAME")
-    px.add_argument("--peer", action="append", default=[], type=_peer, required=True,
+    px.add_argument("--peer", action="append", default=[], type=peer, required=True,
                     metavar="DC=NAME@HOST:PORT", help="another DC's proxy (repeat per DC)")
     px.add_argument("--wan-delay", type=_non_negative_float, default=0.0, metavar="MS",
                     help="delay what we send to other DCs by MS milliseconds (one way)")
@@ -234,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "Links cut earlier stay cut: `cut 0 1; cut 0 2; cut 1 2` leaves all "
                          "three cut. Prints, per proxy told, the links it has cut afterwards.")
     wan.add_argument("action", choices=("cut", "heal"))
-    wan.add_argument("dcs", nargs="*", type=_dc_id, metavar="DC",
+    wan.add_argument("dcs", nargs="*", type=dc_id, metavar="DC",
                      help="the two DCs at the ends of the link")
     wan.add_argument("--all", action="store_true", dest="every_link",
                      help="with heal and no DCs: heal every link")
@@ -250,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "which it was applied, and each DC's rate before, while cut off, while "
                         "catching up and after. Exit 0 when the backlog drained, 1 if not.")
     cu.add_argument("--cluster", required=True, metavar="DIR", help="data dir of `cluster up`")
-    cu.add_argument("--dc", type=_dc_id, default=1, help="the DC cut off (default 1)")
+    cu.add_argument("--dc", type=dc_id, default=1, help="the DC cut off (default 1)")
     cu.add_argument("--cut", type=_positive_float, default=60.0, metavar="SECONDS",
                     help="how long it stays cut off (default 60)")
     cu.add_argument("--sessions", type=_positive_int, default=4,
@@ -435,55 +436,19 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _address(text: str) -> str:
-    from ..runtime.transport import split_addr
-
-    try:
-        _host, port = split_addr(text)
-    except ValueError as exc:
-        example = f"127.0.0.1:{text if text.isdigit() else 7101}"
-        raise argparse.ArgumentTypeError(f"{exc} (e.g. {example})") from None
-    if not 0 <= port < 65536:
-        raise argparse.ArgumentTypeError(f"port {port} is not in 0..65535")
-    return text
 
 
-def _weight(text: str) -> int:
-    from ..ring import MAX_WEIGHT
-
-    if not text.isdigit() or not 1 <= int(text) <= MAX_WEIGHT:
-        raise argparse.ArgumentTypeError(f"a weight is 1..{MAX_WEIGHT}, got {text!r}")
-    return int(text)
 
 
-def _managers(text: str) -> str:
-    from ..runtime.driver import parse_managers
-
-    try:
-        parse_managers(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
 
 
-def _dc_id(text: str) -> int:
-    value = int(text)
-    if not 0 <= value < 2**16:
-        raise argparse.ArgumentTypeError(f"a dc id is 0..65535, got {value}")
-    return value
 
 
-def _peer(text: str) -> tuple[int, str, str]:
-    dc, sep, rest = text.partition("=")
-    name, sep2, addr = rest.partition("@")
-    if not (sep and sep2 and dc.isdigit() and name and ":" in addr):
-        raise argparse.ArgumentTypeError(f"expected DC=NAME@HOST:PORT, got {text!r}")
-    return int(dc), name, addr
 
 
 def _process_options(p: argparse.ArgumentParser) -> None:
     """The options every server process has."""
-    p.add_argument("--metrics-listen", type=_address, metavar="HOST:PORT",
+    p.add_argument("--metrics-listen", type=address, metavar="HOST:PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics")
     _fault_option(p)
 
@@ -511,8 +476,8 @@ def _durability_options(p: argparse.ArgumentParser, whose: str = "") -> None:
 
 
 def _geo_member_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dc", type=_dc_id, default=0, help="this DC's id (several DCs)")
-    p.add_argument("--proxy", type=_address, metavar="HOST:PORT",
+    p.add_argument("--dc", type=dc_id, default=0, help="this DC's id (several DCs)")
+    p.add_argument("--proxy", type=address, metavar="HOST:PORT",
                    help="this DC's remote proxy: turns on geo-replication")
     p.add_argument("--proxy-name", default="proxy", help="the proxy's --name")
 
@@ -675,6 +640,8 @@ async def _one_shot(args) -> int:
                 result = await session.delete(args.key)
                 print(f"OK deleted version={result.version!r}")
             elif args.command == "get" and args.more_keys:
+                if args.explain:
+                    print("(--explain explains a read of one key)", file=sys.stderr)
                 results = await session.read_many([args.key, *args.more_keys])
                 for key, result in results.items():
                     shown = (result.value.decode(errors="replace") if result.found

@@ -40,14 +40,16 @@ def apply_config(parser: argparse.ArgumentParser, argv: list[str], path: str) ->
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"--config {path} is not valid TOML: {exc}") from None
     target = command_parser(parser, argv)
-    options = {a.dest: a for a in target._actions if a.option_strings and a.dest != "help"}
+    options = {opt[2:]: a for a in target._actions for opt in a.option_strings
+               if opt.startswith("--") and opt not in ("--help", "--config")}
+    given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
     for key, value in values.items():
-        dest = key.replace("-", "_")
-        action = options.get(dest)
-        if action is None or dest == "config":
-            known = ", ".join(sorted(d.replace("_", "-") for d in options if d != "config"))
+        action = options.get(key) or options.get(key.replace("_", "-"))
+        if action is None:
             raise ValueError(f"--config {path}: unknown key {key!r} for "
-                             f"`{target.prog}` (known: {known})")
+                             f"`{target.prog}` (known: {', '.join(sorted(options))})")
+        if given & set(action.option_strings):
+            continue  # (the command line's value wins, a repeated flag's list too)
         if isinstance(action, argparse._StoreTrueAction):
             if not isinstance(value, bool):
                 raise ValueError(f"--config {path}: {key} must be true or false")
@@ -61,5 +63,8 @@ def apply_config(parser: argparse.ArgumentParser, argv: list[str], path: str) ->
                 value = action.type(str(value)) if action.type else str(value)
             except (argparse.ArgumentTypeError, ValueError) as exc:
                 raise ValueError(f"--config {path}: {key}: {exc}") from None
+        if action.choices is not None and value not in action.choices:
+            raise ValueError(f"--config {path}: {key} must be one of "
+                             f"{', '.join(map(str, action.choices))}, got {value!r}")
         action.default = value
         action.required = False

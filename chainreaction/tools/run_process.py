@@ -3,6 +3,7 @@ command line (cli.py builds the parser)."""
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -11,6 +12,32 @@ import trio
 
 
 def run_process(args) -> int:
+    try:
+        return _run_process(args)
+    except BaseExceptionGroup as group:
+        in_use = _address_in_use(group)
+        if in_use is None:
+            raise
+        raise ValueError(in_use) from None
+    except OSError as exc:
+        in_use = _address_in_use(exc)
+        if in_use is None:
+            raise
+        raise ValueError(in_use) from None
+
+
+def _address_in_use(exc: BaseException) -> str | None:
+    """One line for a port another process holds (--listen, --ws, --metrics-listen)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return next(filter(None, map(_address_in_use, exc.exceptions)), None)
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return (f"an address it should listen on is in use ({exc.strerror}): another "
+                "process holds the port; stop it or pick another --listen / --ws / "
+                "--metrics-listen")
+    return None
+
+
+def _run_process(args) -> int:
     # Servers allocate many short-lived objects and few cycles: collect young objects less
     # often (the default threshold of 700 makes the collector a visible cost under load).
     gc.collect()

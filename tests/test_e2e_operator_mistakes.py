@@ -3,6 +3,8 @@ never silence. Real processes on 127.0.0.1."""
 
 from __future__ import annotations
 
+import os
+import select
 import subprocess
 import sys
 import time
@@ -29,6 +31,30 @@ def one_error_line(done: subprocess.CompletedProcess) -> str:
     lines = [line for line in done.stderr.splitlines() if "error" in line]
     assert len(lines) == 1, done.stderr
     return lines[0]
+
+
+_unread: dict = {}  # process -> what was read from its stderr and not looked at yet
+
+
+def line_with(process: subprocess.Popen, text: str, timeout_s: float) -> str:
+    """The first line of ``process``'s stderr holding ``text``, or "" after ``timeout_s``
+    (never blocks past it: select on the pipe, raw reads)."""
+    deadline = time.monotonic() + timeout_s
+    fd = process.stderr.fileno()
+    while True:
+        buffered = _unread.get(process, b"")
+        while b"\n" in buffered:
+            line, buffered = buffered.split(b"\n", 1)
+            _unread[process] = buffered
+            if text.encode() in line:
+                return line.decode(errors="replace")
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return ""
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return ""
+        _unread[process] = buffered + chunk
 
 
 def test_a_data_dir_that_is_a_file_is_named_as_the_problem(tmp_path):
@@ -60,18 +86,13 @@ def test_a_second_node_on_a_live_nodes_data_dir_is_told_it_is_in_use(tmp_path):
     args = ("node", "--name", "n1", "--manager", f"127.0.0.1:{port + 2}", "--data-dir",
             str(tmp_path))
     first = subprocess.Popen([sys.executable, "-m", "chainreaction", *args, "--listen",
-                              f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+                              f"127.0.0.1:{port}"], stderr=subprocess.PIPE)
     try:
-        for line in first.stderr:  # bounded: the process logs this within seconds
-            if "listening on" in line:
-                break
+        assert "listening on" in line_with(first, "listening on", 30)
         line = one_error_line(chainreaction(*args, "--listen", f"127.0.0.1:{port + 1}"))
         assert "is in use by another process" in line and "--data-dir" in line
         # A manager that does not answer is not silent either: a warning that repeats.
-        deadline = time.monotonic() + 20
-        for line in first.stderr:
-            if "no answer from the manager" in line or time.monotonic() > deadline:
-                break
+        line = line_with(first, "no answer from the manager", 20)
         assert f"no answer from the manager at 127.0.0.1:{port + 2}" in line
         assert "still trying" in line
     finally:
@@ -94,10 +115,10 @@ async def test_a_second_n2_beside_the_live_one_is_refused_and_the_dc_keeps_servi
         second = subprocess.Popen(
             [sys.executable, "-m", "chainreaction", "node", "--name", "n2", "--listen",
              f"127.0.0.1:{port}", "--manager", manager.addr, "--data-dir",
-             str(tmp_path / "elsewhere")], stderr=subprocess.PIPE, text=True)
+             str(tmp_path / "elsewhere")], stderr=subprocess.PIPE)
         try:
-            refusal = await trio.to_thread.run_sync(lambda: next(
-                (line for line in second.stderr if "refused by the manager" in line), ""))
+            refusal = await trio.to_thread.run_sync(
+                lambda: line_with(second, "refused by the manager", 30))
             assert "another node named n2 is live at" in refusal
             assert "give it another --name" in refusal
             async with await connect(cluster.urls_of(0)) as session:

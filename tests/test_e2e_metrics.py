@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import urllib.request
 
@@ -83,3 +84,38 @@ async def test_get_explain_names_the_node_and_position_that_answered(tmp_path):
     assert done.returncode == 0, done.stderr.decode()
     assert re.search(r"answered by n[123], at position [123] of the key's chain", out), out
     assert "version v" in out and out.rstrip().endswith("v")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+async def test_the_managers_status_page_in_a_real_headless_browser(tmp_path):
+    """The page a user opens: rendered by Chromium (its script fetches /status.json), it
+    names every node, the ring's epoch and the chains. (.ci/run installs Debian's chromium;
+    without one the browser part is skipped and says so.)"""
+    async with running_cluster(tmp_path, metrics=True) as cluster:
+        manager = cluster.processes["manager"]
+        base = f"http://{manager.metrics}"
+        data = await trio.to_thread.run_sync(
+            lambda: json.load(urllib.request.urlopen(f"{base}/status.json", timeout=5)))
+        assert [m["name"] for m in data["members"]] == ["n1", "n2", "n3"]
+        assert data["epoch"] >= 1 and data["chains"]
+        if CHROMIUM is None:
+            pytest.skip("no chromium here (apt-get install chromium): the browser part")
+        shot = tmp_path / "status.png"
+        argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                "--virtual-time-budget=4000", "--window-size=1100,900"]
+        done = await trio.run_process([*argv, "--dump-dom", f"{base}/status"],
+                                      capture_stdout=True, capture_stderr=True, check=False)
+        dom = done.stdout.decode()
+        shot_done = await trio.run_process([*argv, f"--screenshot={shot}", f"{base}/status"],
+                                           capture_stdout=True, capture_stderr=True,
+                                           check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert f"ring epoch {data['epoch']}" in dom  # rendered by the page's script
+    for name in [n for n, p in cluster.processes.items() if p.role in ("node", "frontend")]:
+        assert f"<td>{name}</td>" in dom, name
+    assert "\u2192" in dom  # a chain, head first
+    assert shot_done.returncode == 0 and shot.stat().st_size > 10_000
+    if os.environ.get("CHAINREACTION_STATUS_SCREENSHOT"):  # (how docs/ got its picture)
+        shutil.copy(shot, os.environ["CHAINREACTION_STATUS_SCREENSHOT"])

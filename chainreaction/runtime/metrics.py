@@ -1,4 +1,5 @@
-"""Prometheus metrics of one process over HTTP (``--metrics-listen HOST:PORT``).
+"""Prometheus metrics of one process over HTTP (``--metrics-listen HOST:PORT``; a
+manager's port also serves the DC's status page, chainreaction/status.py).
 
 What a process counts already lives in its core (``counters``, ``stats()``) and its
 transport; a collector turns them into metric families at each scrape, so nothing on the
@@ -54,6 +55,11 @@ class ProcessMetrics:
 
         self.driver = driver
         self.data_path = data_path
+        self.status = None  # a manager: () -> its status page's data (status.py)
+        if getattr(driver.core, "role", None) == "manager":
+            from ..status import status
+
+            self.status = lambda: status(driver.core, driver.clock())
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.requests = Histogram(
@@ -116,6 +122,21 @@ class ProcessMetrics:
         return family
 
 
+async def _status(status, path: str, send) -> None:
+    """A manager's status page (chainreaction/status.py): the page, or its data."""
+    import json
+
+    from ..status import PAGE
+
+    if path == "/status.json":
+        body, kind = json.dumps(status()).encode(), b"application/json"
+    else:
+        body, kind = PAGE.encode(), b"text/html; charset=utf-8"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", kind), (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def serve_metrics(metrics: ProcessMetrics, listen: str,
                         task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``/metrics`` (and ``/``) on ``listen`` until cancelled."""
@@ -137,6 +158,10 @@ async def serve_metrics(metrics: ProcessMetrics, listen: str,
                 await send({"type": message["type"] + ".complete"})
                 if message["type"] == "lifespan.shutdown":
                     return
+        path = scope.get("path", "")
+        if metrics.status is not None and path in ("/status", "/status.json", "/"):
+            await _status(metrics.status, path, send)
+            return
         await exposition(scope, receive, send)
 
     await hypercorn.trio.serve(app, config, task_status=task_status)

@@ -92,16 +92,12 @@ async def run_elected_manager(listen: str, config: ManagerConfig, etcd_url: str,
     client = EtcdClient(etcd_url)
     seat = Leadership(client, prefix, name)
     current: list[Driver] = []
+    serving = [False]
     transport = Transport(name, "manager", listen, lambda src, msg: current[0].on_message(src, msg))
     try:
         async with trio.open_nursery() as nursery:
             install_stop_handler(nursery)
             await nursery.start(transport.serve)
-            if Driver.metrics_listen:  # (of whichever term's driver is current)
-                from .metrics import ProcessMetrics, serve_metrics
-
-                metrics = ProcessMetrics(_CurrentDriver(current), None)
-                await nursery.start(serve_metrics, metrics, Driver.metrics_listen)
             log.info("manager %s listening on %s, standing in the election at %s%s", name,
                      listen, etcd_url, prefix)
             task_status.started()
@@ -110,6 +106,13 @@ async def run_elected_manager(listen: str, config: ManagerConfig, etcd_url: str,
                                    standby=True)
                 driver = Driver(core, transport)
                 current[:] = [driver]
+                if Driver.metrics_listen and not serving[0]:
+                    # (one server for every term: it reads whichever driver is current)
+                    from .metrics import ProcessMetrics, serve_metrics
+
+                    metrics = ProcessMetrics(_CurrentDriver(current), None)
+                    await nursery.start(serve_metrics, metrics, Driver.metrics_listen)
+                    serving[0] = True
                 try:
                     await _serve_one_term(driver, seat)
                 except* (LostLeadership, SyncFailed, EtcdUnavailable) as group:

@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "e.g. n1 or dc1-n2")
     restart.add_argument("--cluster", default="./cr-data", metavar="DIR",
                          help="data dir of `cluster up` (default ./cr-data)")
+    add = csub.add_parser("add-node", help="start one more node in a DC of a running "
+                          "`cluster up`; it copies its ranges and serves (progress shown)")
+    add.add_argument("--cluster", default="./cr-data", metavar="DIR",
+                     help="data dir of `cluster up` (default ./cr-data)")
+    add.add_argument("--dc", type=int, default=0, help="which datacenter (default 0)")
     kill = csub.add_parser("kill", help="send a signal to one process of a running "
                            "`cluster up` (default SIGKILL: kill -9)",
                            description="Reads DIR/cluster.json and signals the process "
@@ -553,6 +558,11 @@ def _dispatch(args) -> int:
 
         _setup_logging(args.verbose)
         return run_process(args)
+    if cmd == "cluster" and args.cluster_command == "add-node":
+        from .membership import add_node
+
+        trio.run(add_node, args.cluster, args.dc)
+        return 0
     if cmd == "cluster" and args.cluster_command in ("restart", "kill"):
         from . import manifest
 

@@ -330,6 +330,21 @@ class LocalCluster:
         except (OSError, ValueError, KeyError, TypeError):
             return []
 
+    def adopt_added(self) -> dict:
+        """Processes DIR/cluster.json lists that we did not start (``cluster add-node``):
+        ours from now on (stopped with the rest at the end). Their names and pids."""
+        added = {}
+        for p in self._recorded_processes():
+            if p.get("name") not in self.processes and p.get("argv", [])[:3] == [
+                    sys.executable, "-m", "chainreaction"]:
+                metrics = p.get("metrics") or ""
+                self.processes[p["name"]] = ProcessSpec(
+                    p["role"], p["name"], p["address"], list(p["argv"][3:]), p.get("url"),
+                    p.get("dc", 0), p.get("data"),
+                    metrics[len("http://"):-len("/metrics")] if metrics else None)
+                added[p["name"]] = p.get("pid")
+        return added
+
     def restarted_by_others(self) -> dict:
         """Name -> pid of a process that runs the command line of one of ours but is not
         our child: restarted by ``cluster restart`` or by hand."""

@@ -119,6 +119,9 @@ async def _watch(cluster: LocalCluster) -> None:
 
             nursery.start_soon(stop_on_signal)
             while True:
+                for name, pid in cluster.adopt_added().items():
+                    restarted[name] = pid  # (started by add-node, not restarted)
+                    print(f"{name} joined (cluster add-node)", flush=True)
                 for name in cluster.dead_processes():
                     if name not in reported:
                         reported.add(name)

@@ -47,8 +47,8 @@ async def test_a_backup_while_x_then_y_are_written_never_holds_y_without_x_and_r
     async with running_cluster(tmp_path / "a", nodes=3, replication=3) as cluster:
         urls = cluster.urls_of(0)
         await preload(urls)
-        rounds, writes = [0], [0]
-        stop = trio.Event()
+        writes = [0]
+        stop, two_rounds = trio.Event(), trio.Event()
 
         async def writer() -> None:
             deadline = time.monotonic() + 60
@@ -58,14 +58,14 @@ async def test_a_backup_while_x_then_y_are_written_never_holds_y_without_x_and_r
                         await session.put(X % j, b"%d" % i)
                         await session.put(Y % j, b"%d" % i)
                         writes[0] += 2
-                    rounds[0] = i
+                    if i == 2:
+                        two_rounds.set()
                     if stop.is_set() or time.monotonic() > deadline:
                         return
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(writer)
-            while rounds[0] < 2:
-                await trio.sleep(0.05)
+            await two_rounds.wait()
             before = writes[0]
             summary = await backup(manager_of(cluster), 0, out, page=64)  # (many pages)
             during = writes[0] - before

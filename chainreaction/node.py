@@ -223,9 +223,8 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
 
     def _put(self, key: str, record: Record) -> Record:
         """Store ``record``; returns it as stored."""
-        current = self.store.get(key)
-        if self.snapshots.enabled:
-            record = self.snapshots.replaced(key, current, record)
+        if self.snapshots.enabled:  # (no store read on this path otherwise)
+            record = self.snapshots.replaced(key, self.store.get(key), record)
         self.store.put(key, record)
         self._tombstones.note(key, record)
         self.copier.note_stored(key)

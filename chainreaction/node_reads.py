@@ -114,15 +114,17 @@ class NodeReads:
         if self.copier.copying(arc):
             self.counters["read_miss_syncing"] += 1
             return [Send(src, m.ReadMiss(msg.op, msg.key, "syncing"))]
-        eager, wanted = min(self.config.eager, len(chain)), msg.min_version
+        return self.snapshots.read(
+            src, msg, self.store.get(msg.key), self.epoch,
+            lambda record: self._acknowledged(record, chain, msg.min_version),
+            self.shipping.client_stable, self._tombstones)
 
-        def visible(record) -> bool:
-            # (as _on_read: maybe not acknowledged yet, so maybe applied again later with
-            # another version, unless the session itself already saw it)
-            return (record.stable or eager <= 1
-                    or (wanted is not None and wanted >= record.version))
-        return self.snapshots.read(src, msg, self.store.get(msg.key), self.epoch, visible,
-                                   self.shipping.client_stable, self._tombstones)
+    def _acknowledged(self, record, chain: tuple, seen=None) -> bool:
+        """Whether a head may answer ``record`` at a stamp: as ``_on_read``, a version not
+        stable with k > 1 may not be acknowledged yet (applied again later with another
+        version), unless the session itself already saw it (``seen`` at or above it)."""
+        return (record.stable or min(self.config.eager, len(chain)) <= 1
+                or (seen is not None and seen >= record.version))
 
     def _on_dep_check(self, src: str, msg: m.DepCheck, now: float) -> list:
         refused = self._check_epoch(src, msg.op, msg.epoch)
@@ -158,7 +160,6 @@ class NodeReads:
         snapshots.stamp(msg.at)
         snapshots.pin(msg.at, now)
         self.counters["snapshot_scans"] += 1
-        eager = self.config.eager
         items: list = []
         size = looked = 0
         last = msg.after
@@ -172,7 +173,7 @@ class NodeReads:
             if chain[0] == self.name:
                 found = snapshots.version_at(key, current, msg.at)
                 if (self.copier.copying(arc) or not self.leases.holds(chain, now) or (
-                        found is not None and not found.stable and min(eager, len(chain)) > 1)):
+                        found is not None and not self._acknowledged(found, chain))):
                     # (as a transaction's read: not now, maybe in a moment)
                     self.counters["snapshot_scan_waits"] += 1
                     return [Send(src, m.SnapshotScanReply(msg.op, tuple(items), last, False,

@@ -599,6 +599,11 @@ class SimCluster:
     def chain(self, key: str, dc: int = 0) -> tuple:
         return self.processes[self.managers[dc]].ring.chain(key)
 
+    def chains_quiet(self) -> bool:
+        """No live node holds a write not yet stable at its chain's tail."""
+        return not any(self.processes[n]._unstable for n in self.node_names
+                       if n not in self.down)
+
     def geo_quiet(self) -> bool:
         """No node has a local write its proxy has not logged, and every DC's log is
         applied in every DC and known so everywhere."""

@@ -227,6 +227,12 @@ class Core:
 
     store_id = 0  # a node: the id of its store (heartbeats report it; custody.py)
 
+    @property
+    def done_reason(self) -> str | None:
+        """Why this process has nothing left to do (a node removed from the ring that
+        deleted what it held): its driver stops it. None while it serves."""
+        return None
+
     def unreachable(self, now: float) -> tuple:
         """The members a node has not heard from for a while (heartbeats report them)."""
         return ()

@@ -251,6 +251,7 @@ OVERLOADED = "overloaded"
 INTERNAL = "internal"
 FORBIDDEN = "forbidden"  # fault injection sent to a process that does not allow it
 DUPLICATE_NAME = "duplicate_name"  # a second process under a live member's name
+REMOVED = "removed"  # a node the operator removed from the ring, heartbeating still
 
 # Whether the same request may succeed if sent again unchanged (same ``rid``): the store was
 # busy, repairing a chain or waiting for a dependency. The others need a different request

@@ -43,6 +43,15 @@ manager starts from an empty ring (every node it hears counts as a holder of its
 and publishes a ring whose epoch is above every epoch the nodes reported, so epochs never
 go backwards.
 
+**Membership changes** (``MembershipChange``, ``chainreaction admin`` and ``cluster
+remove-node``). Removing a node drains it first: it stays in the ring marked down (chains
+skip it; custody keeps it as a holder only of arcs no chain member holds), so its ranges
+are copied to the nodes that take its place, from holders, itself among them, while it
+still serves copies. Once every chain holds its arcs completely and no arc names it, it
+leaves the ring (the next ring has no token of it); a heartbeat of its store after that
+is answered ``Error removed``, on which the node deletes what it holds and stops. A fresh
+store under that name (an empty data dir) joins as a new node.
+
 **Standby** (``--managers 3``, through etcd: ``runtime/election.py``). A standby
 core hears every member's heartbeats (members heartbeat every manager of their DC) and
 tracks who is alive, but answers nothing and publishes nothing. When its process wins the
@@ -113,7 +122,10 @@ class ManagerCore(Core):
         # links.py: a broken link between two live nodes leaves one of them out
         self._links = BrokenLinks(config.failure_timeout_s, 2 * config.failure_timeout_s)
         self._left_out: frozenset = frozenset()
-        self._handlers = {m.Heartbeat: self._on_heartbeat, m.GetRing: self._on_get_ring}
+        self._leaving: dict[str, float] = {}  # nodes being drained -> since when
+        self._removed: dict[str, int] = {}  # nodes removed -> the store id they had
+        self._handlers = {m.Heartbeat: self._on_heartbeat, m.GetRing: self._on_get_ring,
+                          m.MembershipChange: self._on_membership_change}
         self.timers.add("housekeeping", self._housekeeping, now, delay=config.tick_s)
         saved = state.load() if state is not None else None
         if saved is not None:
@@ -128,6 +140,8 @@ class ManagerCore(Core):
         self.previous = None if saved.get("previous") is None else Ring.coerce(saved["previous"])
         self.custody = custody.from_wire(saved["custody"])
         self._store_ids = {name: int(sid) for name, sid in saved["store_ids"]}
+        self._leaving = {name: 0.0 for name in saved.get("leaving", ())}
+        self._removed = {name: int(sid) for name, sid in saved.get("removed", ())}
         self._epoch_floor = self.ring.epoch
         self._dirty = bool(self.ring.members)
         self.counters["state_restored"] += 1
@@ -140,6 +154,8 @@ class ManagerCore(Core):
             "previous": None if self.previous is None else self.previous.to_wire(),
             "custody": custody.to_wire(self.custody),
             "store_ids": sorted(self._store_ids.items()),
+            "leaving": sorted(self._leaving),
+            "removed": sorted(self._removed.items()),
         })
         self.counters["state_saved"] += 1
 
@@ -191,6 +207,7 @@ class ManagerCore(Core):
                     self._dirty = True
         if self.standby:
             return []
+        self._finish_removals()
         live = {name for name, p in self._peers.items() if p.role == "node"}
         left_out = self._links.left_out(live, now)
         if left_out != self._left_out:
@@ -212,6 +229,8 @@ class ManagerCore(Core):
             "store_clock_us": self._store_clock_us,
             "down": sorted(self.ring.down),
             "arcs_without_holder": custody.unheld_arcs(self.custody),
+            "leaving": sorted(self._leaving),
+            "removed": sorted(self._removed),
             **self._links.stats(),
             **self.counters,
         }
@@ -234,6 +253,16 @@ class ManagerCore(Core):
                 0, m.DUPLICATE_NAME, f"another {msg.role} named {msg.name} is live at "
                 f"{live_at}: stop this one ({msg.addr}) or give it another --name",
                 self.ring.epoch))]
+        if msg.role == "node" and msg.name in self._removed:
+            if msg.store_id in (0, self._removed[msg.name]):
+                self.counters["removed_node_refused"] += 1
+                return [Send(msg.name, m.Error(
+                    0, m.REMOVED, f"{msg.name} was removed from the ring: it deletes what it "
+                    "holds and stops (to join again, start it on an empty --data-dir)",
+                    self.ring.epoch))]
+            del self._removed[msg.name]  # (an empty store: it joins as a new node)
+            self.counters["removed_node_rejoined"] += 1
+            self._save()
         peer = self._peers.get(msg.name)
         placement = (msg.host, msg.zone, max(1, min(msg.weight, MAX_WEIGHT)))
         if (peer is None or peer.addr != msg.addr or peer.role != msg.role
@@ -307,16 +336,19 @@ class ManagerCore(Core):
                 self.custody = updated
                 self.counters["custody_gained"] += 1
                 self._save()
+                self._finish_removals()
 
     def _next_members(self) -> tuple[tuple, frozenset]:
         """Every member the ring had (at the address it heartbeats from now) and every node
         we hear, sorted; the ones we do not hear are down."""
-        live = {name: p for name, p in self._peers.items() if p.role == "node"}
-        known = {member.name: member for member in self.ring.members}
+        live = {name: p for name, p in self._peers.items()
+                if p.role == "node" and name not in self._removed}
+        known = {member.name: member for member in self.ring.members
+                 if member.name not in self._removed}
         known.update((name, Member(name, p.addr, *p.placement)) for name, p in live.items())
         members = tuple(known[name] for name in sorted(known))
-        return members, frozenset(name for name in known
-                                  if name not in live or name in self._left_out)
+        return members, frozenset(name for name in known if name not in live
+                                  or name in self._left_out or name in self._leaving)
 
     def _publish_if_dirty(self, now: float) -> list:
         if not self._dirty or now < self._grace_until:
@@ -340,3 +372,68 @@ class ManagerCore(Core):
         self._save()
         update = self.ring_update()
         return [Send(name, update) for name in sorted(self._peers)]
+
+    # -- membership changes ---------------------------------------------------------------
+
+    def _on_membership_change(self, src: str, msg: m.MembershipChange, now: float) -> list:
+        """An operator's ``remove`` (drain), ``cancel`` or ``status``; see the module's
+        docstring."""
+        def refuse(code: str, detail: str) -> list:
+            self.counters["membership_change_refused"] += 1
+            return [Send(src, m.Error(msg.op, code, detail, self.ring.epoch))]
+
+        if self.standby:
+            return refuse(m.NOT_READY, "this manager is a standby: ask the active one")
+        if msg.action == "remove" and msg.name not in self._leaving:
+            if msg.name not in self.ring.all_names:
+                return refuse(m.BAD_REQUEST, f"{msg.name!r} is not a node of the ring "
+                              f"(members: {', '.join(self.ring.all_names) or 'none'})")
+            if not [n for n in self.ring.names if n != msg.name and n not in self._leaving]:
+                return refuse(m.BAD_REQUEST, f"removing {msg.name} would leave no node "
+                              "serving: add one first")
+            self._leaving[msg.name] = now
+            self.counters["node_drain_started"] += 1
+            self._dirty = True
+            self._save()
+        elif msg.action == "cancel" and msg.name:
+            if msg.name not in self._leaving:
+                return refuse(m.BAD_REQUEST, f"{msg.name!r} is not being removed")
+            del self._leaving[msg.name]
+            self.counters["node_drain_cancelled"] += 1
+            self._dirty = True
+            self._save()
+        out = self._publish_if_dirty(now)
+        return out + [Send(src, m.StatsReply(msg.op, self.membership_status()))]
+
+    def membership_status(self) -> dict:
+        """What a membership change waits for: ``arcs_moving`` counts the arcs some chain
+        member of which does not hold yet (copying)."""
+        moving = 0
+        if len(self.custody) == self.ring.arc_count:
+            moving = sum(1 for arc in range(self.ring.arc_count)
+                         if not set(self.ring.chain_of_arc(arc)) <= self.custody[arc])
+        return {"epoch": self.ring.epoch, "members": list(self.ring.all_names),
+                "serving": list(self.ring.names), "leaving": sorted(self._leaving),
+                "removed": sorted(self._removed),
+                "down": sorted(self.ring.down - set(self._leaving)),
+                "arcs": self.ring.arc_count, "arcs_moving": moving,
+                "arcs_without_holder": custody.unheld_arcs(self.custody)}
+
+    def _finish_removals(self) -> None:
+        """A draining node leaves the ring once no arc names it as a holder and every
+        chain holds its arcs completely (its ranges have moved)."""
+        if not self._leaving or self.standby or len(self.custody) != self.ring.arc_count:
+            return
+        if any(not set(self.ring.chain_of_arc(arc)) <= self.custody[arc]
+               for arc in range(self.ring.arc_count)):
+            return
+        for name in sorted(self._leaving):
+            if any(name in holders for holders in self.custody):
+                continue
+            del self._leaving[name]
+            self._removed[name] = self._store_ids.pop(name, 0)
+            self._peers.pop(name, None)
+            self._links.forget(name)
+            self.counters["node_removed"] += 1
+            self._dirty = True
+        self._save()

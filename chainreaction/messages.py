@@ -21,7 +21,7 @@ from .fields import (  # noqa: F401 (re-exported: limits, error codes and key_er
     MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_DEPS, MAX_RID_BYTES, MAX_FRAME_BYTES, ROLES,
     key_error, BAD_FRAME, BAD_REQUEST, UNKNOWN_OP, KEY_TOO_LARGE, VALUE_TOO_LARGE,
     WRONG_EPOCH, NOT_HEAD, NOT_TAIL, NOT_IN_CHAIN, NOT_READY, UNAVAILABLE,
-    DEPENDENCY_TIMEOUT, OVERLOADED, INTERNAL, FORBIDDEN, DUPLICATE_NAME, RETRYABLE,
+    DEPENDENCY_TIMEOUT, OVERLOADED, INTERNAL, FORBIDDEN, DUPLICATE_NAME, REMOVED, RETRYABLE,
     MAX_LOCAL_DEPS, MAX_WAITS,
     merge_local_deps,
 )
@@ -639,6 +639,21 @@ class FaultControl:
     op: int = attrs.field(validator=is_uint)
     clock_skew_ms: int = attrs.field(validator=is_skew_ms)
     cut_off: tuple = attrs.field(converter=lambda v: name_list(v))
+
+
+MEMBERSHIP_ACTIONS = ("remove", "cancel", "status")
+
+
+@message(72)
+class MembershipChange:
+    """operator -> a DC's manager: ``remove`` node ``name`` (drain: its ranges move to the
+    others first, then it leaves the ring and deletes what it holds), ``cancel`` a removal
+    still draining, or ask the ``status`` (``name`` empty). Answered with StatsReply (the
+    ring's members, the nodes draining and removed, the ranges still moving), or an Error."""
+
+    op: int = attrs.field(validator=is_uint)
+    action: str = attrs.field(validator=attrs.validators.in_(MEMBERSHIP_ACTIONS))
+    name: str = attrs.field(default="", validator=is_text)
 
 
 @message(50)

@@ -68,6 +68,7 @@ from .node_reads import NodeReads
 from .node_sync import NodeSync, Unstable as _Unstable
 from .chain_lease import ChainLeases
 from .request_ids import RequestIds
+from .range_release import ReleasedRanges
 from .ring import hash_point
 from .ring_requests import RingRequests
 from .shipping import Shipping
@@ -105,6 +106,7 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
         self._tombstones = Tombstones(store, config.tombstone_grace_s)
         self.copier = RangeCopier(name, store, self._tombstones, config, self.counters, now,
                                   self.leases.older_leases_run)
+        self.released = ReleasedRanges(name, store, self.counters)  # range_release.py
         self.dep_checks = DependencyChecks(name, store, self._tombstones, self.clock, config,
                                            self.counters)
         self.recover(now)
@@ -208,6 +210,9 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
         out += self._expire_snapshot_reads(now)
         if self.ring is not None and self.ring.serving:
             out += self._redrive(now, force=False)
+        released = self.released.sweep(now, self._in_flight)
+        if released:
+            self.snapshots.records_dropped(released)
         collected = [] if self.snapshots.pinned(now) else self._tombstones.sweep(
             self.dc_time.now(now), self._key_busy)  # (a backup reads: see snapshots.py)
         if collected:
@@ -220,6 +225,19 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
         """Something still depends on the record of ``key`` being there."""
         return (key in self._unstable or key in self.dep_checks
                 or (self.ring is not None and self.copier.copying(self.ring.arc_of(key))))
+
+    def _in_flight(self, key: str, record: Record) -> bool:
+        """A record of a released range that must stay a while (range_release.py). (Out
+        of the ring, what is not logged yet is the chains' to ship: their holders track
+        it too.)"""
+        return self._key_busy(key) or (not self.released.everything and (
+            key, record.version) in self.shipping.pending)
+
+    @property
+    def done_reason(self) -> str | None:
+        if self.released.everything and self.released.done:
+            return "removed from the ring by the operator; it holds nothing now"
+        return None
 
     def _put(self, key: str, record: Record) -> Record:
         """Store ``record``; returns it as stored."""
@@ -244,6 +262,8 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
             "held_puts": len(self._held_puts),
             "dep_waiters": len(self.dep_checks),
             "tombstones": len(self._tombstones.keys),
+            "keys": self.store.estimated_keys(),
+            "removed": self.released.everything,
             "clock_ahead_ms": round(self.dc_time.ahead_s * 1000),
             "clock_us": self.clock.last,
             **self.snapshots.stats(),
@@ -537,7 +557,10 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
             del self._unstable[key]
 
     def _on_error(self, src: str, msg: m.Error, now: float) -> list:
-        """Errors come to a node only from a source refusing our SyncRequest."""
+        """From a source refusing our SyncRequest, or from the manager: we were removed."""
+        if msg.code == m.REMOVED and src.partition("@")[0] == self.config.manager:
+            self.released.release_everything()
+            return []
         return self.copier.on_refused(src, msg, now, self.epoch)
 
     def _on_put_ack(self, src: str, msg: m.PutAck, now: float) -> list:
@@ -614,6 +637,7 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
         self._orphan_behind_new_predecessors(previous)
         out = self.leases.on_ring(self.ring, now)
         out += self.copier.on_new_ring(previous, msg, now)
+        self.released.on_ring(msg)
         out += self.copier.serve_held(self.ring, self._rids)
         if self.ring.serving:
             out += self._redrive(now, force=True)

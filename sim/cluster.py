@@ -217,6 +217,7 @@ class SimCluster:
         self.logs = {name: MemoryLog() for name in self.proxies}
         self.processes: dict[str, Core] = {}
         self.down: set[str] = set()
+        self.retired: set[str] = set()  # nodes removed from the ring that stopped (done_reason)
         self.paused: dict[str, list] = {}  # name -> messages held while it is stopped
         self.cut: set[frozenset] = set()
         self.delivered = 0
@@ -307,7 +308,15 @@ class SimCluster:
             self._cpu_busy_s[dst] += cost
         self._apply(dst, effects, cost)
         self._plan_timer(dst)
+        self._stop_if_done(dst)
         return cost
+
+    def _stop_if_done(self, name: str) -> None:
+        """A process with nothing left to do stops (a node removed from the ring that
+        deleted what it held exits, as its driver does)."""
+        if self.processes[name].done_reason is not None and name not in self.down:
+            self.retired.add(name)
+            self.crash(name)
 
     def _monotonic(self) -> float:
         """Every core's monotonic clock (its timers, a node's lease): simulated time, which
@@ -335,6 +344,7 @@ class SimCluster:
             return  # planned again on restart or resume
         self._apply(name, self.processes[name].on_timer(self.clock_of(name)))
         self._plan_timer(name)
+        self._stop_if_done(name)
 
     def _arrive(self, dst: str, work: tuple) -> None:
         """Work for ``dst`` arrives now: handle it, or queue it behind what keeps its CPU
@@ -524,9 +534,45 @@ class SimCluster:
                              else store)
 
     def restart(self, name: str) -> None:
-        """Start a fresh core on the crashed process's surviving store."""
+        """Start a fresh core on the crashed process's surviving store (a node that left
+        the ring stays stopped: ``rejoin``)."""
+        if name in self.retired:
+            return
         self.down.discard(name)
         self._start(name, restarted=True)
+
+    # -- membership (issue 18): what ``chainreaction cluster add-node/remove-node`` do --------
+
+    def add_node(self, name: str, dc: int) -> None:
+        """A new node, on an empty store, joins DC ``dc``."""
+        self.dc_of[name], self.role_of[name] = dc, "node"
+        self.node_names.append(name)
+        self.stores[name] = MemoryStore()
+        if self.invariants is not None:
+            self.stores[name] = self.invariants.wrap(self.stores[name], name)
+        self._start(name, restarted=False)
+
+    def rejoin(self, name: str) -> None:
+        """A node (removed, or not) comes back on an empty store under its old name."""
+        if name not in self.down:
+            self.crash(name)
+        self.retired.discard(name)
+        self.replace_disk(name)
+        self.restart(name)
+
+    def membership_change(self, action: str, name: str, tries: int = 50) -> None:
+        """The operator asks the node's DC manager to ``remove`` (drain) or ``cancel``;
+        asked again a little later while no manager is active (as the CLI retries)."""
+        manager = self.managers[self.dc_of[name]]
+        core = self.processes[manager]
+        if manager in self.down or manager in self.paused or core.standby:
+            if tries:
+                self.at(0.2, lambda: self.membership_change(action, name, tries - 1))
+            return
+        effects = core.handle("operator", m.MembershipChange(1, action, name),
+                              self.clock_of(manager))
+        self._apply(manager, [e for e in effects if getattr(e, "to", None) != "operator"])
+        self._plan_timer(manager)
 
     def start_standby(self, name: str) -> None:
         """A standby manager (``--managers 3``) stands in for the crashed manager ``name``:

@@ -43,7 +43,9 @@ class Fault:
     def describe(self) -> str:
         what = {"crash": "kill -9 + restart", "pause": "SIGSTOP/SIGCONT",
                 "partition": "cut link", "wan": "cut WAN between DCs",
-                "skew": f"clock skew {self.skew_s:+.3f}s"}[self.kind]
+                "skew": f"clock skew {self.skew_s:+.3f}s", "add": "add node",
+                "remove": "remove node (drain)",
+                "replace": "remove node, then back on an empty disk after"}[self.kind]
         return f"t={self.at:.2f}s {what} {'-'.join(self.target)} for {self.length:.2f}s"
 
 
@@ -122,7 +124,7 @@ def make_case(seed: int, unsafe: bool = False, partial: bool = True,
     regression tests replay those)."""
     case = _classic_case(seed, unsafe)
     if partial:
-        case = _standby_managers(_group_outages(_partial_partitions(case)))
+        case = _membership(_standby_managers(_group_outages(_partial_partitions(case))))
     return _transactions(case, unsafe_txn) if partial or unsafe_txn else case
 
 
@@ -133,6 +135,30 @@ def _transactions(case: Case, unsafe_txn: bool) -> Case:
     rng = random.Random(f"fuzz-txn-{case.seed}")
     share = rng.choice((0.0, 0.1, 0.2, 0.3))
     return attrs.evolve(case, txn=0.3 if unsafe_txn else share, unsafe_txn=unsafe_txn)
+
+
+def _membership(case: Case) -> Case:
+    """Membership changes (issue 18) in a third of the cases, drawn from their own RNG (the
+    rest of every case stays what it was): a node added to a DC, a node removed (drained
+    by its manager: it leaves the ring and deletes what it holds), a node replaced (a
+    removal, then the node back on an empty disk under its old name)."""
+    rng = random.Random(f"fuzz-membership-{case.seed}")
+    if rng.random() >= 0.35:
+        return case
+    dc = rng.randrange(case.dcs)
+    prefix = _prefix(dc, case.dcs)
+    faults = list(case.faults)
+    for kind in rng.sample(("add", "remove", "replace"), rng.randint(1, 2)):
+        at = round(rng.uniform(0.2, 0.7 * case.duration_s), 3)
+        if kind == "add":
+            faults.append(Fault(at, kind, (f"{prefix}n{case.nodes + 1}",), 0.0))
+        else:
+            node = f"{prefix}n{rng.randint(1, case.nodes)}"
+            length = round(rng.uniform(0.5, 2.0), 3) if kind == "replace" else 0.0
+            faults.append(Fault(at, kind, (node,), length))
+    end = max(f.at + f.length for f in faults)
+    return attrs.evolve(case, faults=tuple(sorted(faults, key=lambda f: f.at)),
+                        duration_s=max(case.duration_s, end + 0.3))
 
 
 def _standby_managers(case: Case) -> Case:
@@ -312,6 +338,13 @@ def _inject(cluster: SimCluster, fault: Fault, standby_managers: bool = False) -
     elif fault.kind == "skew":
         cluster.at(fault.at, lambda: cluster.set_clock_skew(name, fault.skew_s))
         cluster.at(fault.at + fault.length, lambda: cluster.set_clock_skew(name, 0.0))
+    elif fault.kind == "add":
+        cluster.at(fault.at, lambda: cluster.add_node(name, _dc_of(name, cluster.dcs)))
+    elif fault.kind in ("remove", "replace"):
+        cluster.at(fault.at, lambda: cluster.membership_change("remove", name))
+    if fault.kind == "replace":
+        cluster.at(fault.at + fault.length, lambda: (
+            cluster.membership_change("cancel", name), cluster.rejoin(name)))
 
 
 def run_case(case: Case, trace: bool = False, check_invariants: bool = True) -> Outcome:

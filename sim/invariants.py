@@ -196,6 +196,9 @@ class Invariants:
           "that version or newer, deleted" (§7.1), so nothing went backwards, and the
           node must not store an older version of the key later (``below_collected``).
 
+        * a record of a range the node no longer holds (out of the arc's chain, and custody
+          does not name it) is released (``range_release.py``).
+
         Anything else (a record dropped above the floor; a restarted node drops nothing) is a
         violation."""
         name = store.name
@@ -203,6 +206,9 @@ class Invariants:
         if store.floor is not None and current.version <= store.floor:
             self._collected[(name, key)] = current.version
             return
+        released = getattr(self.cluster.processes.get(name), "released", None)
+        if released is not None and released.covers(key):
+            return  # (a range no longer ours: range_release.py; the checker sees the rest)
         self.violation("record_deleted", name, key,
                        f"dropped {describe(current)}, not covered by its collected-tombstone "
                        f"floor {store.floor}",

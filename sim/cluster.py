@@ -560,6 +560,14 @@ class SimCluster:
         self.replace_disk(name)
         self.restart(name)
 
+    def once_retired(self, name: str, then: Callable[[str], None], tries: int = 100) -> None:
+        """``then(name)`` once node ``name`` has left the ring and stopped (checked every
+        0.1 s, ``tries`` times)."""
+        if name in self.retired:
+            then(name)
+        elif tries:
+            self.at(0.1, lambda: self.once_retired(name, then, tries - 1))
+
     def membership_change(self, action: str, name: str, tries: int = 50) -> None:
         """The operator asks the node's DC manager to ``remove`` (drain) or ``cancel``;
         asked again a little later while no manager is active (as the CLI retries)."""

@@ -342,9 +342,8 @@ def _inject(cluster: SimCluster, fault: Fault, standby_managers: bool = False) -
         cluster.at(fault.at, lambda: cluster.add_node(name, _dc_of(name, cluster.dcs)))
     elif fault.kind in ("remove", "replace"):
         cluster.at(fault.at, lambda: cluster.membership_change("remove", name))
-    if fault.kind == "replace":
-        cluster.at(fault.at + fault.length, lambda: (
-            cluster.membership_change("cancel", name), cluster.rejoin(name)))
+    if fault.kind == "replace":  # (its disk is wiped once it has left the ring, not before)
+        cluster.at(fault.at + fault.length, lambda: cluster.once_retired(name, cluster.rejoin))
 
 
 def run_case(case: Case, trace: bool = False, check_invariants: bool = True) -> Outcome:

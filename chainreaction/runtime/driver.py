@@ -201,6 +201,16 @@ class Driver:
                             "still trying)",
                             getattr(self.transport, "manager_spec", "?"), silent)
 
+    async def stop_when_done(self, nursery: trio.Nursery, every_s: float = 0.25) -> None:
+        """A core with nothing left to do (a node removed from the ring that deleted what it
+        held: ``Core.done_reason``) ends the process, cleanly (exit code 0)."""
+        while self.core.done_reason is None:
+            await trio.sleep(every_s)
+        if self.durable is not None:
+            await self.commit()  # (its deletes, synced)
+        log.warning("%s: %s; stopping", self.core.name, self.core.done_reason)
+        nursery.cancel_scope.cancel()
+
     async def run_timers(self) -> None:
         """Call ``on_timer`` at every deadline the core asks for."""
         while True:
@@ -338,6 +348,7 @@ async def serve(nursery: trio.Nursery, driver: Driver, member: bool = True) -> N
         driver.core.join(Identity(driver.transport.addr, incarnation, *driver.placement),
                          driver.clock())
         nursery.start_soon(driver.watch_manager)
+        nursery.start_soon(driver.stop_when_done, nursery)
     nursery.start_soon(driver.run_timers)
 
 

@@ -16,6 +16,7 @@ from frontend.core import READ_POLICIES
 
 from ..storage import DEFAULT_DURABILITY, DURABILITY_LEVELS
 from . import backup as backup_tool
+from . import membership
 from .arg_types import address, dc_id, managers, peer, weight
 from .config_file import apply_config, config_path
 
@@ -107,11 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "e.g. n1 or dc1-n2")
     restart.add_argument("--cluster", default="./cr-data", metavar="DIR",
                          help="data dir of `cluster up` (default ./cr-data)")
-    add = csub.add_parser("add-node", help="start one more node in a DC of a running "
-                          "`cluster up`; it copies its ranges and serves (progress shown)")
-    add.add_argument("--cluster", default="./cr-data", metavar="DIR",
-                     help="data dir of `cluster up` (default ./cr-data)")
-    add.add_argument("--dc", type=int, default=0, help="which datacenter (default 0)")
+    membership.add_cluster_parsers(csub)
     kill = csub.add_parser("kill", help="send a signal to one process of a running "
                            "`cluster up` (default SIGKILL: kill -9)",
                            description="Reads DIR/cluster.json and signals the process "
@@ -123,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="data dir of `cluster up` (default ./cr-data)")
     kill.add_argument("--signal", default="KILL", choices=("KILL", "TERM", "STOP", "CONT"),
                       help="KILL (default), TERM, STOP (pause) or CONT (resume)")
+
+    membership.add_admin_parser(sub)
 
     node = sub.add_parser("node", help="run one backend node")
     node.add_argument("--name", required=True, help="unique node name, e.g. n1")
@@ -558,11 +557,8 @@ def _dispatch(args) -> int:
 
         _setup_logging(args.verbose)
         return run_process(args)
-    if cmd == "cluster" and args.cluster_command == "add-node":
-        from .membership import add_node
-
-        trio.run(add_node, args.cluster, args.dc)
-        return 0
+    if cmd == "admin" or cmd == "cluster" and args.cluster_command.endswith("-node"):
+        return trio.run(membership.run, args)
     if cmd == "cluster" and args.cluster_command in ("restart", "kill"):
         from . import manifest
 

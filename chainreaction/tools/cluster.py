@@ -310,6 +310,7 @@ class LocalCluster:
         """Our children's pids; for a process we have no live child of, the pid the file
         already holds (``cluster restart`` may have started it)."""
         recorded = {p["name"]: p["pid"] for p in self._recorded_processes()}
+        removed = self.removed_nodes()  # (remove-node's mark stays)
         manifest.write(self.data_dir, {
             "config": attrs.asdict(self.config),
             "urls": self.urls,
@@ -318,7 +319,8 @@ class LocalCluster:
                  "pid": p.pid if p.alive() else recorded.get(p.name, p.pid),
                  "argv": p.argv, "cwd": self.cwd, "env": self.env, "data": p.data,
                  "log": self.log_path(p.name),
-                 "metrics": f"http://{p.metrics}/metrics" if p.metrics else None}
+                 "metrics": f"http://{p.metrics}/metrics" if p.metrics else None,
+                 **({"removed": True} if p.name in removed else {})}
                 for p in self.processes.values()
             ],
         })
@@ -344,6 +346,10 @@ class LocalCluster:
                     metrics[len("http://"):-len("/metrics")] if metrics else None)
                 added[p["name"]] = p.get("pid")
         return added
+
+    def removed_nodes(self) -> set:
+        """Nodes ``cluster remove-node`` took out (marked so in DIR/cluster.json)."""
+        return {p.get("name") for p in self._recorded_processes() if p.get("removed")}
 
     def restarted_by_others(self) -> dict:
         """Name -> pid of a process that runs the command line of one of ours but is not

@@ -122,11 +122,13 @@ async def _watch(cluster: LocalCluster) -> None:
                 for name, pid in cluster.adopt_added().items():
                     restarted[name] = pid  # (started by add-node, not restarted)
                     print(f"{name} joined (cluster add-node)", flush=True)
+                removed = cluster.removed_nodes()
                 for name in cluster.dead_processes():
                     if name not in reported:
                         reported.add(name)
-                        print(f"warning: {name} exited; log: {cluster.log_dir}/{name}.log",
-                              flush=True)
+                        print(f"{name} left the ring (cluster remove-node)" if name in removed
+                              else f"warning: {name} exited; log: "
+                              f"{cluster.log_dir}/{name}.log", flush=True)
                 for name, pid in cluster.restarted_by_others().items():
                     if restarted.get(name) != pid:
                         restarted[name] = pid

@@ -124,6 +124,7 @@ class ManagerCore(Core):
         self._left_out: frozenset = frozenset()
         self._leaving: dict[str, float] = {}  # nodes being drained -> since when
         self._removed: dict[str, int] = {}  # nodes removed -> the store id they had
+        self._just_removed: list[str] = []  # told with the next ring (``_publish_if_dirty``)
         self._handlers = {m.Heartbeat: self._on_heartbeat, m.GetRing: self._on_get_ring,
                           m.MembershipChange: self._on_membership_change}
         self.timers.add("housekeeping", self._housekeeping, now, delay=config.tick_s)
@@ -256,10 +257,10 @@ class ManagerCore(Core):
         if msg.role == "node" and msg.name in self._removed:
             if msg.store_id in (0, self._removed[msg.name]):
                 self.counters["removed_node_refused"] += 1
-                return [Send(msg.name, m.Error(
-                    0, m.REMOVED, f"{msg.name} was removed from the ring: it deletes what it "
-                    "holds and stops (to join again, start it on an empty --data-dir)",
-                    self.ring.epoch))]
+                out = [Send(msg.name, self._removed_error(msg.name))]
+                if msg.epoch < self.ring.epoch:  # (its orphans go to the heads first)
+                    out.append(Send(msg.name, self.ring_update()))
+                return out
             del self._removed[msg.name]  # (an empty store: it joins as a new node)
             self.counters["removed_node_rejoined"] += 1
             self._save()
@@ -371,7 +372,16 @@ class ManagerCore(Core):
             self.counters["rings_with_unheld_arcs"] += 1
         self._save()
         update = self.ring_update()
-        return [Send(name, update) for name in sorted(self._peers)]
+        out = [Send(name, update) for name in sorted(self._peers)]
+        for name in self._just_removed:  # (at once, not at their next heartbeat)
+            out += [Send(name, update), Send(name, self._removed_error(name))]
+        self._just_removed.clear()
+        return out
+
+    def _removed_error(self, name: str) -> m.Error:
+        return m.Error(0, m.REMOVED, f"{name} was removed from the ring: it deletes what it "
+                       "holds and stops (to join again, start it on an empty --data-dir)",
+                       self.ring.epoch)
 
     # -- membership changes ---------------------------------------------------------------
 
@@ -430,7 +440,19 @@ class ManagerCore(Core):
         for name in sorted(self._leaving):
             if any(name in holders for holders in self.custody):
                 continue
+            # Its tokens go: arcs merge, and a merged arc's holders are the nodes that held
+            # every part of it (custody.carry). Parts held by different nodes (some down)
+            # would leave it without a holder, and a node holding one part would take the
+            # rest over empty (fuzz seed 7660059): wait until they all hold all of it.
+            members = tuple(mm for mm in self.ring.members if mm.name != name)
+            after = Ring(self.ring.epoch + 1, members, self.ring.replication,
+                         self.ring.vnodes, self.ring.down - {name})
+            if custody.unheld_arcs(custody.carry(self.ring, self.custody, after)) > (
+                    custody.unheld_arcs(self.custody)):
+                self.counters["removal_waits_for_holders"] += 1
+                continue
             del self._leaving[name]
+            self._just_removed.append(name)
             self._removed[name] = self._store_ids.pop(name, 0)
             self._peers.pop(name, None)
             self._links.forget(name)

@@ -107,6 +107,7 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
         self.copier = RangeCopier(name, store, self._tombstones, config, self.counters, now,
                                   self.leases.older_leases_run)
         self.released = ReleasedRanges(name, store, self.counters)  # range_release.py
+        self._now, self._keys, self._keys_counted_at = now, 0, None  # (stats: "keys")
         self.dep_checks = DependencyChecks(name, store, self._tombstones, self.clock, config,
                                            self.counters)
         self.recover(now)
@@ -200,6 +201,7 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
         """Expire waiters and held puts, pace copies, resend silent sync requests, redrive
         unstable writes, collect tombstones."""
         self.observe_time(now)
+        self._now = now
         out: list = []
         out += self.dep_checks.expire(now)
         out += self._expire_held_puts(now)
@@ -225,6 +227,12 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
         """Something still depends on the record of ``key`` being there."""
         return (key in self._unstable or key in self.dep_checks
                 or (self.ring is not None and self.copier.copying(self.ring.arc_of(key))))
+
+    def _key_count(self) -> int:
+        """The keys we hold, counted (iterating the store) at most once a second."""
+        if self._keys_counted_at is None or self._now - self._keys_counted_at >= 1.0:
+            self._keys, self._keys_counted_at = len(self.store), self._now
+        return self._keys
 
     def _in_flight(self, key: str, record: Record) -> bool:
         """A record of a released range that must stay a while (range_release.py). (Out
@@ -262,7 +270,7 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
             "held_puts": len(self._held_puts),
             "dep_waiters": len(self.dep_checks),
             "tombstones": len(self._tombstones.keys),
-            "keys": self.store.estimated_keys(),
+            "keys": self._key_count(),
             "removed": self.released.everything,
             "clock_ahead_ms": round(self.dc_time.ahead_s * 1000),
             "clock_us": self.clock.last,

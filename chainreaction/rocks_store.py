@@ -197,12 +197,8 @@ class RocksStore(WalSync, AtomicWrites):
                 yield k.decode(), Record.decode(v)
 
     def __len__(self) -> int:
-        """Counts by iterating: for tests and tools, not for hot paths."""
+        """Counts by iterating: for stats and tools, not for hot paths."""
         return sum(1 for _ in self._db.keys())
-
-    def estimated_keys(self) -> int:
-        """RocksDB's estimate (exact on a store without deletes pending compaction)."""
-        return int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0)
 
     def put_rid(self, rid: bytes, key: str, version: Version) -> None:
         self._write(self._rids, RIDS, rid, cbor2.dumps([key, version.clock, version.dc]),

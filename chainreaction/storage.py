@@ -104,10 +104,6 @@ class Store(Protocol):
 
     def items(self) -> Iterator[tuple[str, Record]]: ...
 
-    def estimated_keys(self) -> int:
-        """About how many keys the store holds (cheap: for stats)."""
-        ...
-
     def items_after(self, after: str) -> Iterator[tuple[str, Record]]:
         """The records of keys after ``after`` ("": all), in key order (a backup pages
         through them: snapshots.py)."""
@@ -305,9 +301,6 @@ class MemoryStore(AtomicWrites):
         return iter([(k, self._data[k]) for k in sorted(self._data) if k > after])
 
     def __len__(self) -> int:
-        return len(self._data)
-
-    def estimated_keys(self) -> int:
         return len(self._data)
 
     def snapshot(self) -> dict:

@@ -195,7 +195,8 @@ async def _copied(data: dict, dc: int, skip: str) -> int:
     """Records the nodes of DC ``dc`` (but ``skip``) received in range copies so far."""
     total = 0
     for p in data["processes"]:
-        if p["role"] == "node" and p.get("dc", 0) == dc and p["name"] != skip:
+        if (p["role"] == "node" and p.get("dc", 0) == dc and p["name"] != skip
+                and not p.get("removed")):
             try:
                 total += (await process_stats(p["address"], timeout_s=2)).get(
                     "sync_items_received", 0)

@@ -77,7 +77,8 @@ def check_restarts(out, summary: dict, stdout: str, kind: str) -> None:
 def test_no_anomaly_and_no_lost_write_under_every_nemesis(tmp_path, seed, restart):
     """Every nemesis, whole-DC restarts and manager outages included: seed 3 draws
     restart-dc then manager-pause (7 s, cut to what is left), seed 16 restart-dc-all then
-    a partition between two nodes (15 s runs)."""
+    a membership change (a node added and drained away again, or one replaced by an empty
+    one; 15 s runs)."""
     out = tmp_path / f"seed{seed}"
     code, summary, stdout = jepsen(tmp_path, seed, "--nemesis", "all")
     assert summary["anomalies"] == {}, stdout[-4000:]
@@ -89,6 +90,12 @@ def test_no_anomaly_and_no_lost_write_under_every_nemesis(tmp_path, seed, restar
     assert summary["faults_injected"] == {
         k: sum(f["kind"] == k for f in planned) for k in summary["faults_injected"]}
     check_restarts(out, summary, stdout, restart)
+    log = json.loads((out / "faults.json").read_text())["log"]
+    for fault in [f for f in planned if f["kind"] == "membership"]:  # (seed 16)
+        actions = [e for e in log if e["kind"] == "membership"
+                   and e["targets"] == fault["targets"]]
+        assert [e["action"] for e in actions][-1] == "heal" and all(
+            e["ok"] for e in actions), actions
     assert summary["quiescent"], summary["still_busy"]
     assert (out / "timeline.png").stat().st_size > 10_000
     # The bulk phase after the heal: every DC wrote its keys, every DC applied everything

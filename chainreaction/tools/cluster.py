@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -346,6 +347,29 @@ class LocalCluster:
                     metrics[len("http://"):-len("/metrics")] if metrics else None)
                 added[p["name"]] = p.get("pid")
         return added
+
+    def add_node(self, dc: int) -> str:
+        """Start one more node in DC ``dc`` (as ``cluster add-node``); its name."""
+        from .membership import plan_node
+
+        self.write_manifest()
+        entry = plan_node(manifest.load(self.data_dir), dc)
+        metrics = entry["metrics"] or ""
+        self.processes[entry["name"]] = ProcessSpec(
+            "node", entry["name"], entry["address"], list(entry["argv"][3:]), None, dc,
+            entry["data"], metrics[len("http://"):-len("/metrics")] if metrics else None)
+        self.spawn(entry["name"])
+        return entry["name"]
+
+    def forget(self, name: str) -> None:
+        """A node removed from the ring (it stopped): no longer one of ours."""
+        del self.processes[name]
+        self.write_manifest()
+
+    def wipe(self, name: str) -> None:
+        """Empty a stopped node's data directory (a fresh disk)."""
+        assert not self.processes[name].alive(), name
+        shutil.rmtree(self.processes[name].data, ignore_errors=True)
 
     def removed_nodes(self) -> set:
         """Nodes ``cluster remove-node`` took out (marked so in DIR/cluster.json)."""

@@ -265,7 +265,7 @@ def plot_timeline(history_path: str, nemesis_log: list, report, out_path: str) -
     colors = {"kill": "tab:red", "pause": "tab:purple", "partition": "tab:green",
               "clock": "tab:olive", "isolate": "tab:cyan", "restart-dc": "tab:brown",
               "restart-dc-all": "tab:pink", "manager-kill": "darkgoldenrod",
-              "manager-pause": "slateblue"}
+              "manager-pause": "slateblue", "membership": "teal"}
     t_hist = max(time_of.values(), default=0.0)
     open_faults: dict = {}
     for e in nemesis_log:

@@ -18,7 +18,11 @@ manager outages ``manager-kill`` (kill -9 one DC's manager, restart it at the he
 by default; shortened to what is left of the run, if that is at least 5 s), since the
 manager is off the data path and its DC's clients should not notice it is gone. Restarts
 use the command line ``cluster.json`` records, so they start each process exactly as
-``cluster up`` did, with its data.
+``cluster up`` did, with its data. ``membership`` (issue 18) changes a DC's ring under the
+load: either a node is added (``cluster add-node``) and removed again at the heal (a
+drain: its ranges move back, it leaves the ring and stops), or a node is replaced (drained
+and removed, its data directory emptied, started again under its name: it joins as a new
+node and copies its ranges). Either way the DC has the nodes it had once the fault ends.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from ..runtime.probe import ask
 from .cluster import LocalCluster
 
 NEMESES = ("kill", "pause", "partition", "clock", "isolate", "restart-dc", "restart-dc-all",
-           "manager-kill", "manager-pause")
+           "manager-kill", "manager-pause", "membership")
 RESTARTS = ("restart-dc", "restart-dc-all")  # kill a DC's processes, restart one at a time
 MANAGER_OUTAGES = ("manager-kill", "manager-pause")  # one DC's manager, for manager_outage_s
 MIN_MANAGER_OUTAGE_S = 5.0  # shorter than this (near the end of a run): not planned
@@ -76,6 +80,11 @@ class Fault:
                     f"{'every node' if self.kind == 'restart-dc' else 'every process'} of "
                     f"dc{self.dc}, restart " + ", ".join(
                         f"{n} at {at:.1f}" for n, at in zip(self.targets, self.restarts)))
+        if self.kind == "membership":
+            return (f"{self.start:6.1f}-{self.end:6.1f} s  " + (
+                f"add a node to dc{self.dc}, remove it (drain) at the end"
+                if self.targets[0] == "add-remove" else
+                f"replace {self.targets[1]} (drain, remove, empty disk, rejoin)"))
         if self.kind == "isolate":
             return (f"{self.start:6.1f}-{self.end:6.1f} s  {what[self.kind]} {self.targets[0]}"
                     f", healing {self.targets[1]} first at {self.stage:.1f} s")
@@ -133,6 +142,13 @@ def plan_faults(config, cluster: LocalCluster) -> list[Fault]:
                 break
             length = at - t
             faults.append(Fault(kind, t, at, tuple(order), restarts=tuple(restarts), dc=dc))
+        elif kind == "membership":
+            dc = rng.randrange(config.dcs)
+            if rng.random() < 0.5:
+                faults.append(Fault(kind, t, t + length, ("add-remove", f"dc{dc}"), dc=dc))
+            else:
+                node = rng.choice(cluster.of_dc(dc, "node"))
+                faults.append(Fault(kind, t, t + length, ("replace", node), dc=dc))
         elif kind == "isolate":
             length = max(length, 3.0)  # room for the moved-reader probe of each stage
             order = rng.sample(range(config.dcs), config.dcs)
@@ -161,6 +177,7 @@ class Nemesis:
         self.clock = clock
         self.log: list[dict] = []
         self.paused: set[str] = set()
+        self.added: dict[Fault, str] = {}  # membership: the node each fault added
 
     def _note(self, fault: Fault, action: str, ok: bool = True, detail: str = "",
               at: float | None = None) -> None:
@@ -213,6 +230,9 @@ class Nemesis:
                 self._note(fault, "start", detail=f"dc{fault.dc}: {len(fault.targets)} "
                            "processes killed")
             return
+        if fault.kind == "membership":
+            await self._membership(fault, heal)
+            return
         if fault.kind == "isolate":
             a, first, *rest = (int(t[2:]) for t in fault.targets)
             others = (first,) if stage else tuple(rest) if heal else (first, *rest)
@@ -250,6 +270,42 @@ class Nemesis:
             ok = (await self._control(a, cut_off=() if heal else (b,))
                   & await self._control(b, cut_off=() if heal else (a,)))
         self._note(fault, "heal" if heal else "start", ok, at=None if heal else sent_at)
+
+    async def _membership(self, fault: Fault, heal: bool) -> None:
+        """(See the module's docstring.) Each step waits until it is done (bounded)."""
+        from .membership import remove
+
+        cluster, (op, target) = self.cluster, fault.targets
+        managers = [cluster.processes[n].addr for n in cluster.of_dc(fault.dc, "manager")]
+
+        async def drain(name: str) -> bool:
+            try:
+                with trio.fail_after(60):
+                    await remove(managers, name, say=lambda line: None)
+                    while cluster.processes[name].alive():  # it deletes what it holds
+                        await trio.sleep(0.1)
+                return True
+            except (ValueError, trio.TooSlowError) as exc:
+                self._note(fault, "error", False, f"{name}: {exc}")
+                return False
+
+        if op == "add-remove" and not heal:
+            self.added[fault] = cluster.add_node(fault.dc)
+            self._note(fault, "start", detail=f"{self.added[fault]} added")
+        elif op == "add-remove":
+            name = self.added.pop(fault)
+            ok = await drain(name)
+            if ok:
+                cluster.forget(name)
+            self._note(fault, "heal", ok, f"{name} removed")
+        elif not heal:
+            self._note(fault, "start", detail=f"{target}: draining")
+            if await drain(target):
+                cluster.wipe(target)
+                cluster.spawn(target)
+                self._note(fault, "stage", detail=f"{target}: removed, back on an empty disk")
+        else:
+            self._note(fault, "heal", cluster.processes[target].alive())
 
     def restart_one(self, fault: Fault, index: int) -> None:
         """One process of a restart fault starts again, as ``cluster.json`` says."""

@@ -43,6 +43,11 @@ def name_list(v) -> tuple:
     return tuple(v)
 
 
+def is_short_bytes(_i, a, v):
+    if type(v) is not bytes or len(v) > 64:
+        raise ValueError(f"{a.name} must be at most 64 bytes")
+
+
 def is_bool(_i, a, v):
     if type(v) is not bool:
         raise TypeError(f"{a.name} must be a bool, got {type(v).__name__}")
@@ -252,6 +257,7 @@ INTERNAL = "internal"
 FORBIDDEN = "forbidden"  # fault injection sent to a process that does not allow it
 DUPLICATE_NAME = "duplicate_name"  # a second process under a live member's name
 REMOVED = "removed"  # a node the operator removed from the ring, heartbeating still
+UNAUTHENTICATED = "unauthenticated"  # a peer without the cluster secret (runtime/secret.py)
 
 # Whether the same request may succeed if sent again unchanged (same ``rid``): the store was
 # busy, repairing a chain or waiting for a dependency. The others need a different request

@@ -21,12 +21,14 @@ from .fields import (  # noqa: F401 (re-exported: limits, error codes and key_er
     MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_DEPS, MAX_RID_BYTES, MAX_FRAME_BYTES, ROLES,
     key_error, BAD_FRAME, BAD_REQUEST, UNKNOWN_OP, KEY_TOO_LARGE, VALUE_TOO_LARGE,
     WRONG_EPOCH, NOT_HEAD, NOT_TAIL, NOT_IN_CHAIN, NOT_READY, UNAVAILABLE,
-    DEPENDENCY_TIMEOUT, OVERLOADED, INTERNAL, FORBIDDEN, DUPLICATE_NAME, REMOVED, RETRYABLE,
+    DEPENDENCY_TIMEOUT, OVERLOADED, INTERNAL, FORBIDDEN, DUPLICATE_NAME, REMOVED,
+    UNAUTHENTICATED, RETRYABLE,
     MAX_LOCAL_DEPS, MAX_WAITS,
     merge_local_deps,
 )
 from .fields import (
-    dc_list, dc_vector, is_bool, is_dc, is_key, is_rid, is_role, is_skew_ms, is_text, is_uint,
+    dc_list, dc_vector, is_bool, is_dc, is_key, is_rid, is_role, is_short_bytes, is_skew_ms,
+    is_text, is_uint,
     custody_field, is_value, local_deps, log_positions, name_list, optional_version_field,
     ranges, rid_entries,
     ring_optional, scan_items, store_id_list, uint_list,
@@ -73,6 +75,17 @@ class Hello:
     role: str = attrs.field(validator=is_role)
     addr: str = attrs.field(validator=is_text)
     incarnation: int = attrs.field(default=0, validator=is_uint)
+    # with a cluster secret: the answer to the receiver's Challenge (runtime/secret.py)
+    proof: bytes = attrs.field(default=b"", validator=is_short_bytes)
+
+
+@message(73)
+class Challenge:
+    """receiver -> dialer, first frame of an inbound connection to a process that has a
+    cluster secret: the dialer's ``Hello`` must prove it knows the secret for ``nonce``
+    (runtime/secret.py)."""
+
+    nonce: bytes = attrs.field(validator=is_short_bytes)
 
 
 @message(2)

@@ -72,6 +72,7 @@ FIELD_STRATEGIES = {
                                   "reset_latencies", "clean_only", "logged_only")},
     "role": st.sampled_from(m.ROLES),
     "action": st.sampled_from(m.MEMBERSHIP_ACTIONS),
+    **{f: st.binary(max_size=64) for f in ("proof", "nonce")},
     "ring": rings(),
     "previous": st.none() | rings(),
     # (a custody names every arc of its ring: test_ring_update_with_custody_round_trips)
@@ -142,7 +143,7 @@ def example_of(cls):
         "clock_skew_ms": -5, "deps": (("a", 5),), "past": 3, "logged_only": False,
             "low_clock": 15, "low_seq": 2, "collect_below": 16, "applied_at": 17, "at": 18,
         "horizon": 0, "after": "k", "limit": 5, "wait": False, "host": "h1", "zone": "z1",
-        "weight": 2, "action": "remove",
+        "weight": 2, "action": "remove", "proof": b"p" * 32, "nonce": b"n" * 16,
         "scanned": (("k", b"v", Version(3, 1)),),
         "entries": (m.ShipEntry("k", Version(7, 1), b"v", b"r", VClock({1: 7}), 0, ((0, 3),)),),
     }

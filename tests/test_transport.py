@@ -203,3 +203,71 @@ async def test_a_refused_or_broken_link_is_reported_to_the_driver():
         assert len(downs) == (a.counters["link_connect_failed"] + a.counters["link_broken"]
                               - failures)
         nursery.cancel_scope.cancel()
+
+
+async def _start_with(nursery, name, inbox, secret):
+    transport = Transport(name, "node", "127.0.0.1:0",
+                          lambda src, msg: inbox.append((src, msg)), secret=secret)
+    await nursery.start(transport.serve)
+    return transport
+
+
+async def wait_until(predicate):
+    with trio.fail_after(5):
+        while not predicate():
+            await trio.sleep(0.01)  # sleep-ok: real sockets deliver asynchronously
+
+
+async def test_peers_with_the_cluster_secret_talk_and_one_with_a_wrong_secret_is_refused():
+    """runtime/secret.py: a challenge in Hello; the secret never goes on the wire."""
+    secret, wrong = b"s" * 32, b"w" * 32
+    inboxes: dict = {"a": [], "b": [], "mallory": [], "anon": []}
+    async with trio.open_nursery() as nursery:
+        a = await _start_with(nursery, "a", inboxes["a"], secret)
+        b = await _start_with(nursery, "b", inboxes["b"], secret)
+        mallory = await _start_with(nursery, "mallory", inboxes["mallory"], wrong)
+        anon = await _start_with(nursery, "anon", inboxes["anon"], None)
+        for sender in (a, mallory, anon):
+            sender.learn("b", b.addr)
+            sender.send("b", m.GetRing(7))
+        await wait_until(lambda: inboxes["b"] and b.counters["auth_refused"] == 2)
+        await wait_until(lambda: mallory.counters["auth_refused_by_peer"] >= 1
+                         and anon.counters["auth_challenge_unanswered"] >= 1)
+        assert inboxes["b"] == [("a", m.GetRing(7))]  # only a's frame was handled
+        b.send("a", m.GetRing(8))  # (b proves itself to a on its own connection)
+        await wait_until(lambda: inboxes["a"])
+        assert inboxes["a"] == [("b", m.GetRing(8))]
+        # A dialer with the secret does not talk to a listener that demands none.
+        a.learn("anon", anon.addr)
+        a.send("anon", m.GetRing(9))
+        await wait_until(lambda: a.counters["auth_no_challenge"] >= 1)
+        assert inboxes["anon"] == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_secret_never_goes_on_the_wire_and_a_proof_fits_one_connection_only():
+    from chainreaction.runtime import secret as cluster_secret
+
+    key = b"k" * 20
+    proof = cluster_secret.proof(key, b"n" * 16, "a", "node", "127.0.0.1:1", 5)
+    hello = m.Hello("a", "node", "127.0.0.1:1", 5, proof)
+    assert key not in codec.frame(hello)
+    assert cluster_secret.valid(key, b"n" * 16, hello)
+    assert not cluster_secret.valid(key, b"o" * 16, hello)  # another connection's challenge
+    assert not cluster_secret.valid(key, b"n" * 16, m.Hello("b", "node", "127.0.0.1:1", 5,
+                                                            proof))  # another name
+
+
+def test_a_secret_file_must_exist_and_hold_enough_bytes(tmp_path):
+    from chainreaction.runtime import secret as cluster_secret
+
+    with pytest.raises(ValueError, match="no such file"):
+        cluster_secret.load(str(tmp_path / "missing"))
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    with pytest.raises(ValueError, match="at least 16"):
+        cluster_secret.load(str(short))
+    good = tmp_path / "good"
+    good.write_text("  " + "x" * 40 + "\n")
+    good.chmod(0o600)
+    assert cluster_secret.load(str(good)) == b"x" * 40

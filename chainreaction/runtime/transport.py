@@ -16,14 +16,22 @@ protocol cores resend what matters (redrive, request timeouts).
 Inbound frames are decoded and handed to ``on_message(src, msg)`` synchronously; a
 malformed frame is counted and answered with an ``Error`` (or, before ``Hello``, the
 connection is closed): a peer's garbage never takes the process down.
+
+With a cluster secret (runtime/secret.py) a connection starts with the receiver's
+``Challenge``, which the dialer reads before it sends its ``Hello`` with the proof; a
+``Hello`` without the right proof is answered ``Error unauthenticated`` and the
+connection closed. A dialer reads what the receiver writes back (only those two frames
+ever) and logs a refusal.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import os
 import random
 import socket
+import time
 
 from typing import Callable
 
@@ -31,11 +39,15 @@ import trio
 
 from .. import codec
 from .. import messages as m
+from . import secret as cluster_secret
 
 log = logging.getLogger(__name__)
 
 MAX_LINK_BUFFER_BYTES = 64 * 1024 * 1024
 MAX_CONNECT_FAILURES = 30  # about half a minute of refused connections
+CHALLENGE_TIMEOUT_S = 2.0  # a receiver with a secret challenges at once
+SAY_EVERY_S = 5.0  # an authentication problem is logged at most this often per peer
+_REFUSED = object()  # (_deliver: the Hello did not prove the secret)
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -111,6 +123,44 @@ class _Link:
             raise
         return sock
 
+    async def _challenge(self, sock: socket.socket, decoder: codec.FrameDecoder) -> bytes:
+        """The nonce of the receiver's ``Challenge``, its first frame."""
+        while True:
+            for body in decoder.frames():
+                msg = codec.decode(body)
+                if not isinstance(msg, m.Challenge):
+                    raise codec.ProtocolError(m.BAD_FRAME, "first frame not a Challenge")
+                return msg.nonce
+            await trio.lowlevel.wait_readable(sock)
+            data = sock.recv(4096)
+            if not data:
+                raise ConnectionResetError("closed before its challenge")
+            decoder.feed(data)
+
+    async def _watch(self, sock: socket.socket, decoder: codec.FrameDecoder) -> None:
+        """What the receiver writes back on our connection: only a refusal (or, to a
+        dialer without a secret, a challenge it cannot answer). Logged."""
+        t = self.transport
+        try:
+            while True:
+                for body in decoder.frames():
+                    msg = codec.decode(body)
+                    if isinstance(msg, m.Error) and msg.code == m.UNAUTHENTICATED:
+                        t.counters["auth_refused_by_peer"] += 1
+                        t.say(f"refused:{self.peer}", "%s refused us: %s", self.peer,
+                              msg.detail)
+                    elif isinstance(msg, m.Challenge) and t.secret is None:
+                        t.counters["auth_challenge_unanswered"] += 1
+                        t.say(f"challenge:{self.peer}", "%s demands the cluster secret: "
+                              "start this process with --secret-file", self.peer)
+                await trio.lowlevel.wait_readable(sock)
+                data = sock.recv(4096)
+                if not data:
+                    return
+                decoder.feed(data)
+        except (trio.ClosedResourceError, OSError, codec.ProtocolError):
+            return
+
     async def run(self) -> None:
         backoff = 0.05
         failures = 0
@@ -135,10 +185,30 @@ class _Link:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
+            decoder = codec.FrameDecoder()
+            proof = b""
+            if t.secret is not None:
+                try:
+                    with trio.fail_after(CHALLENGE_TIMEOUT_S):
+                        nonce = await self._challenge(sock, decoder)
+                except (trio.TooSlowError, OSError, codec.ProtocolError) as exc:
+                    t.counters["auth_no_challenge"] += 1
+                    t.say(f"challenge:{self.peer}", "%s (%s) sent no challenge (%s): does it "
+                          "run with the cluster's --secret-file?", self.peer, addr,
+                          type(exc).__name__)
+                    trio.lowlevel.notify_closing(sock)
+                    sock.close()
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, 1.0)
+                    continue
+                proof = cluster_secret.proof(t.secret, nonce, t.name, t.role, t.addr,
+                                             t.incarnation)
             backoff = 0.05
             failures = 0
             t.counters["link_connected"] += 1
-            self.buffer[:0] = codec.frame(m.Hello(t.name, t.role, t.addr, t.incarnation))
+            self.buffer[:0] = codec.frame(m.Hello(t.name, t.role, t.addr, t.incarnation,
+                                                  proof))
+            t._nursery.start_soon(self._watch, sock, decoder)
             self.sock = sock
             self.blocked = False
             self.flush()
@@ -165,7 +235,11 @@ class _Link:
 class Transport:
     """One process's internal endpoint: ``send(to, msg)``; inbound via ``on_message``."""
 
-    def __init__(self, name: str, role: str, addr: str, on_message) -> None:
+    def __init__(self, name: str, role: str, addr: str, on_message,
+                 secret: bytes | None | object = ...) -> None:
+        # the cluster secret to prove and demand (default: the process's, runtime/secret.py)
+        self.secret = cluster_secret.current() if secret is ... else secret
+        self._said: dict[str, float] = {}
         self.name = name
         self.role = role
         self.addr = addr
@@ -185,6 +259,15 @@ class Transport:
         self._flush_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.on_link_down: Callable[[str], None] | None = None  # (the driver's)
+
+    def say(self, what: str, fmt: str, *args) -> None:
+        """Log a warning at most every ``SAY_EVERY_S`` per ``what`` (peers retry)."""
+        now = time.monotonic()
+        if now - self._said.get(what, float("-inf")) >= SAY_EVERY_S:
+            if len(self._said) > 1024:
+                self._said.clear()
+            self._said[what] = now
+            log.warning(fmt, *args)
 
     def link_down(self, peer: str) -> None:
         """Tell whoever listens (``on_link_down``: the driver) the link to ``peer`` failed."""
@@ -256,12 +339,21 @@ class Transport:
     async def _handle_inbound(self, stream: trio.SocketStream) -> None:
         decoder = codec.FrameDecoder()
         peer: str | None = None
+        nonce = os.urandom(16) if self.secret is not None else None
         try:
             async with stream:
+                if nonce is not None:
+                    await stream.send_all(codec.frame(m.Challenge(nonce)))
                 async for data in stream:
                     decoder.feed(data)
                     for body in decoder.frames():
-                        peer = self._deliver(peer, body)
+                        peer = self._deliver(peer, body, nonce)
+                        if peer is _REFUSED:
+                            await stream.send_all(codec.frame(m.Error(
+                                0, m.UNAUTHENTICATED, f"{self.name} ({self.addr}) demands the "
+                                "cluster secret: start the process with the cluster's "
+                                "--secret-file", 0)))
+                            return
                         if peer is None:
                             return
                     self.flush()  # the replies to this chunk leave together
@@ -271,7 +363,7 @@ class Transport:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
 
-    def _deliver(self, peer: str | None, body: bytes) -> str | None:
+    def _deliver(self, peer, body: bytes, nonce: bytes | None = None):
         try:
             msg = codec.decode(body)
         except codec.ProtocolError as exc:
@@ -285,6 +377,12 @@ class Transport:
             if not isinstance(msg, m.Hello):
                 self.counters["bad_frame"] += 1
                 return None
+            if nonce is not None and not cluster_secret.valid(self.secret, nonce, msg):
+                self.counters["auth_refused"] += 1
+                self.say(f"refused:{msg.name}@{msg.addr}", "refused %s (%s): %s", msg.name,
+                         msg.addr, "no proof of the cluster secret" if not msg.proof
+                         else "wrong cluster secret")
+                return _REFUSED
             if self.accept_hello is not None and not self.accept_hello(msg.name, msg.addr):
                 # (a manager: a second process under a live member's name; its frames come
                 # in under that name and are refused, ours keep going to the live one)

@@ -460,6 +460,9 @@ def _process_options(p: argparse.ArgumentParser) -> None:
 def _fault_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="options from a TOML file, the same "
                    "keys as the flags (listen = \"127.0.0.1:7101\"); flags override it")
+    p.add_argument("--secret-file", metavar="FILE", help="the cluster secret (at least 16 "
+                   "bytes): processes prove it to each other and refuse peers that do not; "
+                   "never sent (default: $CHAINREACTION_SECRET_FILE, or none)")
     p.add_argument("--allow-fault-injection", action="store_true",
                    help="obey fault injection (clock skew and cut links from `jepsen`, `wan "
                    "cut`, the tests); off by default: anyone who can reach the port could "
@@ -538,12 +541,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     try:
+        _use_secret(args)
         return _dispatch(args)
     except KeyboardInterrupt:
         return 130
     except ValueError as exc:
         print(f"chainreaction: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _use_secret(args) -> None:
+    """The cluster secret this command proves and demands (runtime/secret.py): its
+    --secret-file, else the one `cluster up` recorded in the --cluster DIR's cluster.json,
+    else $CHAINREACTION_SECRET_FILE's."""
+    from ..runtime import secret
+    from . import manifest
+
+    path = getattr(args, "secret_file", None)
+    data_dir = getattr(args, "cluster", None)
+    if path is None and isinstance(data_dir, str) and os.path.exists(
+            os.path.join(data_dir, manifest.FILE)):
+        path = manifest.load(data_dir).get("config", {}).get("secret_file")
+    secret.use_file(path)
 
 
 def _dispatch(args) -> int:
@@ -582,6 +601,8 @@ def _dispatch(args) -> int:
                                tombstone_grace_s=args.tombstone_grace,
                                managers=args.managers, etcd_url=args.etcd,
                                allow_fault_injection=args.allow_fault_injection,
+                               secret_file=args.secret_file and os.path.abspath(
+                                   args.secret_file),
                                metrics=not args.no_metrics)
         return run_cluster_foreground(config, restore=args.restore)
     if cmd == "wan":

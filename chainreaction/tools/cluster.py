@@ -83,6 +83,7 @@ class ClusterConfig:
     # processes obey FaultControl / WanControl (clock skew, cut links): tests, jepsen and
     # `wan cut` on a local test cluster only
     allow_fault_injection: bool = False
+    secret_file: str | None = None  # the cluster secret every process proves (runtime/secret.py)
     # every process serves Prometheus metrics on a port of its own, after the others
     # (`cluster up` turns it on; its URL is in cluster.json)
     metrics: bool = False
@@ -152,10 +153,12 @@ class LocalCluster:
         self.env = {k: os.environ[k] for k in manifest.ENV_KEPT if k in os.environ}
         self.processes: dict[str, ProcessSpec] = {}
         self._plan()
-        if config.allow_fault_injection:
-            for spec in self.processes.values():
-                if spec.role != "etcd":
+        for spec in self.processes.values():
+            if spec.role != "etcd":
+                if config.allow_fault_injection:
                     spec.args.append("--allow-fault-injection")
+                if config.secret_file:
+                    spec.args += ["--secret-file", config.secret_file]
         if config.metrics:
             port = config.base_port + config.dcs * config.ports_per_dc + (
                 2 if config.own_etcd else 0)

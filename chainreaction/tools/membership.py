@@ -303,6 +303,8 @@ def add_admin_parser(sub) -> None:
                        help="the node (remove, cancel)")
     admin.add_argument("--manager", required=True, metavar="HOST:PORT[,HOST:PORT...]",
                        help="the DC's manager address(es) (every one, with standbys)")
+    admin.add_argument("--secret-file", metavar="FILE", help="the cluster secret, if the "
+                       "cluster has one (default: $CHAINREACTION_SECRET_FILE)")
     admin.add_argument("--no-wait", action="store_true",
                        help="remove: return once the drain has started")
 

@@ -10,6 +10,8 @@ import os
 
 import trio
 
+from ..runtime import secret
+
 
 def run_process(args) -> int:
     try:
@@ -46,6 +48,10 @@ def _run_process(args) -> int:
     from ..runtime.driver import Driver
 
     Driver.allow_fault_injection = args.allow_fault_injection  # (one driver per process)
+    if secret.current() is None:
+        logging.getLogger("chainreaction").warning(
+            "no --secret-file: this process talks to any peer that reaches its port (keep "
+            "them reachable by the cluster only)")
     Driver.metrics_listen = args.metrics_listen
     if args.command == "node":
         Driver.placement = (args.host, args.zone, args.weight)

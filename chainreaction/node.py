@@ -228,25 +228,6 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
         return (key in self._unstable or key in self.dep_checks
                 or (self.ring is not None and self.copier.copying(self.ring.arc_of(key))))
 
-    def _key_count(self) -> int:
-        """The keys we hold, counted (iterating the store) at most once a second."""
-        if self._keys_counted_at is None or self._now - self._keys_counted_at >= 1.0:
-            self._keys, self._keys_counted_at = len(self.store), self._now
-        return self._keys
-
-    def _in_flight(self, key: str, record: Record) -> bool:
-        """A record of a released range that must stay a while (range_release.py). (Out
-        of the ring, what is not logged yet is the chains' to ship: their holders track
-        it too.)"""
-        return self._key_busy(key) or (not self.released.everything and (
-            key, record.version) in self.shipping.pending)
-
-    @property
-    def done_reason(self) -> str | None:
-        if self.released.everything and self.released.done:
-            return "removed from the ring by the operator; it holds nothing now"
-        return None
-
     def _put(self, key: str, record: Record) -> Record:
         """Store ``record``; returns it as stored."""
         if self.snapshots.enabled:  # (no store read on this path otherwise)
@@ -489,6 +470,10 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
             return []
         current = self.store.get(msg.key)
         out: list = []
+        if pos > 1 and src != chain[pos - 2]:
+            # Not from our predecessor: a node still on an older ring (paused while it
+            # forwarded, fuzz seed 7671090). Ours may lack it: we cannot vouch for it.
+            return self._orphan_update(msg, current, now)
         wants_ack = msg.ack_at and (pos == msg.ack_at or (pos == len(chain) and msg.ack_at > pos))
         late = current is None and self._tombstones.covers(msg.version)
         if late or current is not None and msg.version < current.version:

@@ -1,6 +1,8 @@
-"""A node's side of receiving a range copy (docs/protocol.md §4): part of ``NodeCore``
-(node.py), split out to keep each module to one job; the copy itself is paced and tracked
-by ``RangeCopier`` (state_transfer.py)."""
+"""A node's side of chain repair and membership changes (docs/protocol.md §4, §5):
+receiving a range copy, writes it cannot vouch for (orphans), ranges no longer its own,
+its removal. Part of ``NodeCore`` (node.py), split out to keep each module to one job; the
+copy itself is paced and tracked by ``RangeCopier`` (state_transfer.py), the ranges
+released by ``ReleasedRanges`` (range_release.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,42 @@ class Unstable:
 
 class NodeSync:
     """Mixed into ``NodeCore``."""
+
+    def _key_count(self) -> int:
+        """The keys we hold, counted (iterating the store) at most once a second."""
+        if self._keys_counted_at is None or self._now - self._keys_counted_at >= 1.0:
+            self._keys, self._keys_counted_at = len(self.store), self._now
+        return self._keys
+
+    def _in_flight(self, key: str, record: Record) -> bool:
+        """A record of a released range that must stay a while (range_release.py). (Out
+        of the ring, what is not logged yet is the chains' to ship: their holders track
+        it too.)"""
+        return self._key_busy(key) or (not self.released.everything and (
+            key, record.version) in self.shipping.pending)
+
+    @property
+    def done_reason(self) -> str | None:
+        if self.released.everything and self.released.done:
+            return "removed from the ring by the operator; it holds nothing now"
+        return None
+
+    def _orphan_update(self, msg: m.Update, current: Record | None, now: float) -> list:
+        """Keep a newer write as an orphan, which the redrive reinjects at the head (the
+        head drives it down the chain, or knows something newer); no ack, not passed on."""
+        self.counters["update_from_non_predecessor"] += 1
+        if current is not None and msg.version <= current.version:
+            return []
+        if current is None and self._tombstones.covers(msg.version):
+            return []
+        record = Record(msg.version, msg.value, False, msg.rid, msg.seq, msg.logged_at,
+                        msg.vclock, msg.deps, msg.past, msg.applied_at)
+        record, kept = self.shipping.replacing(msg.key, current, record, now)
+        self._put(msg.key, record)
+        self.clock.observe(max(record.applied, msg.logged_at))
+        self._rids.remember(msg.rid, msg.key, msg.version)
+        self._unstable[msg.key] = Unstable(msg.version, now, orphan=True, origin=msg.origin)
+        return kept
 
     def _on_sync_chunk(self, src: str, msg: m.SyncChunk, now: float) -> list:
         """Apply a chunk of a copy (``RangeCopier.accept`` says whether it is one in

@@ -48,6 +48,14 @@ MAX_CONNECT_FAILURES = 30  # about half a minute of refused connections
 CHALLENGE_TIMEOUT_S = 2.0  # a receiver with a secret challenges at once
 SAY_EVERY_S = 5.0  # an authentication problem is logged at most this often per peer
 _REFUSED = object()  # (_deliver: the Hello did not prove the secret)
+_ADVERTISED: dict[str, str] = {}  # listen address -> the address peers are told (advertise)
+
+
+def advertise(listen: str, addr: str) -> None:
+    """The process listening on ``listen`` tells its peers to dial ``addr`` (``--advertise``:
+    it listens on 0.0.0.0, or behind a NAT or in a container)."""
+    split_addr(addr)
+    _ADVERTISED[listen] = addr
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -242,7 +250,8 @@ class Transport:
         self._said: dict[str, float] = {}
         self.name = name
         self.role = role
-        self.addr = addr
+        self.listen_addr = addr
+        self.addr = _ADVERTISED.get(addr, addr)  # what peers dial (Hello, heartbeats)
         self.on_message = on_message
         self.directory: dict[str, str] = {}
         # a name that stands for several processes (a DC's managers: ``learn_group``)
@@ -326,11 +335,11 @@ class Transport:
             self.flush()
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        host, port = split_addr(self.addr)
+        host, port = split_addr(self.listen_addr)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             listeners = await trio.open_tcp_listeners(port, host=host)
-            if port == 0:  # an ephemeral port (tools, tests): advertise the real one
+            if port == 0 and self.addr == self.listen_addr:  # ephemeral (tools, tests)
                 self.addr = f"{host}:{listeners[0].socket.getsockname()[1]}"
             await nursery.start(trio.serve_listeners, self._handle_inbound, listeners)
             nursery.start_soon(self._flusher)

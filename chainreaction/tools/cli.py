@@ -14,10 +14,13 @@ import trio
 
 from frontend.core import READ_POLICIES
 
-from ..storage import DEFAULT_DURABILITY, DURABILITY_LEVELS
 from . import backup as backup_tool
 from . import membership
 from .arg_types import address, dc_id, managers, peer, weight
+from .cli_options import (
+    durability_options as _durability_options, fault_option as _fault_option,
+    geo_member_options as _geo_member_options, process_options as _process_options,
+)
 from .config_file import apply_config, config_path
 
 
@@ -438,55 +441,6 @@ def _non_negative_float(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
-
-
-
-
-
-
-
-
-
-
-
-
-def _process_options(p: argparse.ArgumentParser) -> None:
-    """The options every server process has."""
-    p.add_argument("--metrics-listen", type=address, metavar="HOST:PORT",
-                   help="serve Prometheus metrics at http://HOST:PORT/metrics")
-    _fault_option(p)
-
-
-def _fault_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE.toml", help="options from a TOML file, the same "
-                   "keys as the flags (listen = \"127.0.0.1:7101\"); flags override it")
-    p.add_argument("--secret-file", metavar="FILE", help="the cluster secret (at least 16 "
-                   "bytes): processes prove it to each other and refuse peers that do not; "
-                   "never sent (default: $CHAINREACTION_SECRET_FILE, or none)")
-    p.add_argument("--allow-fault-injection", action="store_true",
-                   help="obey fault injection (clock skew and cut links from `jepsen`, `wan "
-                   "cut`, the tests); off by default: anyone who can reach the port could "
-                   "otherwise partition or skew the store")
-
-
-def _durability_options(p: argparse.ArgumentParser, whose: str = "") -> None:
-    p.add_argument("--durability", choices=DURABILITY_LEVELS, default=DEFAULT_DURABILITY,
-                   help=f"when {whose}writes reach the disk (default {DEFAULT_DURABILITY}). "
-                   "none: never synced; a write survives kill -9 of the process, not a power "
-                   "loss or OS crash. group: group commit; the writes handled in one pass are "
-                   "synced together, once, before anything that acknowledges or forwards "
-                   "them is sent; survives power loss too. every: each write synced on its "
-                   "own; survives the same as group. Measured (docs/experiments.md): group "
-                   "keeps about 2/3 of none's put throughput, every 10-30%%")
-    p.add_argument("--fsync", action="store_const", const="every", dest="durability",
-                   help="the same as --durability every")
-
-
-def _geo_member_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dc", type=dc_id, default=0, help="this DC's id (several DCs)")
-    p.add_argument("--proxy", type=address, metavar="HOST:PORT",
-                   help="this DC's remote proxy: turns on geo-replication")
-    p.add_argument("--proxy-name", default="proxy", help="the proxy's --name")
 
 
 def _cluster_options(p: argparse.ArgumentParser) -> None:

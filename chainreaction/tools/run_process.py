@@ -53,6 +53,10 @@ def _run_process(args) -> int:
             "no --secret-file: this process talks to any peer that reaches its port (keep "
             "them reachable by the cluster only)")
     Driver.metrics_listen = args.metrics_listen
+    if args.advertise:
+        from ..runtime.transport import advertise
+
+        advertise(args.listen, args.advertise)
     if args.command == "node":
         Driver.placement = (args.host, args.zone, args.weight)
     data_dir = getattr(args, "data_dir", None)

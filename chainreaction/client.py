@@ -55,10 +55,11 @@ from typing import Sequence
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import ConnectionClosed
 
 from . import codec
 from . import messages as m
+from .client_connection import Connection as _Connection, why as _why
 from .history import REFUSED, HistoryWriter
 from .session import SessionState
 from .versions import Version
@@ -122,76 +123,6 @@ class WriteResult:
     dc: int = 0
 
 
-class _Connection:
-    """One WebSocket connection whose trio-websocket context (and its nursery) lives in a
-    system task of its own. Opening and closing then never enter or exit a nursery inside
-    the caller's cancel scopes, so callers may wrap any session call in their own timeouts,
-    and a timed-out request cannot leave half-exited scopes behind (which corrupts trio's
-    scope stack and hangs every later call)."""
-
-    def __init__(self, url: str, timeout_s: float, max_message_size: int) -> None:
-        self.ws = None
-        self.error: BaseException | None = None
-        self._opened = trio.Event()
-        self._close = trio.Event()
-        self._scope = trio.CancelScope()
-        self._timeout_s = timeout_s
-        trio.lowlevel.spawn_system_task(self._run, url, timeout_s, max_message_size,
-                                        name=f"websocket {url}")
-
-    async def _run(self, url: str, timeout_s: float, max_message_size: int) -> None:
-        try:
-            with self._scope:
-                async with open_websocket_url(url, connect_timeout=timeout_s,
-                                              disconnect_timeout=timeout_s,
-                                              max_message_size=max_message_size) as ws:
-                    self.ws = ws
-                    self._opened.set()
-                    await self._close.wait()
-        except BaseException as exc:  # noqa: BLE001 - a system task must not raise
-            if self.ws is None:
-                self.error = exc
-        finally:
-            self._opened.set()
-
-    async def opened(self):
-        """The open connection, or None (then ``error`` says why)."""
-        with trio.move_on_after(self._timeout_s):
-            await self._opened.wait()
-        if not self._opened.is_set():
-            # trio-websocket's own connect timeout leaves its reader task waiting on a
-            # silent peer (a stopped process): cancel the whole context instead.
-            self._scope.cancel()
-            self.error = TimeoutError(f"no WebSocket handshake in {self._timeout_s:.1f} s")
-        elif self.ws is None and self.error is None:
-            self.error = ConnectionError("closed before it opened")
-        return self.ws if self._opened.is_set() else None
-
-    def close(self) -> None:
-        """Close in the background (bounded by the disconnect timeout)."""
-        self._close.set()
-        if self.ws is None:
-            self._scope.cancel()
-
-
-def _why(exc: BaseException | None) -> str:
-    """A short reason for a connection failure: the OS's words if there are any (trio
-    gives one error per address tried, trio-websocket wraps them in a HandshakeError)."""
-    seen = 0
-    cause = exc
-    while cause is not None and seen < 10:
-        seen += 1
-        if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
-            cause = cause.exceptions[0]
-        elif isinstance(cause, OSError) and cause.errno:
-            return os.strerror(cause.errno)  # trio's strerror repeats the address
-        else:
-            cause = cause.__cause__ or cause.__context__
-    if exc is None:
-        return "no reason given"
-    return str(exc) or type(exc).__name__
-
-
 class _Attempts:
     """What one request's attempts met, for the error that ends it: per frontend URL (in
     the order first tried) each outcome with how often it happened. Bounded, so an error
@@ -242,12 +173,16 @@ class Session:
     def __init__(self, urls: Sequence[str], *, timeout_s: float = 15.0,
                  connect_timeout_s: float = 5.0, attempt_timeout_s: float | None = 1.5,
                  retry_delay_s: float = 0.1, history: HistoryWriter | None = None,
-                 process: str = "s0", dc_of_url: dict | None = None) -> None:
+                 process: str = "s0", dc_of_url: dict | None = None,
+                 ssl_context=None) -> None:
         """``timeout_s``: the budget of one operation, every attempt included.
         ``attempt_timeout_s``: how long one frontend gets before the same request goes to
         the next URL (None: no limit but the budget; see the module's "Failover").
         ``connect_timeout_s``: opening one connection, within the attempt's time.
-        ``retry_delay_s``: the pause before re-sending after a retryable refusal."""
+        ``retry_delay_s``: the pause before re-sending after a retryable refusal.
+        ``ssl_context``: how ``wss://`` URLs verify the frontend (default: the system's
+        CAs; ``ssl.create_default_context(cafile=...)`` for a private CA)."""
+        self.ssl_context = ssl_context
         if isinstance(urls, str):
             urls = [urls]
         if not urls:
@@ -304,7 +239,7 @@ class Session:
 
     async def _connect(self, timeout_s: float) -> str | None:
         """Open a connection to ``self.url``; None, or why it could not be opened."""
-        conn = _Connection(self.url, timeout_s, self._max_message_size())
+        conn = _Connection(self.url, timeout_s, self._max_message_size(), self.ssl_context)
         try:
             ws = await conn.opened()
         except BaseException:  # our caller gave up: do not leave it connecting

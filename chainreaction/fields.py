@@ -193,12 +193,16 @@ MAX_LOCAL_DEPS = 65_536  # a record's local dependencies (carried forward: see l
 def local_deps(value) -> tuple:
     """``[[key, clock], ...]``: writes of the holder's own DC that must be in its shipping
     log before the write carrying them (docs/protocol.md §7), as a sorted tuple of
-    ``(key, clock)`` with one entry per key (the largest clock). Carried with a write until
-    it is logged; a write replacing an unlogged one takes over its entries too, so the
-    list is bounded by the keys written in the DC meanwhile, not by ``MAX_DEPS``."""
+    ``(key, clock)``, at most two per key: the smallest and the largest clock (the proxy
+    orders the write after every version of the key logged from the first at or after
+    the smallest to the first at or after the largest: a newer version of a key does not
+    carry the past of an older one it did not replace, fuzz seed 7680622). Carried with a
+    write until it is logged; a write replacing an unlogged one takes over its entries
+    too, so the list is bounded by the keys written in the DC meanwhile, not by
+    ``MAX_DEPS``."""
     if not isinstance(value, (list, tuple)) or len(value) > MAX_LOCAL_DEPS:
         raise ValueError(f"local deps are at most {MAX_LOCAL_DEPS} [key, clock] pairs")
-    out: dict = {}
+    pairs = []
     for pair in value:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise ValueError(f"a local dep is [key, clock], got {pair!r}")
@@ -208,28 +212,37 @@ def local_deps(value) -> tuple:
         if type(clock) is not int or not 0 <= clock < 2**63:
             raise ValueError(f"a local dep's clock must be a non-negative 64-bit int, "
                              f"got {clock!r}")
-        if clock > out.get(key, -1):
-            out[key] = clock
-    return tuple(sorted(out.items()))
+        pairs.append((key, clock))
+    return _extremes(pairs)
+
+
+def _extremes(pairs, own: str | None = None) -> tuple:
+    """The smallest and the largest clock per key (only the smallest for ``own``)."""
+    low: dict = {}
+    high: dict = {}
+    for key, clock in pairs:
+        if clock < low.get(key, 2**63):
+            low[key] = clock
+        if clock > high.get(key, -1):
+            high[key] = clock
+    out = set(low.items())
+    out.update((key, clock) for key, clock in high.items() if key != own)
+    return tuple(sorted(out))
 
 
 def merge_local_deps(a: tuple, b: tuple, own: str | None = None) -> tuple:
-    """The union of two ``local_deps`` of a write of key ``own``: the larger clock per
-    key, but the *smaller* one for ``own`` itself. An entry for the written key is not
-    "that version or a newer one" (a newer version does not stand for an older one once
-    that one is logged): the proxy places the write after the first version logged at or
-    after it, so the larger clock would drop the older entry's place (fuzz seed 7520173:
-    a write replacing its session's own unlogged previous version, whose Update was
-    lost, took over ``(key, that version)`` in place of that version's own
-    ``(key, older logged version)``, and was logged waiting for nothing)."""
+    """The union of two ``local_deps`` of a write of key ``own``: the smallest and the
+    largest clock per key, but only the *smallest* for ``own`` itself. An entry for the
+    written key is not "that version or a newer one" (a newer version does not stand for
+    an older one once that one is logged): the proxy places the write after the first
+    version logged at or after it, so the larger clock would drop the older entry's place
+    (fuzz seed 7520173: a write replacing its session's own unlogged previous version,
+    whose Update was lost, took over ``(key, that version)`` in place of that version's
+    own ``(key, older logged version)``, and was logged waiting for nothing); and a larger
+    version of the written key is this write's own past, which it carries."""
     if not b:
         return a
-    out = dict(a)
-    for key, clock in b:
-        known = out.get(key)
-        if known is None or (clock < known if key == own else clock > known):
-            out[key] = clock
-    return tuple(sorted(out.items()))
+    return _extremes(a + b, own)
 
 
 def dc_list(value) -> tuple:

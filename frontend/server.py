@@ -105,8 +105,9 @@ class ClientServer:
 
 async def run_frontend(name: str, listen: str, ws_listen: str, manager_addr: str,
                        config: FrontendConfig, seed: int | None = None,
-                       proxy_addr: str | None = None,
+                       proxy_addr: str | None = None, ssl_context=None,
                        task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """``ssl_context``: serve clients ``wss://`` (runtime/tls.py)."""
     driver = Driver(FrontendCore(name, random.Random(seed), config, wall_clock(),
                                  monotonic=time.monotonic), None)
     transport = Transport(name, "frontend", listen, driver.on_message)
@@ -119,7 +120,8 @@ async def run_frontend(name: str, listen: str, ws_listen: str, manager_addr: str
     async with trio.open_nursery() as nursery:
         await serve(nursery, driver)
         await nursery.start(lambda task_status: serve_websocket(
-            clients.serve_client, host, port, None, handler_nursery=None,
+            clients.serve_client, host, port, ssl_context, handler_nursery=None,
             max_message_size=MAX_CLIENT_MESSAGE_BYTES, task_status=task_status))
-        log.info("frontend %s: clients on ws://%s, internal %s", name, ws_listen, listen)
+        log.info("frontend %s: clients on %s://%s, internal %s", name,
+                 "wss" if ssl_context else "ws", ws_listen, listen)
         task_status.started()

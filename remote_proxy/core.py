@@ -159,6 +159,15 @@ FLOOR_STEP_US = 250_000
 DEPARTED_FLOOR_S = 2.0
 
 
+def _clock_ranges(deps: tuple) -> dict:
+    """key -> (smallest, largest) clock of the dependencies on it."""
+    out: dict = {}
+    for key, clock in deps:
+        low, high = out.get(key, (clock, clock))
+        out[key] = (min(low, clock), max(high, clock))
+    return out
+
+
 class ProxyCore(Core):
     """The remote proxy of one DC (the contract: core.py). Batches leave when due (timer
     ``ship``), not on the next housekeeping tick."""
@@ -438,8 +447,13 @@ class ProxyCore(Core):
                 after = self.last_logged
             # Each dependency: the first version of its key logged at or after it (it, or
             # one that replaced it unlogged and carries its past; its own key's too), unless
-            # truncated (applied everywhere) or within ``after``.
-            waits = {self.shipper.logged_for(key, clock) for key, clock in msg.deps}
+            # truncated (applied everywhere) or within ``after``; for several on one key,
+            # every version logged between the first's and the last's (a newer version
+            # does not carry an older one's past unless it replaced it unlogged: seed
+            # 7680622).
+            waits: set = set()
+            for key, (low, high) in _clock_ranges(msg.deps).items():
+                waits.update(self.shipper.logged_between(key, low, high))
             waits = tuple(sorted(w for w in waits if w > after))
             if len(waits) > m.MAX_WAITS:  # (then as a prefix: it covers them, and more)
                 self.counters["ship_waits_as_prefix"] += 1

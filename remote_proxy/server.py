@@ -106,8 +106,10 @@ def wan_latency(delay_s: float, jitter_s: float) -> Latency:
 async def run_proxy(name: str, listen: str, manager_addr: str, data_dir: str,
                     config: ProxyConfig, peer_addrs: dict, wan_delay_s: float = 0.0,
                     wan_jitter_s: float = 0.0, durability: str = DEFAULT_DURABILITY,
-                    wan_seed: int = 0, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """``peer_addrs``: proxy name -> HOST:PORT of every other DC's proxy."""
+                    wan_seed: int = 0, wan_tls: tuple | None = None,
+                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """``peer_addrs``: proxy name -> HOST:PORT of every other DC's proxy. ``wan_tls``:
+    (server context, client context) of mutual TLS on the links to them (runtime/tls.py)."""
     proxy_log = RocksLog(os.path.join(data_dir, name), durability=durability)
     core = ProxyCore(name, proxy_log, config, wall_clock(), monotonic=time.monotonic)
     driver = ProxyDriver(core, wan_latency(wan_delay_s, wan_jitter_s),
@@ -117,15 +119,18 @@ async def run_proxy(name: str, listen: str, manager_addr: str, data_dir: str,
     learn_managers(transport, manager_addr)
     for peer, addr in peer_addrs.items():
         transport.learn(peer, addr)
+    if wan_tls is not None:
+        transport.tls_server, transport.tls_client = wan_tls
+        transport.tls_peers = frozenset(peer_addrs)
     driver.attach(transport)
     transport.counters["wan_blocked"] = []  # DCs whose link is cut (WanControl)
     try:
         async with trio.open_nursery() as nursery:
             await serve(nursery, driver)
             nursery.start_soon(driver.run_wan_delay)
-            log.info("proxy %s (dc %d) listening on %s; log holds %d entries, peers %s, "
+            log.info("proxy %s (dc %d) listening on %s; log holds %d entries, peers %s%s, "
                      "durability %s", name, config.dc, listen, core.shipper.retained,
-                     sorted(peer_addrs), durability)
+                     sorted(peer_addrs), " over TLS" if wan_tls else "", durability)
             task_status.started()
     finally:
         proxy_log.close()

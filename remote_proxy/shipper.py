@@ -6,7 +6,7 @@ proxy passes them in, with the log time from its clock).
 The proxy logs a local write once what it depends on in this DC is logged (``core.py``);
 ``append`` logs it, durably, and gives its position. Each entry carries what a receiver
 must have applied of this DC's log first (``core.py``): ``waits``, the positions of its
-dependencies (``logged_for``: the first version of the key logged at or after the one it
+dependencies (``logged_between``: the first version of the key logged at or after the one it
 depends on), and ``after``, a prefix (the session's ``past``). Only those: writes with
 unrelated pasts apply in parallel at the receivers, and one session's slow write holds up
 only what depends on it. ("Everything logged before the write's clock" made a receiver
@@ -124,11 +124,11 @@ class Shipper:
         """``(key, version, seq)`` of the newest version of each key the log retains."""
         return ((key, version, seq) for key, (version, seq, _at) in self._index.items())
 
-    def logged_for(self, key: str, clock: int) -> int:
-        """The position of the first version of ``key`` logged with a clock of at least
-        ``clock`` (0: none retained: it was applied everywhere, or is not logged)."""
+    def logged_between(self, key: str, low: int, high: int) -> list:
+        """The positions of every version of ``key`` logged from the first with a clock of
+        at least ``low`` to the first with one of at least ``high`` (those retained)."""
         positions = self._positions.get(key)
-        return 0 if positions is None else positions.first_at_or_after(clock)
+        return [] if positions is None else positions.between(low, high)
 
     def append(self, msg: m.Ship, logged_at: int, needs: tuple, now: float,
                after: int = 0, waits: tuple = ()) -> int:
@@ -309,6 +309,13 @@ class _KeyPositions:
         if self._start > 32 and self._start * 2 > len(self._seqs):  # amortized O(1)
             del self._clocks[:self._start], self._seqs[:self._start]
             self._start = 0
+
+    def between(self, low: int, high: int) -> list:
+        """The positions from the first at or after ``low`` to the first at or after
+        ``high``, inclusive."""
+        i = bisect.bisect_left(self._clocks, low, self._start)
+        j = bisect.bisect_left(self._clocks, high, self._start)
+        return self._seqs[i:min(j + 1, len(self._seqs))]
 
     def first_at_or_after(self, clock: int) -> int:
         i = bisect.bisect_left(self._clocks, clock, self._start)

@@ -729,4 +729,24 @@ def test_a_write_carrying_its_predecessors_entry_for_its_own_key_keeps_the_older
 
     mine, carried = (("k", 874522),), (("j", 5), ("k", 860001))
     assert merge_local_deps(mine, carried, own="k") == (("j", 5), ("k", 860001))
-    assert merge_local_deps(mine, carried) == (("j", 5), ("k", 874522))  # other keys: newest
+    # other keys: both ends (a newer version need not carry an older one's past)
+    assert merge_local_deps(mine, carried) == (("j", 5), ("k", 860001), ("k", 874522))
+
+
+def test_a_write_depending_on_two_versions_of_a_key_waits_for_both_and_those_between():
+    """Fuzz seed 7680622 (found with a membership change holding one entry up for a
+    second in another DC): a session read k@2000 (whose past holds a), then its write
+    replaced, unlogged, a write that depended on k@3000, a concurrent blind overwrite. The
+    deps were merged to (k, 3000) alone: the write waited for k@3000, not for k@2000 and
+    its past, and another DC applied it before them."""
+    from chainreaction.fields import merge_local_deps
+
+    core = proxy()
+    ship_with(core, "a", 1_000, 0.01)
+    ship_with(core, "k", 2_000, 0.02, deps=(("a", 1_000),))  # position 2, after a
+    ship_with(core, "k", 2_500, 0.025)  # position 3, concurrent with both others
+    ship_with(core, "k", 3_000, 0.03)  # position 4: a blind overwrite
+    deps = merge_local_deps((("k", 2_000),), (("k", 3_000),), own="w")
+    assert deps == (("k", 2_000), ("k", 3_000))
+    ship_with(core, "w", 4_000, 0.04, deps=deps)
+    assert logged_entries(core, 1.0)["w"].waits == (2, 3, 4)

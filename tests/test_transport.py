@@ -271,3 +271,45 @@ def test_a_secret_file_must_exist_and_hold_enough_bytes(tmp_path):
     good.write_text("  " + "x" * 40 + "\n")
     good.chmod(0o600)
     assert cluster_secret.load(str(good)) == b"x" * 40
+
+
+async def test_a_tls_link_carries_frames_and_a_plain_one_from_a_tls_peer_is_refused():
+    """The links between DCs (runtime/tls.py): mutual TLS to the peers named TLS, plain
+    to the others on the same listener; a TLS peer arriving in the clear is refused."""
+    import trustme
+
+    from chainreaction.runtime import tls
+
+    ca = trustme.CA()
+    certs = {}
+    for name in ("a", "b"):
+        cert = ca.issue_cert("127.0.0.1")
+        certs[name] = (cert.cert_chain_pems[0], cert.private_key_pem)
+    inboxes: dict = {"a": [], "b": [], "plain-a": [], "c": []}
+    async with trio.open_nursery() as nursery:
+        a = await _start_with(nursery, "a", inboxes["a"], None)
+        b = await _start_with(nursery, "b", inboxes["b"], None)
+        c = await _start_with(nursery, "c", inboxes["c"], None)  # same DC as b: plain
+        with ca.cert_pem.tempfile() as ca_file, certs["a"][0].tempfile() as a_cert, \
+                certs["a"][1].tempfile() as a_key, certs["b"][0].tempfile() as b_cert, \
+                certs["b"][1].tempfile() as b_key:
+            a.tls_client = tls.client_context(ca_file, a_cert, a_key)
+            b.tls_server = tls.server_context(b_cert, b_key, ca_file)
+        a.tls_peers = frozenset({"b"})
+        b.tls_peers = frozenset({"a"})
+        a.learn("b", b.addr)
+        c.learn("b", b.addr)
+        a.send("b", m.GetRing(1))
+        c.send("b", m.GetRing(2))
+        await wait_until(lambda: len(inboxes["b"]) == 2)
+        assert sorted(inboxes["b"]) == [("a", m.GetRing(1)), ("c", m.GetRing(2))]
+        assert a.counters["link_tls"] == 1 and c.counters["link_tls"] == 0
+        # a process calling itself "a" without TLS: refused, nothing handled
+        impostor = Transport("a", "node", "127.0.0.1:0", lambda *x: None, secret=None)
+        await nursery.start(impostor.serve)
+        impostor.learn("b", b.addr)
+        impostor.send("b", m.GetRing(3))
+        await wait_until(lambda: b.counters["tls_required_refused"] >= 1)
+        await wait_until(lambda: impostor.counters["auth_refused_by_peer"] >= 1)
+        assert ("a", m.GetRing(3)) not in inboxes["b"]
+        nursery.cancel_scope.cancel()

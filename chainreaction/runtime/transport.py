@@ -22,6 +22,13 @@ With a cluster secret (runtime/secret.py) a connection starts with the receiver'
 ``Hello`` without the right proof is answered ``Error unauthenticated`` and the
 connection closed. A dialer reads what the receiver writes back (only those two frames
 ever) and logs a refusal.
+
+TLS (runtime/tls.py), for the links between datacenters: to the peers named in
+``tls_peers`` (a proxy's WAN peers) a link dials TLS, verifying the peer against the CA and
+showing its own certificate, and its frames leave from the link's task (``send_all``: no
+non-blocking fast path through TLS). A listener with ``tls_server`` takes both: a
+connection whose first byte opens a TLS handshake is served over TLS, the others plain; a
+``Hello`` from a name in ``tls_peers`` that did not come over TLS is refused.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 import time
 
 from typing import Callable
@@ -48,6 +56,8 @@ MAX_CONNECT_FAILURES = 30  # about half a minute of refused connections
 CHALLENGE_TIMEOUT_S = 2.0  # a receiver with a secret challenges at once
 SAY_EVERY_S = 5.0  # an authentication problem is logged at most this often per peer
 _REFUSED = object()  # (_deliver: the Hello did not prove the secret)
+TLS_HANDSHAKE_S = 10.0
+_TLS_RECORD_HANDSHAKE = b"\x16"  # the first byte of a TLS ClientHello (frames start 0x00)
 _ADVERTISED: dict[str, str] = {}  # listen address -> the address peers are told (advertise)
 
 
@@ -83,8 +93,15 @@ class _Link:
             return
         self.buffer += data
 
+    tls = None  # the SSLStream of a TLS link while connected (``_run_tls``)
+    _tls_scope = None  # (its connection's cancel scope: ``reset`` ends it)
+
     def flush(self) -> None:
         """Write what the kernel takes now; leave the rest to the link task."""
+        if self.tls is not None:
+            if self.buffer:
+                self.wakeup.set()  # (its task sends through TLS)
+            return
         if self.sock is None or self.blocked or not self.buffer:
             return
         try:
@@ -103,6 +120,8 @@ class _Link:
 
     def reset(self) -> None:
         """Drop the connection (not what is buffered): the link task dials again."""
+        if self._tls_scope is not None:
+            self._tls_scope.cancel()
         sock, self.sock = self.sock, None
         if sock is not None:
             trio.lowlevel.notify_closing(sock)
@@ -130,6 +149,70 @@ class _Link:
             sock.close()
             raise
         return sock
+
+    async def _run_tls(self, sock: socket.socket, addr: str) -> None:
+        """One TLS connection to the peer, until it breaks (the caller dials again)."""
+        t = self.transport
+        host, _port = split_addr(addr)
+        stream = trio.SSLStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)),
+                                t.tls_client, server_hostname=host)
+        decoder = codec.FrameDecoder()
+        try:
+            with trio.fail_after(TLS_HANDSHAKE_S):
+                await stream.do_handshake()
+                proof = b""
+                if t.secret is not None:
+                    nonce = await _stream_challenge(stream, decoder)
+                    proof = cluster_secret.proof(t.secret, nonce, t.name, t.role, t.addr,
+                                                 t.incarnation)
+            t.counters["link_connected"] += 1
+            t.counters["link_tls"] += 1
+            self.buffer[:0] = codec.frame(m.Hello(t.name, t.role, t.addr, t.incarnation,
+                                                  proof))
+            self.tls = stream
+            async with trio.open_nursery() as nursery:
+                self._tls_scope = nursery.cancel_scope
+                nursery.start_soon(self._watch_stream, stream, decoder, nursery.cancel_scope)
+                while True:
+                    if not self.buffer:
+                        self.wakeup = trio.Event()
+                        await self.wakeup.wait()
+                        continue
+                    data = bytes(self.buffer)
+                    del self.buffer[:]
+                    await stream.send_all(data)
+                    t.counters["link_writes"] += 1
+        except (OSError, ssl.SSLError, trio.BrokenResourceError, trio.ClosedResourceError,
+                trio.TooSlowError, codec.ProtocolError) as exc:
+            t.counters["link_tls_failed"] += 1
+            t.say(f"tls:{self.peer}", "TLS link to %s (%s) failed: %s", self.peer, addr,
+                  exc or type(exc).__name__)
+        finally:
+            self.tls = self._tls_scope = None
+            self.buffer.clear()  # (lost with the connection: the cores resend)
+            t.link_down(self.peer)
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+    async def _watch_stream(self, stream, decoder: codec.FrameDecoder, scope) -> None:
+        """As ``_watch``, on a TLS link; its end (the peer closed) ends the link."""
+        t = self.transport
+        try:
+            while True:
+                for body in decoder.frames():
+                    msg = codec.decode(body)
+                    if isinstance(msg, m.Error) and msg.code == m.UNAUTHENTICATED:
+                        t.counters["auth_refused_by_peer"] += 1
+                        t.say(f"refused:{self.peer}", "%s refused us: %s", self.peer,
+                              msg.detail)
+                data = await stream.receive_some(4096)
+                if not data:
+                    break
+                decoder.feed(data)
+        except (OSError, ssl.SSLError, trio.BrokenResourceError, trio.ClosedResourceError,
+                codec.ProtocolError):
+            pass
+        scope.cancel()
 
     async def _challenge(self, sock: socket.socket, decoder: codec.FrameDecoder) -> bytes:
         """The nonce of the receiver's ``Challenge``, its first frame."""
@@ -193,6 +276,12 @@ class _Link:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
+            if self.peer in t.tls_peers:
+                await self._run_tls(sock, addr)
+                failures = 0
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
             decoder = codec.FrameDecoder()
             proof = b""
             if t.secret is not None:
@@ -240,6 +329,20 @@ class _Link:
             await trio.sleep(backoff)
 
 
+async def _stream_challenge(stream, decoder: codec.FrameDecoder) -> bytes:
+    """The nonce of the receiver's ``Challenge`` read from a (TLS) stream."""
+    while True:
+        for body in decoder.frames():
+            msg = codec.decode(body)
+            if not isinstance(msg, m.Challenge):
+                raise codec.ProtocolError(m.BAD_FRAME, "first frame not a Challenge")
+            return msg.nonce
+        data = await stream.receive_some(4096)
+        if not data:
+            raise ConnectionResetError("closed before its challenge")
+        decoder.feed(data)
+
+
 class Transport:
     """One process's internal endpoint: ``send(to, msg)``; inbound via ``on_message``."""
 
@@ -248,6 +351,11 @@ class Transport:
         # the cluster secret to prove and demand (default: the process's, runtime/secret.py)
         self.secret = cluster_secret.current() if secret is ... else secret
         self._said: dict[str, float] = {}
+        # TLS (runtime/tls.py): the listener's context, the dialer's, and the peers whose
+        # links must be TLS (a proxy's WAN peers)
+        self.tls_server: ssl.SSLContext | None = None
+        self.tls_client: ssl.SSLContext | None = None
+        self.tls_peers: frozenset = frozenset()
         self.name = name
         self.role = role
         self.listen_addr = addr
@@ -349,6 +457,20 @@ class Transport:
         decoder = codec.FrameDecoder()
         peer: str | None = None
         nonce = os.urandom(16) if self.secret is not None else None
+        tls = False
+        if self.tls_server is not None:
+            try:
+                with trio.fail_after(TLS_HANDSHAKE_S):
+                    first = await stream.socket.recv(1, socket.MSG_PEEK)
+                    if first == _TLS_RECORD_HANDSHAKE:
+                        stream = trio.SSLStream(stream, self.tls_server, server_side=True)
+                        await stream.do_handshake()
+                        tls = True
+            except (OSError, ssl.SSLError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+                self.counters["tls_refused"] += 1
+                self.say("tls-in", "refused a TLS connection: %s", exc or type(exc).__name__)
+                await trio.aclose_forcefully(stream)
+                return
         try:
             async with stream:
                 if nonce is not None:
@@ -356,12 +478,11 @@ class Transport:
                 async for data in stream:
                     decoder.feed(data)
                     for body in decoder.frames():
-                        peer = self._deliver(peer, body, nonce)
+                        peer = self._deliver(peer, body, nonce, tls)
                         if peer is _REFUSED:
                             await stream.send_all(codec.frame(m.Error(
-                                0, m.UNAUTHENTICATED, f"{self.name} ({self.addr}) demands the "
-                                "cluster secret: start the process with the cluster's "
-                                "--secret-file", 0)))
+                                0, m.UNAUTHENTICATED, f"{self.name} ({self.addr}) "
+                                f"{self._refusal}", 0)))
                             return
                         if peer is None:
                             return
@@ -369,10 +490,12 @@ class Transport:
         except codec.ProtocolError as exc:
             self.counters["bad_frame"] += 1
             log.warning("closing connection from %s: %s", peer or "?", exc)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
             pass
 
-    def _deliver(self, peer, body: bytes, nonce: bytes | None = None):
+    _refusal = ""  # why the last Hello was refused (sent back with Error unauthenticated)
+
+    def _deliver(self, peer, body: bytes, nonce: bytes | None = None, tls: bool = False):
         try:
             msg = codec.decode(body)
         except codec.ProtocolError as exc:
@@ -391,6 +514,14 @@ class Transport:
                 self.say(f"refused:{msg.name}@{msg.addr}", "refused %s (%s): %s", msg.name,
                          msg.addr, "no proof of the cluster secret" if not msg.proof
                          else "wrong cluster secret")
+                self._refusal = ("demands the cluster secret: start the process with the "
+                                 "cluster's --secret-file")
+                return _REFUSED
+            if msg.name in self.tls_peers and not tls:
+                self.counters["tls_required_refused"] += 1
+                self.say(f"plain:{msg.name}", "refused %s (%s): not over TLS", msg.name,
+                         msg.addr)
+                self._refusal = "takes this peer over TLS only (--wan-tls-*)"
                 return _REFUSED
             if self.accept_hello is not None and not self.accept_hello(msg.name, msg.addr):
                 # (a manager: a second process under a live member's name; its frames come

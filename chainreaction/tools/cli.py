@@ -16,6 +16,7 @@ from frontend.core import READ_POLICIES
 
 from . import backup as backup_tool
 from . import membership
+from ..runtime import tls
 from .arg_types import address, dc_id, managers, peer, weight
 from .cli_options import (
     durability_options as _durability_options, fault_option as _fault_option,
@@ -195,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="internal address")
     fe.add_argument("--ws", required=True, type=address, metavar="HOST:PORT",
                     help="client WebSocket address")
+    fe.add_argument("--tls-cert", metavar="FILE", help="serve clients wss:// with this "
+                    "certificate (PEM, its chain included) and --tls-key")
+    fe.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     fe.add_argument("--manager", required=True, type=managers, metavar="HOST:PORT[,...]",
                     help="the DC's manager; several, comma-separated: the managers of an election "
                     "(--etcd), all of which hear this process's heartbeats")
@@ -231,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     px.add_argument("--batch-interval", type=_positive_float, default=5.0, metavar="MS",
                     help="at most one batch per MS to each peer DC: a write on an idle link "
                          "leaves at once, on a busy one it waits at most MS")
+    for what, meta in (("cert", "this proxy's certificate (PEM)"), ("key", "its key (PEM)"),
+                       ("ca", "the CA that signed every proxy's certificate")):
+        px.add_argument(f"--wan-tls-{what}", metavar="FILE", help=f"TLS to the other DCs' "
+                        f"proxies (mutual; all three needed): {meta}")
     px.add_argument("--batch-max", type=_positive_int, default=512,
                     help="at most this many writes per batch")
     _durability_options(px)
@@ -292,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
         op.add_argument("--url", action="append", help="frontend URL; repeat it to give "
                         "several, the session fails over from one to the next (default "
                         f"$CHAINREACTION_URL, else {' and '.join(DEFAULT_URLS)})")
+        op.add_argument("--ca-file", metavar="FILE", help="wss:// URLs: the CA (PEM) that "
+                        "signed the frontends' certificates (default: the system's CAs)")
 
     backup_tool.add_parsers(sub, _positive_int)
 
@@ -611,7 +621,8 @@ async def _one_shot(args) -> int:
 
     urls = args.url or default_urls()
     try:
-        async with await connect(urls) as session:
+        async with await connect(urls, ssl_context=tls.client_context(
+                getattr(args, "ca_file", None))) as session:
             if args.command == "put":
                 # the value's bytes as given, even when they are not UTF-8
                 value = args.value.encode("utf-8", "surrogateescape")

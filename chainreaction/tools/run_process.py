@@ -97,9 +97,20 @@ def _run_process(args) -> int:
                              batch_interval_s=args.batch_interval / 1000,
                              max_batch_entries=args.batch_max)
         peers = {name: addr for _, name, addr in args.peer}
+        wan_tls = None
+        tls_files = (args.wan_tls_cert, args.wan_tls_key, args.wan_tls_ca)
+        if any(tls_files):
+            from ..runtime.tls import client_context, server_context
+
+            if not all(tls_files):
+                raise ValueError("TLS between DCs needs --wan-tls-cert, --wan-tls-key and "
+                                 "--wan-tls-ca")
+            wan_tls = (server_context(*tls_files), client_context(args.wan_tls_ca,
+                                                                  *tls_files[:2]))
         trio.run(lambda: run_proxy(args.name, args.listen, args.manager, args.data_dir, config,
                                    peers, args.wan_delay / 1000, args.wan_jitter / 1000,
-                                   durability=args.durability, wan_seed=args.wan_seed))
+                                   durability=args.durability, wan_seed=args.wan_seed,
+                                   wan_tls=wan_tls))
     else:
         from frontend.core import FrontendConfig
         from frontend.server import run_frontend
@@ -115,6 +126,11 @@ def _run_process(args) -> int:
                 logging.getLogger("frontend").warning(
                     f"UNSAFE: {flag} is on: this frontend does NOT keep causal consistency "
                     "(for testing the checker only)")
+        from ..runtime.tls import server_context
+
+        if bool(args.tls_cert) != bool(args.tls_key):
+            raise ValueError("wss:// needs both --tls-cert and --tls-key")
+        context = server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
         trio.run(lambda: run_frontend(args.name, args.listen, args.ws, args.manager, config,
-                                      proxy_addr=args.proxy))
+                                      proxy_addr=args.proxy, ssl_context=context))
     return 0

@@ -1,0 +1,82 @@
+"""One client WebSocket connection (``ws://`` or ``wss://``) for the SDK (client.py)."""
+
+from __future__ import annotations
+
+import os
+import ssl
+
+import trio
+from trio_websocket import open_websocket_url
+
+
+class Connection:
+    """One WebSocket connection whose trio-websocket context (and its nursery) lives in a
+    system task of its own. Opening and closing then never enter or exit a nursery inside
+    the caller's cancel scopes, so callers may wrap any session call in their own timeouts,
+    and a timed-out request cannot leave half-exited scopes behind (which corrupts trio's
+    scope stack and hangs every later call)."""
+
+    def __init__(self, url: str, timeout_s: float, max_message_size: int,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.ws = None
+        self.error: BaseException | None = None
+        self._opened = trio.Event()
+        self._close = trio.Event()
+        self._scope = trio.CancelScope()
+        self._timeout_s = timeout_s
+        self._ssl_context = ssl_context  # (wss://: None verifies against the system's CAs)
+        trio.lowlevel.spawn_system_task(self._run, url, timeout_s, max_message_size,
+                                        name=f"websocket {url}")
+
+    async def _run(self, url: str, timeout_s: float, max_message_size: int) -> None:
+        try:
+            with self._scope:
+                async with open_websocket_url(url, connect_timeout=timeout_s,
+                                              disconnect_timeout=timeout_s,
+                                              max_message_size=max_message_size,
+                                              ssl_context=self._ssl_context) as ws:
+                    self.ws = ws
+                    self._opened.set()
+                    await self._close.wait()
+        except BaseException as exc:  # noqa: BLE001 - a system task must not raise
+            if self.ws is None:
+                self.error = exc
+        finally:
+            self._opened.set()
+
+    async def opened(self):
+        """The open connection, or None (then ``error`` says why)."""
+        with trio.move_on_after(self._timeout_s):
+            await self._opened.wait()
+        if not self._opened.is_set():
+            # trio-websocket's own connect timeout leaves its reader task waiting on a
+            # silent peer (a stopped process): cancel the whole context instead.
+            self._scope.cancel()
+            self.error = TimeoutError(f"no WebSocket handshake in {self._timeout_s:.1f} s")
+        elif self.ws is None and self.error is None:
+            self.error = ConnectionError("closed before it opened")
+        return self.ws if self._opened.is_set() else None
+
+    def close(self) -> None:
+        """Close in the background (bounded by the disconnect timeout)."""
+        self._close.set()
+        if self.ws is None:
+            self._scope.cancel()
+
+
+def why(exc: BaseException | None) -> str:
+    """A short reason for a connection failure: the OS's words if there are any (trio
+    gives one error per address tried, trio-websocket wraps them in a HandshakeError)."""
+    seen = 0
+    cause = exc
+    while cause is not None and seen < 10:
+        seen += 1
+        if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+            cause = cause.exceptions[0]
+        elif isinstance(cause, OSError) and cause.errno:
+            return os.strerror(cause.errno)  # trio's strerror repeats the address
+        else:
+            cause = cause.__cause__ or cause.__context__
+    if exc is None:
+        return "no reason given"
+    return str(exc) or type(exc).__name__

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import urllib.parse
 
 import trio
 from trio_websocket import open_websocket_url
@@ -31,6 +32,8 @@ class Connection:
     async def _run(self, url: str, timeout_s: float, max_message_size: int) -> None:
         try:
             with self._scope:
+                if url.startswith("wss://"):
+                    await _tls_handshake(url, self._ssl_context, timeout_s)
                 async with open_websocket_url(url, connect_timeout=timeout_s,
                                               disconnect_timeout=timeout_s,
                                               max_message_size=max_message_size,
@@ -64,6 +67,19 @@ class Connection:
             self._scope.cancel()
 
 
+async def _tls_handshake(url: str, context: ssl.SSLContext | None, timeout_s: float) -> None:
+    """Check the frontend's certificate first: trio-websocket reports a failed TLS
+    handshake only as its connect timeout, with no reason."""
+    parts = urllib.parse.urlsplit(url)
+    with trio.fail_after(timeout_s):
+        stream = await trio.open_ssl_over_tcp_stream(
+            parts.hostname, parts.port or 443, ssl_context=context or ssl.create_default_context())
+        try:
+            await stream.do_handshake()
+        finally:
+            await trio.aclose_forcefully(stream)
+
+
 def why(exc: BaseException | None) -> str:
     """A short reason for a connection failure: the OS's words if there are any (trio
     gives one error per address tried, trio-websocket wraps them in a HandshakeError)."""
@@ -73,6 +89,8 @@ def why(exc: BaseException | None) -> str:
         seen += 1
         if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
             cause = cause.exceptions[0]
+        elif isinstance(cause, ssl.SSLError):
+            return f"TLS: {getattr(cause, 'verify_message', '') or cause.reason or cause}"
         elif isinstance(cause, OSError) and cause.errno:
             return os.strerror(cause.errno)  # trio's strerror repeats the address
         else:

@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "the URLs are in DIR/cluster.json and printed)")
     up.add_argument("--restore", metavar="FILE", help="once it is up, load this backup "
                     "(`chainreaction backup`) into it through DC 0")
+    for what in ("cert", "key", "ca"):
+        up.add_argument(f"--tls-{what}", metavar="FILE", help="with all three: frontends "
+                        "serve wss://, proxies speak mutual TLS between DCs (a certificate "
+                        "for 127.0.0.1, its key, the CA that signed it; docs/deploy.md)")
     restart = csub.add_parser(
         "restart", help="start one process of a running `cluster up` again, exactly as it "
         "was started (its command line in DIR/cluster.json), with its data",
@@ -514,6 +518,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _tls_files(args) -> dict:
+    """``cluster up --tls-*``: all three files or none (absolute: processes run elsewhere);
+    the cluster's own checks trust the CA as its clients will."""
+    files = {f"tls_{w}": getattr(args, f"tls_{w}") for w in ("cert", "key", "ca")}
+    if not any(files.values()):
+        return {}
+    if not all(files.values()):
+        raise ValueError("TLS needs --tls-cert, --tls-key and --tls-ca together")
+    os.environ["SSL_CERT_FILE"] = os.path.abspath(files["tls_ca"])
+    return {k: os.path.abspath(v) for k, v in files.items()}
+
+
 def _use_secret(args) -> None:
     """The cluster secret this command proves and demands (runtime/secret.py): its
     --secret-file, else the one `cluster up` recorded in the --cluster DIR's cluster.json,
@@ -567,6 +583,7 @@ def _dispatch(args) -> int:
                                allow_fault_injection=args.allow_fault_injection,
                                secret_file=args.secret_file and os.path.abspath(
                                    args.secret_file),
+                               **_tls_files(args),
                                metrics=not args.no_metrics)
         return run_cluster_foreground(config, restore=args.restore)
     if cmd == "wan":

@@ -84,6 +84,11 @@ class ClusterConfig:
     # `wan cut` on a local test cluster only
     allow_fault_injection: bool = False
     secret_file: str | None = None  # the cluster secret every process proves (runtime/secret.py)
+    # TLS (runtime/tls.py): a certificate (PEM, for 127.0.0.1), its key and the CA that
+    # signed it: frontends serve wss://, proxies speak mutual TLS between DCs
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
     # every process serves Prometheus metrics on a port of its own, after the others
     # (`cluster up` turns it on; its URL is in cluster.json)
     metrics: bool = False
@@ -159,6 +164,12 @@ class LocalCluster:
                     spec.args.append("--allow-fault-injection")
                 if config.secret_file:
                     spec.args += ["--secret-file", config.secret_file]
+                if config.tls_cert and spec.role == "frontend":
+                    spec.args += ["--tls-cert", config.tls_cert, "--tls-key", config.tls_key]
+                    spec.url = spec.url.replace("ws://", "wss://")
+                if config.tls_cert and spec.role == "proxy":
+                    spec.args += ["--wan-tls-cert", config.tls_cert, "--wan-tls-key",
+                                  config.tls_key, "--wan-tls-ca", config.tls_ca]
         if config.metrics:
             port = config.base_port + config.dcs * config.ports_per_dc + (
                 2 if config.own_etcd else 0)

@@ -265,4 +265,9 @@ class Core:
             self.name, self.role, self._identity.addr, self._identity.incarnation,
             self.epoch, sent_at_us, self.store_clock_us, self.syncing_arcs(), self.store_id,
             self.unreachable(now), self._identity.host, self._identity.zone,
-            self._identity.weight))]
+            self._identity.weight, **self.heartbeat_report()))]
+
+    def heartbeat_report(self) -> dict:
+        """What a heartbeat tells the manager for its status page (``Heartbeat``'s
+        ``keys``, ``unstable``, ``visibility_ms``)."""
+        return {}

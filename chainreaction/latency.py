@@ -6,6 +6,11 @@ from __future__ import annotations
 class LatencyRecorder:
     """Collects latencies in seconds; ``percentile(p)`` by nearest rank."""
 
+    def recent_median(self, n: int = 256) -> float | None:
+        """The median of the last ``n`` samples (cheap: for heartbeats), None if none."""
+        recent = sorted(self._samples[-n:])
+        return recent[len(recent) // 2] if recent else None
+
     def __init__(self, max_samples: int = 5_000_000) -> None:
         self._samples: list[float] = []
         self._sorted = True

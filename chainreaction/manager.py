@@ -95,6 +95,7 @@ class _Peer:
     last_seen: float
     offset_us: int | None = None  # its clock minus ours, at its last heartbeat
     placement: tuple = ("", "", 1)  # a node's (host, zone, weight)
+    report: dict = attrs.Factory(dict)  # its last heartbeat's keys, unstable, visibility
 
 
 class ManagerCore(Core):
@@ -281,6 +282,8 @@ class ManagerCore(Core):
             peer.last_seen = now
         if msg.sent_at_us:
             peer.offset_us = msg.sent_at_us - int(now * 1_000_000)
+        peer.report = {"keys": msg.key_count, "unstable": msg.unstable,
+                       "visibility_ms": dict(msg.visibility_ms)}
         self._store_clock_us = max(self._store_clock_us, msg.clock_us)
         if self.standby:
             self._dirty = False  # (the ring it publishes once promoted is built afresh)

@@ -112,6 +112,11 @@ class Heartbeat:
     host: str = attrs.field(default="", validator=is_text)
     zone: str = attrs.field(default="", validator=is_text)
     weight: int = attrs.field(default=1, validator=is_uint)
+    # for the status page: a node's key count (counted at most every 10 s) and writes not
+    # yet stable at its tail; a proxy's median remote visibility (ms) per origin DC
+    key_count: int = attrs.field(default=0, validator=is_uint)
+    unstable: int = attrs.field(default=0, validator=is_uint)
+    visibility_ms: tuple = attrs.field(default=(), converter=dc_vector)
 
 
 @message(68)

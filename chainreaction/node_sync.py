@@ -26,9 +26,12 @@ class Unstable:
 class NodeSync:
     """Mixed into ``NodeCore``."""
 
-    def _key_count(self) -> int:
-        """The keys we hold, counted (iterating the store) at most once a second."""
-        if self._keys_counted_at is None or self._now - self._keys_counted_at >= 1.0:
+    def heartbeat_report(self) -> dict:
+        return {"key_count": self._key_count(10.0), "unstable": len(self._unstable)}
+
+    def _key_count(self, max_age_s: float = 1.0) -> int:
+        """The keys we hold, counted (iterating the store) at most every ``max_age_s``."""
+        if self._keys_counted_at is None or self._now - self._keys_counted_at >= max_age_s:
             self._keys, self._keys_counted_at = len(self.store), self._now
         return self._keys
 

@@ -31,7 +31,8 @@ def status(manager, now: float) -> dict:
         "down": m.name in ring.down,
         "head_share": round(roles[m.name]["head"], 4),
         "tail_share": round(roles[m.name]["tail"], 4),
-        "key_share": round(roles[m.name]["in"], 4)} for m in ring.members]
+        "key_share": round(roles[m.name]["in"], 4),
+        **_reported(manager, m.name)} for m in ring.members]
     processes = [{
         "name": name, "role": p.role, "addr": p.addr,
         "heard_s_ago": round(max(0.0, now - p.last_seen), 2),
@@ -45,7 +46,19 @@ def status(manager, now: float) -> dict:
         "replication": ring.replication, "members": members, "processes": processes,
         "chains": [{"chain": list(chain), "share": round(share, 4)}
                    for chain, share in sorted(shares.items(), key=lambda kv: -kv[1])],
-        "arcs_without_holder": stats["arcs_without_holder"], "troubles": troubles}
+        "arcs_without_holder": stats["arcs_without_holder"], "troubles": troubles,
+        "leaving": stats["leaving"], "removed": stats["removed"],
+        # remote visibility into this DC: the median ms from a write at its origin DC
+        # until it is visible here, per origin (this DC's proxy's; its row of the matrix)
+        "visibility_ms": {str(dc): ms for p in manager._peers.values() if p.role == "proxy"
+                          for dc, ms in p.report.get("visibility_ms", {}).items()}}
+
+
+def _reported(manager, name: str) -> dict:
+    """What a node's last heartbeat said: its key count, writes not yet stable."""
+    peer = manager._peers.get(name)
+    report = peer.report if peer is not None else {}
+    return {"keys": report.get("keys"), "unstable": report.get("unstable")}
 
 
 PAGE = """<!doctype html>
@@ -59,6 +72,7 @@ th { background: #f3f3f3 } .bad { color: #b00; font-weight: bold } .ok { color: 
 <body><h1>ChainReaction: <span id="title">...</span></h1>
 <p id="summary">loading /status.json ...</p>
 <h2>Nodes of the ring</h2><table id="members"></table>
+<h2>Remote writes: how long until visible here</h2><table id="visibility"></table>
 <h2>Chains (head first) and their share of the keys</h2><table id="chains"></table>
 <h2>Processes the manager hears</h2><table id="processes"></table>
 <h2>Troubles</h2><table id="troubles"></table>
@@ -77,10 +91,15 @@ async function refresh() {
       s.replication + ", " + s.members.length + " nodes, " + s.chains.length +
       " distinct chains; arcs without a holder: " + s.arcs_without_holder;
     table("members", ["node", "address", "host", "zone", "weight", "state", "head of",
-                      "tail of", "holds"],
+                      "tail of", "holds", "keys", "not yet stable"],
       s.members.map(m => [m.name, m.addr, m.host, m.zone, m.weight,
+        s.leaving.includes(m.name) ? '<span class="bad">draining</span>' :
         m.down ? '<span class="bad">down</span>' : '<span class="ok">up</span>',
-        pct(m.head_share), pct(m.tail_share), pct(m.key_share)]));
+        pct(m.head_share), pct(m.tail_share), pct(m.key_share),
+        m.keys === null ? "" : m.keys.toLocaleString(),
+        m.unstable === null ? "" : m.unstable]));
+    table("visibility", ["from DC", "visible here after (median)"],
+      Object.entries(s.visibility_ms).map(([dc, ms]) => ["dc" + dc, ms + " ms"]));
     table("chains", ["chain", "share"], s.chains.map(c => [c.chain.join(" \\u2192 "),
                                                         pct(c.share)]));
     table("processes", ["process", "role", "address", "heard", "clock offset"],

@@ -346,6 +346,11 @@ class ProxyCore(Core):
                      if until <= now or n in names]:
             del self._departed_floors[name]
 
+    def heartbeat_report(self) -> dict:
+        medians = {dc: rec.recent_median() for dc, rec in self.receiver.visibility.items()}
+        return {"visibility_ms": tuple((dc, round(s * 1000)) for dc, s in medians.items()
+                                       if s is not None)}
+
     def stats(self) -> dict:
         rx = self.receiver
         out = {

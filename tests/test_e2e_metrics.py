@@ -99,6 +99,9 @@ async def test_the_managers_status_page_in_a_real_headless_browser(tmp_path):
         data = await trio.to_thread.run_sync(
             lambda: json.load(urllib.request.urlopen(f"{base}/status.json", timeout=5)))
         assert [m["name"] for m in data["members"]] == ["n1", "n2", "n3"]
+        # each node's key count and writes not yet stable, from its heartbeats
+        assert all(type(m["keys"]) is int and type(m["unstable"]) is int
+                   for m in data["members"]), data["members"]
         assert data["epoch"] >= 1 and data["chains"]
         assert CHROMIUM is not None, "no chromium here: apt-get install chromium (.ci/run does)"
         shot = tmp_path / "status.png"
@@ -115,6 +118,7 @@ async def test_the_managers_status_page_in_a_real_headless_browser(tmp_path):
     for name in [n for n, p in cluster.processes.items() if p.role in ("node", "frontend")]:
         assert f"<td>{name}</td>" in dom, name
     assert "\u2192" in dom  # a chain, head first
+    assert "not yet stable" in dom and "how long until visible here" in dom
     assert shot_done.returncode == 0 and shot.stat().st_size > 10_000
     if os.environ.get("CHAINREACTION_STATUS_SCREENSHOT"):  # (how docs/ got its picture)
         shutil.copy(shot, os.environ["CHAINREACTION_STATUS_SCREENSHOT"])

@@ -33,3 +33,18 @@ def test_the_status_shows_the_ring_its_chains_and_who_is_healthy():
     assert {x["name"]: x["down"] for x in s["members"]} == {"a": False, "b": False, "c": True}
     assert {p["name"] for p in s["processes"] if p["healthy"]} == {"a", "b"}  # (fe: silent)
     assert all("c" not in c["chain"] for c in s["chains"])
+
+
+def test_the_status_shows_each_nodes_keys_and_lag_and_the_remote_visibility_here():
+    mgr = manager(replication=2)
+    for name in "ab":
+        mgr.handle(name, hb(name), 0.0)
+    for name, keys, unstable in (("a", 10, 0), ("b", 7, 3)):
+        mgr.handle(name, m.Heartbeat(name, "node", f"sim:{name}", 1, mgr.ring.epoch,
+                                     key_count=keys, unstable=unstable), 0.1)
+    mgr.handle("proxy", m.Heartbeat("proxy", "proxy", "sim:proxy", 1, mgr.ring.epoch,
+                                    visibility_ms=((1, 42), (2, 120))), 0.1)
+    s = status(mgr, 0.2)
+    assert {x["name"]: (x["keys"], x["unstable"]) for x in s["members"]} == {
+        "a": (10, 0), "b": (7, 3)}
+    assert s["visibility_ms"] == {"1": 42, "2": 120}

@@ -52,6 +52,12 @@ leaves the ring (the next ring has no token of it); a heartbeat of its store aft
 is answered ``Error removed``, on which the node deletes what it holds and stops. A fresh
 store under that name (an empty data dir) joins as a new node.
 
+**Joining** (ring.py, "learner"). A node new to a ring that serves, or back on an empty
+disk, is a *learner* until it holds every arc whose chain it is in: chains place it just
+before their tail, so it copies its arcs while the writes flow through it, and no put or
+dependency check waits for its copy. Once custody lists it for all of them, the next
+ring has it as a plain member (it may then be head or tail: it holds what they hold).
+
 **Standby** (``--managers 3``, through etcd: ``runtime/election.py``). A standby
 core hears every member's heartbeats (members heartbeat every manager of their DC) and
 tracks who is alive, but answers nothing and publishes nothing. When its process wins the
@@ -126,6 +132,7 @@ class ManagerCore(Core):
         self._leaving: dict[str, float] = {}  # nodes being drained -> since when
         self._removed: dict[str, int] = {}  # nodes removed -> the store id they had
         self._just_removed: list[str] = []  # told with the next ring (``_publish_if_dirty``)
+        self._learners: set[str] = set()  # joined, holding nothing yet (ring.py)
         self._handlers = {m.Heartbeat: self._on_heartbeat, m.GetRing: self._on_get_ring,
                           m.MembershipChange: self._on_membership_change}
         self.timers.add("housekeeping", self._housekeeping, now, delay=config.tick_s)
@@ -144,6 +151,7 @@ class ManagerCore(Core):
         self._store_ids = {name: int(sid) for name, sid in saved["store_ids"]}
         self._leaving = {name: 0.0 for name in saved.get("leaving", ())}
         self._removed = {name: int(sid) for name, sid in saved.get("removed", ())}
+        self._learners = set(saved.get("learners", ()))
         self._epoch_floor = self.ring.epoch
         self._dirty = bool(self.ring.members)
         self.counters["state_restored"] += 1
@@ -158,6 +166,7 @@ class ManagerCore(Core):
             "store_ids": sorted(self._store_ids.items()),
             "leaving": sorted(self._leaving),
             "removed": sorted(self._removed.items()),
+            "learners": sorted(self._learners),
         })
         self.counters["state_saved"] += 1
 
@@ -210,6 +219,7 @@ class ManagerCore(Core):
         if self.standby:
             return []
         self._finish_removals()
+        self._graduate()
         live = {name for name, p in self._peers.items() if p.role == "node"}
         left_out = self._links.left_out(live, now)
         if left_out != self._left_out:
@@ -233,6 +243,7 @@ class ManagerCore(Core):
             "arcs_without_holder": custody.unheld_arcs(self.custody),
             "leaving": sorted(self._leaving),
             "removed": sorted(self._removed),
+            "learners": sorted(self._learners),
             **self._links.stats(),
             **self.counters,
         }
@@ -272,6 +283,9 @@ class ManagerCore(Core):
             self._peers[msg.name] = _Peer(msg.role, msg.addr, msg.incarnation, now,
                                           placement=placement)
             self.counters[f"{msg.role}_joined"] += 1
+            if (msg.role == "node" and msg.name not in self.ring.all_names
+                    and self.ring.serving):
+                self._learners.add(msg.name)  # (holds nothing: it learns first)
             if msg.role == "node" or (peer is not None and peer.role == "node"):
                 self._dirty = True
             peer = self._peers[msg.name]
@@ -327,6 +341,8 @@ class ManagerCore(Core):
             if known is not None:
                 self.custody = custody.forget(self.custody, msg.name)
                 self.counters["replica_replaced"] += 1
+                if msg.name in self.ring.all_names and self.ring.serving:
+                    self._learners.add(msg.name)  # (an empty disk: it learns again)
                 self._force_publish = True
                 self._dirty = True
             self._save()
@@ -341,6 +357,7 @@ class ManagerCore(Core):
                 self.counters["custody_gained"] += 1
                 self._save()
                 self._finish_removals()
+                self._graduate()
 
     def _next_members(self) -> tuple[tuple, frozenset]:
         """Every member the ring had (at the address it heartbeats from now) and every node
@@ -359,12 +376,15 @@ class ManagerCore(Core):
             return []
         self._dirty = False
         members, down = self._next_members()
+        self._learners &= {mm.name for mm in members}
+        learners = frozenset(self._learners - set(self._leaving))
         if (members == self.ring.members and down == self.ring.down
-                and not self._force_publish):
+                and learners == self.ring.learners and not self._force_publish):
             return []
         self._force_publish = False
         epoch = max(self.ring.epoch, self._epoch_floor) + 1
-        ring = Ring(epoch, members, self.config.replication, self.config.vnodes, down)
+        ring = Ring(epoch, members, self.config.replication, self.config.vnodes, down,
+                    learners)
         self.custody = custody.carry(self.ring, self.custody, ring)
         self.previous, self.ring = self.ring, ring
         # Epochs never go backwards, not even across our restarts (the floor is the
@@ -432,6 +452,22 @@ class ManagerCore(Core):
                 "arcs": self.ring.arc_count, "arcs_moving": moving,
                 "arcs_without_holder": custody.unheld_arcs(self.custody)}
 
+    def _graduate(self) -> None:
+        """Learners that hold every arc whose chain they are in become plain members."""
+        if not self._learners or len(self.custody) != self.ring.arc_count:
+            return
+        ready = set(self._learners) - set(self._leaving)
+        for arc in range(self.ring.arc_count):
+            for name in ready & set(self.ring.chain_of_arc(arc)):
+                if name not in self.custody[arc]:
+                    ready.discard(name)
+        ready = {n for n in ready if n in self.ring}  # (not a silent one: in its chains)
+        if ready:
+            self._learners -= ready
+            self.counters["learners_graduated"] += len(ready)
+            self._dirty = True
+            self._save()
+
     def _finish_removals(self) -> None:
         """A draining node leaves the ring once no arc names it as a holder and every
         chain holds its arcs completely (its ranges have moved)."""
@@ -449,7 +485,8 @@ class ManagerCore(Core):
             # rest over empty (fuzz seed 7660059): wait until they all hold all of it.
             members = tuple(mm for mm in self.ring.members if mm.name != name)
             after = Ring(self.ring.epoch + 1, members, self.ring.replication,
-                         self.ring.vnodes, self.ring.down - {name})
+                         self.ring.vnodes, self.ring.down - {name},
+                         self.ring.learners - {name})
             if custody.unheld_arcs(custody.carry(self.ring, self.custody, after)) > (
                     custody.unheld_arcs(self.custody)):
                 self.counters["removal_waits_for_holders"] += 1

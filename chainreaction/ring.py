@@ -17,6 +17,14 @@ A member may be *down* (silent for the failure timeout): its tokens stay, so arc
 their bounds and what each replica holds stays comparable across rings (``custody.py``),
 but chains skip it. A down member that comes back is in its old chains again.
 
+A member may be a *learner* (issue 18: a node that joined, or came back on an empty disk,
+and holds nothing yet): chains are computed as if it were down, and it is inserted just
+before the tail of each chain it will be in once it holds its arcs. So it stores and
+forwards the writes flowing down while it copies its arcs from their holders, and is
+never the head (no put waits for its copy) nor the tail (no dependency check does); when
+it holds them, the manager's next ring has it as a plain member. (A chain of one node has
+no middle: the learner follows it and is its tail.)
+
 A ring is immutable and carries an ``epoch``; the manager makes a new one for every change.
 """
 
@@ -94,6 +102,7 @@ class Ring:
     replication: int = attrs.field(validator=_positive)
     vnodes: int = attrs.field(default=16, validator=_positive)
     down: frozenset = attrs.field(default=frozenset(), converter=frozenset)
+    learners: frozenset = attrs.field(default=frozenset(), converter=frozenset)
     # Derived lookup tables, not part of equality or the wire form.
     _tokens: tuple = attrs.field(init=False, eq=False, repr=False)
     _chains: tuple = attrs.field(init=False, eq=False, repr=False)
@@ -105,6 +114,9 @@ class Ring:
             raise ValueError(f"ring members must have distinct names: {names}")
         if not self.down <= set(names) or not all(isinstance(n, str) for n in self.down):
             raise ValueError(f"down members {sorted(map(str, self.down))} not all in {names}")
+        if not self.learners <= set(names) or not all(isinstance(n, str)
+                                                     for n in self.learners):
+            raise ValueError(f"learners {sorted(map(str, self.learners))} not all in {names}")
         owners = sorted(
             (hash_point(f"{m.name}#{i}"), m.name) for m in self.members
             for i in range(self.vnodes * m.weight)
@@ -112,18 +124,31 @@ class Ring:
         tokens = tuple(t for t, _ in owners)
         host = {m.name: m.host or "\0" + m.name for m in self.members}
         zone = {m.name: m.zone or host[m.name] for m in self.members}  # "": its host's
-        live = [m.name for m in self.members if m.name not in self.down]
-        # no two replicas on one host: a chain is no longer than the live hosts
-        length = min(self.replication, len({host[n] for n in live}))
-        zones = len({zone[n] for n in live})
-        chains = [self._chain_at(owners, i, length, len(live), host, zone, zones)
-                  for i in range(len(owners))]
+        chains = self._chains_of(owners, self.down, host, zone)
+        learning = self.learners - self.down
+        if learning:
+            final = chains
+            base = self._chains_of(owners, self.down | learning, host, zone)
+            chains = []
+            for full, chain in zip(final, base):
+                extra = [n for n in full if n in learning]
+                chains.append(tuple(chain[:-1]) + tuple(extra) + tuple(chain[-1:])
+                              if len(chain) > 1 else tuple(chain) + tuple(extra))
         object.__setattr__(self, "_tokens", tokens)
         object.__setattr__(self, "_chains", tuple(chains))
         object.__setattr__(self, "_addrs", {m.name: m.addr for m in self.members})
 
+    def _chains_of(self, owners: list, down: frozenset, host: dict, zone: dict) -> list:
+        """Every arc's chain with the members ``down`` skipped."""
+        live = [m.name for m in self.members if m.name not in down]
+        # no two replicas on one host: a chain is no longer than the live hosts
+        length = min(self.replication, len({host[n] for n in live}))
+        zones = len({zone[n] for n in live})
+        return [self._chain_at(owners, i, length, len(live), host, zone, zones, down)
+                for i in range(len(owners))]
+
     def _chain_at(self, owners: list, i: int, length: int, live: int, host: dict,
-                  zone: dict, zones: int) -> tuple:
+                  zone: dict, zones: int, down: frozenset) -> tuple:
         """The chain of the arc starting at token ``i``: the live members met walking
         clockwise, each on a host (and, while there are zones left, in a zone) no earlier
         one is on; once every zone is in, members on new hosts in walk order. Without
@@ -141,7 +166,7 @@ class Ring:
                 break  # (no zone left to add: the spares in walk order complete it)
             owner = owners[j % len(owners)][1]
             j += 1
-            if owner in self.down or owner in met:
+            if owner in down or owner in met:
                 continue
             met.add(owner)
             if host[owner] in hosts:
@@ -162,6 +187,7 @@ class Ring:
 
     def __repr__(self) -> str:
         names = ",".join(m.name + ("(down)" if m.name in self.down else "")
+                         + ("(learner)" if m.name in self.learners else "")
                          for m in self.members)
         return f"Ring(e{self.epoch} R={self.replication} [{names}])"
 
@@ -232,18 +258,22 @@ class Ring:
     # -- wire form ----------------------------------------------------------------------
 
     def to_wire(self) -> list:
-        return [self.epoch, [m.to_wire() for m in self.members], self.replication, self.vnodes,
-                sorted(self.down)]
+        wire = [self.epoch, [m.to_wire() for m in self.members], self.replication,
+                self.vnodes, sorted(self.down)]
+        return wire + [sorted(self.learners)] if self.learners else wire
 
     @classmethod
     def coerce(cls, value) -> "Ring":
         if isinstance(value, Ring):
             return value
-        if isinstance(value, (list, tuple)) and len(value) == 5:
-            if not isinstance(value[4], (list, tuple)):
-                raise ValueError(f"a ring's down members are a list, got {value[4]!r}")
-            return cls(value[0], value[1], value[2], value[3], value[4])
-        raise ValueError(f"a ring is [epoch, members, replication, vnodes, down], got {value!r}")
+        if isinstance(value, (list, tuple)) and len(value) in (5, 6):
+            for names in value[4:]:
+                if not isinstance(names, (list, tuple)):
+                    raise ValueError(f"a ring's down members and learners are lists, got "
+                                     f"{names!r}")
+            return cls(*value)
+        raise ValueError(f"a ring is [epoch, members, replication, vnodes, down(, learners)], "
+                         f"got {value!r}")
 
 
 def segments(old: Ring | None, new: Ring) -> Iterator[tuple[int, int, tuple, tuple, int]]:

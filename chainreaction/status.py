@@ -48,6 +48,7 @@ def status(manager, now: float) -> dict:
                    for chain, share in sorted(shares.items(), key=lambda kv: -kv[1])],
         "arcs_without_holder": stats["arcs_without_holder"], "troubles": troubles,
         "leaving": stats["leaving"], "removed": stats["removed"],
+        "learners": sorted(ring.learners),
         # remote visibility into this DC: the median ms from a write at its origin DC
         # until it is visible here, per origin (this DC's proxy's; its row of the matrix)
         "visibility_ms": {str(dc): ms for p in manager._peers.values() if p.role == "proxy"
@@ -94,6 +95,7 @@ async function refresh() {
                       "tail of", "holds", "keys", "not yet stable"],
       s.members.map(m => [m.name, m.addr, m.host, m.zone, m.weight,
         s.leaving.includes(m.name) ? '<span class="bad">draining</span>' :
+        s.learners.includes(m.name) ? '<span class="bad">copying (learner)</span>' :
         m.down ? '<span class="bad">down</span>' : '<span class="ok">up</span>',
         pct(m.head_share), pct(m.tail_share), pct(m.key_share),
         m.keys === null ? "" : m.keys.toLocaleString(),

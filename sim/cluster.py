@@ -614,14 +614,15 @@ class SimCluster:
         self.cut.clear()
 
     def wait_ready(self, timeout_s: float = 10.0) -> None:
-        """Until every frontend knows a ring with every live node and no node syncs."""
+        """Until every frontend knows a ring with every live node, none a learner, and no
+        node syncs."""
         def ready():
             for dc in range(self.dcs):
                 live = [n for n in self.node_names if n not in self.down and self.dc_of[n] == dc]
                 others = [f for f in self.frontend_names + self.proxies if self.dc_of[f] == dc]
                 for f in others:
                     ring = self.processes[f].ring
-                    if ring is None or sorted(ring.names) != sorted(live):
+                    if ring is None or sorted(ring.names) != sorted(live) or ring.learners:
                         return False
                 if not all(not self.processes[n].syncing() and self.processes[n].ring is not None
                            and sorted(self.processes[n].ring.names) == sorted(live)

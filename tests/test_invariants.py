@@ -319,12 +319,13 @@ def test_a_clock_stepped_back_on_an_idle_node_neither_silences_it_nor_stretches_
 @pytest.mark.invariant_violations_expected
 def test_the_fuzzer_fails_a_case_with_violations_that_its_history_does_not_show(monkeypatch):
     """Mutation: nodes joining a chain never copy its ranges (no state transfer). In seed
-    25 every client operation still looks right, but the chains do not hold what the
-    prefix property promises."""
+    28 every client operation still looks right, but the chains do not hold what the
+    prefix property promises. (Seed 25 until joiners learned in the middle of their
+    chains first: with no copy they never finish, and its DCs no longer quiesce.)"""
     monkeypatch.setattr(RangeCopier, "_request", lambda self, *a, **k: [])
-    outcome = run_case(make_case(25))
+    outcome = run_case(make_case(28))
     assert outcome.anomalies == {} and outcome.quiet
     assert not outcome.valid and outcome.violation_counts.get("chain_prefix")
-    assert outcome.violations and outcome.violations[0].startswith("seed 25 t=")
+    assert outcome.violations and outcome.violations[0].startswith("seed 28 t=")
 
 

@@ -545,6 +545,49 @@ def test_a_standby_promoted_soon_after_it_started_waits_to_hear_every_member():
     assert to == ["a", "b"] and update.ring.epoch == 8 and update.ring.down == frozenset()
 
 
+def graduate(mgr, hosts: dict, now: float) -> None:
+    """Heartbeats at the current ring, copying nothing, until no node is a learner."""
+    for _ in range(6):
+        for name, host in hosts.items():
+            mgr.handle(name, m.Heartbeat(name, "node", f"sim:{name}", 1, mgr.ring.epoch,
+                                         store_id=ord(name), host=host, zone="z-" + host,
+                                         weight=2 if name == "a" else 1), now)
+        if not mgr.ring.learners:
+            return
+
+
+def test_a_node_joining_a_serving_ring_learns_in_the_middle_of_its_chains_first():
+    """Issue 18: a joiner holds nothing; as head it would hold puts, as tail dependency
+    checks, for as long as it copies. It is placed just before each tail until custody
+    lists it for every arc it is in, then it is a plain member."""
+    mgr = manager(replication=3)
+    for name in "abc":
+        mgr.handle(name, m.Heartbeat(name, "node", f"sim:{name}", 1, 0, store_id=ord(name)),
+                   0.0)
+    graduate(mgr, {n: "" for n in "abc"}, 0.01)
+    before = mgr.ring
+    graduated = mgr.stats()["learners_graduated"]  # (b and c joined a's ring)
+    mgr.handle("d", m.Heartbeat("d", "node", "sim:d", 1, 0, store_id=ord("d")), 0.02)
+    learning = mgr.ring
+    assert learning.learners == {"d"}
+    for i in range(300):
+        chain = learning.chain(f"k{i}")
+        old = before.chain(f"k{i}")
+        assert chain[0] == old[0] and chain[-1] == old[-1], (chain, old)  # same ends
+        assert "d" not in (chain[0], chain[-1])
+    d_arcs = [a for a in range(learning.arc_count) if "d" in learning.chain_of_arc(a)]
+    assert d_arcs and all("d" not in mgr.custody[a] for a in d_arcs)
+    # d still copies some of its arcs: it stays a learner
+    mgr.handle("d", m.Heartbeat("d", "node", "sim:d", 1, learning.epoch, store_id=ord("d"),
+                                syncing=tuple(d_arcs[:1])), 0.03)
+    assert mgr.ring.learners == {"d"}
+    # every copy done: the next ring has it as a plain member, holding what it copied
+    mgr.handle("d", m.Heartbeat("d", "node", "sim:d", 1, learning.epoch, store_id=ord("d")),
+               0.04)
+    assert not mgr.ring.learners and mgr.ring.epoch > learning.epoch
+    assert mgr.stats()["learners_graduated"] == graduated + 1
+
+
 def test_placement_labels_from_heartbeats_shape_the_chains():
     """Nodes say where they run (--host, --zone, --weight); the ring the manager publishes
     carries it, and no chain has two replicas on one host."""
@@ -552,7 +595,12 @@ def test_placement_labels_from_heartbeats_shape_the_chains():
     for name, host in (("a", "m1"), ("b", "m1"), ("c", "m2"), ("d", "m2")):
         mgr.handle(name, m.Heartbeat(name, "node", f"sim:{name}", 1, 0, host=host,
                                      zone="z-" + host, weight=2 if name == "a" else 1), 0.0)
+    # (b, c and d joined a ring that served: learners, an extra replica in the middle of
+    # their chains, until they hold their arcs)
+    assert mgr.ring.learners == {"b", "c", "d"}
+    graduate(mgr, {"a": "m1", "b": "m1", "c": "m2", "d": "m2"}, 0.01)
     ring = mgr.ring
+    assert not ring.learners
     assert {mm.name: (mm.host, mm.weight) for mm in ring.members} == {
         "a": ("m1", 2), "b": ("m1", 1), "c": ("m2", 1), "d": ("m2", 1)}
     hosts = {"a": "m1", "b": "m1", "c": "m2", "d": "m2"}

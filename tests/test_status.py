@@ -6,15 +6,19 @@ from __future__ import annotations
 from chainreaction import messages as m
 from chainreaction.status import status
 
-from .test_manager_core import TIMEOUT, hb, manager
+from .test_manager_core import TIMEOUT, graduate, hb, manager  # noqa: F401
 
 
 def test_the_status_shows_the_ring_its_chains_and_who_is_healthy():
     mgr = manager(replication=2)
     for name in "abc":
         mgr.handle(name, hb(name), 0.0)
+    s = status(mgr, 0.0)
+    assert s["learners"] == ["b", "c"]  # (joined a's ring: they copy first)
+    graduate(mgr, {n: "" for n in "abc"}, 0.0)
     mgr.handle("fe", m.Heartbeat("fe", "frontend", "sim:fe", 1, mgr.ring.epoch), 0.0)
     s = status(mgr, 0.5)
+    assert s["learners"] == []
     assert s["epoch"] == mgr.ring.epoch and s["replication"] == 2
     assert [x["name"] for x in s["members"]] == ["a", "b", "c"]
     assert abs(sum(c["share"] for c in s["chains"]) - 1) < 1e-3  # every key in one chain

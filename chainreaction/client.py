@@ -602,11 +602,11 @@ class Session:
             raise InvalidRequest(m.VALUE_TOO_LARGE, f"value is {len(value)} bytes, over the "
                                  f"limit of {m.MAX_VALUE_BYTES}")
         await self._settle_if_needed()
-        if len(self.state.metadata) > m.MAX_DEPS:
+        if self.state.write_dep_count > m.MAX_DEPS:
             # Settling failed (this DC could not confirm them) and reads kept adding: the
             # write cannot carry them all. A later settle, once the DC recovers, can.
             raise InvalidRequest(m.BAD_REQUEST, (
-                f"this session depends on {len(self.state.metadata)} versions not known to be "
+                f"this session depends on {self.state.write_dep_count} versions not known to be "
                 f"stable yet, a write carries at most {m.MAX_DEPS}, and this DC could not "
                 "confirm them stable (settle); retry once it recovers"))
         reply = await self._recorded_call(

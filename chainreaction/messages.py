@@ -22,17 +22,13 @@ from .fields import (  # noqa: F401 (re-exported: limits, error codes and key_er
     key_error, BAD_FRAME, BAD_REQUEST, UNKNOWN_OP, KEY_TOO_LARGE, VALUE_TOO_LARGE,
     WRONG_EPOCH, NOT_HEAD, NOT_TAIL, NOT_IN_CHAIN, NOT_READY, UNAVAILABLE,
     DEPENDENCY_TIMEOUT, OVERLOADED, INTERNAL, FORBIDDEN, DUPLICATE_NAME, REMOVED,
-    UNAUTHENTICATED, RETRYABLE,
-    MAX_LOCAL_DEPS, MAX_WAITS,
-    merge_local_deps,
+    UNAUTHENTICATED, RETRYABLE, MAX_LOCAL_DEPS, MAX_WAITS, merge_local_deps,
 )
 from .fields import (
     dc_list, dc_vector, is_bool, is_dc, is_key, is_rid, is_role, is_short_bytes, is_skew_ms,
-    is_text, is_uint,
-    custody_field, is_value, local_deps, log_positions, name_list, optional_version_field,
-    ranges, rid_entries,
-    ring_optional, scan_items, store_id_list, uint_list,
-    vclock_field, version_field,
+    is_text, is_uint, custody_field, is_value, local_deps, log_positions, name_list,
+    optional_version_field, ranges, rid_entries, ring_optional, scan_items, store_id_list,
+    uint_list, vclock_field, version_field,
 )
 from .ring import Ring
 from .versions import VClock, Version
@@ -81,9 +77,8 @@ class Hello:
 
 @message(73)
 class Challenge:
-    """receiver -> dialer, first frame of an inbound connection to a process that has a
-    cluster secret: the dialer's ``Hello`` must prove it knows the secret for ``nonce``
-    (runtime/secret.py)."""
+    """receiver -> dialer, first frame to a process with a cluster secret: the dialer's
+    ``Hello`` proves it knows the secret for ``nonce`` (runtime/secret.py)."""
 
     nonce: bytes = attrs.field(validator=is_short_bytes)
 
@@ -112,8 +107,8 @@ class Heartbeat:
     host: str = attrs.field(default="", validator=is_text)
     zone: str = attrs.field(default="", validator=is_text)
     weight: int = attrs.field(default=1, validator=is_uint)
-    # for the status page: a node's key count (counted at most every 10 s) and writes not
-    # yet stable at its tail; a proxy's median remote visibility (ms) per origin DC
+    # status page: a node's keys (counted every 10 s at most) and writes not stable yet; a
+    # proxy's median remote visibility (ms) per origin DC
     key_count: int = attrs.field(default=0, validator=is_uint)
     unstable: int = attrs.field(default=0, validator=is_uint)
     visibility_ms: tuple = attrs.field(default=(), converter=dc_vector)
@@ -664,10 +659,9 @@ MEMBERSHIP_ACTIONS = ("remove", "cancel", "status")
 
 @message(72)
 class MembershipChange:
-    """operator -> a DC's manager: ``remove`` node ``name`` (drain: its ranges move to the
-    others first, then it leaves the ring and deletes what it holds), ``cancel`` a removal
-    still draining, or ask the ``status`` (``name`` empty). Answered with StatsReply (the
-    ring's members, the nodes draining and removed, the ranges still moving), or an Error."""
+    """operator -> a DC's manager: ``remove`` node ``name`` (drain, then it leaves the ring;
+    manager.py), ``cancel`` a drain, or ``status``. Answered with StatsReply (members,
+    draining, removed, arcs still moving), or an Error."""
 
     op: int = attrs.field(validator=is_uint)
     action: str = attrs.field(validator=attrs.validators.in_(MEMBERSHIP_ACTIONS))

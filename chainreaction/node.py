@@ -470,9 +470,12 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
             return []
         current = self.store.get(msg.key)
         out: list = []
-        if pos > 1 and src != chain[pos - 2]:
-            # Not from our predecessor: a node still on an older ring (paused while it
-            # forwarded, fuzz seed 7671090). Ours may lack it: we cannot vouch for it.
+        if pos > 1 and (src != chain[pos - 2] or (
+                msg.epoch != self.ring.epoch and not self._same_prefix(msg, chain, pos))):
+            # Not from our predecessor (a node still on an older ring, paused while it
+            # forwarded: fuzz seed 7671090), or from it but sent on a ring where the chain
+            # before us was another (it was the head there, the new head never had the
+            # write: seed 7700851). Ours may lack it: we cannot vouch for it.
             return self._orphan_update(msg, current, now)
         wants_ack = msg.ack_at and (pos == msg.ack_at or (pos == len(chain) and msg.ack_at > pos))
         late = current is None and self._tombstones.covers(msg.version)
@@ -626,6 +629,7 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
         if self.ring is not None and msg.ring.epoch <= self.ring.epoch:
             return []
         previous, self.ring = self.ring, msg.ring
+        self._previous_ring = previous
         self.counters["ring_changes"] += 1
         self._orphan_behind_new_predecessors(previous)
         out = self.leases.on_ring(self.ring, now)
@@ -639,9 +643,9 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
         return out
 
     def _orphan_behind_new_predecessors(self, previous) -> None:
-        """A write still on its way down our chain was vouched for by our predecessor; if
-        the new ring gives us another one (or makes us a head no longer), the nodes before
-        us may lack it: a head now second whose update to the old second was lost in the
+        """A write still on its way down our chain was vouched for by the nodes before us;
+        if the new ring puts others before us (another predecessor, a new head in front of
+        it: seed 7700972, a learner graduating to head), they may lack it: a head now second whose update to the old second was lost in the
         ring change, while the new head copied the range from holders that never got it
         (fuzz seed 9). Reinject such writes at the head, as orphans (§6.4), rather than
         pass them on behind a head that does not have them."""
@@ -652,7 +656,7 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
                 continue
             old, new = previous.chain(key), self.ring.chain(key)
             if self.name in old and self.name in new and (
-                    old[:old.index(self.name)][-1:] != new[:new.index(self.name)][-1:]):
+                    old[:old.index(self.name)] != new[:new.index(self.name)]):
                 pending.orphan = True
                 self.counters["orphaned_by_ring"] += 1
 

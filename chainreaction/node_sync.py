@@ -48,6 +48,17 @@ class NodeSync:
             return "removed from the ring by the operator; it holds nothing now"
         return None
 
+    _previous_ring = None  # the ring before ours (``_same_prefix``)
+
+    def _same_prefix(self, msg: m.Update, chain: tuple, pos: int) -> bool:
+        """Whether the chain before us on the ring ``msg`` was sent on (our previous one)
+        is the one before us now: then our predecessor vouches for it here too."""
+        old = self._previous_ring
+        if old is None or old.epoch != msg.epoch:
+            return False
+        before = old.chain(msg.key)
+        return self.name in before and before[:before.index(self.name)] == chain[:pos - 1]
+
     def _orphan_update(self, msg: m.Update, current: Record | None, now: float) -> list:
         """Keep a newer write as an orphan, which the redrive reinjects at the head (the
         head drives it down the chain, or knows something newer); no ack, not passed on."""

@@ -16,8 +16,9 @@ Rules
   won last-writer-wins; x0's past does not hold the session's y, so x0 must never replace
   or retire the entry of x1 (it did: the session then moved to a DC without y and read an
   older y, a read-your-writes violation). Two versions of one key and one origin DC are
-  ordered in that DC's log (the chain passes them to the tail, and so to the proxy, in
-  order), so the newer one covers the older one's past.
+  ordered in that DC's log, but the newer covers the older one's past only if it replaced
+  it before it was logged: an entry keeps the oldest version it replaced (``oldest``), and
+  writes depend on both (protocol.md §2.3, fuzz seed 7691573).
 * A get sends the key's newest entry (the chain positions that are safe for it); a
   put/delete/attach/settle sends all entries (its dependencies), ``past``, and ``floor``,
   the largest clock the session has seen, so the new version exceeds it.
@@ -57,6 +58,14 @@ class Entry:
     version: Version
     chain: dict  # dc -> chainIndex there
     seq: int = 0
+    # The oldest version of this key and origin the session saw before ``version`` (None:
+    # none). A newer version of a key stands for an older one's past only if it replaced
+    # it unlogged: receivers apply an entry after the positions of its dependencies
+    # (``waits``), not after everything logged before it. A write sends both, and the
+    # proxy orders it after every version of the key logged between them (fuzz seed
+    # 7691573: a session read user5 at seq 182, then at 186, and wrote; another DC applied
+    # that write, and a read of it, before 182 and its past).
+    oldest: Version | None = None
 
     def dep(self, key: str, dc: int | None) -> m.Dep:
         return m.Dep(key, self.version, self.chain.get(dc, 0), self.seq)
@@ -83,7 +92,17 @@ class SessionState:
         return max(entries, key=lambda e: e.version) if entries else None
 
     def _deps(self, dc: int | None) -> tuple:
-        return tuple(e.dep(k, dc) for (k, _dc), e in self.metadata.items())
+        deps = []
+        for (k, _dc), e in self.metadata.items():
+            deps.append(e.dep(k, dc))
+            if e.oldest is not None:
+                deps.append(m.Dep(k, e.oldest, 0))
+        return tuple(deps)
+
+    @property
+    def write_dep_count(self) -> int:
+        """How many ``deps`` a write carries now."""
+        return sum(1 if e.oldest is None else 2 for e in self.metadata.values())
 
     def _past(self) -> tuple:
         return tuple(sorted(self.past.items()))
@@ -190,7 +209,8 @@ class SessionState:
             return
         position, seq = reply["chain_index"], reply.get("seq", 0)
         if entry is None or version > entry.version:
-            self.metadata[slot] = Entry(version, {dc: position}, seq)
+            oldest = None if entry is None else (entry.oldest or entry.version)
+            self.metadata[slot] = Entry(version, {dc: position}, seq, oldest)
         elif version == entry.version:
             entry.chain[dc] = max(entry.chain.get(dc, 0), position)
             entry.seq = max(entry.seq, seq)

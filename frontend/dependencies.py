@@ -10,6 +10,7 @@ import collections
 import attrs
 
 from chainreaction import messages as m
+from chainreaction.fields import local_deps as local_dep_pairs
 from chainreaction.versions import Version
 
 
@@ -101,12 +102,12 @@ def local_deps(req: m.ClientRequest, own: int) -> tuple[tuple, int]:
     where a position in ``past`` would make receivers wait for the whole log up to it),
     and the session's ``past`` there. The written key too: a newer version does not stand
     for an older one's causal past once that one is logged (fuzz seed 11)."""
-    deps: dict[str, int] = {}
     past = dict(req.past).get(own, 0)
-    for d in req.deps:
-        if d.version.dc == own and d.version.clock > deps.get(d.key, -1):
-            deps[d.key] = d.version.clock
-    return tuple(sorted(deps.items())), past
+    # (the smallest and the largest clock per key: a session that saw two versions of a
+    # key sends both, and the newer does not stand for the older one's past: session.py)
+    deps = local_dep_pairs([(d.key, d.version.clock) for d in req.deps
+                            if d.version.dc == own])
+    return deps, past
 
 
 def logged_checks(req: m.ClientRequest, own: int, known: NewestVersions) -> list:

@@ -251,6 +251,31 @@ def test_the_same_dcs_newer_version_replaces_and_its_stability_retires_the_entry
     assert state.metadata == {} and not state.has_past
 
 
+def test_a_write_depends_on_the_oldest_and_the_newest_version_read_of_a_key_and_dc():
+    """Fuzz seed 7691573: a session read user5 at one position of dc1's log, then a newer
+    user5 (a blind overwrite, not after the first) at a later one, and wrote. With only the
+    newer one in its deps, the write's entry waited for that position alone, and a DC
+    back from an outage applied the write (and a read of it) before the first version's
+    past. Both go with the write, and the frontend keeps both for the head (the proxy
+    orders the write after every version of the key logged between them)."""
+    from chainreaction.session import SessionState
+    from frontend.dependencies import local_deps
+
+    state = SessionState()
+    state.on_read("x", _reply(Version(21, 1), seq=182))
+    state.on_read("x", _reply(Version(25, 1), seq=184))
+    state.on_read("x", _reply(Version(30, 1), seq=186))
+    assert state.entry("x").version == Version(30, 1)  # reads go where the newest is
+    request = state.write_request("put", "z", b"v", b"r")
+    assert sorted((d.key, d.version) for d in request.deps) == [
+        ("x", Version(21, 1)), ("x", Version(30, 1))]
+    assert local_deps(request, 1) == ((("x", 21), ("x", 30)), 0)
+    assert state.write_dep_count == 2
+    state.on_write("z", _reply(Version(40, 1)))
+    assert state.write_request("put", "z", b"v", b"r").deps[0].version == Version(40, 1)
+    assert state.write_dep_count == 1
+
+
 def test_a_settle_trades_the_entries_it_sent_for_past_and_a_floor():
     from chainreaction.session import SessionState
 

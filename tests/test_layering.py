@@ -18,8 +18,8 @@ Three modules of ``chainreaction/`` are not held to all of it, on purpose:
 
 * ``chainreaction/__main__.py`` is ``python -m chainreaction``: a two-line shim that runs
   the command line (``chainreaction.tools.cli``). It is an entry point, not core code.
-* ``chainreaction/client.py`` is the SDK: a WebSocket client, so it imports ``trio`` and
-  ``trio_websocket`` by nature (the sans-IO causality rules it applies are in
+* ``chainreaction/client.py`` is the SDK (with ``client_connection.py``, its one
+  connection): a WebSocket client, so it imports ``trio`` and ``trio_websocket`` by nature (the sans-IO causality rules it applies are in
   ``session.py``). Everything else in the rule holds for it, and because imports are
   followed, no module held to the full rule may import it.
 * ``chainreaction/rocks_store.py`` is itself a forbidden module: the rocksdict store of
@@ -45,6 +45,7 @@ FORBIDDEN = ("chainreaction.tools", "chainreaction.runtime", "frontend.server",
 SDK_MAY_IMPORT = ("trio", "trio_websocket")
 ENTRY_POINT = "chainreaction.__main__"
 SDK = "chainreaction.client"
+SDK_MODULES = (SDK, "chainreaction.client_connection")
 PROXY_CORES = ("remote_proxy.core", "remote_proxy.log", "remote_proxy.shipper",
                "remote_proxy.receiver", "remote_proxy.stability")
 
@@ -123,7 +124,8 @@ def restricted_modules() -> dict[str, tuple[str, ...]]:
                 _matches(module, p) for p in ("chainreaction.tools", "chainreaction.runtime",
                                               "chainreaction.rocks_store", ENTRY_POINT)):
             rules[module] = FORBIDDEN
-    rules[SDK] = tuple(p for p in FORBIDDEN if p not in SDK_MAY_IMPORT)
+    for module in SDK_MODULES:
+        rules[module] = tuple(p for p in FORBIDDEN if p not in SDK_MAY_IMPORT)
     return rules
 
 

@@ -36,15 +36,15 @@ class NodeSync:
         return self._keys
 
     def _in_flight(self, key: str, record: Record) -> bool:
-        """A record of a released range that must stay a while (range_release.py). (Out
-        of the ring, what is not logged yet is the chains' to ship: their holders track
-        it too.)"""
-        return self._key_busy(key) or (not self.released.everything and (
-            key, record.version) in self.shipping.pending)
+        """A record of a released range that must stay a while (range_release.py): what
+        the proxy has not logged yet stays until it has (we may be the only node that
+        still ships it: a version replaced here, or one copied to the others already
+        replaced there; fuzz seed 7701413)."""
+        return self._key_busy(key) or (key, record.version) in self.shipping.pending
 
     @property
     def done_reason(self) -> str | None:
-        if self.released.everything and self.released.done:
+        if self.released.everything and self.released.done and not self.shipping.pending:
             return "removed from the ring by the operator; it holds nothing now"
         return None
 

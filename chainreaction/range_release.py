@@ -3,15 +3,16 @@
 Theory of operation
 -------------------
 After a ring change a node may hold records of arcs whose chain it is no longer in (a
-joiner took its place, a drain moved them, or it was removed from the ring). Custody
-(custody.py) says who holds each arc completely: once it does not name us, nobody copies
-an arc from us or counts on what we hold of it, so those records are dead weight and go.
-``ReleasedRanges`` sweeps the store, a batch of records per tick (a large store is not
-deleted in one step of the event loop), and keeps what is still in flight: a write not yet
-known stable, which the redrive reinjects at the arc's head; a write the remote proxy has
-not logged yet; a key a dependency check waits on (``busy``). A pass that had to keep some
-runs again a second later. A node removed from the ring (no longer a member) releases
-everything; a node marked down keeps what it holds: it is in its old chains when back.
+joiner took its place, or a drain moved them). Custody (custody.py) says who holds each
+arc completely: once it does not name us, nobody copies an arc from us or counts on what
+we hold of it, so those records are dead weight and go. ``ReleasedRanges`` sweeps the
+store, a batch of records per tick (a large store is not deleted in one step of the event
+loop), and keeps what is still in flight: a write not yet known stable, which the redrive
+reinjects at the arc's head; a write the remote proxy has not logged yet; a key a
+dependency check waits on (``busy``). A pass that had to keep some runs again a second
+later. A node the manager removed (its ``removed``, never a ring without it alone)
+releases everything; a node marked down keeps what it holds: it is in its old chains when
+back.
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ class ReleasedRanges:
         """The arcs of ``msg.ring`` we may delete: out of their chain and not their holder.
         (Without custody we cannot tell: nothing goes.)"""
         ring = msg.ring
-        if self.everything or self.name not in ring.all_names:
-            self.release_everything()
+        if self.everything:
             return
-        if msg.custody is None or self.name in ring.down:
+        if msg.custody is None or self.name in ring.down or self.name not in ring.all_names:
+            # (Not a member: joining, or a manager that forgot us; only the manager's
+            # ``removed`` makes us delete everything, never a ring without us alone: a node
+            # back on an empty disk under a removed name got the ring before its rejoin
+            # and deleted itself.)
             self._ranges = self._cursor = None
             return
         ranges = [ring.arc_range(arc) for arc, holders in enumerate(msg.custody)

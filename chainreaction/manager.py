@@ -498,4 +498,5 @@ class ManagerCore(Core):
             self._links.forget(name)
             self.counters["node_removed"] += 1
             self._dirty = True
-        self._save()
+        if self._dirty:
+            self._save()

@@ -32,7 +32,7 @@ class NodeSync:
     def _key_count(self, max_age_s: float = 1.0) -> int:
         """The keys we hold, counted (iterating the store) at most every ``max_age_s``."""
         if self._keys_counted_at is None or self._now - self._keys_counted_at >= max_age_s:
-            self._keys, self._keys_counted_at = len(self.store), self._now
+            self._keys, self._keys_counted_at = self.store.key_count(), self._now
         return self._keys
 
     def _in_flight(self, key: str, record: Record) -> bool:

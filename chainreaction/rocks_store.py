@@ -27,6 +27,7 @@ RIDS = "rids"  # column family of request ids
 META = "meta"  # column family of the node's own named values
 UNLOGGED = "unlogged"  # column family of replaced local writes not logged yet (storage.py)
 OLD = "old"  # column family of older versions kept for snapshots (emptied at open)
+EXACT_COUNT_UP_TO = 200_000  # key_count: counted (at most ~60 ms), estimated beyond
 
 
 def _old_name(key: str, applied: int) -> bytes:
@@ -197,8 +198,15 @@ class RocksStore(WalSync, AtomicWrites):
                 yield k.decode(), Record.decode(v)
 
     def __len__(self) -> int:
-        """Counts by iterating: for stats and tools, not for hot paths."""
+        """Counts by iterating: for tools, not for hot paths."""
         return sum(1 for _ in self._db.keys())
+
+    def key_count(self) -> int:
+        """Exact up to ``EXACT_COUNT_UP_TO`` keys (iterating takes about 0.3 s a million,
+        on the event loop), RocksDB's estimate beyond (it counts overwrites and deletes
+        not compacted yet)."""
+        estimate = int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0)
+        return len(self) if estimate <= EXACT_COUNT_UP_TO else estimate
 
     def put_rid(self, rid: bytes, key: str, version: Version) -> None:
         self._write(self._rids, RIDS, rid, cbor2.dumps([key, version.clock, version.dc]),

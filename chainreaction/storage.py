@@ -104,6 +104,10 @@ class Store(Protocol):
 
     def items(self) -> Iterator[tuple[str, Record]]: ...
 
+    def key_count(self) -> int:
+        """How many keys it holds: exact while that is cheap, else an estimate (stats)."""
+        ...
+
     def items_after(self, after: str) -> Iterator[tuple[str, Record]]:
         """The records of keys after ``after`` ("": all), in key order (a backup pages
         through them: snapshots.py)."""
@@ -301,6 +305,9 @@ class MemoryStore(AtomicWrites):
         return iter([(k, self._data[k]) for k in sorted(self._data) if k > after])
 
     def __len__(self) -> int:
+        return len(self._data)
+
+    def key_count(self) -> int:
         return len(self._data)
 
     def snapshot(self) -> dict:

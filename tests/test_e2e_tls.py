@@ -36,9 +36,24 @@ def certificate(tmp_path, monkeypatch):
 
 async def test_wss_clients_and_tls_between_dcs_work_and_untrusted_peers_are_refused(
         tmp_path, certificate):
+    # (with the cluster secret too: a listener that takes TLS and plain connections must
+    # not wait for a first byte a plain dialer with a secret never sends: review)
+    secret = tmp_path / "secret"
+    secret.write_text("a secret of the whole cluster\n")
+    secret.chmod(0o600)
+    from chainreaction.runtime import secret as cluster_secret
+
+    cluster_secret.use_file(str(secret))
+    try:
+        await _run(tmp_path, certificate, str(secret))
+    finally:
+        cluster_secret.use(None)
+
+
+async def _run(tmp_path, certificate, secret_file):
     async with running_cluster(tmp_path, dcs=2, nodes=2, replication=2, frontends=1,
                                tls_cert=certificate["cert"], tls_key=certificate["key"],
-                               tls_ca=certificate["ca"]) as cluster:
+                               tls_ca=certificate["ca"], secret_file=secret_file) as cluster:
         dc0, dc1 = cluster.urls_of(0), cluster.urls_of(1)
         assert all(url.startswith("wss://") for url in dc0 + dc1)
         trusted = ssl.create_default_context(cafile=certificate["ca"])
@@ -53,6 +68,7 @@ async def test_wss_clients_and_tls_between_dcs_work_and_untrusted_peers_are_refu
         proxy = next(p for p in cluster.processes.values() if p.role == "proxy")
         stats = await process_stats(proxy.addr)
         assert stats.get("link_tls", 0) >= 1 and not stats.get("link_tls_failed")
+        assert not stats.get("auth_refused") and not stats.get("auth_no_challenge")
         # a client that does not trust the frontend's CA: refused, saying why
         import trustme
 

@@ -143,3 +143,23 @@ def test_released_ranges_are_exactly_the_arcs_out_of_chain_and_custody():
     release.on_ring(m.RingUpdate(Ring(3, ring.members, 2, 8, {"a"}), None,
                                  custody.to_wire(held), ()))
     assert not release.covers("key1") and release.done  # marked down: keeps everything
+
+
+def test_a_node_joining_while_the_manager_restarts_joins_and_keeps_what_it_copies():
+    """Review: during a restarted manager's start-up grace a newcomer is answered with the
+    saved ring, which does not list it; it took that for its removal and deleted itself.
+    Only the manager's ``removed`` does that."""
+    cluster = _cluster()
+    written = _write(cluster, 30)
+    cluster.crash(MANAGER)
+    cluster.run_for(0.05)
+    cluster.restart(MANAGER)
+    cluster.run_for(0.05)
+    cluster.add_node("n5", 0)
+    assert cluster.run_until(lambda: "n5" in cluster.processes[MANAGER].ring.names
+                             and not cluster.processes[MANAGER].ring.learners, 20)
+    cluster.run_for(1.0)
+    assert "n5" not in cluster.retired and not cluster.node("n5").released.everything
+    assert len(cluster.stores["n5"]) > 0
+    _all_readable(cluster, written)
+    assert cluster.invariant_violations == []

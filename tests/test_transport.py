@@ -313,3 +313,56 @@ async def test_a_tls_link_carries_frames_and_a_plain_one_from_a_tls_peer_is_refu
         await wait_until(lambda: impostor.counters["auth_refused_by_peer"] >= 1)
         assert ("a", m.GetRing(3)) not in inboxes["b"]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_link_broken_under_its_reader_reconnects_without_taking_the_process_down():
+    """Review: ``_broken`` closed the socket while the link's reader waited on it; the fd
+    reused by the reconnect made trio raise BusyResourceError in the reader, which took
+    the transport (and the process) down."""
+    inboxes: dict = {"a": [], "b": []}
+    async with trio.open_nursery() as nursery:
+        a = await _start_with(nursery, "a", inboxes["a"], b"k" * 20)
+        b = await _start_with(nursery, "b", inboxes["b"], b"k" * 20)
+        a.learn("b", b.addr)
+        for round_ in range(5):
+            a.send("b", m.GetRing(round_))
+            await wait_until(lambda: len(inboxes["b"]) == round_ + 1)
+            a._links["b"]._broken()  # (what a failed send does)
+        a.send("b", m.GetRing(99))
+        await wait_until(lambda: inboxes["b"][-1] == ("a", m.GetRing(99)))
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_tls_link_reset_for_a_restarted_peer_keeps_what_was_sent_meanwhile():
+    import trustme
+
+    from chainreaction.runtime import tls
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    inboxes: dict = {"a": [], "b": []}
+    async with trio.open_nursery() as nursery:
+        a = await _start_with(nursery, "a", inboxes["a"], None)
+        b = await _start_with(nursery, "b", inboxes["b"], None)
+        with ca.cert_pem.tempfile() as ca_file, cert.cert_chain_pems[0].tempfile() as c, \
+                cert.private_key_pem.tempfile() as k:
+            a.tls_client = tls.client_context(ca_file, c, k)
+            b.tls_server = tls.server_context(c, k, ca_file)
+        a.tls_peers = b.tls_peers = frozenset({"a", "b"})
+        a.learn("b", b.addr)
+        for round_ in range(5):
+            a.send("b", m.GetRing(2 * round_))
+            a._links["b"].reset()  # (the peer restarted: a new connection)
+            a.send("b", m.GetRing(2 * round_ + 1))
+            await wait_until(lambda: len(inboxes["b"]) >= 2 * round_ + 1
+                             and inboxes["b"][-1] == ("a", m.GetRing(2 * round_ + 1)))
+        nursery.cancel_scope.cancel()
+
+
+def test_a_missing_certificate_file_is_named():
+    from chainreaction.runtime import tls
+
+    with pytest.raises(ValueError, match="TLS CA file /nonexistent/ca.pem: no such file"):
+        tls.client_context("/nonexistent/ca.pem")
+    with pytest.raises(ValueError, match="TLS certificate file /nope.pem"):
+        tls.server_context("/nope.pem", "/nope.key")

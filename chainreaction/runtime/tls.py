@@ -5,11 +5,15 @@ every proxy shows a certificate the CA signed; runtime/transport.py)."""
 
 from __future__ import annotations
 
+import os
 import ssl
 
 
 def _load(context: ssl.SSLContext, cert: str | None, key: str | None,
           ca: str | None) -> ssl.SSLContext:
+    for what, path in (("certificate", cert), ("key", key), ("CA", ca)):
+        if path and not os.path.isfile(path):
+            raise ValueError(f"TLS {what} file {path}: no such file")
     try:
         if cert:
             context.load_cert_chain(cert, key)

@@ -57,6 +57,7 @@ CHALLENGE_TIMEOUT_S = 2.0  # a receiver with a secret challenges at once
 SAY_EVERY_S = 5.0  # an authentication problem is logged at most this often per peer
 _REFUSED = object()  # (_deliver: the Hello did not prove the secret)
 TLS_HANDSHAKE_S = 10.0
+PEEK_S = 0.3  # a listener taking TLS and plain: how long it waits for a first byte
 _TLS_RECORD_HANDSHAKE = b"\x16"  # the first byte of a TLS ClientHello (frames start 0x00)
 _ADVERTISED: dict[str, str] = {}  # listen address -> the address peers are told (advertise)
 
@@ -133,6 +134,7 @@ class _Link:
         self.transport.link_down(self.peer)
         sock, self.sock = self.sock, None
         if sock is not None:
+            trio.lowlevel.notify_closing(sock)  # (our ``_watch`` waits on it)
             sock.close()
         self.buffer.clear()
         self.wakeup.set()
@@ -150,13 +152,15 @@ class _Link:
             raise
         return sock
 
-    async def _run_tls(self, sock: socket.socket, addr: str) -> None:
-        """One TLS connection to the peer, until it breaks (the caller dials again)."""
+    async def _run_tls(self, sock: socket.socket, addr: str) -> bool:
+        """One TLS connection to the peer, until it breaks or is ``reset`` (the caller
+        dials again); whether it connected."""
         t = self.transport
         host, _port = split_addr(addr)
         stream = trio.SSLStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)),
                                 t.tls_client, server_hostname=host)
         decoder = codec.FrameDecoder()
+        connected = False
         try:
             with trio.fail_after(TLS_HANDSHAKE_S):
                 await stream.do_handshake()
@@ -165,6 +169,7 @@ class _Link:
                     nonce = await _stream_challenge(stream, decoder)
                     proof = cluster_secret.proof(t.secret, nonce, t.name, t.role, t.addr,
                                                  t.incarnation)
+            connected = True
             t.counters["link_connected"] += 1
             t.counters["link_tls"] += 1
             self.buffer[:0] = codec.frame(m.Hello(t.name, t.role, t.addr, t.incarnation,
@@ -187,12 +192,15 @@ class _Link:
             t.counters["link_tls_failed"] += 1
             t.say(f"tls:{self.peer}", "TLS link to %s (%s) failed: %s", self.peer, addr,
                   exc or type(exc).__name__)
-        finally:
-            self.tls = self._tls_scope = None
             self.buffer.clear()  # (lost with the connection: the cores resend)
             t.link_down(self.peer)
+        finally:
+            # (after a ``reset``, what was buffered since goes on the next connection, as
+            # on a plain link)
+            self.tls = self._tls_scope = None
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
+        return connected
 
     async def _watch_stream(self, stream, decoder: codec.FrameDecoder, scope) -> None:
         """As ``_watch``, on a TLS link; its end (the peer closed) ends the link."""
@@ -249,7 +257,8 @@ class _Link:
                 if not data:
                     return
                 decoder.feed(data)
-        except (trio.ClosedResourceError, OSError, codec.ProtocolError):
+        except (trio.ClosedResourceError, trio.BusyResourceError, OSError,
+                codec.ProtocolError):
             return
 
     async def run(self) -> None:
@@ -277,10 +286,10 @@ class _Link:
                 backoff = min(backoff * 2, 1.0)
                 continue
             if self.peer in t.tls_peers:
-                await self._run_tls(sock, addr)
+                connected = await self._run_tls(sock, addr)
                 failures = 0
+                backoff = 0.05 if connected else min(backoff * 2, 1.0)
                 await trio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
                 continue
             decoder = codec.FrameDecoder()
             proof = b""
@@ -288,13 +297,16 @@ class _Link:
                 try:
                     with trio.fail_after(CHALLENGE_TIMEOUT_S):
                         nonce = await self._challenge(sock, decoder)
-                except (trio.TooSlowError, OSError, codec.ProtocolError) as exc:
+                except (trio.TooSlowError, trio.BusyResourceError, OSError,
+                        codec.ProtocolError) as exc:
                     t.counters["auth_no_challenge"] += 1
                     t.say(f"challenge:{self.peer}", "%s (%s) sent no challenge (%s): does it "
                           "run with the cluster's --secret-file?", self.peer, addr,
                           type(exc).__name__)
                     trio.lowlevel.notify_closing(sock)
                     sock.close()
+                    self.buffer.clear()  # (as for a peer that is down: the cores resend)
+                    t.link_down(self.peer)
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, 1.0)
                     continue
@@ -460,8 +472,12 @@ class Transport:
         tls = False
         if self.tls_server is not None:
             try:
-                with trio.fail_after(TLS_HANDSHAKE_S):
+                first = b""
+                # (a TLS dialer speaks first; a plain one with a secret waits for our
+                # Challenge: after a moment without a byte, it is a plain connection)
+                with trio.move_on_after(PEEK_S):
                     first = await stream.socket.recv(1, socket.MSG_PEEK)
+                with trio.fail_after(TLS_HANDSHAKE_S):
                     if first == _TLS_RECORD_HANDSHAKE:
                         stream = trio.SSLStream(stream, self.tls_server, server_side=True)
                         await stream.do_handshake()

@@ -376,8 +376,12 @@ class LocalCluster:
         return entry["name"]
 
     def forget(self, name: str) -> None:
-        """A node removed from the ring (it stopped): no longer one of ours."""
-        del self.processes[name]
+        """A node removed from the ring (it stopped): no longer one of ours, nor its data
+        directory (its store id is the manager's "removed": a node started there again,
+        e.g. under the same name by the next add_node, would be refused)."""
+        spec = self.processes.pop(name)
+        if spec.data:
+            shutil.rmtree(spec.data, ignore_errors=True)
         self.write_manifest()
 
     def wipe(self, name: str) -> None:

@@ -27,6 +27,7 @@ node and copies its ranges). Either way the DC has the nodes it had once the fau
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import time
@@ -273,7 +274,7 @@ class Nemesis:
 
     async def _membership(self, fault: Fault, heal: bool) -> None:
         """(See the module's docstring.) Each step waits until it is done (bounded)."""
-        from .membership import remove
+        from .membership import ask_manager, remove
 
         cluster, (op, target) = self.cluster, fault.targets
         managers = [cluster.processes[n].addr for n in cluster.of_dc(fault.dc, "manager")]
@@ -287,6 +288,8 @@ class Nemesis:
                 return True
             except (ValueError, trio.TooSlowError) as exc:
                 self._note(fault, "error", False, f"{name}: {exc}")
+                with contextlib.suppress(ValueError, trio.TooSlowError):
+                    await ask_manager(managers, "cancel", name)  # (back in its chains)
                 return False
 
         if op == "add-remove" and not heal:

@@ -222,3 +222,13 @@ class Load:
                     self.errors[exc.code] = self.errors.get(exc.code, 0) + 1
                     continue
                 self.oks.append(self.now())
+
+
+async def assert_dc_serves(urls: list, writes: int) -> None:
+    """Each of ``writes`` keys written through ``urls`` reads back (the DC serves)."""
+    from chainreaction.client import connect
+
+    async with await connect(urls) as session:
+        for i in range(writes):
+            await session.put(f"k{i}", b"v")
+            assert await session.get(f"k{i}") == b"v"

@@ -12,9 +12,8 @@ import time
 import pytest
 import trio
 
-from chainreaction.client import connect
 from chainreaction.runtime.probe import process_stats
-from tests.e2e_helpers import free_base_port, running_cluster
+from tests.e2e_helpers import assert_dc_serves, free_base_port, running_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -121,10 +120,7 @@ async def test_a_second_n2_beside_the_live_one_is_refused_and_the_dc_keeps_servi
                 lambda: line_with(second, "refused by the manager", 30))
             assert "another node named n2 is live at" in refusal
             assert "give it another --name" in refusal
-            async with await connect(cluster.urls_of(0)) as session:
-                for i in range(50):  # the DC serves all along
-                    await session.put(f"k{i}", b"v")
-                    assert await session.get(f"k{i}") == b"v"
+            await assert_dc_serves(cluster.urls_of(0), 50)  # the DC serves all along
             stats = await process_stats(manager.addr)
             assert stats["epoch"] == epoch  # the ring never flipped to the second n2
             assert stats["duplicate_name_refused"] >= 1

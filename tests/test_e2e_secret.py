@@ -10,11 +10,10 @@ import sys
 import pytest
 import trio
 
-from chainreaction.client import connect
 from chainreaction.runtime import secret as cluster_secret
 from chainreaction.runtime.probe import process_stats
 
-from .e2e_helpers import free_base_port, running_cluster
+from .e2e_helpers import assert_dc_serves, free_base_port, running_cluster
 from .test_e2e_operator_mistakes import line_with
 
 pytestmark = pytest.mark.e2e
@@ -51,10 +50,7 @@ async def test_a_node_without_the_cluster_secret_is_refused_and_the_dc_serves(
                 lambda: line_with(intruder, "refused us" if rogue == "wrong secret"
                                   else "demands the cluster secret", 30))
             assert "cluster secret" in refusal
-            async with await connect(cluster.urls_of(0)) as session:
-                for i in range(20):  # the DC serves all along
-                    await session.put(f"k{i}", b"v")
-                    assert await session.get(f"k{i}") == b"v"
+            await assert_dc_serves(cluster.urls_of(0), 20)  # the DC serves all along
             stats = await process_stats(manager.addr)
             assert stats["epoch"] == epoch and "n9" not in stats["nodes"]
             assert stats["auth_refused"] >= 1

@@ -204,15 +204,9 @@ class _Link:
 
     async def _watch_stream(self, stream, decoder: codec.FrameDecoder, scope) -> None:
         """As ``_watch``, on a TLS link; its end (the peer closed) ends the link."""
-        t = self.transport
         try:
             while True:
-                for body in decoder.frames():
-                    msg = codec.decode(body)
-                    if isinstance(msg, m.Error) and msg.code == m.UNAUTHENTICATED:
-                        t.counters["auth_refused_by_peer"] += 1
-                        t.say(f"refused:{self.peer}", "%s refused us: %s", self.peer,
-                              msg.detail)
+                self._heard_back(decoder)
                 data = await stream.receive_some(4096)
                 if not data:
                     break
@@ -222,14 +216,26 @@ class _Link:
             pass
         scope.cancel()
 
+    def _heard_back(self, decoder: codec.FrameDecoder) -> None:
+        """Frames the receiver wrote back on our connection: only a refusal (or, to a
+        dialer without a secret, a challenge it cannot answer). Logged and counted."""
+        t = self.transport
+        for body in decoder.frames():
+            msg = codec.decode(body)
+            if isinstance(msg, m.Error) and msg.code == m.UNAUTHENTICATED:
+                t.counters["auth_refused_by_peer"] += 1
+                t.say(f"refused:{self.peer}", "%s refused us: %s", self.peer, msg.detail)
+            elif isinstance(msg, m.Challenge) and t.secret is None:
+                t.counters["auth_challenge_unanswered"] += 1
+                t.say(f"challenge:{self.peer}", "%s demands the cluster secret: start this "
+                      "process with --secret-file", self.peer)
+
     async def _challenge(self, sock: socket.socket, decoder: codec.FrameDecoder) -> bytes:
         """The nonce of the receiver's ``Challenge``, its first frame."""
         while True:
-            for body in decoder.frames():
-                msg = codec.decode(body)
-                if not isinstance(msg, m.Challenge):
-                    raise codec.ProtocolError(m.BAD_FRAME, "first frame not a Challenge")
-                return msg.nonce
+            nonce = _first_challenge(decoder)
+            if nonce is not None:
+                return nonce
             await trio.lowlevel.wait_readable(sock)
             data = sock.recv(4096)
             if not data:
@@ -239,19 +245,9 @@ class _Link:
     async def _watch(self, sock: socket.socket, decoder: codec.FrameDecoder) -> None:
         """What the receiver writes back on our connection: only a refusal (or, to a
         dialer without a secret, a challenge it cannot answer). Logged."""
-        t = self.transport
         try:
             while True:
-                for body in decoder.frames():
-                    msg = codec.decode(body)
-                    if isinstance(msg, m.Error) and msg.code == m.UNAUTHENTICATED:
-                        t.counters["auth_refused_by_peer"] += 1
-                        t.say(f"refused:{self.peer}", "%s refused us: %s", self.peer,
-                              msg.detail)
-                    elif isinstance(msg, m.Challenge) and t.secret is None:
-                        t.counters["auth_challenge_unanswered"] += 1
-                        t.say(f"challenge:{self.peer}", "%s demands the cluster secret: "
-                              "start this process with --secret-file", self.peer)
+                self._heard_back(decoder)
                 await trio.lowlevel.wait_readable(sock)
                 data = sock.recv(4096)
                 if not data:
@@ -341,14 +337,22 @@ class _Link:
             await trio.sleep(backoff)
 
 
+def _first_challenge(decoder: codec.FrameDecoder) -> bytes | None:
+    """The nonce of the ``Challenge`` the decoder holds (it must come first), or None."""
+    for body in decoder.frames():
+        msg = codec.decode(body)
+        if not isinstance(msg, m.Challenge):
+            raise codec.ProtocolError(m.BAD_FRAME, "first frame not a Challenge")
+        return msg.nonce
+    return None
+
+
 async def _stream_challenge(stream, decoder: codec.FrameDecoder) -> bytes:
     """The nonce of the receiver's ``Challenge`` read from a (TLS) stream."""
     while True:
-        for body in decoder.frames():
-            msg = codec.decode(body)
-            if not isinstance(msg, m.Challenge):
-                raise codec.ProtocolError(m.BAD_FRAME, "first frame not a Challenge")
-            return msg.nonce
+        nonce = _first_challenge(decoder)
+        if nonce is not None:
+            return nonce
         data = await stream.receive_some(4096)
         if not data:
             raise ConnectionResetError("closed before its challenge")

@@ -508,6 +508,12 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
             record = self._put(msg.key, record)
             self.clock.observe(max(record.applied, msg.logged_at))
             self._rids.remember(msg.rid, msg.key, msg.version)
+            if pos == 1 and record.applied > (msg.applied_at or msg.version.clock):
+                # Restamped later than its writer was told: a snapshot between the two
+                # stamps would miss an acknowledged write (seed 7730935: a session's own
+                # delete, re-applied by the new head after a drain). Below now, none is
+                # answered any more (it moves to a later stamp).
+                self.snapshots.records_dropped()
         elif current.stable:
             # Already known stable here: a redrive; tell the sender instead of forwarding,
             # and our successor too: a node that joined the chain since may hold this

@@ -233,9 +233,32 @@ def test_an_orphan_reinjected_at_a_new_head_is_applied_in_that_heads_order():
     assert {n: r.version for n, r in stored.items()} == {n: x2 for n in "abc"}
     assert stored["a"].applied > x1.clock  # after x1, in the head's order
     assert {r.applied for r in stored.values()} == {stored["a"].applied}  # down the chain
+    # (restamped later than its writer was told: no snapshot below it is answered any
+    # more, whatever it would return: fuzz seed 7730935, next test)
     between = snapshot(head, key, stored["a"].applied - 1, now=6.1)
-    assert between.version == x1
+    assert between.horizon >= stored["a"].applied and not between.found
     assert snapshot(head, key, stored["a"].applied, now=6.1).version == x2
+
+
+def test_an_acknowledged_write_restamped_by_a_new_head_is_never_missed_by_a_snapshot():
+    """Fuzz seed 7730935: a session deleted k (acknowledged, stamp s1 at the old head); a
+    drain made another node head, which took the write back as an orphan and stamped it
+    later (s2). The session's transaction at a stamp in [s1, s2) read the delete before
+    its own. Snapshots below s2 are not answered any more: they move to a later stamp."""
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    head = c.nodes["a"]
+    x1 = written(c, key, b"x1", 5.0, b"r1")
+    mine = Version(x1.clock + 100, 0)  # acknowledged to its session at the old head
+    head.clock.observe(x1.clock + 50_000)  # (the new head's clock is ahead)
+    orphan = m.Update(key, mine, None, b"r2", "c", 0, 1, epoch=1)
+    c.send("a", head.handle("c", orphan, 6.0), now=6.0)
+    restamped = c.stores["a"].get(key).applied
+    assert restamped > mine.clock
+    for at in (mine.clock, (mine.clock + restamped) // 2, restamped - 1):
+        reply = snapshot(head, key, at, now=6.1)
+        assert not reply.found and reply.horizon >= restamped, at  # never x1
+    assert snapshot(head, key, restamped, now=6.1).version == mine
 
 
 def test_a_version_stamped_before_the_one_it_replaces_goes_after_it_and_moves_the_horizon():

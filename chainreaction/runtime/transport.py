@@ -253,9 +253,9 @@ class _Link:
                 if not data:
                     return
                 decoder.feed(data)
-        except (trio.ClosedResourceError, trio.BusyResourceError, OSError,
+        except (trio.ClosedResourceError, trio.BusyResourceError, OSError, ValueError,
                 codec.ProtocolError):
-            return
+            return  # (ValueError: closed before we waited on it, fd -1)
 
     async def run(self) -> None:
         backoff = 0.05

@@ -96,3 +96,26 @@ async def test_a_phase_runs_in_worker_processes():
     assert merged["recorders"]["echo"].count > 0
     assert merged["errors"]["echo"] == 0 and merged["first_error"] is None
     assert merged["cpu"] > 0
+
+
+def test_bench_with_a_cluster_dir_and_no_url_loads_every_frontend_of_every_dc(tmp_path):
+    """Issue 19, item 5: ``--cluster DIR`` alone takes every serving URL from cluster.json
+    (it took the default cluster's two URLs, whatever DIR held)."""
+    from chainreaction.tools import manifest
+    from chainreaction.tools.bench import _config
+    from chainreaction.tools.cli import build_parser
+
+    def entry(role, name, url=None):
+        return {"role": role, "name": name, "address": "127.0.0.1:1", "pid": None,
+                "argv": ["python"], "cwd": ".", "env": {}, "data": None, "log": "x",
+                "url": url}
+
+    manifest.write(str(tmp_path), {"processes": [
+        entry("manager", "dc0-manager"), entry("node", "dc0-n1"),
+        entry("frontend", "dc0-f1", "ws://127.0.0.1:7205"),
+        entry("frontend", "dc1-f1", "ws://127.0.0.1:7214")]})
+    args = build_parser().parse_args(["bench", "--cluster", str(tmp_path)])
+    assert _config(args)["urls"] == ["ws://127.0.0.1:7205", "ws://127.0.0.1:7214"]
+    args = build_parser().parse_args(["bench", "--cluster", str(tmp_path), "--url",
+                                      "ws://127.0.0.1:9"])
+    assert _config(args)["urls"] == ["ws://127.0.0.1:9"]  # (a URL given wins)

@@ -194,10 +194,21 @@ def _fmt_ratio(x: float | None, suffix: str = "") -> str:
 # -- entry point --------------------------------------------------------------------------------
 
 
+def _cluster_urls(data_dir: str | None) -> list[str]:
+    """Every frontend URL of a ``cluster up`` (its cluster.json), so ``--cluster DIR`` alone
+    loads every serving frontend of every DC (issue 19, item 5)."""
+    if not data_dir:
+        return []
+    from . import manifest
+
+    return [p["url"] for p in manifest.load(data_dir)["processes"]
+            if p["role"] == "frontend" and p.get("url")]
+
+
 def _config(args) -> dict:
     from .cli import default_urls
 
-    urls = args.url or default_urls()
+    urls = args.url or _cluster_urls(args.cluster) or default_urls()
     for url in urls:
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"frontend URLs look like ws://HOST:PORT, got {url!r}")

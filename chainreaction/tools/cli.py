@@ -436,8 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="client processes (each runs clients/processes sessions)")
     bench.add_argument("--json", metavar="FILE", help="also write results as JSON")
     bench.add_argument("--cluster", metavar="DIR",
-                       help="data dir of `cluster up`: also measure the CPU time of its "
-                       "processes, and print CPU per operation next to the baselines'")
+                       help="data dir of `cluster up`: load every frontend of every DC "
+                       "(no --url needed), measure the CPU time of its processes, and print "
+                       "CPU per operation next to the baselines'")
     bench.add_argument("--durability-levels", metavar="LEVELS",
                        help="compare durability levels instead (comma-separated, e.g. "
                        "none,group,every): start a local cluster per level (3 nodes, R=3, "

@@ -660,9 +660,9 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
         for key, pending in self._unstable.items():
             if pending.orphan:
                 continue
-            old, new = previous.chain(key), self.ring.chain(key)
-            if self.name in old and self.name in new and (
-                    old[:old.index(self.name)] != new[:new.index(self.name)]):
+            before = self._before(previous.chain(key))
+            now_before = self._before(self.ring.chain(key))
+            if before is not None and now_before is not None and before != now_before:
                 pending.orphan = True
                 self.counters["orphaned_by_ring"] += 1
 

@@ -56,8 +56,11 @@ class NodeSync:
         old = self._previous_ring
         if old is None or old.epoch != msg.epoch:
             return False
-        before = old.chain(msg.key)
-        return self.name in before and before[:before.index(self.name)] == chain[:pos - 1]
+        return self._before(old.chain(msg.key)) == chain[:pos - 1]
+
+    def _before(self, chain: tuple) -> tuple | None:
+        """The members ahead of us in ``chain`` (None: we are not in it)."""
+        return chain[:chain.index(self.name)] if self.name in chain else None
 
     def _orphan_update(self, msg: m.Update, current: Record | None, now: float) -> list:
         """Keep a newer write as an orphan, which the redrive reinjects at the head (the

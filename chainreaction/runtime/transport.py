@@ -164,16 +164,13 @@ class _Link:
         try:
             with trio.fail_after(TLS_HANDSHAKE_S):
                 await stream.do_handshake()
-                proof = b""
+                nonce = None
                 if t.secret is not None:
                     nonce = await _stream_challenge(stream, decoder)
-                    proof = cluster_secret.proof(t.secret, nonce, t.name, t.role, t.addr,
-                                                 t.incarnation)
             connected = True
             t.counters["link_connected"] += 1
             t.counters["link_tls"] += 1
-            self.buffer[:0] = codec.frame(m.Hello(t.name, t.role, t.addr, t.incarnation,
-                                                  proof))
+            self.buffer[:0] = t.hello_frame(nonce)
             self.tls = stream
             async with trio.open_nursery() as nursery:
                 self._tls_scope = nursery.cancel_scope
@@ -288,7 +285,7 @@ class _Link:
                 await trio.sleep(backoff)
                 continue
             decoder = codec.FrameDecoder()
-            proof = b""
+            nonce = None
             if t.secret is not None:
                 try:
                     with trio.fail_after(CHALLENGE_TIMEOUT_S):
@@ -306,13 +303,10 @@ class _Link:
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, 1.0)
                     continue
-                proof = cluster_secret.proof(t.secret, nonce, t.name, t.role, t.addr,
-                                             t.incarnation)
             backoff = 0.05
             failures = 0
             t.counters["link_connected"] += 1
-            self.buffer[:0] = codec.frame(m.Hello(t.name, t.role, t.addr, t.incarnation,
-                                                  proof))
+            self.buffer[:0] = t.hello_frame(nonce)
             t._nursery.start_soon(self._watch, sock, decoder)
             self.sock = sock
             self.blocked = False
@@ -392,6 +386,13 @@ class Transport:
         self._flush_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.on_link_down: Callable[[str], None] | None = None  # (the driver's)
+
+    def hello_frame(self, nonce: bytes | None) -> bytes:
+        """Our ``Hello``, framed; with the receiver's challenge ``nonce``, proving the
+        cluster secret (runtime/secret.py)."""
+        proof = b"" if nonce is None else cluster_secret.proof(
+            self.secret, nonce, self.name, self.role, self.addr, self.incarnation)
+        return codec.frame(m.Hello(self.name, self.role, self.addr, self.incarnation, proof))
 
     def say(self, what: str, fmt: str, *args) -> None:
         """Log a warning at most every ``SAY_EVERY_S`` per ``what`` (peers retry)."""

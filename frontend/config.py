@@ -34,6 +34,9 @@ class FrontendConfig:
     dc: int = 0
     geo: bool = False
     proxy: str = "proxy"
+    # The node this frontend runs inside (``node --ws``): a read it may serve (its position
+    # within what the session proved safe) goes there, without a network hop.
+    local_node: str | None = None
     # Breaks causal consistency on purpose, to prove that the Jepsen-style checker finds
     # anomalies: writes and attaches do not wait for dependencies, reads ignore the
     # session's versions (any chain node, any version). Never for real use.

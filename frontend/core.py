@@ -439,6 +439,8 @@ class FrontendCore(FrontendTransactions, Core):
             return self._next_candidate(op_id, op, now)
         elif op.min_version is not None and not op.chain_index:
             first = 1  # not known to be in this DC yet: the head has it first
+        elif self.config.local_node in chain[:allowed]:
+            first = chain.index(self.config.local_node) + 1  # in our process: no hop
         else:
             first = self._rng.randint(1, allowed)
         # Walk up towards the head first (prefix property), then down the rest.

@@ -103,11 +103,9 @@ class ClientServer:
             cancel_scope.cancel()
 
 
-async def run_frontend(name: str, listen: str, ws_listen: str, manager_addr: str,
-                       config: FrontendConfig, seed: int | None = None,
-                       proxy_addr: str | None = None, ssl_context=None,
-                       task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """``ssl_context``: serve clients ``wss://`` (runtime/tls.py)."""
+def build_frontend(name: str, listen: str, manager_addr: str, config: FrontendConfig,
+                   seed: int | None = None, proxy_addr: str | None = None) -> Driver:
+    """A frontend's core, driver and transport, not yet serving."""
     driver = Driver(FrontendCore(name, random.Random(seed), config, wall_clock(),
                                  monotonic=time.monotonic), None)
     transport = Transport(name, "frontend", listen, driver.on_message)
@@ -115,13 +113,28 @@ async def run_frontend(name: str, listen: str, ws_listen: str, manager_addr: str
     if proxy_addr:
         transport.learn(config.proxy, proxy_addr)
     driver.attach(transport)
+    return driver
+
+
+async def serve_clients(nursery: trio.Nursery, driver: Driver, ws_listen: str,
+                        ssl_context=None) -> None:
+    """Accept clients' WebSockets on ``ws_listen`` for ``driver``'s frontend core."""
     clients = ClientServer(driver)
     host, port = split_addr(ws_listen)
+    await nursery.start(lambda task_status: serve_websocket(
+        clients.serve_client, host, port, ssl_context, handler_nursery=None,
+        max_message_size=MAX_CLIENT_MESSAGE_BYTES, task_status=task_status))
+
+
+async def run_frontend(name: str, listen: str, ws_listen: str, manager_addr: str,
+                       config: FrontendConfig, seed: int | None = None,
+                       proxy_addr: str | None = None, ssl_context=None,
+                       task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """``ssl_context``: serve clients ``wss://`` (runtime/tls.py)."""
+    driver = build_frontend(name, listen, manager_addr, config, seed, proxy_addr)
     async with trio.open_nursery() as nursery:
         await serve(nursery, driver)
-        await nursery.start(lambda task_status: serve_websocket(
-            clients.serve_client, host, port, ssl_context, handler_nursery=None,
-            max_message_size=MAX_CLIENT_MESSAGE_BYTES, task_status=task_status))
+        await serve_clients(nursery, driver, ws_listen, ssl_context)
         log.info("frontend %s: clients on %s://%s, internal %s", name,
                  "wss" if ssl_context else "ws", ws_listen, listen)
         task_status.started()

@@ -50,6 +50,22 @@ def test_reads_stay_within_the_clients_chain_index():
     assert targets == {"a", "b"}
 
 
+def test_a_nodes_own_frontend_reads_there_only_within_the_chain_index():
+    """``node --ws``: reads go to the node in the same process when the session proved its
+    position safe, and to a node of the safe prefix when it did not (never past it)."""
+    at_c = frontend(local_node="c")
+    assert {at_c.client_request(1, get(id=i), 0.0)[0].to for i in range(50)} == {"c"}
+    assert {at_c.client_request(1, get(version=Version(5), chain_index=3, id=i), 0.0)[0].to
+            for i in range(50)} == {"c"}
+    assert {at_c.client_request(1, get(version=Version(5), chain_index=2, id=i), 0.0)[0].to
+            for i in range(100)} == {"a", "b"}
+    at_b = frontend(local_node="b")
+    assert {at_b.client_request(1, get(version=Version(5), chain_index=2, id=i), 0.0)[0].to
+            for i in range(50)} == {"b"}
+    assert {at_b.client_request(1, get(version=Version(5), chain_index=1, id=i), 0.0)[0].to
+            for i in range(50)} == {"a"}
+
+
 def test_tail_and_head_policies():
     assert {frontend(read_from="tail").client_request(1, get(id=i), 0.0)[0].to
             for i in range(20)} == {"c"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 
 from chainreaction import codec
 from chainreaction import messages as m
@@ -366,3 +367,31 @@ def test_a_missing_certificate_file_is_named():
         tls.client_context("/nonexistent/ca.pem")
     with pytest.raises(ValueError, match="TLS certificate file /nope.pem"):
         tls.server_context("/nope.pem", "/nope.key")
+
+
+async def test_co_hosted_transports_hand_messages_over_in_order_on_the_next_pass():
+    """A node's own frontend (``node --ws``): its messages to the node go as objects, in
+    order, never into the sender's call stack, and a cut link (fault injection) drops them
+    as a socket's would."""
+    node_inbox, fe_inbox = [], []
+    async with trio.open_nursery() as nursery:
+        node = await start(nursery, "n1", node_inbox)
+        frontend = await start(nursery, "n1-fe", fe_inbox)
+        frontend.co_host(node)
+        for i in range(300):
+            frontend.send("n1", m.GetRing(i))
+        assert node_inbox == []  # (not re-entered: delivered on the node's flusher task)
+        await wait_for(node_inbox, 300)
+        assert node_inbox == [("n1-fe", m.GetRing(i)) for i in range(300)]
+        node.send("n1-fe", m.GetRing(9999))
+        await wait_for(fe_inbox, 1)
+        assert fe_inbox == [("n1", m.GetRing(9999))]
+        assert node.counters["frames_in_local"] == 300
+        assert node.counters["link_writes"] == 0 and frontend.counters["link_writes"] == 0
+        node.blocked = {"n1-fe"}
+        frontend.send("n1", m.GetRing(1000))
+        node.send("n1-fe", m.GetRing(1001))
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(node_inbox) == 300 and len(fe_inbox) == 1
+        assert node.counters["frames_dropped_blocked"] == 2
+        nursery.cancel_scope.cancel()

@@ -329,13 +329,17 @@ class Driver:
             "clock_skew_ms": msg.clock_skew_ms, "blocked": sorted(msg.cut_off)}))
 
 
-async def serve(nursery: trio.Nursery, driver: Driver, member: bool = True) -> None:
+async def serve(nursery: trio.Nursery, driver: Driver, member: bool = True,
+                metrics: bool = True, stop_handler: bool = True) -> None:
     """Start a process around ``driver``: stop on SIGTERM/SIGINT, listen, join the DC (a
     member heartbeats its manager from the address it listens on), run the core's
-    timers."""
-    install_stop_handler(nursery)
-    await nursery.start(driver.transport.serve)
-    if driver.metrics_listen:
+    timers. (A second core in the same process, a node's frontend, has the first one's
+    stop handler and metrics port: ``metrics``, ``stop_handler`` False.)"""
+    if stop_handler:
+        install_stop_handler(nursery)
+    if not driver.transport.serving:
+        await nursery.start(driver.transport.serve)
+    if metrics and driver.metrics_listen:
         from .metrics import ProcessMetrics, serve_metrics
 
         driver.metrics = ProcessMetrics(driver, driver.data_path)

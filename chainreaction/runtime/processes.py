@@ -12,6 +12,7 @@ import logging
 import os
 import time
 
+import attrs
 import trio
 
 from ..manager import ManagerConfig, ManagerCore
@@ -45,7 +46,8 @@ def build_node(name: str, listen: str, manager_addr: str, data_dir: str, config:
 
 async def run_node(name: str, listen: str, manager_addr: str, data_dir: str,
                    config: NodeConfig, durability: str = DEFAULT_DURABILITY,
-                   proxy_addr: str | None = None, task_status=trio.TASK_STATUS_IGNORED):
+                   proxy_addr: str | None = None, clients: "ServeClients | None" = None,
+                   task_status=trio.TASK_STATUS_IGNORED):
     driver = build_node(name, listen, manager_addr, data_dir, config, durability, proxy_addr)
     store = driver.core.store
     try:
@@ -53,9 +55,46 @@ async def run_node(name: str, listen: str, manager_addr: str, data_dir: str,
             await serve(nursery, driver)
             log.info("node %s listening on %s (%d keys on disk, durability %s)", name, listen,
                      len(store), durability)
+            if clients is not None:
+                await _serve_clients_here(nursery, driver, manager_addr, proxy_addr, clients)
             task_status.started()
     finally:
         store.close()
+
+
+@attrs.frozen
+class ServeClients:
+    """A node's own frontend (``node --ws``): clients' WebSockets on ``ws_listen``."""
+
+    ws_listen: str
+    config: "object"  # its FrontendConfig (``local_node`` set to the node)
+    ssl_context: object = None
+
+
+def co_hosted_frontend_name(node: str) -> str:
+    return node + "-fe"
+
+
+async def _serve_clients_here(nursery: trio.Nursery, node: Driver, manager_addr: str,
+                              proxy_addr: str | None, clients: ServeClients) -> None:
+    """A frontend core in the node's process: its own name and internal port (the manager
+    and the other nodes reach it as any frontend), reads it may serve here go to the node
+    as objects (``Transport.co_host``), without a hop."""
+    from frontend.server import build_frontend, serve_clients
+
+    host = node.transport.listen_addr.rpartition(":")[0]
+    frontend = build_frontend(co_hosted_frontend_name(node.core.name), f"{host}:0",
+                              manager_addr, clients.config, proxy_addr=proxy_addr)
+    frontend.transport.co_host(node.transport)
+    frontend.transport.learn(node.core.name, node.transport.addr)
+    await nursery.start(frontend.transport.serve)
+    advertised = node.transport.addr.rpartition(":")[0]
+    frontend.transport.addr = f"{advertised}:{frontend.transport.addr.rpartition(':')[2]}"
+    frontend.metrics = node.metrics  # (one metrics port: the request histogram is shared)
+    await serve(nursery, frontend, metrics=False, stop_handler=False)
+    await serve_clients(nursery, frontend, clients.ws_listen, clients.ssl_context)
+    log.info("node %s serves clients on %s://%s (its frontend %s)", node.core.name,
+             "wss" if clients.ssl_context else "ws", clients.ws_listen, frontend.core.name)
 
 
 async def run_manager(listen: str, config: ManagerConfig, data_dir: str | None = None,

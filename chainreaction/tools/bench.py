@@ -202,7 +202,7 @@ def _cluster_urls(data_dir: str | None) -> list[str]:
     from . import manifest
 
     return [p["url"] for p in manifest.load(data_dir)["processes"]
-            if p["role"] == "frontend" and p.get("url")]
+            if p.get("url")]
 
 
 def _config(args) -> dict:

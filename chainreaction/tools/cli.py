@@ -20,7 +20,7 @@ from ..runtime import tls
 from .arg_types import address, dc_id, managers, peer, weight
 from .cli_options import (
     durability_options as _durability_options, fault_option as _fault_option,
-    geo_member_options as _geo_member_options, process_options as _process_options,
+    client_tls_options, geo_member_options as _geo_member_options, process_options as _process_options,
 )
 from .config_file import apply_config, config_path
 
@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--snapshot-retention", type=float, default=5.0, metavar="S",
                       help="keep a replaced version S seconds for GET-TRANSACTIONs reading "
                       "before it (default 5; 0 keeps none and refuses them)")
+    node.add_argument("--ws", type=address, metavar="HOST:PORT",
+                      help="also serve clients here (a frontend in the node's process): reads "
+                      "this node may serve take no network hop (default: no clients)")
+    client_tls_options(node)
     _geo_member_options(node)
 
     manager = sub.add_parser("manager", help="run the datacenter's membership manager")
@@ -200,9 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="internal address")
     fe.add_argument("--ws", required=True, type=address, metavar="HOST:PORT",
                     help="client WebSocket address")
-    fe.add_argument("--tls-cert", metavar="FILE", help="serve clients wss:// with this "
-                    "certificate (PEM, its chain included) and --tls-key")
-    fe.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    client_tls_options(fe)
     fe.add_argument("--manager", required=True, type=managers, metavar="HOST:PORT[,...]",
                     help="the DC's manager; several, comma-separated: the managers of an election "
                     "(--etcd), all of which hear this process's heartbeats")
@@ -464,9 +466,13 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eager", type=_positive_int, default=1,
                    help="k: writes are acknowledged once the first k chain nodes have them "
                    "(an acknowledged write survives losing any k-1 nodes for good)")
-    p.add_argument("--frontends", type=_positive_int, default=2,
+    p.add_argument("--frontends", type=int, default=2,
                    help="per DC (default 2): clients given every URL of their DC fail over "
                    "from one frontend to the next, so no single one is the DC")
+    p.add_argument("--node-clients", action="store_true",
+                   help="nodes serve clients too (each on a WebSocket port of its own, after "
+                   "the frontends'): a read a node may serve takes no hop; --frontends 0 "
+                   "leaves only them")
     p.add_argument("--managers", type=_positive_int, default=1,
                    help="managers per DC (default 1, its ring kept in its data dir); 3: one "
                    "active and two standbys in an election through etcd, which take over "
@@ -573,6 +579,7 @@ def _dispatch(args) -> int:
 
         config = ClusterConfig(nodes=args.nodes, replication=args.replication, eager=args.eager,
                                frontends=args.frontends, data_dir=args.data_dir,
+                               node_clients=args.node_clients,
                                base_port=args.base_port, read_from=args.read_from,
                                failure_timeout_s=args.failure_timeout,
                                durability=args.durability,

@@ -48,3 +48,9 @@ def geo_member_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proxy", type=address, metavar="HOST:PORT",
                    help="this DC's remote proxy: turns on geo-replication")
     p.add_argument("--proxy-name", default="proxy", help="the proxy's --name")
+
+
+def client_tls_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tls-cert", metavar="FILE", help="serve clients wss:// with this "
+                   "certificate (PEM, its chain included) and --tls-key")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")

@@ -65,6 +65,9 @@ class ClusterConfig:
     replication: int = 3
     eager: int = 1
     frontends: int = 1  # per DC; ``cluster up``, the demo and ``jepsen`` start 2
+    # nodes serve clients too (``node --ws``: a frontend in each node's process); their
+    # WebSocket ports follow the frontends' in each DC's block, before the proxy's
+    node_clients: bool = False
     data_dir: str = "./cr-data"
     base_port: int = 7100
     read_from: str = "chain"
@@ -99,7 +102,8 @@ class ClusterConfig:
 
     @property
     def ports_per_dc(self) -> int:
-        return 1 + self.managers + self.nodes + 2 * self.frontends
+        return (1 + self.managers + self.nodes + 2 * self.frontends
+                + (self.nodes if self.node_clients else 0))
 
     @property
     def own_etcd(self) -> bool:
@@ -122,8 +126,9 @@ class ClusterConfig:
             raise ValueError(f"--replication must be between 1 and --nodes ({self.nodes})")
         if not 1 <= self.eager <= self.replication:
             raise ValueError(f"--eager must be between 1 and --replication ({self.replication})")
-        if self.frontends < 1:
-            raise ValueError("--frontends must be at least 1")
+        if self.frontends < (0 if self.node_clients else 1):
+            raise ValueError("--frontends must be at least 1 (0 only with nodes serving "
+                             "clients)")
         if not 1 <= self.managers <= 7:
             raise ValueError("--managers must be between 1 and 7")
         if self.etcd_url and self.managers < 2:
@@ -164,7 +169,7 @@ class LocalCluster:
                     spec.args.append("--allow-fault-injection")
                 if config.secret_file:
                     spec.args += ["--secret-file", config.secret_file]
-                if config.tls_cert and spec.role == "frontend":
+                if config.tls_cert and spec.url:
                     spec.args += ["--tls-cert", config.tls_cert, "--tls-key", config.tls_key]
                     spec.url = spec.url.replace("ws://", "wss://")
                 if config.tls_cert and spec.role == "proxy":
@@ -209,8 +214,12 @@ class LocalCluster:
                         "--data-dir", self.data_dir, "--eager", str(c.eager),
                         "--tombstone-grace", str(c.tombstone_grace_s),
                         "--durability", c.durability_level, *geo_args]
+                ws = f"{HOST}:{port + c.nodes + 2 * c.frontends + i}"
+                if c.node_clients:
+                    args += ["--ws", ws]
                 self.processes[name] = ProcessSpec("node", name, addr, args, dc=dc,
-                                                   data=os.path.join(self.data_dir, name))
+                                                   data=os.path.join(self.data_dir, name),
+                                                   url=f"ws://{ws}" if c.node_clients else None)
             for i in range(1, c.frontends + 1):
                 name = self.name(dc, f"f{i}")
                 addr = f"{HOST}:{port + c.nodes + 2 * i - 1}"
@@ -260,10 +269,11 @@ class LocalCluster:
 
     @property
     def urls(self) -> list[str]:
-        return [p.url for p in self.processes.values() if p.role == "frontend"]
+        """Every serving process's (frontends', and nodes' with ``node_clients``)."""
+        return [p.url for p in self.processes.values() if p.url]
 
     def urls_of(self, dc: int) -> list[str]:
-        return [p.url for p in self.processes.values() if p.role == "frontend" and p.dc == dc]
+        return [p.url for p in self.processes.values() if p.url and p.dc == dc]
 
     def of_dc(self, dc: int, role: str) -> list[str]:
         return [p.name for p in self.processes.values() if p.role == role and p.dc == dc]

@@ -69,9 +69,19 @@ def _run_process(args) -> int:
         config = NodeConfig(eager=args.eager, dc=args.dc, geo=bool(args.proxy),
                             proxy=args.proxy_name, tombstone_grace_s=args.tombstone_grace,
                             snapshot_retention_s=args.snapshot_retention)
+        clients = None
+        if args.ws:
+            from frontend.core import FrontendConfig
+            from ..runtime.processes import ServeClients
+
+            clients = ServeClients(args.ws, FrontendConfig(
+                dc=args.dc, geo=bool(args.proxy), proxy=args.proxy_name,
+                local_node=args.name), _client_tls(args))
+        elif args.tls_cert or args.tls_key:
+            raise ValueError("--tls-cert/--tls-key are for --ws (clients' wss://)")
         trio.run(lambda: run_node(args.name, args.listen, args.manager, args.data_dir,
                                   config, durability=args.durability,
-                                  proxy_addr=args.proxy))
+                                  proxy_addr=args.proxy, clients=clients))
     elif args.command == "manager":
         from ..manager import ManagerConfig
         from ..runtime.processes import run_elected_manager, run_manager
@@ -126,11 +136,16 @@ def _run_process(args) -> int:
                 logging.getLogger("frontend").warning(
                     f"UNSAFE: {flag} is on: this frontend does NOT keep causal consistency "
                     "(for testing the checker only)")
-        from ..runtime.tls import server_context
-
-        if bool(args.tls_cert) != bool(args.tls_key):
-            raise ValueError("wss:// needs both --tls-cert and --tls-key")
-        context = server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+        context = _client_tls(args)
         trio.run(lambda: run_frontend(args.name, args.listen, args.ws, args.manager, config,
                                       proxy_addr=args.proxy, ssl_context=context))
     return 0
+
+
+def _client_tls(args):
+    """The server context of ``--tls-cert/--tls-key`` (clients' wss://), or None."""
+    from ..runtime.tls import server_context
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("wss:// needs both --tls-cert and --tls-key")
+    return server_context(args.tls_cert, args.tls_key) if args.tls_cert else None

@@ -1,0 +1,34 @@
+"""Nodes that serve clients themselves (``node --ws``, issue 19): a frontend core in each
+node's process, reads the node may serve answered there without a hop.
+
+Real processes on 127.0.0.1: 3 nodes, R=3, no standalone frontend. A session on n3's
+port reads what a session on n1's wrote, from n3 (every chain has n3: every read it may
+serve is local). With n2 killed -9, a session given every node's URL still writes and reads its
+writes back.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from chainreaction.client import connect
+
+from .e2e_helpers import assert_dc_serves, running_cluster
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_nodes_serve_reads_from_their_own_store_and_clients_fail_over(tmp_path):
+    async with running_cluster(tmp_path, nodes=3, replication=3, frontends=0,
+                               node_clients=True) as cluster:
+        urls = {name: cluster.processes[name].url for name in cluster.nodes}
+        assert sorted(cluster.urls) == sorted(urls.values())
+        async with await connect(urls["n1"]) as writer:
+            for i in range(20):
+                await writer.put(f"shared{i}", b"from n1")
+        async with await connect(urls["n3"]) as reader:
+            served = {(await reader.read(f"shared{i}")).node for i in range(20)}
+            assert served == {"n3"}  # in n3's process: no hop
+            assert await reader.get("shared7") == b"from n1"
+        cluster.kill("n2")
+        await assert_dc_serves([urls["n2"], urls["n1"], urls["n3"]], writes=10)

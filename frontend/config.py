@@ -41,6 +41,10 @@ class FrontendConfig:
     # anomalies: writes and attaches do not wait for dependencies, reads ignore the
     # session's versions (any chain node, any version). Never for real use.
     unsafe_skip_dependency_checks: bool = False
+    # Breaks causal consistency on purpose (a "faster path" the checker must catch): every
+    # read goes to the node in this process, outside the session's chainIndex too, and
+    # without the session's version (the node cannot refuse it). Never for real use.
+    unsafe_local_reads: bool = False
     # Breaks GET-TRANSACTIONs on purpose (transactions.py): each key read at its own
     # stamp, as independent gets from replicas of varying freshness. Never for real use.
     unsafe_independent_txn_reads: bool = False

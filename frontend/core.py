@@ -192,6 +192,9 @@ class FrontendCore(FrontendTransactions, Core):
         if self.config.unsafe_skip_dependency_checks:
             self.counters["unsafe_dependencies_skipped"] += len(req.deps)
             req = attrs.evolve(req, deps=())
+        if req.op == "get" and self.config.unsafe_local_reads:
+            self.counters["unsafe_local_reads"] += 1
+            req = attrs.evolve(req, deps=())  # (_start_get then prefers the local node)
         if req.op == "get":
             entry = next((d for d in req.deps if d.key == req.key), None)
             op = _Op(conn, req.id, "get", req.key, deadline,
@@ -441,6 +444,7 @@ class FrontendCore(FrontendTransactions, Core):
             first = 1  # not known to be in this DC yet: the head has it first
         elif self.config.local_node in chain[:allowed]:
             first = chain.index(self.config.local_node) + 1  # in our process: no hop
+            self.counters["read_local"] += 1
         else:
             first = self._rng.randint(1, allowed)
         # Walk up towards the head first (prefix property), then down the rest.

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -60,7 +61,42 @@ def build_parser() -> argparse.ArgumentParser:
                         "events per wall second, 3 DCs x 3 nodes")
     sp.add_argument("--ops", type=_positive, default=100_000)
     sp.add_argument("--seed", type=int, default=1)
+    cal = sub.add_parser(
+        "calibrate", help="fit the service model to `chainreaction bench` results of this "
+        "machine and show what it predicts for each (sim/calibration.py)",
+        description="Give the JSON of a read-only and of a write-only bench run against "
+        "`cluster up --frontends 0 --node-clients` (bench --cluster DIR --no-baseline "
+        "--json F); --check adds runs (other mixes) to predict. Prints the fitted costs and "
+        "measured against predicted throughput and p50s.")
+    cal.add_argument("--reads", required=True, metavar="JSON", help="a read-only run")
+    cal.add_argument("--writes", required=True, metavar="JSON", help="a write-only run")
+    cal.add_argument("--check", action="append", default=[], metavar="JSON",
+                     help="another run to predict (repeat)")
+    cal.add_argument("--cores", type=_positive, default=2, help="the machine's (default 2)")
+    cal.add_argument("--out", metavar="JSON", help="also write the fitted model here")
     return p
+
+
+def _calibrate(args) -> int:
+    from . import calibration
+
+    try:
+        reads, writes = calibration.load(args.reads), calibration.load(args.writes)
+        checks = [calibration.load(path) for path in args.check]
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"sim calibrate: {exc}", file=sys.stderr)
+        return 2
+    print("fitting the service model (each step a simulated run) ...", flush=True)
+    model = calibration.fit(reads, writes, args.cores)
+    print("fitted costs per message handled:\n" + calibration.model_table(model))
+    runs = sorted([reads, *checks, writes], key=lambda r: -r["read_ratio"])
+    print("\nmeasured against predicted (the fit used the read-only and the write-only run):")
+    print(calibration.table(calibration.compare(model, runs)))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(calibration.to_json(model), f, indent=1)
+        print(f"model written to {args.out}")
+    return 0
 
 
 def _bar(fraction: float, width: int = 28) -> str:
@@ -189,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.action == "fuzz":
             return _fuzz(args)
+        if args.action == "calibrate":
+            return _calibrate(args)
         return _speed(args)
     except KeyboardInterrupt:
         return 130

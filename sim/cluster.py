@@ -35,7 +35,6 @@ the fuzzer (``sim/fuzz.py``) drive it; so do the protocol's unit tests.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import heapq
 import random
@@ -56,6 +55,9 @@ from frontend.core import FrontendConfig, FrontendCore
 from remote_proxy.core import ProxyConfig, ProxyCore
 from remote_proxy.log import MemoryLog
 
+from .cpu import CLIENTS, Cpus
+
+CO_HOSTED_S = 0.00001  # a message between cores of one process (``Transport.co_host``)
 from .invariants import Invariants, Violation
 from .network import FifoLinks, Latency, NetworkModel
 from .service import ServiceModel
@@ -162,7 +164,7 @@ class SimCluster:
                  proxy_config: ProxyConfig | None = None,
                  tombstone_grace_s: float = 600.0, network: NetworkModel | None = None,
                  service: ServiceModel | None = None, unsafe: bool = False,
-                 frontend_config: dict | None = None,
+                 frontend_config: dict | None = None, node_frontends: bool = False,
                  store_factory: Callable[[str], MemoryStore] | None = None,
                  check_invariants: bool = False) -> None:
         self.seed = seed
@@ -179,6 +181,7 @@ class SimCluster:
         self.dc_of: dict[str, int] = {}
         self.node_configs, self.frontend_configs, self.proxy_configs = {}, {}, {}
         self.node_names, self.frontend_names = [], []
+        self._guest: dict[str, str] = {}  # node -> the frontend in its process
         base_proxy = proxy_config or ProxyConfig()
         timing = dict(tick_s=tick_s, heartbeat_s=heartbeat_s)
         for dc in range(dcs):
@@ -196,6 +199,11 @@ class SimCluster:
                 self.node_names.append(prefix(dc) + f"n{i}")
             for i in range(1, frontends + 1):
                 self.frontend_names.append(prefix(dc) + f"f{i}")
+            if node_frontends:  # ``node --ws``: a frontend in each node's process
+                for node in self.node_names[-nodes:]:
+                    self.frontend_names.append(node + "-fe")
+                    self._guest[node] = node + "-fe"
+                    self.dc_of[node + "-fe"] = dc
             for name in [self.managers[dc], *self.node_names[-nodes:],
                          *self.frontend_names[-frontends:]] + ([names["proxy"]] if geo else []):
                 self.dc_of[name] = dc
@@ -224,9 +232,8 @@ class SimCluster:
         self.dropped = 0  # by ``network.loss``
         self.events = 0  # every event the loop processed (messages, ticks, CPU, timers)
         self.skew: dict[str, float] = {}  # name -> seconds added to its clock
-        self._busy_until: dict[str, float] = {}
-        self._cpu_queue: dict[str, collections.deque] = {}
-        self._cpu_busy_s: dict[str, float] = collections.defaultdict(float)
+        self.cpus = Cpus(self, service)  # (sim/cpu.py) and which cores share a process
+        self.cpus.host = {fe: node for node, fe in self._guest.items()}
         self._link_free: dict[tuple, float] = {}
         self._fifo = FifoLinks()  # with ``network.fifo``
         self._wake_at: dict[str, float] = {}  # process -> when its next timer event is planned
@@ -257,6 +264,10 @@ class SimCluster:
             if isinstance(effect, Send):
                 to = effect.to
                 a, b = self.dc_of.get(src), self.dc_of.get(to)
+                if src != to and self.cpus.key(src) == self.cpus.key(to):
+                    # one process (a node and its frontend): handed over, never lost
+                    self._schedule(delay + CO_HOSTED_S, ("msg", src, to, effect.msg))
+                    continue
                 if net.loss and rng.random() < net.loss:
                     self.dropped += 1
                     continue
@@ -284,15 +295,21 @@ class SimCluster:
         return done - (self.now + delay)
 
     def _handle(self, work: tuple) -> float:
-        """Run one message or client request through its process's core; returns the
-        service time (what it sends leaves after it)."""
+        """Run one message or client request through its process's core (or the client
+        process's part, sim/cpu.py); returns the service time (what it sends leaves after
+        it)."""
+        cost = self.cpus.cost(work)
+        if work[0] == "creq":  # the client process sent a request
+            _, frontend, conn, req = work
+            self._schedule(cost + self.network.intra_dc.sample(self.rng),
+                           ("req", frontend, conn, req))
+            return cost
         if work[0] == "msg":
             _, src, dst, msg = work
             self.delivered += 1
             if self._trace_hash is not None:
                 self._trace_hash.update(f"{self.now:.9f} {src}>{dst} {msg!r}\n".encode())
             effects = self.processes[dst].handle(src, msg, self.clock_of(dst))
-            kind = type(msg).__name__
             if self.invariants is not None and type(msg) in _MEMBERSHIP:
                 self.invariants.membership_changed(dst, msg)
         else:
@@ -300,12 +317,6 @@ class SimCluster:
             if self._trace_hash is not None:
                 self._trace_hash.update(f"{self.now:.9f} c{conn}>{dst} {req!r}\n".encode())
             effects = self.processes[dst].client_request(conn, req, self.clock_of(dst))
-            kind, msg = "client", req
-        cost = 0.0
-        if self.service is not None:
-            cost = self.service.cost_s(self.role_of[dst], kind, msg)
-            self._busy_until[dst] = self.now + cost
-            self._cpu_busy_s[dst] += cost
         self._apply(dst, effects, cost)
         self._plan_timer(dst)
         self._stop_if_done(dst)
@@ -346,37 +357,6 @@ class SimCluster:
         self._plan_timer(name)
         self._stop_if_done(name)
 
-    def _arrive(self, dst: str, work: tuple) -> None:
-        """Work for ``dst`` arrives now: handle it, or queue it behind what keeps its CPU
-        busy."""
-        queue = self._cpu_queue.get(dst)
-        if queue:
-            queue.append(work)
-            return
-        busy_until = self._busy_until.get(dst, 0.0)
-        if busy_until > self.now:
-            self._cpu_queue[dst] = collections.deque([work])
-            self._schedule(busy_until - self.now, ("cpu", dst))
-            return
-        self._handle(work)
-
-    def _on_cpu_free(self, dst: str) -> None:
-        queue = self._cpu_queue.get(dst)
-        if not queue:
-            return
-        if dst in self.down or dst not in self.processes:
-            self._cpu_queue.pop(dst, None)
-            return
-        if dst in self.paused:
-            self.paused[dst].extend(queue)
-            self._cpu_queue.pop(dst, None)
-            return
-        cost = self._handle(queue.popleft())
-        if queue:
-            self._schedule(cost, ("cpu", dst))
-        else:
-            self._cpu_queue.pop(dst, None)
-
     def step(self) -> bool:
         if not self._queue:
             return False
@@ -400,7 +380,7 @@ class SimCluster:
                 return
             if dst not in self.processes:
                 return
-            self._arrive(dst, event)
+            self.cpus.arrive(dst, event)
         elif kind == "client":
             _, conn, payload = event
             session = self._sessions.get(conn)
@@ -413,9 +393,9 @@ class SimCluster:
             if dst in self.paused:
                 self.paused[dst].append(event)
                 return
-            self._arrive(dst, event)
+            self.cpus.arrive(dst, event)
         elif kind == "cpu":
-            self._on_cpu_free(event[1])
+            self.cpus.run(event[1])
         elif kind == "timer":
             self._on_timer(*event[1:])
         elif kind == "call":
@@ -474,8 +454,10 @@ class SimCluster:
             core = ProxyCore(name, self.logs[name], self.proxy_configs[dc], now, identity,
                              monotonic=self._monotonic)
         else:
-            core = FrontendCore(name, random.Random(self.rng.random()),
-                                self.frontend_configs[dc], now, identity,
+            config = self.frontend_configs[dc]
+            if name in self.cpus.host:
+                config = attrs.evolve(config, local_node=self.cpus.host[name])
+            core = FrontendCore(name, random.Random(self.rng.random()), config, now, identity,
                                 monotonic=self._monotonic)
         self.processes[name] = core
         if self.invariants is not None:
@@ -484,9 +466,11 @@ class SimCluster:
         self._plan_timer(name, not_before=self.now + boot_s)
 
     def crash(self, name: str) -> None:
+        guest = self._guest.get(name)
+        if guest is not None and guest not in self.down:
+            self.crash(guest)  # (one process)
         self.down.add(name)
-        self._cpu_queue.pop(name, None)
-        self._busy_until.pop(name, None)
+        self.cpus.drop(name)
         self._wake_at.pop(name, None)
         # Its DC's processes see their connections to it break (a real driver's
         # ``link_down``), one intra-DC delay later (a fixed one: no draw on the RNG).
@@ -516,8 +500,12 @@ class SimCluster:
     def pause(self, name: str) -> None:
         """SIGSTOP: no ticks, no heartbeats; messages to it wait, in order, until resume."""
         self.paused.setdefault(name, [])
+        if name in self._guest:
+            self.paused.setdefault(self._guest[name], [])
 
     def resume(self, name: str) -> None:
+        if name in self._guest and self._guest[name] in self.paused:
+            self.resume(self._guest[name])
         if self.invariants is not None and self.role_of.get(name) == "node":
             self.invariants.membership_changed(name)  # a lease it held may still run
         for i, event in enumerate(self.paused.pop(name, [])):
@@ -540,6 +528,8 @@ class SimCluster:
             return
         self.down.discard(name)
         self._start(name, restarted=True)
+        if self._guest.get(name) in self.down:
+            self.restart(self._guest[name])
 
     # -- membership (issue 18): what ``chainreaction cluster add-node/remove-node`` do --------
 
@@ -644,7 +634,10 @@ class SimCluster:
         return conn
 
     def _client_request(self, frontend: str, conn: int, req: m.ClientRequest) -> None:
-        self._schedule(self.network.intra_dc.sample(self.rng), ("req", frontend, conn, req))
+        if self.service is not None and self.service.client_us:
+            self.cpus.arrive(CLIENTS, ("creq", frontend, conn, req))
+        else:
+            self._schedule(self.network.intra_dc.sample(self.rng), ("req", frontend, conn, req))
 
     # -- inspection -------------------------------------------------------------------------------
 

@@ -44,17 +44,35 @@ class ServiceModel:
     role_us: dict = attrs.field(factory=lambda: dict(DEFAULT_ROLE_US))
     per_kib_us: float = 10.0
     per_entry_us: float = 25.0  # each update inside a shipped batch
+    # (sim/cpu.py) the machine's cores every process shares; None: a core per process
+    cores: int | None = None
+    # what a message costs more when it came over a socket than from a core in the same
+    # process (a node's own frontend): decoding, the syscalls, the event loop's passes
+    socket_us: float = 0.0
+    # the client process's CPU per operation ("get", "put", ...: the SDK, its WebSocket,
+    # the request and its reply); empty: clients cost nothing
+    client_us: dict = attrs.field(factory=dict)
 
     def scaled(self, factor: float) -> "ServiceModel":
         """Every cost times ``factor`` (a faster or slower machine)."""
-        return ServiceModel({k: v * factor for k, v in self.costs_us.items()},
-                            {k: v * factor for k, v in self.role_us.items()},
-                            self.per_kib_us * factor, self.per_entry_us * factor)
+        return attrs.evolve(self, costs_us={k: v * factor for k, v in self.costs_us.items()},
+                            role_us={k: v * factor for k, v in self.role_us.items()},
+                            per_kib_us=self.per_kib_us * factor,
+                            per_entry_us=self.per_entry_us * factor,
+                            socket_us=self.socket_us * factor,
+                            client_us={k: v * factor for k, v in self.client_us.items()})
 
-    def cost_s(self, role: str, kind: str, msg) -> float:
+    def client_cost_s(self, op: str) -> float:
+        return self.client_us.get(op, 0.0) * 1e-6
+
+    def cost_s(self, role: str, kind: str, msg, local: bool = False) -> float:
         us = self.costs_us.get((role, kind))
+        if us is None and kind.startswith("client:"):  # per op, else any client request
+            us = self.costs_us.get((role, "client"))
         if us is None:
             us = self.role_us.get(role, 0.0)
+        if not local:
+            us += self.socket_us
         entries = getattr(msg, "entries", None)
         if entries:
             us += self.per_entry_us * len(entries)

@@ -317,6 +317,8 @@ async def _bench(cfg: dict, groups: list, result: dict) -> None:
         result["store_sdk"] = {"retries": store["retries"], "failovers": store["failovers"]}
         sys.stdout.flush()
         if not cfg["baseline"]:
+            if cfg["cluster_pids"]:
+                result["cpu_us_per_op"] = _store_cpu(store, s)
             return
 
     e = _phase_stats(echo)["echo"]
@@ -357,6 +359,17 @@ async def _bench(cfg: dict, groups: list, result: dict) -> None:
     sys.stdout.flush()
 
 
+def _store_cpu(store: dict, s: dict) -> dict:
+    """The store's CPU per operation, all and split into the cluster's processes and the
+    client processes (the simulator's calibration: docs/experiments.md)."""
+    count = s["all"]["count"]
+    if not count:
+        return {}
+    return {"store": store["cpu"] / count * 1e6,
+            "store_servers": store["cpu_servers"] / count * 1e6,
+            "store_clients": (store["cpu"] - store["cpu_servers"]) / count * 1e6}
+
+
 def _print_cpu(cfg, s, e, r, store, echo, relay, result) -> None:
     """CPU per operation: the machine's capacity, insensitive to other tenants' load."""
     if not cfg["cluster_pids"]:
@@ -371,7 +384,7 @@ def _print_cpu(cfg, s, e, r, store, echo, relay, result) -> None:
     store_us = per_op(store, s, "all")
     echo_us = per_op(echo, {"echo": e}, "echo")
     relay_us = per_op(relay, {"relay": r}, "relay")
-    result["cpu_us_per_op"] = {"store": store_us, "echo": echo_us, "relay": relay_us}
+    result["cpu_us_per_op"] = {**_store_cpu(store, s), "echo": echo_us, "relay": relay_us}
     print("\nCPU per operation (servers + client processes, user + system):")
     for name, value in (("store (all ops)", store_us), ("ws+cbor echo", echo_us),
                         (f"tcp relay {cfg['relay_hops']} hops", relay_us)):

@@ -367,6 +367,7 @@ def combine_rounds(a: dict | None, b: dict) -> dict:
     a["retries"] += b["retries"]
     a["failovers"] += b["failovers"]
     a["cpu"] += b["cpu"]
+    a["cpu_servers"] += b["cpu_servers"]
     return a
 
 
@@ -404,7 +405,8 @@ def cpu_seconds(pids) -> float:
 async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup,
                     server_pids: tuple = ()) -> dict:
     """One phase with the configured clients and client processes. The result's ``cpu``
-    is the CPU time the servers and the clients used while the load ran."""
+    is the CPU time the servers and the clients used while the load ran, ``cpu_servers``
+    the servers' share (the simulator's calibration takes them apart)."""
     ops = PHASE_OPS[kind]
     processes = min(cfg["processes"], cfg["clients"])
     base = {"kind": kind, "target": target, "duration": cfg["duration"],
@@ -415,17 +417,18 @@ async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup,
     if processes == 1:
         load = Load({**base, "clients": cfg["clients"], "client_offset": 0})
         pids = (*server_pids, os.getpid())
-        cpu = [0.0, 0.0]
+        cpu = [0.0, 0.0, 0.0, 0.0]
         async with trio.open_nursery() as nursery:
 
             async def gate():
-                cpu[0] = cpu_seconds(pids)
+                cpu[0], cpu[2] = cpu_seconds(pids), cpu_seconds(server_pids)
                 nursery.start_soon(_progress, kind, ops, load.totals)
 
             await load.run(gate)
-            cpu[1] = cpu_seconds(pids)
+            cpu[1], cpu[3] = cpu_seconds(pids), cpu_seconds(server_pids)
             nursery.cancel_scope.cancel()
-        return {**_merge(kind, [load.result()]), "cpu": cpu[1] - cpu[0]}
+        return {**_merge(kind, [load.result()]), "cpu": cpu[1] - cpu[0],
+                "cpu_servers": cpu[3] - cpu[2]}
 
     offset = 0
     workers = []
@@ -458,7 +461,7 @@ async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup,
         return {op: [sum(w[op][0] for w in latest), sum(w[op][1] for w in latest)] for op in ops}
 
     pids = (*server_pids, *(proc.pid for proc, _ in workers))
-    cpu_start = cpu_seconds(pids)
+    cpu_start, servers_start = cpu_seconds(pids), cpu_seconds(server_pids)
     for proc, _ in workers:
         await proc.stdin.send_all(b"GO\n")
     with trio.fail_after(cfg["duration"] + GRACE_S + 60):
@@ -475,9 +478,10 @@ async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup,
                     readers.start_soon(collect, j, proc, reader)
             progress_scope.cancel()
     cpu = cpu_seconds(pids) - cpu_start
+    cpu_servers = cpu_seconds(server_pids) - servers_start
     for proc, _ in workers:
         await group.stop(proc)
-    return {**_merge(kind, results), "cpu": cpu}
+    return {**_merge(kind, results), "cpu": cpu, "cpu_servers": cpu_servers}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Client SDK: a causal session over WebSocket/CBOR.
 
-    async with await connect(["ws://127.0.0.1:7105", "ws://127.0.0.1:7107"]) as session:
+    async with await connect(["ws://127.0.0.1:7104", "ws://127.0.0.1:7105"]) as session:
         await session.put("x", b"1")
         value = await session.get("x")      # b"1" (read-your-writes)
         await session.delete("x")

@@ -34,7 +34,7 @@ def pid_alive(pid: int) -> bool:
 
 
 async def test_cluster_up_serves_writes_cluster_json_and_stops_everything_on_sigterm(tmp_path):
-    base = free_base_port(1 + 3 + 2 * 2)  # manager, 3 nodes, 2 frontends x 2 ports
+    base = free_base_port(1 + 3 + 3 + 1 + 4)  # manager, 3 nodes, their 3 client ports, ...
     data = tmp_path / "data"
     proc = subprocess.Popen(
         [sys.executable, "-m", "chainreaction", "cluster", "up", "--nodes", "3",
@@ -49,8 +49,9 @@ async def test_cluster_up_serves_writes_cluster_json_and_stops_everything_on_sig
                 lines.append(line)
         manifest = json.loads((data / "cluster.json").read_text())
         roles = sorted(p["role"] for p in manifest["processes"])
-        # two frontends by default: no single one is the DC (issue 15)
-        assert roles == ["frontend", "frontend", "manager", "node", "node", "node"]
+        # the nodes serve clients (issue 19), each of them: no single one is the DC (issue 15)
+        assert roles == ["manager", "node", "node", "node"]
+        assert len(manifest["urls"]) == 3
         url = manifest["urls"][0]
         assert all(u in "".join(lines) for u in manifest["urls"])
         async with await connect([url]) as session:

@@ -161,3 +161,26 @@ def test_a_node_joining_while_the_manager_restarts_joins_and_keeps_what_it_copie
     assert len(cluster.stores["n5"]) > 0
     _all_readable(cluster, written)
     assert cluster.invariant_violations == []
+
+
+def test_a_node_added_to_a_cluster_whose_nodes_serve_clients_gets_a_client_port_of_its_own(
+        tmp_path):
+    """``cluster add-node`` on ``cluster up --node-clients``: the new node serves clients
+    too, on a port no process of the cluster uses (its template's would clash)."""
+    from chainreaction.tools import manifest
+    from chainreaction.tools.cluster import ClusterConfig, LocalCluster
+    from chainreaction.tools.membership import plan_node
+
+    cluster = LocalCluster(ClusterConfig(data_dir=str(tmp_path), frontends=0, node_clients=True,
+                                         metrics=True, base_port=21000))
+    cluster.write_manifest()
+    data = manifest.load(str(tmp_path))
+    entry = plan_node(data, 0)
+    taken = {p["address"] for p in data["processes"]} | {
+        p["url"].split("://")[1] for p in data["processes"] if p.get("url")} | {
+        p["metrics"].split("//")[1].split("/")[0] for p in data["processes"]}
+    ws = entry["argv"][entry["argv"].index("--ws") + 1]
+    metrics = entry["argv"][entry["argv"].index("--metrics-listen") + 1]
+    assert entry["name"] == "n4" and entry["url"] == f"ws://{ws}"
+    assert len({entry["address"], ws, metrics}) == 3
+    assert not {entry["address"], ws, metrics} & taken

@@ -25,9 +25,9 @@ from .cli_options import (
 from .config_file import apply_config, config_path
 
 
-# The two frontends of `cluster up`'s default cluster (ports 7100...: manager, 3 nodes, then
-# each frontend's internal and WebSocket port): a client fails over from one to the other.
-DEFAULT_URLS = ("ws://127.0.0.1:7105", "ws://127.0.0.1:7107")
+# The client ports of `cluster up`'s default cluster's three nodes (ports 7100...: manager,
+# 3 nodes, then each node's WebSocket port): a client fails over from one to the next.
+DEFAULT_URLS = ("ws://127.0.0.1:7104", "ws://127.0.0.1:7105", "ws://127.0.0.1:7106")
 DEFAULT_URL = DEFAULT_URLS[0]
 
 
@@ -89,9 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = csub.add_parser("up", help="start manager, nodes, frontends (and, with --dcs, remote "
                          "proxies) on 127.0.0.1 in the foreground; Ctrl-C stops them all",
                          description="Start a cluster of one or more datacenters on "
-                         "127.0.0.1. Ports of DC N start at BASE + N * (NODES + 2 * FRONTENDS + "
-                         "2): manager, nodes, then each frontend's internal and WebSocket port "
-                         "(the defaults give ws://127.0.0.1:7105 and :7107), proxy; then "
+                         "127.0.0.1. Ports of DC N start at BASE + N * (2 + NODES + 2 * "
+                         "FRONTENDS + NODES): manager, nodes, then each frontend's internal and "
+                         "WebSocket port, each node's WebSocket port (the defaults give "
+                         "ws://127.0.0.1:7104 to :7106), proxy; then "
                          "one Prometheus metrics port per process. "
                          "Writes DIR/cluster.json and logs to DIR/logs.")
     _cluster_options(up)
@@ -305,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
             op.add_argument("value")
         op.add_argument("--url", action="append", help="frontend URL; repeat it to give "
                         "several, the session fails over from one to the next (default "
-                        f"$CHAINREACTION_URL, else {' and '.join(DEFAULT_URLS)})")
+                        f"$CHAINREACTION_URL, else {', '.join(DEFAULT_URLS)})")
         op.add_argument("--ca-file", metavar="FILE", help="wss:// URLs: the CA (PEM) that "
                         "signed the frontends' certificates (default: the system's CAs)")
 
@@ -411,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="load a running cluster; print throughput and "
                            "latency percentiles next to raw baselines measured in the same run")
     bench.add_argument("--url", action="append", help="frontend URL(s) (default "
-                       f"$CHAINREACTION_URL, else {' and '.join(DEFAULT_URLS)})")
+                       f"$CHAINREACTION_URL, else {', '.join(DEFAULT_URLS)})")
     bench.add_argument("--clients", type=_positive_int, default=32)
     bench.add_argument("--duration", type=_positive_float, default=10.0, help="seconds per run")
     bench.add_argument("--read-ratio", type=_fraction, default=0.95,
@@ -466,13 +467,13 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eager", type=_positive_int, default=1,
                    help="k: writes are acknowledged once the first k chain nodes have them "
                    "(an acknowledged write survives losing any k-1 nodes for good)")
-    p.add_argument("--frontends", type=int, default=2,
-                   help="per DC (default 2): clients given every URL of their DC fail over "
-                   "from one frontend to the next, so no single one is the DC")
-    p.add_argument("--node-clients", action="store_true",
-                   help="nodes serve clients too (each on a WebSocket port of its own, after "
-                   "the frontends'): a read a node may serve takes no hop; --frontends 0 "
-                   "leaves only them")
+    p.add_argument("--frontends", type=int, default=0,
+                   help="standalone frontends per DC (default 0: the nodes serve clients); "
+                   "for clients that must not reach the nodes, with --no-node-clients")
+    p.add_argument("--node-clients", action=argparse.BooleanOptionalAction, default=True,
+                   help="nodes serve clients themselves, each on a WebSocket port of its own "
+                   "(default): a read a node may serve takes no hop; a client given every "
+                   "URL fails over from one node to the next")
     p.add_argument("--managers", type=_positive_int, default=1,
                    help="managers per DC (default 1, its ring kept in its data dir); 3: one "
                    "active and two standbys in an election through etcd, which take over "

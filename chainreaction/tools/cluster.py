@@ -9,11 +9,13 @@ cluster restart NAME`` can start it again as it was started (``manifest.py``).
 With ``dcs > 1`` each DC gets a manager, nodes, frontends and a remote proxy, named
 ``dc<N>-<name>``; DC N's ports start at ``base_port + N * stride`` (``ports_per_dc``): the
 manager, the nodes, then each frontend's internal and WebSocket port (so the first
-frontend's URL does not depend on how many there are), then the proxy. The proxies delay
-what they send each other by ``wan_delay_ms`` (+ jitter): a WAN on one machine.
+frontend's URL does not depend on how many there are), each node's WebSocket port
+(``node_clients``), then the proxy. The proxies delay what they send each other by
+``wan_delay_ms`` (+ jitter): a WAN on one machine.
 
-Every DC has ``frontends`` serving processes (``cluster up`` starts two): none of them is
-the DC, since clients given all their URLs fail over from one to the next
+Every DC has several serving processes: ``frontends`` standalone frontends and, with
+``node_clients`` (``cluster up``'s default, without standalone frontends), every node.
+None of them is the DC, since clients given all their URLs fail over from one to the next
 (chainreaction/client.py).
 """
 
@@ -127,8 +129,8 @@ class ClusterConfig:
         if not 1 <= self.eager <= self.replication:
             raise ValueError(f"--eager must be between 1 and --replication ({self.replication})")
         if self.frontends < (0 if self.node_clients else 1):
-            raise ValueError("--frontends must be at least 1 (0 only with nodes serving "
-                             "clients)")
+            raise ValueError("nothing would serve clients: --frontends must be at least 1 "
+                             "with --no-node-clients")
         if not 1 <= self.managers <= 7:
             raise ValueError("--managers must be between 1 and 7")
         if self.etcd_url and self.managers < 2:

@@ -62,14 +62,17 @@ def run_cluster_foreground(config: ClusterConfig, restore: str | None = None) ->
     managers = (f", {config.managers} managers (one active, elected through etcd"
                 f"{' at ' + config.etcd_url if config.etcd_url else ''})"
                 if config.managers > 1 else "")
+    serving = (("nodes serving clients" if not config.frontends else
+                f"nodes and {config.frontends} frontend(s) serving clients")
+               if config.node_clients else f"{config.frontends} frontend(s)")
     print(f"starting {where}{config.nodes} nodes (R={config.replication}, k={config.eager}), "
-          f"{config.frontends} frontend(s){' and a remote proxy' if where else ''}{managers}, "
+          f"{serving}{' and a remote proxy' if where else ''}{managers}, "
           f"data in {cluster.data_dir}", flush=True)
     _stop_on_sigterm()
     cluster.start()
     try:
         trio.run(wait_ready, cluster)
-        print("cluster ready. Frontend URLs:")
+        print("cluster ready. Client URLs:")
         for spec in cluster.processes.values():
             if spec.url:
                 print(f"  {spec.url}" + (f"   (dc{spec.dc})" if config.dcs > 1 else ""))

@@ -66,10 +66,12 @@ def plan_node(data: dict, dc: int) -> dict:
     number = 1 + max(int(re.search(r"n(\d+)$", p["name"]).group(1)) for p in nodes)
     name = f"{prefix}n{number}"
     used = {_port(p["address"]) for p in data["processes"]}
+    used |= {_port(p["url"].split("://", 1)[1]) for p in data["processes"] if p.get("url")}
     used |= {int(re.search(r":(\d+)/", p["metrics"]).group(1))
              for p in data["processes"] if p.get("metrics")}
     port = max(used) + 1
-    wanted = 2 if "--metrics-listen" in template["argv"] else 1
+    serves_clients = "--ws" in template["argv"]  # (``cluster up --node-clients``)
+    wanted = 1 + serves_clients + ("--metrics-listen" in template["argv"])
     while not all(_free(port + i) for i in range(wanted)):
         port += 1
     addr = f"127.0.0.1:{port}"
@@ -79,8 +81,14 @@ def plan_node(data: dict, dc: int) -> dict:
                            template["log"]),
              "data": re.sub(re.escape(template["name"]) + "$", name, template["data"] or ""),
              "metrics": None}
-    if wanted == 2:
-        metrics = f"127.0.0.1:{port + 1}"
+    port += 1
+    if serves_clients:
+        ws = f"127.0.0.1:{port}"
+        entry["argv"] = _arg(entry["argv"], "--ws", ws)
+        entry["url"] = template["url"].split("://", 1)[0] + "://" + ws
+        port += 1
+    if "--metrics-listen" in template["argv"]:
+        metrics = f"127.0.0.1:{port}"
         entry["argv"] = _arg(entry["argv"], "--metrics-listen", metrics)
         entry["metrics"] = f"http://{metrics}/metrics"
     return entry

@@ -398,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the bulk phase ends after this long, done or not (default 60)")
     jep.add_argument("--wan-delay", type=_non_negative_float, default=20.0, metavar="MS")
     jep.add_argument("--base-port", type=int, default=7400)
+    jep.add_argument("--node-clients", action=argparse.BooleanOptionalAction, default=True,
+                     help="the nodes serve sessions too, beside two frontends per DC "
+                     "(default; off with the --unsafe-* frontends)")
     jep.add_argument("--out", metavar="DIR", help="report folder (default "
                      "jepsen-report-seed<SEED>)")
     jep.add_argument("--unsafe-skip-dependency-checks", action="store_true",

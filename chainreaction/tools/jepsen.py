@@ -33,7 +33,7 @@ from .nemesis import NEMESES, Fault, Nemesis, plan_faults, sleep_until
 __all__ = ["NEMESES", "FRONTENDS_PER_DC", "Fault", "JepsenConfig", "plan_faults", "run_jepsen",
            "main_args"]
 
-FRONTENDS_PER_DC = 2  # as `cluster up`: no single frontend is a DC (issue 15)
+FRONTENDS_PER_DC = 2  # no single frontend is a DC (issue 15); the nodes serve too (node_clients)
 
 
 @attrs.frozen
@@ -50,6 +50,9 @@ class JepsenConfig:
     wan_delay_ms: float = 20.0
     unsafe: bool = False
     unsafe_txn: bool = False  # frontends read each key of a transaction on its own
+    # the nodes serve clients too (``cluster up``'s default), beside the standalone
+    # frontends: sessions spread over both (not with the unsafe frontends: those are tested)
+    node_clients: bool = True
     txn_ratio: float = 0.1  # GET-TRANSACTIONs among the operations, over 2-3 keys
     move_probability: float = 0.05  # per op at home: the session visits another DC
     tombstone_grace_s: float = 20.0  # short, so a run collects tombstones under its faults
@@ -397,7 +400,8 @@ async def _run_jepsen(config: JepsenConfig) -> int:
         failure_timeout_s=1.0, dcs=config.dcs, wan_delay_ms=config.wan_delay_ms,
         tombstone_grace_s=config.tombstone_grace_s,
         unsafe_skip_dependency_checks=config.unsafe,
-        unsafe_independent_txn_reads=config.unsafe_txn, allow_fault_injection=True)
+        unsafe_independent_txn_reads=config.unsafe_txn, allow_fault_injection=True,
+        node_clients=config.node_clients and not (config.unsafe or config.unsafe_txn))
     cluster = LocalCluster(cluster_config)
     faults = plan_faults(config, cluster)
     print(f"jepsen: {config.dcs} DC(s) x {config.nodes} nodes, {config.sessions_per_dc} "
@@ -579,7 +583,8 @@ def main_args(args) -> int:
                           move_probability=args.move_probability,
                           tombstone_grace_s=args.tombstone_grace,
                           manager_outage_s=args.manager_outage,
-                          bulk_keys_per_dc=args.bulk, bulk_time_s=args.bulk_time)
+                          bulk_keys_per_dc=args.bulk, bulk_time_s=args.bulk_time,
+                          node_clients=args.node_clients)
     config.validate()  # here, not only inside trio.run: a plain error, not a traceback
     try:
         return trio.run(run_jepsen, config)

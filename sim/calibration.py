@@ -10,7 +10,11 @@ operation of the cluster's processes and of the client process (``cpu_us_per_op`
 ``Read`` and the frontend's reply (``READ_SPLIT``, from a py-spy profile of a read-only
 run); every other message kind keeps the default costs' proportions, scaled until a
 simulated write costs the servers what a measured one does; the client process costs what
-it measured per get and per put; all processes share the machine's cores.
+it measured per get and per put; all processes share the machine's cores; a node's sync
+(group commit) stops its event loop for as long as the nodes' syncs took on average in the
+write-only run (``group_commit`` in the bench's JSON); the rest of the machine (other
+tenants, the kernel's share not charged to a process) keeps busy what it kept busy in the
+two runs, on average (``other_cores``).
 
 **Checked**: the same load on the simulator with that model predicts each run given, side
 by side with the measurement; the mixed runs (95 %, 50 % reads) were not used for the fit.
@@ -46,10 +50,15 @@ def load(path: str) -> dict:
         raise ValueError(f"{path}: no CPU per operation of the cluster; run the bench with "
                          "--cluster DIR (and --json)")
     store = run["store"]
+    commits = run.get("group_commit") or {}
+    syncs = commits.get("group_commit_syncs", 0)
     return {"path": path, "read_ratio": run["config"]["read_ratio"],
             "clients": run["config"]["clients"], "throughput": store["all"]["ops_per_s"],
             "get_p50_ms": store["get"]["p50_ms"], "put_p50_ms": store["put"]["p50_ms"],
-            "servers_us": cpu["store_servers"], "clients_us": cpu["store_clients"]}
+            "servers_us": cpu["store_servers"], "clients_us": cpu["store_clients"],
+            # the nodes' mean sync (group commit), 0 if none was counted (durability none)
+            "sync_us": commits.get("group_commit_sync_us", 0) / syncs if syncs else 0.0,
+            "other_cores": cpu.get("other_cores", 0.0)}
 
 
 def simulate(service: ServiceModel, read_ratio: float, clients: int = 32, seed: int = 1,
@@ -81,7 +90,10 @@ def fit(reads: dict, writes: dict, cores: int = 2, rounds: int = 3) -> ServiceMo
     """The model whose simulated reads and writes cost the servers what ``reads`` and
     ``writes`` measured (each scaled in turn: background work is in both)."""
     model = ServiceModel(cores=cores, client_us={"get": reads["clients_us"],
-                                                 "put": writes["clients_us"]})
+                                                 "put": writes["clients_us"]},
+                         sync_us=writes.get("sync_us", 0.0),
+                         other_cores=(reads.get("other_cores", 0.0)
+                                      + writes.get("other_cores", 0.0)) / 2)
     costs = dict(model.costs_us)
     for key, share in READ_SPLIT.items():
         costs[key] = share * reads["servers_us"]
@@ -130,11 +142,14 @@ def model_table(model: ServiceModel) -> str:
     rows += [f"  {role:9} {'(other)':14} {us:8.1f} us" for role, us in
              sorted(model.role_us.items())]
     rows += [f"  client    {op:14} {us:8.1f} us" for op, us in sorted(model.client_us.items())]
-    return "\n".join(rows) + f"\n  cores {model.cores}"
+    return "\n".join(rows) + (
+        f"\n  cores {model.cores} (of them {model.other_cores:.2f} busy with the rest of the "
+        f"machine), a node's sync {model.sync_us:.0f} us")
 
 
 def to_json(model: ServiceModel) -> dict:
     return {"costs_us": [[r, k, v] for (r, k), v in sorted(model.costs_us.items())],
             "role_us": model.role_us, "per_kib_us": model.per_kib_us,
             "per_entry_us": model.per_entry_us, "cores": model.cores,
-            "socket_us": model.socket_us, "client_us": model.client_us}
+            "socket_us": model.socket_us, "client_us": model.client_us,
+            "sync_us": model.sync_us, "other_cores": model.other_cores}

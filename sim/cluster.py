@@ -197,16 +197,16 @@ class SimCluster:
                                                   manager=names["manager"], **timing)
             for i in range(1, nodes + 1):
                 self.node_names.append(prefix(dc) + f"n{i}")
-            for i in range(1, frontends + 1):
-                self.frontend_names.append(prefix(dc) + f"f{i}")
+            standalone = [prefix(dc) + f"f{i}" for i in range(1, frontends + 1)]
+            self.frontend_names += standalone
+            for name in [self.managers[dc], *self.node_names[-nodes:],
+                         *standalone] + ([names["proxy"]] if geo else []):
+                self.dc_of[name] = dc
             if node_frontends:  # ``node --ws``: a frontend in each node's process
                 for node in self.node_names[-nodes:]:
                     self.frontend_names.append(node + "-fe")
                     self._guest[node] = node + "-fe"
                     self.dc_of[node + "-fe"] = dc
-            for name in [self.managers[dc], *self.node_names[-nodes:],
-                         *self.frontend_names[-frontends:]] + ([names["proxy"]] if geo else []):
-                self.dc_of[name] = dc
         self.role_of = {name: "manager" for name in self.managers}
         self.role_of.update({name: "node" for name in self.node_names})
         self.role_of.update({name: "frontend" for name in self.frontend_names})
@@ -317,7 +317,8 @@ class SimCluster:
             if self._trace_hash is not None:
                 self._trace_hash.update(f"{self.now:.9f} c{conn}>{dst} {req!r}\n".encode())
             effects = self.processes[dst].client_request(conn, req, self.clock_of(dst))
-        self._apply(dst, effects, cost)
+        if not self.cpus.hold(dst, work, effects):
+            self._apply(dst, effects, cost)
         self._plan_timer(dst)
         self._stop_if_done(dst)
         return cost

@@ -80,6 +80,9 @@ class Case:
     # of a transaction on its own (``--unsafe-txn``)
     txn: float = 0.0
     unsafe_txn: bool = False
+    # every node serves clients too (``node --ws``, ``cluster up``'s default), beside the
+    # two frontends per DC; sessions spread over all of them (``_node_frontends``)
+    node_frontends: bool = False
 
     def describe(self) -> str:
         head = (f"seed {self.seed}: {self.dcs} DC(s) x {self.nodes} nodes, R={self.replication}"
@@ -89,6 +92,7 @@ class Case:
                 + (", staged WAN partitions, cross-DC failover" if self.partial else "")
                 + (", standby managers" if self.standby_managers else "")
                 + (f", {self.txn:.0%} transactions" if self.txn else "")
+                + (", nodes serve clients" if self.node_frontends else "")
                 + (", UNSAFE" if self.unsafe else "")
                 + (", UNSAFE transactions" if self.unsafe_txn else ""))
         return "\n".join([head] + ["  " + f.describe() for f in self.faults])
@@ -125,6 +129,7 @@ def make_case(seed: int, unsafe: bool = False, partial: bool = True,
     case = _classic_case(seed, unsafe)
     if partial:
         case = _membership(_standby_managers(_group_outages(_partial_partitions(case))))
+        case = _node_frontends(case)
     return _transactions(case, unsafe_txn) if partial or unsafe_txn else case
 
 
@@ -135,6 +140,12 @@ def _transactions(case: Case, unsafe_txn: bool) -> Case:
     rng = random.Random(f"fuzz-txn-{case.seed}")
     share = rng.choice((0.0, 0.1, 0.2, 0.3))
     return attrs.evolve(case, txn=0.3 if unsafe_txn else share, unsafe_txn=unsafe_txn)
+
+
+def _node_frontends(case: Case) -> Case:
+    """Nodes that serve clients in half the cases (issue 19), drawn from their own RNG."""
+    rng = random.Random(f"fuzz-node-frontends-{case.seed}")
+    return attrs.evolve(case, node_frontends=rng.random() < 0.5)
 
 
 def _membership(case: Case) -> Case:
@@ -352,6 +363,7 @@ def run_case(case: Case, trace: bool = False, check_invariants: bool = True) -> 
                            loss=case.loss, fifo=case.fifo)
     cluster = SimCluster(case.seed, dcs=case.dcs, nodes=case.nodes,
                          replication=case.replication, eager=case.eager, frontends=2,
+                         node_frontends=case.node_frontends,
                          network=network, unsafe=case.unsafe, trace=trace,
                          tombstone_grace_s=2.0, check_invariants=check_invariants,
                          frontend_config={"unsafe_independent_txn_reads": case.unsafe_txn})
@@ -404,7 +416,8 @@ def _settle(cluster: SimCluster, timeout_s: float = 60.0) -> bool:
     """Until nothing is in flight: a write its client gave up on may still be retried by
     its frontend (up to the frontend's deadline) and applied after the final reads of one
     DC and before those of another (seed 91039 read that as divergence)."""
-    frontends = [name for dc in range(cluster.dcs) for name in cluster.frontends_of(dc)]
+    frontends = [name for dc in range(cluster.dcs) for name in cluster.frontends_of(dc)
+                 if name not in cluster.down]  # (a removed node's own frontend went with it)
     idle = cluster.run_until(lambda: all(not cluster.processes[name].in_flight
                                          for name in frontends), timeout_s)
     cluster.run_for(2.0)  # the last of them down their chains and into the shipping logs

@@ -44,14 +44,19 @@ class ServiceModel:
     role_us: dict = attrs.field(factory=lambda: dict(DEFAULT_ROLE_US))
     per_kib_us: float = 10.0
     per_entry_us: float = 25.0  # each update inside a shipped batch
-    # (sim/cpu.py) the machine's cores every process shares; None: a core per process
+    # (sim/cpu.py) the machine's cores every process shares; None: a core per process; of
+    # them, what the rest of the machine keeps busy on average (other tenants, the kernel)
     cores: int | None = None
+    other_cores: float = 0.0
     # what a message costs more when it came over a socket than from a core in the same
     # process (a node's own frontend): decoding, the syscalls, the event loop's passes
     socket_us: float = 0.0
     # the client process's CPU per operation ("get", "put", ...: the SDK, its WebSocket,
     # the request and its reply); empty: clients cost nothing
     client_us: dict = attrs.field(factory=dict)
+    # (sim/cpu.py) a node's group commit: each sync stops its event loop this long (0: the
+    # writes are not synced, durability none)
+    sync_us: float = 0.0
 
     def scaled(self, factor: float) -> "ServiceModel":
         """Every cost times ``factor`` (a faster or slower machine)."""

@@ -14,6 +14,7 @@ import pytest
 
 from chainreaction.checker import check
 from sim.cluster import SimCluster
+from sim.network import Latency, NetworkModel
 from sim.service import ServiceModel
 from sim.ycsb import YCSB, ClosedLoop, Keys
 
@@ -91,3 +92,30 @@ def test_calibration_recovers_a_known_machine_and_predicts_a_mix_it_was_not_fitt
     (row,) = calibration.compare(model, [runs[0.5]])
     assert abs(row["error"]) < 0.10, row
     assert "| 50% |" in calibration.table([row])
+
+
+def test_group_commit_holds_a_nodes_messages_until_its_sync():
+    """``sync_us``: a node answers nothing about a write before the sync that covers it.
+    A put (k=1) is acknowledged after the head's sync; the next put of the session waits
+    for the first to be stable, which takes a sync at each of the R=3 nodes."""
+    def two_puts(sync_us: float) -> tuple[float, float]:
+        loopback = Latency(50e-6, 12e-6)
+        cluster = SimCluster(5, nodes=3, replication=3, frontends=0, node_frontends=True,
+                             service=ServiceModel(sync_us=sync_us),
+                             network=NetworkModel(loopback, loopback, fifo=True))
+        cluster.wait_ready(20)
+        session = cluster.session("n1-fe")
+        assert session.call("put", "warm-up", b"v")["ok"]  # (the head's first lease)
+        cluster.run_for(1.0)
+        took = []
+        for key in ("a", "b"):
+            started = cluster.now
+            assert session.call("put", key, b"v")["ok"]
+            took.append(cluster.now - started)
+        return took[0], took[1]
+
+    first, second = two_puts(0.0)
+    assert first < 0.003 and second < 0.005
+    first, second = two_puts(20_000.0)  # 20 ms syncs: they dominate
+    assert 0.020 <= first < 0.030
+    assert second >= 0.040  # (the first's stability: syncs down the chain, then the put's)

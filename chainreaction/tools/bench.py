@@ -288,6 +288,7 @@ async def _bench(cfg: dict, groups: list, result: dict) -> None:
             if drained is not None:
                 result["preload_replicated_s"] = drained
             await _proxy_stats(cfg["cluster_dir"], reset_latencies=True)  # drop the preload's
+            commits0 = await _group_commit(cfg["cluster_dir"])
         for i in range(rounds):
             if rounds > 1:
                 print(f"bench: round {i + 1}/{rounds}", file=sys.stderr, flush=True)
@@ -301,6 +302,9 @@ async def _bench(cfg: dict, groups: list, result: dict) -> None:
         if cfg["baseline"]:
             for p in (*echo_procs, *relay_procs):
                 await group.stop(p)
+        if cfg["cluster_dir"]:
+            commits1 = await _group_commit(cfg["cluster_dir"])
+            result["group_commit"] = {k: commits1[k] - commits0[k] for k in GROUP_COMMIT}
         s = _phase_stats(store)
         result["store"] = s
         result["store_error_codes"] = dict(store["error_codes"])
@@ -367,7 +371,9 @@ def _store_cpu(store: dict, s: dict) -> dict:
         return {}
     return {"store": store["cpu"] / count * 1e6,
             "store_servers": store["cpu_servers"] / count * 1e6,
-            "store_clients": (store["cpu"] - store["cpu_servers"]) / count * 1e6}
+            "store_clients": (store["cpu"] - store["cpu_servers"]) / count * 1e6,
+            # cores the rest of the machine kept busy meanwhile (other tenants, the kernel)
+            "other_cores": max(0.0, store["cpu_machine"] - store["cpu"]) / store["elapsed"]}
 
 
 def _print_cpu(cfg, s, e, r, store, echo, relay, result) -> None:
@@ -403,17 +409,32 @@ def _print_cpu(cfg, s, e, r, store, echo, relay, result) -> None:
 
 async def _proxy_stats(data_dir: str, reset_latencies: bool = False) -> dict:
     """name -> stats of every remote proxy of the cluster (several DCs only)."""
+    return await _role_stats(data_dir, "proxy", reset_latencies)
+
+
+async def _role_stats(data_dir: str, role: str, reset_latencies: bool = False) -> dict:
+    """name -> stats of every process of ``role`` in the cluster."""
     from ..runtime.probe import process_stats
     from .clusterstats import read_manifest
 
-    proxies = [p for p in read_manifest(data_dir)["processes"] if p["role"] == "proxy"]
+    processes = [p for p in read_manifest(data_dir)["processes"] if p["role"] == role]
     stats = {}
-    for proxy in proxies:
+    for process in processes:
         try:
-            stats[proxy["name"]] = await process_stats(proxy["address"], 3, reset_latencies)
+            stats[process["name"]] = await process_stats(process["address"], 3,
+                                                         reset_latencies)
         except (trio.TooSlowError, OSError):
-            print(f"  {proxy['name']}: no answer")
+            print(f"  {process['name']}: no answer")
     return stats
+
+
+GROUP_COMMIT = ("group_commit_syncs", "group_commit_writes", "group_commit_sync_us")
+
+
+async def _group_commit(data_dir: str) -> dict:
+    """The nodes' group commit counters, summed (the simulator's calibration)."""
+    stats = await _role_stats(data_dir, "node")
+    return {name: sum(s.get(name, 0) for s in stats.values()) for name in GROUP_COMMIT}
 
 
 async def _wait_replicated(data_dir: str, max_wait_s: float = 600.0,

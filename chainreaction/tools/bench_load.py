@@ -368,6 +368,7 @@ def combine_rounds(a: dict | None, b: dict) -> dict:
     a["failovers"] += b["failovers"]
     a["cpu"] += b["cpu"]
     a["cpu_servers"] += b["cpu_servers"]
+    a["cpu_machine"] += b["cpu_machine"]
     return a
 
 
@@ -402,11 +403,24 @@ def cpu_seconds(pids) -> float:
     return total
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time the whole machine spent busy (Linux /proc/stat: every core, every process,
+    interrupts), 0 where unreadable."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup,
                     server_pids: tuple = ()) -> dict:
     """One phase with the configured clients and client processes. The result's ``cpu``
     is the CPU time the servers and the clients used while the load ran, ``cpu_servers``
-    the servers' share (the simulator's calibration takes them apart)."""
+    the servers' share, ``cpu_machine`` what the whole machine used meanwhile (the
+    simulator's calibration takes them apart)."""
     ops = PHASE_OPS[kind]
     processes = min(cfg["processes"], cfg["clients"])
     base = {"kind": kind, "target": target, "duration": cfg["duration"],
@@ -417,18 +431,20 @@ async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup,
     if processes == 1:
         load = Load({**base, "clients": cfg["clients"], "client_offset": 0})
         pids = (*server_pids, os.getpid())
-        cpu = [0.0, 0.0, 0.0, 0.0]
+        cpu = [0.0] * 6
         async with trio.open_nursery() as nursery:
 
             async def gate():
                 cpu[0], cpu[2] = cpu_seconds(pids), cpu_seconds(server_pids)
+                cpu[4] = machine_cpu_seconds()
                 nursery.start_soon(_progress, kind, ops, load.totals)
 
             await load.run(gate)
             cpu[1], cpu[3] = cpu_seconds(pids), cpu_seconds(server_pids)
+            cpu[5] = machine_cpu_seconds()
             nursery.cancel_scope.cancel()
         return {**_merge(kind, [load.result()]), "cpu": cpu[1] - cpu[0],
-                "cpu_servers": cpu[3] - cpu[2]}
+                "cpu_servers": cpu[3] - cpu[2], "cpu_machine": cpu[5] - cpu[4]}
 
     offset = 0
     workers = []
@@ -462,6 +478,7 @@ async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup,
 
     pids = (*server_pids, *(proc.pid for proc, _ in workers))
     cpu_start, servers_start = cpu_seconds(pids), cpu_seconds(server_pids)
+    machine_start = machine_cpu_seconds()
     for proc, _ in workers:
         await proc.stdin.send_all(b"GO\n")
     with trio.fail_after(cfg["duration"] + GRACE_S + 60):
@@ -479,9 +496,11 @@ async def run_phase(cfg: dict, kind: str, target, group: baselines.ProcessGroup,
             progress_scope.cancel()
     cpu = cpu_seconds(pids) - cpu_start
     cpu_servers = cpu_seconds(server_pids) - servers_start
+    cpu_machine = machine_cpu_seconds() - machine_start
     for proc, _ in workers:
         await group.stop(proc)
-    return {**_merge(kind, results), "cpu": cpu, "cpu_servers": cpu_servers}
+    return {**_merge(kind, results), "cpu": cpu, "cpu_servers": cpu_servers,
+            "cpu_machine": cpu_machine}
 
 
 if __name__ == "__main__":

@@ -214,6 +214,11 @@ class Shipping:
             return []
         cfg = self.config
         live = self.live(now)
+        # Out of the ring (removed, drained, marked down while alive) no chain has us: no
+        # tail's ``Stable`` will bring a position and no ``GeoProgress`` keeps the proxy
+        # live, so each answer to a probe would open a new wait of max_ship_resend_s, one
+        # write drained per wait (fuzz seed 7760021). Only the proxy can tell: ship it all.
+        member = name in ring
         if force and live:
             for entry in list(self.pending.values()):
                 if entry.next_at > now and self._is_tail(entry.key, ring, name):
@@ -231,7 +236,7 @@ class Shipping:
                     out.append(self._send(entry, now))
                 break
             heapq.heappop(self._due)
-            if entry.kept or not self._is_tail(entry.key, ring, name):
+            if member and (entry.kept or not self._is_tail(entry.key, ring, name)):
                 wait = cfg.resend_after_s if entry.kept else cfg.max_ship_resend_s
                 start = max(entry.since, self._live_since) + wait
                 if now < start:

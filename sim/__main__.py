@@ -92,6 +92,9 @@ def _calibrate(args) -> int:
     runs = sorted([reads, *checks, writes], key=lambda r: -r["read_ratio"])
     print("\nmeasured against predicted (the fit used the read-only and the write-only run):")
     print(calibration.table(calibration.compare(model, runs)))
+    print(f"\nwhere a put's time goes ({writes['clients']} clients, writes only: the fitted "
+          "model, then without each of its waits):")
+    print(calibration.breakdown_table(calibration.breakdown(model, writes)))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(calibration.to_json(model), f, indent=1)

@@ -153,3 +153,28 @@ def to_json(model: ServiceModel) -> dict:
             "per_entry_us": model.per_entry_us, "cores": model.cores,
             "socket_us": model.socket_us, "client_us": model.client_us,
             "sync_us": model.sync_us, "other_cores": model.other_cores}
+
+
+def breakdown(model: ServiceModel, run: dict) -> list:
+    """Where a put's time goes, for the load of ``run`` (issue 19, item 3): the calibrated
+    model, then without the nodes' syncs (durability none), then with CPU for free (only
+    the protocol's waits: the network, and a node's sync per hop), then with neither."""
+    free_cpu = attrs.evolve(model, costs_us={k: 0.0 for k in model.costs_us},
+                            role_us={k: 0.0 for k in model.role_us}, per_kib_us=0.0,
+                            per_entry_us=0.0, client_us={})
+    rows = []
+    for label, variant in (("calibrated", model),
+                           ("no sync (durability none)", attrs.evolve(model, sync_us=0.0)),
+                           ("CPU for free, syncs kept", free_cpu),
+                           ("neither (the network only)", attrs.evolve(free_cpu, sync_us=0.0))):
+        sim = simulate(variant, run["read_ratio"], run["clients"])
+        rows.append({"variant": label, "throughput": sim["throughput"],
+                     "put_p50_ms": sim["put_p50_ms"], "get_p50_ms": sim["get_p50_ms"]})
+    return rows
+
+
+def breakdown_table(rows: list) -> str:
+    lines = ["| model | ops/s | put p50 ms | get p50 ms |", "|---|---|---|---|"]
+    lines += [f"| {r['variant']} | {r['throughput']:,.0f} | {r['put_p50_ms']:.2f} | "
+              f"{r['get_p50_ms']:.2f} |" for r in rows]
+    return "\n".join(lines)

@@ -752,6 +752,29 @@ def test_a_silent_proxy_gets_one_probe_a_round_and_everything_once_it_speaks():
     assert len(sent(tail.tick(10.05), m.Ship)) == 5
 
 
+def test_a_node_out_of_the_ring_ships_everything_it_tracks_while_the_proxy_answers():
+    """Fuzz seed 7760021: a node drained out of the ring still tracked local writes it had
+    not seen logged (it was not their tail). No chain has it any more, so no tail's
+    ``Stable`` brings their positions, and no ``GeoProgress`` comes (the proxy tells its
+    members): only ``Shipped`` answers tell. Each answer to a probe made the proxy "back",
+    every write not the node's as tail then waited ``max_ship_resend_s`` more, and by then
+    the proxy was "silent" again: one write drained per 8 s, the node never retired."""
+    c = geo_chain()
+    keys = [k for k in (f"k{i}" for i in range(500)) if c.ring.chain(k)[-1] != "a"][:6]
+    for i, key in enumerate(keys):
+        c.send("fe", [Send(c.ring.chain(key)[0], put(key=key, rid=b"r%d" % i))], now=1.0)
+    a = c.nodes["a"]
+    assert a.stats()["unlogged"] == 6
+    drained = Ring(2, MEMBERS[1:], 2, 8)
+    a.handle("manager", m.RingUpdate(drained, c.ring), 1.5)
+    t = 1.5
+    while a.stats()["unlogged"] and t < 30.0:  # the proxy answers each Ship, nothing else
+        t += 0.05
+        for ship in sent(a.tick(t), m.Ship):
+            a.handle("proxy", m.Shipped(ship.msg.key, ship.msg.version, 1, 7), t)
+    assert a.stats()["unlogged"] == 0 and t < 5.0, t
+
+
 def test_a_backlog_leaves_paced_once_the_proxy_is_back():
     c = Chain(geo=True, dc=0, proxy="proxy", max_ships_per_tick=10)
     keys = [k for k in (f"k{i}" for i in range(500)) if c.ring.chain(k)[-1] == "c"][:25]

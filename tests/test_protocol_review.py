@@ -115,7 +115,7 @@ class ReviewCluster(SimCluster):
                 self._sessions[conn]._deliver({"id": req.id, "ok": False,
                                                "error": "connection_lost"})
             else:
-                self._arrive(frontend, ("req", frontend, conn, req))
+                self.cpus.arrive(frontend, ("req", frontend, conn, req))
         self._schedule(self.network.intra_dc.sample(self.rng), ("call", arrive))
 
 

@@ -2,9 +2,9 @@
 
 Two tiny servers, each meant to run in its own OS process, on 127.0.0.1 only:
 
-* ``echo``: a WebSocket server on the same stack as the frontend (trio-websocket +
-  cbor2). Every binary message is decoded as CBOR and the decoded value is sent back
-  re-encoded: the least a frontend can do per request.
+* ``echo``: a WebSocket server on the same stack as the frontend's plain ``ws://``
+  (``runtime/websocket.py`` + cbor2). Every binary message is decoded as CBOR and the
+  decoded value is sent back re-encoded: the least a frontend can do per request.
 * ``relay``: one hop of an R-hop TCP relay of length-prefixed frames (4-byte big-endian
   length, then the body; ``codec.FrameDecoder`` reassembles them, as the internal
   transport does). A hop with ``--next`` opens one connection to the next hop per
@@ -39,10 +39,10 @@ import sys
 
 import cbor2
 import trio
-from trio_websocket import ConnectionClosed, serve_websocket
 
 from .. import messages as m
 from ..codec import FrameDecoder, ProtocolError
+from ..runtime.websocket import ClientSocket, serve_plain
 
 LOCALHOST = "127.0.0.1"
 READY = "READY"
@@ -138,38 +138,35 @@ async def wait_stdin_eof() -> None:
     await trio.to_thread.run_sync(_read_fd0_until, False, abandon_on_cancel=True)
 
 
-async def _echo_handler(request) -> None:
-    ws = await request.accept()
-    while True:
-        try:
-            data = await ws.get_message()
-        except ConnectionClosed:
-            return
+async def _echo_connection(sock) -> None:
+    client = ClientSocket(sock, MAX_MESSAGE_BYTES)
+
+    def on_message(data) -> None:
         try:
             reply = cbor2.dumps(cbor2.loads(data))
         except Exception:  # not CBOR: echo the bytes as they are
-            reply = data
-        try:
-            await ws.send_message(reply)
-        except ConnectionClosed:
-            return
+            reply = data if isinstance(data, bytes) else data.encode()
+        client.send(reply)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.writer)
+        await client.serve(on_message)
+        nursery.cancel_scope.cancel()
 
 
 async def serve_echo(port: int, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve the echo until cancelled; ``task_status.started(port)`` once listening."""
-    await serve_websocket(_echo_handler, LOCALHOST, port, None,
-                          max_message_size=MAX_MESSAGE_BYTES,
-                          task_status=_PortStatus(task_status))
+    await serve_plain(LOCALHOST, port, _echo_connection, task_status=_PortStatus(task_status))
 
 
 class _PortStatus:
-    """Adapts trio-websocket's ``task_status.started(server)`` to report ``server.port``."""
+    """Adapts ``serve_listeners``' ``task_status.started(listeners)`` to report the port."""
 
     def __init__(self, inner) -> None:
         self._inner = inner
 
-    def started(self, server=None) -> None:
-        self._inner.started(server.port)
+    def started(self, listeners=None) -> None:
+        self._inner.started(listeners[0].socket.getsockname()[1])
 
 
 async def _pump(src: trio.SocketStream, dst: trio.SocketStream) -> None:

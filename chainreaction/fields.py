@@ -216,8 +216,8 @@ def local_deps(value) -> tuple:
     return _extremes(pairs)
 
 
-def _extremes(pairs, own: str | None = None) -> tuple:
-    """The smallest and the largest clock per key (only the smallest for ``own``)."""
+def _extremes(pairs) -> tuple:
+    """The smallest and the largest clock per key."""
     low: dict = {}
     high: dict = {}
     for key, clock in pairs:
@@ -226,23 +226,26 @@ def _extremes(pairs, own: str | None = None) -> tuple:
         if clock > high.get(key, -1):
             high[key] = clock
     out = set(low.items())
-    out.update((key, clock) for key, clock in high.items() if key != own)
+    out.update(high.items())
     return tuple(sorted(out))
 
 
-def merge_local_deps(a: tuple, b: tuple, own: str | None = None) -> tuple:
-    """The union of two ``local_deps`` of a write of key ``own``: the smallest and the
-    largest clock per key, but only the *smallest* for ``own`` itself. An entry for the
-    written key is not "that version or a newer one" (a newer version does not stand for
-    an older one once that one is logged): the proxy places the write after the first
-    version logged at or after it, so the larger clock would drop the older entry's place
-    (fuzz seed 7520173: a write replacing its session's own unlogged previous version,
-    whose Update was lost, took over ``(key, that version)`` in place of that version's
-    own ``(key, older logged version)``, and was logged waiting for nothing); and a larger
-    version of the written key is this write's own past, which it carries."""
+def merge_local_deps(a: tuple, b: tuple) -> tuple:
+    """The union of two ``local_deps``: the smallest and the largest clock per key, the
+    written key's own included. An entry for the written key is not "that version or a
+    newer one" (a newer version does not stand for an older one once that one is
+    logged): the proxy places the write after the first version logged at or after it,
+    so neither end may go. Not the larger (fuzz seed 7520173: a write replacing its
+    session's own unlogged previous version took over that version's entry naming an
+    older logged one; its own named the unlogged one, no position yet); not the smaller
+    (fuzz seed 7781185: a session's write of k named its own previous version of k,
+    logged, whose past held another DC's write; it replaced, unlogged, a concurrent
+    version of k by another session carrying an older entry for k, and kept only that
+    one: it was logged after the older version and not after its own previous one, and
+    another DC applied it before its past)."""
     if not b:
         return a
-    return _extremes(a + b, own)
+    return _extremes(a + b)
 
 
 def dc_list(value) -> tuple:

@@ -32,7 +32,7 @@ class NodeLogPositions:
             self.shipping.logged(key, current.version)
         elif not current.seq and msg.deps and (msg.deps != current.deps
                                                or msg.past > current.past):
-            record = attrs.evolve(current, deps=merge_local_deps(current.deps, msg.deps, key),
+            record = attrs.evolve(current, deps=merge_local_deps(current.deps, msg.deps),
                                   past=max(current.past, msg.past))
             if record.stable:
                 self.shipping.stable(key, record, False, now)  # (what it will ship)

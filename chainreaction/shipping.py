@@ -150,7 +150,7 @@ class Shipping:
         if (current.deps or current.past) and (record.version.dc != self.config.dc
                                                or record.seq == 0):
             record = attrs.evolve(record,
-                                  deps=merge_local_deps(record.deps, current.deps, key),
+                                  deps=merge_local_deps(record.deps, current.deps),
                                   past=max(record.past, current.past))
         if not self.needs_log(current):
             return record, []

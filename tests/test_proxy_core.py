@@ -728,9 +728,35 @@ def test_a_write_carrying_its_predecessors_entry_for_its_own_key_keeps_the_older
     from chainreaction.fields import merge_local_deps
 
     mine, carried = (("k", 874522),), (("j", 5), ("k", 860001))
-    assert merge_local_deps(mine, carried, own="k") == (("j", 5), ("k", 860001))
-    # other keys: both ends (a newer version need not carry an older one's past)
+    # both ends, for the written key too: the older one's place is kept
     assert merge_local_deps(mine, carried) == (("j", 5), ("k", 860001), ("k", 874522))
+
+
+def test_a_write_replacing_an_older_entry_for_its_own_key_still_waits_for_its_own_one():
+    """Fuzz seed 7781185. Session A wrote k@2000 (its past: a), logged; session B wrote
+    k@2500, unlogged, with an entry (k, 1000) for the version it had read; A's next write
+    w of k, with (k, 2000), replaced B's at the head and took over its entries, keeping
+    only the smaller one for k: w waited for k@1000, not for k@2000 and its past, and
+    another DC applied w before a."""
+    import collections
+
+    from chainreaction.node_config import NodeConfig
+    from chainreaction.shipping import Shipping
+    from chainreaction.storage import MemoryStore, Record
+
+    shipping = Shipping(NodeConfig(geo=True), collections.Counter(), MemoryStore(), 0.0)
+    b = Record(Version(2_500, 0), b"b", True, b"rb", deps=(("k", 1_000),))
+    w = Record(Version(3_000, 0), b"w", False, b"rw", deps=(("k", 2_000),))
+    deps = shipping.replacing("k", b, w, 0.1)[0].deps
+    assert deps == (("k", 1_000), ("k", 2_000))
+
+    core = proxy()
+    ship_with(core, "k", 1_000, 0.01)  # position 1
+    ship_with(core, "a", 1_500, 0.015)  # position 2
+    ship_with(core, "k", 2_000, 0.02, deps=(("a", 1_500),))  # position 3, after a
+    ship_with(core, "k", 2_500, 0.025, deps=(("k", 1_000),))  # position 4 (B's)
+    ship_with(core, "w", 3_000, 0.03, deps=deps)  # (w's place as if of k: same waits)
+    assert logged_entries(core, 1.0)["w"].waits == (1, 3)
 
 
 def test_a_write_depending_on_two_versions_of_a_key_waits_for_both_and_those_between():
@@ -746,7 +772,7 @@ def test_a_write_depending_on_two_versions_of_a_key_waits_for_both_and_those_bet
     ship_with(core, "k", 2_000, 0.02, deps=(("a", 1_000),))  # position 2, after a
     ship_with(core, "k", 2_500, 0.025)  # position 3, concurrent with both others
     ship_with(core, "k", 3_000, 0.03)  # position 4: a blind overwrite
-    deps = merge_local_deps((("k", 2_000),), (("k", 3_000),), own="w")
+    deps = merge_local_deps((("k", 2_000),), (("k", 3_000),))
     assert deps == (("k", 2_000), ("k", 3_000))
     ship_with(core, "w", 4_000, 0.04, deps=deps)
     assert logged_entries(core, 1.0)["w"].waits == (2, 3, 4)

@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # came (listed in the fuzz test's docstring and test_invariants.py), wherever N ends.
 FUZZ_SEEDS = int(os.environ.get("CHAINREACTION_FUZZ_SEEDS", "80"))
 FUZZ_SEEDS_THAT_FOUND_BUGS = (85, 94, 125, 135, 169, 244, 274, 322, 7300574, 7510945,
-                              7520173, 7560986, 7570480)
+                              7520173, 7560986, 7570480, 7781185)
 
 
 # -- determinism ---------------------------------------------------------------------------------
@@ -323,7 +323,10 @@ def test_the_fuzz_seeds_and_those_that_found_bugs_show_no_anomaly():
     same key, unlogged (its Update lost), kept the larger of the two entries for that key
     and was logged waiting for nothing; another DC applied it, and the session's later
     writes, before a write they depended on: a key read back older than its causal past.
-    A write's entry for its own key now keeps the smaller clock, ``merge_local_deps``.
+    A write's entry for its own key now keeps the smaller clock, ``merge_local_deps``;
+    7781185: and the larger one too (a write of k naming its session's previous, logged
+    version of k replaced another session's unlogged one carrying an older entry for k,
+    kept only that one, and another DC applied it before its session's previous version).
     7560986: a transaction read the value a delete had hidden, kept as an old version after
     the tombstone was collected; 7570480: a new head took back an orphan with the old
     head's stamp, below the version it replaced (tests/test_snapshots.py).)"""

@@ -638,6 +638,11 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
         self._previous_ring = previous
         self.counters["ring_changes"] += 1
         self._orphan_behind_new_predecessors(previous)
+        if self._gains_head(previous):
+            # What we hold was applied by another head, which may have restamped it later
+            # than its writer was told (and moved only its own horizon): a snapshot below
+            # our clock could miss an acknowledged write (fuzz seed 7790263)
+            self.snapshots.records_dropped()
         out = self.leases.on_ring(self.ring, now)
         out += self.copier.on_new_ring(previous, msg, now)
         self.released.on_ring(msg)
@@ -647,6 +652,18 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
             out += self.dep_checks.redirect(self.ring)
         out += self._release_held_puts(now)
         return out
+
+    def _gains_head(self, previous) -> bool:
+        """Whether the new ring makes us the head of points another node led (or none)."""
+        ring = self.ring
+        if not ring.tokens:
+            return False
+        for point in set(ring.tokens) | set(previous.tokens if previous is not None else ()):
+            if ring.chain_at_point(point)[:1] == (self.name,) and (
+                    previous is None or not previous.tokens
+                    or previous.chain_at_point(point)[:1] != (self.name,)):
+                return True
+        return False
 
     def _orphan_behind_new_predecessors(self, previous) -> None:
         """A write still on its way down our chain was vouched for by the nodes before us;

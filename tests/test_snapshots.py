@@ -9,12 +9,13 @@ from chainreaction import messages as m
 from chainreaction.effects import Send
 from chainreaction.node import NodeConfig, NodeCore
 from chainreaction.node_reads import PARK_S
+from chainreaction.ring import Ring
 from chainreaction.session import SessionState
 from chainreaction.snapshots import SNAPSHOT_BOUND, Snapshots
 from chainreaction.storage import MemoryStore, Record
 from chainreaction.versions import HybridClock, Version
 
-from .test_node_core import Chain, put, sent
+from .test_node_core import MEMBERS, Chain, put, sent
 
 
 def snapshot(node, key, at, min_version=None, epoch=1, now=1.0):
@@ -259,6 +260,32 @@ def test_an_acknowledged_write_restamped_by_a_new_head_is_never_missed_by_a_snap
         reply = snapshot(head, key, at, now=6.1)
         assert not reply.found and reply.horizon >= restamped, at  # never x1
     assert snapshot(head, key, restamped, now=6.1).version == mine
+
+
+def test_a_node_that_becomes_head_answers_no_snapshot_below_a_restamp_it_holds():
+    """Fuzz seed 7790263: the head restamped an acknowledged write (its orphan, taken back)
+    and moved only its own horizon; a ring change then made its successor head, holding the
+    restamped write and the version before it as an old version. A session's transaction
+    at a stamp in [its write's stamp, the restamp) read the older version (read-your-writes).
+    A node that becomes head answers no snapshot below its clock any more."""
+    c = Chain()
+    key = c.key_with_chain(["a", "b", "c"])
+    x1 = written(c, key, b"x1", 5.0, b"r1")
+    mine = Version(x1.clock + 100, 0)  # acknowledged to its session at the old head
+    c.nodes["a"].clock.observe(x1.clock + 50_000)  # (the restamping head's clock is ahead)
+    orphan = m.Update(key, mine, b"mine", b"r2", "c", 0, 1, epoch=1)
+    c.send("a", c.nodes["a"].handle("c", orphan, 6.0), now=6.0)
+    restamped = c.stores["b"].get(key).applied
+    assert restamped > mine.clock and c.stores["b"].old_versions(key)  # x1 kept at b
+    ring2 = Ring(2, MEMBERS, 3, 8, down={"a"})
+    assert ring2.chain(key)[0] == "b"
+    for node in c.nodes.values():
+        node.handle("manager", m.RingUpdate(ring2, c.ring), 6.05)
+    b = c.nodes["b"]
+    for at in (mine.clock, (mine.clock + restamped) // 2, restamped - 1):
+        reply = snapshot(b, key, at, epoch=2, now=6.1)
+        assert not reply.found and reply.horizon >= restamped, at  # never x1
+    assert snapshot(b, key, restamped, epoch=2, now=6.1).version == mine
 
 
 def test_a_version_stamped_before_the_one_it_replaces_goes_after_it_and_moves_the_horizon():

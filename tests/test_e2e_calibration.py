@@ -35,7 +35,9 @@ async def test_bench_results_calibrate_the_simulator(tmp_path):
         assert run["store"]["all"]["count"] > 50 and run["store"]["all"]["errors"] == 0
         cpu = run["cpu_us_per_op"]
         assert cpu["store_servers"] > 0 and cpu["store_clients"] > 0
-        assert cpu["store"] == pytest.approx(cpu["store_servers"] + cpu["store_clients"])
+    # a put crosses three nodes and their syncs, a read one node: the servers' CPU says so
+    assert (results["writes"]["cpu_us_per_op"]["store_servers"]
+            > 2 * results["reads"]["cpu_us_per_op"]["store_servers"])
     commits = results["writes"]["group_commit"]
     assert commits["group_commit_syncs"] > 0 and commits["group_commit_sync_us"] > 0
     out = subprocess.run([sys.executable, "-m", "sim", "calibrate", "--reads",

@@ -12,6 +12,8 @@ import logging
 import os
 import time
 
+from typing import TYPE_CHECKING
+
 import attrs
 import trio
 
@@ -25,6 +27,9 @@ from .driver import (MANAGER, Driver, SyncFailed, group_commit, install_stop_han
 from .election import CommittedState, Leadership, LostLeadership
 from .etcd import EtcdClient, EtcdUnavailable
 from .transport import Transport
+
+if TYPE_CHECKING:  # (the frontend package is imported only by a node that serves clients)
+    from frontend.config import FrontendConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +72,7 @@ class ServeClients:
     """A node's own frontend (``node --ws``): clients' WebSockets on ``ws_listen``."""
 
     ws_listen: str
-    config: "object"  # its FrontendConfig (``local_node`` set to the node)
+    config: "FrontendConfig"  # (``local_node``: the node)
     ssl_context: object = None
 
 

@@ -76,6 +76,20 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def send_now(sock: socket.socket, buffer: bytearray) -> int | None:
+    """Write from the front of ``buffer`` what a non-blocking socket takes now, and drop
+    it from the buffer: how many bytes (0: the kernel's buffer is full), None: the socket
+    broke. (The links' and clients' WebSockets' writes.)"""
+    try:
+        sent = sock.send(buffer)
+    except BlockingIOError:
+        return 0
+    except OSError:
+        return None
+    del buffer[:sent]
+    return sent
+
+
 class _Link:
     """Outbound connection to one peer: a buffer, a socket once connected, a task that
     connects and waits for writability when the kernel pushes back."""
@@ -105,16 +119,12 @@ class _Link:
             return
         if self.sock is None or self.blocked or not self.buffer:
             return
-        try:
-            sent = self.sock.send(self.buffer)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
+        sent = send_now(self.sock, self.buffer)
+        if sent is None:
             self._broken()
             return
         if sent:
             self.transport.counters["link_writes"] += 1
-        del self.buffer[:sent]
         if self.buffer:
             self.blocked = True
             self.wakeup.set()

@@ -27,6 +27,8 @@ from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Pin
                             RejectConnection, Request, TextMessage)
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from .transport import send_now
+
 READ_BYTES = 65536
 MESSAGE_TOO_BIG = 1009
 PROTOCOL_ERROR = 1002
@@ -60,15 +62,10 @@ class ClientSocket:
     def _flush(self) -> None:
         if not self.out or self._blocked or self.closed:
             return
-        try:
-            sent = self.sock.send(self.out)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
+        sent = send_now(self.sock, self.out)
+        if sent is None:
             self.closed = True
-            return
-        del self.out[:sent]
-        if self.out:
+        elif self.out:
             self._blocked = True
             self._wake.set()
 
@@ -77,17 +74,10 @@ class ClientSocket:
         while not self.closed:
             await self._wake.wait()
             self._wake = trio.Event()
-            while self.out and not self.closed:
+            while self._blocked and not self.closed:
                 await trio.lowlevel.wait_writable(self.sock)
-                try:
-                    sent = self.sock.send(self.out)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    self.closed = True
-                    return
-                del self.out[:sent]
-            self._blocked = False
+                self._blocked = False
+                self._flush()
 
     def _close(self, code: int, reason: str) -> None:
         """Start the closing handshake (we close the socket once it is written)."""

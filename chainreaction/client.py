@@ -55,11 +55,10 @@ from typing import Sequence
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed
 
 from . import codec
 from . import messages as m
-from .client_connection import Connection as _Connection, why as _why
+from .client_connection import CLOSED_ERRORS, Connection as _Connection, why as _why
 from .history import REFUSED, HistoryWriter
 from .session import SessionState
 from .versions import Version
@@ -378,7 +377,7 @@ class Session:
                             # cancels it, ``reply`` stays None (no reply), never the
                             # attach's reply.
                             reply = await self._exchange(data, req.id)
-            except (ConnectionClosed, OSError) as exc:
+            except CLOSED_ERRORS as exc:
                 # Frontend gone: the next one gets the same request (same rid).
                 tried.add(self.url, f"connection lost ({_why(exc)})")
                 connection_failures += 1

@@ -1,4 +1,6 @@
-"""One client WebSocket connection (``ws://`` or ``wss://``) for the SDK (client.py)."""
+"""One client WebSocket connection (``ws://`` or ``wss://``) for the SDK (client.py).
+``ws://`` runs on client_websocket.py (wsproto, read in the caller's task); ``wss://`` on
+trio-websocket."""
 
 from __future__ import annotations
 
@@ -7,12 +9,17 @@ import ssl
 import urllib.parse
 
 import trio
-from trio_websocket import open_websocket_url
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+from .client_websocket import ClientWebSocket, WebSocketClosed
+
+# What a broken or closed connection raises, on either kind of connection.
+CLOSED_ERRORS = (ConnectionClosed, WebSocketClosed, OSError)
 
 
 class Connection:
-    """One WebSocket connection whose trio-websocket context (and its nursery) lives in a
-    system task of its own. Opening and closing then never enter or exit a nursery inside
+    """One WebSocket connection. A ``wss://`` one keeps its trio-websocket context (and
+    its nursery) in a system task of its own. Opening and closing then never enter or exit a nursery inside
     the caller's cancel scopes, so callers may wrap any session call in their own timeouts,
     and a timed-out request cannot leave half-exited scopes behind (which corrupts trio's
     scope stack and hangs every later call)."""
@@ -26,8 +33,11 @@ class Connection:
         self._scope = trio.CancelScope()
         self._timeout_s = timeout_s
         self._ssl_context = ssl_context  # (wss://: None verifies against the system's CAs)
-        trio.lowlevel.spawn_system_task(self._run, url, timeout_s, max_message_size,
-                                        name=f"websocket {url}")
+        self._plain = url.startswith("ws://")
+        self._url, self._max_message_size = url, max_message_size
+        if not self._plain:
+            trio.lowlevel.spawn_system_task(self._run, url, timeout_s, max_message_size,
+                                            name=f"websocket {url}")
 
     async def _run(self, url: str, timeout_s: float, max_message_size: int) -> None:
         try:
@@ -49,6 +59,8 @@ class Connection:
 
     async def opened(self):
         """The open connection, or None (then ``error`` says why)."""
+        if self._plain:
+            return await self._open_plain()
         with trio.move_on_after(self._timeout_s):
             await self._opened.wait()
         if not self._opened.is_set():
@@ -60,8 +72,23 @@ class Connection:
             self.error = ConnectionError("closed before it opened")
         return self.ws if self._opened.is_set() else None
 
+    async def _open_plain(self):
+        with trio.move_on_after(self._timeout_s):
+            try:
+                self.ws = await ClientWebSocket.connect(self._url, self._max_message_size)
+            except (OSError, WebSocketClosed) as exc:
+                self.error = exc
+                return None
+        if self.ws is None:
+            self.error = TimeoutError(f"no WebSocket handshake in {self._timeout_s:.1f} s")
+        return self.ws
+
     def close(self) -> None:
         """Close in the background (bounded by the disconnect timeout)."""
+        if self._plain:
+            if self.ws is not None:
+                self.ws.close()
+            return
         self._close.set()
         if self.ws is None:
             self._scope.cancel()

@@ -42,10 +42,10 @@ PACKAGES = ("chainreaction", "frontend", "remote_proxy", "sim")
 FORBIDDEN = ("chainreaction.tools", "chainreaction.runtime", "frontend.server",
              "remote_proxy.server", "remote_proxy.rocks_log", "chainreaction.rocks_store",
              "trio", "trio_websocket", "rocksdict", "socket")
-SDK_MAY_IMPORT = ("trio", "trio_websocket")
+SDK_MAY_IMPORT = ("trio", "trio_websocket", "socket")
 ENTRY_POINT = "chainreaction.__main__"
 SDK = "chainreaction.client"
-SDK_MODULES = (SDK, "chainreaction.client_connection")
+SDK_MODULES = (SDK, "chainreaction.client_connection", "chainreaction.client_websocket")
 PROXY_CORES = ("remote_proxy.core", "remote_proxy.log", "remote_proxy.shipper",
                "remote_proxy.receiver", "remote_proxy.stability")
 

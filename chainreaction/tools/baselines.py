@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                                 description="raw baseline servers for chainreaction bench "
                                 "(127.0.0.1 only); print 'READY 127.0.0.1:PORT' once listening")
     sub = p.add_subparsers(dest="kind", required=True)
-    echo = sub.add_parser("echo", help="WebSocket + CBOR echo (trio-websocket, cbor2)")
+    echo = sub.add_parser("echo", help="WebSocket + CBOR echo (wsproto, cbor2)")
     relay = sub.add_parser("relay", help="one hop of a TCP relay of length-prefixed frames")
     relay.add_argument("--next", metavar="127.0.0.1:PORT",
                        help="next hop; without it this hop sends every frame back")

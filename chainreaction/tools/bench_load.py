@@ -28,11 +28,11 @@ import time
 
 import cbor2
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from .. import codec
 from .. import messages as m
 from ..client import ChainReactionError, Session, connect
+from ..client_websocket import ClientWebSocket, WebSocketClosed
 from ..latency import LatencyRecorder
 from . import baselines
 
@@ -165,17 +165,16 @@ class Load:
                 self.failovers += getattr(session, "failovers", 0)
                 await session.aclose()
         elif self.kind == "echo":
-            entered = False
+            # The SDK's own plain ws:// client: the baseline pays what a session pays.
             try:
-                async with open_websocket_url(target, connect_timeout=CONNECT_TIMEOUT_S,
-                                              disconnect_timeout=2,
-                                              max_message_size=baselines.MAX_MESSAGE_BYTES) as ws:
-                    entered = True
-                    yield ws
-            except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError) as exc:
-                if entered:
-                    raise
+                with trio.fail_after(CONNECT_TIMEOUT_S):
+                    ws = await ClientWebSocket.connect(target, baselines.MAX_MESSAGE_BYTES)
+            except (OSError, WebSocketClosed, trio.TooSlowError) as exc:
                 raise BenchError(f"echo baseline at {target}: {exc!r}") from None
+            try:
+                yield ws
+            finally:
+                ws.close()
         else:
             host, port = baselines.parse_local_addr(target)
             try:
@@ -240,7 +239,7 @@ class Load:
                 await ws.send_message(codec.encode_client_request(
                     m.ClientRequest(op="get", id=n, key=key)))
                 reply = cbor2.loads(await ws.get_message())
-            except ConnectionClosed as exc:
+            except WebSocketClosed as exc:
                 self._error("echo", "closed", f"connection closed: {exc}")
                 return
             if not isinstance(reply, dict) or reply.get("id") != n:

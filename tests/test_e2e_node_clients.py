@@ -9,18 +9,23 @@ writes back.
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
+import trio
 
 from chainreaction.client import connect
 
 from .e2e_helpers import assert_dc_serves, running_cluster
+from .test_e2e_metrics import samples, scrape
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_nodes_serve_reads_from_their_own_store_and_clients_fail_over(tmp_path):
     async with running_cluster(tmp_path, nodes=3, replication=3, frontends=0,
-                               node_clients=True) as cluster:
+                               node_clients=True, metrics=True) as cluster:
         urls = {name: cluster.processes[name].url for name in cluster.nodes}
         assert sorted(cluster.urls) == sorted(urls.values())
         async with await connect(urls["n1"]) as writer:
@@ -30,5 +35,12 @@ async def test_nodes_serve_reads_from_their_own_store_and_clients_fail_over(tmp_
             served = {(await reader.read(f"shared{i}")).node for i in range(20)}
             assert served == {"n3"}  # in n3's process: no hop
             assert await reader.get("shared7") == b"from n1"
+        # n3's metrics: its frontend's counters, under its own name, beside the node's
+        with open(os.path.join(cluster.data_dir, "cluster.json")) as f:
+            metrics_url = {p["name"]: p["metrics"] for p in json.load(f)["processes"]}["n3"]
+        events = (await trio.to_thread.run_sync(scrape, metrics_url))["chainreaction_events"]
+        (local,) = samples(events, process="n3-fe", role="frontend", event="read_local")
+        assert local.value >= 20
+        assert samples(events, process="n3", role="node", event="msg_Read")
         cluster.kill("n2")
         await assert_dc_serves([urls["n2"], urls["n1"], urls["n3"]], writes=10)

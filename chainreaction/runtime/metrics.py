@@ -56,6 +56,8 @@ class ProcessMetrics:
         self.driver = driver
         self.data_path = data_path
         self.status = None  # a manager: () -> its status page's data (status.py)
+        # cores in the same process, exported under their own names (a node's frontend)
+        self.co_hosted: list = []
         if getattr(driver.core, "role", None) == "manager":
             from ..status import status
 
@@ -83,20 +85,13 @@ class ProcessMetrics:
             "chainreaction_events", "What the process counts (its core's and transport's "
             "counters: messages handled, puts applied, chain updates, dependency checks, "
             "range copies, WAN bytes, refusals...)", labels=["process", "role", "event"])
-        counted = set()
-        for source in (core.counters, self.driver.transport.counters):
-            for key, value in sorted(source.items()):
-                if type(value) is int and key not in counted:
-                    counted.add(key)
-                    events.add_metric([*who, _name(key)], value)
-        yield events
         state = GaugeMetricFamily(
             "chainreaction_state", "What the process reports now (its stats: ring epoch, "
             "writes not yet stable, dependency waiters, replication lag, old versions "
             "kept, clock offset...)", labels=["process", "role", "name"])
-        for key, value in sorted(core.stats().items()):
-            if key not in counted and type(value) in (int, float):
-                state.add_metric([*who, _name(key)], value)
+        for driver in (self.driver, *self.co_hosted):
+            _add_counts(driver, events, state)
+        yield events
         yield state
         if self.data_path is not None:
             yield self._storage(who)
@@ -120,6 +115,21 @@ class ProcessMetrics:
                                    "data on disk", labels=["process", "role"])
         family.add_metric(who, _dir_bytes(self.data_path))
         return family
+
+
+def _add_counts(driver, events, state) -> None:
+    """One core's counters and stats (and its transport's counters), under its name."""
+    core = driver.core
+    who = [core.name, core.role]
+    counted = set()
+    for source in (core.counters, driver.transport.counters):
+        for key, value in sorted(source.items()):
+            if type(value) is int and key not in counted:
+                counted.add(key)
+                events.add_metric([*who, _name(key)], value)
+    for key, value in sorted(core.stats().items()):
+        if key not in counted and type(value) in (int, float):
+            state.add_metric([*who, _name(key)], value)
 
 
 async def _status(status, path: str, send) -> None:

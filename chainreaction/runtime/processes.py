@@ -96,6 +96,8 @@ async def _serve_clients_here(nursery: trio.Nursery, node: Driver, manager_addr:
     advertised = node.transport.addr.rpartition(":")[0]
     frontend.transport.addr = f"{advertised}:{frontend.transport.addr.rpartition(':')[2]}"
     frontend.metrics = node.metrics  # (one metrics port: the request histogram is shared)
+    if node.metrics is not None:  # (its counters under its own name)
+        node.metrics.co_hosted.append(frontend)
     await serve(nursery, frontend, metrics=False, stop_handler=False)
     await serve_clients(nursery, frontend, clients.ws_listen, clients.ssl_context)
     log.info("node %s serves clients on %s://%s (its frontend %s)", node.core.name,

@@ -402,9 +402,12 @@ class ManagerCore(Core):
         return out
 
     def _removed_error(self, name: str) -> m.Error:
-        return m.Error(0, m.REMOVED, f"{name} was removed from the ring: it deletes what it "
-                       "holds and stops (to join again, start it on an empty --data-dir)",
-                       self.ring.epoch)
+        # ``op`` names the store removed: a removal answered to a heartbeat the old store
+        # sent (read late, e.g. after a pause) may reach a new store under that name,
+        # which must not delete itself (fuzz seed 7800045)
+        return m.Error(self._removed.get(name, 0), m.REMOVED, f"{name} was removed from the "
+                       "ring: it deletes what it holds and stops (to join again, start it on "
+                       "an empty --data-dir)", self.ring.epoch)
 
     # -- membership changes ---------------------------------------------------------------
 

@@ -561,6 +561,9 @@ class NodeCore(NodeReads, NodeSync, NodeLogPositions, Core):
     def _on_error(self, src: str, msg: m.Error, now: float) -> list:
         """From a source refusing our SyncRequest, or from the manager: we were removed."""
         if msg.code == m.REMOVED and src.partition("@")[0] == self.config.manager:
+            if msg.op and msg.op != self.store_id:  # (the store this name had before ours)
+                self.counters["stale_removal_ignored"] += 1
+                return []
             self.released.release_everything()
             return []
         return self.copier.on_refused(src, msg, now, self.epoch)

@@ -632,3 +632,42 @@ def test_a_restarted_manager_refuses_a_duplicate_that_heartbeats_before_the_real
                                       store_id=ord("b")), 10.1)
     assert not [e for e in out if isinstance(e.msg, m.Error)]
     assert mgr.live_elsewhere("b", "sim:b-second", 10.2) == "sim:b"  # (the transport asks)
+
+
+def test_a_removal_read_late_never_reaches_the_new_store_under_that_name():
+    """Fuzz seed 7800045: c is removed; its old store heartbeats on while it deletes what
+    it held, and those heartbeats wait at a paused manager, while c comes back on an empty
+    disk under its name. The manager, resumed, answers them ``removed`` (it is c's old
+    store) after the new store rejoined: the new node took that answer for its own removal
+    and deleted, as it went, what it copied as a learner (a chain member holding nothing),
+    then stopped. The answer names the store removed (``op``); another store ignores it."""
+    from chainreaction.node import NodeConfig, NodeCore
+    from chainreaction.storage import STORE_ID, MemoryStore
+
+    mgr = manager(replication=3)
+    for name in "abc":
+        mgr.handle(name, m.Heartbeat(name, "node", f"sim:{name}", 1, 0, store_id=ord(name)),
+                   0.0)
+    graduate(mgr, {n: "" for n in "abc"}, 0.01)
+    mgr.handle("op", m.MembershipChange(1, "remove", "c"), 0.1)
+    for name in "ab":
+        beat(mgr, name, 0.15)
+    mgr.tick(0.2)
+    assert "c" not in mgr.ring.all_names and mgr.stats()["removed"] == ["c"]
+    # a heartbeat the old store sent before it stopped, read late
+    late = mgr.handle("c", m.Heartbeat("c", "node", "sim:c", 1, 0, store_id=ord("c")), 1.0)
+    [removed] = [e.msg for e in late if isinstance(e.msg, m.Error)]
+    assert removed.code == m.REMOVED and removed.op == ord("c")
+    # ... reaches c back on an empty disk (a new store id): it keeps what it holds
+    fresh = NodeCore("c", MemoryStore(), NodeConfig(), 1.0)
+    assert fresh.store_id != ord("c")
+    assert fresh.handle("manager", removed, 1.0) == []
+    assert not fresh.released.everything and fresh.done_reason is None
+    assert fresh.counters["stale_removal_ignored"] == 1
+    # the store removed itself (restarted on its disk) still deletes everything and stops
+    old_disk = MemoryStore()
+    old_disk.put_meta(STORE_ID, ord("c").to_bytes(8, "big"))
+    old = NodeCore("c", old_disk, NodeConfig(), 1.0)
+    assert old.store_id == ord("c")
+    old.handle("manager", removed, 1.0)
+    assert old.released.everything

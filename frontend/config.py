@@ -20,6 +20,9 @@ class FrontendConfig:
     request_timeout_s: float = 10.0
     node_timeout_s: float = 1.0
     dep_timeout_s: float = 3.0  # > the tail's dependency wait, so checks don't pile up
+    # A put waits this long for the StableNotice of a dependency this frontend wrote
+    # (dependencies.AwaitNotice) before it asks the tail instead.
+    notice_wait_s: float = 0.5
     # A session's floor (and its dependencies' clocks) up to this far ahead of the DC's time
     # is taken as is; above, only once some process of the DC has made or seen a clock that
     # high (the store made it), and refused as not the store's once the manager has

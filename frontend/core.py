@@ -11,8 +11,9 @@ The frontend turns one client request into requests to chain nodes and back.
   ``ReadMiss``; the frontend then walks up the chain towards the head, then down the rest,
   and retries the round after a short pause until the request deadline.
 * **put/delete**: first every dependency in the metadata must be DC-Write-Stable: one
-  ``DepCheck`` per dependency to the tail of its chain (the tail waits, bounded). Then the
-  write goes to the head with the client's request id, so a retry after a timeout, a
+  ``DepCheck`` per dependency to the tail of its chain (the tail waits, bounded), except
+  for a write this frontend sent itself, whose tail's ``StableNotice`` is coming here
+  anyway (stable_notices.py). Then the write goes to the head with the client's request id, so a retry after a timeout, a
   ring change or a frontend failover applies once.
 * **ring**: the frontend follows the manager's ``RingUpdate``s. A node that answers
   ``wrong_epoch`` with a newer epoch makes the frontend ask the manager for the ring;
@@ -76,11 +77,12 @@ from chainreaction.ring_requests import RingRequests
 from chainreaction.versions import DcTime, Version
 
 from .dependencies import (
-    LoggedCheck, NewestVersions, PastCheck, ProxyLiveness, SeenHere, local_deps, logged_checks,
+    AwaitNotice, LoggedCheck, NewestVersions, PastCheck, ProxyLiveness, SeenHere, local_deps, logged_checks,
     past_checks,
 )
 
 from .config import READ_POLICIES, FrontendConfig  # noqa: F401 (importable from here)
+from .stable_notices import StableNoticeWaits
 from .transactions import FrontendTransactions
 
 
@@ -115,7 +117,7 @@ class _Op:
     retry_at: float | None = None  # parked until then (or until a ring arrives)
 
 
-class FrontendCore(FrontendTransactions, Core):
+class FrontendCore(StableNoticeWaits, FrontendTransactions, Core):
     role = "frontend"
 
     def __init__(self, name: str, rng: Random, config: FrontendConfig, now: float,
@@ -139,6 +141,10 @@ class FrontendCore(FrontendTransactions, Core):
         # (key, dc) -> newest version of that DC's writes to key known applied here with its
         # causal past (from the proxy's answers and globally stable reads).
         self._known_applied = NewestVersions(config.max_known_stable)
+        # key -> newest version this frontend wrote whose StableNotice is due here (its
+        # head acked it before it was stable): a put depending on it waits for the notice
+        self._notice_due = NewestVersions(config.max_known_stable)
+        self._notice_waiters: dict[str, set[int]] = {}  # key -> AwaitNotice sub ids
         # key -> newest version of ours known in this DC's shipping log (settles)
         self._known_logged = NewestVersions(config.max_known_stable)
         # (key, version) of other DCs' writes we served from this DC (exact versions)
@@ -213,6 +219,8 @@ class FrontendCore(FrontendTransactions, Core):
                 if (req.op == "attach" or (d.key == req.key and req.op != "settle")
                         or self._is_known_stable(d.key, d.version)):
                     continue
+                if self._notice_due.covers(d.key, d.version):
+                    dep = AwaitNotice(d)
             elif self._is_known_applied(d.key, d.version):
                 continue
             elif (d.key, d.version) in self._seen_here:
@@ -246,6 +254,9 @@ class FrontendCore(FrontendTransactions, Core):
             sub = self._new_id()
             op.deps[sub] = dep
             self._sub[sub] = op_id
+            if isinstance(dep, AwaitNotice):
+                self.counters["dep_awaits_notice"] += 1
+                self._notice_waiters.setdefault(dep.key, set()).add(sub)
         return self._advance_put(op_id, op, now)
 
     # -- timers -----------------------------------------------------------------------------
@@ -291,6 +302,9 @@ class FrontendCore(FrontendTransactions, Core):
                                   }[op.kind])
             elif op.retry_at is not None and now >= op.retry_at:
                 out += self._restart(op_id, op, now)
+            elif (op.target == "deps" and now - op.sent_at >= self.config.notice_wait_s
+                  and any(isinstance(d, AwaitNotice) for d in op.deps.values())):
+                out += self._ask_tails_instead(op)
             elif op.target and now - op.sent_at >= (
                     self.config.dep_timeout_s if op.target == "deps" else self.config.node_timeout_s):
                 self.counters["node_timeout"] += 1
@@ -349,16 +363,14 @@ class FrontendCore(FrontendTransactions, Core):
     def _finish(self, op_id: int, reply: Callable[..., object], **fields) -> list:
         """Answer the client of ``op_id`` with ``reply(client id, **fields)``."""
         op = self._ops.pop(op_id)
-        for sub in op.deps:
-            self._sub.pop(sub, None)
+        self._forget_checks(op)
         if op.conn < 0:
             return []
         return [ToClient(op.conn, reply(op.client_id, **fields))]
 
     def _fail(self, op_id: int, op: _Op, code: str, detail: str) -> list:
         self._ops.pop(op_id)
-        for sub in op.deps:
-            self._sub.pop(sub, None)
+        self._forget_checks(op)
         if op.conn < 0:
             return []
         return [self._client_error(op.conn, op.client_id, code, detail)]
@@ -523,7 +535,8 @@ class FrontendCore(FrontendTransactions, Core):
                                   "needed to check dependencies on other datacenters, a "
                                   "session's past there, or a settle")
             op.target = "deps"
-            return [self._dep_check(sub, dep) for sub, dep in op.deps.items()]
+            return [self._dep_check(sub, dep) for sub, dep in op.deps.items()
+                    if not isinstance(dep, AwaitNotice)]
         if op.kind == "attach":
             return self._finish(op_id, m.AttachReply, dc=self.config.dc,
                                 floor=max(op.floor, self.store_clock_us))
@@ -659,13 +672,10 @@ class FrontendCore(FrontendTransactions, Core):
         if op is None or op.kind != "put" or op.deps or op.key != msg.key:
             self.counters["stale_reply"] += 1
             return []
+        if not msg.stable:
+            self._notice_due.note(msg.key, msg.version)
         return self._finish(msg.op, m.PutReply, version=msg.version,
                             chain_index=msg.chain_index, stable=msg.stable, dc=self.config.dc)
-
-    def _on_stable_notice(self, src: str, msg: m.StableNotice, now: float) -> list:
-        self._note_stable(msg.key, msg.version)
-        self._logged_clock = max(self._logged_clock, msg.logged_at)
-        return []
 
     # -- errors -----------------------------------------------------------------------------
 

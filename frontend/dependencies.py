@@ -75,6 +75,26 @@ class SeenHere:
 
 
 @attrs.frozen
+class AwaitNotice:
+    """A dependency on a write of this DC that this frontend sent and its head acked
+    before it was stable: the tail's ``StableNotice`` for it (or a newer version of the
+    key) is on its way here, so the put waits for it instead of asking the tail with a
+    ``DepCheck`` (two messages less per put of a session writing in a row). A notice
+    that does not come within ``notice_wait_s`` (a tail that died, a re-driven write that
+    lost its origin) turns it into a ``DepCheck``."""
+
+    dep: m.Dep
+
+    @property
+    def key(self) -> str:
+        return self.dep.key
+
+    @property
+    def version(self) -> Version:
+        return self.dep.version
+
+
+@attrs.frozen
 class LoggedCheck:
     """A settle's dependency written in this DC: it (or a newer version of its key) must
     be in the shipping log, so the ``past`` the settle answers covers it."""

@@ -182,6 +182,68 @@ def test_a_dependency_the_tail_reported_stable_needs_no_check():
     assert isinstance(check.msg, m.DepCheck) and check.msg.version == Version(10)
 
 
+def write_unstable(fe, rid=b"first", now=0.0, version=Version(9)):
+    """The session writes DEP_KEY through ``fe``; the head acks before the tail has it."""
+    (write,) = fe.client_request(7, put(key=DEP_KEY, rid=rid), now)
+    (ack,) = fe.handle(write.to, m.PutAck(write.msg.op, DEP_KEY, version, 1, False), now)
+    assert ack.reply.to_wire()["stable"] is False
+
+
+def test_a_put_after_the_sessions_own_unstable_write_waits_for_the_tails_notice():
+    """No DepCheck for a write this frontend sent: the tail's StableNotice is on its way
+    here anyway. The put goes to the head once it comes, with a floor past its clock."""
+    fe = frontend()
+    write_unstable(fe)
+    dep = m.Dep(DEP_KEY, Version(9), 1)
+    assert fe.client_request(7, put(deps=(dep,), id=2, rid=b"second"), 0.1) == []
+    assert fe.tick(0.2) == []  # (no resend meanwhile)
+    # a notice of another key, or of an older version, does not release it
+    assert fe.handle("c", m.StableNotice(KEY, Version(12), b"x", clock=50), 0.25) == []
+    assert fe.handle("b", m.StableNotice(DEP_KEY, Version(8), b"x", clock=60), 0.26) == []
+    (write,) = fe.handle("b", m.StableNotice(DEP_KEY, Version(9), b"first", clock=70), 0.3)
+    assert write.to == "a" and isinstance(write.msg, m.Put) and write.msg.rid == b"second"
+    assert write.msg.floor >= 70
+    assert fe.counters["dep_awaits_notice"] == 1 and fe.counters["dep_notice_late"] == 0
+
+
+def test_a_notice_that_does_not_come_is_replaced_by_a_dependency_check():
+    """The tail died, or the write was re-driven without its origin: after
+    ``notice_wait_s`` the put asks the tail, as it would have at once."""
+    fe = frontend(notice_wait_s=0.5)
+    write_unstable(fe)
+    dep = m.Dep(DEP_KEY, Version(9), 1)
+    assert fe.client_request(7, put(deps=(dep,), id=2, rid=b"second"), 0.1) == []
+    assert fe.tick(0.5) == []
+    (check,) = fe.tick(0.65)
+    assert check.to == "b" and isinstance(check.msg, m.DepCheck)
+    assert check.msg.version == Version(9)
+    assert fe.tick(0.7) == []  # (asked once)
+    (write,) = fe.handle("b", m.DepReply(check.msg.op, DEP_KEY, True, 80), 0.8)
+    assert isinstance(write.msg, m.Put) and write.msg.floor >= 80
+    # the notice arriving late now changes nothing
+    assert fe.handle("b", m.StableNotice(DEP_KEY, Version(9), b"first"), 0.9) == []
+    assert fe.counters["dep_notice_late"] == 1
+
+
+def test_a_put_that_fails_while_waiting_for_a_notice_leaves_nothing_waiting():
+    fe = frontend(request_timeout_s=1.0, notice_wait_s=5.0)
+    write_unstable(fe)
+    assert fe.client_request(7, put(deps=(m.Dep(DEP_KEY, Version(9), 1),), id=2,
+                                    rid=b"second"), 0.1) == []
+    (failed,) = fe.tick(1.2)
+    assert failed.reply.to_wire()["error"] == m.DEPENDENCY_TIMEOUT
+    assert fe._notice_waiters == {} and fe.in_flight == 0
+    assert fe.handle("b", m.StableNotice(DEP_KEY, Version(9), b"first"), 1.3) == []
+
+
+def test_a_dependency_another_frontend_wrote_is_checked_at_the_tail_at_once():
+    fe = frontend()
+    write_unstable(fe, version=Version(9))
+    (check,) = fe.client_request(7, put(deps=(m.Dep(DEP_KEY, Version(11), 1),), id=2,
+                                        rid=b"second"), 0.1)
+    assert check.to == "b" and isinstance(check.msg, m.DepCheck)
+
+
 def test_late_replies_from_a_previous_incarnation_are_ignored():
     old = FrontendCore("fe", random.Random(1), FrontendConfig(), 100.0)
     old.handle("manager", m.RingUpdate(RING, None), 100.0)

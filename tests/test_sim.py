@@ -458,8 +458,11 @@ def test_the_fuzzer_finds_the_moved_reader_bug_when_its_fix_is_reverted(monkeypa
     assert failures, "the staged-partition cases should find the reverted bug"
     (found,) = failures
     assert found.case.partial and found.anomalies, found.anomalies
+    # The reverted rule lets a concurrent version stand for part of the session's past:
+    # a read then misses the session's own write (read-your-writes) or returns a version
+    # older than one in its past (monotonic writes), depending on the case's timing.
     guarantees = {anomaly.guarantee for anomaly in run_case(found.case).report.anomalies}
-    assert "read-your-writes" in guarantees, guarantees
+    assert guarantees & {"read-your-writes", "monotonic writes"}, guarantees
 
 
 def test_fuzz_cases_say_when_r_nodes_of_one_dc_are_down_at_once():

@@ -131,6 +131,9 @@ class ManagerCore(Core):
         self._left_out: frozenset = frozenset()
         self._leaving: dict[str, float] = {}  # nodes being drained -> since when
         self._removed: dict[str, int] = {}  # nodes removed -> the store id they had
+        # removed nodes back under their name on a new store -> the old store's id: its
+        # heartbeats read after the new one's (another connection) are still refused
+        self._retired: dict[str, int] = {}
         self._just_removed: list[str] = []  # told with the next ring (``_publish_if_dirty``)
         self._learners: set[str] = set()  # joined, holding nothing yet (ring.py)
         self._handlers = {m.Heartbeat: self._on_heartbeat, m.GetRing: self._on_get_ring,
@@ -266,6 +269,10 @@ class ManagerCore(Core):
                 0, m.DUPLICATE_NAME, f"another {msg.role} named {msg.name} is live at "
                 f"{live_at}: stop this one ({msg.addr}) or give it another --name",
                 self.ring.epoch))]
+        if (msg.role == "node" and msg.store_id
+                and self._retired.get(msg.name) == msg.store_id):
+            self.counters["removed_node_refused"] += 1  # (the new store ignores this one)
+            return [Send(msg.name, self._removed_error(msg.name, msg.store_id))]
         if msg.role == "node" and msg.name in self._removed:
             if msg.store_id in (0, self._removed[msg.name]):
                 self.counters["removed_node_refused"] += 1
@@ -273,7 +280,8 @@ class ManagerCore(Core):
                 if msg.epoch < self.ring.epoch:  # (its orphans go to the heads first)
                     out.append(Send(msg.name, self.ring_update()))
                 return out
-            del self._removed[msg.name]  # (an empty store: it joins as a new node)
+            # (an empty store: it joins as a new node)
+            self._retired[msg.name] = self._removed.pop(msg.name)
             self.counters["removed_node_rejoined"] += 1
             self._save()
         peer = self._peers.get(msg.name)
@@ -401,11 +409,13 @@ class ManagerCore(Core):
         self._just_removed.clear()
         return out
 
-    def _removed_error(self, name: str) -> m.Error:
+    def _removed_error(self, name: str, store_id: int | None = None) -> m.Error:
         # ``op`` names the store removed: a removal answered to a heartbeat the old store
         # sent (read late, e.g. after a pause) may reach a new store under that name,
         # which must not delete itself (fuzz seed 7800045)
-        return m.Error(self._removed.get(name, 0), m.REMOVED, f"{name} was removed from the "
+        if store_id is None:
+            store_id = self._removed.get(name, 0)
+        return m.Error(store_id, m.REMOVED, f"{name} was removed from the "
                        "ring: it deletes what it holds and stops (to join again, start it on "
                        "an empty --data-dir)", self.ring.epoch)
 

@@ -671,3 +671,12 @@ def test_a_removal_read_late_never_reaches_the_new_store_under_that_name():
     assert old.store_id == ord("c")
     old.handle("manager", removed, 1.0)
     assert old.released.everything
+    # the new store rejoins; a heartbeat of the old one read after that (it came on
+    # another connection) is refused too, and does not take c's place in custody
+    mgr.handle("c", m.Heartbeat("c", "node", "sim:c", 1, 0, store_id=fresh.store_id), 1.1)
+    assert mgr.stats()["removed"] == []
+    epoch = mgr.ring.epoch
+    later = mgr.handle("c", m.Heartbeat("c", "node", "sim:c", 1, 0, store_id=ord("c")), 1.2)
+    assert [(e.msg.code, e.msg.op) for e in later if isinstance(e.msg, m.Error)] == [
+        (m.REMOVED, ord("c"))]
+    assert mgr._store_ids["c"] == fresh.store_id and mgr.ring.epoch == epoch

@@ -14,7 +14,10 @@ and the chains close around it. Which one:
 * sticky: a node left out stays out while any link of its is reported broken, and for
   ``hold_s`` after the last report, so a flapping link does not flap the ring.
 
-Links to nodes the manager does not hear are ignored: silence is handled as before.
+Links to nodes the manager does not hear are ignored: silence is handled as before. A link
+counts as broken only for the time both its ends have been live: a node back after a
+crash is reported unreachable by its peers until they have its lease on the new ring, and
+those reports, made while it was down, must not leave it out the moment it returns.
 """
 
 from __future__ import annotations
@@ -43,10 +46,12 @@ class BrokenLinks:
             links = {frozenset((a, b)) for a, bs in self._reported.items() for b in bs}
             self._since = {link: at for link, at in self._since.items() if link in links}
 
-    def left_out(self, live: set, now: float) -> frozenset:
-        """The nodes to mark down for broken links among the ``live`` ones."""
-        broken = [link for link, at in self._since.items()
-                  if now - at >= self.timeout_s and link <= live]
+    def left_out(self, live, now: float, live_since=None) -> frozenset:
+        """The nodes to mark down for broken links among the ``live`` ones (``live_since``:
+        node -> since when the manager hears it, after a silence or a restart)."""
+        since = live_since or {}
+        broken = [link for link, at in self._since.items() if link <= live and now - max(
+                  at, *(since.get(name, at) for name in link)) >= self.timeout_s]
         for link in broken:
             for name in link & self._left_out.keys():
                 self._left_out[name] = now

@@ -102,6 +102,7 @@ class _Peer:
     offset_us: int | None = None  # its clock minus ours, at its last heartbeat
     placement: tuple = ("", "", 1)  # a node's (host, zone, weight)
     report: dict = attrs.Factory(dict)  # its last heartbeat's keys, unstable, visibility
+    since: float = 0.0  # heard without a break (silence, restart) since then
 
 
 class ManagerCore(Core):
@@ -223,8 +224,8 @@ class ManagerCore(Core):
             return []
         self._finish_removals()
         self._graduate()
-        live = {name for name, p in self._peers.items() if p.role == "node"}
-        left_out = self._links.left_out(live, now)
+        live = {name: p.since for name, p in self._peers.items() if p.role == "node"}
+        left_out = self._links.left_out(set(live), now, live)
         if left_out != self._left_out:
             self.counters["left_out_for_links_changed"] += 1
             self._left_out, self._dirty = left_out, True
@@ -289,7 +290,7 @@ class ManagerCore(Core):
         if (peer is None or peer.addr != msg.addr or peer.role != msg.role
                 or peer.placement != placement):
             self._peers[msg.name] = _Peer(msg.role, msg.addr, msg.incarnation, now,
-                                          placement=placement)
+                                          placement=placement, since=now)
             self.counters[f"{msg.role}_joined"] += 1
             if (msg.role == "node" and msg.name not in self.ring.all_names
                     and self.ring.serving):
@@ -301,6 +302,7 @@ class ManagerCore(Core):
             if peer.incarnation != msg.incarnation:
                 self.counters[f"{msg.role}_restarted"] += 1
                 peer.incarnation = msg.incarnation
+                peer.since = now  # (its peers need its lease again: links.py)
             peer.last_seen = now
         if msg.sent_at_us:
             peer.offset_us = msg.sent_at_us - int(now * 1_000_000)

@@ -89,6 +89,46 @@ def test_the_manager_marks_one_end_of_a_broken_link_down_and_takes_it_back_once_
     assert not mgr.ring.down
 
 
+def test_a_node_back_after_a_silence_is_not_left_out_for_what_its_peers_said_meanwhile():
+    """Its peers report it unreachable while it is down, and until they hold its lease on
+    the ring that takes it back: that is not a broken link, or it would be left out the
+    moment it returns (test_protocol_review's joiner regression hit it)."""
+    links = BrokenLinks(TIMEOUT, HOLD)
+    links.report("a", ("b",), 0.0)  # b crashed: a hears no lease from it
+    assert links.left_out(LIVE - {"b"}, 1.5) == frozenset()  # silence, not a link
+    since = {name: 0.0 for name in LIVE} | {"b": 2.0}  # b heartbeats again from 2.0
+    assert links.left_out(LIVE, 2.5, since) == frozenset()  # its peers need its lease first
+    assert links.left_out(LIVE, 3.0, since) == {"b"}  # unreachable a timeout on: broken
+
+
+def test_the_manager_counts_a_link_of_a_restarted_node_from_its_return():
+    mgr = ManagerCore(ManagerConfig(replication=3, vnodes=4, failure_timeout_s=TIMEOUT), 0.0)
+
+    def beat(names, now, a_misses_c=False, incarnation=1):
+        for name in names:
+            unreachable = ("c",) if name == "a" and a_misses_c else ()
+            mgr.handle(name, m.Heartbeat(name, "node", f"sim:{name}",
+                                         incarnation if name == "c" else 1, mgr.ring.epoch,
+                                         unreachable=unreachable), now)
+        mgr.tick(now)
+
+    t = 0.0
+    while t < 1.0:
+        beat("abc", t)
+        t += 0.2
+    while t < 2.0:  # c crashed: silent; a stops hearing it (long enough to be broken)
+        beat("ab", t, a_misses_c=True)
+        t += 0.2
+    while t < 2.0 + 0.8 * TIMEOUT:  # c is back (a new process); a still misses it
+        beat("abc", t, a_misses_c=True, incarnation=2)
+        t += 0.1
+        assert not mgr.ring.down, t  # not left out for reports made while it was down
+    while t < 3.0 + TIMEOUT:  # a never hears it: then the link is broken after all
+        beat("abc", t, a_misses_c=True, incarnation=2)
+        t += 0.1
+    assert mgr.ring.down == {"c"}
+
+
 def test_a_dc_with_a_broken_link_between_two_nodes_serves_again_after_the_timeout():
     """The must-show of issue 15, in the simulator: both nodes keep heartbeating the
     manager, so before link repair the chains holding both waited for the link as long as

@@ -19,10 +19,11 @@ CLOSED_ERRORS = (ConnectionClosed, WebSocketClosed, OSError)
 
 class Connection:
     """One WebSocket connection. A ``wss://`` one keeps its trio-websocket context (and
-    its nursery) in a system task of its own. Opening and closing then never enter or exit a nursery inside
-    the caller's cancel scopes, so callers may wrap any session call in their own timeouts,
-    and a timed-out request cannot leave half-exited scopes behind (which corrupts trio's
-    scope stack and hangs every later call)."""
+    its nursery) in a system task of its own. Opening and closing then never enter or
+    exit a nursery inside the caller's cancel scopes, so callers may wrap any session call
+    in their own timeouts, and a timed-out request cannot leave half-exited scopes behind
+    (which corrupts trio's scope stack and hangs every later call). A ``ws://`` one
+    (client_websocket.py) has no task of its own."""
 
     def __init__(self, url: str, timeout_s: float, max_message_size: int,
                  ssl_context: ssl.SSLContext | None = None) -> None:

@@ -13,8 +13,8 @@ The frontend turns one client request into requests to chain nodes and back.
 * **put/delete**: first every dependency in the metadata must be DC-Write-Stable: one
   ``DepCheck`` per dependency to the tail of its chain (the tail waits, bounded), except
   for a write this frontend sent itself, whose tail's ``StableNotice`` is coming here
-  anyway (stable_notices.py). Then the write goes to the head with the client's request id, so a retry after a timeout, a
-  ring change or a frontend failover applies once.
+  anyway (stable_notices.py). Then the write goes to the head with the client's request
+  id, so a retry after a timeout, a ring change or a frontend failover applies once.
 * **ring**: the frontend follows the manager's ``RingUpdate``s. A node that answers
   ``wrong_epoch`` with a newer epoch makes the frontend ask the manager for the ring;
   requests waiting for it are parked and resumed when it arrives.
@@ -77,8 +77,8 @@ from chainreaction.ring_requests import RingRequests
 from chainreaction.versions import DcTime, Version
 
 from .dependencies import (
-    AwaitNotice, LoggedCheck, NewestVersions, PastCheck, ProxyLiveness, SeenHere, local_deps, logged_checks,
-    past_checks,
+    AwaitNotice, LoggedCheck, NewestVersions, PastCheck, ProxyLiveness, SeenHere, local_deps,
+    logged_checks, past_checks,
 )
 
 from .config import READ_POLICIES, FrontendConfig  # noqa: F401 (importable from here)

@@ -304,7 +304,7 @@ class FrontendCore(StableNoticeWaits, FrontendTransactions, Core):
                 out += self._restart(op_id, op, now)
             elif (op.target == "deps" and now - op.sent_at >= self.config.notice_wait_s
                   and any(isinstance(d, AwaitNotice) for d in op.deps.values())):
-                out += self._ask_tails_instead(op)
+                out += self._ask_tails_instead(op_id, op, now)
             elif op.target and now - op.sent_at >= (
                     self.config.dep_timeout_s if op.target == "deps" else self.config.node_timeout_s):
                 self.counters["node_timeout"] += 1

@@ -25,16 +25,15 @@ class StableNoticeWaits:
             if not waiting:
                 del self._notice_waiters[key]
 
-    def _ask_tails_instead(self, op) -> list:
-        """The StableNotices ``op`` waits for did not come in time: ask the tails."""
-        out = []
+    def _ask_tails_instead(self, op_id: int, op, now: float) -> list:
+        """The StableNotices ``op`` waits for did not come in time: ask the tails, as a put
+        restarts (no ring that serves: it waits for one; fuzz seed 7820996)."""
         for sub, dep in list(op.deps.items()):
             if isinstance(dep, AwaitNotice):
                 self.counters["dep_notice_late"] += 1
                 self._stop_waiting(dep.key, sub)
                 op.deps[sub] = dep.dep
-                out.append(self._dep_check(sub, op.deps[sub]))
-        return out
+        return self._restart(op_id, op, now)
 
     def _on_stable_notice(self, src: str, msg: m.StableNotice, now: float) -> list:
         self._note_stable(msg.key, msg.version)

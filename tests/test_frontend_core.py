@@ -225,6 +225,22 @@ def test_a_notice_that_does_not_come_is_replaced_by_a_dependency_check():
     assert fe.counters["dep_notice_late"] == 1
 
 
+def test_a_late_notice_with_every_node_down_waits_for_a_ring_that_serves():
+    """Fuzz seed 7820996: the whole DC down when the wait ran out; the check then has no
+    tail to go to. It waits for a ring, as a put does, and asks the tail on it."""
+    fe = frontend(notice_wait_s=0.5)
+    write_unstable(fe)
+    assert fe.client_request(7, put(deps=(m.Dep(DEP_KEY, Version(9), 1),), id=2,
+                                    rid=b"second"), 0.1) == []
+    all_down = Ring(2, [("a", "x"), ("b", "x"), ("c", "x")], 3, 8, down=("a", "b", "c"))
+    fe.handle("manager", m.RingUpdate(all_down, RING), 0.2)
+    out = fe.tick(0.65)
+    assert [(e.to, type(e.msg)) for e in out] == [("manager", m.GetRing)]
+    back = Ring(3, [("a", "x"), ("b", "x"), ("c", "x")], 3, 8)
+    (check,) = fe.handle("manager", m.RingUpdate(back, all_down), 0.9)
+    assert check.to == "b" and isinstance(check.msg, m.DepCheck) and check.msg.epoch == 3
+
+
 def test_a_put_that_fails_while_waiting_for_a_notice_leaves_nothing_waiting():
     fe = frontend(request_timeout_s=1.0, notice_wait_s=5.0)
     write_unstable(fe)

@@ -16,8 +16,9 @@ import pytest
 import trio
 
 from chainreaction.client import connect
+from chainreaction.runtime.probe import process_stats
 
-from .e2e_helpers import assert_dc_serves, running_cluster
+from .e2e_helpers import assert_dc_serves, running_cluster, wait_serving
 from .test_e2e_metrics import samples, scrape
 
 pytestmark = pytest.mark.e2e
@@ -44,3 +45,17 @@ async def test_nodes_serve_reads_from_their_own_store_and_clients_fail_over(tmp_
         assert samples(events, process="n3", role="node", event="msg_Read")
         cluster.kill("n2")
         await assert_dc_serves([urls["n2"], urls["n1"], urls["n3"]], writes=10)
+        # back on its disk, its frontend takes its internal address again: the manager
+        # takes it back at once, not as a second process under a live name
+        manager = next(p for p in cluster.processes.values() if p.role == "manager")
+        port_file = os.path.join(cluster.data_dir, "n2.fe-port")
+        with open(port_file) as f:
+            before = f.read()
+        cluster.restart("n2")
+        await wait_serving(cluster, "n2")
+        async with await connect(urls["n2"], connect_timeout_s=10) as back:
+            await back.put("after-restart", b"v")
+            assert await back.get("after-restart") == b"v"
+        with open(port_file) as f:
+            assert f.read() == before
+        assert (await process_stats(manager.addr)).get("duplicate_name_refused", 0) == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 
 from typing import TYPE_CHECKING
@@ -88,11 +89,15 @@ async def _serve_clients_here(nursery: trio.Nursery, node: Driver, manager_addr:
     from frontend.server import build_frontend, serve_clients
 
     host = node.transport.listen_addr.rpartition(":")[0]
-    frontend = build_frontend(co_hosted_frontend_name(node.core.name), f"{host}:0",
+    port_file = node.data_path + ".fe-port" if node.data_path else None
+    frontend = build_frontend(co_hosted_frontend_name(node.core.name),
+                              f"{host}:{_remembered_port(host, port_file)}",
                               manager_addr, clients.config, proxy_addr=proxy_addr)
     frontend.transport.co_host(node.transport)
     frontend.transport.learn(node.core.name, node.transport.addr)
     await nursery.start(frontend.transport.serve)
+    if port_file is not None:
+        _remember_port(port_file, frontend.transport.addr.rpartition(":")[2])
     advertised = node.transport.addr.rpartition(":")[0]
     frontend.transport.addr = f"{advertised}:{frontend.transport.addr.rpartition(':')[2]}"
     frontend.metrics = node.metrics  # (one metrics port: the request histogram is shared)
@@ -102,6 +107,29 @@ async def _serve_clients_here(nursery: trio.Nursery, node: Driver, manager_addr:
     await serve_clients(nursery, frontend, clients.ws_listen, clients.ssl_context)
     log.info("node %s serves clients on %s://%s (its frontend %s)", node.core.name,
              "wss" if clients.ssl_context else "ws", clients.ws_listen, frontend.core.name)
+
+
+def _remembered_port(host: str, path: str | None) -> int:
+    """The internal port the node's frontend had before a restart, if it is free: at the
+    same address the manager takes it back at once (at a new one it refuses the name as
+    a second process's until the old address has been silent for the failure timeout)."""
+    try:
+        with open(path or "") as f:
+            port = int(f.read().strip())
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+        return port
+    except (OSError, ValueError):
+        return 0  # (none yet, or taken: any free port)
+
+
+def _remember_port(path: str, port: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(port + "\n")
+    except OSError as exc:
+        log.warning("could not record the frontend's port in %s: %s", path, exc)
 
 
 async def run_manager(listen: str, config: ManagerConfig, data_dir: str | None = None,

@@ -12,6 +12,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from chainreaction.client import ChainReactionError, InvalidRequest, Session, connect
+from chainreaction.runtime.probe import process_stats
 from tests.e2e_helpers import chain_of, intact, running_cluster, shared_cluster, wait_serving
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +86,14 @@ async def test_kill_dash_nine_any_chain_position_loses_no_acknowledged_write(tmp
         assert stats["serving"]
 
         # Every acknowledged put is still readable: a fresh session after kill -9 of a
-        # *different* node too (so the rejoined victim must really hold its chains).
+        # *different* node too (so the rejoined victim must really hold its chains). With
+        # k = 1 a put is acknowledged by its head alone: the last ones must have reached
+        # their tails first, or killing their head hides them until it is back (by
+        # design, docs/protocol.md "k = 1"; seen once under load in the full suite).
+        with trio.fail_after(15):
+            while [n for n in cluster.nodes
+                   if (await process_stats(cluster.processes[n].addr))["unstable"]]:
+                await trio.sleep(0.05)  # sleep-ok: the chains finish what was in flight
         other = next(n for n in cluster.nodes if n != victim)
         cluster.kill(other, signal.SIGKILL)
         async with await connect(urls, timeout_s=30) as reader:

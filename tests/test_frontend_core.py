@@ -185,8 +185,7 @@ def test_a_dependency_the_tail_reported_stable_needs_no_check():
 def write_unstable(fe, rid=b"first", now=0.0, version=Version(9)):
     """The session writes DEP_KEY through ``fe``; the head acks before the tail has it."""
     (write,) = fe.client_request(7, put(key=DEP_KEY, rid=rid), now)
-    (ack,) = fe.handle(write.to, m.PutAck(write.msg.op, DEP_KEY, version, 1, False), now)
-    assert ack.reply.to_wire()["stable"] is False
+    fe.handle(write.to, m.PutAck(write.msg.op, DEP_KEY, version, 1, False), now)
 
 
 def test_a_put_after_the_sessions_own_unstable_write_waits_for_the_tails_notice():
